@@ -1,0 +1,38 @@
+//! Trellis storage: a revisioned, watchable object store with Kubernetes semantics on Postgres
+//! shards and on embedded SQLite.
+//!
+//! This crate owns keys, revisions, consistent paged lists, ordered watch, compaction and shards.
+//! It knows nothing of HTTP and no Kubernetes semantics beyond keys: values are opaque JSON
+//! objects, and the server maps [`StorageError`] to API status codes.
+//!
+//! - A shard ([`Store`]) has one revision sequence: a decimal `u64`, strictly increasing in commit
+//!   order, with no gaps a watcher could fall into. Writes are group-committed
+//!   ([`group_commit`]), decided in memory ([`write_plan`]) under the shard's write lock.
+//! - Every change is logged in the same transaction as the object; the log serves watches
+//!   ([`watch`]) and snapshot reads of paged lists ([`continue_token`]), and is compacted to a
+//!   retention window ([`CompactionPolicy`]).
+//! - [`Shards`] opens several independent shards by name.
+
+mod backend;
+pub mod continue_token;
+mod error;
+pub mod group_commit;
+mod key;
+mod object;
+mod postgres;
+mod shards;
+mod sql;
+mod sqlite;
+mod store;
+pub mod watch;
+pub mod write_plan;
+
+pub use backend::Revisions;
+pub use continue_token::ContinueToken;
+pub use error::{Result, StorageError};
+pub use key::{ListPosition, ListScope, ObjectKey};
+pub use object::{Event, EventType, StoredObject};
+pub use shards::{ShardSpec, Shards};
+pub use store::{CompactionPolicy, ListRequest, ListResult, ReadRevision, Store, StoreOptions};
+pub use watch::WatchStream;
+pub use write_plan::{Preconditions, WriteOp};

@@ -1,0 +1,543 @@
+//! The Postgres backend: production shards.
+//!
+//! Writes: one transaction per group-commit batch. It locks the shard's revision row
+//! (`trellis_meta`), reads the current rows of the batch's keys, decides every operation in
+//! memory ([`crate::write_plan`]), then writes objects and events with array parameters in a
+//! few statements and commits once. Reads run in `REPEATABLE READ` snapshots, pipelined on one
+//! connection.
+
+mod listen;
+mod schema;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+use crate::backend::{Backend, EventsPage, Page, PageQuery, Revisions, Snapshot, WakeHint};
+use crate::error::{Result, StorageError};
+use crate::key::{ListScope, ObjectKey};
+use crate::object::{Event, EventType, StoredObject};
+use crate::sql::{self, Param, Placeholder};
+use crate::write_plan::{plan, WriteOp, WritePlan};
+
+/// Rows removed per compaction statement: small enough never to hold locks for long.
+const COMPACTION_BATCH: i64 = 5000;
+
+pub(crate) struct PostgresBackend {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl PostgresBackend {
+    pub(crate) async fn open(url: &str, max_connections: usize) -> Result<Self> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StorageError::Internal(format!("invalid Postgres URL: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(2))
+            .build()
+            .map_err(|e| StorageError::Internal(format!("connection pool: {e}")))?;
+        let mut client = pool.get().await?;
+        schema::migrate(&mut client).await?;
+        Ok(Self { pool, config })
+    }
+
+    async fn client(&self) -> Result<Object> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    v as i64
+}
+
+fn to_u64(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+fn params(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| match p {
+            Param::Text(s) => s as &(dyn ToSql + Sync),
+            Param::Int(i) => i as &(dyn ToSql + Sync),
+        })
+        .collect()
+}
+
+/// Decodes a row laid out as [`sql::OBJECT_COLUMNS`].
+fn object_from_row(row: &Row) -> StoredObject {
+    StoredObject {
+        key: ObjectKey {
+            resource: row.get(0),
+            cluster: row.get(1),
+            namespace: row.get(2),
+            name: row.get(3),
+        },
+        uid: row.get(4),
+        create_revision: to_u64(row.get(5)),
+        revision: to_u64(row.get(6)),
+        value: Bytes::from(row.get::<_, Vec<u8>>(7)),
+    }
+}
+
+/// Decodes a row laid out as [`sql::EVENT_COLUMNS`].
+fn event_from_row(row: &Row) -> Result<Event> {
+    let revision = to_u64(row.get(0));
+    let kind = EventType::from_code(row.get::<_, i16>(1) as i64)?;
+    let key = ObjectKey {
+        resource: row.get(2),
+        cluster: row.get(3),
+        namespace: row.get(4),
+        name: row.get(5),
+    };
+    let uid: String = row.get(6);
+    let create_revision = to_u64(row.get(7));
+    let value: Option<Vec<u8>> = row.get(8);
+    let prev_rev: Option<i64> = row.get(9);
+    let prev_value: Option<Vec<u8>> = row.get(10);
+    crate::object::assemble_event(
+        revision,
+        kind,
+        key,
+        uid,
+        create_revision,
+        value.map(Bytes::from),
+        prev_rev.map(to_u64),
+        prev_value.map(Bytes::from),
+    )
+}
+
+/// Keeps one connection from being returned to the pool inside an open transaction.
+async fn rollback(client: &Object) {
+    if let Err(err) = client.batch_execute("ROLLBACK").await {
+        tracing::debug!(error = %err, "rollback failed; the connection will be discarded");
+    }
+}
+
+#[async_trait]
+impl Backend for PostgresBackend {
+    async fn revisions(&self) -> Result<Revisions> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT m.revision, c.compacted FROM trellis_meta m, trellis_compaction c",
+            )
+            .await?;
+        let row = client.query_one(&stmt, &[]).await?;
+        Ok(Revisions {
+            current: to_u64(row.get(0)),
+            compacted: to_u64(row.get(1)),
+        })
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {} FROM trellis_objects \
+                 WHERE resource = $1 AND cluster = $2 AND namespace = $3 AND name = $4",
+                sql::OBJECT_COLUMNS
+            ))
+            .await?;
+        let row = client
+            .query_opt(
+                &stmt,
+                &[&key.resource, &key.cluster, &key.namespace, &key.name],
+            )
+            .await?;
+        Ok(row.as_ref().map(object_from_row))
+    }
+
+    async fn list_page(&self, query: &PageQuery) -> Result<Page> {
+        let client = self.client().await?;
+        let result = list_in_snapshot(&client, query).await;
+        if result.is_err() {
+            rollback(&client).await;
+        }
+        result
+    }
+
+    async fn commit(&self, ops: &[WriteOp]) -> Result<WritePlan> {
+        let client = self.client().await?;
+        let decided = lock_and_plan(&client, ops).await;
+        let plan = match decided {
+            Ok(plan) if plan.events.is_empty() => {
+                rollback(&client).await;
+                return Ok(plan);
+            }
+            Ok(plan) => plan,
+            Err(err) => {
+                rollback(&client).await;
+                return Err(err);
+            }
+        };
+        if let Err(err) = write_plan(&client, &plan).await {
+            rollback(&client).await;
+            return Err(err);
+        }
+        match client.batch_execute("COMMIT").await {
+            Ok(()) => Ok(plan),
+            Err(err) => {
+                drop(client);
+                self.resolve_commit(plan, err).await
+            }
+        }
+    }
+
+    async fn events_after(
+        &self,
+        after: u64,
+        scope: Option<&ListScope>,
+        limit: usize,
+    ) -> Result<EventsPage> {
+        let client = self.client().await?;
+        let result = events_in_snapshot(&client, after, scope, limit).await;
+        if result.is_err() {
+            rollback(&client).await;
+        }
+        result
+    }
+
+    async fn compact_to(&self, revision: u64) -> Result<u64> {
+        let client = self.client().await?;
+        // Raise the mark first, so nobody reads a range that is about to disappear.
+        client
+            .execute(
+                "UPDATE trellis_compaction SET compacted = GREATEST(compacted, $1)",
+                &[&to_i64(revision)],
+            )
+            .await?;
+        let delete = client
+            .prepare_cached(
+                "DELETE FROM trellis_events WHERE rev IN \
+                 (SELECT rev FROM trellis_events WHERE rev <= $1 ORDER BY rev LIMIT $2)",
+            )
+            .await?;
+        let mut removed = 0;
+        loop {
+            let n = client
+                .execute(&delete, &[&to_i64(revision), &COMPACTION_BATCH])
+                .await?;
+            removed += n;
+            if n < COMPACTION_BATCH as u64 {
+                return Ok(removed);
+            }
+        }
+    }
+
+    fn poll_interval(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn start_wakeups(&self, hint: WakeHint) {
+        listen::spawn(self.config.clone(), hint);
+    }
+}
+
+impl PostgresBackend {
+    /// The connection broke during COMMIT. Taking the shard lock waits for our transaction to
+    /// end one way or the other; then its first event is in the log exactly if it committed.
+    async fn resolve_commit(
+        &self,
+        plan: WritePlan,
+        cause: tokio_postgres::Error,
+    ) -> Result<WritePlan> {
+        let Some(first) = plan.events.first() else {
+            return Ok(plan);
+        };
+        let unknown = || StorageError::UnknownOutcome(cause.to_string());
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.find_committed(first).await {
+                Ok(true) => return Ok(plan),
+                Ok(false) => return Err(StorageError::Unavailable(cause.to_string())),
+                Err(err) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %err, "checking the outcome of an interrupted commit");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(_) => return Err(unknown()),
+            }
+        }
+    }
+
+    async fn find_committed(&self, first: &Event) -> Result<bool> {
+        let client = self.client().await?;
+        client
+            .batch_execute("BEGIN; SELECT revision FROM trellis_meta FOR UPDATE")
+            .await?;
+        let row = client
+            .query_opt(
+                "SELECT resource, cluster, namespace, name, uid FROM trellis_events WHERE rev = $1",
+                &[&to_i64(first.revision())],
+            )
+            .await;
+        rollback(&client).await;
+        let key = &first.object.key;
+        Ok(row?.is_some_and(|row| {
+            row.get::<_, String>(0) == key.resource
+                && row.get::<_, String>(1) == key.cluster
+                && row.get::<_, String>(2) == key.namespace
+                && row.get::<_, String>(3) == key.name
+                && row.get::<_, String>(4) == first.object.uid
+        }))
+    }
+}
+
+async fn lock_and_plan(client: &Object, ops: &[WriteOp]) -> Result<WritePlan> {
+    let mut keys: Vec<&ObjectKey> = ops.iter().map(WriteOp::key).collect();
+    keys.sort();
+    keys.dedup();
+    let resources: Vec<&str> = keys.iter().map(|k| k.resource.as_str()).collect();
+    let clusters: Vec<&str> = keys.iter().map(|k| k.cluster.as_str()).collect();
+    let namespaces: Vec<&str> = keys.iter().map(|k| k.namespace.as_str()).collect();
+    let names: Vec<&str> = keys.iter().map(|k| k.name.as_str()).collect();
+
+    let lock = client
+        .prepare_cached("SELECT revision FROM trellis_meta FOR UPDATE")
+        .await?;
+    let read = client
+        .prepare_cached(&format!(
+            "SELECT {cols} FROM trellis_objects o \
+             JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(resource, cluster, namespace, name) \
+             ON o.resource = k.resource AND o.cluster = k.cluster AND o.namespace = k.namespace AND o.name = k.name",
+            cols = sql::OBJECT_COLUMNS
+                .split(", ")
+                .map(|c| format!("o.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .await?;
+    // Pipelined: BEGIN, lock, read go out together.
+    let read_params: [&(dyn ToSql + Sync); 4] = [&resources, &clusters, &namespaces, &names];
+    let (_, locked, rows) = futures::try_join!(
+        client.batch_execute("BEGIN"),
+        client.query_one(&lock, &[]),
+        client.query(&read, &read_params),
+    )?;
+    let current: HashMap<ObjectKey, StoredObject> = rows
+        .iter()
+        .map(object_from_row)
+        .map(|o| (o.key.clone(), o))
+        .collect();
+    Ok(plan(to_u64(locked.get(0)), current, ops))
+}
+
+async fn write_plan(client: &Object, plan: &WritePlan) -> Result<()> {
+    let upsert = client
+        .prepare_cached(
+            "INSERT INTO trellis_objects (resource, cluster, namespace, name, uid, create_rev, mod_rev, value) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::bytea[]) \
+             ON CONFLICT (resource, cluster, namespace, name) DO UPDATE SET \
+               uid = excluded.uid, create_rev = excluded.create_rev, mod_rev = excluded.mod_rev, value = excluded.value",
+        )
+        .await?;
+    let delete = client
+        .prepare_cached(
+            "DELETE FROM trellis_objects o \
+             USING unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(resource, cluster, namespace, name) \
+             WHERE o.resource = k.resource AND o.cluster = k.cluster AND o.namespace = k.namespace AND o.name = k.name",
+        )
+        .await?;
+    let insert_events = client
+        .prepare_cached(
+            "INSERT INTO trellis_events (rev, kind, resource, cluster, namespace, name, uid, create_rev, value, prev_rev, prev_value) \
+             SELECT * FROM unnest($1::int8[], $2::int2[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::bytea[], $10::int8[], $11::bytea[])",
+        )
+        .await?;
+    let bump = client
+        .prepare_cached("UPDATE trellis_meta SET revision = $1")
+        .await?;
+    let notify = client.prepare_cached("SELECT pg_notify($1, $2)").await?;
+
+    let u = &plan.upserts;
+    let u_resource: Vec<&str> = u.iter().map(|o| o.key.resource.as_str()).collect();
+    let u_cluster: Vec<&str> = u.iter().map(|o| o.key.cluster.as_str()).collect();
+    let u_namespace: Vec<&str> = u.iter().map(|o| o.key.namespace.as_str()).collect();
+    let u_name: Vec<&str> = u.iter().map(|o| o.key.name.as_str()).collect();
+    let u_uid: Vec<&str> = u.iter().map(|o| o.uid.as_str()).collect();
+    let u_create: Vec<i64> = u.iter().map(|o| to_i64(o.create_revision)).collect();
+    let u_mod: Vec<i64> = u.iter().map(|o| to_i64(o.revision)).collect();
+    let u_value: Vec<&[u8]> = u.iter().map(|o| o.value.as_ref()).collect();
+
+    let d = &plan.deletes;
+    let d_resource: Vec<&str> = d.iter().map(|k| k.resource.as_str()).collect();
+    let d_cluster: Vec<&str> = d.iter().map(|k| k.cluster.as_str()).collect();
+    let d_namespace: Vec<&str> = d.iter().map(|k| k.namespace.as_str()).collect();
+    let d_name: Vec<&str> = d.iter().map(|k| k.name.as_str()).collect();
+
+    let e = &plan.events;
+    let e_rev: Vec<i64> = e.iter().map(|e| to_i64(e.revision())).collect();
+    let e_kind: Vec<i16> = e.iter().map(|e| e.kind.code()).collect();
+    let e_resource: Vec<&str> = e.iter().map(|e| e.object.key.resource.as_str()).collect();
+    let e_cluster: Vec<&str> = e.iter().map(|e| e.object.key.cluster.as_str()).collect();
+    let e_namespace: Vec<&str> = e.iter().map(|e| e.object.key.namespace.as_str()).collect();
+    let e_name: Vec<&str> = e.iter().map(|e| e.object.key.name.as_str()).collect();
+    let e_uid: Vec<&str> = e.iter().map(|e| e.object.uid.as_str()).collect();
+    let e_create: Vec<i64> = e.iter().map(|e| to_i64(e.object.create_revision)).collect();
+    let e_value: Vec<Option<&[u8]>> = e
+        .iter()
+        .map(|e| (e.kind != EventType::Deleted).then_some(e.object.value.as_ref()))
+        .collect();
+    let e_prev_rev: Vec<Option<i64>> = e
+        .iter()
+        .map(|e| e.prev.as_ref().map(|p| to_i64(p.revision)))
+        .collect();
+    let e_prev_value: Vec<Option<&[u8]>> = e
+        .iter()
+        .map(|e| e.prev.as_ref().map(|p| p.value.as_ref()))
+        .collect();
+    let revision = to_i64(plan.revision);
+    let revision_text = plan.revision.to_string();
+
+    let upserted = async {
+        if u.is_empty() {
+            return Ok(0);
+        }
+        client
+            .execute(
+                &upsert,
+                &[
+                    &u_resource,
+                    &u_cluster,
+                    &u_namespace,
+                    &u_name,
+                    &u_uid,
+                    &u_create,
+                    &u_mod,
+                    &u_value,
+                ],
+            )
+            .await
+    };
+    let deleted = async {
+        if d.is_empty() {
+            return Ok(0);
+        }
+        client
+            .execute(&delete, &[&d_resource, &d_cluster, &d_namespace, &d_name])
+            .await
+    };
+    let event_params: [&(dyn ToSql + Sync); 11] = [
+        &e_rev,
+        &e_kind,
+        &e_resource,
+        &e_cluster,
+        &e_namespace,
+        &e_name,
+        &e_uid,
+        &e_create,
+        &e_value,
+        &e_prev_rev,
+        &e_prev_value,
+    ];
+    let bump_params: [&(dyn ToSql + Sync); 1] = [&revision];
+    let notify_params: [&(dyn ToSql + Sync); 2] = [&listen::CHANNEL, &revision_text];
+    // Pipelined: all statements go out before the first answer comes back.
+    futures::try_join!(
+        upserted,
+        deleted,
+        client.execute(&insert_events, &event_params),
+        client.execute(&bump, &bump_params),
+        client.query_one(&notify, &notify_params),
+    )?;
+    Ok(())
+}
+
+async fn list_in_snapshot(client: &Object, query: &PageQuery) -> Result<Page> {
+    let scope = &query.scope;
+    let after = query.after.as_ref();
+    let begin = client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    let revs_stmt = client
+        .prepare_cached("SELECT m.revision, c.compacted FROM trellis_meta m, trellis_compaction c")
+        .await?;
+    match query.snapshot {
+        Snapshot::Latest => {
+            let q = sql::list_objects(Placeholder::Dollar, scope, after, None, query.limit);
+            let stmt = client.prepare_cached(&q.sql).await?;
+            let p = params(&q.params);
+            let (_, revs, rows) = futures::try_join!(
+                begin,
+                client.query_one(&revs_stmt, &[]),
+                client.query(&stmt, &p),
+            )?;
+            client.batch_execute("COMMIT").await?;
+            Ok(Page {
+                items: rows.iter().map(object_from_row).collect(),
+                revision: to_u64(revs.get(0)),
+            })
+        }
+        Snapshot::At(rev) => {
+            let current_q =
+                sql::list_objects(Placeholder::Dollar, scope, after, Some(rev), query.limit);
+            let past_q =
+                sql::list_changed_since(Placeholder::Dollar, scope, after, rev, query.limit);
+            let current_stmt = client.prepare_cached(&current_q.sql).await?;
+            let past_stmt = client.prepare_cached(&past_q.sql).await?;
+            let (cp, pp) = (params(&current_q.params), params(&past_q.params));
+            let (_, revs, unchanged, past) = futures::try_join!(
+                begin,
+                client.query_one(&revs_stmt, &[]),
+                client.query(&current_stmt, &cp),
+                client.query(&past_stmt, &pp),
+            )?;
+            client.batch_execute("COMMIT").await?;
+            let (current, compacted) = (to_u64(revs.get(0)), to_u64(revs.get(1)));
+            crate::backend::check_snapshot(rev, current, compacted)?;
+            let items = crate::backend::merge_pages(
+                unchanged.iter().map(object_from_row).collect(),
+                past.iter().map(object_from_row).collect(),
+                query.limit,
+            );
+            Ok(Page {
+                items,
+                revision: rev,
+            })
+        }
+    }
+}
+
+async fn events_in_snapshot(
+    client: &Object,
+    after: u64,
+    scope: Option<&ListScope>,
+    limit: usize,
+) -> Result<EventsPage> {
+    let q = sql::events_after(Placeholder::Dollar, after, scope, limit);
+    let stmt = client.prepare_cached(&q.sql).await?;
+    let revs_stmt = client
+        .prepare_cached("SELECT m.revision, c.compacted FROM trellis_meta m, trellis_compaction c")
+        .await?;
+    let p = params(&q.params);
+    let (_, revs, rows) = futures::try_join!(
+        client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+        client.query_one(&revs_stmt, &[]),
+        client.query(&stmt, &p),
+    )?;
+    client.batch_execute("COMMIT").await?;
+    let (current, compacted) = (to_u64(revs.get(0)), to_u64(revs.get(1)));
+    if after < compacted {
+        return Err(StorageError::Expired {
+            requested: after,
+            compacted,
+        });
+    }
+    let events = rows
+        .iter()
+        .map(event_from_row)
+        .collect::<Result<Vec<_>>>()?;
+    let through = crate::backend::events_through(&events, limit, current);
+    Ok(EventsPage { events, through })
+}

@@ -1,0 +1,118 @@
+//! Versioned schema migrations for a Postgres shard, applied at open.
+//!
+//! Replicas may open the same shard at once: a session advisory lock makes one of them apply
+//! the migrations while the others wait. Each migration runs in its own transaction and is
+//! recorded in `trellis_schema_migrations`.
+
+use deadpool_postgres::Object;
+
+use crate::error::{Result, StorageError};
+
+/// Arbitrary, fixed key of the advisory lock guarding migrations.
+const MIGRATION_LOCK: i64 = 0x7472_656c_6c69_7301;
+
+/// Ordered migrations; never edit a released one, add a new one.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    r#"
+    -- The shard's revision counter. Writers lock this row for the whole transaction, which
+    -- makes revision order equal commit order across every process writing the shard.
+    CREATE TABLE trellis_meta (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        revision bigint NOT NULL
+    );
+    -- etcd starts at revision 1 too: no list ever reports the special resourceVersion "0".
+    INSERT INTO trellis_meta (singleton, revision) VALUES (true, 1);
+
+    -- Kept apart from trellis_meta so compaction never waits for the writers' lock.
+    CREATE TABLE trellis_compaction (
+        singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        compacted bigint NOT NULL
+    );
+    INSERT INTO trellis_compaction (singleton, compacted) VALUES (true, 0);
+
+    -- Current state: one row per live object.
+    CREATE TABLE trellis_objects (
+        resource   text COLLATE "C" NOT NULL,
+        cluster    text COLLATE "C" NOT NULL,
+        namespace  text COLLATE "C" NOT NULL,
+        name       text COLLATE "C" NOT NULL,
+        uid        text NOT NULL,
+        create_rev bigint NOT NULL,
+        mod_rev    bigint NOT NULL,
+        value      bytea NOT NULL,
+        PRIMARY KEY (resource, cluster, namespace, name)
+    );
+
+    -- The change log, one row per revision, compacted to a retention window. prev_* hold the
+    -- object just before the change, which is also what a snapshot read at an older revision
+    -- needs. value is NULL for deletions (the object is prev_value).
+    CREATE TABLE trellis_events (
+        rev        bigint PRIMARY KEY,
+        kind       smallint NOT NULL,
+        resource   text COLLATE "C" NOT NULL,
+        cluster    text COLLATE "C" NOT NULL,
+        namespace  text COLLATE "C" NOT NULL,
+        name       text COLLATE "C" NOT NULL,
+        uid        text NOT NULL,
+        create_rev bigint NOT NULL,
+        value      bytea,
+        prev_rev   bigint,
+        prev_value bytea
+    );
+    CREATE INDEX trellis_events_by_key ON trellis_events (resource, cluster, namespace, name, rev);
+    "#,
+)];
+
+pub(crate) async fn migrate(client: &mut Object) -> Result<()> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    let outcome = apply(client).await;
+    let unlock = client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await;
+    outcome?;
+    unlock?;
+    Ok(())
+}
+
+async fn apply(client: &mut Object) -> Result<()> {
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS trellis_schema_migrations (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT now()
+             )",
+        )
+        .await?;
+    let applied: Vec<i32> = client
+        .query("SELECT version FROM trellis_schema_migrations", &[])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if let Some(newest) = applied.iter().max() {
+        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        if *newest > known {
+            return Err(StorageError::Internal(format!(
+                "database schema version {newest} is newer than this binary knows ({known})"
+            )));
+        }
+    }
+    for (version, sql) in MIGRATIONS {
+        if applied.contains(version) {
+            continue;
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO trellis_schema_migrations (version) VALUES ($1)",
+            &[version],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(version, "applied storage migration");
+    }
+    Ok(())
+}

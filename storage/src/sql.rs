@@ -1,0 +1,199 @@
+//! SQL text shared by the Postgres and SQLite backends.
+//!
+//! Both backends use the same tables; the read queries differ only in how parameters are
+//! written, so they are built here once. Lists read `trellis_objects` (current state, primary key
+//! `(resource, cluster, namespace, name)`) and, for a past snapshot, the first change after it of
+//! every key in `trellis_events`, whose `prev_*` columns hold the state at the snapshot.
+
+use crate::key::{ListPosition, ListScope};
+
+/// How a backend writes the n-th (1-based) parameter.
+#[derive(Clone, Copy)]
+pub(crate) enum Placeholder {
+    Dollar,
+    Question,
+}
+
+/// A parameter value of a generated query.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Param {
+    Text(String),
+    Int(i64),
+}
+
+pub(crate) struct Query {
+    pub sql: String,
+    pub params: Vec<Param>,
+}
+
+struct Builder {
+    style: Placeholder,
+    params: Vec<Param>,
+}
+
+impl Builder {
+    fn push(&mut self, p: Param) -> String {
+        self.params.push(p);
+        match self.style {
+            Placeholder::Dollar => format!("${}", self.params.len()),
+            Placeholder::Question => format!("?{}", self.params.len()),
+        }
+    }
+
+    /// `resource = … [AND cluster = …] [AND namespace = …] [AND (cluster, namespace, name) > …]`
+    fn scope(&mut self, scope: &ListScope, after: Option<&ListPosition>, alias: &str) -> String {
+        let mut sql = format!(
+            "{alias}resource = {}",
+            self.push(Param::Text(scope.resource.clone()))
+        );
+        if let Some(cluster) = &scope.cluster {
+            sql += &format!(
+                " AND {alias}cluster = {}",
+                self.push(Param::Text(cluster.clone()))
+            );
+        }
+        if let Some(namespace) = &scope.namespace {
+            sql += &format!(
+                " AND {alias}namespace = {}",
+                self.push(Param::Text(namespace.clone()))
+            );
+        }
+        if let Some(after) = after {
+            let (c, ns, n) = (
+                self.push(Param::Text(after.cluster.clone())),
+                self.push(Param::Text(after.namespace.clone())),
+                self.push(Param::Text(after.name.clone())),
+            );
+            sql +=
+                &format!(" AND ({alias}cluster, {alias}namespace, {alias}name) > ({c}, {ns}, {n})");
+        }
+        sql
+    }
+
+    fn limit(&mut self, limit: Option<usize>) -> String {
+        match limit {
+            Some(l) => format!(" LIMIT {}", self.push(Param::Int(l as i64 + 1))),
+            None => String::new(),
+        }
+    }
+}
+
+pub(crate) const OBJECT_COLUMNS: &str =
+    "resource, cluster, namespace, name, uid, create_rev, mod_rev, value";
+
+/// Current objects in scope (with `max_rev`: only those unchanged since it), in list order.
+pub(crate) fn list_objects(
+    style: Placeholder,
+    scope: &ListScope,
+    after: Option<&ListPosition>,
+    max_rev: Option<u64>,
+    limit: Option<usize>,
+) -> Query {
+    let mut b = Builder {
+        style,
+        params: Vec::new(),
+    };
+    let mut sql = format!(
+        "SELECT {OBJECT_COLUMNS} FROM trellis_objects WHERE {}",
+        b.scope(scope, after, "")
+    );
+    if let Some(rev) = max_rev {
+        sql += &format!(" AND mod_rev <= {}", b.push(Param::Int(rev as i64)));
+    }
+    sql += " ORDER BY cluster, namespace, name";
+    sql += &b.limit(limit);
+    Query {
+        sql,
+        params: b.params,
+    }
+}
+
+/// The state at `rev` of every key in scope changed after `rev` that existed at `rev`, in list
+/// order, in the same column layout as [`OBJECT_COLUMNS`].
+pub(crate) fn list_changed_since(
+    style: Placeholder,
+    scope: &ListScope,
+    after: Option<&ListPosition>,
+    rev: u64,
+    limit: Option<usize>,
+) -> Query {
+    let mut b = Builder {
+        style,
+        params: Vec::new(),
+    };
+    let inner_scope = b.scope(scope, after, "");
+    let rev_param = b.push(Param::Int(rev as i64));
+    let mut sql = format!(
+        "SELECT e.resource, e.cluster, e.namespace, e.name, e.uid, e.create_rev, e.prev_rev, e.prev_value \
+         FROM trellis_events e JOIN ( \
+           SELECT cluster, namespace, name, MIN(rev) AS first_rev FROM trellis_events \
+           WHERE {inner_scope} AND rev > {rev_param} GROUP BY cluster, namespace, name \
+         ) f ON e.rev = f.first_rev \
+         WHERE e.prev_value IS NOT NULL ORDER BY e.cluster, e.namespace, e.name"
+    );
+    sql += &b.limit(limit);
+    Query {
+        sql,
+        params: b.params,
+    }
+}
+
+pub(crate) const EVENT_COLUMNS: &str =
+    "rev, kind, resource, cluster, namespace, name, uid, create_rev, value, prev_rev, prev_value";
+
+/// Events after `after`, optionally only those in `scope`, in revision order.
+pub(crate) fn events_after(
+    style: Placeholder,
+    after: u64,
+    scope: Option<&ListScope>,
+    limit: usize,
+) -> Query {
+    let mut b = Builder {
+        style,
+        params: Vec::new(),
+    };
+    let mut sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM trellis_events WHERE rev > {}",
+        b.push(Param::Int(after as i64))
+    );
+    if let Some(scope) = scope {
+        sql += &format!(" AND {}", b.scope(scope, None, ""));
+    }
+    sql += &format!(" ORDER BY rev LIMIT {}", b.push(Param::Int(limit as i64)));
+    Query {
+        sql,
+        params: b.params,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        let scope = ListScope::namespace("c1", "core/configmaps", "default");
+        let after = ListPosition {
+            cluster: "c1".into(),
+            namespace: "default".into(),
+            name: "x".into(),
+        };
+        let q = list_objects(Placeholder::Dollar, &scope, Some(&after), Some(7), Some(10));
+        assert!(q
+            .sql
+            .contains("resource = $1 AND cluster = $2 AND namespace = $3"));
+        assert!(q.sql.contains("(cluster, namespace, name) > ($4, $5, $6)"));
+        assert!(q.sql.contains("mod_rev <= $7"));
+        assert!(q.sql.ends_with("LIMIT $8"));
+        assert_eq!(q.params.len(), 8);
+        assert_eq!(
+            q.params[7],
+            Param::Int(11),
+            "one more than the limit tells if more exist"
+        );
+
+        let q = events_after(Placeholder::Question, 5, None, 100);
+        assert_eq!(q.params, vec![Param::Int(5), Param::Int(100)]);
+        assert!(q.sql.contains("rev > ?1") && q.sql.contains("LIMIT ?2"));
+    }
+}

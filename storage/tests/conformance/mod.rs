@@ -1,0 +1,886 @@
+//! The storage conformance suite: behaviour every backend must show, written once as generic
+//! async functions over a [`Backing`]. `postgres.rs` and `sqlite.rs` instantiate it with
+//! [`conformance_suite!`]; backend-specific failure tests live beside them.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use trellis_storage::{
+    EventType, ListRequest, ListScope, ObjectKey, Preconditions, ReadRevision, StorageError, Store,
+    StoreOptions, StoredObject,
+};
+use trellis_testkit::{PostgresCluster, TestDatabase};
+
+/// A database that several store instances (think: server replicas) can open.
+pub enum Backing {
+    Postgres(TestDatabase),
+    Sqlite(tempfile::TempDir),
+}
+
+impl Backing {
+    pub async fn postgres() -> Backing {
+        let db = PostgresCluster::shared()
+            .create_database("storage")
+            .await
+            .expect("create test database");
+        Backing::Postgres(db)
+    }
+
+    pub async fn sqlite() -> Backing {
+        Backing::Sqlite(tempfile::tempdir().expect("temp dir"))
+    }
+
+    /// A URL or file path that [`open_location`] understands.
+    pub fn location(&self) -> String {
+        match self {
+            Backing::Postgres(db) => db.url().to_string(),
+            Backing::Sqlite(dir) => dir.path().join("store.db").display().to_string(),
+        }
+    }
+
+    pub async fn open(&self) -> Store {
+        self.open_with(test_options()).await
+    }
+
+    pub async fn open_with(&self, options: StoreOptions) -> Store {
+        open_location(&self.location(), options)
+            .await
+            .expect("open store")
+    }
+}
+
+pub async fn open_location(
+    location: &str,
+    options: StoreOptions,
+) -> trellis_storage::Result<Store> {
+    if location.starts_with("postgres") {
+        Store::open_postgres(location, options).await
+    } else {
+        Store::open_sqlite(location, options).await
+    }
+}
+
+pub fn test_options() -> StoreOptions {
+    StoreOptions {
+        fresh_wait: Duration::from_millis(300),
+        compaction: None,
+        ..StoreOptions::default()
+    }
+}
+
+pub const CM: &str = "core/configmaps";
+
+pub fn key(cluster: &str, namespace: &str, name: &str) -> ObjectKey {
+    ObjectKey::new(cluster, CM, namespace, name)
+}
+
+pub fn value(n: u64) -> Bytes {
+    Bytes::from(format!(
+        r#"{{"data":{{"n":"{n}"}},"pad":"{}"}}"#,
+        "x".repeat(64)
+    ))
+}
+
+pub async fn list_all(store: &Store, scope: ListScope) -> Vec<StoredObject> {
+    store
+        .list(ListRequest::new(scope))
+        .await
+        .expect("list")
+        .items
+}
+
+/// Reads every page of a list with the given page size.
+pub async fn list_paged(
+    store: &Store,
+    request: ListRequest,
+) -> trellis_storage::Result<(u64, Vec<StoredObject>)> {
+    let mut request = request;
+    let first = store.list(request.clone()).await?;
+    let revision = first.revision;
+    let mut items = first.items;
+    let mut token = first.continue_token;
+    while let Some(t) = token {
+        request.continue_token = Some(t);
+        let page = store.list(request.clone()).await?;
+        assert_eq!(
+            page.revision, revision,
+            "every page reads the same revision"
+        );
+        items.extend(page.items);
+        token = page.continue_token;
+    }
+    Ok((revision, items))
+}
+
+// ---------------------------------------------------------------------------------------------
+
+pub async fn crud(b: Backing) {
+    let store = b.open().await;
+    let k = key("c1", "default", "a");
+    let start = store.current_revision().await.unwrap();
+    assert!(
+        start >= 1,
+        "revisions start at 1 like etcd, so no list reports \"0\""
+    );
+
+    let created = store.create(k.clone(), "uid-1", value(1)).await.unwrap();
+    assert!(created.revision > start);
+    assert_eq!(created.create_revision, created.revision);
+    assert_eq!(store.get(&k).await.unwrap(), created);
+    assert!(matches!(
+        store.create(k.clone(), "uid-2", value(2)).await,
+        Err(StorageError::AlreadyExists(_))
+    ));
+
+    let updated = store
+        .update(
+            k.clone(),
+            value(2),
+            Preconditions::revision(created.revision),
+        )
+        .await
+        .unwrap();
+    assert!(updated.revision > created.revision);
+    assert_eq!(updated.create_revision, created.revision);
+    assert_eq!(updated.uid, "uid-1");
+    assert_eq!(store.get(&k).await.unwrap().value, value(2));
+
+    // Stale revision and wrong uid are conflicts; nothing changes.
+    for pre in [
+        Preconditions::revision(created.revision),
+        Preconditions {
+            revision: None,
+            uid: Some("uid-other".into()),
+        },
+    ] {
+        assert!(matches!(
+            store.update(k.clone(), value(3), pre.clone()).await,
+            Err(StorageError::Conflict { .. })
+        ));
+        assert!(matches!(
+            store.delete(k.clone(), pre).await,
+            Err(StorageError::Conflict { .. })
+        ));
+    }
+    assert_eq!(store.get(&k).await.unwrap(), updated);
+
+    // Writing the same bytes again is not a change.
+    let same = store
+        .update(k.clone(), value(2), Preconditions::none())
+        .await
+        .unwrap();
+    assert_eq!(same.revision, updated.revision);
+
+    let deleted = store
+        .delete(
+            k.clone(),
+            Preconditions {
+                revision: Some(updated.revision),
+                uid: Some("uid-1".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        deleted.revision > updated.revision,
+        "a delete has its own revision"
+    );
+    assert_eq!(deleted.value, value(2), "a delete returns the last state");
+    assert!(store.get(&k).await.unwrap_err().is_not_found());
+    assert!(store
+        .delete(k.clone(), Preconditions::none())
+        .await
+        .unwrap_err()
+        .is_not_found());
+    assert!(store
+        .update(k.clone(), value(1), Preconditions::none())
+        .await
+        .unwrap_err()
+        .is_not_found());
+    assert_eq!(store.current_revision().await.unwrap(), deleted.revision);
+
+    // Recreated: a new incarnation.
+    let again = store.create(k.clone(), "uid-3", value(4)).await.unwrap();
+    assert_eq!(again.create_revision, again.revision);
+    assert_eq!(again.uid, "uid-3");
+
+    // Cluster-scoped objects have an empty namespace.
+    let ns = ObjectKey::new("c1", "core/namespaces", "", "default");
+    store
+        .create(ns.clone(), "uid-ns", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    assert_eq!(store.get(&ns).await.unwrap().key.namespace, "");
+}
+
+pub async fn bad_input(b: Backing) {
+    let store = b.open().await;
+    let before = store.current_revision().await.unwrap();
+    for bad in [&b"not json"[..], b"[1,2]", b"{\"a\":", b""] {
+        assert!(matches!(
+            store
+                .create(key("c1", "default", "x"), "u", Bytes::copy_from_slice(bad))
+                .await,
+            Err(StorageError::InvalidValue(_))
+        ));
+    }
+    for k in [
+        ObjectKey::new("", CM, "default", "x"),
+        ObjectKey::new("c1", CM, "default", ""),
+        ObjectKey::new("c1", CM, "de\0fault", "x"),
+    ] {
+        assert!(matches!(
+            store.create(k.clone(), "u", value(1)).await,
+            Err(StorageError::InvalidKey(_))
+        ));
+        assert!(matches!(
+            store.get(&k).await,
+            Err(StorageError::InvalidKey(_))
+        ));
+    }
+    for token in ["garbage", "eyJ2IjoxfQ"] {
+        let mut req = ListRequest::new(ListScope::cluster("c1", CM));
+        req.continue_token = Some(token.into());
+        assert!(matches!(
+            store.list(req).await,
+            Err(StorageError::InvalidContinue(_))
+        ));
+    }
+    // Unicode and odd characters in names and values are stored faithfully.
+    let k = key("c1", "ns-ü", "name.with:odd/chars ✓");
+    let v = Bytes::from(r#"{"emoji":"🚀","quote":"\"","nul":"\u0000"}"#);
+    store.create(k.clone(), "u", v.clone()).await.unwrap();
+    assert_eq!(store.get(&k).await.unwrap().value, v);
+    assert_eq!(store.current_revision().await.unwrap(), before + 1);
+}
+
+pub async fn lists_are_scoped_and_ordered(b: Backing) {
+    let store = b.open().await;
+    for cluster in ["c2", "c1", "c3"] {
+        for ns in ["b", "a"] {
+            for name in ["y", "x"] {
+                store
+                    .create(key(cluster, ns, name), "u", value(1))
+                    .await
+                    .unwrap();
+            }
+        }
+        store
+            .create(
+                ObjectKey::new(cluster, "core/secrets", "a", "x"),
+                "u",
+                value(1),
+            )
+            .await
+            .unwrap();
+    }
+    let names = |items: Vec<StoredObject>| -> Vec<String> {
+        items
+            .iter()
+            .map(|o| format!("{}/{}/{}", o.key.cluster, o.key.namespace, o.key.name))
+            .collect()
+    };
+    assert_eq!(
+        names(list_all(&store, ListScope::cluster("c1", CM)).await),
+        ["c1/a/x", "c1/a/y", "c1/b/x", "c1/b/y"]
+    );
+    assert_eq!(
+        names(list_all(&store, ListScope::namespace("c2", CM, "b")).await),
+        ["c2/b/x", "c2/b/y"]
+    );
+    let all = names(list_all(&store, ListScope::all_clusters(CM)).await);
+    assert_eq!(all.len(), 12);
+    assert_eq!(all[0], "c1/a/x");
+    assert_eq!(all[11], "c3/b/y");
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted);
+    assert!(list_all(&store, ListScope::cluster("nope", CM))
+        .await
+        .is_empty());
+
+    // Paging through every cluster with a small page size returns the same, once each.
+    let mut req = ListRequest::new(ListScope::all_clusters(CM));
+    req.limit = Some(5);
+    let (_, paged) = list_paged(&store, req).await.unwrap();
+    assert_eq!(names(paged), all);
+}
+
+/// Pages read after the first one show the first page's snapshot, whatever writers do meanwhile.
+pub async fn paging_is_one_consistent_snapshot(b: Backing) {
+    let store = b.open().await;
+    let scope = ListScope::namespace("c1", CM, "default");
+    let mut original = BTreeMap::new();
+    for i in 0..120u64 {
+        let o = store
+            .create(
+                key("c1", "default", &format!("obj-{i:03}")),
+                format!("u{i}"),
+                value(i),
+            )
+            .await
+            .unwrap();
+        original.insert(o.key.name.clone(), o);
+    }
+    let mut request = ListRequest::new(scope.clone());
+    request.limit = Some(7);
+    let first = store.list(request.clone()).await.unwrap();
+    let snapshot = first.revision;
+    assert_eq!(first.items.len(), 7);
+
+    // Writers change everything after the first page: update, delete, recreate, create.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..120u64 {
+                let k = key("c1", "default", &format!("obj-{i:03}"));
+                match i % 4 {
+                    0 => {
+                        store
+                            .update(k, value(1000 + i), Preconditions::none())
+                            .await
+                            .unwrap();
+                    }
+                    1 => {
+                        store.delete(k, Preconditions::none()).await.unwrap();
+                    }
+                    2 => {
+                        store
+                            .delete(k.clone(), Preconditions::none())
+                            .await
+                            .unwrap();
+                        store.create(k, "new", value(2000 + i)).await.unwrap();
+                    }
+                    _ => {
+                        store
+                            .create(
+                                key("c1", "default", &format!("obj-{i:03}-new")),
+                                "n",
+                                value(i),
+                            )
+                            .await
+                            .unwrap();
+                    }
+                }
+            }
+        })
+    };
+    let mut items = first.items;
+    let mut token = first.continue_token;
+    let mut pages = 1;
+    while let Some(t) = token {
+        request.continue_token = Some(t);
+        let page = store.list(request.clone()).await.unwrap();
+        assert_eq!(page.revision, snapshot);
+        items.extend(page.items);
+        token = page.continue_token;
+        pages += 1;
+        if pages == 3 {
+            // Make sure the later pages really are read while the data has changed.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    writer.await.unwrap();
+    let got: BTreeMap<String, StoredObject> =
+        items.into_iter().map(|o| (o.key.name.clone(), o)).collect();
+    assert_eq!(
+        got, original,
+        "the paged list is exactly the state at its revision"
+    );
+
+    // An exact-revision list of the old snapshot agrees; a latest list sees the new state.
+    let mut exact = ListRequest::new(scope.clone());
+    exact.revision = ReadRevision::Exact(snapshot);
+    exact.limit = Some(50);
+    let (_, at_snapshot) = list_paged(&store, exact).await.unwrap();
+    assert_eq!(at_snapshot, original.values().cloned().collect::<Vec<_>>());
+    // The latest list shows exactly what the writers left.
+    let latest: BTreeMap<String, (String, Bytes)> = list_all(&store, scope)
+        .await
+        .into_iter()
+        .map(|o| (o.key.name, (o.uid, o.value)))
+        .collect();
+    let mut expected = BTreeMap::new();
+    for i in 0..120u64 {
+        let name = format!("obj-{i:03}");
+        match i % 4 {
+            0 => drop(expected.insert(name, (format!("u{i}"), value(1000 + i)))),
+            1 => {}
+            2 => drop(expected.insert(name, ("new".to_string(), value(2000 + i)))),
+            _ => {
+                expected.insert(name.clone(), (format!("u{i}"), value(i)));
+                expected.insert(format!("{name}-new"), ("n".to_string(), value(i)));
+            }
+        }
+    }
+    assert_eq!(latest, expected);
+}
+
+pub async fn read_revision_bounds(b: Backing) {
+    let store = b.open().await;
+    store
+        .create(key("c1", "default", "a"), "u", value(1))
+        .await
+        .unwrap();
+    let current = store.current_revision().await.unwrap();
+    let mut ahead = ListRequest::new(ListScope::cluster("c1", CM));
+    ahead.revision = ReadRevision::Exact(current + 100);
+    match store.list(ahead.clone()).await {
+        Err(StorageError::TooLargeRevision {
+            requested,
+            current: c,
+        }) => {
+            assert_eq!(requested, current + 100);
+            assert_eq!(c, current);
+        }
+        other => panic!("expected TooLargeRevision, got {other:?}"),
+    }
+    ahead.revision = ReadRevision::NotOlderThan(current + 100);
+    assert!(matches!(
+        store.list(ahead).await,
+        Err(StorageError::TooLargeRevision { .. })
+    ));
+    assert!(matches!(
+        store
+            .watch(ListScope::cluster("c1", CM), Some(current + 100))
+            .await
+            .err(),
+        Some(StorageError::TooLargeRevision { .. })
+    ));
+
+    // A revision that arrives within the wait is served.
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut req = ListRequest::new(ListScope::cluster("c1", CM));
+            req.revision = ReadRevision::NotOlderThan(current + 1);
+            store.list(req).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    store
+        .create(key("c1", "default", "b"), "u", value(2))
+        .await
+        .unwrap();
+    let listed = waiter.await.unwrap().unwrap();
+    assert!(listed.revision > current);
+    assert_eq!(listed.items.len(), 2);
+}
+
+pub async fn watch_delivers_changes_with_previous_state(b: Backing) {
+    let store = b.open().await;
+    let start = store.current_revision().await.unwrap();
+    let mut ns_watch = store
+        .watch(ListScope::namespace("c1", CM, "default"), Some(start))
+        .await
+        .unwrap();
+    let mut all_watch = store
+        .watch(ListScope::all_clusters(CM), None)
+        .await
+        .unwrap();
+
+    let a = store
+        .create(key("c1", "default", "a"), "ua", value(1))
+        .await
+        .unwrap();
+    store
+        .create(key("c1", "other", "b"), "ub", value(1))
+        .await
+        .unwrap();
+    store
+        .create(key("c2", "default", "c"), "uc", value(1))
+        .await
+        .unwrap();
+    store
+        .create(
+            ObjectKey::new("c1", "core/secrets", "default", "s"),
+            "us",
+            value(1),
+        )
+        .await
+        .unwrap();
+    let a2 = store
+        .update(key("c1", "default", "a"), value(2), Preconditions::none())
+        .await
+        .unwrap();
+    let gone = store
+        .delete(key("c1", "default", "a"), Preconditions::none())
+        .await
+        .unwrap();
+
+    let e = next_event(&mut ns_watch).await;
+    assert_eq!(
+        (e.kind, e.object.clone(), e.prev.clone()),
+        (EventType::Added, a.clone(), None)
+    );
+    let e = next_event(&mut ns_watch).await;
+    assert_eq!(e.kind, EventType::Modified);
+    assert_eq!(e.object, a2);
+    assert_eq!(e.prev.as_ref(), Some(&a));
+    let e = next_event(&mut ns_watch).await;
+    assert_eq!(e.kind, EventType::Deleted);
+    assert_eq!(e.object, gone);
+    assert_eq!(
+        e.object.value,
+        value(2),
+        "a deletion carries the last state"
+    );
+    assert_eq!(e.prev.as_ref(), Some(&a2));
+    assert_eq!(ns_watch.revision(), gone.revision);
+
+    let mut kinds = Vec::new();
+    for _ in 0..5 {
+        let e = next_event(&mut all_watch).await;
+        kinds.push((
+            e.object.key.cluster.clone(),
+            e.object.key.name.clone(),
+            e.kind,
+        ));
+    }
+    assert_eq!(
+        kinds,
+        [
+            ("c1".to_string(), "a".to_string(), EventType::Added),
+            ("c1".into(), "b".into(), EventType::Added),
+            ("c2".into(), "c".into(), EventType::Added),
+            ("c1".into(), "a".into(), EventType::Modified),
+            ("c1".into(), "a".into(), EventType::Deleted),
+        ]
+    );
+
+    // A watch from an older revision replays from the log.
+    let mut replay = store
+        .watch(ListScope::cluster("c2", CM), Some(start))
+        .await
+        .unwrap();
+    let e = next_event(&mut replay).await;
+    assert_eq!(e.object.key.name, "c");
+}
+
+/// Two store instances on one database (two server replicas), concurrent writers on both: every
+/// watcher on either sees every change exactly once, in revision order.
+pub async fn watch_order_with_writers_in_two_instances(b: Backing) {
+    let replica_a = b.open().await;
+    let replica_b = b.open().await;
+    let start = replica_a.current_revision().await.unwrap();
+    let scope = ListScope::all_clusters(CM);
+    let mut watchers = [
+        replica_a.watch(scope.clone(), Some(start)).await.unwrap(),
+        replica_b.watch(scope.clone(), Some(start)).await.unwrap(),
+        replica_b.watch(scope.clone(), None).await.unwrap(),
+    ];
+    const WRITERS_PER_REPLICA: usize = 4;
+    const WRITES: usize = 60;
+    let mut tasks = Vec::new();
+    for (r, store) in [replica_a.clone(), replica_b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        for w in 0..WRITERS_PER_REPLICA {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut revisions = Vec::new();
+                for i in 0..WRITES {
+                    let k = key(&format!("c{w}"), "default", &format!("r{r}-w{w}-{}", i / 3));
+                    let o = match i % 3 {
+                        0 => store.create(k, "u", value(i as u64)).await,
+                        1 => {
+                            store
+                                .update(k, value(i as u64), Preconditions::none())
+                                .await
+                        }
+                        _ => store.delete(k, Preconditions::none()).await,
+                    }
+                    .expect("write");
+                    revisions.push(o.revision);
+                }
+                revisions
+            }));
+        }
+    }
+    let mut committed = Vec::new();
+    for t in tasks {
+        committed.extend(t.await.unwrap());
+    }
+    committed.sort_unstable();
+    let total = committed.len();
+    assert_eq!(total, 2 * WRITERS_PER_REPLICA * WRITES);
+    let unique: HashSet<u64> = committed.iter().copied().collect();
+    assert_eq!(unique.len(), total, "every write has its own revision");
+    assert_eq!(
+        *committed.last().unwrap() - start,
+        total as u64,
+        "revisions have no gaps"
+    );
+
+    for (i, watcher) in watchers.iter_mut().take(2).enumerate() {
+        let mut seen = Vec::with_capacity(total);
+        while seen.len() < total {
+            let e = tokio::time::timeout(Duration::from_secs(20), watcher.next())
+                .await
+                .unwrap_or_else(|_| panic!("watcher {i} stalled after {} events", seen.len()))
+                .expect("open")
+                .expect("no error");
+            seen.push(e.revision());
+        }
+        assert_eq!(seen, committed, "watcher {i}: every change once, in order");
+    }
+    // The watcher started "now" sees a gap-free, ordered suffix.
+    let w = &mut watchers[2];
+    let mut last = 0;
+    while last < *committed.last().unwrap() {
+        let e = tokio::time::timeout(Duration::from_secs(20), w.next())
+            .await
+            .expect("in time")
+            .unwrap()
+            .unwrap();
+        assert!(e.revision() > last);
+        last = e.revision();
+    }
+}
+
+/// A watcher that stops reading falls behind its buffer and catches up from the log.
+pub async fn slow_watcher_catches_up(b: Backing) {
+    let mut options = test_options();
+    options.watch_buffer = 4;
+    let store = b.open_with(options).await;
+    let start = store.current_revision().await.unwrap();
+    let mut slow = store
+        .watch(ListScope::cluster("c1", CM), Some(start))
+        .await
+        .unwrap();
+    let mut revisions = Vec::new();
+    for i in 0..200u64 {
+        let o = store
+            .create(key("c1", "default", &format!("o{i}")), "u", value(i))
+            .await
+            .unwrap();
+        revisions.push(o.revision);
+    }
+    let mut seen = Vec::new();
+    while seen.len() < revisions.len() {
+        let e = tokio::time::timeout(Duration::from_secs(10), slow.next())
+            .await
+            .expect("in time")
+            .unwrap()
+            .unwrap();
+        seen.push(e.revision());
+    }
+    assert_eq!(seen, revisions);
+}
+
+pub async fn compaction_expires_old_revisions(b: Backing) {
+    let store = b.open().await;
+    for i in 0..20u64 {
+        store
+            .create(key("c1", "default", &format!("o{i:02}")), "u", value(i))
+            .await
+            .unwrap();
+    }
+    let mut req = ListRequest::new(ListScope::cluster("c1", CM));
+    req.limit = Some(5);
+    let first = store.list(req.clone()).await.unwrap();
+    let old = first.revision;
+    store
+        .update(
+            key("c1", "default", "o10"),
+            value(99),
+            Preconditions::none(),
+        )
+        .await
+        .unwrap();
+    let mid = store.current_revision().await.unwrap();
+    store
+        .update(
+            key("c1", "default", "o11"),
+            value(99),
+            Preconditions::none(),
+        )
+        .await
+        .unwrap();
+
+    let compacted = store.compact_to(mid).await.unwrap();
+    assert_eq!(compacted, mid);
+    assert_eq!(store.revisions().await.unwrap().compacted, mid);
+
+    // A continue token, an exact list and a watch from before the compaction are Expired.
+    req.continue_token = first.continue_token.clone();
+    assert!(matches!(
+        store.list(req).await,
+        Err(StorageError::Expired { .. })
+    ));
+    let mut exact = ListRequest::new(ListScope::cluster("c1", CM));
+    exact.revision = ReadRevision::Exact(old);
+    assert!(matches!(
+        store.list(exact).await,
+        Err(StorageError::Expired { .. })
+    ));
+    match store.watch(ListScope::cluster("c1", CM), Some(old)).await {
+        Err(StorageError::Expired {
+            requested,
+            compacted,
+        }) => {
+            assert_eq!((requested, compacted), (old, mid));
+        }
+        Err(other) => panic!("expected Expired, got {other}"),
+        Ok(_) => panic!("expected Expired, got a watch"),
+    }
+    // From the compacted revision on, the log is whole.
+    let mut w = store
+        .watch(ListScope::cluster("c1", CM), Some(mid))
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(5), w.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.object.key.name, "o11");
+    assert_eq!(
+        list_all(&store, ListScope::cluster("c1", CM)).await.len(),
+        20
+    );
+    // Compaction never goes backwards or past the present.
+    assert_eq!(store.compact_to(1).await.unwrap(), mid);
+    let current = store.current_revision().await.unwrap();
+    assert_eq!(store.compact_to(current + 1000).await.unwrap(), current);
+}
+
+/// The SIGKILL test's parent side: a child process writes and reports each acknowledged write;
+/// it is killed mid-flight; every acknowledged write must be there afterwards.
+pub async fn no_acknowledged_write_lost_on_sigkill(b: Backing, child_test_name: &str) {
+    use tokio::io::AsyncBufReadExt;
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "--ignored",
+            "--exact",
+            child_test_name,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_STORE_ENV, b.location())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn child writer");
+    let stdout = child.stdout.take().expect("child stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut acked: Vec<(String, u64)> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while acked.len() < 300 {
+        let line = tokio::time::timeout_at(deadline, lines.next_line())
+            .await
+            .expect("child acknowledged writes in time")
+            .expect("read child output");
+        let Some(line) = line else {
+            panic!("child exited early")
+        };
+        if let Some(ack) = parse_ack(&line) {
+            acked.push(ack);
+        }
+    }
+    child.start_kill().expect("SIGKILL the writer");
+    // Lines already written before the kill are acknowledgements too.
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(ack) = parse_ack(&line) {
+            acked.push(ack);
+        }
+    }
+    let status = child.wait().await.expect("reap child");
+    assert!(!status.success(), "the child was killed, not finished");
+
+    let store = b.open().await;
+    for (name, revision) in &acked {
+        let o = store
+            .get(&key("c1", "default", name))
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged write {name} lost: {e}"));
+        assert_eq!(
+            o.revision, *revision,
+            "{name} has the acknowledged revision"
+        );
+    }
+    // And the store still takes writes.
+    store
+        .create(key("c1", "default", "after-kill"), "u", value(1))
+        .await
+        .unwrap();
+}
+
+pub async fn next_event(w: &mut trellis_storage::WatchStream) -> trellis_storage::Event {
+    tokio::time::timeout(Duration::from_secs(10), w.next())
+        .await
+        .expect("event in time")
+        .expect("stream open")
+        .expect("no error")
+}
+
+pub const CHILD_STORE_ENV: &str = "TRELLIS_CHILD_STORE";
+
+fn parse_ack(line: &str) -> Option<(String, u64)> {
+    let mut parts = line.strip_prefix("ack ")?.split(' ');
+    Some((parts.next()?.to_string(), parts.next()?.parse().ok()?))
+}
+
+/// The SIGKILL test's child side: writes until killed (bounded), printing each acknowledgement.
+pub async fn child_writer() {
+    let Ok(location) = std::env::var(CHILD_STORE_ENV) else {
+        return;
+    };
+    let store = open_location(&location, test_options())
+        .await
+        .expect("child opens store");
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..5_000u64 {
+                let name = format!("w{w}-{i}");
+                let o = store
+                    .create(key("c1", "default", &name), "u", value(i))
+                    .await
+                    .expect("write");
+                println!("ack {name} {}", o.revision);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// Instantiates the suite for one backend: `conformance_suite!(Backing::postgres());`
+#[macro_export]
+macro_rules! conformance_suite {
+    ($backing:expr) => {
+        $crate::conformance_suite!(@tests $backing;
+            crud, bad_input, lists_are_scoped_and_ordered, paging_is_one_consistent_snapshot,
+            read_revision_bounds, watch_delivers_changes_with_previous_state,
+            watch_order_with_writers_in_two_instances, slow_watcher_catches_up,
+            compaction_expires_old_revisions);
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn no_acknowledged_write_lost_on_sigkill() {
+            conformance::no_acknowledged_write_lost_on_sigkill($backing.await, "child_writer").await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "the child process of no_acknowledged_write_lost_on_sigkill"]
+        async fn child_writer() {
+            conformance::child_writer().await;
+        }
+    };
+    (@tests $backing:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                conformance::$name($backing.await).await;
+            }
+        )*
+    };
+}
