@@ -26,6 +26,8 @@ use crate::object::{Event, EventType, StoredObject};
 use crate::sql::{self, Param, Placeholder};
 use crate::write_plan::{plan, WriteOp, WritePlan};
 
+/// How long a read keeps retrying while Postgres is unreachable.
+const READ_RETRY_FOR: Duration = Duration::from_secs(5);
 /// Rows removed per compaction statement: small enough never to hold locks for long.
 const COMPACTION_BATCH: i64 = 5000;
 
@@ -56,6 +58,31 @@ impl PostgresBackend {
 
     async fn client(&self) -> Result<Object> {
         Ok(self.pool.get().await?)
+    }
+
+    /// Runs an idempotent read, retrying while the database is unreachable (a restart, a
+    /// failover, a pooled connection the server closed) for a bounded time.
+    async fn read<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: Fn(Object) -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + READ_RETRY_FOR;
+        let mut delay = Duration::from_millis(20);
+        loop {
+            let attempt = match self.client().await {
+                Ok(client) => op(client).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Err(StorageError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %why, "read failed to reach Postgres; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
     }
 }
 
@@ -130,44 +157,39 @@ async fn rollback(client: &Object) {
 #[async_trait]
 impl Backend for PostgresBackend {
     async fn revisions(&self) -> Result<Revisions> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(
-                "SELECT m.revision, c.compacted FROM trellis_meta m, trellis_compaction c",
-            )
-            .await?;
-        let row = client.query_one(&stmt, &[]).await?;
-        Ok(Revisions {
-            current: to_u64(row.get(0)),
-            compacted: to_u64(row.get(1)),
-        })
+        self.read(|client| async move { read_revisions(&client).await })
+            .await
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>> {
-        let client = self.client().await?;
-        let stmt = client
-            .prepare_cached(&format!(
-                "SELECT {} FROM trellis_objects \
-                 WHERE resource = $1 AND cluster = $2 AND namespace = $3 AND name = $4",
-                sql::OBJECT_COLUMNS
-            ))
-            .await?;
-        let row = client
-            .query_opt(
-                &stmt,
-                &[&key.resource, &key.cluster, &key.namespace, &key.name],
-            )
-            .await?;
-        Ok(row.as_ref().map(object_from_row))
+        self.read(|client| async move {
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT {} FROM trellis_objects \
+                     WHERE resource = $1 AND cluster = $2 AND namespace = $3 AND name = $4",
+                    sql::OBJECT_COLUMNS
+                ))
+                .await?;
+            let row = client
+                .query_opt(
+                    &stmt,
+                    &[&key.resource, &key.cluster, &key.namespace, &key.name],
+                )
+                .await?;
+            Ok(row.as_ref().map(object_from_row))
+        })
+        .await
     }
 
     async fn list_page(&self, query: &PageQuery) -> Result<Page> {
-        let client = self.client().await?;
-        let result = list_in_snapshot(&client, query).await;
-        if result.is_err() {
-            rollback(&client).await;
-        }
-        result
+        self.read(|client| async move {
+            let result = list_in_snapshot(&client, query).await;
+            if result.is_err() {
+                rollback(&client).await;
+            }
+            result
+        })
+        .await
     }
 
     async fn commit(&self, ops: &[WriteOp]) -> Result<WritePlan> {
@@ -203,12 +225,14 @@ impl Backend for PostgresBackend {
         scope: Option<&ListScope>,
         limit: usize,
     ) -> Result<EventsPage> {
-        let client = self.client().await?;
-        let result = events_in_snapshot(&client, after, scope, limit).await;
-        if result.is_err() {
-            rollback(&client).await;
-        }
-        result
+        self.read(|client| async move {
+            let result = events_in_snapshot(&client, after, scope, limit).await;
+            if result.is_err() {
+                rollback(&client).await;
+            }
+            result
+        })
+        .await
     }
 
     async fn compact_to(&self, revision: u64) -> Result<u64> {
@@ -295,6 +319,18 @@ impl PostgresBackend {
         }))
     }
 }
+
+async fn read_revisions(client: &Object) -> Result<Revisions> {
+    let stmt = client.prepare_cached(REVISIONS_SQL).await?;
+    let row = client.query_one(&stmt, &[]).await?;
+    Ok(Revisions {
+        current: to_u64(row.get(0)),
+        compacted: to_u64(row.get(1)),
+    })
+}
+
+const REVISIONS_SQL: &str =
+    "SELECT m.revision, c.compacted FROM trellis_meta m, trellis_compaction c";
 
 async fn lock_and_plan(client: &Object, ops: &[WriteOp]) -> Result<WritePlan> {
     let mut keys: Vec<&ObjectKey> = ops.iter().map(WriteOp::key).collect();
@@ -460,9 +496,7 @@ async fn list_in_snapshot(client: &Object, query: &PageQuery) -> Result<Page> {
     let scope = &query.scope;
     let after = query.after.as_ref();
     let begin = client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-    let revs_stmt = client
-        .prepare_cached("SELECT m.revision, c.compacted FROM trellis_meta m, trellis_compaction c")
-        .await?;
+    let revs_stmt = client.prepare_cached(REVISIONS_SQL).await?;
     match query.snapshot {
         Snapshot::Latest => {
             let q = sql::list_objects(Placeholder::Dollar, scope, after, None, query.limit);
@@ -517,9 +551,7 @@ async fn events_in_snapshot(
 ) -> Result<EventsPage> {
     let q = sql::events_after(Placeholder::Dollar, after, scope, limit);
     let stmt = client.prepare_cached(&q.sql).await?;
-    let revs_stmt = client
-        .prepare_cached("SELECT m.revision, c.compacted FROM trellis_meta m, trellis_compaction c")
-        .await?;
+    let revs_stmt = client.prepare_cached(REVISIONS_SQL).await?;
     let p = params(&q.params);
     let (_, revs, rows) = futures::try_join!(
         client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
