@@ -1,9 +1,11 @@
 //! Group commit: concurrent writes on one shard share transactions.
 //!
 //! Every write goes through one queue per shard per process. A single task takes whatever has
-//! queued (up to a bound), commits it as one transaction, and answers each caller. While one
-//! batch commits the next one fills up, so under load one fsync serves many writes, and revision
-//! order stays commit order.
+//! queued (up to a bound) as one batch, commits it as one transaction, publishes it to watchers
+//! and answers each caller. While one batch commits the next one fills up, so under load one
+//! fsync serves many writes. Revision order is commit order because every transaction takes the
+//! shard's revision lock. (Two batches in flight were measured: the writers split between them
+//! and each fsync served half as many writes, 0.53x the baseline at 16 writers instead of 0.64x.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +20,8 @@ use crate::write_plan::WriteOp;
 
 /// Most operations in one transaction.
 const MAX_BATCH: usize = 512;
+/// Most yields while filling one batch.
+const FILL_ROUNDS: usize = 4;
 /// How long a batch is retried while the database is unreachable before callers get an error.
 const RETRY_FOR: Duration = Duration::from_secs(15);
 
@@ -51,39 +55,62 @@ impl GroupCommitter {
 }
 
 async fn run(backend: Arc<dyn Backend>, hub: Arc<WatchHub>, mut rx: mpsc::Receiver<Pending>) {
-    let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
-        batch.push(first);
+        let mut batch = vec![first];
+        fill(&mut rx, &mut batch).await;
+        let ops: Vec<WriteOp> = batch.iter().map(|p| p.op.clone()).collect();
+        let outcome = commit_with_retry(backend.as_ref(), &ops).await;
+        finish(&hub, batch, outcome);
+    }
+}
+
+/// Publishes a committed batch to watchers, then answers its writers.
+fn finish(hub: &WatchHub, batch: Vec<Pending>, outcome: Result<crate::write_plan::WritePlan>) {
+    match outcome {
+        Ok(plan) => {
+            if !plan.events.is_empty() {
+                let after = plan.revision - plan.events.len() as u64;
+                hub.publish_local(after, plan.revision, plan.events);
+            }
+            for (pending, outcome) in batch.into_iter().zip(plan.outcomes) {
+                let _ = pending.reply.send(outcome);
+            }
+        }
+        Err(err) => {
+            let message = err.to_string();
+            let unknown = matches!(err, StorageError::UnknownOutcome(_));
+            for pending in batch {
+                let _ = pending.reply.send(Err(if unknown {
+                    StorageError::UnknownOutcome(message.clone())
+                } else {
+                    StorageError::Unavailable(message.clone())
+                }));
+            }
+            // Whatever happened, the log is the truth: let the hub look.
+            hub.poke();
+        }
+    }
+}
+
+/// Takes what has queued behind the first write. Writers answered by the previous batch are
+/// woken at the same moment this task is, and would each miss the batch by microseconds and
+/// wait a whole commit: so yield a few times while more keep arriving. This costs
+/// microseconds, never a timed wait, and an idle shard commits a lone write at once.
+async fn fill(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
+    for _ in 0..FILL_ROUNDS {
+        let before = batch.len();
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(p) => batch.push(p),
                 Err(_) => break,
             }
         }
-        let ops: Vec<WriteOp> = batch.iter().map(|p| p.op.clone()).collect();
-        match commit_with_retry(backend.as_ref(), &ops).await {
-            Ok(plan) => {
-                let after = plan.revision - plan.events.len() as u64;
-                if !plan.events.is_empty() {
-                    hub.publish_local(after, plan.revision, plan.events);
-                }
-                for (pending, outcome) in batch.drain(..).zip(plan.outcomes) {
-                    let _ = pending.reply.send(outcome);
-                }
-            }
-            Err(err) => {
-                let message = err.to_string();
-                let unknown = matches!(err, StorageError::UnknownOutcome(_));
-                for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(if unknown {
-                        StorageError::UnknownOutcome(message.clone())
-                    } else {
-                        StorageError::Unavailable(message.clone())
-                    }));
-                }
-                // Whatever happened, the log is the truth: let the hub look.
-                hub.poke();
-            }
+        if batch.len() >= MAX_BATCH {
+            return;
+        }
+        tokio::task::yield_now().await;
+        if rx.is_empty() && batch.len() == before {
+            return;
         }
     }
 }

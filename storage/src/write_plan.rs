@@ -96,8 +96,10 @@ pub(crate) struct WritePlan {
     pub outcomes: Vec<Result<StoredObject, StorageError>>,
     /// The changes, with consecutive revisions starting at the old revision + 1.
     pub events: Vec<Event>,
-    /// Final state of every key the batch created or changed.
-    pub upserts: Vec<StoredObject>,
+    /// Final state of every key the batch created that did not exist before it.
+    pub inserts: Vec<StoredObject>,
+    /// Final state of every key that existed before the batch and still exists after it.
+    pub updates: Vec<StoredObject>,
     /// Keys the batch leaves absent that existed before it.
     pub deletes: Vec<ObjectKey>,
     /// The shard revision after the batch.
@@ -202,19 +204,20 @@ pub(crate) fn plan(
         outcomes.push(outcome);
     }
 
-    let mut upserts = Vec::new();
-    let mut deletes = Vec::new();
+    let (mut inserts, mut updates, mut deletes) = (Vec::new(), Vec::new(), Vec::new());
     for key in touched {
-        match current.remove(&key) {
-            Some(object) => upserts.push(object),
-            None if existed.contains(&key) => deletes.push(key),
-            None => {}
+        match (current.remove(&key), existed.contains(&key)) {
+            (Some(object), false) => inserts.push(object),
+            (Some(object), true) => updates.push(object),
+            (None, true) => deletes.push(key),
+            (None, false) => {}
         }
     }
     WritePlan {
         outcomes,
         events,
-        upserts,
+        inserts,
+        updates,
         deletes,
         revision,
     }
@@ -275,8 +278,9 @@ mod tests {
         let revs: Vec<u64> = plan.events.iter().map(Event::revision).collect();
         assert_eq!(revs, vec![11, 12, 13]);
         assert_eq!(plan.events[1].prev.as_ref().unwrap().revision, 11);
-        assert_eq!(plan.upserts.len(), 1);
-        assert_eq!(plan.upserts[0].revision, 12);
+        assert!(plan.updates.is_empty());
+        assert_eq!(plan.inserts.len(), 1);
+        assert_eq!(plan.inserts[0].revision, 12);
         assert_eq!(plan.deletes, vec![key("a")]);
     }
 
@@ -312,7 +316,8 @@ mod tests {
             Err(StorageError::Conflict { .. })
         ));
         assert!(matches!(plan.outcomes[2], Err(StorageError::NotFound(_))));
-        assert!(plan.events.is_empty() && plan.upserts.is_empty() && plan.deletes.is_empty());
+        assert!(plan.events.is_empty() && plan.inserts.is_empty() && plan.deletes.is_empty());
+        assert!(plan.updates.is_empty());
         assert_eq!(plan.revision, 5);
     }
 
@@ -331,6 +336,27 @@ mod tests {
     }
 
     #[test]
+    fn recreating_an_existing_key_in_one_batch_is_an_update_of_its_row() {
+        let current = HashMap::from([(key("a"), stored("a", 5, "{}"))]);
+        let ops = vec![
+            WriteOp::Delete {
+                key: key("a"),
+                preconditions: Preconditions::none(),
+            },
+            WriteOp::Create {
+                key: key("a"),
+                uid: "uid-new".into(),
+                value: Bytes::from_static(b"{\"new\":true}"),
+            },
+        ];
+        let plan = plan(5, current, &ops);
+        assert!(plan.inserts.is_empty() && plan.deletes.is_empty());
+        assert_eq!(plan.updates.len(), 1);
+        assert_eq!(plan.updates[0].uid, "uid-new");
+        assert_eq!(plan.updates[0].create_revision, 7);
+    }
+
+    #[test]
     fn create_then_delete_in_one_batch_leaves_nothing_to_write_but_two_events() {
         let ops = vec![
             create("a"),
@@ -342,6 +368,6 @@ mod tests {
         let plan = plan(0, HashMap::new(), &ops);
         assert_eq!(plan.events.len(), 2);
         assert_eq!(plan.events[1].kind, EventType::Deleted);
-        assert!(plan.upserts.is_empty() && plan.deletes.is_empty());
+        assert!(plan.inserts.is_empty() && plan.updates.is_empty() && plan.deletes.is_empty());
     }
 }

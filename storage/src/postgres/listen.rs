@@ -13,11 +13,35 @@ pub(crate) const CHANNEL: &str = "trellis_events";
 
 use crate::backend::WakeHint as Hint;
 
-pub(crate) fn spawn(config: tokio_postgres::Config, hint: Hint) {
+/// The notification payload: `<revision> <instance>`.
+pub(crate) fn payload(revision: u64, instance: u64) -> String {
+    format!("{revision} {instance}")
+}
+
+/// The revision a notification announces, unless it came from `own` instance.
+fn announced(payload: &str, own: u64) -> Option<Option<u64>> {
+    let mut parts = payload.split(' ');
+    let revision = parts.next().and_then(|r| r.parse().ok());
+    let from = parts.next().and_then(|i| i.parse::<u64>().ok());
+    match from {
+        Some(from) if from == own => None,
+        _ => Some(revision),
+    }
+}
+
+/// A random id for one store instance.
+pub(crate) fn new_instance_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+pub(crate) fn spawn(config: tokio_postgres::Config, instance: u64, hint: Hint) {
     tokio::spawn(async move {
         let mut delay = Duration::from_millis(100);
         loop {
-            match listen(&config, &hint).await {
+            match listen(&config, instance, &hint).await {
                 Ok(()) => return,
                 Err(err) => {
                     tracing::debug!(error = %err, "LISTEN connection lost; reconnecting");
@@ -33,7 +57,7 @@ pub(crate) fn spawn(config: tokio_postgres::Config, hint: Hint) {
 }
 
 /// Returns `Ok` when nobody listens any more, `Err` when the connection broke.
-async fn listen(config: &tokio_postgres::Config, hint: &Hint) -> Result<(), String> {
+async fn listen(config: &tokio_postgres::Config, own: u64, hint: &Hint) -> Result<(), String> {
     let (client, mut connection) = config.connect(NoTls).await.map_err(|e| e.to_string())?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let driver = tokio::spawn(async move {
@@ -41,7 +65,9 @@ async fn listen(config: &tokio_postgres::Config, hint: &Hint) -> Result<(), Stri
         while let Some(message) = messages.next().await {
             match message {
                 Ok(AsyncMessage::Notification(n)) => {
-                    let _ = tx.send(n.payload().parse::<u64>().ok());
+                    if let Some(revision) = announced(n.payload(), own) {
+                        let _ = tx.send(revision);
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -69,4 +95,16 @@ async fn listen(config: &tokio_postgres::Config, hint: &Hint) -> Result<(), Stri
     };
     driver.abort();
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_notifications_are_ignored() {
+        assert_eq!(announced(&payload(42, 7), 7), None);
+        assert_eq!(announced(&payload(42, 7), 8), Some(Some(42)));
+        assert_eq!(announced("garbage", 8), Some(None));
+    }
 }

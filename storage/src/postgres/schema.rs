@@ -46,7 +46,9 @@ const MIGRATIONS: &[(i32, &str)] = &[(
 
     -- The change log, one row per revision, compacted to a retention window. prev_* hold the
     -- object just before the change, which is also what a snapshot read at an older revision
-    -- needs. value is NULL for deletions (the object is prev_value).
+    -- needs. value is NULL for deletions (the object is prev_value). No index but the
+    -- revision: every reader scans a revision range (watch from n, snapshot at n), and each
+    -- extra index is paid on every write.
     CREATE TABLE trellis_events (
         rev        bigint PRIMARY KEY,
         kind       smallint NOT NULL,
@@ -60,7 +62,6 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         prev_rev   bigint,
         prev_value bytea
     );
-    CREATE INDEX trellis_events_by_key ON trellis_events (resource, cluster, namespace, name, rev);
     "#,
 )];
 

@@ -372,7 +372,7 @@ fn write_plan(tx: &rusqlite::Transaction, plan: &WritePlan) -> Result<()> {
          ON CONFLICT (resource, cluster, namespace, name) DO UPDATE SET \
            uid = excluded.uid, create_rev = excluded.create_rev, mod_rev = excluded.mod_rev, value = excluded.value",
     )?;
-    for o in &plan.upserts {
+    for o in plan.inserts.iter().chain(&plan.updates) {
         upsert.execute(rusqlite::params![
             o.key.resource,
             o.key.cluster,

@@ -43,7 +43,6 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         prev_rev   INTEGER,
         prev_value BLOB
     );
-    CREATE INDEX trellis_events_by_key ON trellis_events (resource, cluster, namespace, name, rev);
     "#,
 )];
 
