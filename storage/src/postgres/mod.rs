@@ -37,6 +37,7 @@ pub(crate) struct PostgresBackend {
     /// Tags this store's notifications so that it ignores its own: it publishes its commits
     /// to its watchers directly.
     instance: u64,
+    notifier: listen::Notifier,
 }
 
 impl PostgresBackend {
@@ -56,10 +57,12 @@ impl PostgresBackend {
             .map_err(|e| StorageError::Internal(format!("connection pool: {e}")))?;
         let mut client = pool.get().await?;
         schema::migrate(&mut client).await?;
+        let instance = listen::new_instance_id();
         Ok(Self {
+            notifier: listen::Notifier::start(pool.clone(), instance),
             pool,
             config,
-            instance: listen::new_instance_id(),
+            instance,
         })
     }
 
@@ -213,15 +216,20 @@ impl Backend for PostgresBackend {
                 return Err(err);
             }
         };
-        match write_and_commit(&client, &plan, self.instance).await {
-            Committed::Yes => Ok(plan),
+        match write_and_commit(&client, &plan).await {
+            Committed::Yes => {
+                self.notifier.announce(plan.revision);
+                Ok(plan)
+            }
             Committed::No(err) => {
                 rollback(&client).await;
                 Err(err)
             }
             Committed::Unknown(err) => {
                 drop(client);
-                self.resolve_commit(plan, err).await
+                let plan = self.resolve_commit(plan, err).await?;
+                self.notifier.announce(plan.revision);
+                Ok(plan)
             }
         }
     }
@@ -401,13 +409,13 @@ enum Committed {
 /// If a write fails inside the transaction, the server answers every later statement with an
 /// error and COMMIT with ROLLBACK, so any database error means nothing was committed; a
 /// connection error leaves the outcome unknown.
-async fn write_and_commit(client: &Object, plan: &WritePlan, instance: u64) -> Committed {
+async fn write_and_commit(client: &Object, plan: &WritePlan) -> Committed {
     let statements = match prepare_writes(client).await {
         Ok(statements) => statements,
         Err(err) => return Committed::No(err.into()),
     };
     let (writes, commit) = futures::join!(
-        write_plan(client, &statements, plan, instance),
+        write_plan(client, &statements, plan),
         client.batch_execute("COMMIT"),
     );
     let failure = match (writes, commit) {
@@ -427,7 +435,6 @@ struct WriteStatements {
     delete: tokio_postgres::Statement,
     insert_events: tokio_postgres::Statement,
     bump: tokio_postgres::Statement,
-    notify: tokio_postgres::Statement,
 }
 
 async fn prepare_writes(client: &Object) -> Result<WriteStatements, tokio_postgres::Error> {
@@ -463,14 +470,12 @@ async fn prepare_writes(client: &Object) -> Result<WriteStatements, tokio_postgr
     let bump = client
         .prepare_cached("UPDATE trellis_meta SET revision = $1")
         .await?;
-    let notify = client.prepare_cached("SELECT pg_notify($1, $2)").await?;
     Ok(WriteStatements {
         insert,
         update,
         delete,
         insert_events,
         bump,
-        notify,
     })
 }
 
@@ -478,7 +483,6 @@ async fn write_plan(
     client: &Object,
     statements: &WriteStatements,
     plan: &WritePlan,
-    instance: u64,
 ) -> Result<(), tokio_postgres::Error> {
     let WriteStatements {
         insert,
@@ -486,7 +490,6 @@ async fn write_plan(
         delete,
         insert_events,
         bump,
-        notify,
     } = statements;
     let inserted = write_objects(client, insert, &plan.inserts);
     let updated = write_objects(client, update, &plan.updates);
@@ -519,7 +522,6 @@ async fn write_plan(
         .map(|e| e.prev.as_ref().map(|p| p.value.as_ref()))
         .collect();
     let revision = to_i64(plan.revision);
-    let payload = listen::payload(plan.revision, instance);
 
     let deleted = async {
         if d.is_empty() {
@@ -543,7 +545,6 @@ async fn write_plan(
         &e_prev_value,
     ];
     let bump_params: [&(dyn ToSql + Sync); 1] = [&revision];
-    let notify_params: [&(dyn ToSql + Sync); 2] = [&listen::CHANNEL, &payload];
     // Pipelined: all statements go out before the first answer comes back.
     futures::try_join!(
         inserted,
@@ -551,7 +552,6 @@ async fn write_plan(
         deleted,
         client.execute(insert_events, &event_params),
         client.execute(bump, &bump_params),
-        client.query_one(notify, &notify_params),
     )?;
     Ok(())
 }
