@@ -1,0 +1,20 @@
+//! The Trellis hub: a Kubernetes API server over [`trellis_storage`].
+//!
+//! A request flows through [`http::serve`] (TLS), [`http::dispatch`] (what is it about:
+//! [`request_info`]; which workspace), then [`discovery`] or the generic REST layer ([`rest`]),
+//! which applies the per-kind rules of [`registry`] and [`object_meta`] and talks to storage.
+//! Every error a client sees is a [`status::Status`]. [`start`] wires it together for
+//! `trellis start`.
+
+pub mod bootstrap;
+pub mod discovery;
+pub mod http;
+pub mod kubeconfig;
+pub mod object_meta;
+pub mod registry;
+pub mod request_info;
+pub mod rest;
+pub mod start;
+pub mod state;
+pub mod status;
+pub mod tls;

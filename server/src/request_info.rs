@@ -1,0 +1,242 @@
+//! What a request is about, from its method, path and query alone: the workspace, the API
+//! group/version, the resource, namespace, name and subresource, and the Kubernetes verb.
+//!
+//! Mirrors kube-apiserver's `RequestInfo` so that routing, authorization and audit all agree.
+//! Pure function, no I/O.
+
+/// The workspace part of a path: `/clusters/<path-or-id>/…`; bare paths mean `root`.
+pub const ROOT_WORKSPACE: &str = "root";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// Workspace path or id as written in the URL (`root` when absent).
+    pub workspace: String,
+    pub target: Target,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A resource request under `/api/v1` or `/apis/<group>/<version>`.
+    Resource(ResourceRequest),
+    /// Anything else (`/api`, `/apis`, `/version`, `/openapi/v3`, `/healthz`…): the path after
+    /// the workspace prefix.
+    NonResource(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceRequest {
+    pub verb: Verb,
+    /// Empty for the legacy core group.
+    pub group: String,
+    pub version: String,
+    pub resource: String,
+    pub subresource: Option<String>,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    Get,
+    List,
+    Watch,
+    Create,
+    Update,
+    Patch,
+    Delete,
+    DeleteCollection,
+}
+
+impl Verb {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+            Verb::DeleteCollection => "deletecollection",
+        }
+    }
+}
+
+/// Why a path could not be understood (answered with 404, as kube-apiserver does).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownPath;
+
+/// Parses `path` (without the query) for an HTTP `method`; `watch` is the `watch` query flag.
+pub fn parse(method: &str, path: &str, watch: bool) -> Result<RequestInfo, UnknownPath> {
+    let trimmed = path.trim_start_matches('/');
+    let mut parts: Vec<&str> = if trimmed.is_empty() {
+        Vec::new()
+    } else {
+        trimmed.trim_end_matches('/').split('/').collect()
+    };
+    let mut workspace = ROOT_WORKSPACE.to_string();
+    if parts.first() == Some(&"clusters") {
+        let ws = parts.get(1).filter(|w| !w.is_empty()).ok_or(UnknownPath)?;
+        workspace = ws.to_string();
+        parts.drain(..2);
+    }
+    let non_resource = |parts: &[&str]| RequestInfo {
+        workspace: workspace.clone(),
+        target: Target::NonResource(format!("/{}", parts.join("/"))),
+    };
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", version, rest @ ..] if !rest.is_empty() => ("", *version, rest),
+        ["apis", group, version, rest @ ..] if !rest.is_empty() => (*group, *version, rest),
+        _ => return Ok(non_resource(&parts)),
+    };
+    if rest.iter().any(|p| p.is_empty()) {
+        return Err(UnknownPath);
+    }
+    // `namespaces/<ns>/<resource>…` is namespaced; `namespaces[/<name>[/<sub>]]` is the
+    // namespaces resource itself.
+    let (namespace, rest) = match rest {
+        // …except the namespace's own subresources, as kube-apiserver reads them.
+        ["namespaces", _, "status" | "finalize"] => (None, rest.to_vec()),
+        ["namespaces", ns, resource, tail @ ..] => (Some(ns.to_string()), {
+            let mut v = vec![*resource];
+            v.extend_from_slice(tail);
+            v
+        }),
+        other => (None, other.to_vec()),
+    };
+    let (resource, name, subresource) = match rest.as_slice() {
+        [resource] => (*resource, None, None),
+        [resource, name] => (*resource, Some(name.to_string()), None),
+        [resource, name, sub] => (*resource, Some(name.to_string()), Some(sub.to_string())),
+        _ => return Err(UnknownPath),
+    };
+    let verb = match (method, name.is_some()) {
+        ("GET" | "HEAD", _) if watch => Verb::Watch,
+        ("GET" | "HEAD", true) => Verb::Get,
+        ("GET" | "HEAD", false) => Verb::List,
+        ("POST", _) => Verb::Create,
+        ("PUT", _) => Verb::Update,
+        ("PATCH", _) => Verb::Patch,
+        ("DELETE", true) => Verb::Delete,
+        ("DELETE", false) => Verb::DeleteCollection,
+        _ => return Err(UnknownPath),
+    };
+    Ok(RequestInfo {
+        workspace,
+        target: Target::Resource(ResourceRequest {
+            verb,
+            group: group.to_string(),
+            version: version.to_string(),
+            resource: resource.to_string(),
+            subresource,
+            namespace,
+            name,
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resource(method: &str, path: &str, watch: bool) -> (String, ResourceRequest) {
+        let info = parse(method, path, watch).expect("parses");
+        match info.target {
+            Target::Resource(r) => (info.workspace, r),
+            other => panic!("not a resource request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn legacy_and_group_paths() {
+        let (ws, r) = resource("GET", "/api/v1/namespaces/default/configmaps/cm1", false);
+        assert_eq!(ws, "root");
+        assert_eq!(
+            r,
+            ResourceRequest {
+                verb: Verb::Get,
+                group: "".into(),
+                version: "v1".into(),
+                resource: "configmaps".into(),
+                subresource: None,
+                namespace: Some("default".into()),
+                name: Some("cm1".into()),
+            }
+        );
+        let (_, r) = resource("GET", "/apis/coordination.k8s.io/v1/leases", false);
+        assert_eq!(
+            (r.verb, r.group.as_str(), r.namespace),
+            (Verb::List, "coordination.k8s.io", None)
+        );
+    }
+
+    #[test]
+    fn workspace_prefix() {
+        let (ws, r) = resource("POST", "/clusters/root:acme:ml/api/v1/namespaces", false);
+        assert_eq!(ws, "root:acme:ml");
+        assert_eq!(
+            (r.verb, r.resource.as_str(), r.name),
+            (Verb::Create, "namespaces", None)
+        );
+        let info = parse("GET", "/clusters/root/version", false).unwrap();
+        assert_eq!(info.target, Target::NonResource("/version".into()));
+        assert!(parse("GET", "/clusters/", false).is_err());
+    }
+
+    #[test]
+    fn namespaces_resource_and_its_subresources() {
+        let (_, r) = resource("GET", "/api/v1/namespaces/kube-system", false);
+        assert_eq!(
+            (r.resource.as_str(), r.name.as_deref(), r.namespace),
+            ("namespaces", Some("kube-system"), None)
+        );
+        let (_, r) = resource("PUT", "/api/v1/namespaces/ns1/finalize", false);
+        assert_eq!(
+            (r.resource.as_str(), r.name.as_deref()),
+            ("namespaces", Some("ns1"))
+        );
+        assert_eq!(r.subresource.as_deref(), Some("finalize"));
+    }
+
+    #[test]
+    fn verbs() {
+        let v = |m, p, w| resource(m, p, w).1.verb;
+        assert_eq!(
+            v("GET", "/api/v1/namespaces/d/configmaps", true),
+            Verb::Watch
+        );
+        assert_eq!(
+            v("DELETE", "/api/v1/namespaces/d/configmaps", false),
+            Verb::DeleteCollection
+        );
+        assert_eq!(
+            v("DELETE", "/api/v1/namespaces/d/configmaps/x", false),
+            Verb::Delete
+        );
+        assert_eq!(v("PATCH", "/apis/g/v1/things/x/status", false), Verb::Patch);
+        assert_eq!(
+            v("PUT", "/apis/g/v1/namespaces/d/things/x/scale", false),
+            Verb::Update
+        );
+        assert!(parse("OPTIONS", "/api/v1/namespaces", false).is_err());
+    }
+
+    #[test]
+    fn discovery_paths_are_not_resources() {
+        for p in [
+            "/api",
+            "/api/v1",
+            "/apis",
+            "/apis/apps",
+            "/apis/apps/v1",
+            "/openapi/v3",
+            "/healthz",
+            "/",
+        ] {
+            let info = parse("GET", p, false).unwrap();
+            assert!(matches!(info.target, Target::NonResource(_)), "{p}");
+        }
+        assert!(parse("GET", "/api/v1/a/b/c/d", false).is_err());
+        assert!(parse("GET", "/api/v1/namespaces//configmaps", false).is_err());
+    }
+}

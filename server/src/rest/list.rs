@@ -1,0 +1,122 @@
+//! list: one page of a resource, honouring `limit`, `continue` and the resourceVersion rules.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+use trellis_storage::{ListRequest, ListScope, ReadRevision};
+
+use super::Target;
+use crate::http::query::Query;
+use crate::http::response;
+use crate::object_meta;
+use crate::status::Status;
+
+/// How a list or watch request's `resourceVersion` and `resourceVersionMatch` read.
+pub fn read_revision(query: &Query) -> Result<ReadRevision, Status> {
+    let rv = match query.get("resourceVersion").filter(|v| !v.is_empty()) {
+        None => return Ok(ReadRevision::Latest),
+        Some(v) => v
+            .parse::<u64>()
+            .map_err(|_| Status::bad_request(format!("invalid resourceVersion {v:?}")))?,
+    };
+    let has_limit = query.get("limit").is_some_and(|l| l != "0");
+    Ok(match (rv, query.get("resourceVersionMatch")) {
+        // "0" means any state; the latest is as good as any.
+        (0, None | Some("NotOlderThan")) => ReadRevision::Latest,
+        (n, Some("NotOlderThan")) => ReadRevision::NotOlderThan(n),
+        (n, Some("Exact")) => ReadRevision::Exact(n),
+        (n, None) if has_limit => ReadRevision::Exact(n),
+        (n, None) => ReadRevision::NotOlderThan(n),
+        (_, Some(other)) => {
+            return Err(Status::bad_request(format!(
+                "invalid resourceVersionMatch {other:?}"
+            )))
+        }
+    })
+}
+
+pub fn scope(target: &Target) -> ListScope {
+    let resource = target.rt.storage_resource();
+    match target.namespace {
+        Some(ns) => ListScope::namespace(target.cluster, resource, ns),
+        None => ListScope::cluster(target.cluster, resource),
+    }
+}
+
+pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
+    let limit = match query.get("limit") {
+        None => None,
+        Some(l) => Some(
+            l.parse::<usize>()
+                .map_err(|_| Status::bad_request(format!("invalid limit {l:?}")))?,
+        ),
+    };
+    let result = target
+        .state
+        .store
+        .list(ListRequest {
+            scope: scope(target),
+            revision: read_revision(query)?,
+            limit,
+            continue_token: query.get("continue").map(str::to_string),
+        })
+        .await
+        .map_err(|e| match e {
+            trellis_storage::StorageError::Expired { .. } => Status::gone(
+                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+            ),
+            other => target.storage_error(&other),
+        })?;
+    let items = result
+        .items
+        .iter()
+        .map(|o| object_meta::with_revision(&o.value, o.revision))
+        .collect::<Result<Vec<Value>, Status>>()?;
+    let mut metadata = json!({"resourceVersion": result.revision.to_string()});
+    if let Some(token) = result.continue_token {
+        metadata["continue"] = Value::String(token);
+    }
+    Ok(response::json(
+        StatusCode::OK,
+        &json!({
+            "apiVersion": target.rt.api_version(),
+            "kind": target.rt.list_kind(),
+            "metadata": metadata,
+            "items": items,
+        }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rr(q: &str) -> Result<ReadRevision, Status> {
+        read_revision(&Query::parse(Some(q)))
+    }
+
+    #[test]
+    fn resource_version_rules() {
+        assert_eq!(rr("").unwrap(), ReadRevision::Latest);
+        assert_eq!(rr("resourceVersion=0").unwrap(), ReadRevision::Latest);
+        assert_eq!(
+            rr("resourceVersion=5").unwrap(),
+            ReadRevision::NotOlderThan(5)
+        );
+        assert_eq!(
+            rr("resourceVersion=5&limit=10").unwrap(),
+            ReadRevision::Exact(5)
+        );
+        assert_eq!(
+            rr("resourceVersion=5&resourceVersionMatch=Exact").unwrap(),
+            ReadRevision::Exact(5)
+        );
+        assert_eq!(rr("resourceVersion=x").unwrap_err().code, 400);
+        assert_eq!(
+            rr("resourceVersion=5&resourceVersionMatch=Bogus")
+                .unwrap_err()
+                .code,
+            400
+        );
+    }
+}

