@@ -753,6 +753,14 @@ pub async fn compaction_expires_old_revisions(b: Backing) {
 /// it is killed mid-flight; every acknowledged write must be there afterwards.
 pub async fn no_acknowledged_write_lost_on_sigkill(b: Backing, child_test_name: &str) {
     use tokio::io::AsyncBufReadExt;
+    // This process watches while another one writes: the watch must see the other process's
+    // changes exactly once and in order.
+    let observer = b.open().await;
+    let start = observer.current_revision().await.unwrap();
+    let mut watch = observer
+        .watch(ListScope::namespace("c1", CM, "default"), Some(start))
+        .await
+        .unwrap();
     let exe = std::env::current_exe().expect("test binary path");
     let mut child = tokio::process::Command::new(exe)
         .args([
@@ -793,6 +801,26 @@ pub async fn no_acknowledged_write_lost_on_sigkill(b: Backing, child_test_name: 
     }
     let status = child.wait().await.expect("reap child");
     assert!(!status.success(), "the child was killed, not finished");
+
+    let mut acked_revisions: Vec<u64> = acked.iter().map(|(_, r)| *r).collect();
+    acked_revisions.sort_unstable();
+    let newest_acked = *acked_revisions.last().unwrap();
+    let mut watched = Vec::new();
+    while watched.last().is_none_or(|r| *r < newest_acked) {
+        let event = next_event(&mut watch).await;
+        assert!(
+            watched.last().is_none_or(|r| *r < event.revision()),
+            "watch events in revision order, each once"
+        );
+        watched.push(event.revision());
+    }
+    let watched: HashSet<u64> = watched.into_iter().collect();
+    for revision in &acked_revisions {
+        assert!(
+            watched.contains(revision),
+            "the watch saw acknowledged write {revision}"
+        );
+    }
 
     let store = b.open().await;
     for (name, revision) in &acked {
