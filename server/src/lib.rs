@@ -11,6 +11,7 @@ pub mod discovery;
 pub mod http;
 pub mod kubeconfig;
 pub mod object_meta;
+pub mod openapi;
 pub mod registry;
 pub mod request_info;
 pub mod rest;

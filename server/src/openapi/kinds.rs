@@ -1,0 +1,36 @@
+//! Which k8s-openapi type carries the schema of each built-in kind.
+
+use k8s_openapi::api::{coordination, core, rbac};
+use schemars::{JsonSchema, SchemaGenerator};
+
+macro_rules! kinds {
+    ($( $group:literal, $kind:literal => $ty:ty; )*) => {
+        /// Adds the kind's schema (and everything it references) to the generator.
+        pub fn generate(generator: &mut SchemaGenerator, group: &str, kind: &str) {
+            match (group, kind) {
+                $( ($group, $kind) => { generator.subschema_for::<$ty>(); } )*
+                _ => {}
+            }
+        }
+
+        pub fn schema_name(group: &str, kind: &str) -> Option<&'static str> {
+            // Computed once: k8s-openapi hands names out as owned strings.
+            static NAMES: std::sync::LazyLock<Vec<((&'static str, &'static str), String)>> =
+                std::sync::LazyLock::new(|| vec![ $( (($group, $kind), <$ty as JsonSchema>::schema_name().into_owned()), )* ]);
+            NAMES.iter().find(|(k, _)| *k == (group, kind)).map(|(_, n)| n.as_str())
+        }
+    };
+}
+
+kinds! {
+    "", "Namespace" => core::v1::Namespace;
+    "", "ConfigMap" => core::v1::ConfigMap;
+    "", "Secret" => core::v1::Secret;
+    "", "ServiceAccount" => core::v1::ServiceAccount;
+    "", "Event" => core::v1::Event;
+    "coordination.k8s.io", "Lease" => coordination::v1::Lease;
+    "rbac.authorization.k8s.io", "Role" => rbac::v1::Role;
+    "rbac.authorization.k8s.io", "RoleBinding" => rbac::v1::RoleBinding;
+    "rbac.authorization.k8s.io", "ClusterRole" => rbac::v1::ClusterRole;
+    "rbac.authorization.k8s.io", "ClusterRoleBinding" => rbac::v1::ClusterRoleBinding;
+}
