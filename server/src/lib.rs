@@ -12,6 +12,7 @@ pub mod http;
 pub mod kubeconfig;
 pub mod object_meta;
 pub mod openapi;
+pub mod patch;
 pub mod registry;
 pub mod request_info;
 pub mod rest;

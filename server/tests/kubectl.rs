@@ -297,6 +297,82 @@ async fn kubectl_round_trip(hub: &Hub) {
         "{explained}"
     );
 
+    // apply (client-side: create, then a three-way strategic merge patch), label, annotate,
+    // every patch type, and edit through an editor script.
+    let app = |model: &str| {
+        write_file(
+            dir.path(),
+            "app.yaml",
+            &format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app\ndata:\n  model: {model}\n  keep: \"yes\"\n"),
+        )
+    };
+    assert!(hub
+        .ok(&["apply", "-f", &app("llama")])
+        .contains("configmap/app created"));
+    assert!(hub
+        .ok(&["apply", "-f", &app("mistral")])
+        .contains("configmap/app configured"));
+    assert!(hub
+        .ok(&["apply", "-f", &app("mistral")])
+        .contains("configmap/app unchanged"));
+    assert!(hub
+        .ok(&["label", "cm", "app", "tier=gpu"])
+        .contains("labeled"));
+    assert!(hub
+        .ok(&["annotate", "cm", "app", "owner=ml-team"])
+        .contains("annotated"));
+    hub.ok(&["patch", "cm", "app", "-p", r#"{"data":{"strategic":"1"}}"#]);
+    hub.ok(&[
+        "patch",
+        "cm",
+        "app",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"merge":"1","keep":null}}"#,
+    ]);
+    hub.ok(&[
+        "patch",
+        "cm",
+        "app",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/strategic"}]"#,
+    ]);
+    let editor = write_file(
+        dir.path(),
+        "editor.sh",
+        "#!/bin/sh\nsed -i 's/mistral/qwen/' \"$1\"\n",
+    );
+    std::fs::set_permissions(&editor, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let edited = Command::new(kubectl_path())
+        .args(["edit", "cm", "app"])
+        .env("KUBECONFIG", hub.kubeconfig())
+        .env("KUBE_EDITOR", &editor)
+        .output()
+        .expect("run kubectl edit");
+    assert!(
+        edited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&edited.stderr)
+    );
+    let app_now: serde_json::Value =
+        serde_json::from_str(&hub.ok(&["get", "cm", "app", "-o", "json"])).unwrap();
+    assert_eq!(
+        app_now["data"],
+        serde_json::json!({"model": "qwen", "merge": "1"})
+    );
+    assert_eq!(app_now["metadata"]["labels"]["tier"], "gpu");
+    assert_eq!(app_now["metadata"]["annotations"]["owner"], "ml-team");
+    let err = hub.fails(&[
+        "patch",
+        "cm",
+        "app",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/data/model","value":"nope"}]"#,
+    ]);
+    assert!(err.contains("could not be applied"), "{err}");
+
     // Unknown paths and resources are 404s, not crashes.
     let err = hub.fails(&["get", "--raw", "/api/v1/namespaces/default/pods"]);
     assert!(

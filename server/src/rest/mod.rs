@@ -49,7 +49,8 @@ pub async fn handle(
         Verb::Create => write::create(&target, &query, headers, body).await,
         Verb::Update => write::update(&target, &query, headers, body).await,
         Verb::Delete => write::delete(&target, &query, body).await,
-        Verb::Patch | Verb::DeleteCollection => Err(Status::method_not_allowed(format!(
+        Verb::Patch => write::patch(&target, &query, headers, body).await,
+        Verb::DeleteCollection => Err(Status::method_not_allowed(format!(
             "{} is not supported yet",
             request.verb.as_str()
         ))),

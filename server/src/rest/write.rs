@@ -12,6 +12,7 @@ use crate::http::query::Query;
 use crate::http::response;
 use crate::object_meta;
 use crate::openapi::{self, FieldValidation};
+use crate::patch::PatchType;
 use crate::status::{Status, StatusCause, Subject};
 
 /// Attempts of an update that did not name a resourceVersion, when it races another writer.
@@ -172,17 +173,52 @@ pub async fn update(
 ) -> Result<Response, Status> {
     let name = target.name.unwrap_or_default();
     let mut sent = read_object(headers, body).await?;
-    let warnings = validate_fields(&mut sent, target, query)?;
     match sent.pointer("/metadata/name").and_then(Value::as_str) {
-        Some(n) if n == name => {}
-        Some(n) => {
+        Some(n) if n != name => {
             return Err(Status::bad_request(format!(
                 "the name of the object ({n}) does not match the name on the URL ({name})"
             )))
         }
-        None => {}
+        _ => {}
     }
-    let requested = object_meta::requested_revision(&sent)?;
+    let warnings = validate_fields(&mut sent, target, query)?;
+    rewrite(target, query, |_current| {
+        Ok((sent.clone(), warnings.clone()))
+    })
+    .await
+}
+
+pub async fn patch(
+    target: &Target<'_>,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Status> {
+    let media_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let kind = PatchType::from_media_type(media_type)?;
+    let patch = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
+    rewrite(target, query, |current| {
+        let mut patched = crate::patch::apply(kind, current, &patch, target.rt.kind)?;
+        let warnings = validate_fields(&mut patched, target, query)?;
+        Ok((patched, warnings))
+    })
+    .await
+}
+
+/// Read, compute the new object from the current one, write with the current revision as a
+/// precondition; when another writer got in between and the client named no resourceVersion,
+/// read again and recompute, as kube-apiserver's GuaranteedUpdate does.
+async fn rewrite(
+    target: &Target<'_>,
+    query: &Query,
+    compute: impl Fn(&Value) -> Result<(Value, Vec<String>), Status>,
+) -> Result<Response, Status> {
+    let name = target.name.unwrap_or_default();
     let dry = dry_run(query)?;
     let store = &target.state.store;
     for _ in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
@@ -190,18 +226,16 @@ pub async fn update(
             .get(&target.key(name))
             .await
             .map_err(|e| target.storage_error(&e))?;
-        if let Some(rev) = requested {
-            if rev != existing.revision {
-                return Err(target.storage_error(&StorageError::Conflict {
-                    key: name.to_string(),
-                    reason: "stale resourceVersion".into(),
-                }));
-            }
+        let current = object_meta::with_revision(&existing.value, existing.revision)?;
+        let (mut object, warnings) = compute(&current)?;
+        let requested = object_meta::requested_revision(&object)?;
+        if requested.is_some_and(|rev| rev != existing.revision) {
+            return Err(target.storage_error(&StorageError::Conflict {
+                key: name.to_string(),
+                reason: "stale resourceVersion".into(),
+            }));
         }
-        let existing_object: Value = serde_json::from_slice(&existing.value)
-            .map_err(|e| Status::internal(format!("stored object is not JSON: {e}")))?;
-        let mut object = sent.clone();
-        object_meta::prepare_update(&mut object, &existing_object, target.rt)?;
+        object_meta::prepare_update(&mut object, &current, target.rt)?;
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("name".into(), Value::String(name.to_string()));
         }
@@ -227,7 +261,6 @@ pub async fn update(
                     &warnings,
                 ));
             }
-            // Someone wrote in between; the client did not ask for a revision, so try again.
             Err(StorageError::Conflict { .. }) if requested.is_none() => continue,
             Err(e) => return Err(target.storage_error(&e)),
         }
