@@ -144,10 +144,33 @@ async fn kubectl_round_trip(hub: &Hub) {
         hub.ok(&["get", "cm", "-o", "jsonpath={.items[*].metadata.name}"]),
         "model"
     );
+    // Server-side printing: kubectl's usual columns.
     let table = hub.ok(&["get", "cm"]);
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "DATA", "AGE"], "{table}");
     assert!(
-        table.starts_with("NAME") && table.contains("model"),
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|row| row.split_whitespace().take(2).eq(["model", "1"])),
         "{table}"
+    );
+    let namespaces_table = hub.ok(&["get", "namespaces"]);
+    assert!(
+        namespaces_table
+            .lines()
+            .any(|l| l.split_whitespace().take(2).eq(["default", "Active"])),
+        "{namespaces_table}"
+    );
+    let described = hub.ok(&["describe", "configmap", "model"]);
+    assert!(
+        described.contains("app=llm") && described.contains("oci://models/llama"),
+        "{described}"
     );
 
     // The errors kubectl users know.
@@ -229,6 +252,21 @@ async fn kubectl_round_trip(hub: &Hub) {
         &update(rv, "stale"),
     ]);
     assert!(err.contains("the object has been modified"), "{err}");
+
+    // `kubectl get --watch` prints the current state and then each change, as table rows.
+    let mut watcher = Command::new(kubectl_path())
+        .args(["get", "configmaps", "--watch"])
+        .env("KUBECONFIG", hub.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start kubectl get --watch");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    hub.ok(&["label", "configmap", "model", "watched=yes"]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    watcher.kill().expect("stop kubectl get --watch");
+    let watched = String::from_utf8_lossy(&watcher.wait_with_output().unwrap().stdout).into_owned();
+    let rows: Vec<&str> = watched.lines().filter(|l| l.starts_with("model")).collect();
+    assert!(rows.len() >= 2, "the initial row and the change: {watched}");
 
     // A watch from the creation revision replays the update, then ends at its timeout.
     let events = hub.ok(&[

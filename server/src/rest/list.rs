@@ -5,6 +5,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use trellis_storage::{ListRequest, ListScope, ReadRevision};
 
+use super::table::{self, Rendering};
 use super::Target;
 use crate::http::query::Query;
 use crate::http::response;
@@ -76,15 +77,22 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
     if let Some(token) = result.continue_token {
         metadata["continue"] = Value::String(token);
     }
-    Ok(response::json(
-        StatusCode::OK,
-        &json!({
+    let body = match target.rendering {
+        Rendering::Table => table::table(target.rt, &items, metadata, query.get("includeObject")),
+        Rendering::PartialMetadata => json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadataList",
+            "metadata": metadata,
+            "items": items.iter().map(table::partial_metadata).collect::<Vec<_>>(),
+        }),
+        Rendering::Object => json!({
             "apiVersion": target.rt.api_version(),
             "kind": target.rt.list_kind(),
             "metadata": metadata,
             "items": items,
         }),
-    ))
+    };
+    Ok(response::json(StatusCode::OK, &body))
 }
 
 #[cfg(test)]

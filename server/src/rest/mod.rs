@@ -2,12 +2,14 @@
 //! over the storage layer. Per-kind rules live in the registry and `object_meta`, not here.
 
 mod list;
+pub mod table;
 mod watch;
 mod write;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use serde_json::{json, Value};
 use trellis_storage::ObjectKey;
 
 use crate::http::query::Query;
@@ -35,15 +37,19 @@ pub async fn handle(
     if request.subresource.is_some() || (!rt.namespaced && request.namespace.is_some()) {
         return response::status(Status::not_found_path());
     }
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
     let target = Target {
         state,
         cluster,
         rt,
         namespace: request.namespace.as_deref(),
         name: request.name.as_deref(),
+        rendering: table::rendering(accept),
     };
     let result = match request.verb {
-        Verb::Get => target.get().await,
+        Verb::Get => target.get(&query).await,
         Verb::List => list::list(&target, &query).await,
         Verb::Watch => return watch::watch(&target, &query).await,
         Verb::Create => write::create(&target, &query, headers, body).await,
@@ -65,6 +71,8 @@ pub struct Target<'a> {
     pub rt: &'static ResourceType,
     pub namespace: Option<&'a str>,
     pub name: Option<&'a str>,
+    /// How reads render objects (plain, Table, metadata only), from `Accept`.
+    pub rendering: table::Rendering,
 }
 
 impl Target<'_> {
@@ -89,7 +97,20 @@ impl Target<'_> {
         Status::from_storage(err, &self.subject())
     }
 
-    async fn get(&self) -> Result<Response, Status> {
+    /// Renders one object as the client asked.
+    fn render(&self, object: Value, query: &Query) -> Value {
+        match self.rendering {
+            table::Rendering::Object => object,
+            table::Rendering::PartialMetadata => table::partial_metadata(&object),
+            table::Rendering::Table => {
+                let revision = object.pointer("/metadata/resourceVersion").cloned();
+                let metadata = json!({"resourceVersion": revision});
+                table::table(self.rt, &[object], metadata, query.get("includeObject"))
+            }
+        }
+    }
+
+    async fn get(&self, query: &Query) -> Result<Response, Status> {
         let key = self.key(self.name.unwrap_or_default());
         let stored = self
             .state
@@ -98,6 +119,6 @@ impl Target<'_> {
             .await
             .map_err(|e| self.storage_error(&e))?;
         let object = object_meta::with_revision(&stored.value, stored.revision)?;
-        Ok(response::json(StatusCode::OK, &object))
+        Ok(response::json(StatusCode::OK, &self.render(object, query)))
     }
 }

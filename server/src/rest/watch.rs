@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use trellis_storage::{EventType, ListRequest, ReadRevision, StorageError};
 
 use super::list::{read_revision, scope};
+use super::table::{self, Rendering};
 use super::Target;
 use crate::http::query::Query;
 use crate::http::response;
@@ -111,6 +112,20 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         (false, ReadRevision::NotOlderThan(n) | ReadRevision::Exact(n), _) => Some(n),
     };
 
+    let render = {
+        let (rt, rendering) = (target.rt, target.rendering);
+        let include = query.get("includeObject").map(str::to_string);
+        move |object: Value| -> Value {
+            match rendering {
+                Rendering::Object => object,
+                Rendering::PartialMetadata => table::partial_metadata(&object),
+                Rendering::Table => {
+                    let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned()});
+                    table::table(rt, &[object], meta, include.as_deref())
+                }
+            }
+        }
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let stream = store.watch(scope, from).await;
     let api_version = target.rt.api_version();
@@ -164,7 +179,7 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
                             EventType::Deleted => "DELETED",
                         };
                         match object_meta::with_revision(&event.object.value, event.object.revision) {
-                            Ok(object) => line(kind, &object),
+                            Ok(object) => line(kind, &render(object)),
                             Err(_) => continue,
                         }
                     }

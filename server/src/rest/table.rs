@@ -1,0 +1,325 @@
+//! Server-side printing: `Table` responses (what `kubectl get` shows) and metadata-only
+//! `PartialObjectMetadata` lists, chosen by the `Accept` header as kube-apiserver does.
+//!
+//! Columns per kind follow kube-apiserver's printers; the Age cell is rendered here, in
+//! kubectl's format.
+
+use std::time::{Duration, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::registry::ResourceType;
+
+/// What the client asked the list or get to be rendered as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rendering {
+    Object,
+    Table,
+    PartialMetadata,
+}
+
+/// Reads `Accept`: the first acceptable `meta.k8s.io/v1` rendering wins, plain JSON otherwise.
+pub fn rendering(accept: Option<&str>) -> Rendering {
+    let Some(accept) = accept else {
+        return Rendering::Object;
+    };
+    for media in accept.split(',') {
+        let params: Vec<(&str, &str)> = media
+            .split(';')
+            .skip(1)
+            .filter_map(|p| p.trim().split_once('='))
+            .collect();
+        let get = |k: &str| params.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
+        if get("g") == Some("meta.k8s.io") && get("v") == Some("v1") {
+            match get("as") {
+                Some("Table") => return Rendering::Table,
+                Some("PartialObjectMetadata" | "PartialObjectMetadataList") => {
+                    return Rendering::PartialMetadata
+                }
+                _ => {}
+            }
+        }
+        let essence = media.split(';').next().unwrap_or_default().trim();
+        if essence == "application/json" && get("as").is_none() || essence == "*/*" {
+            return Rendering::Object;
+        }
+    }
+    Rendering::Object
+}
+
+/// Age as kubectl prints it (`45s`, `3m20s`, `5h`, `12d`, `2y30d`).
+pub fn human_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    let (m, h, days) = (s / 60, s / 3600, s / 86_400);
+    match () {
+        _ if s < 120 => format!("{s}s"),
+        _ if m < 10 && !s.is_multiple_of(60) => format!("{m}m{}s", s % 60),
+        _ if m < 180 => format!("{m}m"),
+        _ if h < 8 && !m.is_multiple_of(60) => format!("{h}h{}m", m % 60),
+        _ if h < 48 => format!("{h}h"),
+        _ if h < 24 * 8 && !h.is_multiple_of(24) => format!("{days}d{}h", h % 24),
+        _ if days < 365 * 2 => format!("{days}d"),
+        _ if days < 365 * 8 && !days.is_multiple_of(365) => {
+            format!("{}y{}d", days / 365, days % 365)
+        }
+        _ => format!("{}y", days / 365),
+    }
+}
+
+fn age(object: &Value) -> String {
+    object
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .map(|created| {
+            human_duration(
+                SystemTime::now()
+                    .duration_since(created)
+                    .unwrap_or_default(),
+            )
+        })
+        .unwrap_or_else(|| "<unknown>".into())
+}
+
+fn text(object: &Value, pointer: &str) -> Value {
+    Value::String(
+        object
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or("<none>")
+            .to_string(),
+    )
+}
+
+fn count(object: &Value, pointers: &[&str]) -> Value {
+    let n: usize = pointers
+        .iter()
+        .filter_map(|p| object.pointer(p))
+        .map(|v| match v {
+            Value::Object(m) => m.len(),
+            Value::Array(a) => a.len(),
+            _ => 0,
+        })
+        .sum();
+    json!(n)
+}
+
+/// Subjects of a binding of one kind, comma-separated.
+fn subjects(object: &Value, kind: &str) -> Value {
+    let names: Vec<String> = object
+        .get("subjects")
+        .and_then(Value::as_array)
+        .map(|subjects| {
+            subjects
+                .iter()
+                .filter(|s| s.get("kind").and_then(Value::as_str) == Some(kind))
+                .map(|s| {
+                    let name = s.get("name").and_then(Value::as_str).unwrap_or_default();
+                    match s.get("namespace").and_then(Value::as_str) {
+                        Some(ns) if kind == "ServiceAccount" => format!("{ns}/{name}"),
+                        _ => name.to_string(),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Value::String(names.join(", "))
+}
+
+/// A column: name, type, priority (0 = default view, 1 = `-o wide`).
+type Column = (&'static str, &'static str, u8);
+
+fn columns(rt: &ResourceType) -> Vec<Column> {
+    let name: Column = ("Name", "string", 0);
+    let age: Column = ("Age", "string", 0);
+    match rt.kind {
+        "Namespace" => vec![name, ("Status", "string", 0), age],
+        "ConfigMap" => vec![name, ("Data", "integer", 0), age],
+        "Secret" => vec![name, ("Type", "string", 0), ("Data", "integer", 0), age],
+        "ServiceAccount" => vec![name, ("Secrets", "integer", 0), age],
+        "Lease" => vec![name, ("Holder", "string", 0), age],
+        "Event" => vec![
+            ("Last Seen", "string", 0),
+            ("Type", "string", 0),
+            ("Reason", "string", 0),
+            ("Object", "string", 0),
+            ("Message", "string", 0),
+        ],
+        "Role" | "ClusterRole" => vec![name, ("Created At", "date", 0)],
+        "RoleBinding" | "ClusterRoleBinding" => vec![
+            name,
+            ("Role", "string", 0),
+            age,
+            ("Users", "string", 1),
+            ("Groups", "string", 1),
+            ("ServiceAccounts", "string", 1),
+        ],
+        _ => vec![name, age],
+    }
+}
+
+fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
+    let name = text(o, "/metadata/name");
+    match rt.kind {
+        "Namespace" => vec![name, text(o, "/status/phase"), age(o).into()],
+        "ConfigMap" => vec![name, count(o, &["/data", "/binaryData"]), age(o).into()],
+        "Secret" => vec![name, text(o, "/type"), count(o, &["/data"]), age(o).into()],
+        "ServiceAccount" => vec![name, count(o, &["/secrets"]), age(o).into()],
+        "Lease" => vec![name, text(o, "/spec/holderIdentity"), age(o).into()],
+        "Event" => {
+            let object = format!(
+                "{}/{}",
+                o.pointer("/involvedObject/kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_lowercase(),
+                o.pointer("/involvedObject/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            );
+            vec![
+                age(o).into(),
+                text(o, "/type"),
+                text(o, "/reason"),
+                object.into(),
+                text(o, "/message"),
+            ]
+        }
+        "Role" | "ClusterRole" => vec![name, text(o, "/metadata/creationTimestamp")],
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let role = format!(
+                "{}/{}",
+                o.pointer("/roleRef/kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+                o.pointer("/roleRef/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            );
+            vec![
+                name,
+                role.into(),
+                age(o).into(),
+                subjects(o, "User"),
+                subjects(o, "Group"),
+                subjects(o, "ServiceAccount"),
+            ]
+        }
+        _ => vec![name, age(o).into()],
+    }
+}
+
+/// The object carried by a row: its metadata (default), the whole object, or nothing, as
+/// `includeObject` asks.
+fn row_object(object: &Value, include: Option<&str>) -> Option<Value> {
+    match include {
+        Some("None") => None,
+        Some("Object") => Some(object.clone()),
+        _ => Some(partial_metadata(object)),
+    }
+}
+
+pub fn partial_metadata(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
+/// A `Table` of `objects`; `list_metadata` is the list's `metadata` (revision, continue).
+pub fn table(
+    rt: &ResourceType,
+    objects: &[Value],
+    list_metadata: Value,
+    include: Option<&str>,
+) -> Value {
+    let definitions: Vec<Value> = columns(rt)
+        .into_iter()
+        .map(|(name, kind, priority)| {
+            json!({
+                "name": name,
+                "type": kind,
+                "format": if name == "Name" { "name" } else { "" },
+                "description": "",
+                "priority": priority,
+            })
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            let mut row = json!({"cells": cells(rt, o)});
+            if let Some(object) = row_object(o, include) {
+                row["object"] = object;
+            }
+            row
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_metadata,
+        "columnDefinitions": definitions,
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::lookup;
+
+    #[test]
+    fn accept_headers() {
+        let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(rendering(Some(kubectl)), Rendering::Table);
+        assert_eq!(
+            rendering(Some(
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+            )),
+            Rendering::PartialMetadata
+        );
+        assert_eq!(rendering(Some("application/json")), Rendering::Object);
+        assert_eq!(rendering(None), Rendering::Object);
+        assert_eq!(
+            rendering(Some(
+                "application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            )),
+            Rendering::Object
+        );
+    }
+
+    #[test]
+    fn ages_read_like_kubectl() {
+        let d = |s| human_duration(Duration::from_secs(s));
+        assert_eq!(d(5), "5s");
+        assert_eq!(d(119), "119s");
+        assert_eq!(d(200), "3m20s");
+        assert_eq!(d(600), "10m");
+        assert_eq!(d(3 * 3600 + 120), "3h2m");
+        assert_eq!(d(30 * 3600), "30h");
+        assert_eq!(d(3 * 86_400 + 3600), "3d1h");
+        assert_eq!(d(40 * 86_400), "40d");
+        assert_eq!(d(3 * 365 * 86_400 + 5 * 86_400), "3y5d");
+    }
+
+    #[test]
+    fn configmap_rows() {
+        let cm = lookup("", "v1", "configmaps").unwrap();
+        let object = json!({"metadata": {"name": "app", "creationTimestamp": "2020-01-01T00:00:00Z"}, "data": {"a": "1", "b": "2"}, "binaryData": {"c": "eA=="}});
+        let t = table(cm, &[object], json!({"resourceVersion": "7"}), None);
+        assert_eq!(t["columnDefinitions"][1]["name"], "Data");
+        assert_eq!(t["rows"][0]["cells"][0], "app");
+        assert_eq!(t["rows"][0]["cells"][1], 3);
+        assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+        assert_eq!(t["metadata"]["resourceVersion"], "7");
+        let t = table(
+            cm,
+            &[json!({"metadata": {"name": "x"}})],
+            json!({}),
+            Some("None"),
+        );
+        assert!(t["rows"][0].get("object").is_none());
+    }
+}
