@@ -16,6 +16,7 @@ pub mod patch;
 pub mod registry;
 pub mod request_info;
 pub mod rest;
+pub mod selectors;
 pub mod start;
 pub mod state;
 pub mod status;

@@ -144,6 +144,43 @@ async fn kubectl_round_trip(hub: &Hub) {
         hub.ok(&["get", "cm", "-o", "jsonpath={.items[*].metadata.name}"]),
         "model"
     );
+    // Label and field selectors, also across pages.
+    let other = write_file(
+        dir.path(),
+        "other.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"aaa-other","labels":{"app":"web"}}}"#,
+    );
+    hub.ok(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        &other,
+    ]);
+    let names = |args: &[&str]| {
+        let mut all = vec!["get", "cm", "-o", "jsonpath={.items[*].metadata.name}"];
+        all.extend_from_slice(args);
+        hub.ok(&all)
+    };
+    assert_eq!(names(&["-l", "app=llm"]), "model");
+    assert_eq!(
+        names(&["-l", "app in (web,llm)", "--chunk-size=1"]),
+        "aaa-other model"
+    );
+    assert_eq!(names(&["-l", "app!=web", "--chunk-size=1"]), "model");
+    assert_eq!(
+        names(&["--field-selector", "metadata.name=aaa-other"]),
+        "aaa-other"
+    );
+    let err = hub.fails(&["get", "cm", "--field-selector", "spec.nope=1"]);
+    assert!(
+        err.contains("field label not supported: spec.nope"),
+        "{err}"
+    );
+    let err = hub.fails(&["get", "cm", "-l", "app in web"]);
+    assert!(err.contains("unable to parse requirement"), "{err}");
+    hub.ok(&["delete", "cm", "aaa-other"]);
+
     // Server-side printing: kubectl's usual columns.
     let table = hub.ok(&["get", "cm"]);
     let header: Vec<&str> = table
@@ -268,16 +305,26 @@ async fn kubectl_round_trip(hub: &Hub) {
     let rows: Vec<&str> = watched.lines().filter(|l| l.starts_with("model")).collect();
     assert!(rows.len() >= 2, "the initial row and the change: {watched}");
 
-    // A watch from the creation revision replays the update, then ends at its timeout.
+    // A watch from the creation revision replays what followed, then ends at its timeout; a
+    // field selector keeps it to one object.
     let events = hub.ok(&[
         "get",
         "--raw",
         &format!(
-            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1"
+            "/api/v1/namespaces/default/configmaps?watch=1&resourceVersion={rv}&timeoutSeconds=1&fieldSelector=metadata.name%3Dmodel"
         ),
     ]);
-    let first: serde_json::Value =
-        serde_json::from_str(events.lines().next().unwrap_or("{}")).unwrap();
+    let events: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .all(|e| e["object"]["metadata"]["name"] == "model"),
+        "{events:?}"
+    );
+    let first = &events[0];
     assert_eq!(first["type"], "MODIFIED");
     assert_eq!(first["object"]["data"]["uri"], "oci://models/mistral");
 

@@ -53,6 +53,30 @@ impl ResourceType {
         format!("{group}/{}", self.plural)
     }
 
+    /// Fields a field selector may name for this kind, as kube-apiserver allows them.
+    pub fn selectable_fields(&self) -> &'static [&'static str] {
+        match (self.group, self.kind) {
+            ("", "Secret") => &["metadata.name", "metadata.namespace", "type"],
+            ("", "Namespace") => &["metadata.name", "metadata.namespace", "status.phase"],
+            ("", "Event") => &[
+                "metadata.name",
+                "metadata.namespace",
+                "involvedObject.apiVersion",
+                "involvedObject.fieldPath",
+                "involvedObject.kind",
+                "involvedObject.name",
+                "involvedObject.namespace",
+                "involvedObject.resourceVersion",
+                "involvedObject.uid",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+            _ => &["metadata.name", "metadata.namespace"],
+        }
+    }
+
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
     }

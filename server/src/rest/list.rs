@@ -3,8 +3,15 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
-use trellis_storage::{ListRequest, ListScope, ReadRevision};
+use trellis_storage::{ContinueToken, ListPosition, ListRequest, ListScope, ReadRevision};
 
+/// Where a filtered list stopped.
+struct Listed {
+    revision: u64,
+    continue_token: Option<String>,
+}
+
+use super::filter::Filter;
 use super::table::{self, Rendering};
 use super::Target;
 use crate::http::query::Query;
@@ -50,29 +57,69 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
         Some(l) => Some(
             l.parse::<usize>()
                 .map_err(|_| Status::bad_request(format!("invalid limit {l:?}")))?,
-        ),
+        )
+        .filter(|l| *l > 0),
     };
-    let result = target
-        .state
-        .store
-        .list(ListRequest {
-            scope: scope(target),
-            revision: read_revision(query)?,
-            limit,
-            continue_token: query.get("continue").map(str::to_string),
-        })
-        .await
-        .map_err(|e| match e {
-            trellis_storage::StorageError::Expired { .. } => Status::gone(
-                "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
-            ),
-            other => target.storage_error(&other),
-        })?;
-    let items = result
-        .items
-        .iter()
-        .map(|o| object_meta::with_revision(&o.value, o.revision))
-        .collect::<Result<Vec<Value>, Status>>()?;
+    let filter = Filter::from_query(query, target.rt)?;
+    let expired = |e: trellis_storage::StorageError| {
+        match e {
+        trellis_storage::StorageError::Expired { .. } => Status::gone(
+            "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
+        ),
+        other => target.storage_error(&other),
+    }
+    };
+    let mut request = ListRequest {
+        scope: scope(target),
+        revision: read_revision(query)?,
+        limit,
+        continue_token: query.get("continue").map(str::to_string),
+    };
+    // Pages are read until `limit` objects match (or the list ends), as kube-apiserver does;
+    // the continue token then points after the last object returned.
+    let mut items = Vec::new();
+    let (revision, continue_token) = loop {
+        let page = target
+            .state
+            .store
+            .list(request.clone())
+            .await
+            .map_err(expired)?;
+        let count = page.items.len();
+        let mut cut = None;
+        for (i, stored) in page.items.iter().enumerate() {
+            let object = object_meta::with_revision(&stored.value, stored.revision)?;
+            if !filter.matches(&object) {
+                continue;
+            }
+            items.push(object);
+            if limit.is_some_and(|l| items.len() >= l) {
+                let more = i + 1 < count || page.continue_token.is_some();
+                cut = Some(more.then(|| {
+                    ContinueToken {
+                        revision: page.revision,
+                        resource: stored.key.resource.clone(),
+                        after: ListPosition {
+                            cluster: stored.key.cluster.clone(),
+                            namespace: stored.key.namespace.clone(),
+                            name: stored.key.name.clone(),
+                        },
+                    }
+                    .encode()
+                }));
+                break;
+            }
+        }
+        match (cut, page.continue_token) {
+            (Some(token), _) => break (page.revision, token),
+            (None, None) => break (page.revision, None),
+            (None, Some(next)) => request.continue_token = Some(next),
+        }
+    };
+    let result = Listed {
+        revision,
+        continue_token,
+    };
     let mut metadata = json!({"resourceVersion": result.revision.to_string()});
     if let Some(token) = result.continue_token {
         metadata["continue"] = Value::String(token);

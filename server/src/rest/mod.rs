@@ -1,6 +1,7 @@
 //! The REST layer: one generic implementation of the Kubernetes verbs for every resource,
 //! over the storage layer. Per-kind rules live in the registry and `object_meta`, not here.
 
+mod filter;
 mod list;
 pub mod table;
 mod watch;

@@ -14,8 +14,9 @@ use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
-use trellis_storage::{EventType, ListRequest, ReadRevision, StorageError};
+use trellis_storage::{Event, EventType, ListRequest, ReadRevision, StorageError};
 
+use super::filter::Filter;
 use super::list::{read_revision, scope};
 use super::table::{self, Rendering};
 use super::Target;
@@ -45,6 +46,32 @@ fn bookmark(target: &Target, revision: u64, initial_events_end: bool) -> Bytes {
         "BOOKMARK",
         &json!({"apiVersion": target.rt.api_version(), "kind": target.rt.kind, "metadata": metadata}),
     )
+}
+
+/// What a watcher with `filter` sees of a change: objects that start matching are ADDED, ones
+/// that stop matching are DELETED, as kube-apiserver's watch cache reports them.
+fn visible_change(filter: &Filter, event: &Event, object: &Value) -> Option<&'static str> {
+    if filter.is_empty() {
+        return Some(match event.kind {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        });
+    }
+    let before = event
+        .prev
+        .as_ref()
+        .and_then(|p| serde_json::from_slice::<Value>(&p.value).ok())
+        .is_some_and(|p| filter.matches(&p));
+    let now = filter.matches(object);
+    match (event.kind, before, now) {
+        (EventType::Deleted, true, _) => Some("DELETED"),
+        (EventType::Deleted, false, _) => None,
+        (_, false, true) => Some("ADDED"),
+        (_, true, true) => Some("MODIFIED"),
+        (_, true, false) => Some("DELETED"),
+        (_, false, false) => None,
+    }
 }
 
 pub async fn watch(target: &Target<'_>, query: &Query) -> Response {
@@ -79,6 +106,7 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
     };
     let store = target.state.store.clone();
     let scope = scope(target);
+    let filter = Filter::from_query(query, target.rt)?;
     let revision = read_revision(query)?;
 
     // Initial state, when asked for (explicitly, or by giving no revision / "0").
@@ -173,15 +201,13 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
                 event = stream.next() => match event {
                     None => return,
                     Some(Ok(event)) => {
-                        let kind = match event.kind {
-                            EventType::Added => "ADDED",
-                            EventType::Modified => "MODIFIED",
-                            EventType::Deleted => "DELETED",
+                        let Ok(object) = object_meta::with_revision(&event.object.value, event.object.revision) else {
+                            continue;
                         };
-                        match object_meta::with_revision(&event.object.value, event.object.revision) {
-                            Ok(object) => line(kind, &render(object)),
-                            Err(_) => continue,
-                        }
+                        let Some(kind) = visible_change(&filter, &event, &object) else {
+                            continue;
+                        };
+                        line(kind, &render(object))
                     }
                     Some(Err(e)) => {
                         let status = match e {
@@ -211,4 +237,70 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::query::Query;
+    use crate::registry::lookup;
+    use trellis_storage::{ObjectKey, StoredObject};
+
+    fn stored(labels: Value, revision: u64) -> StoredObject {
+        StoredObject {
+            key: ObjectKey::new("root", "core/configmaps", "default", "x"),
+            uid: "u".into(),
+            create_revision: 1,
+            revision,
+            value: bytes::Bytes::from(
+                json!({"metadata": {"name": "x", "labels": labels}}).to_string(),
+            ),
+        }
+    }
+
+    fn event(kind: EventType, before: Option<Value>, after: Value) -> (Event, Value) {
+        let object = stored(after, 3);
+        let value = serde_json::from_slice(&object.value).unwrap();
+        (
+            Event {
+                kind,
+                object,
+                prev: before.map(|b| stored(b, 2)),
+            },
+            value,
+        )
+    }
+
+    #[test]
+    fn objects_entering_and_leaving_a_selector() {
+        let cm = lookup("", "v1", "configmaps").unwrap();
+        let filter =
+            Filter::from_query(&Query::parse(Some("labelSelector=app%3Dweb")), cm).unwrap();
+        let see = |kind, before: Option<Value>, after: Value| {
+            let (e, v) = event(kind, before, after);
+            visible_change(&filter, &e, &v)
+        };
+        let web = json!({"app": "web"});
+        let db = json!({"app": "db"});
+        assert_eq!(see(EventType::Added, None, web.clone()), Some("ADDED"));
+        assert_eq!(see(EventType::Added, None, db.clone()), None);
+        assert_eq!(
+            see(EventType::Modified, Some(db.clone()), web.clone()),
+            Some("ADDED")
+        );
+        assert_eq!(
+            see(EventType::Modified, Some(web.clone()), web.clone()),
+            Some("MODIFIED")
+        );
+        assert_eq!(
+            see(EventType::Modified, Some(web.clone()), db.clone()),
+            Some("DELETED")
+        );
+        assert_eq!(see(EventType::Modified, Some(db.clone()), db.clone()), None);
+        assert_eq!(
+            see(EventType::Deleted, Some(web.clone()), web),
+            Some("DELETED")
+        );
+        assert_eq!(see(EventType::Deleted, Some(db.clone()), db), None);
+    }
 }

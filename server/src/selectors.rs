@@ -1,0 +1,287 @@
+//! Label and field selectors: parsing (`?labelSelector=`, `?fieldSelector=`) and matching.
+//! Pure functions, no I/O.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Requirement {
+    Exists(String),
+    NotExists(String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+    Gt(String, i64),
+    Lt(String, i64),
+}
+
+/// A parsed label selector; the empty selector matches everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LabelSelector(Vec<Requirement>);
+
+/// Splits on commas outside parentheses.
+fn terms(s: &str) -> Vec<&str> {
+    let (mut out, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    for (i, c) in s.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out.into_iter()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
+/// Why `key` is not a label key (`[prefix/]name`), if it is not.
+fn key_problem(key: &str) -> Option<String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-.".contains(c))
+    });
+    (!(name_ok && prefix_ok)).then(|| format!("invalid label key {key:?}"))
+}
+
+fn value_problem(value: &str) -> Option<String> {
+    let ok = value.is_empty()
+        || (value.len() <= 63
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && value.ends_with(|c: char| c.is_ascii_alphanumeric()));
+    (!ok).then(|| format!("invalid label value {value:?}"))
+}
+
+fn checked_key(key: &str) -> Result<String, String> {
+    match key_problem(key) {
+        Some(p) => Err(p),
+        None => Ok(key.to_string()),
+    }
+}
+
+fn checked_values(list: &str) -> Result<Vec<String>, String> {
+    let inner = list
+        .trim()
+        .strip_prefix('(')
+        .and_then(|l| l.strip_suffix(')'))
+        .ok_or_else(|| format!("expected a parenthesized list, found {list:?}"))?;
+    inner
+        .split(',')
+        .map(str::trim)
+        .map(|v| match value_problem(v) {
+            Some(p) => Err(p),
+            None => Ok(v.to_string()),
+        })
+        .collect()
+}
+
+impl LabelSelector {
+    pub fn parse(s: &str) -> Result<LabelSelector, String> {
+        let mut requirements = Vec::new();
+        for term in terms(s) {
+            let requirement = if let Some(key) = term.strip_prefix('!') {
+                Requirement::NotExists(checked_key(key.trim())?)
+            } else if let Some((key, values)) = split_word(term, "notin") {
+                Requirement::NotIn(checked_key(key)?, checked_values(values)?)
+            } else if let Some((key, values)) = split_word(term, "in") {
+                Requirement::In(checked_key(key)?, checked_values(values)?)
+            } else if let Some((key, value)) = term.split_once("!=") {
+                Requirement::NotIn(checked_key(key.trim())?, vec![checked_value(value)?])
+            } else if let Some((key, value)) =
+                term.split_once("==").or_else(|| term.split_once('='))
+            {
+                Requirement::In(checked_key(key.trim())?, vec![checked_value(value)?])
+            } else if let Some((key, n)) = term.split_once('>') {
+                Requirement::Gt(checked_key(key.trim())?, number(n)?)
+            } else if let Some((key, n)) = term.split_once('<') {
+                Requirement::Lt(checked_key(key.trim())?, number(n)?)
+            } else {
+                Requirement::Exists(checked_key(term)?)
+            };
+            requirements.push(requirement);
+        }
+        Ok(LabelSelector(requirements))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.0.iter().all(|r| match r {
+            Requirement::Exists(k) => labels.contains_key(k),
+            Requirement::NotExists(k) => !labels.contains_key(k),
+            Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
+            Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
+            Requirement::Gt(k, n) => labels
+                .get(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v > *n),
+            Requirement::Lt(k, n) => labels
+                .get(k)
+                .and_then(|v| v.parse::<i64>().ok())
+                .is_some_and(|v| v < *n),
+        })
+    }
+
+    pub fn matches_object(&self, object: &Value) -> bool {
+        self.is_empty() || self.matches(&labels_of(object))
+    }
+}
+
+fn checked_value(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    match value_problem(v) {
+        Some(p) => Err(p),
+        None => Ok(v.to_string()),
+    }
+}
+
+fn number(n: &str) -> Result<i64, String> {
+    n.trim()
+        .parse()
+        .map_err(|_| format!("{n:?} is not an integer"))
+}
+
+/// `key in (a,b)` → (`key`, `(a,b)`), for the word operators.
+fn split_word<'a>(term: &'a str, word: &str) -> Option<(&'a str, &'a str)> {
+    let needle = format!(" {word} ");
+    if let Some(i) = term.find(&needle) {
+        return Some((term[..i].trim(), term[i + needle.len()..].trim()));
+    }
+    let needle = format!(" {word}(");
+    term.find(&needle)
+        .map(|i| (term[..i].trim(), term[i + needle.len() - 1..].trim()))
+}
+
+pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
+    object
+        .pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A parsed field selector: `field=value`, `field==value`, `field!=value`, ANDed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldSelector(Vec<(String, bool, String)>);
+
+impl FieldSelector {
+    /// Parses, accepting only `supported` fields (kube-apiserver answers others with 400).
+    pub fn parse(s: &str, supported: &[&str]) -> Result<FieldSelector, String> {
+        let mut terms_out = Vec::new();
+        for term in terms(s) {
+            let (field, equal, value) = if let Some((f, v)) = term.split_once("!=") {
+                (f, false, v)
+            } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (f, true, v)
+            } else {
+                return Err(format!("invalid field selector term {term:?}"));
+            };
+            let field = field.trim();
+            if !supported.contains(&field) {
+                return Err(format!("field label not supported: {field}"));
+            }
+            terms_out.push((field.to_string(), equal, value.trim().to_string()));
+        }
+        Ok(FieldSelector(terms_out))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn matches_object(&self, object: &Value) -> bool {
+        self.0.iter().all(|(field, equal, value)| {
+            let pointer = format!("/{}", field.replace('.', "/"));
+            let actual = match object.pointer(&pointer) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(other) => other.to_string(),
+            };
+            (actual == *value) == *equal
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn every_operator() {
+        let l = labels(&[("app", "web"), ("tier", "gpu"), ("replicas", "3")]);
+        let m = |s: &str| LabelSelector::parse(s).unwrap().matches(&l);
+        assert!(m("app=web") && m("app==web") && m("app!=db") && m("app"));
+        assert!(m("!missing") && !m("!app"));
+        assert!(m("tier in (gpu, cpu)") && !m("tier notin (gpu)") && m("tier notin (cpu)"));
+        assert!(m("replicas>2") && !m("replicas<3") && m("replicas<4"));
+        assert!(m("app=web,tier in (gpu,tpu),!missing") && !m("app=web,tier=cpu"));
+        assert!(
+            m("missing!=x") && m("missing notin (x)"),
+            "negations match objects without the key"
+        );
+        assert!(m(""), "the empty selector matches everything");
+        assert!(
+            !m("example.com/team"),
+            "prefixed keys parse; this one is absent"
+        );
+    }
+
+    #[test]
+    fn invalid_selectors_are_errors() {
+        for bad in ["app=we b", "a in b", "-bad=x", "x>y", "Bad.Prefix/x=1"] {
+            assert!(LabelSelector::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn field_selectors() {
+        let supported = ["metadata.name", "metadata.namespace", "type"];
+        let secret = json!({"metadata": {"name": "s", "namespace": "default"}, "type": "Opaque"});
+        let m = |s: &str| {
+            FieldSelector::parse(s, &supported)
+                .unwrap()
+                .matches_object(&secret)
+        };
+        assert!(m("metadata.name=s") && m("metadata.name==s") && m("metadata.name!=t"));
+        assert!(m("metadata.namespace=default,type=Opaque") && !m("type=kubernetes.io/tls"));
+        assert_eq!(
+            FieldSelector::parse("spec.foo=1", &supported).unwrap_err(),
+            "field label not supported: spec.foo"
+        );
+    }
+}
