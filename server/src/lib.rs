@@ -7,6 +7,8 @@
 //! `trellis start`.
 
 pub mod bootstrap;
+pub mod controllers;
+pub mod deletion;
 pub mod discovery;
 pub mod http;
 pub mod kubeconfig;

@@ -163,6 +163,7 @@ pub fn prepare_create(
     meta.remove("resourceVersion");
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
+    crate::registry::strategy::prepare(rt, object);
     Ok((name, uid))
 }
 
@@ -227,6 +228,7 @@ pub fn prepare_update(
         }),
     );
     meta.remove("resourceVersion");
+    crate::registry::strategy::prepare(rt, object);
     Ok(())
 }
 

@@ -72,6 +72,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
         std::fs::set_permissions(&kubeconfig, std::fs::Permissions::from_mode(0o600))?;
     }
 
+    crate::controllers::spawn_all(store.clone());
     let state = Arc::new(AppState { store });
     let router = axum::Router::new()
         .fallback(crate::http::dispatch::dispatch)

@@ -178,6 +178,19 @@ impl Status {
         )
     }
 
+    pub fn forbidden(subject: &Subject, why: &str) -> Status {
+        Status::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{}\" is forbidden: {why}",
+                subject.qualified(),
+                subject.name
+            ),
+        )
+        .with_details(subject.details())
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Status {
         Status::new(405, "MethodNotAllowed", message)
     }

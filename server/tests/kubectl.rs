@@ -466,16 +466,157 @@ async fn kubectl_round_trip(hub: &Hub) {
     );
 }
 
+/// Deletion the Kubernetes way: finalizers hold objects, namespaces terminate with their
+/// content, and nothing new lands in a missing or terminating namespace.
+async fn namespace_and_finalizers(hub: &Hub) {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = write_file(
+        dir.path(),
+        "objects.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team-a\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: team-a\n  finalizers: [example.com/hold]\ndata: {x: \"1\"}\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: free\n  namespace: team-a\n---\n\
+         apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\n  namespace: team-a\nstringData: {key: value}\n",
+    );
+    hub.ok(&["apply", "-f", &objects]);
+    assert_eq!(
+        hub.ok(&["get", "ns", "team-a", "-o", "jsonpath={.status.phase}"]),
+        "Active"
+    );
+    // Secrets keep stringData as base64 data, typed Opaque by default.
+    assert_eq!(
+        hub.ok(&[
+            "get",
+            "secret",
+            "token",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.type} {.data.key}"
+        ]),
+        "Opaque dmFsdWU="
+    );
+    let elsewhere = write_file(
+        dir.path(),
+        "elsewhere.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}"#,
+    );
+    let err = hub.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/missing/configmaps",
+        "-f",
+        &elsewhere,
+    ]);
+    assert!(err.contains(r#"namespaces "missing" not found"#), "{err}");
+
+    // A finalizer holds an object: delete marks it, and it goes with its last finalizer.
+    hub.ok(&["delete", "cm", "held", "-n", "team-a", "--wait=false"]);
+    let held = hub.ok(&[
+        "get",
+        "cm",
+        "held",
+        "-n",
+        "team-a",
+        "-o",
+        "jsonpath={.metadata.deletionTimestamp}",
+    ]);
+    assert!(!held.is_empty(), "marked for deletion");
+    let err = hub.fails(&[
+        "patch",
+        "cm",
+        "held",
+        "-n",
+        "team-a",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":["example.com/hold","example.com/more"]}}"#,
+    ]);
+    assert!(err.contains("no new finalizers"), "{err}");
+
+    // The namespace terminates: content goes, nothing new may come, the held object waits.
+    hub.ok(&["delete", "namespace", "team-a", "--wait=false"]);
+    assert_eq!(
+        hub.ok(&["get", "ns", "team-a", "-o", "jsonpath={.status.phase}"]),
+        "Terminating"
+    );
+    let err = hub.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/team-a/configmaps",
+        "-f",
+        &elsewhere,
+    ]);
+    assert!(err.contains("being terminated"), "{err}");
+    wait_until(|| {
+        hub.ok(&["get", "cm,secret", "-n", "team-a", "-o", "name"])
+            .trim()
+            == "configmap/held"
+    });
+    hub.ok(&[
+        "patch",
+        "cm",
+        "held",
+        "-n",
+        "team-a",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    wait_until(|| {
+        hub.kubectl(&["get", "ns", "team-a"])
+            .2
+            .contains("not found")
+    });
+
+    // deletecollection removes what the selector names.
+    for name in ["one", "two"] {
+        let cm = write_file(
+            dir.path(),
+            "c.json",
+            &format!(
+                r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","labels":{{"batch":"x"}}}}}}"#
+            ),
+        );
+        hub.ok(&[
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps",
+            "-f",
+            &cm,
+        ]);
+    }
+    hub.ok(&["delete", "cm", "-l", "batch=x"]);
+    assert!(hub
+        .ok(&["get", "cm", "-l", "batch=x", "-o", "name"])
+        .trim()
+        .is_empty());
+}
+
+/// Polls `done` for up to 20 s.
+fn wait_until(mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not reached in 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_against_the_embedded_store() {
     let hub = Hub::sqlite().await;
     kubectl_round_trip(&hub).await;
+    namespace_and_finalizers(&hub).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_against_postgres() {
     let (hub, _db) = Hub::postgres().await;
     kubectl_round_trip(&hub).await;
+    namespace_and_finalizers(&hub).await;
 }
 
 /// A restart keeps data, the CA and the admin credential: the old kubeconfig still works.

@@ -4,6 +4,7 @@
 //! A resource's storage key is `<group>/<plural>`, with `core` for the legacy group.
 
 mod builtin;
+pub mod strategy;
 
 pub use builtin::BUILTIN;
 

@@ -57,10 +57,7 @@ pub async fn handle(
         Verb::Update => write::update(&target, &query, headers, body).await,
         Verb::Delete => write::delete(&target, &query, body).await,
         Verb::Patch => write::patch(&target, &query, headers, body).await,
-        Verb::DeleteCollection => Err(Status::method_not_allowed(format!(
-            "{} is not supported yet",
-            request.verb.as_str()
-        ))),
+        Verb::DeleteCollection => write::delete_collection(&target, &query).await,
     };
     result.unwrap_or_else(response::status)
 }
@@ -77,7 +74,7 @@ pub struct Target<'a> {
 }
 
 impl Target<'_> {
-    fn subject(&self) -> Subject<'_> {
+    pub(crate) fn subject(&self) -> Subject<'_> {
         Subject {
             group: self.rt.group,
             resource: self.rt.plural,

@@ -8,6 +8,7 @@ use serde_json::Value;
 use trellis_storage::{Preconditions, StorageError};
 
 use super::{Target, MAX_BODY_BYTES};
+use crate::deletion::{self, Deleted};
 use crate::http::query::Query;
 use crate::http::response;
 use crate::object_meta;
@@ -146,6 +147,7 @@ pub async fn create(
         name: Some(&name),
         ..*target
     };
+    check_namespace_accepts_content(&subject_target).await?;
     if dry_run(query)? {
         return Ok(with_warnings(
             response::json(StatusCode::CREATED, &object),
@@ -163,6 +165,35 @@ pub async fn create(
         response::json(StatusCode::CREATED, &object),
         &warnings,
     ))
+}
+
+/// Like kube-apiserver's NamespaceLifecycle admission: new objects need an existing namespace
+/// that is not being terminated.
+async fn check_namespace_accepts_content(target: &Target<'_>) -> Result<(), Status> {
+    let Some(namespace) = target.namespace.filter(|_| target.rt.namespaced) else {
+        return Ok(());
+    };
+    let key = trellis_storage::ObjectKey::new(target.cluster, "core/namespaces", "", namespace);
+    let stored = match target.state.store.get(&key).await {
+        Ok(stored) => stored,
+        Err(StorageError::NotFound(_)) => {
+            return Err(Status::not_found(&Subject {
+                group: "",
+                resource: "namespaces",
+                name: namespace,
+            }))
+        }
+        Err(e) => return Err(target.storage_error(&e)),
+    };
+    let object: Value = serde_json::from_slice(&stored.value)
+        .map_err(|e| Status::internal(format!("stored namespace is not JSON: {e}")))?;
+    if deletion::is_deleting(&object) {
+        return Err(Status::forbidden(
+            &target.subject(),
+            &format!("unable to create new content in namespace {namespace} because it is being terminated"),
+        ));
+    }
+    Ok(())
 }
 
 pub async fn update(
@@ -239,6 +270,35 @@ async fn rewrite(
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("name".into(), Value::String(name.to_string()));
         }
+        let added = deletion::new_finalizers_while_deleting(&current, &object);
+        if !added.is_empty() {
+            return Err(Status::invalid(
+                &target.subject(),
+                target.rt.kind,
+                vec![StatusCause {
+                    kind: "FieldValueForbidden".into(),
+                    message: format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
+                    field: "metadata.finalizers".into(),
+                }],
+            ));
+        }
+        if !dry && deletion::update_completes_deletion(&object) {
+            // The last finalizer is gone: the object goes.
+            let gone = store
+                .delete(target.key(name), Preconditions::revision(existing.revision))
+                .await;
+            match gone {
+                Ok(stored) => {
+                    let object = object_meta::with_revision(&encode(&object)?, stored.revision)?;
+                    return Ok(with_warnings(
+                        response::json(StatusCode::OK, &object),
+                        &warnings,
+                    ));
+                }
+                Err(StorageError::Conflict { .. }) if requested.is_none() => continue,
+                Err(e) => return Err(target.storage_error(&e)),
+            }
+        }
         if dry {
             let object = object_meta::with_revision(&encode(&object)?, existing.revision)?;
             return Ok(with_warnings(
@@ -308,10 +368,67 @@ pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Re
         let object = object_meta::with_revision(&existing.value, existing.revision)?;
         return Ok(response::json(StatusCode::OK, &object));
     }
-    let deleted = store
-        .delete(target.key(name), preconditions)
+    let stored =
+        match deletion::delete(store, target.rt, target.key(name), &existing, preconditions)
+            .await
+            .map_err(|e| target.storage_error(&e))?
+        {
+            Deleted::Gone(stored) | Deleted::Pending(stored) => stored,
+        };
+    let object = object_meta::with_revision(&stored.value, stored.revision)?;
+    Ok(response::json(StatusCode::OK, &object))
+}
+
+/// deletecollection: every object the selectors match, each deleted as a single delete would.
+pub async fn delete_collection(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
+    let filter = super::filter::Filter::from_query(query, target.rt)?;
+    let dry = dry_run(query)?;
+    let store = &target.state.store;
+    let listed = store
+        .list(trellis_storage::ListRequest::new(super::list::scope(
+            target,
+        )))
         .await
         .map_err(|e| target.storage_error(&e))?;
-    let object = object_meta::with_revision(&deleted.value, deleted.revision)?;
-    Ok(response::json(StatusCode::OK, &object))
+    let mut deleted = Vec::new();
+    for existing in listed.items {
+        let object = object_meta::with_revision(&existing.value, existing.revision)?;
+        if !filter.matches(&object) {
+            continue;
+        }
+        if dry {
+            deleted.push(object);
+            continue;
+        }
+        let key = existing.key.clone();
+        let item = Target {
+            name: Some(&key.name),
+            ..*target
+        };
+        match deletion::delete(
+            store,
+            target.rt,
+            key.clone(),
+            &existing,
+            Preconditions::none(),
+        )
+        .await
+        {
+            Ok(Deleted::Gone(stored) | Deleted::Pending(stored)) => {
+                deleted.push(object_meta::with_revision(&stored.value, stored.revision)?)
+            }
+            // Deleted by someone else meanwhile: nothing to do.
+            Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(item.storage_error(&e)),
+        }
+    }
+    Ok(response::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "apiVersion": target.rt.api_version(),
+            "kind": target.rt.list_kind(),
+            "metadata": {"resourceVersion": listed.revision.to_string()},
+            "items": deleted,
+        }),
+    ))
 }
