@@ -5,12 +5,6 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use trellis_storage::{ContinueToken, ListPosition, ListRequest, ListScope, ReadRevision};
 
-/// Where a filtered list stopped.
-struct Listed {
-    revision: u64,
-    continue_token: Option<String>,
-}
-
 use super::filter::Filter;
 use super::table::{self, Rendering};
 use super::Target;
@@ -116,12 +110,8 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
             (None, Some(next)) => request.continue_token = Some(next),
         }
     };
-    let result = Listed {
-        revision,
-        continue_token,
-    };
-    let mut metadata = json!({"resourceVersion": result.revision.to_string()});
-    if let Some(token) = result.continue_token {
+    let mut metadata = json!({"resourceVersion": revision.to_string()});
+    if let Some(token) = continue_token {
         metadata["continue"] = Value::String(token);
     }
     let body = match target.rendering {

@@ -37,6 +37,12 @@ fn line(kind: &str, object: &Value) -> Bytes {
     Bytes::from(bytes)
 }
 
+/// The ERROR event that ends a watch: a too-old revision is a 410 `Expired` Status.
+fn error_line(err: &StorageError) -> Bytes {
+    let status = Status::from_storage(err, &Default::default());
+    line("ERROR", &serde_json::to_value(&status).unwrap_or_default())
+}
+
 fn bookmark(target: &Target, revision: u64, initial_events_end: bool) -> Bytes {
     let mut metadata = json!({"resourceVersion": revision.to_string()});
     if initial_events_end {
@@ -166,24 +172,8 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         }
         let mut stream = match stream {
             Ok(stream) => stream,
-            Err(StorageError::Expired { requested, .. }) => {
-                let status = Status::gone(format!("too old resource version: {requested}"));
-                let _ = tx
-                    .send(line(
-                        "ERROR",
-                        &serde_json::to_value(&status).unwrap_or_default(),
-                    ))
-                    .await;
-                return;
-            }
             Err(e) => {
-                let status = Status::from_storage(&e, &Default::default());
-                let _ = tx
-                    .send(line(
-                        "ERROR",
-                        &serde_json::to_value(&status).unwrap_or_default(),
-                    ))
-                    .await;
+                let _ = tx.send(error_line(&e)).await;
                 return;
             }
         };
@@ -210,13 +200,7 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
                         line(kind, &render(object))
                     }
                     Some(Err(e)) => {
-                        let status = match e {
-                            StorageError::Expired { requested, .. } => {
-                                Status::gone(format!("too old resource version: {requested}"))
-                            }
-                            other => Status::from_storage(&other, &Default::default()),
-                        };
-                        let _ = tx.send(line("ERROR", &serde_json::to_value(&status).unwrap_or_default())).await;
+                        let _ = tx.send(error_line(&e)).await;
                         return;
                     }
                 },
