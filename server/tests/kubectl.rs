@@ -240,6 +240,26 @@ async fn kubectl_round_trip(hub: &Hub) {
         err.contains("BadRequest") || err.contains("not valid JSON"),
         "{err}"
     );
+    // Over the 3 MiB body limit: 413, and the server keeps serving.
+    let huge = write_file(
+        dir.path(),
+        "huge.json",
+        &format!(
+            r#"{{"metadata": {{"name": "huge"}}, "data": {{"blob": "{}"}}}}"#,
+            "x".repeat(4 << 20)
+        ),
+    );
+    let err = hub.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps",
+        "-f",
+        &huge,
+    ]);
+    assert!(
+        err.contains("RequestEntityTooLarge") || err.contains("larger than the limit"),
+        "{err}"
+    );
     let invalid = write_file(
         dir.path(),
         "invalid.json",

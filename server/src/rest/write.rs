@@ -19,28 +19,35 @@ use crate::status::{Status, StatusCause, Subject};
 /// Attempts of an update that did not name a resourceVersion, when it races another writer.
 const UNCONDITIONAL_UPDATE_ATTEMPTS: usize = 5;
 
-/// Reads a JSON object body, enforcing the size limit and the media type.
+/// Reads a JSON or YAML object body, enforcing the size limit and the media type.
 pub async fn read_object(headers: &HeaderMap, body: Body) -> Result<Value, Status> {
     let media_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     let essence = media_type.split(';').next().unwrap_or_default().trim();
-    if essence != "application/json" {
-        return Err(Status::unsupported_media_type(
-            media_type,
-            &["application/json"],
-        ));
-    }
+    let yaml = match essence {
+        "application/json" => false,
+        "application/yaml" => true,
+        _ => {
+            return Err(Status::unsupported_media_type(
+                media_type,
+                &["application/json", "application/yaml"],
+            ))
+        }
+    };
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
-    let value: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    let value: Value = if yaml {
+        serde_yaml_ng::from_slice(&bytes)
+            .map_err(|e| Status::bad_request(format!("the request body is not valid YAML: {e}")))?
+    } else {
+        serde_json::from_slice(&bytes)
+            .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?
+    };
     if !value.is_object() {
-        return Err(Status::bad_request(
-            "the request body must be a JSON object",
-        ));
+        return Err(Status::bad_request("the request body must be an object"));
     }
     Ok(value)
 }
@@ -431,4 +438,32 @@ pub async fn delete_collection(target: &Target<'_>, query: &Query) -> Result<Res
             "items": deleted,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn read(media_type: &str, body: &str) -> Result<Value, Status> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, media_type.parse().unwrap());
+        read_object(&headers, Body::from(body.to_string())).await
+    }
+
+    #[tokio::test]
+    async fn bodies_in_json_and_yaml() {
+        let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: y\ndata:\n  a: \"1\"\n";
+        let from_yaml = read("application/yaml", yaml).await.unwrap();
+        assert_eq!(from_yaml["metadata"]["name"], "y");
+        assert_eq!(from_yaml["data"]["a"], "1");
+        assert_eq!(
+            read("application/yaml", "a: [").await.unwrap_err().code,
+            400
+        );
+        assert_eq!(read("application/json", "{").await.unwrap_err().code, 400);
+        assert_eq!(read("application/json", "[1]").await.unwrap_err().code, 400);
+        assert_eq!(read("text/plain", "{}").await.unwrap_err().code, 415);
+        let huge = format!("{{\"a\": \"{}\"}}", "x".repeat(MAX_BODY_BYTES));
+        assert_eq!(read("application/json", &huge).await.unwrap_err().code, 413);
+    }
 }
