@@ -1,0 +1,233 @@
+//! The hub against kube-rs, a client with its own (rustls) TLS, watcher and reflector.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::{Api, Client, Config};
+use serde_json::json;
+use trellis_server::start::{start, StartOptions, Started};
+
+async fn hub() -> (tempfile::TempDir, Started, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let started = start(StartOptions {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        store: None,
+        tls_sans: Vec::new(),
+    })
+    .await
+    .expect("hub starts");
+    let kubeconfig = Kubeconfig::read_from(&started.kubeconfig).expect("kubeconfig");
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("client config");
+    let client = Client::try_from(config).expect("client");
+    (dir, started, client)
+}
+
+fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "data": data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+    }))
+    .unwrap()
+}
+
+fn api_code(err: kube::Error) -> u16 {
+    match err {
+        kube::Error::Api(status) => status.code,
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typed_and_dynamic_crud_and_metadata_lists() {
+    let (_dir, _hub, client) = hub().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+
+    let created = api
+        .create(&PostParams::default(), &configmap("cfg", &[("a", "1")]))
+        .await
+        .unwrap();
+    assert!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
+    let mut fetched = api.get("cfg").await.unwrap();
+    assert_eq!(fetched.data.as_ref().unwrap()["a"], "1");
+    assert_eq!(
+        api_code(
+            api.create(&PostParams::default(), &configmap("cfg", &[]))
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
+
+    fetched.data = Some(BTreeMap::from([("a".into(), "2".into())]));
+    let replaced = api
+        .replace("cfg", &PostParams::default(), &fetched)
+        .await
+        .unwrap();
+    assert_eq!(replaced.data.as_ref().unwrap()["a"], "2");
+    // The stale copy conflicts.
+    assert_eq!(
+        api_code(
+            api.replace("cfg", &PostParams::default(), &fetched)
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
+
+    let patched = api
+        .patch(
+            "cfg",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"data": {"b": "3"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.data.as_ref().unwrap().len(), 2);
+    let patched = api
+        .patch(
+            "cfg",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": null}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.data.unwrap(),
+        BTreeMap::from([("b".to_string(), "3".to_string())])
+    );
+
+    // Metadata-only list (PartialObjectMetadataList).
+    let metadata = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(metadata.items.len(), 1);
+    assert_eq!(metadata.items[0].metadata.name.as_deref(), Some("cfg"));
+
+    // Dynamic objects of another group.
+    let lease = ApiResource::from_gvk(&GroupVersionKind::gvk("coordination.k8s.io", "v1", "Lease"));
+    let leases: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &lease);
+    let object: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": "leader"},
+        "spec": {"holderIdentity": "replica-1", "leaseDurationSeconds": 15},
+    }))
+    .unwrap();
+    leases
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
+    let got = leases.get("leader").await.unwrap();
+    assert_eq!(got.data["spec"]["holderIdentity"], "replica-1");
+    assert_eq!(
+        leases
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+
+    api.delete("cfg", &DeleteParams::default()).await.unwrap();
+    assert_eq!(api_code(api.get("cfg").await.unwrap_err()), 404);
+}
+
+/// Reflectors (list+watch, and streaming lists with sendInitialEvents) stay exactly in step
+/// with the server through 1,000 updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflectors_stay_exact_through_a_thousand_updates() {
+    let (_dir, _hub, client) = hub().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    const OBJECTS: usize = 10;
+    const ROUNDS: usize = 100;
+    for i in 0..OBJECTS {
+        api.create(
+            &PostParams::default(),
+            &configmap(&format!("cm-{i}"), &[("n", "0")]),
+        )
+        .await
+        .unwrap();
+    }
+    let mut readers = Vec::new();
+    for config in [
+        watcher::Config::default(),
+        watcher::Config::default().streaming_lists(),
+    ] {
+        let (reader, writer) = reflector::store::<ConfigMap>();
+        let stream = reflector(writer, watcher(api.clone(), config)).applied_objects();
+        tokio::spawn(stream.for_each(|_| async {}));
+        tokio::time::timeout(Duration::from_secs(10), reader.wait_until_ready())
+            .await
+            .expect("reflector ready in time")
+            .unwrap();
+        readers.push(reader);
+    }
+
+    let writers: Vec<_> = (0..OBJECTS)
+        .map(|i| {
+            let api = api.clone();
+            tokio::spawn(async move {
+                for round in 1..=ROUNDS {
+                    let patch = Patch::Merge(json!({"data": {"n": round.to_string()}}));
+                    api.patch(&format!("cm-{i}"), &PatchParams::default(), &patch)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+
+    let expected: BTreeMap<String, String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|cm| {
+            (
+                cm.metadata.name.unwrap(),
+                cm.metadata.resource_version.unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(expected.len(), OBJECTS);
+    for (i, reader) in readers.iter().enumerate() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let seen: BTreeMap<String, String> = reader
+                .state()
+                .iter()
+                .map(|cm| {
+                    (
+                        cm.metadata.name.clone().unwrap(),
+                        cm.metadata.resource_version.clone().unwrap(),
+                    )
+                })
+                .collect();
+            let values_final = reader.state().iter().all(|cm| {
+                cm.data
+                    .as_ref()
+                    .is_some_and(|d| d["n"] == ROUNDS.to_string())
+            });
+            if seen == expected && values_final {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "reflector {i} never caught up: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
