@@ -15,6 +15,7 @@ pub mod kubeconfig;
 pub mod object_meta;
 pub mod openapi;
 pub mod patch;
+pub mod protobuf;
 pub mod registry;
 pub mod request_info;
 pub mod rest;

@@ -144,6 +144,108 @@ async fn kubectl_round_trip(hub: &Hub) {
         hub.ok(&["get", "cm", "-o", "jsonpath={.items[*].metadata.name}"]),
         "model"
     );
+    // kubectl's typed `create` subcommands send protobuf bodies.
+    hub.ok(&["create", "namespace", "typed"]);
+    hub.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "-n",
+        "typed",
+        "--from-literal=model=llama",
+    ]);
+    hub.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "-n",
+        "typed",
+        "--from-literal=token=s3cr3t",
+    ]);
+    hub.ok(&["create", "serviceaccount", "runner", "-n", "typed"]);
+    hub.ok(&[
+        "create",
+        "role",
+        "reader",
+        "-n",
+        "typed",
+        "--verb=get,list",
+        "--resource=configmaps",
+    ]);
+    hub.ok(&[
+        "create",
+        "rolebinding",
+        "rb",
+        "-n",
+        "typed",
+        "--role=reader",
+        "--user=alice",
+    ]);
+    hub.ok(&[
+        "create",
+        "clusterrole",
+        "typed-cr",
+        "--verb=get",
+        "--resource=namespaces",
+    ]);
+    hub.ok(&[
+        "create",
+        "clusterrolebinding",
+        "typed-crb",
+        "--clusterrole=typed-cr",
+        "--group=ops",
+    ]);
+    assert_eq!(
+        hub.ok(&[
+            "get",
+            "cm",
+            "cfg",
+            "-n",
+            "typed",
+            "-o",
+            "jsonpath={.data.model}"
+        ]),
+        "llama"
+    );
+    assert_eq!(
+        hub.ok(&[
+            "get",
+            "secret",
+            "creds",
+            "-n",
+            "typed",
+            "-o",
+            "jsonpath={.type} {.data.token}"
+        ]),
+        "Opaque czNjcjN0"
+    );
+    assert_eq!(
+        hub.ok(&[
+            "get",
+            "role",
+            "reader",
+            "-n",
+            "typed",
+            "-o",
+            "jsonpath={.rules[0].verbs}"
+        ]),
+        r#"["get","list"]"#
+    );
+    assert_eq!(
+        hub.ok(&[
+            "get",
+            "clusterrolebinding",
+            "typed-crb",
+            "-o",
+            "jsonpath={.roleRef.name} {.subjects[0].name}"
+        ]),
+        "typed-cr ops"
+    );
+    hub.ok(&["delete", "clusterrolebinding", "typed-crb"]);
+    hub.ok(&["delete", "clusterrole", "typed-cr"]);
+    hub.ok(&["delete", "namespace", "typed", "--wait=false"]);
+
     // Label and field selectors, also across pages.
     let other = write_file(
         dir.path(),

@@ -26,20 +26,20 @@ pub async fn read_object(headers: &HeaderMap, body: Body) -> Result<Value, Statu
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     let essence = media_type.split(';').next().unwrap_or_default().trim();
-    let yaml = match essence {
-        "application/json" => false,
-        "application/yaml" => true,
-        _ => {
-            return Err(Status::unsupported_media_type(
-                media_type,
-                &["application/json", "application/yaml"],
-            ))
-        }
-    };
+    let accepted = [
+        "application/json",
+        "application/yaml",
+        crate::protobuf::MEDIA_TYPE,
+    ];
+    if !accepted.contains(&essence) {
+        return Err(Status::unsupported_media_type(media_type, &accepted));
+    }
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
-    let value: Value = if yaml {
+    let value: Value = if essence == crate::protobuf::MEDIA_TYPE {
+        crate::protobuf::decode(&bytes)?
+    } else if essence == "application/yaml" {
         serde_yaml_ng::from_slice(&bytes)
             .map_err(|e| Status::bad_request(format!("the request body is not valid YAML: {e}")))?
     } else {

@@ -1,0 +1,421 @@
+//! Protobuf request bodies (`application/vnd.kubernetes.protobuf`) for the built-in kinds.
+//!
+//! client-go's typed clients, and so `kubectl create configmap|secret|namespace|role…`, send
+//! built-in objects as protobuf, and fall back to JSON only for CBOR. A body is the magic
+//! `k8s\0` and a `runtime.Unknown` whose `raw` holds the object; the object is decoded with
+//! k8s-pb's generated types and turned into the JSON the rest of the server works with,
+//! leaving out empty fields as Kubernetes' JSON does. Responses stay JSON, which those clients
+//! accept.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use k8s_pb::api::{coordination, core, rbac};
+use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
+use k8s_pb::apimachinery::pkg::runtime::Unknown;
+use prost::Message;
+use serde_json::{Map, Value};
+
+use crate::status::Status;
+
+pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
+const MAGIC: &[u8] = b"k8s\0";
+
+/// Decodes a protobuf body into the object's JSON form (with `apiVersion` and `kind`).
+pub fn decode(body: &[u8]) -> Result<Value, Status> {
+    let bad = |why: String| Status::bad_request(format!("invalid protobuf body: {why}"));
+    let envelope = body
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| bad("missing the k8s protobuf prefix".into()))?;
+    let unknown = Unknown::decode(envelope).map_err(|e| bad(e.to_string()))?;
+    let type_meta = unknown.type_meta.unwrap_or_default();
+    let api_version = type_meta.api_version.unwrap_or_default();
+    let kind = type_meta.kind.unwrap_or_default();
+    let raw = unknown.raw.unwrap_or_default();
+    let raw = raw.as_slice();
+    let decoded = |e: prost::DecodeError| bad(e.to_string());
+    let mut object = match (api_version.as_str(), kind.as_str()) {
+        ("v1", "ConfigMap") => config_map(core::v1::ConfigMap::decode(raw).map_err(decoded)?),
+        ("v1", "Secret") => secret(core::v1::Secret::decode(raw).map_err(decoded)?),
+        ("v1", "Namespace") => namespace(core::v1::Namespace::decode(raw).map_err(decoded)?),
+        ("v1", "ServiceAccount") => {
+            service_account(core::v1::ServiceAccount::decode(raw).map_err(decoded)?)
+        }
+        ("rbac.authorization.k8s.io/v1", "Role") => {
+            let role = rbac::v1::Role::decode(raw).map_err(decoded)?;
+            Obj::with_meta(role.metadata)
+                .list("rules", role.rules, policy_rule)
+                .done()
+        }
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
+            let role = rbac::v1::ClusterRole::decode(raw).map_err(decoded)?;
+            Obj::with_meta(role.metadata)
+                .list("rules", role.rules, policy_rule)
+                .value(
+                    "aggregationRule",
+                    role.aggregation_rule.map(|a| {
+                        Obj::new()
+                            .list(
+                                "clusterRoleSelectors",
+                                a.cluster_role_selectors,
+                                label_selector,
+                            )
+                            .done()
+                    }),
+                )
+                .done()
+        }
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+            let b = rbac::v1::RoleBinding::decode(raw).map_err(decoded)?;
+            binding(b.metadata, b.subjects, b.role_ref)
+        }
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            let b = rbac::v1::ClusterRoleBinding::decode(raw).map_err(decoded)?;
+            binding(b.metadata, b.subjects, b.role_ref)
+        }
+        ("coordination.k8s.io/v1", "Lease") => {
+            lease(coordination::v1::Lease::decode(raw).map_err(decoded)?)
+        }
+        _ => {
+            return Err(Status::unsupported_media_type(
+                &format!("{MEDIA_TYPE} for {api_version} {kind}"),
+                &["application/json", "application/yaml"],
+            ))
+        }
+    };
+    object["apiVersion"] = Value::String(api_version);
+    object["kind"] = Value::String(kind);
+    Ok(object)
+}
+
+/// A JSON object that leaves out what is absent or empty.
+struct Obj(Map<String, Value>);
+
+impl Obj {
+    fn new() -> Obj {
+        Obj(Map::new())
+    }
+
+    fn with_meta(metadata: Option<meta::ObjectMeta>) -> Obj {
+        Obj::new().value("metadata", Some(object_meta(metadata.unwrap_or_default())))
+    }
+
+    fn value(mut self, key: &str, value: Option<Value>) -> Obj {
+        if let Some(value) = value {
+            self.0.insert(key.to_string(), value);
+        }
+        self
+    }
+
+    fn text(self, key: &str, value: Option<String>) -> Obj {
+        self.value(key, value.map(Value::String))
+    }
+
+    fn strings(self, key: &str, values: Vec<String>) -> Obj {
+        self.list(key, values, Value::String)
+    }
+
+    fn list<T>(self, key: &str, items: Vec<T>, f: impl Fn(T) -> Value) -> Obj {
+        let value = (!items.is_empty()).then(|| Value::Array(items.into_iter().map(f).collect()));
+        self.value(key, value)
+    }
+
+    fn map(self, key: &str, map: BTreeMap<String, String>) -> Obj {
+        let value = (!map.is_empty()).then(|| {
+            Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect(),
+            )
+        });
+        self.value(key, value)
+    }
+
+    fn bytes_map(self, key: &str, map: BTreeMap<String, Vec<u8>>) -> Obj {
+        let encoded = map
+            .into_iter()
+            .map(|(k, v)| (k, STANDARD.encode(v)))
+            .collect();
+        self.map(key, encoded)
+    }
+
+    fn done(self) -> Value {
+        Value::Object(self.0)
+    }
+}
+
+fn time(seconds: Option<i64>, nanos: Option<i32>, micros: bool) -> Option<Value> {
+    let seconds = seconds?;
+    let at = UNIX_EPOCH + Duration::new(seconds.max(0) as u64, nanos.unwrap_or(0).max(0) as u32);
+    Some(Value::String(if micros {
+        humantime::format_rfc3339_micros(at).to_string()
+    } else {
+        humantime::format_rfc3339_seconds(at).to_string()
+    }))
+}
+
+fn object_meta(m: meta::ObjectMeta) -> Value {
+    Obj::new()
+        .text("name", m.name)
+        .text("generateName", m.generate_name)
+        .text("namespace", m.namespace)
+        .text("uid", m.uid)
+        .text("resourceVersion", m.resource_version)
+        .value("generation", m.generation.map(Value::from))
+        .value(
+            "creationTimestamp",
+            m.creation_timestamp
+                .and_then(|t| time(t.seconds, t.nanos, false)),
+        )
+        .value(
+            "deletionTimestamp",
+            m.deletion_timestamp
+                .and_then(|t| time(t.seconds, t.nanos, false)),
+        )
+        .value(
+            "deletionGracePeriodSeconds",
+            m.deletion_grace_period_seconds.map(Value::from),
+        )
+        .map("labels", m.labels)
+        .map("annotations", m.annotations)
+        .list("ownerReferences", m.owner_references, |o| {
+            Obj::new()
+                .text("apiVersion", o.api_version)
+                .text("kind", o.kind)
+                .text("name", o.name)
+                .text("uid", o.uid)
+                .value("controller", o.controller.map(Value::Bool))
+                .value(
+                    "blockOwnerDeletion",
+                    o.block_owner_deletion.map(Value::Bool),
+                )
+                .done()
+        })
+        .strings("finalizers", m.finalizers)
+        .done()
+}
+
+fn config_map(c: core::v1::ConfigMap) -> Value {
+    Obj::with_meta(c.metadata)
+        .map("data", c.data)
+        .bytes_map("binaryData", c.binary_data)
+        .value("immutable", c.immutable.map(Value::Bool))
+        .done()
+}
+
+fn secret(s: core::v1::Secret) -> Value {
+    Obj::with_meta(s.metadata)
+        .bytes_map("data", s.data)
+        .map("stringData", s.string_data)
+        .text("type", s.r#type)
+        .value("immutable", s.immutable.map(Value::Bool))
+        .done()
+}
+
+fn namespace(n: core::v1::Namespace) -> Value {
+    Obj::with_meta(n.metadata)
+        .value(
+            "spec",
+            n.spec
+                .map(|s| Obj::new().strings("finalizers", s.finalizers).done()),
+        )
+        .value(
+            "status",
+            n.status.map(|s| Obj::new().text("phase", s.phase).done()),
+        )
+        .done()
+}
+
+fn service_account(sa: core::v1::ServiceAccount) -> Value {
+    Obj::with_meta(sa.metadata)
+        .list("secrets", sa.secrets, |r| {
+            Obj::new()
+                .text("kind", r.kind)
+                .text("namespace", r.namespace)
+                .text("name", r.name)
+                .text("uid", r.uid)
+                .text("apiVersion", r.api_version)
+                .text("resourceVersion", r.resource_version)
+                .text("fieldPath", r.field_path)
+                .done()
+        })
+        .list("imagePullSecrets", sa.image_pull_secrets, |r| {
+            Obj::new().text("name", r.name).done()
+        })
+        .value(
+            "automountServiceAccountToken",
+            sa.automount_service_account_token.map(Value::Bool),
+        )
+        .done()
+}
+
+fn policy_rule(r: rbac::v1::PolicyRule) -> Value {
+    Obj::new()
+        .strings("verbs", r.verbs)
+        .strings("apiGroups", r.api_groups)
+        .strings("resources", r.resources)
+        .strings("resourceNames", r.resource_names)
+        .strings("nonResourceURLs", r.non_resource_ur_ls)
+        .done()
+}
+
+fn label_selector(s: meta::LabelSelector) -> Value {
+    Obj::new()
+        .map("matchLabels", s.match_labels)
+        .list("matchExpressions", s.match_expressions, |e| {
+            Obj::new()
+                .text("key", e.key)
+                .text("operator", e.operator)
+                .strings("values", e.values)
+                .done()
+        })
+        .done()
+}
+
+fn binding(
+    metadata: Option<meta::ObjectMeta>,
+    subjects: Vec<rbac::v1::Subject>,
+    role_ref: Option<rbac::v1::RoleRef>,
+) -> Value {
+    Obj::with_meta(metadata)
+        .list("subjects", subjects, |s| {
+            Obj::new()
+                .text("kind", s.kind)
+                .text("apiGroup", s.api_group)
+                .text("name", s.name)
+                .text("namespace", s.namespace)
+                .done()
+        })
+        .value(
+            "roleRef",
+            role_ref.map(|r| {
+                Obj::new()
+                    .text("apiGroup", r.api_group)
+                    .text("kind", r.kind)
+                    .text("name", r.name)
+                    .done()
+            }),
+        )
+        .done()
+}
+
+fn lease(l: coordination::v1::Lease) -> Value {
+    Obj::with_meta(l.metadata)
+        .value(
+            "spec",
+            l.spec.map(|s| {
+                Obj::new()
+                    .text("holderIdentity", s.holder_identity)
+                    .value(
+                        "leaseDurationSeconds",
+                        s.lease_duration_seconds.map(Value::from),
+                    )
+                    .value(
+                        "acquireTime",
+                        s.acquire_time.and_then(|t| time(t.seconds, t.nanos, true)),
+                    )
+                    .value(
+                        "renewTime",
+                        s.renew_time.and_then(|t| time(t.seconds, t.nanos, true)),
+                    )
+                    .value("leaseTransitions", s.lease_transitions.map(Value::from))
+                    .text("strategy", s.strategy)
+                    .text("preferredHolder", s.preferred_holder)
+                    .done()
+            }),
+        )
+        .done()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_pb::apimachinery::pkg::runtime::TypeMeta;
+    use serde_json::json;
+
+    fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
+        let unknown = Unknown {
+            type_meta: Some(TypeMeta {
+                api_version: Some(api_version.into()),
+                kind: Some(kind.into()),
+            }),
+            raw: Some(raw),
+            ..Default::default()
+        };
+        let mut body = MAGIC.to_vec();
+        body.extend(unknown.encode_to_vec());
+        body
+    }
+
+    #[test]
+    fn configmaps_decode_to_their_json_form() {
+        let cm = core::v1::ConfigMap {
+            metadata: Some(meta::ObjectMeta {
+                name: Some("cfg".into()),
+                labels: BTreeMap::from([("app".into(), "llm".into())]),
+                ..Default::default()
+            }),
+            data: BTreeMap::from([("model".into(), "llama".into())]),
+            binary_data: BTreeMap::from([("blob".into(), b"x".to_vec())]),
+            ..Default::default()
+        };
+        let json = decode(&envelope("v1", "ConfigMap", cm.encode_to_vec())).unwrap();
+        assert_eq!(
+            json,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "cfg", "labels": {"app": "llm"}},
+                   "data": {"model": "llama"}, "binaryData": {"blob": "eA=="}})
+        );
+    }
+
+    #[test]
+    fn bindings_and_times() {
+        let rb = rbac::v1::RoleBinding {
+            metadata: Some(meta::ObjectMeta {
+                name: Some("rb".into()),
+                creation_timestamp: Some(meta::Time {
+                    seconds: Some(0),
+                    nanos: Some(0),
+                }),
+                ..Default::default()
+            }),
+            subjects: vec![rbac::v1::Subject {
+                kind: Some("User".into()),
+                name: Some("alice".into()),
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                namespace: None,
+            }],
+            role_ref: Some(rbac::v1::RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: Some("Role".into()),
+                name: Some("reader".into()),
+            }),
+        };
+        let json = decode(&envelope(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            rb.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(
+            json["metadata"]["creationTimestamp"],
+            "1970-01-01T00:00:00Z"
+        );
+        assert_eq!(json["subjects"][0]["name"], "alice");
+        assert_eq!(json["roleRef"]["name"], "reader");
+    }
+
+    #[test]
+    fn garbage_and_unknown_kinds_are_clear_errors() {
+        assert_eq!(decode(b"not protobuf").unwrap_err().code, 400);
+        assert_eq!(decode(b"k8s\0\xff\xff\xff").unwrap_err().code, 400);
+        assert_eq!(
+            decode(&envelope("apps/v1", "Deployment", vec![]))
+                .unwrap_err()
+                .code,
+            415
+        );
+    }
+}
