@@ -3,6 +3,8 @@
 //! An object with finalizers is not removed: it gets a `deletionTimestamp` and stays until its
 //! last finalizer is taken off (then the update that removes it deletes it). Namespaces always
 //! go through this, with phase `Terminating`, so their contents can be removed first.
+//! `propagationPolicy` Foreground and Orphan work the same way, through the `foregroundDeletion`
+//! and `orphan` finalizers that the garbage collector acts on and removes.
 
 use bytes::Bytes;
 use serde_json::Value;
@@ -59,6 +61,42 @@ pub fn new_finalizers_while_deleting<'a>(current: &Value, updated: &'a Value) ->
         .collect()
 }
 
+/// What happens to an object's dependents (objects whose ownerReferences name it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Propagation {
+    /// The object goes now; the garbage collector deletes dependents afterwards.
+    #[default]
+    Background,
+    /// Dependents are deleted first; the object waits with the `foregroundDeletion` finalizer.
+    Foreground,
+    /// Dependents lose their reference to the object and stay (`orphan` finalizer).
+    Orphan,
+}
+
+pub const FOREGROUND: &str = "foregroundDeletion";
+pub const ORPHAN: &str = "orphan";
+
+impl Propagation {
+    pub fn parse(value: Option<&str>) -> Result<Propagation, String> {
+        match value {
+            None | Some("") | Some("Background") => Ok(Propagation::Background),
+            Some("Foreground") => Ok(Propagation::Foreground),
+            Some("Orphan") => Ok(Propagation::Orphan),
+            Some(other) => Err(format!(
+                "propagationPolicy must be Background, Foreground or Orphan, got {other:?}"
+            )),
+        }
+    }
+
+    fn finalizer(self) -> Option<&'static str> {
+        match self {
+            Propagation::Background => None,
+            Propagation::Foreground => Some(FOREGROUND),
+            Propagation::Orphan => Some(ORPHAN),
+        }
+    }
+}
+
 /// Deletes `key` (of type `rt`) whose current stored state is `existing`.
 pub async fn delete(
     store: &Store,
@@ -66,19 +104,33 @@ pub async fn delete(
     key: ObjectKey,
     existing: &StoredObject,
     preconditions: Preconditions,
+    propagation: Propagation,
 ) -> Result<Deleted, StorageError> {
     let mut object: Value = serde_json::from_slice(&existing.value)
         .map_err(|e| StorageError::Internal(format!("stored object is not JSON: {e}")))?;
     let namespace = rt.group.is_empty() && rt.kind == "Namespace";
-    if finalizers(&object).is_empty() && !namespace {
+    let extra = propagation.finalizer();
+    if finalizers(&object).is_empty() && extra.is_none() && !namespace {
         return store.delete(key, preconditions).await.map(Deleted::Gone);
     }
-    if is_deleting(&object) {
+    if is_deleting(&object) && extra.is_none_or(|f| finalizers(&object).contains(&f)) {
         return Ok(Deleted::Pending(existing.clone()));
     }
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
-        meta.insert("deletionGracePeriodSeconds".into(), Value::from(0));
+        if !meta.contains_key("deletionTimestamp") {
+            meta.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
+            meta.insert("deletionGracePeriodSeconds".into(), Value::from(0));
+        }
+        if let Some(extra) = extra {
+            let list = meta
+                .entry("finalizers")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(list) = list.as_array_mut() {
+                if !list.iter().any(|f| f.as_str() == Some(extra)) {
+                    list.push(Value::String(extra.to_string()));
+                }
+            }
+        }
     }
     if namespace {
         object["status"]["phase"] = Value::String("Terminating".into());
@@ -94,6 +146,37 @@ pub async fn delete(
         .update(key, bytes, preconditions)
         .await
         .map(Deleted::Pending)
+}
+
+/// Takes `finalizer` off a stored object; if that was the last thing holding an object being
+/// deleted, the object goes. Used by controllers, which own their finalizers.
+pub async fn remove_finalizer(
+    store: &Store,
+    stored: &StoredObject,
+    finalizer: &str,
+) -> Result<(), StorageError> {
+    let mut object: Value = serde_json::from_slice(&stored.value)
+        .map_err(|e| StorageError::Internal(format!("stored object is not JSON: {e}")))?;
+    if let Some(list) = object
+        .pointer_mut("/metadata/finalizers")
+        .and_then(Value::as_array_mut)
+    {
+        list.retain(|f| f.as_str() != Some(finalizer));
+    }
+    let precondition = Preconditions::revision(stored.revision);
+    if update_completes_deletion(&object) {
+        return store
+            .delete(stored.key.clone(), precondition)
+            .await
+            .map(drop);
+    }
+    let bytes = Bytes::from(
+        serde_json::to_vec(&object).map_err(|e| StorageError::Internal(e.to_string()))?,
+    );
+    store
+        .update(stored.key.clone(), bytes, precondition)
+        .await
+        .map(drop)
 }
 
 #[cfg(test)]
@@ -112,6 +195,20 @@ mod tests {
         assert!(!update_completes_deletion(&alive));
         let namespace = json!({"kind": "Namespace", "metadata": {"deletionTimestamp": "t"}, "spec": {"finalizers": ["kubernetes"]}});
         assert!(!update_completes_deletion(&namespace));
+    }
+
+    #[test]
+    fn propagation_policies() {
+        assert_eq!(Propagation::parse(None).unwrap(), Propagation::Background);
+        assert_eq!(
+            Propagation::parse(Some("Orphan")).unwrap().finalizer(),
+            Some(ORPHAN)
+        );
+        assert_eq!(
+            Propagation::parse(Some("Foreground")).unwrap().finalizer(),
+            Some(FOREGROUND)
+        );
+        assert!(Propagation::parse(Some("orphan")).is_err());
     }
 
     #[test]

@@ -691,6 +691,53 @@ async fn namespace_and_finalizers(hub: &Hub) {
             .contains("not found")
     });
 
+    // Garbage collection by ownerReferences, for each --cascade.
+    for cascade in ["background", "orphan", "foreground"] {
+        let owner = format!("owner-{cascade}");
+        let dependent = format!("dependent-{cascade}");
+        hub.ok(&["create", "configmap", &owner]);
+        let uid = hub.ok(&["get", "cm", &owner, "-o", "jsonpath={.metadata.uid}"]);
+        let manifest = write_file(
+            dir.path(),
+            "dependent.json",
+            &format!(
+                r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{dependent}","ownerReferences":[{{"apiVersion":"v1","kind":"ConfigMap","name":"{owner}","uid":"{uid}","blockOwnerDeletion":true}}]}}}}"#
+            ),
+        );
+        hub.ok(&["create", "-f", &manifest]);
+        hub.ok(&[
+            "delete",
+            "configmap",
+            &owner,
+            &format!("--cascade={cascade}"),
+        ]);
+        assert!(
+            hub.kubectl(&["get", "cm", &owner]).2.contains("not found"),
+            "{cascade}: owner gone"
+        );
+        match cascade {
+            "orphan" => {
+                let refs = hub.ok(&[
+                    "get",
+                    "cm",
+                    &dependent,
+                    "-o",
+                    "jsonpath={.metadata.ownerReferences}",
+                ]);
+                assert!(
+                    refs.is_empty(),
+                    "orphaned dependents lose the reference: {refs}"
+                );
+                hub.ok(&["delete", "cm", &dependent]);
+            }
+            _ => wait_until(|| {
+                hub.kubectl(&["get", "cm", &dependent])
+                    .2
+                    .contains("not found")
+            }),
+        }
+    }
+
     // deletecollection removes what the selector names.
     for name in ["one", "two"] {
         let cm = write_file(

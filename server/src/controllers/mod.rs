@@ -5,11 +5,13 @@
 //! Until leader election arrives (workspaces issue), every server process runs them; their
 //! writes use preconditions, so two replicas doing the same step do not clash.
 
+pub mod garbage_collector;
 pub mod namespace;
 
 use trellis_storage::Store;
 
 /// Starts every controller; they stop when the process does.
 pub fn spawn_all(store: Store) {
-    tokio::spawn(namespace::run(store));
+    tokio::spawn(namespace::run(store.clone()));
+    tokio::spawn(garbage_collector::run(store));
 }

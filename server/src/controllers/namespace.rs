@@ -75,7 +75,16 @@ pub async fn reconcile(
     for rt in BUILTIN.iter().filter(|r| r.namespaced) {
         let scope = ListScope::namespace(cluster.clone(), rt.storage_resource(), name.clone());
         for item in store.list(ListRequest::new(scope)).await?.items {
-            match deletion::delete(store, rt, item.key.clone(), &item, Preconditions::none()).await
+            let background = deletion::Propagation::Background;
+            match deletion::delete(
+                store,
+                rt,
+                item.key.clone(),
+                &item,
+                Preconditions::none(),
+                background,
+            )
+            .await
             {
                 Ok(Deleted::Gone(_)) | Err(StorageError::NotFound(_)) => {}
                 Ok(Deleted::Pending(_)) => remaining += 1,

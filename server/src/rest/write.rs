@@ -366,6 +366,7 @@ pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Re
             .and_then(Value::as_str)
             .map(str::to_string),
     };
+    let propagation = propagation(query, &options)?;
     let store = &target.state.store;
     let existing = store
         .get(&target.key(name))
@@ -375,20 +376,41 @@ pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Re
         let object = object_meta::with_revision(&existing.value, existing.revision)?;
         return Ok(response::json(StatusCode::OK, &object));
     }
-    let stored =
-        match deletion::delete(store, target.rt, target.key(name), &existing, preconditions)
-            .await
-            .map_err(|e| target.storage_error(&e))?
-        {
-            Deleted::Gone(stored) | Deleted::Pending(stored) => stored,
-        };
+    let stored = match deletion::delete(
+        store,
+        target.rt,
+        target.key(name),
+        &existing,
+        preconditions,
+        propagation,
+    )
+    .await
+    .map_err(|e| target.storage_error(&e))?
+    {
+        Deleted::Gone(stored) | Deleted::Pending(stored) => stored,
+    };
     let object = object_meta::with_revision(&stored.value, stored.revision)?;
     Ok(response::json(StatusCode::OK, &object))
+}
+
+/// How a delete treats dependents: `propagationPolicy` from the query or DeleteOptions, or
+/// the legacy `orphanDependents`.
+fn propagation(query: &Query, options: &Value) -> Result<deletion::Propagation, Status> {
+    let policy = query
+        .get("propagationPolicy")
+        .or_else(|| options.get("propagationPolicy").and_then(Value::as_str));
+    let orphan = query.flag("orphanDependents")
+        || options.get("orphanDependents") == Some(&Value::Bool(true));
+    match (policy, orphan) {
+        (None, true) => Ok(deletion::Propagation::Orphan),
+        (policy, _) => deletion::Propagation::parse(policy).map_err(Status::bad_request),
+    }
 }
 
 /// deletecollection: every object the selectors match, each deleted as a single delete would.
 pub async fn delete_collection(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
     let filter = super::filter::Filter::from_query(query, target.rt)?;
+    let propagation = propagation(query, &Value::Null)?;
     let dry = dry_run(query)?;
     let store = &target.state.store;
     let listed = store
@@ -418,6 +440,7 @@ pub async fn delete_collection(target: &Target<'_>, query: &Query) -> Result<Res
             key.clone(),
             &existing,
             Preconditions::none(),
+            propagation,
         )
         .await
         {
