@@ -6,7 +6,9 @@
 //! - a dependent of an owner being orphaned (`orphan` finalizer) loses that reference, then the
 //!   owner's finalizer is removed.
 //!
-//! Level-triggered: every pass looks at the whole state; each step is safe to repeat.
+//! Level-triggered: every pass looks at the whole state; each step is safe to repeat. Passes run
+//! when a change can matter (a deletion, owner references, a deletionTimestamp) and every 30 s.
+//! A pass still reads every object: an owner index is the next step before kcp scale.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -14,13 +16,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 use trellis_storage::{
-    ListRequest, ListScope, ObjectKey, Preconditions, StorageError, Store, StoredObject,
+    EventType, ListRequest, ListScope, ObjectKey, Preconditions, StorageError, Store, StoredObject,
 };
 
 use crate::deletion::{self, Propagation, FOREGROUND, ORPHAN};
 use crate::registry::{ResourceType, BUILTIN};
 
-const RESYNC: Duration = Duration::from_secs(1);
+/// A full pass even without a hint (a missed event only delays work).
+const FULL_RESYNC: Duration = Duration::from_secs(30);
+const DEBOUNCE: Duration = Duration::from_millis(100);
 
 struct Item {
     rt: &'static ResourceType,
@@ -59,16 +63,68 @@ fn owner_refs(object: &Value) -> Vec<Value> {
 }
 
 pub async fn run(store: Store) {
+    // Woken by changes that can matter to it; a full pass every FULL_RESYNC regardless.
+    let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
+    for rt in BUILTIN {
+        tokio::spawn(watch_for_work(store.clone(), rt, wake.clone()));
+    }
     loop {
-        if let Err(err) = pass(&store).await {
-            tracing::warn!(error = %err, "garbage collector: will retry");
+        match pass(&store).await {
+            // A step may enable the next one (dependents gone, then the owner's finalizer):
+            // look again soon instead of waiting for a hint.
+            Ok(true) => {
+                tokio::time::sleep(DEBOUNCE).await;
+                continue;
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!(error = %err, "garbage collector: will retry"),
         }
-        tokio::time::sleep(RESYNC).await;
+        tokio::select! {
+            _ = woken.recv() => {
+                // Let a burst of changes (a cascade) settle into one pass.
+                tokio::time::sleep(DEBOUNCE).await;
+                while woken.try_recv().is_ok() {}
+            }
+            _ = tokio::time::sleep(FULL_RESYNC) => {}
+        }
     }
 }
 
-/// One look at everything.
-pub async fn pass(store: &Store) -> Result<(), StorageError> {
+/// Wakes the collector on deletions and on objects that carry owner references or are being
+/// deleted; cheap byte searches, no parsing, on every other change.
+async fn watch_for_work(
+    store: Store,
+    rt: &'static ResourceType,
+    wake: tokio::sync::mpsc::Sender<()>,
+) {
+    loop {
+        match store
+            .watch(ListScope::all_clusters(rt.storage_resource()), None)
+            .await
+        {
+            Ok(mut watch) => {
+                while let Some(Ok(event)) = watch.next().await {
+                    let value = &event.object.value;
+                    let matters = event.kind == EventType::Deleted
+                        || contains(value, b"\"ownerReferences\"")
+                        || contains(value, b"\"deletionTimestamp\"");
+                    if matters {
+                        let _ = wake.try_send(());
+                    }
+                }
+            }
+            Err(err) => tracing::debug!(error = %err, "garbage collector watch failed; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// One look at everything; whether it changed anything.
+pub async fn pass(store: &Store) -> Result<bool, StorageError> {
     let mut items = Vec::new();
     for rt in BUILTIN {
         let listed = store
@@ -83,6 +139,7 @@ pub async fn pass(store: &Store) -> Result<(), StorageError> {
         }
     }
     let by_uid: HashMap<&str, &Item> = items.iter().map(|i| (i.uid(), i)).collect();
+    let mut changed = false;
     let mut referenced: HashSet<String> = HashSet::new();
 
     for dependent in items.iter().filter(|i| !owner_refs(&i.object).is_empty()) {
@@ -101,16 +158,23 @@ pub async fn pass(store: &Store) -> Result<(), StorageError> {
             }
         }
         let outcome = if delete_now {
-            delete(store, dependent, Propagation::Foreground).await
+            delete(store, dependent, Propagation::Foreground)
+                .await
+                .map(|()| true)
         } else if absent == owners.len() && !owners.is_empty() {
-            delete(store, dependent, Propagation::Background).await
+            delete(store, dependent, Propagation::Background)
+                .await
+                .map(|()| true)
         } else if !drop_refs.is_empty() {
-            drop_owner_refs(store, dependent, &drop_refs).await
+            drop_owner_refs(store, dependent, &drop_refs)
+                .await
+                .map(|()| true)
         } else {
-            Ok(())
+            Ok(false)
         };
         match outcome {
-            Ok(()) | Err(StorageError::NotFound(_) | StorageError::Conflict { .. }) => {}
+            Ok(true) => changed = true,
+            Ok(false) | Err(StorageError::NotFound(_) | StorageError::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
     }
@@ -120,13 +184,14 @@ pub async fn pass(store: &Store) -> Result<(), StorageError> {
         for finalizer in [FOREGROUND, ORPHAN] {
             if owner.has_finalizer(finalizer) && !referenced.contains(owner.uid()) {
                 match deletion::remove_finalizer(store, &owner.stored, finalizer).await {
-                    Ok(()) | Err(StorageError::NotFound(_) | StorageError::Conflict { .. }) => {}
+                    Ok(()) => changed = true,
+                    Err(StorageError::NotFound(_) | StorageError::Conflict { .. }) => {}
                     Err(e) => return Err(e),
                 }
             }
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// Whether the owner `uid` of `dependent` is really gone: looked up live by the reference's

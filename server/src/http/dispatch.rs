@@ -14,6 +14,7 @@ use crate::request_info::{self, Target};
 use crate::state::AppState;
 use crate::status::Status;
 use crate::{discovery, openapi, rest};
+use tracing::Instrument;
 
 pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>) -> Response {
     let (parts, body) = request.into_parts();
@@ -30,12 +31,15 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             format!("workspace {:?} not found", info.workspace),
         ));
     };
+    // Instrument, not enter: a guard held across an await would stay entered on this thread
+    // while the task sleeps, and tag other requests' logs.
     let span = tracing::debug_span!("request", workspace = %info.workspace, method = %parts.method, path = %parts.uri.path());
-    let _entered = span.enter();
     match info.target {
-        Target::NonResource(path) => non_resource(&path, &query),
+        Target::NonResource(path) => span.in_scope(|| non_resource(&path, &query)),
         Target::Resource(request) => {
-            rest::handle(&state, cluster, request, query, &parts.headers, body).await
+            rest::handle(&state, cluster, request, query, &parts.headers, body)
+                .instrument(span)
+                .await
         }
     }
 }

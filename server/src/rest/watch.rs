@@ -184,6 +184,8 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         loop {
             let chunk = tokio::select! {
                 _ = &mut deadline => return,
+                // The client hung up: stop now, not at the next event or the timeout.
+                _ = tx.closed() => return,
                 _ = ticker.tick(), if bookmarks => {
                     let meta = json!({"resourceVersion": stream.revision().to_string()});
                     line("BOOKMARK", &json!({"apiVersion": api_version, "kind": kind, "metadata": meta}))

@@ -1,0 +1,1121 @@
+//! Benchmarks of the Trellis API server (the hub) over real HTTPS, each against the storage layer
+//! measured in the same run.
+//!
+//! Run with `cargo bench -p trellis-server --bench api`. Results are printed as machine-readable
+//! lines `bench: <name> <value> <unit>`; lines starting with `#` are commentary, and
+//! `# warning:` lines flag a result that should not be trusted.
+//!
+//! The hub runs in this process (`trellis_server::start::start` on 127.0.0.1:0) on a Postgres
+//! store: a private throwaway cluster with its durability defaults (fsync on), from
+//! `trellis-testkit`. Every request goes through kube-rs (`kube::Client`, rustls), which speaks
+//! HTTP/1.1 only: one TLS connection per request in flight, so 1,000 watchers hold 1,000
+//! connections. The storage baselines use `trellis_storage::Store` on fresh databases of the same
+//! cluster, with the options the hub uses.
+//!
+//! Sections (select some by passing their names, or part of them, as arguments after `--`):
+//! - `creates`: ConfigMap creates/s from 16 tasks, with a task doing sequential GETs alongside,
+//!   vs `Store::create` from 16 tasks.
+//! - `watch`: delivery latency to 1,000 watch streams while ConfigMaps are created at 500/s, vs
+//!   1,000 `Store::watch` streams under the same load.
+//! - `list`: the 10,000 ConfigMaps of one namespace as kubectl lists them (as a Table, in pages
+//!   of 500), vs `Store::list` of the same objects in pages of 500.
+//! - `rss`: resident memory of an idle `trellis start` process, embedded store (and Postgres for
+//!   context).
+//!
+//! The storage baselines run before the hub starts; the hub sections then run in the order
+//! watch, list, creates, so that the objects each one leaves behind weigh least on the next.
+//!
+//! Environment:
+//! - `TRELLIS_BENCH_SECS`: measured seconds of the create run (default 5, after 1 s warm-up).
+//! - `TRELLIS_BENCH_WATCH_SECS`: seconds of paced writes in each watch run (default 10).
+//! - `TRELLIS_BENCH_WATCHERS`: watchers per watch run (default 1,000).
+//! - `TRELLIS_BENCH_WATCH_RATE`: objects created per second in each watch run (default 500).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::Path;
+use std::process::Stdio;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::header::ACCEPT;
+use bytes::Bytes;
+use futures::{AsyncBufReadExt, Stream, StreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use trellis_server::start::{start, StartOptions};
+use trellis_storage::{ListRequest, ListScope, ObjectKey, ReadRevision, Store, StoreOptions};
+use trellis_testkit::{ClusterOptions, PostgresCluster, TestDatabase};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+type Result<T, E = BoxError> = std::result::Result<T, E>;
+
+/// The logical cluster the hub keeps the root workspace in, and ConfigMaps' storage resource.
+const CLUSTER: &str = "root";
+const RESOURCE: &str = "core/configmaps";
+
+const CREATE_NS: &str = "bench-create";
+const WATCH_NS: &str = "bench-watch";
+const LIST_NS: &str = "bench-list";
+
+/// Bytes of `data` (keys and values) in every benchmark ConfigMap.
+const DATA_BYTES: usize = 1024;
+/// The `data` key holding the send time: it sorts first, so it sits near the start of every
+/// serialized copy of the object and watchers find it without parsing the JSON.
+const SENT_KEY: &str = "a-sent-nanos";
+const PAD_KEY: &str = "settings.properties";
+const SENT_DIGITS: usize = 20;
+/// Where watchers look for the send time first (the whole line if it is not there).
+const SENT_SEARCH_HEAD: usize = 256;
+/// The send time of the end-of-run marker; real send times are later than the clock's start.
+const END_OF_RUN: u64 = 0;
+
+const WRITERS: usize = 16;
+const WARMUP: Duration = Duration::from_secs(1);
+/// How long workers may take to finish their last operation after a run stops.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bounds each worker's loop; runs are timed, so this is never reached in practice.
+const MAX_OPS_PER_WORKER: u64 = 10_000_000;
+/// GETs measured by the probe running alongside the creators.
+const GETS: usize = 2_000;
+/// Objects the probe GETs in turn.
+const GET_TARGETS: u64 = 100;
+
+/// Paced writers of the watch runs (each creates `rate / WATCH_WRITERS` objects per second).
+const WATCH_WRITERS: u32 = 16;
+/// How long opening every watch may take.
+const WATCH_OPEN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long watchers may take to receive the last event after the writers stop.
+const WATCH_DRAIN: Duration = Duration::from_secs(120);
+/// How long the hub gets to notice that watchers hung up.
+const HANGUP_GRACE: Duration = Duration::from_secs(1);
+
+const LIST_OBJECTS: u64 = 10_000;
+/// kubectl's default chunk size.
+const PAGE_SIZE: usize = 500;
+/// Measured lists of each kind (after one warm-up round).
+const LIST_RUNS: usize = 5;
+/// What `kubectl get` sends.
+const TABLE_ACCEPT: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+const LOAD_TASKS: usize = 32;
+const LOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// How long a started `trellis` process may take to write its kubeconfig and answer.
+const PROCESS_READY_TIMEOUT: Duration = Duration::from_secs(60);
+const IDLE_SETTLE: Duration = Duration::from_secs(2);
+
+#[tokio::main]
+async fn main() {
+    if let Err(err) = run().await {
+        eprintln!("benchmark failed: {err}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<()> {
+    let config = Config::from_env()?;
+    println!(
+        "# trellis API server benchmarks: {} logical CPUs; hub in this process over HTTPS \
+         (kube-rs, HTTP/1.1), Postgres store (private durable cluster on 127.0.0.1)",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    println!(
+        "# objects: ConfigMaps with {DATA_BYTES} bytes of data, {} bytes as stored",
+        stored_value(
+            &configmap(CREATE_NS, "cm-0-0", 0),
+            &uuid::Uuid::nil().to_string()
+        )?
+        .len()
+    );
+    // Every section uses Postgres (the rss section for context).
+    let pg =
+        tokio::task::spawn_blocking(|| PostgresCluster::start(ClusterOptions { durable: true }))
+            .await??;
+    if ["creates", "watch", "list"].iter().any(|s| config.runs(s)) {
+        let storage_creates = if config.runs("creates") {
+            Some(bench_storage_creates(&pg, &config).await?)
+        } else {
+            None
+        };
+        let storage_watch = if config.runs("watch") {
+            Some(bench_storage_watch(&pg, &config).await?)
+        } else {
+            None
+        };
+        let hub = Hub::start(&pg).await?;
+        if let Some(baseline) = storage_watch {
+            bench_api_watch(&hub, &config, &baseline).await?;
+        }
+        if config.runs("list") {
+            bench_list(&hub).await?;
+        }
+        if let Some(baseline) = storage_creates {
+            bench_api_creates(&hub, &config, baseline).await?;
+        }
+        describe_garbage_collection(&hub).await?;
+    }
+    if config.runs("rss") {
+        bench_rss(&pg).await?;
+    }
+    Ok(())
+}
+
+struct Config {
+    measure: Duration,
+    watch: Duration,
+    watchers: usize,
+    watch_rate: u32,
+    sections: Vec<String>,
+}
+
+impl Config {
+    fn from_env() -> Result<Config> {
+        let watch_rate: u32 = env_or("TRELLIS_BENCH_WATCH_RATE", 500)?;
+        if watch_rate < WATCH_WRITERS {
+            return Err(
+                format!("TRELLIS_BENCH_WATCH_RATE must be at least {WATCH_WRITERS}").into(),
+            );
+        }
+        Ok(Config {
+            measure: Duration::from_secs_f64(env_or("TRELLIS_BENCH_SECS", 5.0)?),
+            watch: Duration::from_secs_f64(env_or("TRELLIS_BENCH_WATCH_SECS", 10.0)?),
+            watchers: env_or("TRELLIS_BENCH_WATCHERS", 1_000)?,
+            watch_rate,
+            // `cargo bench` passes `--bench`; any other argument names sections to run.
+            sections: std::env::args()
+                .skip(1)
+                .filter(|a| !a.starts_with('-'))
+                .collect(),
+        })
+    }
+
+    fn runs(&self, section: &str) -> bool {
+        self.sections.is_empty() || self.sections.iter().any(|s| section.contains(s.as_str()))
+    }
+}
+
+fn env_or<T: FromStr>(name: &str, default: T) -> Result<T> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{name}={v:?} is not a valid number").into()),
+        _ => Ok(default),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output and statistics
+
+fn report(name: &str, value: f64, unit: &str) {
+    match unit {
+        "ops/s" => println!("bench: {name} {value:.0} {unit}"),
+        _ => println!("bench: {name} {value:.2} {unit}"),
+    }
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = (p * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
+    percentile(sorted, p) as f64 / 1e6
+}
+
+fn median(samples: &mut [f64]) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
+}
+
+fn nanos_since(clock: Instant) -> u64 {
+    clock.elapsed().as_nanos() as u64
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects
+
+/// A ConfigMap with `DATA_BYTES` of data, the first entry of which is its send time.
+fn configmap(namespace: &str, name: &str, sent_nanos: u64) -> ConfigMap {
+    const LINE: &str = "feature.gates=alpha,beta; log.level=info; cache.ttl=300s; ";
+    let sent = format!("{sent_nanos:0SENT_DIGITS$}");
+    let pad = DATA_BYTES - SENT_KEY.len() - sent.len() - PAD_KEY.len();
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([(
+                "app.kubernetes.io/name".to_string(),
+                "bench".to_string(),
+            )])),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([
+            (SENT_KEY.to_string(), sent),
+            (
+                PAD_KEY.to_string(),
+                LINE.chars().cycle().take(pad).collect(),
+            ),
+        ])),
+        ..ConfigMap::default()
+    }
+}
+
+/// The value the storage baselines write for `object`: the object with the metadata the hub
+/// adds on create.
+fn stored_value(object: &ConfigMap, uid: &str) -> Result<Bytes> {
+    let mut value = serde_json::to_value(object)?;
+    value["metadata"]["uid"] = json!(uid);
+    value["metadata"]["creationTimestamp"] = json!("2026-11-27T05:00:00Z");
+    Ok(Bytes::from(serde_json::to_vec(&value)?))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The send time in a serialized object (or a watch event line carrying one).
+fn sent_nanos(json: &[u8]) -> Option<u64> {
+    let needle = format!("\"{SENT_KEY}\":\"");
+    let head = &json[..json.len().min(SENT_SEARCH_HEAD)];
+    let at = find(head, needle.as_bytes()).or_else(|| find(json, needle.as_bytes()))?;
+    let digits = json.get(at + needle.len()..at + needle.len() + SENT_DIGITS)?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+async fn api_create(api: Api<ConfigMap>, namespace: &str, name: String, sent: u64) -> Result<()> {
+    api.create(&PostParams::default(), &configmap(namespace, &name, sent))
+        .await?;
+    Ok(())
+}
+
+async fn store_create(store: Store, namespace: &str, name: String, sent: u64) -> Result<()> {
+    let uid = uuid::Uuid::new_v4().to_string();
+    let value = stored_value(&configmap(namespace, &name, sent), &uid)?;
+    store
+        .create(
+            ObjectKey::new(CLUSTER, RESOURCE, namespace, name),
+            uid,
+            value,
+        )
+        .await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The hub
+
+async fn kube_client(kubeconfig: &Path) -> Result<Client> {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig)?;
+    let config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    Ok(Client::try_from(config)?)
+}
+
+/// The hub, started in this process on a fresh database.
+struct Hub {
+    client: Client,
+    db_url: String,
+    server: JoinHandle<()>,
+    // Dropped last: the data directory and the database.
+    _dir: tempfile::TempDir,
+    _db: TestDatabase,
+}
+
+impl Hub {
+    async fn start(pg: &PostgresCluster) -> Result<Hub> {
+        let db = pg.create_database("bench_api_hub").await?;
+        let dir = tempfile::Builder::new()
+            .prefix("trellis-bench-")
+            .tempdir()?;
+        let started = start(StartOptions {
+            data_dir: dir.path().to_path_buf(),
+            listen: "127.0.0.1:0".parse()?,
+            store: Some(db.url().to_string()),
+            tls_sans: Vec::new(),
+        })
+        .await?;
+        println!("# hub: https://{}", started.addr);
+        Ok(Hub {
+            client: kube_client(&started.kubeconfig).await?,
+            db_url: db.url().to_string(),
+            server: started.server,
+            _dir: dir,
+            _db: db,
+        })
+    }
+
+    fn configmaps(&self, namespace: &str) -> Api<ConfigMap> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    async fn create_namespace(&self, name: &str) -> Result<()> {
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.to_string()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(self.client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await?;
+        Ok(())
+    }
+
+    /// A second store on the hub's database, for reads (no compaction of its own).
+    async fn open_store(&self) -> Result<Store> {
+        let options = StoreOptions {
+            compaction: None,
+            ..StoreOptions::default()
+        };
+        Ok(Store::open_postgres(&self.db_url, options).await?)
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// Creates `count` ConfigMaps named `{prefix}-{i}` through the API, `LOAD_TASKS` at a time;
+/// returns how long it took.
+async fn create_many(
+    api: &Api<ConfigMap>,
+    namespace: &'static str,
+    prefix: &str,
+    count: u64,
+) -> Result<Duration> {
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let tasks: Vec<JoinHandle<Result<()>>> = (0..LOAD_TASKS)
+        .map(|_| {
+            let (api, next, prefix) = (api.clone(), next.clone(), prefix.to_string());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= count {
+                        return Ok(());
+                    }
+                    if started.elapsed() > LOAD_TIMEOUT {
+                        return Err("loading timed out".into());
+                    }
+                    api_create(api.clone(), namespace, format!("{prefix}-{i}"), 0).await?;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    Ok(started.elapsed())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timed throughput runs
+
+const WARMING: u8 = 0;
+const MEASURING: u8 = 1;
+const STOPPED: u8 = 2;
+
+/// The phase of one throughput run (warm-up, measured window, stopped) and the operations
+/// completed in its window.
+struct Meter {
+    phase: AtomicU8,
+    counted: AtomicU64,
+}
+
+impl Meter {
+    fn new() -> Arc<Meter> {
+        Arc::new(Meter {
+            phase: AtomicU8::new(WARMING),
+            counted: AtomicU64::new(0),
+        })
+    }
+
+    fn phase(&self) -> u8 {
+        self.phase.load(Ordering::Acquire)
+    }
+
+    fn set(&self, phase: u8) {
+        self.phase.store(phase, Ordering::Release);
+    }
+
+    fn completed(&self) {
+        if self.phase() == MEASURING {
+            self.counted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Runs `op(worker, i)` for i = 0, 1, … in `workers` tasks through a warm-up and a measured
+/// `window`; returns operations completed per second of the window.
+async fn throughput<F, Fut>(
+    meter: &Arc<Meter>,
+    workers: usize,
+    window: Duration,
+    op: F,
+) -> Result<f64>
+where
+    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    let tasks: Vec<JoinHandle<Result<()>>> = (0..workers)
+        .map(|w| {
+            let (meter, op) = (meter.clone(), op.clone());
+            tokio::spawn(async move {
+                for i in 0..MAX_OPS_PER_WORKER {
+                    if meter.phase() == STOPPED {
+                        break;
+                    }
+                    op(w, i).await?;
+                    meter.completed();
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    tokio::time::sleep(WARMUP).await;
+    meter.set(MEASURING);
+    let started = Instant::now();
+    tokio::time::sleep(window).await;
+    meter.set(STOPPED);
+    let rate = meter.counted.load(Ordering::Acquire) as f64 / started.elapsed().as_secs_f64();
+    tokio::time::timeout(STOP_TIMEOUT, async {
+        for task in tasks {
+            task.await??;
+        }
+        Ok::<_, BoxError>(())
+    })
+    .await
+    .map_err(|_| "workers did not stop")??;
+    Ok(rate)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Creates, with GET latency alongside
+
+async fn bench_storage_creates(pg: &PostgresCluster, config: &Config) -> Result<f64> {
+    println!(
+        "# creates baseline: Store::create from {WRITERS} tasks on a fresh database, {} s after \
+         {} s warm-up, before the hub starts",
+        config.measure.as_secs_f64(),
+        WARMUP.as_secs_f64()
+    );
+    let db = pg.create_database("bench_api_storage_creates").await?;
+    let store = Store::open_postgres(db.url(), StoreOptions::default()).await?;
+    let rate = throughput(&Meter::new(), WRITERS, config.measure, move |w, i| {
+        store_create(store.clone(), CREATE_NS, format!("cm-{w}-{i}"), 0)
+    })
+    .await?;
+    report("api_storage_creates_per_s_16", rate, "ops/s");
+    Ok(rate)
+}
+
+/// GETs the `GET_TARGETS` objects in turn, one at a time, until the run stops or `GETS` were
+/// measured; returns the latencies measured in the run's window, in nanoseconds, sorted.
+async fn probe_gets(api: Api<ConfigMap>, meter: Arc<Meter>) -> Result<Vec<u64>> {
+    let mut latencies = Vec::with_capacity(GETS);
+    for i in 0..MAX_OPS_PER_WORKER {
+        if meter.phase() == STOPPED || latencies.len() >= GETS {
+            break;
+        }
+        let started = Instant::now();
+        api.get(&format!("get-{}", i % GET_TARGETS)).await?;
+        if meter.phase() == MEASURING {
+            latencies.push(started.elapsed().as_nanos() as u64);
+        }
+    }
+    latencies.sort_unstable();
+    Ok(latencies)
+}
+
+async fn bench_api_creates(hub: &Hub, config: &Config, baseline: f64) -> Result<()> {
+    println!(
+        "# creates: ConfigMap POSTs from {WRITERS} tasks, {} s after {} s warm-up; alongside, one \
+         task GETs {GET_TARGETS} other ConfigMaps in turn (up to {GETS} measured)",
+        config.measure.as_secs_f64(),
+        WARMUP.as_secs_f64()
+    );
+    hub.create_namespace(CREATE_NS).await?;
+    let api = hub.configmaps(CREATE_NS);
+    create_many(&api, CREATE_NS, "get", GET_TARGETS).await?;
+    let meter = Meter::new();
+    let probe = tokio::spawn(probe_gets(api.clone(), meter.clone()));
+    let rate = throughput(&meter, WRITERS, config.measure, move |w, i| {
+        api_create(api.clone(), CREATE_NS, format!("cm-{w}-{i}"), 0)
+    })
+    .await?;
+    let gets = probe.await??;
+    report("api_create_per_s_16", rate, "ops/s");
+    report("api_vs_storage_ratio_16", rate / baseline, "ratio");
+    report("api_get_p50_ms", percentile_ms(&gets, 0.50), "ms");
+    report("api_get_p99_ms", percentile_ms(&gets, 0.99), "ms");
+    println!(
+        "# creates: {} GETs measured while creating, max {:.2} ms",
+        gets.len(),
+        percentile_ms(&gets, 1.0)
+    );
+    if gets.len() < GETS / 10 {
+        println!("# warning: only {} GETs measured", gets.len());
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watch fan-out
+
+struct PacedRun {
+    written: u64,
+    /// Writes completed per second of the window.
+    rate: f64,
+    /// Latency of each create, in nanoseconds, sorted.
+    latencies: Vec<u64>,
+}
+
+/// `WATCH_WRITERS` writers, each calling `create(name, send time)` once per tick of its own
+/// interval (staggered, so the load is steady), `rate` calls per second in all, for `window`.
+/// A writer that falls behind catches up in a burst but never starts a write after the window.
+async fn paced_writes<F, Fut>(
+    clock: Instant,
+    rate: u32,
+    window: Duration,
+    create: F,
+) -> Result<PacedRun>
+where
+    F: Fn(String, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    let period = Duration::from_secs(1) * WATCH_WRITERS / rate;
+    let ticks = (window.as_secs_f64() / period.as_secs_f64()).ceil() as u64 + 1;
+    let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    let end = start + window;
+    let writers: Vec<JoinHandle<Result<Vec<u64>>>> = (0..WATCH_WRITERS)
+        .map(|w| {
+            let create = create.clone();
+            let mut tick = tokio::time::interval_at(start + period * w / WATCH_WRITERS, period);
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(ticks as usize);
+                for i in 0..ticks {
+                    tick.tick().await;
+                    if tokio::time::Instant::now() >= end {
+                        break;
+                    }
+                    let sent = nanos_since(clock);
+                    create(format!("w{w}-{i}"), sent).await?;
+                    latencies.push(nanos_since(clock) - sent);
+                }
+                Ok(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for writer in writers {
+        latencies.extend(writer.await??);
+    }
+    latencies.sort_unstable();
+    Ok(PacedRun {
+        written: latencies.len() as u64,
+        rate: latencies.len() as f64 / window.as_secs_f64(),
+        latencies,
+    })
+}
+
+/// What one watcher received.
+#[derive(Default)]
+struct Deliveries {
+    /// Receive time minus send time of each event, in nanoseconds.
+    latencies: Vec<u64>,
+    /// Events without a send time (bookmarks, errors, objects not written by the benchmark).
+    other: u64,
+    /// Whether the end-of-run marker arrived before the deadline.
+    ended: bool,
+}
+
+impl Deliveries {
+    /// Records an event carrying `object` (or a watch line); false once the run has ended.
+    fn record(&mut self, object: &[u8], received: u64) -> bool {
+        match sent_nanos(object) {
+            Some(END_OF_RUN) => self.ended = true,
+            Some(sent) => self.latencies.push(received.saturating_sub(sent)),
+            None => self.other += 1,
+        }
+        !self.ended
+    }
+}
+
+/// Reads `events` (objects or watch lines) until the end-of-run marker, `max_events` of them or
+/// `deadline`, whichever comes first.
+async fn receive<S, B>(
+    events: S,
+    clock: Instant,
+    deadline: tokio::time::Instant,
+    max_events: u64,
+) -> Result<Deliveries>
+where
+    S: Stream<Item = Result<B>>,
+    B: AsRef<[u8]>,
+{
+    let mut got = Deliveries::default();
+    let mut events = std::pin::pin!(events);
+    let mut give_up = std::pin::pin!(tokio::time::sleep_until(deadline));
+    for _ in 0..max_events {
+        let event = tokio::select! {
+            event = events.next() => event,
+            () = &mut give_up => break,
+        };
+        let Some(event) = event else { break };
+        if !got.record(event?.as_ref(), nanos_since(clock)) {
+            break;
+        }
+    }
+    Ok(got)
+}
+
+/// The result of one watch run, over all watchers.
+struct FanOut {
+    /// Every delivery's latency, in nanoseconds, sorted.
+    latencies: Vec<u64>,
+    writes: PacedRun,
+    /// Watchers that missed events or the end marker.
+    incomplete: usize,
+    other: u64,
+}
+
+/// Spawns a receiver per stream, writes at the configured pace with `create`, marks the end of
+/// the run, and collects what every watcher received.
+async fn fan_out<S, B, F, Fut>(
+    config: &Config,
+    clock: Instant,
+    streams: Vec<S>,
+    create: F,
+) -> Result<FanOut>
+where
+    S: Stream<Item = Result<B>> + Send + 'static,
+    B: AsRef<[u8]> + Send + 'static,
+    F: Fn(String, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    let deadline = tokio::time::Instant::now() + config.watch + WATCH_DRAIN;
+    // Every write, the end marker, and room for bookmarks and the like.
+    let max_events = 2 * u64::from(config.watch_rate) * (config.watch.as_secs() + 1) + 100;
+    let receivers: Vec<JoinHandle<Result<Deliveries>>> = streams
+        .into_iter()
+        .map(|stream| tokio::spawn(receive(stream, clock, deadline, max_events)))
+        .collect();
+    let writes = paced_writes(clock, config.watch_rate, config.watch, create.clone()).await?;
+    create("end-of-run".to_string(), END_OF_RUN).await?;
+
+    let mut run = FanOut {
+        latencies: Vec::with_capacity(receivers.len() * writes.written as usize),
+        writes,
+        incomplete: 0,
+        other: 0,
+    };
+    for receiver in receivers {
+        let got = receiver.await??;
+        if got.latencies.len() as u64 != run.writes.written || !got.ended {
+            if run.incomplete < 5 {
+                println!(
+                    "# watcher received {} of {} events (saw the end: {})",
+                    got.latencies.len(),
+                    run.writes.written,
+                    got.ended
+                );
+            }
+            run.incomplete += 1;
+        }
+        run.other += got.other;
+        run.latencies.extend(got.latencies);
+    }
+    run.latencies.sort_unstable();
+    Ok(run)
+}
+
+/// Prints a watch run's figures as `{prefix}_p50_ms` and `{prefix}_p99_ms`, with commentary.
+fn report_fan_out(prefix: &str, config: &Config, run: &FanOut) {
+    report(
+        &format!("{prefix}_p50_ms"),
+        percentile_ms(&run.latencies, 0.50),
+        "ms",
+    );
+    report(
+        &format!("{prefix}_p99_ms"),
+        percentile_ms(&run.latencies, 0.99),
+        "ms",
+    );
+    println!(
+        "# {prefix}: {} deliveries ({} writes x {} watchers, {:.0}/s), max {:.1} ms; writes \
+         {:.0}/s, create p50 {:.2} ms, p99 {:.2} ms; {} other events",
+        run.latencies.len(),
+        run.writes.written,
+        config.watchers,
+        run.latencies.len() as f64 / config.watch.as_secs_f64(),
+        percentile_ms(&run.latencies, 1.0),
+        run.writes.rate,
+        percentile_ms(&run.writes.latencies, 0.50),
+        percentile_ms(&run.writes.latencies, 0.99),
+        run.other,
+    );
+    if run.incomplete > 0 {
+        println!(
+            "# warning: {prefix}: {} of {} watchers did not receive all {} events",
+            run.incomplete, config.watchers, run.writes.written
+        );
+    }
+    if run.writes.rate < f64::from(config.watch_rate) * 0.98 {
+        println!(
+            "# warning: {prefix}: writers fell behind: {:.0} writes/s instead of {}",
+            run.writes.rate, config.watch_rate
+        );
+    }
+}
+
+fn describe_watch(config: &Config, what: &str) {
+    println!(
+        "# {what}: {} watchers of one namespace while {WATCH_WRITERS} writers create {} \
+         ConfigMaps/s in it for {} s; latency = receipt - send time written into the object",
+        config.watchers,
+        config.watch_rate,
+        config.watch.as_secs_f64()
+    );
+}
+
+async fn bench_storage_watch(pg: &PostgresCluster, config: &Config) -> Result<FanOut> {
+    describe_watch(
+        config,
+        "watch baseline (Store::watch, before the hub starts)",
+    );
+    let db = pg.create_database("bench_api_storage_watch").await?;
+    let store = Store::open_postgres(db.url(), StoreOptions::default()).await?;
+    let clock = Instant::now();
+    let mut streams = Vec::with_capacity(config.watchers);
+    for _ in 0..config.watchers {
+        let stream = store
+            .watch(ListScope::namespace(CLUSTER, RESOURCE, WATCH_NS), None)
+            .await?;
+        streams.push(
+            stream
+                .into_stream()
+                .map(|event| Ok::<_, BoxError>(event?.object.value)),
+        );
+    }
+    let run = fan_out(config, clock, streams, move |name, sent| {
+        store_create(store.clone(), WATCH_NS, name, sent)
+    })
+    .await?;
+    report_fan_out("api_watch_storage", config, &run);
+    Ok(run)
+}
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// A raw watch of a namespace's ConfigMaps from `revision`, as lines.
+async fn watch_lines(
+    client: Client,
+    namespace: &str,
+    revision: &str,
+    timeout: Duration,
+) -> Result<impl Stream<Item = Result<Vec<u8>>> + Send + 'static> {
+    let request = axum::http::Request::get(format!(
+        "/api/v1/namespaces/{namespace}/configmaps?watch=true&resourceVersion={revision}\
+         &timeoutSeconds={}",
+        timeout.as_secs()
+    ))
+    .body(Vec::new())?;
+    let body = client.request_stream(request).await?;
+    Ok(futures::stream::unfold(
+        Box::pin(body),
+        |mut body| async move {
+            let mut line = Vec::new();
+            match body.read_until(b'\n', &mut line).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(line), body)),
+                Err(err) => Some((Err(err.into()), body)),
+            }
+        },
+    ))
+}
+
+async fn bench_api_watch(hub: &Hub, config: &Config, baseline: &FanOut) -> Result<()> {
+    describe_watch(
+        config,
+        "watch (raw watch requests via kube::Client, one HTTP/1.1 connection each)",
+    );
+    hub.create_namespace(WATCH_NS).await?;
+    let api = hub.configmaps(WATCH_NS);
+    let revision = api
+        .list_metadata(&ListParams::default().limit(1))
+        .await?
+        .metadata
+        .resource_version
+        .ok_or("a list without a resourceVersion")?;
+    let timeout = config.watch + WATCH_DRAIN + WATCH_OPEN_TIMEOUT;
+    let tasks_before = alive_tasks();
+    let opened = Instant::now();
+    let streams = tokio::time::timeout(
+        WATCH_OPEN_TIMEOUT,
+        futures::future::try_join_all(
+            (0..config.watchers)
+                .map(|_| watch_lines(hub.client.clone(), WATCH_NS, &revision, timeout)),
+        ),
+    )
+    .await
+    .map_err(|_| "opening the watches timed out")??;
+    println!(
+        "# watch: {} watches from resourceVersion {revision} open in {:.1} s",
+        streams.len(),
+        opened.elapsed().as_secs_f64()
+    );
+    let clock = Instant::now();
+    let create = move |name, sent| api_create(api.clone(), WATCH_NS, name, sent);
+    let run = fan_out(config, clock, streams, create.clone()).await?;
+    report_fan_out("api_watch_fanout", config, &run);
+    report(
+        "api_watch_fanout_vs_storage_p99_ratio",
+        percentile(&run.latencies, 0.99) as f64
+            / percentile(&baseline.latencies, 0.99).max(1) as f64,
+        "ratio",
+    );
+
+    // Every watcher has hung up by now. Do the hub's watch tasks end with their connections?
+    // One more event in the namespace ends any that linger, so later sections do not pay for
+    // them.
+    tokio::time::sleep(HANGUP_GRACE).await;
+    let lingering = alive_tasks().saturating_sub(tasks_before);
+    create("after-run".to_string(), END_OF_RUN).await?;
+    tokio::time::sleep(HANGUP_GRACE).await;
+    println!(
+        "# watch: tasks alive beyond those before the watches: {lingering} {} s after all {} \
+         watchers hung up, {} {} s after one more write to their namespace",
+        HANGUP_GRACE.as_secs(),
+        config.watchers,
+        alive_tasks().saturating_sub(tasks_before),
+        HANGUP_GRACE.as_secs(),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lists
+
+/// Lists a namespace's ConfigMaps through the API in pages of `PAGE_SIZE`, accepting `accept`;
+/// returns how many objects (or table rows) came back.
+async fn api_list(client: &Client, namespace: &str, accept: &str) -> Result<usize> {
+    let mut items = 0;
+    let mut continue_token: Option<String> = None;
+    for _ in 0..LIST_OBJECTS as usize / PAGE_SIZE + 2 {
+        let mut uri = format!("/api/v1/namespaces/{namespace}/configmaps?limit={PAGE_SIZE}");
+        if let Some(token) = &continue_token {
+            uri.push_str("&continue=");
+            uri.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
+        }
+        let request = axum::http::Request::get(uri)
+            .header(ACCEPT, accept)
+            .body(Vec::new())?;
+        let page: Value = serde_json::from_str(&client.request_text(request).await?)?;
+        let rows = page.get("rows").or_else(|| page.get("items"));
+        items += rows.and_then(Value::as_array).map_or(0, Vec::len);
+        continue_token = page
+            .pointer("/metadata/continue")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if continue_token.is_none() {
+            return Ok(items);
+        }
+    }
+    Err("the list did not end".into())
+}
+
+/// Lists a namespace's ConfigMaps straight from storage in pages of `PAGE_SIZE`.
+async fn store_list(store: &Store, namespace: &str) -> Result<usize> {
+    let mut items = 0;
+    let mut continue_token = None;
+    for _ in 0..LIST_OBJECTS as usize / PAGE_SIZE + 2 {
+        let page = store
+            .list(ListRequest {
+                scope: ListScope::namespace(CLUSTER, RESOURCE, namespace),
+                revision: ReadRevision::Latest,
+                limit: Some(PAGE_SIZE),
+                continue_token,
+            })
+            .await?;
+        items += page.items.len();
+        continue_token = page.continue_token;
+        if continue_token.is_none() {
+            return Ok(items);
+        }
+    }
+    Err("the list did not end".into())
+}
+
+/// Milliseconds one full list takes, checking that it returned every object.
+async fn timed_list(list: impl Future<Output = Result<usize>>) -> Result<f64> {
+    let started = Instant::now();
+    let items = list.await?;
+    let elapsed = started.elapsed();
+    if items as u64 != LIST_OBJECTS {
+        return Err(format!("listed {items} objects, expected {LIST_OBJECTS}").into());
+    }
+    Ok(elapsed.as_secs_f64() * 1e3)
+}
+
+async fn bench_list(hub: &Hub) -> Result<()> {
+    println!(
+        "# list: {LIST_OBJECTS} ConfigMaps in one namespace, pages of {PAGE_SIZE}: as kubectl \
+         asks (Table), as plain JSON, and straight from storage (the same objects); median of \
+         {LIST_RUNS} runs each, taking turns"
+    );
+    hub.create_namespace(LIST_NS).await?;
+    let loaded = create_many(&hub.configmaps(LIST_NS), LIST_NS, "cm", LIST_OBJECTS).await?;
+    println!(
+        "# list: loaded through the API in {:.1} s ({:.0} creates/s, {LOAD_TASKS} tasks)",
+        loaded.as_secs_f64(),
+        LIST_OBJECTS as f64 / loaded.as_secs_f64()
+    );
+    let store = hub.open_store().await?;
+    let (mut table, mut plain, mut storage) = (Vec::new(), Vec::new(), Vec::new());
+    // The first round warms up.
+    for round in 0..=LIST_RUNS {
+        let table_ms = timed_list(api_list(&hub.client, LIST_NS, TABLE_ACCEPT)).await?;
+        let plain_ms = timed_list(api_list(&hub.client, LIST_NS, "application/json")).await?;
+        let storage_ms = timed_list(store_list(&store, LIST_NS)).await?;
+        if round > 0 {
+            table.push(table_ms);
+            plain.push(plain_ms);
+            storage.push(storage_ms);
+        }
+    }
+    let (table, plain, storage) = (median(&mut table), median(&mut plain), median(&mut storage));
+    report("api_list_10k_ms", table, "ms");
+    report("api_list_10k_json_ms", plain, "ms");
+    report("api_list_10k_storage_ms", storage, "ms");
+    report("api_list_10k_vs_storage_ratio", table / storage, "ratio");
+    Ok(())
+}
+
+/// Times one pass of the hub's garbage collector, which runs every second, over what the
+/// benchmarks left in the hub.
+async fn describe_garbage_collection(hub: &Hub) -> Result<()> {
+    let store = hub.open_store().await?;
+    let objects = store
+        .list(ListRequest::new(ListScope::all_clusters(RESOURCE)))
+        .await?
+        .items
+        .len();
+    let started = Instant::now();
+    trellis_server::controllers::garbage_collector::pass(&store).await?;
+    println!(
+        "# the hub's garbage collector reads every object once a second; one pass with {objects} \
+         ConfigMaps in the hub took {:.0} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle memory
+
+/// `VmRSS` and `VmHWM` of a process, in MiB.
+fn memory_mib(pid: u32) -> Result<(f64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Result<f64> {
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))?
+            .parse()?;
+        Ok(kib / 1024.0)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Waits for a started hub's kubeconfig, then makes one request through it.
+async fn first_request(child: &mut tokio::process::Child, kubeconfig: &Path) -> Result<()> {
+    let deadline = Instant::now() + PROCESS_READY_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("trellis exited early: {status}").into());
+        }
+        if let Ok(client) = kube_client(kubeconfig).await {
+            if Api::<Namespace>::all(client)
+                .list(&ListParams::default())
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err("trellis did not answer in time".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Resident memory of a `trellis start` process (built by cargo for this benchmark) that has
+/// answered one request and then idled for `IDLE_SETTLE`.
+async fn idle_rss(store: Option<&str>) -> Result<(f64, f64)> {
+    let dir = tempfile::Builder::new().prefix("trellis-rss-").tempdir()?;
+    let log = std::fs::File::create(dir.path().join("trellis.log"))?;
+    let data_dir = dir.path().join("data");
+    let listen = format!("127.0.0.1:{}", trellis_testkit::free_loopback_port());
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
+    command
+        .arg("start")
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .args(["--listen", &listen])
+        .env_remove("TRELLIS_STORE")
+        .env_remove("TRELLIS_DATA_DIR")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true);
+    if let Some(url) = store {
+        command.args(["--store", url]);
+    }
+    let mut child = command.spawn()?;
+    let pid = child.id().ok_or("trellis has no pid")?;
+    let measured = async {
+        first_request(&mut child, &data_dir.join("admin.kubeconfig")).await?;
+        tokio::time::sleep(IDLE_SETTLE).await;
+        memory_mib(pid)
+    }
+    .await;
+    child.kill().await?;
+    measured
+}
+
+async fn bench_rss(pg: &PostgresCluster) -> Result<()> {
+    println!(
+        "# rss: `trellis start` ({}) on 127.0.0.1, after one request and {} s idle",
+        env!("CARGO_BIN_EXE_trellis"),
+        IDLE_SETTLE.as_secs()
+    );
+    let (rss, peak) = idle_rss(None).await?;
+    report("idle_rss_mib", rss, "MiB");
+    println!("# rss: embedded store, peak {peak:.1} MiB");
+    let db = pg.create_database("bench_api_rss").await?;
+    let (rss, peak) = idle_rss(Some(db.url())).await?;
+    report("idle_rss_postgres_mib", rss, "MiB");
+    println!("# rss: Postgres store, peak {peak:.1} MiB");
+    Ok(())
+}
