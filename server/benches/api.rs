@@ -1023,7 +1023,7 @@ async fn describe_garbage_collection(hub: &Hub) -> Result<()> {
     let started = Instant::now();
     trellis_server::controllers::garbage_collector::pass(&store).await?;
     println!(
-        "# the hub's garbage collector reads every object once a second; one pass with {objects} \
+        "# one garbage-collector pass (it runs on relevant changes and every 30 s) with {objects} \
          ConfigMaps in the hub took {:.0} ms",
         started.elapsed().as_secs_f64() * 1e3
     );
