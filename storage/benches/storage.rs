@@ -22,7 +22,6 @@
 
 use std::future::Future;
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +34,7 @@ use tokio_postgres::NoTls;
 use trellis_storage::{
     ListRequest, ListScope, ObjectKey, ReadRevision, Store, StoreOptions, WatchStream,
 };
+use trellis_testkit::bench::{env_or, median, percentile, report, Sections};
 use trellis_testkit::{ClusterOptions, PostgresCluster};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -134,7 +134,7 @@ struct Config {
     measure: Duration,
     watch: Duration,
     objects: u64,
-    sections: Vec<String>,
+    sections: Sections,
 }
 
 impl Config {
@@ -147,52 +147,17 @@ impl Config {
             measure: Duration::from_secs_f64(env_or("TRELLIS_BENCH_SECS", 5.0)?),
             watch: Duration::from_secs_f64(env_or("TRELLIS_BENCH_WATCH_SECS", 10.0)?),
             objects,
-            // `cargo bench` passes `--bench`; any other argument names sections to run.
-            sections: std::env::args()
-                .skip(1)
-                .filter(|a| !a.starts_with('-'))
-                .collect(),
+            sections: Sections::from_args(),
         })
     }
 
     fn runs(&self, section: &str) -> bool {
-        self.sections.is_empty() || self.sections.iter().any(|s| section.contains(s.as_str()))
-    }
-}
-
-fn env_or<T: FromStr>(name: &str, default: T) -> Result<T> {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{name}={v:?} is not a valid number").into()),
-        _ => Ok(default),
+        self.sections.runs(section)
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Output and statistics
-
-fn report(name: &str, value: f64, unit: &str) {
-    match unit {
-        "ops/s" | "us" => println!("bench: {name} {value:.0} {unit}"),
-        _ => println!("bench: {name} {value:.2} {unit}"),
-    }
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    let rank = (p * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn median(samples: &mut [f64]) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
-}
 
 fn nanos_to_ms(nanos: u64) -> f64 {
     nanos as f64 / 1e6

@@ -9,6 +9,9 @@
 //! [`PostgresCluster::create_database`]. Setting `TRELLIS_TEST_DATABASE_URL`
 //! makes [`PostgresCluster::shared`] use an existing server instead.
 
+/// The harness shared by the benchmark binaries.
+pub mod bench;
+
 use std::collections::hash_map::RandomState;
 use std::env;
 use std::fmt;
