@@ -985,8 +985,9 @@ async fn describe_garbage_collection(hub: &Hub) -> Result<()> {
         .await?
         .items
         .len();
+    let registry = trellis_server::registry::Registry::new(store.clone());
     let started = Instant::now();
-    trellis_server::controllers::garbage_collector::pass(&store).await?;
+    trellis_server::controllers::garbage_collector::pass(&store, &registry).await?;
     println!(
         "# one garbage-collector pass (it runs on relevant changes and every 30 s) with {objects} \
          ConfigMaps in the hub took {:.0} ms",

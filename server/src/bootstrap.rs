@@ -6,7 +6,7 @@ use serde_json::json;
 use trellis_storage::{ObjectKey, StorageError, Store};
 
 use crate::object_meta::now_rfc3339;
-use crate::registry::lookup;
+use crate::registry::lookup_builtin;
 
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -14,7 +14,7 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 /// Creates whichever system namespaces are missing in `cluster`. Safe to run on every start
 /// and on every replica at once.
 pub async fn ensure_namespaces(store: &Store, cluster: &str) -> Result<(), StorageError> {
-    let Some(rt) = lookup("", "v1", "namespaces") else {
+    let Some(rt) = lookup_builtin("", "v1", "namespaces") else {
         return Ok(());
     };
     for name in SYSTEM_NAMESPACES {

@@ -1,8 +1,11 @@
-//! Legacy discovery (`/api`, `/api/v1`, `/apis`, `/apis/<group>/<version>`) and `/version`.
+//! Discovery: what a workspace serves, in both of kube-apiserver's forms.
 //!
-//! Clients that ask for aggregated discovery (`as=APIGroupDiscoveryList`) get these plain
-//! documents with `application/json`, which client-go and kubectl accept as "not aggregated"
-//! and read the legacy way.
+//! Legacy discovery is `/api`, `/apis` and one `APIResourceList` per group version.
+//! Aggregated discovery (`apidiscovery.k8s.io/v2`, asked for through `Accept`) answers `/api`
+//! and `/apis` with every group, version and resource at once, which saves kubectl a request
+//! per group version. `/version` is here too.
+
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
@@ -11,6 +14,10 @@ use crate::registry::{self, ResourceType, VERBS};
 /// The Kubernetes version whose API this server speaks.
 pub const KUBE_MAJOR: &str = "1";
 pub const KUBE_MINOR: &str = "37";
+
+/// The media type of aggregated discovery responses.
+pub const AGGREGATED_MEDIA_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 pub fn version() -> Value {
     json!({
@@ -26,6 +33,19 @@ pub fn version() -> Value {
     })
 }
 
+/// Whether an `Accept` header asks for aggregated discovery (v2; v2beta1 is no longer
+/// served, so clients fall back to the next type they list).
+pub fn wants_aggregated(accept: Option<&str>) -> bool {
+    accept.is_some_and(|accept| {
+        accept.split(',').any(|media| {
+            let params: Vec<&str> = media.split(';').map(str::trim).collect();
+            params.contains(&"g=apidiscovery.k8s.io")
+                && params.contains(&"v=v2")
+                && params.contains(&"as=APIGroupDiscoveryList")
+        })
+    })
+}
+
 pub fn api_versions() -> Value {
     json!({
         "kind": "APIVersions",
@@ -34,20 +54,22 @@ pub fn api_versions() -> Value {
     })
 }
 
-pub fn api_group_list() -> Value {
-    let groups: Vec<Value> = registry::groups()
-        .into_iter()
-        .map(|(group, versions)| {
-            let versions: Vec<Value> = versions
-                .iter()
-                .map(|v| json!({"groupVersion": format!("{group}/{v}"), "version": v}))
-                .collect();
-            json!({
-                "name": group,
-                "versions": versions,
-                "preferredVersion": versions.first().cloned().unwrap_or(Value::Null),
-            })
-        })
+fn group_entry(name: &str, versions: &[String]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
+    json!({
+        "name": name,
+        "versions": versions,
+        "preferredVersion": versions.first().cloned().unwrap_or(Value::Null),
+    })
+}
+
+pub fn api_group_list(resources: &[Arc<ResourceType>]) -> Value {
+    let groups: Vec<Value> = registry::groups(resources)
+        .iter()
+        .map(|(group, versions)| group_entry(group, versions))
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
@@ -69,31 +91,39 @@ fn resource_entry(r: &ResourceType) -> Value {
     entry
 }
 
+/// The subresources of `r`: name, response group/version/kind, verbs.
+fn subresources(r: &ResourceType) -> Vec<(&'static str, Value, &'static [&'static str])> {
+    let mut out = Vec::new();
+    if r.subresources.status {
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        out.push(("status", gvk, &["get", "patch", "update"][..]));
+    }
+    if r.subresources.scale.is_some() {
+        let gvk = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+        out.push(("scale", gvk, &["get", "patch", "update"][..]));
+    }
+    out
+}
+
 /// `/api/v1` or `/apis/<group>/<version>`; `None` for anything not served. A group without a
 /// version (`/apis/<group>`) gets its APIGroup.
-pub fn resource_list(path: &str) -> Option<Value> {
+pub fn resource_list(resources: &[Arc<ResourceType>], path: &str) -> Option<Value> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version) = match parts.as_slice() {
         ["api", version] => ("", *version),
         ["apis", group, version] => (*group, *version),
         ["apis", group] => {
-            let (name, versions) = registry::groups().into_iter().find(|(g, _)| g == group)?;
-            let versions: Vec<Value> = versions
-                .iter()
-                .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
-                .collect();
-            return Some(json!({
-                "kind": "APIGroup",
-                "apiVersion": "v1",
-                "name": name,
-                "versions": versions,
-                "preferredVersion": versions.first().cloned().unwrap_or(Value::Null),
-            }));
+            let groups = registry::groups(resources);
+            let (name, versions) = groups.iter().find(|(g, _)| g == group)?;
+            let mut entry = group_entry(name, versions);
+            entry["kind"] = json!("APIGroup");
+            entry["apiVersion"] = json!("v1");
+            return Some(entry);
         }
         _ => return None,
     };
-    let resources = registry::resources_of(group, version);
-    if resources.is_empty() {
+    let of_version = registry::resources_of(resources, group, version);
+    if of_version.is_empty() {
         return None;
     }
     let group_version = if group.is_empty() {
@@ -101,12 +131,89 @@ pub fn resource_list(path: &str) -> Option<Value> {
     } else {
         format!("{group}/{version}")
     };
+    let mut entries = Vec::new();
+    for r in &of_version {
+        entries.push(resource_entry(r));
+        for (name, gvk, verbs) in subresources(r) {
+            let mut sub = json!({
+                "name": format!("{}/{name}", r.plural),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": gvk["kind"],
+                "verbs": verbs,
+            });
+            if name == "scale" {
+                sub["group"] = gvk["group"].clone();
+                sub["version"] = gvk["version"].clone();
+            }
+            entries.push(sub);
+        }
+    }
     Some(json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
         "groupVersion": group_version,
-        "resources": resources.iter().map(|r| resource_entry(r)).collect::<Vec<_>>(),
+        "resources": entries,
     }))
+}
+
+/// Aggregated discovery: `/api` (`legacy`) holds the core group, `/apis` every other group.
+pub fn aggregated(resources: &[Arc<ResourceType>], legacy: bool) -> Value {
+    let groups: Vec<(String, Vec<String>)> = if legacy {
+        vec![(String::new(), vec!["v1".to_string()])]
+    } else {
+        registry::groups(resources)
+    };
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .map(|version| {
+                    let entries: Vec<Value> = registry::resources_of(resources, group, version)
+                        .iter()
+                        .map(|r| aggregated_resource(r))
+                        .collect();
+                    json!({"version": version, "resources": entries, "freshness": "Current"})
+                })
+                .collect();
+            let mut metadata = json!({"creationTimestamp": null});
+            if !group.is_empty() {
+                metadata["name"] = json!(group);
+            }
+            json!({"metadata": metadata, "versions": versions})
+        })
+        .collect();
+    json!({
+        "kind": "APIGroupDiscoveryList",
+        "apiVersion": "apidiscovery.k8s.io/v2",
+        "metadata": {},
+        "items": items,
+    })
+}
+
+fn aggregated_resource(r: &ResourceType) -> Value {
+    let mut entry = json!({
+        "resource": r.plural,
+        "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
+        "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+        "singularResource": r.singular,
+        "verbs": VERBS,
+    });
+    if !r.short_names.is_empty() {
+        entry["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        entry["categories"] = json!(r.categories);
+    }
+    let subs: Vec<Value> = subresources(r)
+        .into_iter()
+        .map(|(name, gvk, verbs)| json!({"subresource": name, "responseKind": gvk, "verbs": verbs}))
+        .collect();
+    if !subs.is_empty() {
+        entry["subresources"] = json!(subs);
+    }
+    entry
 }
 
 #[cfg(test)]
@@ -115,26 +222,24 @@ mod tests {
 
     #[test]
     fn core_resources_are_listed_with_short_names() {
-        let list = resource_list("/api/v1").unwrap();
+        let builtin = registry::builtin();
+        let list = resource_list(builtin, "/api/v1").unwrap();
         assert_eq!(list["groupVersion"], "v1");
-        let cm = list["resources"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["name"] == "configmaps")
-            .unwrap();
+        let entries = list["resources"].as_array().unwrap();
+        let cm = entries.iter().find(|r| r["name"] == "configmaps").unwrap();
         assert_eq!(cm["shortNames"], json!(["cm"]));
         assert_eq!(cm["namespaced"], true);
-        assert!(resource_list("/apis/nope/v1").is_none());
+        assert!(entries.iter().any(|r| r["name"] == "namespaces/status"));
+        assert!(resource_list(builtin, "/apis/nope/v1").is_none());
         assert_eq!(
-            resource_list("/apis/coordination.k8s.io").unwrap()["kind"],
+            resource_list(builtin, "/apis/coordination.k8s.io").unwrap()["kind"],
             "APIGroup"
         );
     }
 
     #[test]
     fn groups_have_preferred_versions() {
-        let list = api_group_list();
+        let list = api_group_list(registry::builtin());
         let rbac = list["groups"]
             .as_array()
             .unwrap()
@@ -144,6 +249,35 @@ mod tests {
         assert_eq!(
             rbac["preferredVersion"]["groupVersion"],
             "rbac.authorization.k8s.io/v1"
+        );
+    }
+
+    #[test]
+    fn aggregated_discovery_lists_every_group() {
+        let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+        assert!(wants_aggregated(Some(accept)));
+        assert!(!wants_aggregated(Some("application/json")));
+        let core = aggregated(registry::builtin(), true);
+        let v1 = &core["items"][0]["versions"][0];
+        assert_eq!(v1["version"], "v1");
+        let ns = v1["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "namespaces")
+            .unwrap();
+        assert_eq!(ns["scope"], "Cluster");
+        assert_eq!(ns["subresources"][0]["subresource"], "status");
+        let apis = aggregated(registry::builtin(), false);
+        let crd_group = apis["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["metadata"]["name"] == "apiextensions.k8s.io")
+            .unwrap();
+        assert_eq!(
+            crd_group["versions"][0]["resources"][0]["shortNames"],
+            json!(["crd", "crds"])
         );
     }
 }

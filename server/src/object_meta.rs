@@ -72,7 +72,10 @@ pub fn check_type(object: &mut Value, rt: &ResourceType) -> Result<(), Status> {
         .as_object_mut()
         .ok_or_else(|| Status::bad_request("the request body must be a JSON object"))?;
     let api_version = rt.api_version();
-    for (field, expected) in [("apiVersion", api_version.as_str()), ("kind", rt.kind)] {
+    for (field, expected) in [
+        ("apiVersion", api_version.as_str()),
+        ("kind", rt.kind.as_str()),
+    ] {
         match map.get(field) {
             None | Some(Value::Null) => {
                 map.insert(field.to_string(), Value::String(expected.to_string()));
@@ -111,11 +114,11 @@ pub fn prepare_create(
         _ => {
             return Err(Status::invalid(
                 &Subject {
-                    group: rt.group,
-                    resource: rt.plural,
+                    group: &rt.group,
+                    resource: &rt.plural,
                     name: "",
                 },
-                rt.kind,
+                &rt.kind,
                 vec![StatusCause {
                     kind: "FieldValueRequired".into(),
                     message: "Required value: name or generateName is required".into(),
@@ -127,11 +130,11 @@ pub fn prepare_create(
     if let Some(problem) = name_problem(&name, rt.plural == "namespaces") {
         return Err(Status::invalid(
             &Subject {
-                group: rt.group,
-                resource: rt.plural,
+                group: &rt.group,
+                resource: &rt.plural,
                 name: &name,
             },
-            rt.kind,
+            &rt.kind,
             vec![StatusCause {
                 kind: "FieldValueInvalid".into(),
                 message: format!("Invalid value: {name:?}: {problem}"),
@@ -164,6 +167,7 @@ pub fn prepare_create(
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
     crate::registry::strategy::prepare(rt, object);
+    crate::registry::strategy::prepare_create(rt, object);
     Ok((name, uid))
 }
 
@@ -232,6 +236,20 @@ pub fn prepare_update(
     Ok(())
 }
 
+/// Parses stored bytes of type `rt`, sets `metadata.resourceVersion` and, for a custom
+/// resource read through another version than it was written in, `apiVersion` (the `None`
+/// conversion of CRDs).
+pub fn decode(value: &[u8], revision: u64, rt: &ResourceType) -> Result<Value, Status> {
+    let mut object = with_revision(value, revision)?;
+    if rt.custom.is_some() {
+        let api_version = rt.api_version();
+        if object.get("apiVersion").and_then(Value::as_str) != Some(api_version.as_str()) {
+            object["apiVersion"] = Value::String(api_version);
+        }
+    }
+    Ok(object)
+}
+
 /// Parses stored bytes and sets `metadata.resourceVersion`.
 pub fn with_revision(value: &[u8], revision: u64) -> Result<Value, Status> {
     let mut object: Value = serde_json::from_slice(value)
@@ -248,7 +266,7 @@ pub fn with_revision(value: &[u8], revision: u64) -> Result<Value, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::lookup;
+    use crate::registry::lookup_builtin;
     use serde_json::json;
 
     #[test]
@@ -262,7 +280,7 @@ mod tests {
 
     #[test]
     fn create_sets_server_fields_and_generates_names() {
-        let cm = lookup("", "v1", "configmaps").unwrap();
+        let cm = lookup_builtin("", "v1", "configmaps").unwrap();
         let mut obj =
             json!({"metadata": {"generateName": "cfg-", "resourceVersion": "5"}, "data": {}});
         let (name, uid) = prepare_create(&mut obj, cm, Some("default")).unwrap();
@@ -301,7 +319,7 @@ mod tests {
 
     #[test]
     fn update_keeps_identity_and_counts_generations() {
-        let cm = lookup("", "v1", "configmaps").unwrap();
+        let cm = lookup_builtin("", "v1", "configmaps").unwrap();
         let existing = json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "x", "uid": "u1", "creationTimestamp": "t", "generation": 1}, "data": {"a": "1"}});
         let mut same_spec = json!({"metadata": {"name": "x", "uid": "forged", "labels": {"l": "v"}}, "data": {"a": "1"}});

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use trellis_storage::{Store, StoreOptions};
 
+use crate::registry::Registry;
 use crate::state::{AppState, ROOT_CLUSTER};
 use crate::{bootstrap, kubeconfig, tls};
 
@@ -72,8 +73,10 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
         std::fs::set_permissions(&kubeconfig, std::fs::Permissions::from_mode(0o600))?;
     }
 
-    crate::controllers::spawn_all(store.clone());
-    let state = Arc::new(AppState { store });
+    let registry = Registry::new(store.clone());
+    registry.spawn_watch();
+    crate::controllers::spawn_all(store.clone(), registry.clone());
+    let state = Arc::new(AppState { store, registry });
     let router = axum::Router::new()
         .fallback(crate::http::dispatch::dispatch)
         .with_state(state);

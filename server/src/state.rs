@@ -1,6 +1,10 @@
 //! The state every request shares.
 
+use std::sync::Arc;
+
 use trellis_storage::Store;
+
+use crate::registry::Registry;
 
 /// The logical cluster id of the root workspace. Keys never contain workspace paths; until
 /// workspaces arrive the root workspace is the only one.
@@ -8,6 +12,7 @@ pub const ROOT_CLUSTER: &str = "root";
 
 pub struct AppState {
     pub store: Store,
+    pub registry: Arc<Registry>,
 }
 
 impl AppState {

@@ -11,6 +11,7 @@
 //! A pass still reads every object: an owner index is the next step before kcp scale.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -20,14 +21,15 @@ use trellis_storage::{
 };
 
 use crate::deletion::{self, Propagation, FOREGROUND, ORPHAN};
-use crate::registry::{ResourceType, BUILTIN};
+use crate::registry::custom::{resource_types, CRD_RESOURCE};
+use crate::registry::{self, Registry, ResourceType};
 
 /// A full pass even without a hint (a missed event only delays work).
 const FULL_RESYNC: Duration = Duration::from_secs(30);
 const DEBOUNCE: Duration = Duration::from_millis(100);
 
 struct Item {
-    rt: &'static ResourceType,
+    rt: Arc<ResourceType>,
     stored: StoredObject,
     object: Value,
 }
@@ -62,14 +64,14 @@ fn owner_refs(object: &Value) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-pub async fn run(store: Store) {
+pub async fn run(store: Store, registry: Arc<Registry>) {
     // Woken by changes that can matter to it; a full pass every FULL_RESYNC regardless.
     let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
-    for rt in BUILTIN {
-        tokio::spawn(watch_for_work(store.clone(), rt, wake.clone()));
+    for rt in registry::builtin() {
+        tokio::spawn(watch_for_work(store.clone(), rt.clone(), wake.clone()));
     }
     loop {
-        match pass(&store).await {
+        match pass(&store, &registry).await {
             // A step may enable the next one (dependents gone, then the owner's finalizer):
             // look again soon instead of waiting for a hint.
             Ok(true) => {
@@ -92,11 +94,7 @@ pub async fn run(store: Store) {
 
 /// Wakes the collector on deletions and on objects that carry owner references or are being
 /// deleted; cheap byte searches, no parsing, on every other change.
-async fn watch_for_work(
-    store: Store,
-    rt: &'static ResourceType,
-    wake: tokio::sync::mpsc::Sender<()>,
-) {
+async fn watch_for_work(store: Store, rt: Arc<ResourceType>, wake: tokio::sync::mpsc::Sender<()>) {
     loop {
         match store
             .watch(ListScope::all_clusters(rt.storage_resource()), None)
@@ -119,22 +117,50 @@ async fn watch_for_work(
     }
 }
 
+/// What a pass reads: every built-in resource across all workspaces, and each workspace's
+/// custom resources (one scope per CRD, read through its storage version).
+async fn everything(store: &Store) -> Result<Vec<(ListScope, Arc<ResourceType>)>, StorageError> {
+    let mut scopes: Vec<(ListScope, Arc<ResourceType>)> = registry::builtin()
+        .iter()
+        .map(|rt| (ListScope::all_clusters(rt.storage_resource()), rt.clone()))
+        .collect();
+    let crds = store
+        .list(ListRequest::new(ListScope::all_clusters(CRD_RESOURCE)))
+        .await?;
+    for crd in crds.items {
+        let Ok(object) = serde_json::from_slice::<Value>(&crd.value) else {
+            continue;
+        };
+        let types = resource_types(&object);
+        let stored_as = types.iter().find(|t| {
+            t.custom
+                .as_ref()
+                .is_some_and(|c| c.storage_version == t.version)
+        });
+        if let Some(rt) = stored_as.or(types.first()) {
+            let scope = ListScope::cluster(crd.key.cluster.clone(), rt.storage_resource());
+            scopes.push((scope, Arc::new(rt.clone())));
+        }
+    }
+    Ok(scopes)
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// One look at everything; whether it changed anything.
-pub async fn pass(store: &Store) -> Result<bool, StorageError> {
+pub async fn pass(store: &Store, registry: &Registry) -> Result<bool, StorageError> {
     let mut items = Vec::new();
-    for rt in BUILTIN {
-        let listed = store
-            .list(ListRequest::new(ListScope::all_clusters(
-                rt.storage_resource(),
-            )))
-            .await?;
+    for (scope, rt) in everything(store).await? {
+        let listed = store.list(ListRequest::new(scope)).await?;
         for stored in listed.items {
             if let Ok(object) = serde_json::from_slice(&stored.value) {
-                items.push(Item { rt, stored, object });
+                items.push(Item {
+                    rt: rt.clone(),
+                    stored,
+                    object,
+                });
             }
         }
     }
@@ -153,7 +179,7 @@ pub async fn pass(store: &Store) -> Result<bool, StorageError> {
                 Some(owner) if owner.has_finalizer(FOREGROUND) => delete_now = true,
                 Some(owner) if owner.has_finalizer(ORPHAN) => drop_refs.push(uid.clone()),
                 Some(_) => {}
-                None if owner_is_gone(store, dependent, uid).await? => absent += 1,
+                None if owner_is_gone(store, registry, dependent, uid).await? => absent += 1,
                 None => {}
             }
         }
@@ -196,7 +222,12 @@ pub async fn pass(store: &Store) -> Result<bool, StorageError> {
 
 /// Whether the owner `uid` of `dependent` is really gone: looked up live by the reference's
 /// kind and name (an unknown kind is never presumed gone).
-async fn owner_is_gone(store: &Store, dependent: &Item, uid: &str) -> Result<bool, StorageError> {
+async fn owner_is_gone(
+    store: &Store,
+    registry: &Registry,
+    dependent: &Item,
+    uid: &str,
+) -> Result<bool, StorageError> {
     let Some(reference) = owner_refs(&dependent.object)
         .into_iter()
         .find(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
@@ -216,8 +247,11 @@ async fn owner_is_gone(store: &Store, dependent: &Item, uid: &str) -> Result<boo
         .and_then(Value::as_str)
         .unwrap_or_default();
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    let Some(owner_rt) = BUILTIN
-        .iter()
+    let cluster = &dependent.stored.key.cluster;
+    let Some(owner_rt) = registry
+        .resources(cluster)
+        .await
+        .into_iter()
         .find(|r| r.group == group && r.version == version && r.kind == kind)
     else {
         return Ok(false);
@@ -247,7 +281,7 @@ async fn delete(store: &Store, item: &Item, propagation: Propagation) -> Result<
     let precondition = Preconditions::revision(item.stored.revision);
     deletion::delete(
         store,
-        item.rt,
+        &item.rt,
         item.stored.key.clone(),
         &item.stored,
         precondition,

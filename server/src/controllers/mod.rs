@@ -5,13 +5,19 @@
 //! Until leader election arrives (workspaces issue), every server process runs them; their
 //! writes use preconditions, so two replicas doing the same step do not clash.
 
+pub mod crd;
 pub mod garbage_collector;
 pub mod namespace;
 
+use std::sync::Arc;
+
 use trellis_storage::Store;
 
+use crate::registry::Registry;
+
 /// Starts every controller; they stop when the process does.
-pub fn spawn_all(store: Store) {
-    tokio::spawn(namespace::run(store.clone()));
-    tokio::spawn(garbage_collector::run(store));
+pub fn spawn_all(store: Store, registry: Arc<Registry>) {
+    tokio::spawn(namespace::run(store.clone(), registry.clone()));
+    tokio::spawn(crd::run(store.clone(), registry.clone()));
+    tokio::spawn(garbage_collector::run(store, registry));
 }

@@ -2,6 +2,7 @@
 //! everything in it, wait for those objects' finalizers, then remove the `kubernetes`
 //! finalizer and with it the namespace.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,7 +12,7 @@ use trellis_storage::{
 };
 
 use crate::deletion::{self, Deleted};
-use crate::registry::BUILTIN;
+use crate::registry::Registry;
 
 /// How often every namespace is looked at even without a change (retries waiting ones).
 const RESYNC: Duration = Duration::from_secs(1);
@@ -26,13 +27,13 @@ pub enum Action {
     Requeue,
 }
 
-pub async fn run(store: Store) {
+pub async fn run(store: Store, registry: Arc<Registry>) {
     loop {
         let mut watch = store
             .watch(ListScope::all_clusters(NAMESPACES), None)
             .await
             .ok();
-        if let Err(err) = resync(&store).await {
+        if let Err(err) = resync(&store, &registry).await {
             tracing::warn!(error = %err, "namespace controller: resync failed");
         }
         // Wake on any namespace change, or after the resync period.
@@ -45,7 +46,7 @@ pub async fn run(store: Store) {
     }
 }
 
-async fn resync(store: &Store) -> Result<(), StorageError> {
+async fn resync(store: &Store, registry: &Registry) -> Result<(), StorageError> {
     let namespaces = store
         .list(ListRequest::new(ListScope::all_clusters(NAMESPACES)))
         .await?;
@@ -55,7 +56,7 @@ async fn resync(store: &Store) -> Result<(), StorageError> {
             Err(_) => continue,
         };
         if deletion::is_deleting(&object) {
-            if let Err(err) = reconcile(store, &namespace, object).await {
+            if let Err(err) = reconcile(store, registry, &namespace, object).await {
                 tracing::warn!(namespace = %namespace.key.name, cluster = %namespace.key.cluster, error = %err, "namespace controller: will retry");
             }
         }
@@ -66,13 +67,22 @@ async fn resync(store: &Store) -> Result<(), StorageError> {
 /// One step for a namespace being deleted.
 pub async fn reconcile(
     store: &Store,
+    registry: &Registry,
     namespace: &StoredObject,
     mut object: Value,
 ) -> Result<Action, StorageError> {
     let cluster = &namespace.key.cluster;
     let name = &namespace.key.name;
     let mut remaining = 0usize;
-    for rt in BUILTIN.iter().filter(|r| r.namespaced) {
+    let resources = registry.resources(cluster).await;
+    let mut seen = Vec::new();
+    for rt in resources.iter().filter(|r| r.namespaced) {
+        // Every version of a resource shares its storage: one pass each.
+        let storage = rt.storage_resource();
+        if seen.contains(&storage) {
+            continue;
+        }
+        seen.push(storage);
         let scope = ListScope::namespace(cluster.clone(), rt.storage_resource(), name.clone());
         for item in store.list(ListRequest::new(scope)).await?.items {
             let background = deletion::Propagation::Background;

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
 use crate::http::query::Query;
 use crate::http::response;
+use crate::registry::ResourceType;
 use crate::request_info::{self, Target};
 use crate::state::AppState;
 use crate::status::Status;
@@ -35,7 +36,11 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
     // while the task sleeps, and tag other requests' logs.
     let span = tracing::debug_span!("request", workspace = %info.workspace, method = %parts.method, path = %parts.uri.path());
     match info.target {
-        Target::NonResource(path) => span.in_scope(|| non_resource(&path, &query)),
+        Target::NonResource(path) => {
+            non_resource(&state, cluster, &path, &query, &parts.headers)
+                .instrument(span)
+                .await
+        }
         Target::Resource(request) => {
             rest::handle(&state, cluster, request, query, &parts.headers, body)
                 .instrument(span)
@@ -44,32 +49,77 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
     }
 }
 
-fn non_resource(path: &str, query: &Query) -> Response {
-    if let Some(rest) = path.strip_prefix("/openapi/v3") {
-        return openapi_v3(rest.trim_start_matches('/'), query);
-    }
+async fn non_resource(
+    state: &AppState,
+    cluster: &str,
+    path: &str,
+    query: &Query,
+    headers: &HeaderMap,
+) -> Response {
     match path {
         "/healthz" | "/livez" | "/readyz" => {
             let mut r = Response::new(Body::from("ok"));
             *r.status_mut() = StatusCode::OK;
+            return r;
+        }
+        "/version" => return response::json(StatusCode::OK, &discovery::version()),
+        _ => {}
+    }
+    let resources = state.registry.resources(cluster).await;
+    if let Some(rest) = path.strip_prefix("/openapi/v3") {
+        return openapi_v3(&resources, rest.trim_start_matches('/'), query);
+    }
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let aggregated = discovery::wants_aggregated(accept);
+    match path {
+        "/api" | "/apis" if aggregated => {
+            let mut r = response::json(
+                StatusCode::OK,
+                &discovery::aggregated(&resources, path == "/api"),
+            );
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(discovery::AGGREGATED_MEDIA_TYPE),
+            );
+            r.headers_mut()
+                .insert(header::VARY, HeaderValue::from_static("Accept"));
             r
         }
-        "/version" => response::json(StatusCode::OK, &discovery::version()),
         "/api" => response::json(StatusCode::OK, &discovery::api_versions()),
-        "/apis" => response::json(StatusCode::OK, &discovery::api_group_list()),
-        path => match discovery::resource_list(path) {
+        "/apis" => response::json(StatusCode::OK, &discovery::api_group_list(&resources)),
+        // The protobuf encoding is not served: a client asking only for it gets 406 and reads
+        // the v3 documents instead.
+        "/openapi/v2" if !accepts_json(accept) => response::status(Status::not_found_path()),
+        "/openapi/v2" => response::json(StatusCode::OK, &openapi::v2(&resources)),
+        path => match discovery::resource_list(&resources, path) {
             Some(list) => response::json(StatusCode::OK, &list),
             None => response::status(Status::not_found_path()),
         },
     }
 }
 
+fn accepts_json(accept: Option<&str>) -> bool {
+    accept.is_none_or(|accept| {
+        accept.split(',').any(|media| {
+            let essence = media.split(';').next().unwrap_or_default().trim();
+            matches!(essence, "application/json" | "*/*" | "application/*")
+        })
+    })
+}
+
 /// `/openapi/v3` (the index) and `/openapi/v3/<group-version path>`. A request naming the
 /// current hash may be cached for good, as kube-apiserver allows.
-fn openapi_v3(group_version: &str, query: &Query) -> Response {
+fn openapi_v3(resources: &[Arc<ResourceType>], group_version: &str, query: &Query) -> Response {
     let docs = openapi::documents();
     let (body, cache) = if group_version.is_empty() {
-        (docs.index.clone(), "no-cache, private")
+        (openapi::v3_index(resources), "no-cache, private")
+    } else if let Some((hash, body)) = openapi::custom_v3(resources, group_version) {
+        let cache = if query.get("hash") == Some(hash.as_str()) {
+            "public, immutable"
+        } else {
+            "no-cache, private"
+        };
+        (body, cache)
     } else {
         match docs.by_group_version.get(group_version) {
             Some((hash, body)) if query.get("hash") == Some(hash.as_str()) => {

@@ -1,6 +1,7 @@
 //! Which k8s-openapi type carries the schema of each built-in kind.
 
 use k8s_openapi::api::{coordination, core, rbac};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use schemars::{JsonSchema, SchemaGenerator};
 
 macro_rules! kinds {
@@ -33,4 +34,5 @@ kinds! {
     "rbac.authorization.k8s.io", "RoleBinding" => rbac::v1::RoleBinding;
     "rbac.authorization.k8s.io", "ClusterRole" => rbac::v1::ClusterRole;
     "rbac.authorization.k8s.io", "ClusterRoleBinding" => rbac::v1::ClusterRoleBinding;
+    "apiextensions.k8s.io", "CustomResourceDefinition" => apiextensions::v1::CustomResourceDefinition;
 }

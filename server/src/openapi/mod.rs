@@ -5,8 +5,10 @@
 //! included), so they are the upstream definitions under the upstream names. The documents are
 //! the same in every workspace and built once per process.
 
+mod custom;
 mod field_validation;
 mod kinds;
+mod v2;
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -14,14 +16,16 @@ use std::sync::LazyLock;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use crate::registry::{self, ResourceType, BUILTIN};
+use crate::registry::{self, ResourceType};
 
+pub use custom::{custom_v3, v3_index};
 pub use field_validation::{check, FieldReport, FieldValidation};
+pub use v2::v2;
 
 /// Every group version's document, and the index pointing at them.
 pub struct Documents {
-    /// `/openapi/v3` body.
-    pub index: Bytes,
+    /// `/openapi/v3` entries of the built-in group versions.
+    pub index: Map<String, Value>,
     /// `api/v1` or `apis/<group>/<version>` → (hash, document body).
     pub by_group_version: BTreeMap<String, (String, Bytes)>,
     /// Component schemas by name, for validation.
@@ -36,7 +40,7 @@ pub fn documents() -> &'static Documents {
 
 /// The component schema name of a built-in kind (e.g. `io.k8s.api.core.v1.ConfigMap`).
 pub fn schema_name(rt: &ResourceType) -> Option<&'static str> {
-    kinds::schema_name(rt.group, rt.kind)
+    kinds::schema_name(&rt.group, &rt.kind)
 }
 
 fn gvk(rt: &ResourceType) -> Value {
@@ -96,7 +100,7 @@ fn operation(
 }
 
 fn paths_for(rt: &ResourceType, schema_ref: &Value) -> Vec<(String, Value)> {
-    let base = format!("/{}", group_version_path(rt.group, rt.version));
+    let base = format!("/{}", group_version_path(&rt.group, &rt.version));
     let collection = if rt.namespaced {
         format!("{base}/namespaces/{{namespace}}/{}", rt.plural)
     } else {
@@ -132,6 +136,19 @@ fn paths_for(rt: &ResourceType, schema_ref: &Value) -> Vec<(String, Value)> {
     ]
 }
 
+fn document(paths: Map<String, Value>, schemas: &Map<String, Value>) -> Value {
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": format!("v{}.{}.0", crate::discovery::KUBE_MAJOR, crate::discovery::KUBE_MINOR)},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    })
+}
+
+fn index_entry(key: &str, hash: &str) -> Value {
+    json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")})
+}
+
 fn hash(bytes: &[u8]) -> String {
     use std::hash::{DefaultHasher, Hasher};
     let mut h = DefaultHasher::new();
@@ -141,11 +158,11 @@ fn hash(bytes: &[u8]) -> String {
 
 fn build() -> Documents {
     let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
-    for rt in BUILTIN {
-        kinds::generate(&mut generator, rt.group, rt.kind);
+    for rt in registry::builtin() {
+        kinds::generate(&mut generator, &rt.group, &rt.kind);
     }
     let mut schemas = generator.take_definitions(true);
-    for rt in BUILTIN {
+    for rt in registry::builtin() {
         if let Some(schema) = schema_name(rt).and_then(|n| schemas.get_mut(n)) {
             schema["x-kubernetes-group-version-kind"] = json!([gvk(rt)]);
         }
@@ -153,15 +170,15 @@ fn build() -> Documents {
 
     let mut by_group_version = BTreeMap::new();
     let mut index = Map::new();
-    let mut group_versions: Vec<(&str, &str)> = vec![("", "v1")];
-    for (group, versions) in registry::groups() {
+    let mut group_versions: Vec<(String, String)> = vec![(String::new(), "v1".into())];
+    for (group, versions) in registry::groups(registry::builtin()) {
         for version in versions {
-            group_versions.push((group, version));
+            group_versions.push((group.clone(), version));
         }
     }
-    for (group, version) in group_versions {
+    for (group, version) in &group_versions {
         let mut paths = Map::new();
-        for rt in registry::resources_of(group, version) {
+        for rt in registry::resources_of(registry::builtin(), group, version) {
             let Some(name) = schema_name(rt) else {
                 continue;
             };
@@ -170,23 +187,15 @@ fn build() -> Documents {
                 paths.insert(path, item);
             }
         }
-        let document = json!({
-            "openapi": "3.0.0",
-            "info": {"title": "Kubernetes", "version": format!("v{}.{}.0", crate::discovery::KUBE_MAJOR, crate::discovery::KUBE_MINOR)},
-            "paths": paths,
-            "components": {"schemas": schemas},
-        });
+        let document = document(paths, &schemas);
         let body = Bytes::from(serde_json::to_vec(&document).unwrap_or_default());
         let hash = hash(&body);
         let key = group_version_path(group, version);
-        index.insert(
-            key.clone(),
-            json!({"serverRelativeURL": format!("/openapi/v3/{key}?hash={hash}")}),
-        );
+        index.insert(key.clone(), index_entry(&key, &hash));
         by_group_version.insert(key, (hash, body));
     }
     Documents {
-        index: Bytes::from(serde_json::to_vec(&json!({"paths": index})).unwrap_or_default()),
+        index,
         by_group_version,
         schemas,
     }
@@ -199,7 +208,7 @@ mod tests {
     #[test]
     fn every_builtin_kind_has_a_schema_marked_with_its_gvk() {
         let docs = documents();
-        for rt in BUILTIN {
+        for rt in registry::builtin() {
             let name = schema_name(rt).unwrap_or_else(|| panic!("no schema for {}", rt.kind));
             let schema = &docs.schemas[name];
             assert_eq!(
@@ -218,7 +227,7 @@ mod tests {
     #[test]
     fn index_points_at_hashed_documents_with_field_validation() {
         let docs = documents();
-        let index: Value = serde_json::from_slice(&docs.index).unwrap();
+        let index: Value = serde_json::from_slice(&v3_index(registry::builtin())).unwrap();
         let url = index["paths"]["api/v1"]["serverRelativeURL"]
             .as_str()
             .unwrap();

@@ -1,68 +1,61 @@
 //! The built-in resources every workspace serves, as kube-apiserver names them.
 
-use super::ResourceType;
+use super::{ResourceType, Subresources};
 
-const fn core(
-    kind: &'static str,
-    plural: &'static str,
-    singular: &'static str,
+fn resource(
+    group: &str,
+    kind: &str,
+    plural: &str,
     namespaced: bool,
-    short_names: &'static [&'static str],
+    short_names: &[&str],
 ) -> ResourceType {
     ResourceType {
-        group: "",
-        version: "v1",
-        kind,
-        plural,
-        singular,
+        group: group.to_string(),
+        version: "v1".to_string(),
+        kind: kind.to_string(),
+        plural: plural.to_string(),
+        singular: kind.to_lowercase(),
         namespaced,
-        short_names,
-        categories: &[],
-    }
-}
-
-const fn grouped(
-    group: &'static str,
-    kind: &'static str,
-    plural: &'static str,
-    singular: &'static str,
-    namespaced: bool,
-) -> ResourceType {
-    ResourceType {
-        group,
-        version: "v1",
-        kind,
-        plural,
-        singular,
-        namespaced,
-        short_names: &[],
-        categories: &[],
+        short_names: short_names.iter().map(|s| s.to_string()).collect(),
+        categories: Vec::new(),
+        subresources: Subresources::default(),
+        custom: None,
     }
 }
 
 const RBAC: &str = "rbac.authorization.k8s.io";
+pub const APIEXTENSIONS: &str = "apiextensions.k8s.io";
 
-pub static BUILTIN: &[ResourceType] = &[
-    core("Namespace", "namespaces", "namespace", false, &["ns"]),
-    core("ConfigMap", "configmaps", "configmap", true, &["cm"]),
-    core("Secret", "secrets", "secret", true, &[]),
-    core(
-        "ServiceAccount",
-        "serviceaccounts",
-        "serviceaccount",
-        true,
-        &["sa"],
-    ),
-    core("Event", "events", "event", true, &["ev"]),
-    grouped("coordination.k8s.io", "Lease", "leases", "lease", true),
-    grouped(RBAC, "Role", "roles", "role", true),
-    grouped(RBAC, "RoleBinding", "rolebindings", "rolebinding", true),
-    grouped(RBAC, "ClusterRole", "clusterroles", "clusterrole", false),
-    grouped(
-        RBAC,
-        "ClusterRoleBinding",
-        "clusterrolebindings",
-        "clusterrolebinding",
+pub fn table() -> Vec<ResourceType> {
+    let with_status = |mut rt: ResourceType| {
+        rt.subresources.status = true;
+        rt
+    };
+    let mut crds = with_status(resource(
+        APIEXTENSIONS,
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
         false,
-    ),
-];
+        &["crd", "crds"],
+    ));
+    crds.categories = vec!["api-extensions".to_string()];
+    vec![
+        with_status(resource("", "Namespace", "namespaces", false, &["ns"])),
+        resource("", "ConfigMap", "configmaps", true, &["cm"]),
+        resource("", "Secret", "secrets", true, &[]),
+        resource("", "ServiceAccount", "serviceaccounts", true, &["sa"]),
+        resource("", "Event", "events", true, &["ev"]),
+        resource("coordination.k8s.io", "Lease", "leases", true, &[]),
+        resource(RBAC, "Role", "roles", true, &[]),
+        resource(RBAC, "RoleBinding", "rolebindings", true, &[]),
+        resource(RBAC, "ClusterRole", "clusterroles", false, &[]),
+        resource(
+            RBAC,
+            "ClusterRoleBinding",
+            "clusterrolebindings",
+            false,
+            &[],
+        ),
+        crds,
+    ]
+}

@@ -5,15 +5,33 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
+use super::builtin::APIEXTENSIONS;
 use super::ResourceType;
+use crate::status::StatusCause;
 
 /// Normalizes `object` of type `rt` before it is stored.
 pub fn prepare(rt: &ResourceType, object: &mut Value) {
-    match (rt.group, rt.kind) {
+    match (rt.group.as_str(), rt.kind.as_str()) {
         ("", "Secret") => prepare_secret(object),
         ("", "Namespace") => prepare_namespace(object),
         _ => {}
     }
+}
+
+/// Steps of a create only, after [`prepare`].
+pub fn prepare_create(rt: &ResourceType, object: &mut Value) {
+    if rt.is(APIEXTENSIONS, "CustomResourceDefinition") {
+        super::crd::prepare_create(object);
+    }
+}
+
+/// The kind's own rules for a new state of an object (`old` on updates); each problem is a
+/// cause of a 422.
+pub fn validate(rt: &ResourceType, object: &Value, old: Option<&Value>) -> Vec<StatusCause> {
+    if rt.is(APIEXTENSIONS, "CustomResourceDefinition") {
+        return super::crd::validate(object, old);
+    }
+    Vec::new()
 }
 
 /// `stringData` is write-only: merged into `data` (base64), winning over it; `type` defaults
@@ -78,11 +96,11 @@ fn prepare_namespace(object: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::lookup;
+    use crate::registry::lookup_builtin;
 
     #[test]
     fn secrets_fold_string_data_into_data() {
-        let secret = lookup("", "v1", "secrets").unwrap();
+        let secret = lookup_builtin("", "v1", "secrets").unwrap();
         let mut s = json!({"metadata": {"name": "s"}, "data": {"a": "eA==", "k": "b2xk"}, "stringData": {"k": "v"}});
         prepare(secret, &mut s);
         assert_eq!(s["data"], json!({"a": "eA==", "k": "dg=="}));
@@ -95,7 +113,7 @@ mod tests {
 
     #[test]
     fn namespaces_get_phase_finalizer_and_label() {
-        let ns = lookup("", "v1", "namespaces").unwrap();
+        let ns = lookup_builtin("", "v1", "namespaces").unwrap();
         let mut n = json!({"metadata": {"name": "ml"}});
         prepare(ns, &mut n);
         assert_eq!(n["status"]["phase"], "Active");

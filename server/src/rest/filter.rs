@@ -19,12 +19,12 @@ impl Filter {
             .map_err(|e| Status::bad_request(format!("unable to parse requirement: {e}")))?;
         let fields = FieldSelector::parse(
             query.get("fieldSelector").unwrap_or_default(),
-            rt.selectable_fields(),
+            &rt.selectable_fields(),
         )
         .map_err(|e| {
             Status::bad_request(format!(
                 "{e}; {} objects can be selected by {}",
-                rt.kind,
+                &rt.kind,
                 rt.selectable_fields().join(", ")
             ))
         })?;

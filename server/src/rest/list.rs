@@ -82,7 +82,7 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
         let count = page.items.len();
         let mut cut = None;
         for (i, stored) in page.items.iter().enumerate() {
-            let object = object_meta::with_revision(&stored.value, stored.revision)?;
+            let object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
             if !filter.matches(&object) {
                 continue;
             }

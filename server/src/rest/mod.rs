@@ -1,11 +1,15 @@
 //! The REST layer: one generic implementation of the Kubernetes verbs for every resource,
 //! over the storage layer. Per-kind rules live in the registry and `object_meta`, not here.
 
+mod custom_columns;
 mod filter;
 mod list;
+pub mod subresource;
 pub mod table;
 mod watch;
 mod write;
+
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
@@ -16,10 +20,11 @@ use trellis_storage::ObjectKey;
 use crate::http::query::Query;
 use crate::http::response;
 use crate::object_meta;
-use crate::registry::{self, ResourceType};
+use crate::registry::ResourceType;
 use crate::request_info::{ResourceRequest, Verb};
 use crate::state::AppState;
 use crate::status::{Status, Subject};
+use subresource::Subresource;
 
 /// Largest accepted request body, as kube-apiserver's default.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -32,11 +37,32 @@ pub async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(rt) = registry::lookup(&request.group, &request.version, &request.resource) else {
+    let Some(rt) = state
+        .registry
+        .lookup(cluster, &request.group, &request.version, &request.resource)
+        .await
+    else {
         return response::status(Status::not_found_path());
     };
-    if request.subresource.is_some() || (!rt.namespaced && request.namespace.is_some()) {
+    let Some(subresource) = Subresource::parse(request.subresource.as_deref(), &rt) else {
         return response::status(Status::not_found_path());
+    };
+    if !rt.namespaced && request.namespace.is_some() {
+        return response::status(Status::not_found_path());
+    }
+    if subresource != Subresource::None
+        && !matches!(request.verb, Verb::Get | Verb::Update | Verb::Patch)
+    {
+        return response::status(Status::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "the server does not allow this method on the requested resource ({} {}/{})",
+                request.verb.as_str(),
+                rt.plural,
+                request.subresource.as_deref().unwrap_or_default()
+            ),
+        ));
     }
     let accept = headers
         .get(axum::http::header::ACCEPT)
@@ -44,9 +70,10 @@ pub async fn handle(
     let target = Target {
         state,
         cluster,
-        rt,
+        rt: &rt,
         namespace: request.namespace.as_deref(),
         name: request.name.as_deref(),
+        subresource,
         rendering: table::rendering(accept),
     };
     let result = match request.verb {
@@ -66,9 +93,10 @@ pub async fn handle(
 pub struct Target<'a> {
     pub state: &'a AppState,
     pub cluster: &'a str,
-    pub rt: &'static ResourceType,
+    pub rt: &'a Arc<ResourceType>,
     pub namespace: Option<&'a str>,
     pub name: Option<&'a str>,
+    pub subresource: Subresource,
     /// How reads render objects (plain, Table, metadata only), from `Accept`.
     pub rendering: table::Rendering,
 }
@@ -76,8 +104,8 @@ pub struct Target<'a> {
 impl Target<'_> {
     pub(crate) fn subject(&self) -> Subject<'_> {
         Subject {
-            group: self.rt.group,
-            resource: self.rt.plural,
+            group: &self.rt.group,
+            resource: &self.rt.plural,
             name: self.name.unwrap_or_default(),
         }
     }
@@ -95,8 +123,20 @@ impl Target<'_> {
         Status::from_storage(err, &self.subject())
     }
 
+    /// What a response shows of a stored object: itself, or its Scale.
+    fn output(&self, object: Value) -> Value {
+        match (self.subresource, &self.rt.subresources.scale) {
+            (Subresource::Scale, Some(paths)) => subresource::scale_of(&object, paths),
+            _ => object,
+        }
+    }
+
     /// Renders one object as the client asked.
     fn render(&self, object: Value, query: &Query) -> Value {
+        let object = self.output(object);
+        if self.subresource == Subresource::Scale {
+            return object;
+        }
         match self.rendering {
             table::Rendering::Object => object,
             table::Rendering::PartialMetadata => table::partial_metadata(&object),
@@ -116,7 +156,7 @@ impl Target<'_> {
             .get(&key)
             .await
             .map_err(|e| self.storage_error(&e))?;
-        let object = object_meta::with_revision(&stored.value, stored.revision)?;
+        let object = object_meta::decode(&stored.value, stored.revision, self.rt)?;
         Ok(response::json(StatusCode::OK, &self.render(object, query)))
     }
 }

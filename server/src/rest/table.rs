@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 
+use super::custom_columns;
 use crate::registry::ResourceType;
 
 /// What the client asked the list or get to be rendered as.
@@ -67,9 +68,12 @@ pub fn human_duration(d: Duration) -> String {
 }
 
 fn age(object: &Value) -> String {
-    object
-        .pointer("/metadata/creationTimestamp")
-        .and_then(Value::as_str)
+    since(object.pointer("/metadata/creationTimestamp"))
+}
+
+/// How long ago an RFC 3339 time was, as kubectl prints ages.
+pub(crate) fn since(time: Option<&Value>) -> String {
+    time.and_then(Value::as_str)
         .and_then(|t| humantime::parse_rfc3339(t).ok())
         .map(|created| {
             human_duration(
@@ -132,7 +136,7 @@ type Column = (&'static str, &'static str, u8);
 fn columns(rt: &ResourceType) -> Vec<Column> {
     let name: Column = ("Name", "string", 0);
     let age: Column = ("Age", "string", 0);
-    match rt.kind {
+    match rt.kind.as_str() {
         "Namespace" => vec![name, ("Status", "string", 0), age],
         "ConfigMap" => vec![name, ("Data", "integer", 0), age],
         "Secret" => vec![name, ("Type", "string", 0), ("Data", "integer", 0), age],
@@ -160,7 +164,7 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
 
 fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
     let name = text(o, "/metadata/name");
-    match rt.kind {
+    match rt.kind.as_str() {
         "Namespace" => vec![name, text(o, "/status/phase"), age(o).into()],
         "ConfigMap" => vec![name, count(o, &["/data", "/binaryData"]), age(o).into()],
         "Secret" => vec![name, text(o, "/type"), count(o, &["/data"]), age(o).into()],
@@ -234,22 +238,34 @@ pub fn table(
     list_metadata: Value,
     include: Option<&str>,
 ) -> Value {
-    let definitions: Vec<Value> = columns(rt)
-        .into_iter()
-        .map(|(name, kind, priority)| {
-            json!({
-                "name": name,
-                "type": kind,
-                "format": if name == "Name" { "name" } else { "" },
-                "description": "",
-                "priority": priority,
+    let custom = rt
+        .custom
+        .as_ref()
+        .filter(|c| !c.columns.is_empty())
+        .map(|c| custom_columns::Columns::new(&c.columns));
+    let definitions: Vec<Value> = match &custom {
+        Some(columns) => columns.definitions(),
+        None => columns(rt)
+            .into_iter()
+            .map(|(name, kind, priority)| {
+                json!({
+                    "name": name,
+                    "type": kind,
+                    "format": if name == "Name" { "name" } else { "" },
+                    "description": "",
+                    "priority": priority,
+                })
             })
-        })
-        .collect();
+            .collect(),
+    };
     let rows: Vec<Value> = objects
         .iter()
         .map(|o| {
-            let mut row = json!({"cells": cells(rt, o)});
+            let cells = match &custom {
+                Some(columns) => columns.cells(o),
+                None => cells(rt, o),
+            };
+            let mut row = json!({"cells": cells});
             if let Some(object) = row_object(o, include) {
                 row["object"] = object;
             }
@@ -268,7 +284,7 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::lookup;
+    use crate::registry::lookup_builtin;
 
     #[test]
     fn accept_headers() {
@@ -306,7 +322,7 @@ mod tests {
 
     #[test]
     fn configmap_rows() {
-        let cm = lookup("", "v1", "configmaps").unwrap();
+        let cm = lookup_builtin("", "v1", "configmaps").unwrap();
         let object = json!({"metadata": {"name": "app", "creationTimestamp": "2020-01-01T00:00:00Z"}, "data": {"a": "1", "b": "2"}, "binaryData": {"c": "eA=="}});
         let t = table(cm, &[object], json!({"resourceVersion": "7"}), None);
         assert_eq!(t["columnDefinitions"][1]["name"], "Data");

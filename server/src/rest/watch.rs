@@ -135,7 +135,7 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
             for o in &listed.items {
                 initial.push(line(
                     "ADDED",
-                    &object_meta::with_revision(&o.value, o.revision)?,
+                    &object_meta::decode(&o.value, o.revision, target.rt)?,
                 ));
             }
             if send_initial {
@@ -147,7 +147,7 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
     };
 
     let render = {
-        let (rt, rendering) = (target.rt, target.rendering);
+        let (rt, rendering) = (target.rt.clone(), target.rendering);
         let include = query.get("includeObject").map(str::to_string);
         move |object: Value| -> Value {
             match rendering {
@@ -155,7 +155,7 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
                 Rendering::PartialMetadata => table::partial_metadata(&object),
                 Rendering::Table => {
                     let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned()});
-                    table::table(rt, &[object], meta, include.as_deref())
+                    table::table(&rt, &[object], meta, include.as_deref())
                 }
             }
         }
@@ -163,7 +163,8 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let stream = store.watch(scope, from).await;
     let api_version = target.rt.api_version();
-    let kind = target.rt.kind;
+    let rt_for_events = target.rt.clone();
+    let kind = target.rt.kind.clone();
     tokio::spawn(async move {
         for chunk in initial {
             if tx.send(chunk).await.is_err() {
@@ -193,7 +194,7 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
                 event = stream.next() => match event {
                     None => return,
                     Some(Ok(event)) => {
-                        let Ok(object) = object_meta::with_revision(&event.object.value, event.object.revision) else {
+                        let Ok(object) = object_meta::decode(&event.object.value, event.object.revision, &rt_for_events) else {
                             continue;
                         };
                         let Some(kind) = visible_change(&filter, &event, &object) else {
@@ -229,7 +230,7 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
 mod tests {
     use super::*;
     use crate::http::query::Query;
-    use crate::registry::lookup;
+    use crate::registry::lookup_builtin;
     use trellis_storage::{ObjectKey, StoredObject};
 
     fn stored(labels: Value, revision: u64) -> StoredObject {
@@ -259,7 +260,7 @@ mod tests {
 
     #[test]
     fn objects_entering_and_leaving_a_selector() {
-        let cm = lookup("", "v1", "configmaps").unwrap();
+        let cm = lookup_builtin("", "v1", "configmaps").unwrap();
         let filter =
             Filter::from_query(&Query::parse(Some("labelSelector=app%3Dweb")), cm).unwrap();
         let see = |kind, before: Option<Value>, after: Value| {

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use trellis_storage::{Preconditions, StorageError};
 
+use super::subresource::{self, Subresource};
 use super::{Target, MAX_BODY_BYTES};
 use crate::deletion::{self, Deleted};
 use crate::http::query::Query;
@@ -75,7 +76,7 @@ fn validate_fields(
         return Ok(Vec::new());
     };
     let report = openapi::check(object, root, &openapi::documents().schemas);
-    let kind = target.rt.kind;
+    let kind = &target.rt.kind;
     if !report.wrong_types.is_empty() {
         let problems: Vec<String> = report
             .wrong_types
@@ -111,8 +112,8 @@ fn validate_fields(
                 .collect();
             Err(Status::invalid(
                 &Subject {
-                    group: target.rt.group,
-                    resource: target.rt.plural,
+                    group: &target.rt.group,
+                    resource: &target.rt.plural,
                     name,
                 },
                 kind,
@@ -135,6 +136,11 @@ fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
     response
 }
 
+/// A write's response: the object as the target shows it, with the warnings.
+fn respond(target: &Target, code: StatusCode, object: Value, warnings: &[String]) -> Response {
+    with_warnings(response::json(code, &target.output(object)), warnings)
+}
+
 fn encode(object: &Value) -> Result<Bytes, Status> {
     serde_json::to_vec(object)
         .map(Bytes::from)
@@ -147,7 +153,23 @@ pub async fn create(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, Status> {
+    if target.rt.custom.as_ref().is_some_and(|c| c.terminating) {
+        return Err(Status::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "create not allowed while custom resource definition is terminating ({})",
+                target.rt.plural
+            ),
+        ));
+    }
     let mut object = read_object(headers, body).await?;
+    if target.rt.subresources.status {
+        // Status is written through /status only.
+        if let Some(map) = object.as_object_mut() {
+            map.remove("status");
+        }
+    }
     let warnings = validate_fields(&mut object, target, query)?;
     let (name, uid) = object_meta::prepare_create(&mut object, target.rt, target.namespace)?;
     let subject_target = Target {
@@ -155,6 +177,7 @@ pub async fn create(
         ..*target
     };
     check_namespace_accepts_content(&subject_target).await?;
+    check_strategy(&subject_target, &object, None)?;
     if dry_run(query)? {
         return Ok(with_warnings(
             response::json(StatusCode::CREATED, &object),
@@ -167,7 +190,7 @@ pub async fn create(
         .create(target.key(&name), uid, encode(&object)?)
         .await
         .map_err(|e| subject_target.storage_error(&e))?;
-    let object = object_meta::with_revision(&stored.value, stored.revision)?;
+    let object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
     Ok(with_warnings(
         response::json(StatusCode::CREATED, &object),
         &warnings,
@@ -203,6 +226,27 @@ async fn check_namespace_accepts_content(target: &Target<'_>) -> Result<(), Stat
     Ok(())
 }
 
+/// The kind's own validation.
+fn check_strategy(target: &Target, object: &Value, old: Option<&Value>) -> Result<(), Status> {
+    let causes = crate::registry::strategy::validate(target.rt, object, old);
+    if causes.is_empty() {
+        return Ok(());
+    }
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Err(Status::invalid(
+        &Subject {
+            group: &target.rt.group,
+            resource: &target.rt.plural,
+            name,
+        },
+        &target.rt.kind,
+        causes,
+    ))
+}
+
 pub async fn update(
     target: &Target<'_>,
     query: &Query,
@@ -218,6 +262,12 @@ pub async fn update(
             )))
         }
         _ => {}
+    }
+    if let (Subresource::Scale, Some(paths)) = (target.subresource, &target.rt.subresources.scale) {
+        return rewrite(target, query, |current| {
+            Ok((subresource::apply_scale(current, &sent, paths)?, Vec::new()))
+        })
+        .await;
     }
     let warnings = validate_fields(&mut sent, target, query)?;
     rewrite(target, query, |_current| {
@@ -240,8 +290,29 @@ pub async fn patch(
     let patch = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
+    if target.rt.custom.is_some() && kind == PatchType::Strategic {
+        return Err(Status::unsupported_media_type(
+            media_type,
+            &[
+                crate::patch::JSON_PATCH,
+                crate::patch::MERGE_PATCH,
+                crate::patch::APPLY_PATCH,
+            ],
+        ));
+    }
+    if let (Subresource::Scale, Some(paths)) = (target.subresource, &target.rt.subresources.scale) {
+        return rewrite(target, query, |current| {
+            let scale = subresource::scale_of(current, paths);
+            let patched = crate::patch::apply(kind, &scale, &patch, "Scale")?;
+            Ok((
+                subresource::apply_scale(current, &patched, paths)?,
+                Vec::new(),
+            ))
+        })
+        .await;
+    }
     rewrite(target, query, |current| {
-        let mut patched = crate::patch::apply(kind, current, &patch, target.rt.kind)?;
+        let mut patched = crate::patch::apply(kind, current, &patch, &target.rt.kind)?;
         let warnings = validate_fields(&mut patched, target, query)?;
         Ok((patched, warnings))
     })
@@ -264,8 +335,15 @@ async fn rewrite(
             .get(&target.key(name))
             .await
             .map_err(|e| target.storage_error(&e))?;
-        let current = object_meta::with_revision(&existing.value, existing.revision)?;
+        let current = object_meta::decode(&existing.value, existing.revision, target.rt)?;
         let (mut object, warnings) = compute(&current)?;
+        match target.subresource {
+            Subresource::Status => object = subresource::only_status(&object, &current),
+            Subresource::None if target.rt.subresources.status => {
+                subresource::keep_status(&mut object, &current)
+            }
+            _ => {}
+        }
         let requested = object_meta::requested_revision(&object)?;
         if requested.is_some_and(|rev| rev != existing.revision) {
             return Err(target.storage_error(&StorageError::Conflict {
@@ -274,6 +352,7 @@ async fn rewrite(
             }));
         }
         object_meta::prepare_update(&mut object, &current, target.rt)?;
+        check_strategy(target, &object, Some(&current))?;
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("name".into(), Value::String(name.to_string()));
         }
@@ -281,7 +360,7 @@ async fn rewrite(
         if !added.is_empty() {
             return Err(Status::invalid(
                 &target.subject(),
-                target.rt.kind,
+                &target.rt.kind,
                 vec![StatusCause {
                     kind: "FieldValueForbidden".into(),
                     message: format!("Forbidden: no new finalizers can be added if the object is being deleted, found new finalizers {added:?}"),
@@ -296,22 +375,17 @@ async fn rewrite(
                 .await;
             match gone {
                 Ok(stored) => {
-                    let object = object_meta::with_revision(&encode(&object)?, stored.revision)?;
-                    return Ok(with_warnings(
-                        response::json(StatusCode::OK, &object),
-                        &warnings,
-                    ));
+                    let object =
+                        object_meta::decode(&encode(&object)?, stored.revision, target.rt)?;
+                    return Ok(respond(target, StatusCode::OK, object, &warnings));
                 }
                 Err(StorageError::Conflict { .. }) if requested.is_none() => continue,
                 Err(e) => return Err(target.storage_error(&e)),
             }
         }
         if dry {
-            let object = object_meta::with_revision(&encode(&object)?, existing.revision)?;
-            return Ok(with_warnings(
-                response::json(StatusCode::OK, &object),
-                &warnings,
-            ));
+            let object = object_meta::decode(&encode(&object)?, existing.revision, target.rt)?;
+            return Ok(respond(target, StatusCode::OK, object, &warnings));
         }
         match store
             .update(
@@ -322,11 +396,8 @@ async fn rewrite(
             .await
         {
             Ok(stored) => {
-                let object = object_meta::with_revision(&stored.value, stored.revision)?;
-                return Ok(with_warnings(
-                    response::json(StatusCode::OK, &object),
-                    &warnings,
-                ));
+                let object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
+                return Ok(respond(target, StatusCode::OK, object, &warnings));
             }
             Err(StorageError::Conflict { .. }) if requested.is_none() => continue,
             Err(e) => return Err(target.storage_error(&e)),
@@ -373,7 +444,7 @@ pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Re
         .await
         .map_err(|e| target.storage_error(&e))?;
     if dry_run(query)? {
-        let object = object_meta::with_revision(&existing.value, existing.revision)?;
+        let object = object_meta::decode(&existing.value, existing.revision, target.rt)?;
         return Ok(response::json(StatusCode::OK, &object));
     }
     let stored = match deletion::delete(
@@ -389,7 +460,7 @@ pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Re
     {
         Deleted::Gone(stored) | Deleted::Pending(stored) => stored,
     };
-    let object = object_meta::with_revision(&stored.value, stored.revision)?;
+    let object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
     Ok(response::json(StatusCode::OK, &object))
 }
 
@@ -421,7 +492,7 @@ pub async fn delete_collection(target: &Target<'_>, query: &Query) -> Result<Res
         .map_err(|e| target.storage_error(&e))?;
     let mut deleted = Vec::new();
     for existing in listed.items {
-        let object = object_meta::with_revision(&existing.value, existing.revision)?;
+        let object = object_meta::decode(&existing.value, existing.revision, target.rt)?;
         if !filter.matches(&object) {
             continue;
         }
@@ -444,9 +515,9 @@ pub async fn delete_collection(target: &Target<'_>, query: &Query) -> Result<Res
         )
         .await
         {
-            Ok(Deleted::Gone(stored) | Deleted::Pending(stored)) => {
-                deleted.push(object_meta::with_revision(&stored.value, stored.revision)?)
-            }
+            Ok(Deleted::Gone(stored) | Deleted::Pending(stored)) => deleted.push(
+                object_meta::decode(&stored.value, stored.revision, target.rt)?,
+            ),
             // Deleted by someone else meanwhile: nothing to do.
             Err(StorageError::NotFound(_)) => {}
             Err(e) => return Err(item.storage_error(&e)),
