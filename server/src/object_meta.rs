@@ -236,17 +236,11 @@ pub fn prepare_update(
     Ok(())
 }
 
-/// Parses stored bytes of type `rt`, sets `metadata.resourceVersion` and, for a custom
-/// resource read through another version than it was written in, `apiVersion` (the `None`
-/// conversion of CRDs).
+/// Parses stored bytes of type `rt`, sets `metadata.resourceVersion` and converts the object
+/// to `rt`'s version when it is stored in another.
 pub fn decode(value: &[u8], revision: u64, rt: &ResourceType) -> Result<Value, Status> {
     let mut object = with_revision(value, revision)?;
-    if rt.custom.is_some() {
-        let api_version = rt.api_version();
-        if object.get("apiVersion").and_then(Value::as_str) != Some(api_version.as_str()) {
-            object["apiVersion"] = Value::String(api_version);
-        }
-    }
+    crate::registry::conversion::from_stored(rt, &mut object);
     Ok(object)
 }
 

@@ -67,7 +67,10 @@ fn owner_refs(object: &Value) -> Vec<Value> {
 pub async fn run(store: Store, registry: Arc<Registry>) {
     // Woken by changes that can matter to it; a full pass every FULL_RESYNC regardless.
     let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
-    for rt in registry::builtin() {
+    for rt in registry::builtin()
+        .iter()
+        .filter(|rt| rt.stored_as.is_none())
+    {
         tokio::spawn(watch_for_work(store.clone(), rt.clone(), wake.clone()));
     }
     loop {
@@ -122,6 +125,8 @@ async fn watch_for_work(store: Store, rt: Arc<ResourceType>, wake: tokio::sync::
 async fn everything(store: &Store) -> Result<Vec<(ListScope, Arc<ResourceType>)>, StorageError> {
     let mut scopes: Vec<(ListScope, Arc<ResourceType>)> = registry::builtin()
         .iter()
+        // Resources stored with another are read through that one.
+        .filter(|rt| rt.stored_as.is_none())
         .map(|rt| (ListScope::all_clusters(rt.storage_resource()), rt.clone()))
         .collect();
     let crds = store

@@ -1,6 +1,6 @@
 //! Which k8s-openapi type carries the schema of each built-in kind.
 
-use k8s_openapi::api::{coordination, core, rbac};
+use k8s_openapi::api::{coordination, core, events, rbac};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use schemars::{JsonSchema, SchemaGenerator};
 
@@ -29,6 +29,7 @@ kinds! {
     "", "Secret" => core::v1::Secret;
     "", "ServiceAccount" => core::v1::ServiceAccount;
     "", "Event" => core::v1::Event;
+    "events.k8s.io", "Event" => events::v1::Event;
     "coordination.k8s.io", "Lease" => coordination::v1::Lease;
     "rbac.authorization.k8s.io", "Role" => rbac::v1::Role;
     "rbac.authorization.k8s.io", "RoleBinding" => rbac::v1::RoleBinding;

@@ -19,6 +19,7 @@ fn resource(
         short_names: short_names.iter().map(|s| s.to_string()).collect(),
         categories: Vec::new(),
         subresources: Subresources::default(),
+        stored_as: None,
         custom: None,
     }
 }
@@ -45,6 +46,10 @@ pub fn table() -> Vec<ResourceType> {
         resource("", "Secret", "secrets", true, &[]),
         resource("", "ServiceAccount", "serviceaccounts", true, &["sa"]),
         resource("", "Event", "events", true, &["ev"]),
+        ResourceType {
+            stored_as: Some("core/events".to_string()),
+            ..resource("events.k8s.io", "Event", "events", true, &[])
+        },
         resource("coordination.k8s.io", "Lease", "leases", true, &[]),
         resource(RBAC, "Role", "roles", true, &[]),
         resource(RBAC, "RoleBinding", "rolebindings", true, &[]),

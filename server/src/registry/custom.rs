@@ -177,6 +177,7 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
                     status: v.pointer("/subresources/status").is_some(),
                     scale,
                 },
+                stored_as: None,
                 custom: Some(Arc::new(CustomVersion {
                     crd_name: crd_name.clone(),
                     storage_version: storage_version.clone(),

@@ -5,6 +5,7 @@
 //! version of a resource shares it.
 
 mod builtin;
+pub mod conversion;
 pub mod crd;
 pub mod custom;
 pub mod strategy;
@@ -29,6 +30,9 @@ pub struct ResourceType {
     pub short_names: Vec<String>,
     pub categories: Vec<String>,
     pub subresources: Subresources,
+    /// Stored with another resource (`core/events` for `events.k8s.io` events) and
+    /// converted on the way in and out ([`conversion`]).
+    pub stored_as: Option<String>,
     /// Set for the resources of a CustomResourceDefinition.
     pub custom: Option<Arc<CustomVersion>>,
 }
@@ -75,6 +79,9 @@ impl ResourceType {
 
     /// The resource part of storage keys.
     pub fn storage_resource(&self) -> String {
+        if let Some(stored_as) = &self.stored_as {
+            return stored_as.clone();
+        }
         let group = if self.group.is_empty() {
             "core"
         } else {

@@ -141,6 +141,16 @@ fn respond(target: &Target, code: StatusCode, object: Value, warnings: &[String]
     with_warnings(response::json(code, &target.output(object)), warnings)
 }
 
+/// The bytes to store for `object` of `target`'s type.
+fn encode_stored(target: &Target, object: &Value) -> Result<Bytes, Status> {
+    if target.rt.stored_as.is_none() {
+        return encode(object);
+    }
+    let mut stored = object.clone();
+    crate::registry::conversion::to_stored(target.rt, &mut stored);
+    encode(&stored)
+}
+
 fn encode(object: &Value) -> Result<Bytes, Status> {
     serde_json::to_vec(object)
         .map(Bytes::from)
@@ -187,7 +197,7 @@ pub async fn create(
     let stored = target
         .state
         .store
-        .create(target.key(&name), uid, encode(&object)?)
+        .create(target.key(&name), uid, encode_stored(target, &object)?)
         .await
         .map_err(|e| subject_target.storage_error(&e))?;
     let object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
@@ -390,7 +400,7 @@ async fn rewrite(
         match store
             .update(
                 target.key(name),
-                encode(&object)?,
+                encode_stored(target, &object)?,
                 Preconditions::revision(existing.revision),
             )
             .await
