@@ -402,7 +402,40 @@ async fn kubectl_round_trip(hub: &Hub) {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndata:\n  a: b\nspec:\n  foo: 1\n",
     );
     let err = hub.fails(&["create", "-f", &typo]);
-    assert!(err.contains(r#"unknown field "spec""#), "{err}");
+    assert!(
+        err.contains(r#"ConfigMap in version "v1" cannot be handled as a ConfigMap: strict decoding error: unknown field "spec""#),
+        "{err}"
+    );
+    // Fields given twice (only raw JSON can carry them; kubectl re-encodes manifests).
+    let twice = write_file(
+        dir.path(),
+        "twice.json",
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "twice"}, "data": {"a": "1", "a": "2"}}"#,
+    );
+    let err = hub.fails(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",
+        "-f",
+        &twice,
+    ]);
+    assert!(
+        err.contains(r#"duplicate field \"data.a\""#)
+            || err.contains(r#"duplicate field "data.a""#),
+        "{err}"
+    );
+    let created = hub.ok(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/configmaps?fieldValidation=Ignore",
+        "-f",
+        &twice,
+    ]);
+    assert!(
+        created.contains(r#""a":"2""#),
+        "the last value wins: {created}"
+    );
+    hub.ok(&["delete", "cm", "twice"]);
     let (ok, out, err) = hub.kubectl(&["create", "-f", &typo, "--validate=warn"]);
     assert!(ok && out.contains("configmap/typo created"), "{out}{err}");
     assert!(err.contains(r#"Warning: unknown field "spec""#), "{err}");

@@ -4,6 +4,7 @@
 mod custom_columns;
 mod filter;
 mod list;
+mod strict_json;
 pub mod subresource;
 pub mod table;
 mod watch;

@@ -20,8 +20,15 @@ use crate::status::{Status, StatusCause, Subject};
 /// Attempts of an update that did not name a resourceVersion, when it races another writer.
 const UNCONDITIONAL_UPDATE_ATTEMPTS: usize = 5;
 
+/// A request body: the object, and the fields it gave twice (JSON only: YAML refuses
+/// duplicate keys outright).
+pub struct Sent {
+    pub object: Value,
+    pub duplicates: Vec<String>,
+}
+
 /// Reads a JSON or YAML object body, enforcing the size limit and the media type.
-pub async fn read_object(headers: &HeaderMap, body: Body) -> Result<Value, Status> {
+pub async fn read_object(headers: &HeaderMap, body: Body) -> Result<Sent, Status> {
     let media_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -38,19 +45,23 @@ pub async fn read_object(headers: &HeaderMap, body: Body) -> Result<Value, Statu
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
-    let value: Value = if essence == crate::protobuf::MEDIA_TYPE {
-        crate::protobuf::decode(&bytes)?
+    let (value, duplicates) = if essence == crate::protobuf::MEDIA_TYPE {
+        (crate::protobuf::decode(&bytes)?, Vec::new())
     } else if essence == "application/yaml" {
-        serde_yaml_ng::from_slice(&bytes)
-            .map_err(|e| Status::bad_request(format!("the request body is not valid YAML: {e}")))?
+        let value = serde_yaml_ng::from_slice(&bytes)
+            .map_err(|e| Status::bad_request(format!("the request body is not valid YAML: {e}")))?;
+        (value, Vec::new())
     } else {
-        serde_json::from_slice(&bytes)
+        super::strict_json::parse(&bytes)
             .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?
     };
     if !value.is_object() {
         return Err(Status::bad_request("the request body must be an object"));
     }
-    Ok(value)
+    Ok(Sent {
+        object: value,
+        duplicates,
+    })
 }
 
 fn dry_run(query: &Query) -> Result<bool, Status> {
@@ -64,19 +75,21 @@ fn dry_run(query: &Query) -> Result<bool, Status> {
 }
 
 /// Applies the kind's schema to a request body. Values of the wrong type are a 400, as
-/// kube-apiserver's decoder answers; undeclared fields are dropped and, as `fieldValidation`
-/// asks, rejected (422) or returned as warnings.
+/// kube-apiserver's decoder answers; undeclared fields are dropped and, with fields given
+/// twice, rejected (400, as a strict decoding error) or returned as warnings, as
+/// `fieldValidation` asks.
 fn validate_fields(
     object: &mut Value,
+    duplicates: &[String],
     target: &Target,
     query: &Query,
 ) -> Result<Vec<String>, Status> {
     let mode = FieldValidation::from_query(query.get("fieldValidation"))?;
-    let Some(root) = openapi::schema_name(target.rt) else {
-        return Ok(Vec::new());
-    };
-    let report = openapi::check(object, root, &openapi::documents().schemas);
     let kind = &target.rt.kind;
+    let report = match openapi::schema_name(target.rt) {
+        Some(root) => openapi::check(object, root, &openapi::documents().schemas),
+        None => openapi::FieldReport::default(),
+    };
     if !report.wrong_types.is_empty() {
         let problems: Vec<String> = report
             .wrong_types
@@ -89,38 +102,23 @@ fn validate_fields(
             problems.join(", ")
         )));
     }
-    let unknown: Vec<String> = report
+    let problems: Vec<String> = report
         .unknown
         .iter()
         .map(|path| format!("unknown field {:?}", path.trim_start_matches('.')))
+        .chain(
+            duplicates
+                .iter()
+                .map(|path| format!("duplicate field {path:?}")),
+        )
         .collect();
     match mode {
-        FieldValidation::Strict if !unknown.is_empty() => {
-            let name = object
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let causes = report
-                .unknown
-                .iter()
-                .zip(&unknown)
-                .map(|(path, message)| StatusCause {
-                    kind: "FieldValueInvalid".into(),
-                    message: format!("strict decoding error: {message}"),
-                    field: path.trim_start_matches('.').to_string(),
-                })
-                .collect();
-            Err(Status::invalid(
-                &Subject {
-                    group: &target.rt.group,
-                    resource: &target.rt.plural,
-                    name,
-                },
-                kind,
-                causes,
-            ))
-        }
-        FieldValidation::Warn => Ok(unknown),
+        FieldValidation::Strict if !problems.is_empty() => Err(Status::bad_request(format!(
+            "{kind} in version {:?} cannot be handled as a {kind}: strict decoding error: {}",
+            target.rt.version,
+            problems.join(", ")
+        ))),
+        FieldValidation::Warn => Ok(problems),
         _ => Ok(Vec::new()),
     }
 }
@@ -173,14 +171,17 @@ pub async fn create(
             ),
         ));
     }
-    let mut object = read_object(headers, body).await?;
+    let Sent {
+        mut object,
+        duplicates,
+    } = read_object(headers, body).await?;
     if target.rt.subresources.status {
         // Status is written through /status only.
         if let Some(map) = object.as_object_mut() {
             map.remove("status");
         }
     }
-    let warnings = validate_fields(&mut object, target, query)?;
+    let warnings = validate_fields(&mut object, &duplicates, target, query)?;
     let (name, uid) = object_meta::prepare_create(&mut object, target.rt, target.namespace)?;
     let subject_target = Target {
         name: Some(&name),
@@ -264,7 +265,10 @@ pub async fn update(
     body: Body,
 ) -> Result<Response, Status> {
     let name = target.name.unwrap_or_default();
-    let mut sent = read_object(headers, body).await?;
+    let Sent {
+        object: mut sent,
+        duplicates,
+    } = read_object(headers, body).await?;
     match sent.pointer("/metadata/name").and_then(Value::as_str) {
         Some(n) if n != name => {
             return Err(Status::bad_request(format!(
@@ -279,7 +283,7 @@ pub async fn update(
         })
         .await;
     }
-    let warnings = validate_fields(&mut sent, target, query)?;
+    let warnings = validate_fields(&mut sent, &duplicates, target, query)?;
     rewrite(target, query, |_current| {
         Ok((sent.clone(), warnings.clone()))
     })
@@ -323,7 +327,7 @@ pub async fn patch(
     }
     rewrite(target, query, |current| {
         let mut patched = crate::patch::apply(kind, current, &patch, &target.rt.kind)?;
-        let warnings = validate_fields(&mut patched, target, query)?;
+        let warnings = validate_fields(&mut patched, &[], target, query)?;
         Ok((patched, warnings))
     })
     .await
@@ -551,7 +555,9 @@ mod tests {
     async fn read(media_type: &str, body: &str) -> Result<Value, Status> {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, media_type.parse().unwrap());
-        read_object(&headers, Body::from(body.to_string())).await
+        read_object(&headers, Body::from(body.to_string()))
+            .await
+            .map(|sent| sent.object)
     }
 
     #[tokio::test]
