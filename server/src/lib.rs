@@ -6,6 +6,7 @@
 //! Every error a client sees is a [`status::Status`]. [`start`] wires it together for
 //! `trellis start`.
 
+pub mod admission;
 pub mod bootstrap;
 pub mod controllers;
 pub mod deletion;
@@ -24,3 +25,5 @@ pub mod start;
 pub mod state;
 pub mod status;
 pub mod tls;
+pub mod workspaces;
+pub mod ws_plugin;

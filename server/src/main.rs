@@ -32,6 +32,12 @@ enum Command {
         #[arg(long = "tls-san")]
         tls_sans: Vec<String>,
     },
+    /// Move between workspaces in the current kubeconfig (also the kubectl plugin `kubectl ws`).
+    Ws {
+        /// `<path>`, `..`, `-`, `.`, `tree`, or `create <name> [--type T] [--enter]`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[tokio::main]
@@ -43,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Ws { args } => trellis_server::ws_plugin::run(&args).await,
         Command::Start {
             data_dir,
             listen,

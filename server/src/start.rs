@@ -10,6 +10,7 @@ use trellis_storage::{Store, StoreOptions};
 
 use crate::registry::Registry;
 use crate::state::{AppState, ROOT_CLUSTER};
+use crate::workspaces::WorkspaceIndex;
 use crate::{bootstrap, kubeconfig, tls};
 
 #[derive(Clone, Debug)]
@@ -45,6 +46,9 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
     bootstrap::ensure_namespaces(&store, ROOT_CLUSTER)
         .await
         .context("creating the system namespaces")?;
+    bootstrap::ensure_root(&store)
+        .await
+        .context("creating the root workspace's objects")?;
 
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -61,7 +65,8 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
     } else {
         addr.ip().to_string()
     };
-    let server_url = format!("https://{host}:{}/clusters/root", addr.port());
+    let external_url = format!("https://{host}:{}", addr.port());
+    let server_url = format!("{external_url}/clusters/root");
     let kubeconfig = data_dir.join("admin.kubeconfig");
     std::fs::write(
         &kubeconfig,
@@ -75,8 +80,22 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
 
     let registry = Registry::new(store.clone());
     registry.spawn_watch();
-    crate::controllers::spawn_all(store.clone(), registry.clone());
-    let state = Arc::new(AppState { store, registry });
+    let workspaces = WorkspaceIndex::new(store.clone());
+    {
+        let workspaces = workspaces.clone();
+        tokio::spawn(async move { workspaces.watch().await });
+    }
+    crate::controllers::spawn_all(
+        store.clone(),
+        registry.clone(),
+        workspaces.clone(),
+        external_url,
+    );
+    let state = Arc::new(AppState {
+        store,
+        registry,
+        workspaces,
+    });
     let router = axum::Router::new()
         .fallback(crate::http::dispatch::dispatch)
         .with_state(state);

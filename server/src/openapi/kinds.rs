@@ -36,4 +36,8 @@ kinds! {
     "rbac.authorization.k8s.io", "ClusterRole" => rbac::v1::ClusterRole;
     "rbac.authorization.k8s.io", "ClusterRoleBinding" => rbac::v1::ClusterRoleBinding;
     "apiextensions.k8s.io", "CustomResourceDefinition" => apiextensions::v1::CustomResourceDefinition;
+    "tenancy.trellis.dev", "Workspace" => trellis_apis::tenancy::Workspace;
+    "tenancy.trellis.dev", "WorkspaceType" => trellis_apis::tenancy::WorkspaceType;
+    "core.trellis.dev", "LogicalCluster" => trellis_apis::core::LogicalCluster;
+    "core.trellis.dev", "Shard" => trellis_apis::core::Shard;
 }

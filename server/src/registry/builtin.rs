@@ -26,6 +26,8 @@ fn resource(
 
 const RBAC: &str = "rbac.authorization.k8s.io";
 pub const APIEXTENSIONS: &str = "apiextensions.k8s.io";
+pub const TENANCY: &str = trellis_apis::tenancy::GROUP;
+pub const TRELLIS_CORE: &str = trellis_apis::core::GROUP;
 
 pub fn table() -> Vec<ResourceType> {
     let with_status = |mut rt: ResourceType| {
@@ -40,6 +42,10 @@ pub fn table() -> Vec<ResourceType> {
         &["crd", "crds"],
     ));
     crds.categories = vec!["api-extensions".to_string()];
+    let trellis = |group: &str, kind: &str, plural: &str, short_names: &[&str]| ResourceType {
+        version: "v1alpha1".to_string(),
+        ..resource(group, kind, plural, false, short_names)
+    };
     vec![
         with_status(resource("", "Namespace", "namespaces", false, &["ns"])),
         resource("", "ConfigMap", "configmaps", true, &["cm"]),
@@ -62,5 +68,14 @@ pub fn table() -> Vec<ResourceType> {
             &[],
         ),
         crds,
+        with_status(trellis(TENANCY, "Workspace", "workspaces", &["ws"])),
+        trellis(TENANCY, "WorkspaceType", "workspacetypes", &[]),
+        with_status(trellis(
+            TRELLIS_CORE,
+            "LogicalCluster",
+            "logicalclusters",
+            &[],
+        )),
+        with_status(trellis(TRELLIS_CORE, "Shard", "shards", &[])),
     ]
 }

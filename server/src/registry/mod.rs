@@ -4,7 +4,7 @@
 //! A resource's storage key is `<group>/<plural>`, with `core` for the legacy group; every
 //! version of a resource shares it.
 
-mod builtin;
+pub mod builtin;
 pub mod conversion;
 pub mod crd;
 pub mod custom;

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 
-use super::builtin::APIEXTENSIONS;
+use super::builtin::{APIEXTENSIONS, TENANCY};
 use super::ResourceType;
 use crate::status::StatusCause;
 
@@ -30,6 +30,9 @@ pub fn prepare_create(rt: &ResourceType, object: &mut Value) {
 pub fn validate(rt: &ResourceType, object: &Value, old: Option<&Value>) -> Vec<StatusCause> {
     if rt.is(APIEXTENSIONS, "CustomResourceDefinition") {
         return super::crd::validate(object, old);
+    }
+    if let (true, Some(old)) = (rt.is(TENANCY, "Workspace"), old) {
+        return crate::workspaces::validate_update(object, old);
     }
     Vec::new()
 }

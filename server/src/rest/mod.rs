@@ -120,7 +120,7 @@ impl Target<'_> {
         )
     }
 
-    fn storage_error(&self, err: &trellis_storage::StorageError) -> Status {
+    pub(crate) fn storage_error(&self, err: &trellis_storage::StorageError) -> Status {
         Status::from_storage(err, &self.subject())
     }
 

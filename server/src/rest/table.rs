@@ -150,6 +150,13 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
             ("Message", "string", 0),
         ],
         "Role" | "ClusterRole" => vec![name, ("Created At", "date", 0)],
+        "Workspace" => vec![
+            name,
+            ("Type", "string", 0),
+            ("Phase", "string", 0),
+            ("URL", "string", 0),
+            age,
+        ],
         "RoleBinding" | "ClusterRoleBinding" => vec![
             name,
             ("Role", "string", 0),
@@ -190,6 +197,13 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
             ]
         }
         "Role" | "ClusterRole" => vec![name, text(o, "/metadata/creationTimestamp")],
+        "Workspace" => vec![
+            name,
+            text(o, "/spec/type/name"),
+            text(o, "/status/phase"),
+            text(o, "/status/url"),
+            age(o).into(),
+        ],
         "RoleBinding" | "ClusterRoleBinding" => {
             let role = format!(
                 "{}/{}",

@@ -187,7 +187,7 @@ pub async fn create(
         name: Some(&name),
         ..*target
     };
-    check_namespace_accepts_content(&subject_target).await?;
+    crate::admission::admit_create(&subject_target, &mut object).await?;
     check_strategy(&subject_target, &object, None)?;
     if dry_run(query)? {
         return Ok(with_warnings(
@@ -206,35 +206,6 @@ pub async fn create(
         response::json(StatusCode::CREATED, &object),
         &warnings,
     ))
-}
-
-/// Like kube-apiserver's NamespaceLifecycle admission: new objects need an existing namespace
-/// that is not being terminated.
-async fn check_namespace_accepts_content(target: &Target<'_>) -> Result<(), Status> {
-    let Some(namespace) = target.namespace.filter(|_| target.rt.namespaced) else {
-        return Ok(());
-    };
-    let key = trellis_storage::ObjectKey::new(target.cluster, "core/namespaces", "", namespace);
-    let stored = match target.state.store.get(&key).await {
-        Ok(stored) => stored,
-        Err(StorageError::NotFound(_)) => {
-            return Err(Status::not_found(&Subject {
-                group: "",
-                resource: "namespaces",
-                name: namespace,
-            }))
-        }
-        Err(e) => return Err(target.storage_error(&e)),
-    };
-    let object: Value = serde_json::from_slice(&stored.value)
-        .map_err(|e| Status::internal(format!("stored namespace is not JSON: {e}")))?;
-    if deletion::is_deleting(&object) {
-        return Err(Status::forbidden(
-            &target.subject(),
-            &format!("unable to create new content in namespace {namespace} because it is being terminated"),
-        ));
-    }
-    Ok(())
 }
 
 /// The kind's own validation.

@@ -1,0 +1,125 @@
+//! `tenancy.trellis.dev/v1alpha1`: Workspace and WorkspaceType.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::WorkspaceTypeReference;
+
+pub const GROUP: &str = "tenancy.trellis.dev";
+pub const VERSION: &str = "v1alpha1";
+
+/// A workspace: a Kubernetes API of its own (namespaces, CRDs, RBAC, objects) at
+/// `/clusters/<parent path>:<name>`, created inside its parent workspace.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "dev.trellis.tenancy.v1alpha1.Workspace")]
+pub struct Workspace {
+    /// APIVersion defines the versioned schema of this representation of an object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Kind is a string value representing the REST resource this object represents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Standard object's metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: WorkspaceSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<WorkspaceStatus>,
+}
+
+/// What a workspace should be.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "dev.trellis.tenancy.v1alpha1.WorkspaceSpec")]
+pub struct WorkspaceSpec {
+    /// The workspace's type; the parent type's default child type when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<WorkspaceTypeReference>,
+    /// Where the workspace's objects are stored: a selector over Shard labels. The least
+    /// loaded matching shard is chosen; any shard when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<WorkspaceLocation>,
+    /// The id of the workspace's logical cluster: random, stable, set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+}
+
+/// A shard selector.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "dev.trellis.tenancy.v1alpha1.WorkspaceLocation")]
+pub struct WorkspaceLocation {
+    /// Shards whose labels match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<LabelSelector>,
+}
+
+/// What a workspace is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "dev.trellis.tenancy.v1alpha1.WorkspaceStatus")]
+pub struct WorkspaceStatus {
+    /// Scheduling, Initializing, Ready or Terminating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Where the workspace's API is served: `https://<hub>/clusters/<path>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The shard holding the workspace's objects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// A kind of workspace: where it may be created, what it may contain, and what it starts
+/// with.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "dev.trellis.tenancy.v1alpha1.WorkspaceType")]
+pub struct WorkspaceType {
+    /// APIVersion defines the versioned schema of this representation of an object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Kind is a string value representing the REST resource this object represents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Standard object's metadata.
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: WorkspaceTypeSpec,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "dev.trellis.tenancy.v1alpha1.WorkspaceTypeSpec")]
+pub struct WorkspaceTypeSpec {
+    /// The type of children created without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_child_workspace_type: Option<WorkspaceTypeReference>,
+    /// The types a child may have; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_allowed_children: Option<WorkspaceTypeSelector>,
+    /// The types a parent may have; any when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_allowed_parents: Option<WorkspaceTypeSelector>,
+    /// Namespaces every new workspace of this type starts with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub initial_namespaces: Vec<String>,
+}
+
+/// A set of workspace types.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "dev.trellis.tenancy.v1alpha1.WorkspaceTypeSelector")]
+pub struct WorkspaceTypeSelector {
+    /// No type at all.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub none: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<WorkspaceTypeReference>,
+}

@@ -1,0 +1,324 @@
+//! The workspace lifecycle, as kcp's workspace controllers:
+//! - a new Workspace (phase Scheduling) gets its logical cluster: the `LogicalCluster` object
+//!   inside it and its type's initial namespaces; then it is Ready, with its URL;
+//! - a deleted Workspace (held by the content finalizer) is Terminating while its child
+//!   workspaces go (each the same way), then everything inside it; then the finalizer goes.
+//!   Progress shows in the `ContentDeleted` condition.
+//!
+//! Woken by every Workspace change; workspaces that wait (children still going) are looked
+//! at again every second, and everything every 30 s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use trellis_storage::{
+    EventType, ListRequest, ListScope, ObjectKey, Preconditions, StorageError, Store, StoredObject,
+};
+
+use crate::bootstrap;
+use crate::deletion;
+use crate::object_meta::now_rfc3339;
+use crate::registry::Registry;
+use crate::workspaces::index::{LOGICAL_CLUSTERS, WORKSPACES};
+use crate::workspaces::{types, Phase, WorkspaceIndex, CONTENT_FINALIZER};
+
+const RETRY: Duration = Duration::from_secs(1);
+const RESYNC: Duration = Duration::from_secs(30);
+
+/// What the controller needs.
+#[derive(Clone)]
+pub struct Context {
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub index: Arc<WorkspaceIndex>,
+    /// `https://host:port`, for workspace URLs.
+    pub external_url: String,
+}
+
+pub async fn run(ctx: Context) {
+    loop {
+        let watch = ctx
+            .store
+            .watch(ListScope::all_clusters(WORKSPACES), None)
+            .await;
+        let mut waiting = match resync(&ctx).await {
+            Ok(waiting) => waiting,
+            Err(err) => {
+                tracing::warn!(error = %err, "workspace controller: resync failed");
+                true
+            }
+        };
+        let Ok(mut watch) = watch else {
+            tokio::time::sleep(RETRY).await;
+            continue;
+        };
+        loop {
+            let wait = if waiting { RETRY } else { RESYNC };
+            match tokio::time::timeout(wait, watch.next()).await {
+                Ok(Some(Ok(event))) => {
+                    if event.kind == EventType::Deleted {
+                        continue;
+                    }
+                    match reconcile(&ctx, &event.object).await {
+                        Ok(again) => waiting |= again,
+                        Err(err) => {
+                            tracing::warn!(workspace = %event.object.key.name, error = %err, "workspace controller: will retry");
+                            waiting = true;
+                        }
+                    }
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+async fn resync(ctx: &Context) -> Result<bool, StorageError> {
+    let listed = ctx
+        .store
+        .list(ListRequest::new(ListScope::all_clusters(WORKSPACES)))
+        .await?;
+    let mut waiting = false;
+    for item in &listed.items {
+        match reconcile(ctx, item).await {
+            Ok(again) => waiting |= again,
+            Err(err) => {
+                tracing::warn!(workspace = %item.key.name, error = %err, "workspace controller: will retry");
+                waiting = true;
+            }
+        }
+    }
+    Ok(waiting)
+}
+
+fn parse(stored: &StoredObject) -> Result<Value, StorageError> {
+    serde_json::from_slice(&stored.value)
+        .map_err(|e| StorageError::Internal(format!("stored workspace is not JSON: {e}")))
+}
+
+fn encode(object: &Value) -> Result<Bytes, StorageError> {
+    serde_json::to_vec(object)
+        .map(Bytes::from)
+        .map_err(|e| StorageError::Internal(e.to_string()))
+}
+
+/// One step for one Workspace; whether to look again soon.
+pub async fn reconcile(ctx: &Context, seen: &StoredObject) -> Result<bool, StorageError> {
+    let stored = match ctx.store.get(&seen.key).await {
+        Ok(stored) => stored,
+        Err(StorageError::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let workspace = parse(&stored)?;
+    let Some(cluster) = workspace
+        .pointer("/spec/cluster")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+    else {
+        return Ok(false);
+    };
+    if deletion::is_deleting(&workspace) {
+        return terminate(ctx, &stored, workspace, &cluster).await;
+    }
+    match Phase::parse(&workspace) {
+        Phase::Scheduling | Phase::Initializing => {
+            initialize(ctx, &stored, workspace, &cluster).await?;
+            Ok(false)
+        }
+        Phase::Ready | Phase::Terminating => Ok(false),
+    }
+}
+
+/// Creates what a new workspace starts with, then marks it Ready.
+async fn initialize(
+    ctx: &Context,
+    stored: &StoredObject,
+    mut workspace: Value,
+    cluster: &str,
+) -> Result<(), StorageError> {
+    let parent = &stored.key.cluster;
+    let name = &stored.key.name;
+    let parent_path =
+        ctx.index.path_of(parent).await.ok_or_else(|| {
+            StorageError::Internal(format!("no path for logical cluster {parent}"))
+        })?;
+    let path = format!("{parent_path}:{name}");
+    let logical_cluster = json!({
+        "apiVersion": "core.trellis.dev/v1alpha1",
+        "kind": "LogicalCluster",
+        "metadata": {
+            "name": "cluster",
+            "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": now_rfc3339(),
+            "annotations": {trellis_apis::PATH_ANNOTATION: path},
+        },
+        "spec": {"owner": {"name": name, "cluster": parent, "uid": stored.uid}},
+        "status": {"phase": "Ready"},
+    });
+    let key = ObjectKey::new(cluster, LOGICAL_CLUSTERS, "", "cluster");
+    let uid = logical_cluster["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    match ctx.store.create(key, uid, encode(&logical_cluster)?).await {
+        Ok(_) | Err(StorageError::AlreadyExists(_)) => {}
+        Err(e) => return Err(e),
+    }
+    let type_name = workspace
+        .pointer("/spec/type/name")
+        .and_then(Value::as_str)
+        .unwrap_or("universal");
+    let namespaces = types::builtin(type_name).map_or(&[][..], |t| t.initial_namespaces);
+    bootstrap::create_namespaces(&ctx.store, cluster, namespaces).await?;
+    workspace["status"] = json!({
+        "phase": "Ready",
+        "url": format!("{}/clusters/{path}", ctx.external_url),
+        "shard": "root",
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "Initialized",
+            "message": "the workspace is ready", "lastTransitionTime": now_rfc3339(),
+        }],
+    });
+    match ctx
+        .store
+        .update(
+            stored.key.clone(),
+            encode(&workspace)?,
+            Preconditions::revision(stored.revision),
+        )
+        .await
+    {
+        Ok(_) => {
+            // Routable here at once; other replicas learn it from the watch, or from
+            // storage on their first request.
+            ctx.index.observe(parent, &workspace);
+            Ok(())
+        }
+        Err(StorageError::Conflict { .. } | StorageError::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes a workspace's children, then its content, then lets it go.
+async fn terminate(
+    ctx: &Context,
+    stored: &StoredObject,
+    mut workspace: Value,
+    cluster: &str,
+) -> Result<bool, StorageError> {
+    if !workspace
+        .pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|x| x.as_str() == Some(CONTENT_FINALIZER)))
+    {
+        return Ok(false);
+    }
+    // Children first: each is deleted the same way, content and all.
+    let children = ctx
+        .store
+        .list(ListRequest::new(ListScope::cluster(cluster, WORKSPACES)))
+        .await?;
+    let workspaces_rt =
+        crate::registry::lookup_builtin("tenancy.trellis.dev", "v1alpha1", "workspaces")
+            .cloned()
+            .ok_or_else(|| StorageError::Internal("workspaces are not served".into()))?;
+    for child in &children.items {
+        match deletion::delete(
+            &ctx.store,
+            &workspaces_rt,
+            child.key.clone(),
+            child,
+            Preconditions::none(),
+            deletion::Propagation::Background,
+        )
+        .await
+        {
+            Ok(_) | Err(StorageError::NotFound(_) | StorageError::Conflict { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let remaining_children = children.items.len();
+    let remaining_objects = if remaining_children == 0 {
+        delete_content(ctx, cluster).await?
+    } else {
+        0
+    };
+    if remaining_children > 0 || remaining_objects > 0 {
+        let message = format!(
+            "waiting for {remaining_children} child workspaces and {remaining_objects} objects to be deleted"
+        );
+        let condition = json!({
+            "type": "ContentDeleted", "status": "False", "reason": "DeletionInProgress",
+            "message": message, "lastTransitionTime": now_rfc3339(),
+        });
+        let phase_known =
+            workspace.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
+        let same = workspace
+            .pointer("/status/conditions/0/message")
+            .and_then(Value::as_str)
+            == Some(message.as_str());
+        if !phase_known || !same {
+            if !workspace.get("status").is_some_and(Value::is_object) {
+                workspace["status"] = json!({});
+            }
+            workspace["status"]["phase"] = json!("Terminating");
+            workspace["status"]["conditions"] = json!([condition]);
+            match ctx
+                .store
+                .update(
+                    stored.key.clone(),
+                    encode(&workspace)?,
+                    Preconditions::revision(stored.revision),
+                )
+                .await
+            {
+                Ok(_) | Err(StorageError::Conflict { .. } | StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        return Ok(true);
+    }
+    match deletion::remove_finalizer(&ctx.store, stored, CONTENT_FINALIZER).await {
+        Ok(()) | Err(StorageError::NotFound(_)) => Ok(false),
+        Err(StorageError::Conflict { .. }) => Ok(true),
+        Err(e) => Err(e),
+    }
+}
+
+/// Deletes every object of a logical cluster, finalizers or not (the workspace is going
+/// as a whole, as in kcp); how many could not be deleted this time.
+async fn delete_content(ctx: &Context, cluster: &str) -> Result<usize, StorageError> {
+    ctx.registry.invalidate(cluster);
+    let resources = ctx.registry.resources(cluster).await;
+    // Custom resources before their definitions; everything before the LogicalCluster.
+    let mut storage: Vec<String> = Vec::new();
+    for rt in resources.iter().rev() {
+        let s = rt.storage_resource();
+        if !storage.contains(&s) && s != LOGICAL_CLUSTERS {
+            storage.push(s);
+        }
+    }
+    storage.push(LOGICAL_CLUSTERS.to_string());
+    let mut failed = 0;
+    for resource in storage {
+        let listed = ctx
+            .store
+            .list(ListRequest::new(ListScope::cluster(cluster, resource)))
+            .await?;
+        for item in listed.items {
+            match ctx
+                .store
+                .delete(item.key.clone(), Preconditions::none())
+                .await
+            {
+                Ok(_) | Err(StorageError::NotFound(_)) => {}
+                Err(StorageError::Conflict { .. }) => failed += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    ctx.registry.invalidate(cluster);
+    Ok(failed)
+}

@@ -1,0 +1,316 @@
+//! The workspace index: which logical cluster a `/clusters/<path>` or `/clusters/<id>` URL
+//! names, and whether it is ready to serve.
+//!
+//! Built from the Workspace objects themselves (each lives in its parent's logical cluster
+//! and carries its own cluster id and phase), cached in every replica and kept fresh by one
+//! watch over all Workspaces. A path or id the cache does not know is looked up in storage
+//! before the answer is 404, so a workspace that just became Ready on another replica is
+//! routable here at once: there is no index-lag window.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use trellis_storage::{EventType, ListRequest, ListScope, ObjectKey, StorageError, Store};
+
+use crate::state::ROOT_CLUSTER;
+
+/// Where Workspace objects are stored.
+pub const WORKSPACES: &str = "tenancy.trellis.dev/workspaces";
+/// Where LogicalCluster objects are stored.
+pub const LOGICAL_CLUSTERS: &str = "core.trellis.dev/logicalclusters";
+
+/// What the index knows of one workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The logical cluster id.
+    pub cluster: String,
+    /// The parent's logical cluster id.
+    pub parent: String,
+    /// The name in the parent.
+    pub name: String,
+    /// Its WorkspaceType's name.
+    pub type_name: String,
+    pub phase: Phase,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Scheduling,
+    Initializing,
+    Ready,
+    Terminating,
+}
+
+impl Phase {
+    pub fn parse(workspace: &Value) -> Phase {
+        if workspace
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|t| !t.is_null())
+        {
+            return Phase::Terminating;
+        }
+        match workspace.pointer("/status/phase").and_then(Value::as_str) {
+            Some("Ready") => Phase::Ready,
+            Some("Initializing") => Phase::Initializing,
+            Some("Terminating") => Phase::Terminating,
+            _ => Phase::Scheduling,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Scheduling => "Scheduling",
+            Phase::Initializing => "Initializing",
+            Phase::Ready => "Ready",
+            Phase::Terminating => "Terminating",
+        }
+    }
+}
+
+/// An index entry from a stored Workspace in `parent`; `None` until it has a cluster id.
+pub fn entry_of(parent: &str, workspace: &Value) -> Option<Entry> {
+    let cluster = workspace.pointer("/spec/cluster").and_then(Value::as_str)?;
+    Some(Entry {
+        cluster: cluster.to_string(),
+        parent: parent.to_string(),
+        name: workspace
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)?
+            .to_string(),
+        type_name: workspace
+            .pointer("/spec/type/name")
+            .and_then(Value::as_str)
+            .unwrap_or("universal")
+            .to_string(),
+        phase: Phase::parse(workspace),
+    })
+}
+
+/// Why a workspace URL does not lead to a serving workspace.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unroutable {
+    NotFound,
+    /// It exists but is not Ready yet.
+    NotReady(Phase),
+    /// Storage could not be asked.
+    Unavailable(String),
+}
+
+#[derive(Default)]
+struct Maps {
+    /// (parent id, name) → entry.
+    by_name: HashMap<(String, String), Entry>,
+    /// id → (parent id, name).
+    by_id: HashMap<String, (String, String)>,
+}
+
+impl Maps {
+    fn insert(&mut self, entry: Entry) {
+        self.by_id.insert(
+            entry.cluster.clone(),
+            (entry.parent.clone(), entry.name.clone()),
+        );
+        self.by_name
+            .insert((entry.parent.clone(), entry.name.clone()), entry);
+    }
+
+    fn remove(&mut self, parent: &str, name: &str) {
+        if let Some(entry) = self.by_name.remove(&(parent.to_string(), name.to_string())) {
+            self.by_id.remove(&entry.cluster);
+        }
+    }
+}
+
+pub struct WorkspaceIndex {
+    store: Store,
+    maps: RwLock<Maps>,
+}
+
+impl WorkspaceIndex {
+    pub fn new(store: Store) -> Arc<WorkspaceIndex> {
+        Arc::new(WorkspaceIndex {
+            store,
+            maps: RwLock::new(Maps::default()),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
+        self.maps.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Maps> {
+        self.maps.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records what a write on this replica just stored, ahead of the watch.
+    pub fn observe(&self, parent: &str, workspace: &Value) {
+        if let Some(entry) = entry_of(parent, workspace) {
+            self.write().insert(entry);
+        }
+    }
+
+    /// The logical cluster a URL's workspace part names: `root`, a path `root:a:b`, or a
+    /// cluster id. Only Ready (or terminating, so their deletion can be watched) workspaces
+    /// serve.
+    pub async fn resolve(&self, workspace: &str) -> Result<String, Unroutable> {
+        let entry = if workspace == ROOT_CLUSTER {
+            return Ok(ROOT_CLUSTER.to_string());
+        } else if let Some(rest) = workspace.strip_prefix("root:") {
+            let mut parent = ROOT_CLUSTER.to_string();
+            let mut found = None;
+            for segment in rest.split(':') {
+                let entry = self.child(&parent, segment).await?;
+                parent = entry.cluster.clone();
+                found = Some(entry);
+            }
+            found.ok_or(Unroutable::NotFound)?
+        } else {
+            self.by_id(workspace).await?
+        };
+        match entry.phase {
+            Phase::Ready | Phase::Terminating => Ok(entry.cluster),
+            other => Err(Unroutable::NotReady(other)),
+        }
+    }
+
+    /// The WorkspaceType name of a logical cluster (`root` for the root workspace).
+    pub async fn type_of(&self, cluster: &str) -> Result<String, Unroutable> {
+        if cluster == ROOT_CLUSTER {
+            return Ok("root".to_string());
+        }
+        Ok(self.by_id(cluster).await?.type_name)
+    }
+
+    /// The path of a logical cluster (`root:a:b`), for URLs and annotations.
+    pub async fn path_of(&self, cluster: &str) -> Option<String> {
+        let mut segments = Vec::new();
+        let mut at = cluster.to_string();
+        while at != ROOT_CLUSTER {
+            let entry = self.by_id(&at).await.ok()?;
+            segments.push(entry.name);
+            at = entry.parent;
+            if segments.len() > 64 {
+                return None;
+            }
+        }
+        segments.push(ROOT_CLUSTER.to_string());
+        segments.reverse();
+        Some(segments.join(":"))
+    }
+
+    async fn child(&self, parent: &str, name: &str) -> Result<Entry, Unroutable> {
+        let cached = self
+            .read()
+            .by_name
+            .get(&(parent.to_string(), name.to_string()))
+            .cloned();
+        if let Some(entry) = cached.filter(|e| e.phase == Phase::Ready) {
+            return Ok(entry);
+        }
+        // Unknown or not yet Ready here: ask storage, which may know better.
+        let key = ObjectKey::new(parent, WORKSPACES, "", name);
+        match self.store.get(&key).await {
+            Ok(stored) => {
+                let workspace: Value = serde_json::from_slice(&stored.value)
+                    .map_err(|e| Unroutable::Unavailable(e.to_string()))?;
+                match entry_of(parent, &workspace) {
+                    Some(entry) => {
+                        self.write().insert(entry.clone());
+                        Ok(entry)
+                    }
+                    None => Err(Unroutable::NotReady(Phase::Scheduling)),
+                }
+            }
+            Err(StorageError::NotFound(_)) => {
+                self.write().remove(parent, name);
+                Err(Unroutable::NotFound)
+            }
+            Err(e) => Err(Unroutable::Unavailable(e.to_string())),
+        }
+    }
+
+    async fn by_id(&self, cluster: &str) -> Result<Entry, Unroutable> {
+        let known = self.read().by_id.get(cluster).cloned();
+        if let Some((parent, name)) = known {
+            return self.child(&parent, &name).await;
+        }
+        // The logical cluster's own object names its workspace.
+        let key = ObjectKey::new(cluster, LOGICAL_CLUSTERS, "", "cluster");
+        let stored = match self.store.get(&key).await {
+            Ok(stored) => stored,
+            Err(StorageError::NotFound(_)) => return Err(Unroutable::NotFound),
+            Err(e) => return Err(Unroutable::Unavailable(e.to_string())),
+        };
+        let object: Value = serde_json::from_slice(&stored.value)
+            .map_err(|e| Unroutable::Unavailable(e.to_string()))?;
+        let parent = object
+            .pointer("/spec/owner/cluster")
+            .and_then(Value::as_str);
+        let name = object.pointer("/spec/owner/name").and_then(Value::as_str);
+        match (parent, name) {
+            (Some(parent), Some(name)) => self.child(parent, name).await,
+            _ => Err(Unroutable::NotFound),
+        }
+    }
+
+    /// Follows every Workspace change for the life of the process.
+    pub async fn watch(&self) {
+        loop {
+            if let Err(e) = self.follow().await {
+                tracing::warn!(error = %e, "workspace index watch ended; restarting");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn follow(&self) -> Result<(), StorageError> {
+        let listed = self
+            .store
+            .list(ListRequest::new(ListScope::all_clusters(WORKSPACES)))
+            .await?;
+        let mut fresh = Maps::default();
+        for item in &listed.items {
+            if let Ok(workspace) = serde_json::from_slice::<Value>(&item.value) {
+                if let Some(entry) = entry_of(&item.key.cluster, &workspace) {
+                    fresh.insert(entry);
+                }
+            }
+        }
+        *self.write() = fresh;
+        let mut watch = self
+            .store
+            .watch(ListScope::all_clusters(WORKSPACES), Some(listed.revision))
+            .await?;
+        while let Some(event) = watch.next().await {
+            let event = event?;
+            let key = &event.object.key;
+            if event.kind == EventType::Deleted {
+                self.write().remove(&key.cluster, &key.name);
+                continue;
+            }
+            if let Ok(workspace) = serde_json::from_slice::<Value>(&event.object.value) {
+                self.observe(&key.cluster, &workspace);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn entries_and_phases() {
+        let ws = json!({"metadata": {"name": "acme"}, "spec": {"cluster": "abc"}, "status": {"phase": "Ready"}});
+        let entry = entry_of("root", &ws).unwrap();
+        assert_eq!(entry.cluster, "abc");
+        assert_eq!(entry.phase, Phase::Ready);
+        let deleting = json!({"metadata": {"name": "acme", "deletionTimestamp": "t"}, "spec": {"cluster": "abc"}, "status": {"phase": "Ready"}});
+        assert_eq!(Phase::parse(&deleting), Phase::Terminating);
+        assert!(entry_of("root", &json!({"metadata": {"name": "x"}})).is_none());
+    }
+}
