@@ -1,0 +1,649 @@
+//! `x-kubernetes-validations`: CEL rules on schema nodes, compiled once when the schema is read
+//! and run against each object (and, for transition rules, the object it replaces).
+//!
+//! The interpreter is the `cel` crate. It is dynamically typed: a rule that refers to a field
+//! the schema does not have compiles here and fails when run (kube-apiserver rejects it when
+//! the CRD is written). Rules have no cost budget here; the work is bounded by the object's size.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, LazyLock};
+
+use cel::objects::{Key, OptionalValue};
+use cel::{Context, Env, Program, Value as Cel};
+use serde_json::Value;
+
+use super::field_error::{child, FieldError, DUPLICATE, FORBIDDEN, INVALID, REQUIRED};
+use super::structural::Structural;
+
+/// The CEL environment every rule compiles and runs in: the standard library, macros and the
+/// strings/lists/math extensions (the subset of Kubernetes' libraries the crate has).
+static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
+    let mut env = Env::stdlib();
+    // An extension that fails to register only makes its functions unknown at run time.
+    let _ = env.add_extension(cel::extensions::strings);
+    let _ = env.add_extension(cel::extensions::lists);
+    let _ = env.add_extension(cel::extensions::math);
+    Arc::new(env)
+});
+
+/// Deeper brackets than this are refused before parsing: the parser recurses per level.
+const MAX_RULE_NESTING: usize = 32;
+/// Values nested deeper than this are not handed to CEL (serde_json's own limit is 128).
+const MAX_VALUE_DEPTH: usize = 128;
+
+const REASONS: [&str; 4] = [DUPLICATE, FORBIDDEN, INVALID, REQUIRED];
+
+/// One compiled `x-kubernetes-validations` entry.
+#[derive(Debug)]
+pub struct Rule {
+    pub rule: String,
+    pub message: Option<String>,
+    pub message_expression: Option<Program>,
+    /// One of the `FieldValue*` cause types; `FieldValueInvalid` unless `reason` says otherwise.
+    pub reason: &'static str,
+    /// Where the error points, below the node, e.g. `.spec.replicas`.
+    pub field_path: Option<String>,
+    pub optional_old_self: bool,
+    /// Uses `oldSelf`: only run on updates, where an old value exists.
+    pub transition: bool,
+    program: Program,
+}
+
+fn compile(source: &str) -> Result<Program, String> {
+    let mut depth = 0usize;
+    let mut deepest = 0usize;
+    for c in source.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_RULE_NESTING {
+        return Err(format!("nesting deeper than {MAX_RULE_NESTING} levels"));
+    }
+    // The parser is third-party code fed user input; a panic in it must not take a request down.
+    match catch_unwind(AssertUnwindSafe(|| ENV.compile(source))) {
+        Ok(Ok(program)) => Ok(program),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the expression could not be parsed".to_string()),
+    }
+}
+
+/// Reads and compiles the `x-kubernetes-validations` list at `path`.
+pub fn compile_rules(raw: &Value, path: &str, errs: &mut Vec<FieldError>) -> Vec<Rule> {
+    let Some(entries) = raw.as_array() else {
+        errs.push(FieldError::invalid(path, raw, "must be an array"));
+        return Vec::new();
+    };
+    let mut rules = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        if let Some(rule) = compile_rule(entry, &at, errs) {
+            rules.push(rule);
+        }
+    }
+    rules
+}
+
+fn string_field(entry: &Value, name: &str, at: &str, errs: &mut Vec<FieldError>) -> Option<String> {
+    match entry.get(name)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => {
+            errs.push(FieldError::invalid(
+                child(at, name),
+                other,
+                "must be a string",
+            ));
+            None
+        }
+    }
+}
+
+fn compile_rule(entry: &Value, at: &str, errs: &mut Vec<FieldError>) -> Option<Rule> {
+    if !entry.is_object() {
+        errs.push(FieldError::invalid(at, entry, "must be an object"));
+        return None;
+    }
+    let before = errs.len();
+    let source = string_field(entry, "rule", at, errs).unwrap_or_default();
+    if source.trim().is_empty() {
+        errs.push(FieldError::required(
+            child(at, "rule"),
+            "rule is not specified",
+        ));
+    }
+    let message = string_field(entry, "message", at, errs);
+    if let Some(m) = &message {
+        if m.contains('\n') {
+            errs.push(FieldError::invalid(
+                child(at, "message"),
+                &Value::String(m.clone()),
+                "message must not contain line breaks",
+            ));
+        }
+    }
+    let reason = match string_field(entry, "reason", at, errs) {
+        None => INVALID,
+        Some(r) => match REASONS.iter().find(|known| **known == r) {
+            Some(known) => known,
+            None => {
+                let supported: Vec<String> = REASONS.iter().map(|s| s.to_string()).collect();
+                errs.push(FieldError::not_supported(
+                    child(at, "reason"),
+                    &Value::String(r),
+                    &supported,
+                ));
+                INVALID
+            }
+        },
+    };
+    let field_path = string_field(entry, "fieldPath", at, errs);
+    if let Some(fp) = &field_path {
+        if field_path_segments(fp).is_none() {
+            errs.push(FieldError::invalid(
+                child(at, "fieldPath"),
+                &Value::String(fp.clone()),
+                "must be a valid path",
+            ));
+        }
+    }
+    let optional_old_self = match entry.get("optionalOldSelf") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            errs.push(FieldError::invalid(
+                child(at, "optionalOldSelf"),
+                other,
+                "must be a boolean",
+            ));
+            false
+        }
+    };
+    let program = if source.trim().is_empty() {
+        None
+    } else {
+        match compile(&source) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errs.push(FieldError::invalid(
+                    child(at, "rule"),
+                    &Value::String(source.clone()),
+                    &format!("compilation failed: {e}"),
+                ));
+                None
+            }
+        }
+    };
+    let transition = program
+        .as_ref()
+        .is_some_and(|p| p.references().has_variable("oldSelf"));
+    if optional_old_self && !transition {
+        errs.push(FieldError::invalid(
+            child(at, "optionalOldSelf"),
+            &Value::Bool(true),
+            "may not be set if the rule does not use oldSelf",
+        ));
+    }
+    let message_expression = match string_field(entry, "messageExpression", at, errs) {
+        None => None,
+        Some(src) => match compile(&src) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errs.push(FieldError::invalid(
+                    child(at, "messageExpression"),
+                    &Value::String(src),
+                    &format!("messageExpression compilation failed: {e}"),
+                ));
+                None
+            }
+        },
+    };
+    if errs.len() != before {
+        return None;
+    }
+    Some(Rule {
+        rule: source,
+        message,
+        message_expression,
+        reason,
+        field_path,
+        optional_old_self,
+        transition,
+        program: program?,
+    })
+}
+
+/// `.a.b['c']` as names; `None` when it is not such a path.
+fn field_path_segments(path: &str) -> Option<Vec<String>> {
+    let mut rest = path;
+    let mut out = Vec::new();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("['") {
+            let end = after.find("']")?;
+            out.push(after[..end].to_string());
+            rest = &after[end + 2..];
+        } else if let Some(after) = rest.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            let name = &after[..end];
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return None;
+            }
+            out.push(name.to_string());
+            rest = &after[end..];
+        } else {
+            return None;
+        }
+    }
+    Some(out)
+}
+
+/// A JSON value as CEL sees it: `number` fields are doubles even when written as `2`.
+fn to_cel(value: &Value, schema: Option<&Structural>, depth: usize) -> Result<Cel, String> {
+    if depth > MAX_VALUE_DEPTH {
+        return Err("value nested too deeply".to_string());
+    }
+    Ok(match value {
+        Value::Null => Cel::Null,
+        Value::Bool(b) => Cel::Bool(*b),
+        Value::String(s) => Cel::String(Arc::new(s.clone())),
+        Value::Number(n) => {
+            let double = schema.is_some_and(|s| s.ty == "number");
+            match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) if !double => Cel::Int(i),
+                (None, Some(u), _) if !double => Cel::UInt(u),
+                (_, _, Some(f)) => Cel::Float(f),
+                _ => Cel::Null,
+            }
+        }
+        Value::Array(items) => {
+            let item_schema = schema.and_then(|s| s.items.as_deref());
+            let list: Result<Vec<Cel>, String> = items
+                .iter()
+                .map(|v| to_cel(v, item_schema, depth + 1))
+                .collect();
+            Cel::List(Arc::new(list?))
+        }
+        Value::Object(fields) => {
+            let mut map: HashMap<Key, Cel> = HashMap::with_capacity(fields.len());
+            for (k, v) in fields {
+                let sub = schema.and_then(|s| s.property_schema(k));
+                map.insert(Key::from(k.as_str()), to_cel(v, sub, depth + 1)?);
+            }
+            Cel::Map(map.into())
+        }
+    })
+}
+
+/// What a rule run came to.
+enum Outcome {
+    Pass,
+    Fail,
+    Error(String),
+}
+
+fn bind(ctx: &mut Context<'_, '_>, name: &str, value: Cel) -> Result<(), String> {
+    let val = value
+        .try_into()
+        .map_err(|e: cel::ExecutionError| e.to_string())?;
+    ctx.add_variable_as_val(name, val);
+    Ok(())
+}
+
+fn context(
+    rule: &Rule,
+    schema: &Structural,
+    value: &Value,
+    old: Option<&Value>,
+) -> Result<Context<'static, 'static>, String> {
+    let mut ctx = Context::with_env(Arc::clone(&ENV));
+    bind(&mut ctx, "self", to_cel(value, Some(schema), 0)?)?;
+    if rule.transition {
+        let old = old.map(|o| to_cel(o, Some(schema), 0)).transpose()?;
+        let bound = match (old, rule.optional_old_self) {
+            (Some(o), false) => o,
+            (Some(o), true) => Cel::Opaque(Arc::new(OptionalValue::of(o))),
+            (None, _) => Cel::Opaque(Arc::new(OptionalValue::none())),
+        };
+        bind(&mut ctx, "oldSelf", bound)?;
+    }
+    Ok(ctx)
+}
+
+fn run(program: &Program, ctx: &Context<'_, '_>) -> Result<Cel, String> {
+    match catch_unwind(AssertUnwindSafe(|| program.execute(ctx))) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("internal error in the CEL interpreter".to_string()),
+    }
+}
+
+fn evaluate(rule: &Rule, ctx: &Context<'_, '_>) -> Outcome {
+    match run(&rule.program, ctx) {
+        Ok(Cel::Bool(true)) => Outcome::Pass,
+        Ok(Cel::Bool(false)) => Outcome::Fail,
+        Ok(other) => Outcome::Error(format!(
+            "rule did not evaluate to a bool: {:?}",
+            other.type_of()
+        )),
+        Err(e) => Outcome::Error(e),
+    }
+}
+
+/// The message of a failed rule: `messageExpression` if it yields a non-blank string, else
+/// `message`, else `failed rule: <rule>`.
+fn failure_message(rule: &Rule, ctx: &Context<'_, '_>) -> String {
+    if let Some(expr) = &rule.message_expression {
+        if let Ok(Cel::String(s)) = run(expr, ctx) {
+            if !s.trim().is_empty() && !s.contains('\n') {
+                return s.to_string();
+            }
+        }
+    }
+    match &rule.message {
+        Some(m) if !m.trim().is_empty() => m.clone(),
+        _ => format!("failed rule: {}", rule.rule),
+    }
+}
+
+fn failure(rule: &Rule, schema: &Structural, path: &str, message: String) -> FieldError {
+    let mut field = path.to_string();
+    if let Some(segments) = rule.field_path.as_deref().and_then(field_path_segments) {
+        for s in segments {
+            field = child(&field, &s);
+        }
+    }
+    let shown = Value::String(schema.ty.clone());
+    match rule.reason {
+        REQUIRED => FieldError::required(field, &message),
+        FORBIDDEN => FieldError::forbidden(field, &message),
+        DUPLICATE => FieldError::duplicate(field, &shown, &message),
+        _ => FieldError::invalid(field, &shown, &message),
+    }
+}
+
+/// Runs every rule of `schema` and below against `value`; `old` is the value this one replaces
+/// on an update, correlated by property name and list-map key.
+pub fn validate(
+    schema: &Structural,
+    value: &Value,
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    if !schema.has_rules || value.is_null() {
+        return;
+    }
+    for rule in &schema.validations {
+        if rule.transition && old.is_none() && !rule.optional_old_self {
+            continue;
+        }
+        let ctx = match context(rule, schema, value, old) {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                errs.push(FieldError::invalid(
+                    path,
+                    &Value::String(schema.ty.clone()),
+                    &format!("{e} evaluating rule: {}", rule.rule),
+                ));
+                continue;
+            }
+        };
+        match evaluate(rule, &ctx) {
+            Outcome::Pass => {}
+            Outcome::Fail => {
+                let message = failure_message(rule, &ctx);
+                errs.push(failure(rule, schema, path, message));
+            }
+            Outcome::Error(e) => errs.push(FieldError::invalid(
+                path,
+                &Value::String(schema.ty.clone()),
+                &format!("{e} evaluating rule: {}", rule.rule),
+            )),
+        }
+    }
+    match value {
+        Value::Object(fields) => {
+            for (name, sub) in fields {
+                if let Some(sub_schema) = schema.property_schema(name) {
+                    let old_sub = old.and_then(|o| o.get(name));
+                    validate(sub_schema, sub, old_sub, &child(path, name), errs);
+                }
+            }
+        }
+        Value::Array(items) => {
+            let Some(item_schema) = schema.items.as_deref() else {
+                return;
+            };
+            for (i, item) in items.iter().enumerate() {
+                let old_item = match (schema.list_type.as_deref(), old) {
+                    (Some("map"), Some(Value::Array(olds))) => olds
+                        .iter()
+                        .find(|o| same_keys(&schema.list_map_keys, item, o)),
+                    _ => None,
+                };
+                validate(item_schema, item, old_item, &format!("{path}[{i}]"), errs);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn same_keys(keys: &[String], a: &Value, b: &Value) -> bool {
+    keys.iter().all(|k| a.get(k) == b.get(k))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::super::Structural;
+    use super::*;
+
+    fn schema(s: Value) -> Structural {
+        match Structural::parse(&s) {
+            Ok(s) => s,
+            Err(e) => panic!("schema did not parse: {e:?}"),
+        }
+    }
+
+    fn spec_schema(rules: Value) -> Structural {
+        schema(json!({
+            "type": "object",
+            "properties": {"spec": {
+                "type": "object",
+                "x-kubernetes-validations": rules,
+                "properties": {
+                    "replicas": {"type": "integer"},
+                    "min": {"type": "integer"},
+                    "name": {"type": "string"},
+                    "ratio": {"type": "number"},
+                    "tags": {"type": "array", "items": {"type": "string"}},
+                },
+            }},
+        }))
+    }
+
+    fn messages(errs: &[FieldError]) -> Vec<String> {
+        errs.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn failed_rule_reads_like_kube_apiserver() {
+        let s = spec_schema(json!([{"rule": "self.replicas >= self.min"}]));
+        let ok = json!({"spec": {"replicas": 3, "min": 1}});
+        assert!(s.validate(&ok, None).is_empty());
+        let bad = json!({"spec": {"replicas": 0, "min": 1}});
+        assert_eq!(
+            messages(&s.validate(&bad, None)),
+            vec![r#"spec: Invalid value: "object": failed rule: self.replicas >= self.min"#]
+        );
+    }
+
+    #[test]
+    fn message_reason_and_field_path() {
+        let s = spec_schema(json!([{
+            "rule": "has(self.name)",
+            "message": "name is needed",
+            "reason": "FieldValueRequired",
+            "fieldPath": ".name",
+        }]));
+        let errs = s.validate(&json!({"spec": {}}), None);
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].kind, "FieldValueRequired");
+        assert_eq!(
+            errs[0].to_string(),
+            "spec.name: Required value: name is needed"
+        );
+    }
+
+    #[test]
+    fn message_expression_wins_over_message() {
+        let s = spec_schema(json!([{
+            "rule": "self.replicas < 5",
+            "message": "static",
+            "messageExpression": "'replicas is ' + string(self.replicas)",
+        }]));
+        let errs = s.validate(&json!({"spec": {"replicas": 7}}), None);
+        assert_eq!(
+            messages(&errs),
+            vec![r#"spec: Invalid value: "object": replicas is 7"#]
+        );
+    }
+
+    #[test]
+    fn macros_and_helpers() {
+        let s = spec_schema(json!([
+            {"rule": "self.tags.all(t, size(t) <= 3)"},
+            {"rule": "self.tags.exists(t, t.startsWith('a'))"},
+            {"rule": "self.tags.filter(t, t == 'x').size() == 0"},
+            {"rule": "self.tags.map(t, t + '!').size() == size(self.tags)"},
+            {"rule": "self.ratio > 0.5"},
+        ]));
+        let ok = json!({"spec": {"tags": ["ab", "b"], "ratio": 1}});
+        assert_eq!(messages(&s.validate(&ok, None)), Vec::<String>::new());
+        let bad = json!({"spec": {"tags": ["abcd", "x"], "ratio": 0}});
+        assert_eq!(s.validate(&bad, None).len(), 3);
+    }
+
+    #[test]
+    fn transition_rules_need_an_old_value() {
+        let s = spec_schema(
+            json!([{"rule": "self.name == oldSelf.name", "message": "name is immutable"}]),
+        );
+        let new = json!({"spec": {"name": "b"}});
+        assert!(
+            s.validate(&new, None).is_empty(),
+            "creates skip transition rules"
+        );
+        let old = json!({"spec": {"name": "a"}});
+        assert_eq!(
+            messages(&s.validate(&new, Some(&old))),
+            vec![r#"spec: Invalid value: "object": name is immutable"#]
+        );
+        assert!(s.validate(&new, Some(&new)).is_empty());
+    }
+
+    #[test]
+    fn optional_old_self_runs_on_create() {
+        let s = spec_schema(json!([{
+            "rule": "oldSelf.hasValue() || self.replicas == 1",
+            "optionalOldSelf": true,
+        }]));
+        assert_eq!(s.validate(&json!({"spec": {"replicas": 2}}), None).len(), 1);
+        assert!(s
+            .validate(&json!({"spec": {"replicas": 1}}), None)
+            .is_empty());
+        let old = json!({"spec": {"replicas": 5}});
+        assert!(s
+            .validate(&json!({"spec": {"replicas": 2}}), Some(&old))
+            .is_empty());
+    }
+
+    #[test]
+    fn runtime_errors_fail_the_rule() {
+        let s = spec_schema(json!([{"rule": "self.missing == 1"}]));
+        let errs = s.validate(&json!({"spec": {}}), None);
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0]
+                .message
+                .contains("evaluating rule: self.missing == 1"),
+            "{}",
+            errs[0].message
+        );
+    }
+
+    #[test]
+    fn bad_rules_are_reported_when_read() {
+        let raw = json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "self.a ==* 1"},
+            {"rule": "self.a == 1", "reason": "Nope"},
+            {"rule": "self.a == 1", "fieldPath": "a b"},
+            {"rule": "self.a == 1", "optionalOldSelf": true},
+            {"rule": &"(".repeat(40)},
+        ]});
+        let errs = match Structural::parse(&raw) {
+            Ok(_) => panic!("bad rules accepted"),
+            Err(e) => e,
+        };
+        let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "openAPIV3Schema.x-kubernetes-validations[0].rule",
+                "openAPIV3Schema.x-kubernetes-validations[1].reason",
+                "openAPIV3Schema.x-kubernetes-validations[2].fieldPath",
+                "openAPIV3Schema.x-kubernetes-validations[3].optionalOldSelf",
+                "openAPIV3Schema.x-kubernetes-validations[4].rule",
+            ]
+        );
+        assert!(errs[0]
+            .message
+            .starts_with("Invalid value: \"self.a ==* 1\": compilation failed"));
+    }
+
+    #[test]
+    fn list_map_items_see_their_old_item() {
+        let s = schema(json!({
+            "type": "object",
+            "properties": {"list": {
+                "type": "array",
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "x-kubernetes-validations": [{"rule": "self.v == oldSelf.v", "message": "immutable"}],
+                    "properties": {"name": {"type": "string"}, "v": {"type": "integer"}},
+                },
+            }},
+        }));
+        let old = json!({"list": [{"name": "a", "v": 1}, {"name": "b", "v": 1}]});
+        let new =
+            json!({"list": [{"name": "b", "v": 1}, {"name": "a", "v": 2}, {"name": "c", "v": 9}]});
+        let errs = s.validate(&new, Some(&old));
+        assert_eq!(
+            messages(&errs),
+            vec![r#"list[1]: Invalid value: "object": immutable"#]
+        );
+    }
+
+    #[test]
+    fn structural_is_shareable() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Structural>();
+    }
+}
