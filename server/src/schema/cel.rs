@@ -13,17 +13,18 @@ use cel::objects::{Key, OptionalValue};
 use cel::{Context, Env, Program, Value as Cel};
 use serde_json::Value;
 
-use super::field_error::{child, FieldError, DUPLICATE, FORBIDDEN, INVALID, REQUIRED};
-use super::structural::Structural;
+use super::field_error::{child, key, FieldError, DUPLICATE, FORBIDDEN, INVALID, REQUIRED};
+use super::structural::{AdditionalProperties, Structural};
 
 /// The CEL environment every rule compiles and runs in: the standard library, macros and the
-/// strings/lists/math extensions (the subset of Kubernetes' libraries the crate has).
+/// strings/lists/math extensions, plus Kubernetes' list library from [`super::kube_lists`].
 static ENV: LazyLock<Arc<Env>> = LazyLock::new(|| {
     let mut env = Env::stdlib();
     // An extension that fails to register only makes its functions unknown at run time.
     let _ = env.add_extension(cel::extensions::strings);
     let _ = env.add_extension(cel::extensions::lists);
     let _ = env.add_extension(cel::extensions::math);
+    let _ = env.add_extension(super::kube_lists::extension);
     Arc::new(env)
 });
 
@@ -348,30 +349,75 @@ fn failure_message(rule: &Rule, ctx: &Context<'_, '_>) -> String {
     if let Some(expr) = &rule.message_expression {
         if let Ok(Cel::String(s)) = run(expr, ctx) {
             if !s.trim().is_empty() && !s.contains('\n') {
-                return s.to_string();
+                return s.trim().to_string();
             }
         }
     }
     match &rule.message {
-        Some(m) if !m.trim().is_empty() => m.clone(),
-        _ => format!("failed rule: {}", rule.rule),
+        Some(m) if !m.trim().is_empty() => m.trim().to_string(),
+        _ => format!("failed rule: {}", rule.rule.trim()),
     }
 }
 
-fn failure(rule: &Rule, schema: &Structural, path: &str, message: String) -> FieldError {
-    let mut field = path.to_string();
-    if let Some(segments) = rule.field_path.as_deref().and_then(field_path_segments) {
-        for s in segments {
-            field = child(&field, &s);
+fn failure(
+    rule: &Rule,
+    schema: &Structural,
+    value: &Value,
+    path: &str,
+    message: String,
+) -> FieldError {
+    let field = match &rule.field_path {
+        Some(fp) => field_path_target(schema, fp, path).unwrap_or_else(|_| path.to_string()),
+        None => path.to_string(),
+    };
+    // Objects and lists are left out of the message; scalars are shown.
+    let shown = match value {
+        Value::Object(_) | Value::Array(_) => None,
+        scalar => Some(scalar),
+    };
+    match (rule.reason, shown) {
+        (REQUIRED, _) => FieldError::required(field, &message),
+        (FORBIDDEN, _) => FieldError::forbidden(field, &message),
+        (DUPLICATE, shown) => FieldError::duplicate(field, shown),
+        (_, Some(v)) => FieldError::invalid(field, v, &message),
+        (_, None) => FieldError::invalid_omitting_value(field, &message),
+    }
+}
+
+/// The rule's message if it has one, else its source: how runtime errors name a rule.
+fn rule_name(rule: &Rule) -> &str {
+    match &rule.message {
+        Some(m) if !m.trim().is_empty() => m.trim(),
+        _ => rule.rule.trim(),
+    }
+}
+
+/// `path` extended by a rule's `fieldPath`, resolved against the node's schema: declared
+/// properties are names (`a.b`), keys of an `additionalProperties` map are keys (`a[k]`).
+pub fn field_path_target(
+    schema: &Structural,
+    field_path: &str,
+    path: &str,
+) -> Result<String, &'static str> {
+    let segments =
+        field_path_segments(field_path).ok_or("expected [ or . at the start of each step")?;
+    let mut node = schema;
+    let mut out = path.to_string();
+    for seg in segments {
+        if !node.properties.is_empty() {
+            node = node
+                .properties
+                .get(&seg)
+                .ok_or("does not refer to a valid field")?;
+            out = child(&out, &seg);
+        } else if let Some(AdditionalProperties::Schema(sub)) = &node.additional_properties {
+            node = sub;
+            out = key(&out, &seg);
+        } else {
+            return Err("does not refer to a valid field");
         }
     }
-    let shown = Value::String(schema.ty.clone());
-    match rule.reason {
-        REQUIRED => FieldError::required(field, &message),
-        FORBIDDEN => FieldError::forbidden(field, &message),
-        DUPLICATE => FieldError::duplicate(field, &shown, &message),
-        _ => FieldError::invalid(field, &shown, &message),
-    }
+    Ok(out)
 }
 
 /// Runs every rule of `schema` and below against `value`; `old` is the value this one replaces
@@ -405,12 +451,12 @@ pub fn validate(
             Outcome::Pass => {}
             Outcome::Fail => {
                 let message = failure_message(rule, &ctx);
-                errs.push(failure(rule, schema, path, message));
+                errs.push(failure(rule, schema, value, path, message));
             }
             Outcome::Error(e) => errs.push(FieldError::invalid(
                 path,
                 &Value::String(schema.ty.clone()),
-                &format!("{e} evaluating rule: {}", rule.rule),
+                &format!("{e} evaluating rule: {}", rule_name(rule)),
             )),
         }
     }
@@ -488,7 +534,7 @@ mod tests {
         let bad = json!({"spec": {"replicas": 0, "min": 1}});
         assert_eq!(
             messages(&s.validate(&bad, None)),
-            vec![r#"spec: Invalid value: "object": failed rule: self.replicas >= self.min"#]
+            vec!["spec: Invalid value: failed rule: self.replicas >= self.min"]
         );
     }
 
@@ -517,10 +563,7 @@ mod tests {
             "messageExpression": "'replicas is ' + string(self.replicas)",
         }]));
         let errs = s.validate(&json!({"spec": {"replicas": 7}}), None);
-        assert_eq!(
-            messages(&errs),
-            vec![r#"spec: Invalid value: "object": replicas is 7"#]
-        );
+        assert_eq!(messages(&errs), vec!["spec: Invalid value: replicas is 7"]);
     }
 
     #[test]
@@ -551,7 +594,7 @@ mod tests {
         let old = json!({"spec": {"name": "a"}});
         assert_eq!(
             messages(&s.validate(&new, Some(&old))),
-            vec![r#"spec: Invalid value: "object": name is immutable"#]
+            vec!["spec: Invalid value: name is immutable"]
         );
         assert!(s.validate(&new, Some(&new)).is_empty());
     }
@@ -635,15 +678,82 @@ mod tests {
         let new =
             json!({"list": [{"name": "b", "v": 1}, {"name": "a", "v": 2}, {"name": "c", "v": 9}]});
         let errs = s.validate(&new, Some(&old));
-        assert_eq!(
-            messages(&errs),
-            vec![r#"list[1]: Invalid value: "object": immutable"#]
-        );
+        assert_eq!(messages(&errs), vec!["list[1]: Invalid value: immutable"]);
     }
 
     #[test]
     fn structural_is_shareable() {
         fn assert_send_sync<T: Send + Sync>() {}
         assert_send_sync::<Structural>();
+    }
+}
+
+/// Which of the CEL functions Kubernetes offers CRD rules work here; a crate upgrade that
+/// changes the picture shows up as a failure.
+#[cfg(test)]
+mod library_tests {
+    use super::*;
+
+    fn eval(expr: &str) -> Result<bool, String> {
+        let value =
+            serde_json::json!({"name": "abc", "tags": [1, 2, 3], "m": {"a": 1}, "ratio": 2.5});
+        let schema = Structural::default();
+        let program = compile(expr)?;
+        let mut ctx = Context::with_env(Arc::clone(&ENV));
+        bind(&mut ctx, "self", to_cel(&value, Some(&schema), 0)?)?;
+        match run(&program, &ctx)? {
+            Cel::Bool(b) => Ok(b),
+            other => Err(format!("not a bool: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn supported_functions() {
+        let exprs = [
+            "self.name.matches('^[a-z]+$')",
+            "self.name.lowerAscii() == 'abc' && self.name.upperAscii() == 'ABC'",
+            "self.name.split('b').size() == 2 && self.name.indexOf('b') == 1",
+            "self.name.replace('a', 'x') == 'xbc' && self.name.substring(1) == 'bc'",
+            "self.name.startsWith('a') && self.name.endsWith('c') && self.name.contains('b')",
+            "size(self.name) == 3 && self.name.size() == 3",
+            "['a', 'b'].join('-') == 'a-b' && '%s'.format(['x']) == 'x'",
+            "self.tags.isSorted() && self.tags.sum() == 6 && self.tags.min() == 1 && self.tags.max() == 3",
+            "self.tags.indexOf(2) == 1 && [1, 2, 1].lastIndexOf(1) == 2 && self.tags.indexOf(9) == -1",
+            "![2, 1].isSorted() && [1.5, 1.0].sum() == 2.5",
+            "self.tags.all(x, x > 0) && self.tags.exists(x, x == 2) && self.tags.exists_one(x, x == 1)",
+            "self.tags.map(x, x * 2)[0] == 2 && self.tags.filter(x, x > 1).size() == 2",
+            "self.m.all(k, k.startsWith('a')) && 'a' in self.m && !('b' in self.m)",
+            "has(self.name) && !has(self.missing)",
+            "self.?missing.orValue(1) == 1 && self.?m.?a.hasValue()",
+            "int('5') == 5 && string(5) == '5' && double(1) == 1.0",
+            "self.ratio > 1 && self.tags[0] < 1.5",
+            "math.greatest(1, 2) == 2",
+            "self.name in ['abc'] && type(self.name) == string",
+        ];
+        for e in exprs {
+            assert_eq!(eval(e), Ok(true), "{e}");
+        }
+    }
+
+    #[test]
+    fn runtime_errors_and_missing_libraries() {
+        for e in [
+            "9223372036854775807 + 1 > 0",
+            "1 / 0 == 1",
+            "[1, 2][5] == 1",
+            "[].min() == 0",
+            // Kubernetes libraries the crate lacks; the durations and timestamps would need
+            // the crate's chrono feature.
+            "url('https://x.io/p').getHost() == 'x.io'",
+            "quantity('1Gi').isGreaterThan(quantity('1Mi'))",
+            "isQuantity('1Gi')",
+            "ip('1.2.3.4').family() == 4",
+            "cidr('10.0.0.0/8').containsIP('10.1.2.3')",
+            "duration('1h') > duration('1m')",
+            "timestamp('2024-01-01T00:00:00Z') < timestamp('2025-01-01T00:00:00Z')",
+            "base64.encode(b'a') == 'YQ=='",
+        ] {
+            assert!(eval(e).is_err(), "{e} should fail: {:?}", eval(e));
+        }
     }
 }

@@ -175,6 +175,20 @@ fn invariants(s: &Structural, lvl: Level, path: &str, errs: &mut Vec<FieldError>
         ));
     }
     list_type(s, path, errs);
+    for (i, rule) in s.validations.iter().enumerate() {
+        if let Some(fp) = &rule.field_path {
+            if let Err(e) = cel::field_path_target(s, fp, "") {
+                errs.push(FieldError::invalid(
+                    child(
+                        &index(&child(path, "x-kubernetes-validations"), i),
+                        "fieldPath",
+                    ),
+                    &Value::String(fp.clone()),
+                    &format!("fieldPath must be a valid path: {e}"),
+                ));
+            }
+        }
+    }
 }
 
 /// `anyOf: [{type: integer}, {type: string}]`, the one place a value validation may name types.
@@ -402,8 +416,7 @@ fn list_type(s: &Structural, path: &str, errs: &mut Vec<FieldError>) {
                 if s.list_map_keys[..i].contains(k) {
                     errs.push(FieldError::duplicate(
                         index(&keys_path, i),
-                        &Value::String(k.clone()),
-                        "",
+                        Some(&Value::String(k.clone())),
                     ));
                     continue;
                 }
@@ -585,8 +598,27 @@ mod tests {
             vec![
                 format!("{PREFIX}.properties[n].default: Invalid value: 7: {PREFIX}.properties[n].default in body should be less than or equal to 5"),
                 format!(r#"{PREFIX}.properties[o].default: Invalid value: {{"a":"x","b":1}}: must not have unknown fields: b"#),
-                format!(r#"{PREFIX}.properties[s].default: Invalid value: "string": failed rule: self == 'yes'"#),
+                format!(r#"{PREFIX}.properties[s].default: Invalid value: "no": failed rule: self == 'yes'"#),
             ]
+        );
+    }
+
+    #[test]
+    fn rule_field_paths_must_name_fields() {
+        let got = check(json!({"type": "object", "properties": {"spec": {
+            "type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "true", "fieldPath": ".a"},
+                {"rule": "true", "fieldPath": ".nope"},
+                {"rule": "true", "fieldPath": ".m['k']"},
+            ],
+            "properties": {"a": {"type": "string"}, "m": {"type": "object", "additionalProperties": {"type": "string"}}},
+        }}}));
+        assert_eq!(
+            got,
+            vec![format!(
+                r#"{PREFIX}.properties[spec].x-kubernetes-validations[1].fieldPath: Invalid value: ".nope": fieldPath must be a valid path: does not refer to a valid field"#
+            )]
         );
     }
 

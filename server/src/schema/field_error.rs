@@ -68,6 +68,15 @@ impl FieldError {
         }
     }
 
+    /// An invalid object or list: kube-apiserver leaves the value out of the message.
+    pub fn invalid_omitting_value(field: impl Into<String>, detail: &str) -> FieldError {
+        FieldError {
+            kind: INVALID,
+            field: field.into(),
+            message: with_detail("Invalid value".to_string(), detail),
+        }
+    }
+
     pub fn type_invalid(field: impl Into<String>, value: &Value, detail: &str) -> FieldError {
         FieldError {
             kind: TYPE_INVALID,
@@ -92,11 +101,15 @@ impl FieldError {
         }
     }
 
-    pub fn duplicate(field: impl Into<String>, value: &Value, detail: &str) -> FieldError {
+    /// `None` leaves the value out, as for objects and lists.
+    pub fn duplicate(field: impl Into<String>, value: Option<&Value>) -> FieldError {
         FieldError {
             kind: DUPLICATE,
             field: field.into(),
-            message: with_detail(format!("Duplicate value: {}", show(value)), detail),
+            message: match value {
+                Some(v) => format!("Duplicate value: {}", show(v)),
+                None => "Duplicate value".to_string(),
+            },
         }
     }
 

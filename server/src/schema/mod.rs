@@ -15,6 +15,7 @@ mod check;
 mod default;
 mod field_error;
 mod format;
+mod kube_lists;
 mod prune;
 mod structural;
 mod validate;
@@ -80,16 +81,56 @@ impl Structural {
     pub fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<FieldError> {
         let mut errs = Vec::new();
         validate::validate(self, object, "", &mut errs);
+        if let (Some(meta_schema), Some(meta)) =
+            (self.properties.get("metadata"), object.get("metadata"))
+        {
+            // The schema may restrict these two, and only these two, metadata fields.
+            for name in ["name", "generateName"] {
+                if let (Some(s), Some(v)) = (meta_schema.properties.get(name), meta.get(name)) {
+                    validate::validate(s, v, &format!("metadata.{name}"), &mut errs);
+                }
+            }
+        }
         if !self.has_rules {
             return errs;
         }
-        if errs.iter().any(|e| e.kind == field_error::TYPE_INVALID) {
-            errs.push(FieldError::invalid("", &Value::Null, RULES_SKIPPED));
-        } else {
+        if errs.iter().any(|e| BLOCKING.contains(&e.kind)) {
+            errs.push(FieldError::invalid("<nil>", &Value::Null, RULES_SKIPPED));
+            return errs;
+        }
+        if self.validations.is_empty() {
             cel::validate(self, object, old, "", &mut errs);
+        } else {
+            // Rules at the root see only the metadata fields a schema may describe.
+            let object = with_visible_metadata(object);
+            let old = old.map(with_visible_metadata);
+            cel::validate(self, &object, old.as_ref(), "", &mut errs);
+        }
+        for e in &mut errs {
+            // kube-apiserver's path for the object itself.
+            if e.field.is_empty() {
+                e.field = "<nil>".to_string();
+            }
         }
         errs
     }
+}
+
+/// Errors after which the object is not in the shape its rules were written for.
+const BLOCKING: [&str; 5] = [
+    field_error::NOT_SUPPORTED,
+    field_error::REQUIRED,
+    field_error::TOO_LONG,
+    field_error::TOO_MANY,
+    field_error::TYPE_INVALID,
+];
+
+fn with_visible_metadata(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(Value::Object(meta)) = object.get_mut("metadata") {
+        meta.retain(|k, _| k == "name" || k == "generateName");
+    }
+    object
 }
 
 #[cfg(test)]
@@ -125,13 +166,45 @@ mod tests {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert_eq!(errs, vec![r#"spec: Invalid value: "object": at most 5"#]);
+        assert_eq!(errs, vec!["spec: Invalid value: at most 5"]);
 
         obj["spec"]["replicas"] = json!("nine");
         let errs = s.validate(&obj, None);
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert_eq!(errs[0].kind, "FieldValueTypeInvalid");
-        assert!(errs[1].message.ends_with(RULES_SKIPPED));
+        assert_eq!(
+            errs[1].to_string(),
+            format!("<nil>: Invalid value: null: {RULES_SKIPPED}")
+        );
+    }
+
+    #[test]
+    fn root_rules_see_name_but_not_labels() {
+        let s = match Structural::parse(&json!({
+            "type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.metadata.name.startsWith('a')", "message": "name"},
+                {"rule": "!has(self.metadata.labels)", "message": "labels"},
+            ],
+            "properties": {"metadata": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 3}}}},
+        })) {
+            Ok(s) => s,
+            Err(e) => panic!("{e:?}"),
+        };
+        let obj = json!({"metadata": {"name": "bcde", "labels": {"x": "y"}}});
+        let errs: Vec<String> = s
+            .validate(&obj, None)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errs, vec!["metadata.name: Too long: may not be more than 3 bytes", "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"]);
+        let obj = json!({"metadata": {"name": "bcd", "labels": {"x": "y"}}});
+        let errs: Vec<String> = s
+            .validate(&obj, None)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errs, vec!["<nil>: Invalid value: name"]);
     }
 
     #[test]

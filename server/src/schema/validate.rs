@@ -300,7 +300,7 @@ fn validate_array(schema: &Structural, items: &[Value], path: &str, errs: &mut V
         Some("set") => {
             for (i, item) in items.iter().enumerate() {
                 if items[..i].iter().any(|earlier| json_equal(earlier, item)) {
-                    errs.push(FieldError::duplicate(index(path, i), item, ""));
+                    errs.push(FieldError::duplicate(index(path, i), Some(item)));
                 }
             }
         }
@@ -320,7 +320,7 @@ fn validate_array(schema: &Structural, items: &[Value], path: &str, errs: &mut V
                     .iter()
                     .any(|earlier| json_equal(&key_of(earlier), &key))
                 {
-                    errs.push(FieldError::duplicate(index(path, i), &key, ""));
+                    errs.push(FieldError::duplicate(index(path, i), Some(&key)));
                 }
             }
         }
