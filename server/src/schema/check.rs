@@ -463,13 +463,28 @@ fn defaults(s: &Structural, path: &str, root: bool, errs: &mut Vec<FieldError>) 
                 errs.push(FieldError::invalid(
                     &at,
                     default,
-                    &format!("must not have unknown fields: {}", unknown.join(", ")),
+                    "must not have unknown fields",
                 ));
             }
+            // The default is validated as a document of its own: messages name fields relative
+            // to it (`in body should be...` for the default itself), fields are under `default`.
             let mut found = Vec::new();
-            validate::validate(s, default, &at, &mut found);
+            validate::validate(s, default, "", &mut found);
+            for e in &mut found {
+                e.field = if e.field.is_empty() {
+                    at.clone()
+                } else if e.field.starts_with('[') {
+                    format!("{at}{}", e.field)
+                } else {
+                    child(&at, &e.field)
+                };
+            }
             if found.is_empty() {
-                cel::validate(s, default, None, &at, &mut found);
+                // As an update from itself (transition rules) and as a create.
+                cel::validate(s, default, Some(default), &at, &mut found);
+                if found.is_empty() {
+                    cel::validate(s, default, None, &at, &mut found);
+                }
             }
             errs.extend(found);
         }
@@ -592,13 +607,15 @@ mod tests {
             "n": {"type": "integer", "maximum": 5, "default": 7},
             "o": {"type": "object", "properties": {"a": {"type": "string"}}, "default": {"a": "x", "b": 1}},
             "s": {"type": "string", "default": "no", "x-kubernetes-validations": [{"rule": "self == 'yes'"}]},
+            "t": {"type": "object", "properties": {"a": {"type": "string"}}, "default": {"a": 5}},
         }}));
         assert_eq!(
             got,
             vec![
-                format!("{PREFIX}.properties[n].default: Invalid value: 7: {PREFIX}.properties[n].default in body should be less than or equal to 5"),
-                format!(r#"{PREFIX}.properties[o].default: Invalid value: {{"a":"x","b":1}}: must not have unknown fields: b"#),
+                format!("{PREFIX}.properties[n].default: Invalid value: 7:  in body should be less than or equal to 5"),
+                format!(r#"{PREFIX}.properties[o].default: Invalid value: {{"a":"x","b":1}}: must not have unknown fields"#),
                 format!(r#"{PREFIX}.properties[s].default: Invalid value: "no": failed rule: self == 'yes'"#),
+                format!(r#"{PREFIX}.properties[t].default.a: Invalid value: "integer": a in body must be of type string: "integer""#),
             ]
         );
     }

@@ -81,7 +81,7 @@ pub fn validate(schema: &Structural, value: &Value, path: &str, errs: &mut Vec<F
             return;
         }
         let expected = if schema.int_or_string {
-            "integer-or-string"
+            "integer,string"
         } else {
             &schema.ty
         };
@@ -90,7 +90,7 @@ pub fn validate(schema: &Structural, value: &Value, path: &str, errs: &mut Vec<F
     }
     if schema.int_or_string {
         if !(value.is_string() || matches!(value, Value::Number(n) if is_integer(n))) {
-            errs.push(type_error(path, "integer-or-string", type_name(value)));
+            errs.push(type_error(path, "integer,string", type_name(value)));
             return;
         }
     } else if !schema.ty.is_empty() && !type_matches(&schema.ty, value) {
@@ -206,7 +206,8 @@ fn validate_string(
     }
     if let Some(format) = &schema.format {
         if !check_format(format, s) {
-            errs.push(FieldError::invalid(
+            // kube-openapi reports a bad format as a type error.
+            errs.push(FieldError::type_invalid(
                 path,
                 value,
                 &format!(
@@ -480,6 +481,13 @@ mod tests {
                 r#"spec.name: Invalid value: "a": spec.name in body should be at least 2 chars long"#
             ]
         );
+        let parsed = match Structural::parse(&s) {
+            Ok(p) => p,
+            Err(e) => panic!("{e:?}"),
+        };
+        let bad_format = parsed.validate(&json!({"spec": {"when": "yesterday"}}), None);
+        assert_eq!(bad_format.len(), 1);
+        assert_eq!(bad_format[0].kind, "FieldValueTypeInvalid");
         assert_eq!(
             errors(s.clone(), json!({"spec": {"when": "yesterday"}})),
             vec![
@@ -541,7 +549,7 @@ mod tests {
                 r#"spec.labels.b: Invalid value: "integer": spec.labels.b in body must be of type string: "integer""#,
                 "spec.labels: Too many: 2: must have at most 1 item",
                 r#"spec.notb: Invalid value: "b": spec.notb in body must not validate the schema (not)"#,
-                r#"spec.port: Invalid value: "boolean": spec.port in body must be of type integer-or-string: "boolean""#,
+                r#"spec.port: Invalid value: "boolean": spec.port in body must be of type integer,string: "boolean""#,
             ]
         );
         assert!(errors(s, json!({"spec": {"port": "http", "choice": "xy"}})).is_empty());
