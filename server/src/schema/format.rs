@@ -46,10 +46,13 @@ fn is_date_time(s: &str) -> bool {
     let Some((date, time)) = s.split_once(['T', 't', ' ']) else {
         return false;
     };
-    if !is_date(date) || time.len() < 8 {
+    if !is_date(date) {
         return false;
     }
-    let (clock, rest) = time.split_at(8);
+    // `get` rather than slicing: a multi-byte character may straddle byte 8.
+    let (Some(clock), Some(rest)) = (time.get(..8), time.get(8..)) else {
+        return false;
+    };
     let mut hms = clock.split(':');
     let ok_clock = matches!(
         (
@@ -134,6 +137,7 @@ mod tests {
     fn formats() {
         assert!(check_format("date-time", "2024-02-03T04:05:06.123+01:00"));
         assert!(!check_format("date-time", "2024-02-03 nope"));
+        assert!(!check_format("date-time", "2024-02-03T12:34:5\u{e9}Z"));
         assert!(check_format("date", "2024-02-03"));
         assert!(!check_format("date", "2024-13-03"));
         assert!(check_format("uuid", "123e4567-e89b-12d3-a456-426614174000"));

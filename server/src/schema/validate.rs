@@ -335,11 +335,7 @@ fn validate_object(
     path: &str,
     errs: &mut Vec<FieldError>,
 ) {
-    if let Some(max) = schema.max_properties {
-        if fields.len() as u64 > max {
-            errs.push(FieldError::too_many(path, fields.len(), max));
-        }
-    }
+    // A property count out of bounds ends the object's validation, as in kube-openapi.
     if let Some(min) = schema.min_properties {
         if (fields.len() as u64) < min {
             errs.push(FieldError::invalid(
@@ -347,6 +343,13 @@ fn validate_object(
                 &Value::from(fields.len()),
                 &format!("{path} in body should have at least {min} properties"),
             ));
+            return;
+        }
+    }
+    if let Some(max) = schema.max_properties {
+        if fields.len() as u64 > max {
+            errs.push(FieldError::too_many(path, fields.len(), max));
+            return;
         }
     }
     for name in &schema.required {
@@ -364,10 +367,12 @@ fn validate_object(
         } else {
             match &schema.additional_properties {
                 Some(AdditionalProperties::Schema(s)) => validate(s, sub, &child(path, name), errs),
+                // Unreachable for a structural schema, which may not say `false`.
                 Some(AdditionalProperties::Allowed(false)) if !schema.preserve_unknown_fields => {
-                    errs.push(FieldError::forbidden(
-                        child(path, name),
-                        "additional properties are not allowed",
+                    errs.push(FieldError::invalid(
+                        path,
+                        &Value::String(name.clone()),
+                        &format!("{path}.{name} in body is a forbidden property"),
                     ))
                 }
                 _ => {}
@@ -546,10 +551,15 @@ mod tests {
             got,
             vec![
                 r#"spec.choice: Invalid value: "y": spec.choice in body must validate at least one schema (anyOf)"#,
-                r#"spec.labels.b: Invalid value: "integer": spec.labels.b in body must be of type string: "integer""#,
                 "spec.labels: Too many: 2: must have at most 1 item",
                 r#"spec.notb: Invalid value: "b": spec.notb in body must not validate the schema (not)"#,
                 r#"spec.port: Invalid value: "boolean": spec.port in body must be of type integer,string: "boolean""#,
+            ]
+        );
+        assert_eq!(
+            errors(s.clone(), json!({"spec": {"labels": {"b": 2}}})),
+            vec![
+                r#"spec.labels.b: Invalid value: "integer": spec.labels.b in body must be of type string: "integer""#
             ]
         );
         assert!(errors(s, json!({"spec": {"port": "http", "choice": "xy"}})).is_empty());
