@@ -303,21 +303,24 @@ fn bind(ctx: &mut Context<'_, '_>, name: &str, value: Cel) -> Result<(), String>
     Ok(())
 }
 
+/// The context a node's rules run in: `self`, and `oldSelf` as the old value when there is
+/// one, or (for `optionalOldSelf` rules) as an optional. Built once per node, not per rule.
 fn context(
-    rule: &Rule,
     schema: &Structural,
     value: &Value,
     old: Option<&Value>,
+    optional_old_self: bool,
 ) -> Result<Context<'static, 'static>, String> {
     let mut ctx = Context::with_env(Arc::clone(&ENV));
     bind(&mut ctx, "self", to_cel(value, Some(schema), 0)?)?;
-    if rule.transition {
-        let old = old.map(|o| to_cel(o, Some(schema), 0)).transpose()?;
-        let bound = match (old, rule.optional_old_self) {
-            (Some(o), false) => o,
-            (Some(o), true) => Cel::Opaque(Arc::new(OptionalValue::of(o))),
-            (None, _) => Cel::Opaque(Arc::new(OptionalValue::none())),
-        };
+    let old = old.map(|o| to_cel(o, Some(schema), 0)).transpose()?;
+    let bound = match (old, optional_old_self) {
+        (Some(o), false) => Some(o),
+        (Some(o), true) => Some(Cel::Opaque(Arc::new(OptionalValue::of(o)))),
+        (None, true) => Some(Cel::Opaque(Arc::new(OptionalValue::none()))),
+        (None, false) => None,
+    };
+    if let Some(bound) = bound {
         bind(&mut ctx, "oldSelf", bound)?;
     }
     Ok(ctx)
@@ -432,25 +435,33 @@ pub fn validate(
     if !schema.has_rules || value.is_null() {
         return;
     }
+    let mut plain = None;
+    let mut optional = None;
     for rule in &schema.validations {
         if rule.transition && old.is_none() && !rule.optional_old_self {
             continue;
         }
-        let ctx = match context(rule, schema, value, old) {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                errs.push(FieldError::invalid(
-                    path,
-                    &Value::String(schema.ty.clone()),
-                    &format!("{e} evaluating rule: {}", rule.rule),
-                ));
-                continue;
-            }
+        let slot = if rule.optional_old_self {
+            &mut optional
+        } else {
+            &mut plain
         };
-        match evaluate(rule, &ctx) {
+        let ctx =
+            match slot.get_or_insert_with(|| context(schema, value, old, rule.optional_old_self)) {
+                Ok(ctx) => &*ctx,
+                Err(e) => {
+                    errs.push(FieldError::invalid(
+                        path,
+                        &Value::String(schema.ty.clone()),
+                        &format!("{e} evaluating rule: {}", rule_name(rule)),
+                    ));
+                    continue;
+                }
+            };
+        match evaluate(rule, ctx) {
             Outcome::Pass => {}
             Outcome::Fail => {
-                let message = failure_message(rule, &ctx);
+                let message = failure_message(rule, ctx);
                 errs.push(failure(rule, schema, value, path, message));
             }
             Outcome::Error(e) => errs.push(FieldError::invalid(
@@ -613,6 +624,46 @@ mod tests {
         assert!(s
             .validate(&json!({"spec": {"replicas": 2}}), Some(&old))
             .is_empty());
+    }
+
+    #[test]
+    fn plain_transition_and_optional_rules_on_one_node() {
+        let s = spec_schema(json!([
+            {"rule": "self.replicas >= 0", "message": "plain"},
+            {"rule": "self.replicas >= oldSelf.replicas", "message": "no scale down"},
+            {"rule": "!oldSelf.hasValue() || oldSelf.value().name == self.name", "message": "rename", "optionalOldSelf": true},
+        ]));
+        let create = json!({"spec": {"replicas": -1, "name": "a"}});
+        assert_eq!(
+            messages(&s.validate(&create, None)),
+            vec!["spec: Invalid value: plain"]
+        );
+        let old = json!({"spec": {"replicas": 3, "name": "a"}});
+        let update = json!({"spec": {"replicas": 2, "name": "b"}});
+        assert_eq!(
+            messages(&s.validate(&update, Some(&old))),
+            vec![
+                "spec: Invalid value: no scale down",
+                "spec: Invalid value: rename"
+            ]
+        );
+    }
+
+    #[test]
+    fn runtime_errors_name_the_message_when_there_is_one() {
+        let s = spec_schema(json!([{"rule": "self.missing == 1", "message": "needs missing"}]));
+        let errs = s.validate(&json!({"spec": {}}), None);
+        assert_eq!(errs.len(), 1);
+        assert!(
+            errs[0].message.ends_with("evaluating rule: needs missing"),
+            "{}",
+            errs[0].message
+        );
+        assert!(
+            errs[0].message.starts_with(r#"Invalid value: "object": "#),
+            "{}",
+            errs[0].message
+        );
     }
 
     #[test]
