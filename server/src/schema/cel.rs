@@ -35,6 +35,15 @@ const MAX_VALUE_DEPTH: usize = 128;
 
 const REASONS: [&str; 4] = [DUPLICATE, FORBIDDEN, INVALID, REQUIRED];
 
+/// The evaluation work one object may cost, kube-apiserver's per-object CEL budget. The crate
+/// cannot meter a running program, so each run is charged up front by an estimate: the size
+/// of the value it sees, raised to the rule's comprehension nesting (`all` inside `all` over
+/// n items is n² steps). A rule that would overdraw is not run.
+const COST_BUDGET: u64 = 10_000_000;
+
+const BUDGET_EXHAUSTED: &str =
+    "validation failed due to running out of cost budget, no further validation rules will be run";
+
 /// One compiled `x-kubernetes-validations` entry.
 #[derive(Debug)]
 pub struct Rule {
@@ -48,7 +57,82 @@ pub struct Rule {
     pub optional_old_self: bool,
     /// Uses `oldSelf`: only run on updates, where an old value exists.
     pub transition: bool,
+    /// How deeply comprehensions (`all`, `map`, ...) nest in the rule; prices a run.
+    comprehension_depth: u32,
     program: Program,
+}
+
+/// How deeply comprehensions nest in `expr`. A bound on the walk keeps a pathological
+/// expression from overflowing the stack; past it, the rule is priced as deep.
+fn comprehension_depth(expr: &cel::IdedExpr, budget: u32) -> u32 {
+    use cel::common::ast::{EntryExpr, Expr};
+    if budget == 0 {
+        return u32::MAX / 2;
+    }
+    let sub = |e: &cel::IdedExpr| comprehension_depth(e, budget - 1);
+    match &expr.expr {
+        Expr::Comprehension(c) => {
+            let inner = [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ];
+            let deepest = inner.iter().map(|e| sub(e)).max().unwrap_or(0);
+            // The range is evaluated once, outside the loop.
+            sub(&c.iter_range).max(deepest.saturating_add(1).min(u32::MAX / 2))
+        }
+        Expr::Call(call) => call
+            .target
+            .iter()
+            .map(|t| sub(t))
+            .chain(call.args.iter().map(sub))
+            .max()
+            .unwrap_or(0),
+        Expr::List(list) => list.elements.iter().map(sub).max().unwrap_or(0),
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .map(|e| match &e.expr {
+                EntryExpr::MapEntry(m) => sub(&m.key).max(sub(&m.value)),
+                EntryExpr::StructField(f) => sub(&f.value),
+            })
+            .max()
+            .unwrap_or(0),
+        Expr::Struct(st) => st
+            .entries
+            .iter()
+            .map(|e| match &e.expr {
+                EntryExpr::MapEntry(m) => sub(&m.key).max(sub(&m.value)),
+                EntryExpr::StructField(f) => sub(&f.value),
+            })
+            .max()
+            .unwrap_or(0),
+        Expr::Select(select) => sub(&select.operand),
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 0,
+    }
+}
+
+/// The JSON nodes in `value`, counted without recursion.
+fn node_count(value: &Value) -> u64 {
+    let mut count = 0u64;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        count += 1;
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(fields) => stack.extend(fields.values()),
+            _ => {}
+        }
+    }
+    count
+}
+
+/// What is left of the object's budget.
+struct Budget {
+    left: u64,
+    exhausted: bool,
 }
 
 fn compile(source: &str) -> Result<Program, String> {
@@ -208,7 +292,14 @@ fn compile_rule(entry: &Value, at: &str, errs: &mut Vec<FieldError>) -> Option<R
     if errs.len() != before {
         return None;
     }
+    let program = program?;
+    let depth = comprehension_depth(program.expression(), 64).max(
+        message_expression
+            .as_ref()
+            .map_or(0, |m| comprehension_depth(m.expression(), 64)),
+    );
     Some(Rule {
+        comprehension_depth: depth,
         rule: source,
         message,
         message_expression,
@@ -216,7 +307,7 @@ fn compile_rule(entry: &Value, at: &str, errs: &mut Vec<FieldError>) -> Option<R
         field_path,
         optional_old_self,
         transition,
-        program: program?,
+        program,
     })
 }
 
@@ -432,15 +523,42 @@ pub fn validate(
     path: &str,
     errs: &mut Vec<FieldError>,
 ) {
-    if !schema.has_rules || value.is_null() {
+    let mut budget = Budget {
+        left: COST_BUDGET,
+        exhausted: false,
+    };
+    walk(schema, value, old, path, errs, &mut budget);
+}
+
+fn walk(
+    schema: &Structural,
+    value: &Value,
+    old: Option<&Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+    budget: &mut Budget,
+) {
+    if !schema.has_rules || value.is_null() || budget.exhausted {
         return;
     }
+    let size = node_count(value).saturating_add(old.map_or(0, node_count));
     let mut plain = None;
     let mut optional = None;
     for rule in &schema.validations {
         if rule.transition && old.is_none() && !rule.optional_old_self {
             continue;
         }
+        let cost = size.saturating_pow(rule.comprehension_depth.max(1));
+        if cost > budget.left {
+            budget.exhausted = true;
+            errs.push(FieldError::invalid(
+                path,
+                &Value::String(schema.ty.clone()),
+                BUDGET_EXHAUSTED,
+            ));
+            return;
+        }
+        budget.left -= cost;
         let slot = if rule.optional_old_self {
             &mut optional
         } else {
@@ -476,7 +594,7 @@ pub fn validate(
             for (name, sub) in fields {
                 if let Some(sub_schema) = schema.property_schema(name) {
                     let old_sub = old.and_then(|o| o.get(name));
-                    validate(sub_schema, sub, old_sub, &child(path, name), errs);
+                    walk(sub_schema, sub, old_sub, &child(path, name), errs, budget);
                 }
             }
         }
@@ -491,7 +609,14 @@ pub fn validate(
                         .find(|o| same_keys(&schema.list_map_keys, item, o)),
                     _ => None,
                 };
-                validate(item_schema, item, old_item, &format!("{path}[{i}]"), errs);
+                walk(
+                    item_schema,
+                    item,
+                    old_item,
+                    &format!("{path}[{i}]"),
+                    errs,
+                    budget,
+                );
             }
         }
         _ => {}
@@ -663,6 +788,23 @@ mod tests {
             errs[0].message.starts_with(r#"Invalid value: "object": "#),
             "{}",
             errs[0].message
+        );
+    }
+
+    #[test]
+    fn nested_comprehensions_over_big_lists_are_refused() {
+        let s = spec_schema(json!([
+            {"rule": "self.tags.all(a, self.tags.all(b, self.tags.all(c, size(a) + size(b) + size(c) > 0)))"},
+        ]));
+        let small = json!({"spec": {"tags": ["a", "b"]}});
+        assert!(s.validate(&small, None).is_empty());
+        let tags: Vec<String> = (0..1000).map(|i| i.to_string()).collect();
+        let big = json!({"spec": {"tags": tags}});
+        assert_eq!(
+            messages(&s.validate(&big, None)),
+            vec![format!(
+                "spec: Invalid value: \"object\": {BUDGET_EXHAUSTED}"
+            )]
         );
     }
 
