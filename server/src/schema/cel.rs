@@ -114,6 +114,172 @@ fn comprehension_depth(expr: &cel::IdedExpr, budget: u32) -> u32 {
     }
 }
 
+/// Names a rule may use without declaring them: its variables, type names and the
+/// namespaces of library functions.
+const KNOWN_IDENTS: [&str; 18] = [
+    "self",
+    "oldSelf",
+    "bool",
+    "bytes",
+    "double",
+    "int",
+    "uint",
+    "string",
+    "list",
+    "map",
+    "null_type",
+    "type",
+    "dyn",
+    "optional",
+    "math",
+    "strings",
+    "lists",
+    "null",
+];
+
+/// What the rule's references get wrong against its node's schema, as kube-apiserver's type
+/// checker would say it when the CRD is written: names that are not declared, and fields of
+/// `self`/`oldSelf` the schema does not have. The crate is untyped, so without this such a
+/// rule would only fail on every request.
+pub fn reference_errors(rule: &Rule, schema: &Structural, is_root: bool) -> Vec<String> {
+    let mut bound = Vec::new();
+    collect_bound(rule.program.expression(), &mut bound, 64);
+    let mut errors = Vec::new();
+    let mut exprs = vec![(rule.program.expression(), 0usize)];
+    if let Some(m) = &rule.message_expression {
+        collect_bound(m.expression(), &mut bound, 64);
+        exprs.push((m.expression(), 0));
+    }
+    while let Some((expr, depth)) = exprs.pop() {
+        if depth > 256 {
+            continue;
+        }
+        if let Some(err) = select_error(expr, schema, is_root) {
+            if !errors.contains(&err) {
+                errors.push(err);
+            }
+        }
+        if let cel::common::ast::Expr::Ident(name) = &expr.expr {
+            if !KNOWN_IDENTS.contains(&name.as_str()) && !bound.contains(name) {
+                let err = format!("undeclared reference to '{name}'");
+                if !errors.contains(&err) {
+                    errors.push(err);
+                }
+            }
+        }
+        for child in children(expr) {
+            exprs.push((child, depth + 1));
+        }
+    }
+    errors
+}
+
+fn entry_children(e: &cel::common::ast::EntryExpr) -> Vec<&cel::IdedExpr> {
+    use cel::common::ast::EntryExpr;
+    match e {
+        EntryExpr::MapEntry(m) => vec![&m.key, &m.value],
+        EntryExpr::StructField(f) => vec![&f.value],
+    }
+}
+
+fn children(expr: &cel::IdedExpr) -> Vec<&cel::IdedExpr> {
+    use cel::common::ast::Expr;
+    match &expr.expr {
+        Expr::Comprehension(c) => vec![
+            &c.iter_range,
+            &c.accu_init,
+            &c.loop_cond,
+            &c.loop_step,
+            &c.result,
+        ],
+        Expr::Call(call) => call
+            .target
+            .iter()
+            .map(|t| t.as_ref())
+            .chain(call.args.iter())
+            .collect(),
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Map(map) => map
+            .entries
+            .iter()
+            .flat_map(|e| entry_children(&e.expr))
+            .collect(),
+        Expr::Struct(st) => st
+            .entries
+            .iter()
+            .flat_map(|e| entry_children(&e.expr))
+            .collect(),
+        Expr::Select(select) => vec![select.operand.as_ref()],
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
+    }
+}
+
+/// The variables comprehensions bind anywhere in `expr`.
+fn collect_bound(expr: &cel::IdedExpr, bound: &mut Vec<String>, budget: u32) {
+    if budget == 0 {
+        return;
+    }
+    if let cel::common::ast::Expr::Comprehension(c) = &expr.expr {
+        bound.push(c.iter_var.clone());
+        bound.extend(c.iter_var2.clone());
+        bound.push(c.accu_var.clone());
+    }
+    for child in children(expr) {
+        collect_bound(child, bound, budget - 1);
+    }
+}
+
+/// For `self.a.b` (or `has(self.a.b)`): the first step the schema does not declare.
+fn select_error(expr: &cel::IdedExpr, schema: &Structural, is_root: bool) -> Option<String> {
+    use cel::common::ast::Expr;
+    let Expr::Select(_) = &expr.expr else {
+        return None;
+    };
+    // Unwind the chain down to its root identifier.
+    let mut fields = Vec::new();
+    let mut cur = expr;
+    while let Expr::Select(select) = &cur.expr {
+        fields.push(select.field.as_str());
+        cur = &select.operand;
+    }
+    let Expr::Ident(root) = &cur.expr else {
+        return None;
+    };
+    if root != "self" && root != "oldSelf" {
+        return None;
+    }
+    let mut node = schema;
+    let mut top = true;
+    for field in fields.iter().rev() {
+        if ((top && is_root) || node.embedded_resource)
+            && matches!(*field, "apiVersion" | "kind" | "metadata")
+        {
+            return None;
+        }
+        top = false;
+        if node.preserve_unknown_fields || node.int_or_string || node.ty.is_empty() {
+            return None;
+        }
+        if let Some(sub) = node.properties.get(*field) {
+            node = sub;
+            continue;
+        }
+        match &node.additional_properties {
+            Some(AdditionalProperties::Schema(sub)) => node = sub,
+            Some(AdditionalProperties::Allowed(true)) => return None,
+            _ if node.ty == "object" => return Some(format!("undefined field '{field}'")),
+            // Selecting from a scalar or a list is a type error.
+            _ => {
+                return Some(format!(
+                    "type '{}' does not support field selection",
+                    node.ty
+                ))
+            }
+        }
+    }
+    None
+}
+
 /// The JSON nodes in `value`, counted without recursion.
 fn node_count(value: &Value) -> u64 {
     let mut count = 0u64;
@@ -776,7 +942,7 @@ mod tests {
 
     #[test]
     fn runtime_errors_name_the_message_when_there_is_one() {
-        let s = spec_schema(json!([{"rule": "self.missing == 1", "message": "needs missing"}]));
+        let s = spec_schema(json!([{"rule": "self.name == 'x'", "message": "needs missing"}]));
         let errs = s.validate(&json!({"spec": {}}), None);
         assert_eq!(errs.len(), 1);
         assert!(
@@ -810,13 +976,14 @@ mod tests {
 
     #[test]
     fn runtime_errors_fail_the_rule() {
-        let s = spec_schema(json!([{"rule": "self.missing == 1"}]));
+        // `name` is optional: absent, selecting it fails at run time ("no such key").
+        let s = spec_schema(json!([{"rule": "self.name == 'x'"}]));
         let errs = s.validate(&json!({"spec": {}}), None);
         assert_eq!(errs.len(), 1);
         assert!(
             errs[0]
                 .message
-                .contains("evaluating rule: self.missing == 1"),
+                .contains("evaluating rule: self.name == 'x'"),
             "{}",
             errs[0].message
         );
@@ -849,6 +1016,45 @@ mod tests {
         assert!(errs[0]
             .message
             .starts_with("Invalid value: \"self.a ==* 1\": compilation failed"));
+    }
+
+    #[test]
+    fn rules_must_name_declared_fields_and_variables() {
+        let raw = json!({"type": "object", "properties": {"spec": {
+            "type": "object",
+            "x-kubernetes-validations": [
+                {"rule": "self.replicaz > 0"},
+                {"rule": "has(self.labels.anything) && self.replicas.x == 1"},
+                {"rule": "slef.replicas > 0"},
+                {"rule": "self.tags.all(t, t != '') && self.free.whatever == 1 && type(self.replicas) == int"},
+            ],
+            "properties": {
+                "replicas": {"type": "integer"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+            },
+        }}});
+        let errs = match Structural::parse(&raw) {
+            Ok(_) => panic!("rules with unknown names accepted"),
+            Err(e) => e,
+        };
+        let got: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        let at = "openAPIV3Schema.properties[spec].x-kubernetes-validations";
+        assert_eq!(
+            got,
+            vec![
+                format!(
+                    r#"{at}[0].rule: Invalid value: "self.replicaz > 0": compilation failed: undefined field 'replicaz'"#
+                ),
+                format!(
+                    r#"{at}[1].rule: Invalid value: "has(self.labels.anything) && self.replicas.x == 1": compilation failed: type 'integer' does not support field selection"#
+                ),
+                format!(
+                    r#"{at}[2].rule: Invalid value: "slef.replicas > 0": compilation failed: undeclared reference to 'slef'"#
+                ),
+            ]
+        );
     }
 
     #[test]

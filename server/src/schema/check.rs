@@ -176,6 +176,13 @@ fn invariants(s: &Structural, lvl: Level, path: &str, errs: &mut Vec<FieldError>
     }
     list_type(s, path, errs);
     for (i, rule) in s.validations.iter().enumerate() {
+        for problem in cel::reference_errors(rule, s, lvl == Level::Root) {
+            errs.push(FieldError::invalid(
+                child(&index(&child(path, "x-kubernetes-validations"), i), "rule"),
+                &Value::String(rule.rule.clone()),
+                &format!("compilation failed: {problem}"),
+            ));
+        }
         if let Some(fp) = &rule.field_path {
             if let Err(e) = cel::field_path_target(s, fp, "") {
                 errs.push(FieldError::invalid(
