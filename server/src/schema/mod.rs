@@ -2,13 +2,19 @@
 //! `openAPIV3Schema`, as pure functions over `serde_json::Value`s.
 //!
 //! A schema is read once into a [`Structural`] (patterns and CEL rules compiled) and shared
-//! behind an `Arc`; each custom resource written is then, in kube-apiserver's order,
-//! [pruned](Structural::prune), [defaulted](Structural::apply_defaults) and
-//! [validated](Structural::validate). [`Structural::check_structural`] gives the errors a CRD
-//! write gets for a schema that is not structural or otherwise unusable.
+//! behind an `Arc`; each custom resource written (create, update, patch, and the status
+//! subresource alike) is then, in kube-apiserver's order, [pruned](Structural::prune),
+//! [defaulted](Structural::apply_defaults) and [validated](Structural::validate).
+//! [`Structural::check_structural`] gives the errors a CRD write gets for a schema that is not
+//! structural or otherwise unusable; a schema that passes it always [parses](Structural::parse).
 //!
-//! The root's `metadata`, `apiVersion` and `kind` are left to the server: they are neither
-//! pruned nor validated here.
+//! The root's `metadata`, `apiVersion` and `kind` are the server's: they are never pruned, and
+//! only `metadata.name`/`generateName` are checked here, against what the schema says of them.
+//! Errors about the object as a whole carry the field `<nil>`, as kube-apiserver's do.
+//!
+//! CEL rules run on the `cel` crate, which has no type checker and no cost metering: rules are
+//! checked against the schema when it is read (undeclared names and fields), and each run is
+//! charged an estimated cost against kube-apiserver's per-object budget (see `cel.rs`).
 
 mod cel;
 mod check;
