@@ -20,6 +20,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod request_info;
 pub mod rest;
+pub mod schema;
 pub mod selectors;
 pub mod start;
 pub mod state;
