@@ -48,12 +48,20 @@ spec:
           spec:
             type: object
             description: What the widget should be.
+            x-kubernetes-validations:
+            - rule: "self.replicas <= 10"
+              message: a widget has at most 10 replicas
             properties:
               replicas:
                 type: integer
                 description: How many copies to make.
+                minimum: 0
               color:
                 type: string
+              size:
+                type: string
+                enum: [small, large]
+                default: small
           status:
             type: object
             properties:
@@ -304,8 +312,80 @@ async fn namespaces_and_bad_definitions(hub: &Hub) {
     );
 }
 
+/// Custom resources are pruned, defaulted and validated against their schema and its CEL
+/// rules, with kube-apiserver's status codes and wording.
+async fn schemas_and_rules(hub: &Hub) {
+    let dir = tempfile::tempdir().unwrap();
+    hub.ok(&["apply", "-f", &write_file(dir.path(), "crd.yaml", CRD)]);
+    hub.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+    ]);
+    hub.ok(&["apply", "-f", &write_file(dir.path(), "w.yaml", WIDGET)]);
+    assert_eq!(
+        hub.ok(&["get", "widget", "w1", "-o", "jsonpath={.spec.size}"]),
+        "small",
+        "defaults apply"
+    );
+
+    let wrong_type = WIDGET.replace("replicas: 2", "replicas: many");
+    let err = hub.fails(&[
+        "apply",
+        "-f",
+        &write_file(dir.path(), "t.yaml", &wrong_type),
+    ]);
+    assert!(
+        err.contains("spec.replicas: Invalid value: \"string\": spec.replicas in body must be of type integer: \"string\""),
+        "{err}"
+    );
+    let negative = WIDGET.replace("replicas: 2", "replicas: -1");
+    let err = hub.fails(&["apply", "-f", &write_file(dir.path(), "n.yaml", &negative)]);
+    assert!(
+        err.contains("spec.replicas in body should be greater than or equal to 0"),
+        "{err}"
+    );
+    let bad_enum = WIDGET.replace("color: red", "color: red\n  size: huge");
+    let err = hub.fails(&["apply", "-f", &write_file(dir.path(), "e.yaml", &bad_enum)]);
+    assert!(
+        err.contains("spec.size: Unsupported value: \"huge\""),
+        "{err}"
+    );
+    let too_many = WIDGET.replace("replicas: 2", "replicas: 11");
+    let err = hub.fails(&["apply", "-f", &write_file(dir.path(), "c.yaml", &too_many)]);
+    assert!(err.contains("a widget has at most 10 replicas"), "{err}");
+    let unknown = WIDGET.replace("color: red", "color: red\n  shape: round");
+    let err = hub.fails(&["apply", "-f", &write_file(dir.path(), "u.yaml", &unknown)]);
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.shape\""),
+        "{err}"
+    );
+    let (ok, _, err) = hub.kubectl(&[
+        "apply",
+        "--validate=warn",
+        "-f",
+        &write_file(dir.path(), "u.yaml", &unknown),
+    ]);
+    assert!(ok && err.contains("unknown field \"spec.shape\""), "{err}");
+    assert_eq!(
+        hub.ok(&["get", "widget", "w1", "-o", "jsonpath={.spec.shape}"]),
+        "",
+        "pruned"
+    );
+    // The server kept serving through all of it.
+    assert_eq!(
+        hub.ok(&["get", "widget", "w1", "-o", "jsonpath={.spec.replicas}"]),
+        "2"
+    );
+
+    let bad_rule = CRD.replace("self.replicas <= 10", "self.replicas <=");
+    let err = hub.fails(&["apply", "-f", &write_file(dir.path(), "r.yaml", &bad_rule)]);
+    assert!(err.contains("x-kubernetes-validations[0].rule"), "{err}");
+}
+
 on_both_stores!(
     apply_a_directory_with_a_crd,
+    schemas_and_rules,
     wait_for_conditions_and_deletion,
     namespaces_and_bad_definitions,
 );

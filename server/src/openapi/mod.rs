@@ -162,6 +162,15 @@ fn build() -> Documents {
         kinds::generate(&mut generator, &rt.group, &rt.kind);
     }
     let mut schemas = generator.take_definitions(true);
+    // k8s-openapi types "any JSON value" as an object; Kubernetes publishes it untyped.
+    if let Some(any) =
+        schemas.get_mut("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON")
+    {
+        if let Some(map) = any.as_object_mut() {
+            map.remove("type");
+            map.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
+        }
+    }
     for rt in registry::builtin() {
         if let Some(schema) = schema_name(rt).and_then(|n| schemas.get_mut(n)) {
             schema["x-kubernetes-group-version-kind"] = json!([gvk(rt)]);

@@ -212,16 +212,17 @@ fn validate_versions(crd: &Value, causes: &mut Vec<StatusCause>) {
     }
 }
 
-/// What makes a version's schema unusable.
+/// What makes a version's schema unusable: not structural, invalid, or with CEL rules that
+/// do not compile.
 fn schema_problems(schema: &Value, prefix: &str) -> Vec<StatusCause> {
-    match schema.get("type").and_then(Value::as_str) {
-        Some("object") => Vec::new(),
-        _ => vec![cause(
-            "FieldValueInvalid",
-            &format!("{prefix}.type"),
-            "Invalid value: \"\": must be object at the root".into(),
-        )],
-    }
+    crate::schema::Structural::check_structural(schema, prefix)
+        .into_iter()
+        .map(|e| StatusCause {
+            kind: e.kind.to_string(),
+            message: e.message,
+            field: e.field,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use serde_json::Value;
 use trellis_storage::{ListRequest, ListScope, Store};
 
 use super::{ResourceType, ScalePaths, Subresources};
+use crate::schema::Structural;
 
 /// Where CustomResourceDefinitions are stored.
 pub const CRD_RESOURCE: &str = "apiextensions.k8s.io/customresourcedefinitions";
@@ -28,6 +29,8 @@ pub struct CustomVersion {
     pub storage_version: String,
     /// `openAPIV3Schema`, as written in the CRD; published in OpenAPI.
     pub schema: Option<Value>,
+    /// The same schema, parsed once for pruning, defaulting and validation (CEL included).
+    pub structural: Option<Arc<Structural>>,
     pub columns: Vec<PrinterColumn>,
     /// From `selectableFields`, without the leading dot (`spec.color`).
     pub selectable_fields: Vec<String>,
@@ -116,6 +119,10 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
         .filter(|v| v["served"] == true)
         .map(|v| {
             let schema = v.pointer("/schema/openAPIV3Schema").cloned();
+            let structural = schema
+                .as_ref()
+                .and_then(|s| Structural::parse(s).ok())
+                .map(Arc::new);
             let columns = v
                 .get("additionalPrinterColumns")
                 .and_then(Value::as_array)
@@ -182,6 +189,7 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
                     crd_name: crd_name.clone(),
                     storage_version: storage_version.clone(),
                     schema,
+                    structural,
                     columns,
                     selectable_fields,
                     terminating,

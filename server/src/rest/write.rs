@@ -86,9 +86,19 @@ fn validate_fields(
 ) -> Result<Vec<String>, Status> {
     let mode = FieldValidation::from_query(query.get("fieldValidation"))?;
     let kind = &target.rt.kind;
-    let report = match openapi::schema_name(target.rt) {
-        Some(root) => openapi::check(object, root, &openapi::documents().schemas),
-        None => openapi::FieldReport::default(),
+    let structural = target.rt.custom.as_ref().and_then(|c| c.structural.clone());
+    let report = match (openapi::schema_name(target.rt), structural) {
+        (Some(root), _) => openapi::check(object, root, &openapi::documents().schemas),
+        // Custom resources: what the schema does not declare is pruned, then defaults apply.
+        (None, Some(structural)) => {
+            let unknown = structural.prune(object);
+            structural.apply_defaults(object);
+            openapi::FieldReport {
+                unknown,
+                ..Default::default()
+            }
+        }
+        (None, None) => openapi::FieldReport::default(),
     };
     if !report.wrong_types.is_empty() {
         let problems: Vec<String> = report
@@ -210,7 +220,24 @@ pub async fn create(
 
 /// The kind's own validation.
 fn check_strategy(target: &Target, object: &Value, old: Option<&Value>) -> Result<(), Status> {
-    let causes = crate::registry::strategy::validate(target.rt, object, old);
+    let mut causes = crate::registry::strategy::validate(target.rt, object, old);
+    if let Some(structural) = target
+        .rt
+        .custom
+        .as_ref()
+        .and_then(|c| c.structural.as_ref())
+    {
+        causes.extend(
+            structural
+                .validate(object, old)
+                .into_iter()
+                .map(|e| StatusCause {
+                    kind: e.kind.to_string(),
+                    message: e.message,
+                    field: e.field,
+                }),
+        );
+    }
     if causes.is_empty() {
         return Ok(());
     }
