@@ -6,6 +6,7 @@
 //! Every error a client sees is a [`status::Status`]. [`start`] wires it together for
 //! `trellis start`.
 
+pub mod apply;
 pub mod bootstrap;
 pub mod controllers;
 pub mod deletion;

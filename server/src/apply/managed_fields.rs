@@ -1,0 +1,412 @@
+//! `metadata.managedFields`: reading, validating and writing the entries, which fields are
+//! never tracked, and recording an ordinary (non-apply) write.
+//!
+//! A manager is identified by name, operation and subresource, and for updaters also by API
+//! version, as kube-apiserver keys them; so `kubectl` applying and `kubectl` editing are two
+//! entries. Entries are written sorted as kube-apiserver sorts them: appliers first, then by
+//! time, manager, API version and subresource.
+
+use serde_json::{json, Map, Value};
+
+use super::compare::compare;
+use super::field_set::{field_path, FieldSet, FieldSetError};
+use super::schema::{MergeRules, Node};
+
+/// The operation of a managedFields entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Operation {
+    Apply,
+    Update,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Apply => "Apply",
+            Operation::Update => "Update",
+        }
+    }
+}
+
+/// One `metadata.managedFields` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedEntry {
+    pub manager: String,
+    pub operation: Operation,
+    pub api_version: String,
+    /// RFC 3339, as the caller passed it; absent in entries written without one.
+    pub time: Option<String>,
+    /// The subresource (e.g. `status`) the write came through, or empty.
+    pub subresource: String,
+    pub fields: FieldSet,
+}
+
+impl ManagedEntry {
+    /// Whether `self` and `other` are the same manager.
+    pub fn same_manager(&self, other: &ManagedEntry) -> bool {
+        self.manager == other.manager
+            && self.operation == other.operation
+            && self.subresource == other.subresource
+            // An applier keeps its entry across API versions; updaters get one per version.
+            && (self.operation == Operation::Apply || self.api_version == other.api_version)
+    }
+
+    fn to_json(&self) -> Value {
+        let mut entry = Map::new();
+        entry.insert("manager".into(), json!(self.manager));
+        entry.insert("operation".into(), json!(self.operation.as_str()));
+        entry.insert("apiVersion".into(), json!(self.api_version));
+        if let Some(time) = &self.time {
+            entry.insert("time".into(), json!(time));
+        }
+        entry.insert("fieldsType".into(), json!("FieldsV1"));
+        entry.insert("fieldsV1".into(), self.fields.to_fields_v1());
+        if !self.subresource.is_empty() {
+            entry.insert("subresource".into(), json!(self.subresource));
+        }
+        Value::Object(entry)
+    }
+
+    fn from_json(value: &Value) -> Result<ManagedEntry, FieldSetError> {
+        let bad = |why: &str| FieldSetError(format!("invalid managedFields entry: {why}"));
+        let entry = value.as_object().ok_or_else(|| bad("not an object"))?;
+        let text = |key: &str| -> Result<String, FieldSetError> {
+            match entry.get(key) {
+                None | Some(Value::Null) => Ok(String::new()),
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(_) => Err(bad(&format!("{key} must be a string"))),
+            }
+        };
+        let operation = match text("operation")?.as_str() {
+            "Apply" => Operation::Apply,
+            "Update" => Operation::Update,
+            other => return Err(bad(&format!("unknown operation {other:?}"))),
+        };
+        if text("fieldsType")? != "FieldsV1" {
+            return Err(bad("fieldsType must be FieldsV1"));
+        }
+        let fields = match entry.get("fieldsV1") {
+            None | Some(Value::Null) => FieldSet::new(),
+            Some(v) => FieldSet::from_fields_v1(v)?,
+        };
+        let time = text("time")?;
+        Ok(ManagedEntry {
+            manager: text("manager")?,
+            operation,
+            api_version: text("apiVersion")?,
+            time: (!time.is_empty()).then_some(time),
+            subresource: text("subresource")?,
+            fields,
+        })
+    }
+}
+
+/// Reads an object's managedFields. An error means they are invalid; kube-apiserver then
+/// falls back to the stored object's.
+pub fn read_managed_fields(object: &Value) -> Result<Vec<ManagedEntry>, FieldSetError> {
+    match object.pointer("/metadata/managedFields") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(entries)) => {
+            let mut out: Vec<ManagedEntry> = Vec::with_capacity(entries.len());
+            for entry in entries.iter().map(ManagedEntry::from_json) {
+                let entry = entry?;
+                // A repeated manager keeps its last entry, as kube-apiserver decodes them.
+                out.retain(|e| !e.same_manager(&entry));
+                out.push(entry);
+            }
+            Ok(out)
+        }
+        Some(_) => Err(FieldSetError("managedFields must be a list".into())),
+    }
+}
+
+/// Whether the client asked to clear managedFields: `managedFields: []`, or one empty entry.
+pub fn is_reset(object: &Value) -> bool {
+    match object.pointer("/metadata/managedFields") {
+        Some(Value::Array(entries)) => match entries.as_slice() {
+            [] => true,
+            [only] => only.as_object().is_some_and(Map::is_empty),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Writes `entries` into `object`'s metadata, sorted and without empty ones; no entries
+/// leaves no `managedFields` key, as kube-apiserver omits an empty list.
+pub fn write_managed_fields(object: &mut Value, mut entries: Vec<ManagedEntry>) {
+    entries.retain(|e| !e.fields.is_empty());
+    // RFC 3339 times in UTC with seconds compare correctly as text.
+    entries.sort_by(|a, b| {
+        (
+            a.operation,
+            &a.time,
+            &a.manager,
+            &a.api_version,
+            &a.subresource,
+        )
+            .cmp(&(
+                b.operation,
+                &b.time,
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
+    });
+    let Some(object) = object.as_object_mut() else {
+        return;
+    };
+    let metadata = object
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(metadata) = metadata.as_object_mut() else {
+        return;
+    };
+    if entries.is_empty() {
+        metadata.remove("managedFields");
+    } else {
+        let list = entries.iter().map(ManagedEntry::to_json).collect();
+        metadata.insert("managedFields".into(), Value::Array(list));
+    }
+}
+
+/// A copy of `object` without managedFields: they never take part in merging or comparing.
+pub(crate) fn without_managed_fields(object: &Value) -> Value {
+    let mut copy = object.clone();
+    if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    copy
+}
+
+/// Fields the server sets, which no manager owns. `apiVersion`, `kind` and `metadata` are
+/// only dropped as members: what is below `metadata` is owned as usual.
+pub(crate) fn untracked(set: &FieldSet) -> FieldSet {
+    let mut shallow = FieldSet::new();
+    for top in ["apiVersion", "kind", "metadata"] {
+        shallow.insert(&field_path(&[top]));
+    }
+    let mut deep = FieldSet::new();
+    for field in [
+        "name",
+        "namespace",
+        "generateName",
+        "creationTimestamp",
+        "selfLink",
+        "uid",
+        "clusterName",
+        "generation",
+        "managedFields",
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
+        deep.insert(&field_path(&["metadata", field]));
+    }
+    set.difference(&shallow).recursive_difference(&deep)
+}
+
+/// A write that is not an apply.
+#[derive(Clone, Debug)]
+pub struct UpdateOptions<'a> {
+    /// From `?fieldManager=`, else [`super::manager_from_user_agent`].
+    pub manager: &'a str,
+    /// The apiVersion the client wrote in, e.g. `v1` or `example.com/v1`.
+    pub api_version: &'a str,
+    /// Now, RFC 3339 seconds in UTC: `2026-11-27T06:00:00Z`.
+    pub time: &'a str,
+    /// `status` (or another subresource) when the write came through one.
+    pub subresource: Option<&'a str>,
+}
+
+/// Records a create (`old` is `None`), update or non-apply patch in `new`'s managedFields.
+///
+/// Which entries to start from follows kube-apiserver: a write through a subresource cannot
+/// touch managedFields, so the stored ones are used; `managedFields: []` clears them; absent,
+/// empty or invalid ones from the client mean the stored ones; otherwise the client's own
+/// (a client may rewrite managedFields directly). Then the manager takes over what this write
+/// added or changed, everyone loses what it removed, and the manager's time is updated if it
+/// gained anything.
+pub fn track_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    opts: &UpdateOptions,
+    rules: &MergeRules,
+) {
+    let stored = || {
+        old.and_then(|o| read_managed_fields(o).ok())
+            .unwrap_or_default()
+    };
+    let mut entries = if opts.subresource.is_some() {
+        stored()
+    } else if is_reset(new) {
+        Vec::new()
+    } else {
+        match read_managed_fields(new) {
+            Ok(sent) if !sent.is_empty() => sent,
+            _ => stored(),
+        }
+    };
+    let empty = Value::Object(Map::new());
+    let old_plain = without_managed_fields(old.unwrap_or(&empty));
+    let new_plain = without_managed_fields(new);
+    record_update(&old_plain, &new_plain, &mut entries, opts, &rules.root());
+    write_managed_fields(new, entries);
+}
+
+fn record_update(
+    old: &Value,
+    new: &Value,
+    entries: &mut Vec<ManagedEntry>,
+    opts: &UpdateOptions,
+    node: &Node,
+) {
+    let cmp = compare(old, new, node);
+    let changed = untracked(&cmp.modified.union(&cmp.added));
+    for entry in entries.iter_mut() {
+        // An update always wins: what it changed is nobody else's any more.
+        entry.fields = entry.fields.difference(&changed).difference(&cmp.removed);
+    }
+    let mine = ManagedEntry {
+        manager: opts.manager.to_string(),
+        operation: Operation::Update,
+        api_version: opts.api_version.to_string(),
+        time: Some(opts.time.to_string()),
+        subresource: opts.subresource.unwrap_or_default().to_string(),
+        fields: changed,
+    };
+    if mine.fields.is_empty() {
+        return;
+    }
+    match entries.iter_mut().find(|e| e.same_manager(&mine)) {
+        Some(previous) => {
+            previous.fields = previous.fields.union(&mine.fields);
+            previous.time = mine.time;
+        }
+        None => entries.push(mine),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn opts(manager: &str) -> UpdateOptions<'_> {
+        UpdateOptions {
+            manager,
+            api_version: "v1",
+            time: "2026-11-27T06:00:00Z",
+            subresource: None,
+        }
+    }
+
+    fn configmap(data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "c", "namespace": "d", "resourceVersion": "5",
+                            "labels": {"app": "x"}},
+               "data": data})
+    }
+
+    #[test]
+    fn create_records_the_update_without_server_fields() {
+        let mut obj = configmap(json!({"a": "1"}));
+        track_update(
+            None,
+            &mut obj,
+            &opts("kubectl-create"),
+            &MergeRules::builtin("ConfigMap"),
+        );
+        assert_eq!(
+            obj["metadata"]["managedFields"],
+            json!([{"manager": "kubectl-create", "operation": "Update", "apiVersion": "v1",
+                    "time": "2026-11-27T06:00:00Z", "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:data": {".": {}, "f:a": {}},
+                                 "f:metadata": {"f:labels": {".": {}, "f:app": {}}}}}])
+        );
+    }
+
+    #[test]
+    fn an_update_takes_changed_fields_from_others_and_drops_empty_entries() {
+        let rules = MergeRules::builtin("ConfigMap");
+        let mut v1 = configmap(json!({"a": "1"}));
+        track_update(None, &mut v1, &opts("first"), &rules);
+        let mut v2 = configmap(json!({"a": "2"}));
+        v2["metadata"]["labels"] = json!({"app": "y"});
+        track_update(Some(&v1), &mut v2, &opts("second"), &rules);
+        let entries = read_managed_fields(&v2).unwrap();
+        let first = entries.iter().find(|e| e.manager == "first").unwrap();
+        assert_eq!(
+            first.fields.to_json_string(),
+            r#"{"f:data":{},"f:metadata":{"f:labels":{}}}"#
+        );
+        let mut v3 = v2.clone();
+        v3["data"] = json!({"a": "3"});
+        v3["metadata"]["labels"] = json!({"app": "z"});
+        v3["metadata"]["managedFields"] = Value::Null;
+        track_update(Some(&v2), &mut v3, &opts("second"), &rules);
+        let managers: Vec<String> = read_managed_fields(&v3)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.manager)
+            .collect();
+        assert_eq!(managers, ["first", "second"]);
+        // A write that changes nothing leaves managedFields as they were.
+        let mut v4 = v3.clone();
+        track_update(Some(&v3), &mut v4, &opts("third"), &rules);
+        assert_eq!(v4, v3);
+    }
+
+    #[test]
+    fn client_sent_managed_fields_are_used_reset_or_ignored() {
+        let rules = MergeRules::builtin("ConfigMap");
+        let mut stored = configmap(json!({"a": "1"}));
+        track_update(None, &mut stored, &opts("first"), &rules);
+
+        let mut cleared = stored.clone();
+        cleared["metadata"]["managedFields"] = json!([]);
+        track_update(Some(&stored), &mut cleared, &opts("second"), &rules);
+        assert!(cleared["metadata"].get("managedFields").is_none());
+
+        let mut invalid = stored.clone();
+        invalid["metadata"]["managedFields"] = json!([{"manager": "x", "fieldsType": "nope"}]);
+        track_update(Some(&stored), &mut invalid, &opts("second"), &rules);
+        assert_eq!(
+            invalid["metadata"]["managedFields"],
+            stored["metadata"]["managedFields"]
+        );
+
+        let mut rewritten = stored.clone();
+        rewritten["metadata"]["managedFields"][0]["manager"] = json!("renamed");
+        track_update(Some(&stored), &mut rewritten, &opts("second"), &rules);
+        assert_eq!(
+            rewritten["metadata"]["managedFields"][0]["manager"],
+            "renamed"
+        );
+
+        let mut via_status = stored.clone();
+        via_status["metadata"]["managedFields"] = json!([]);
+        let status = UpdateOptions {
+            subresource: Some("status"),
+            ..opts("second")
+        };
+        track_update(Some(&stored), &mut via_status, &status, &rules);
+        assert_eq!(
+            via_status["metadata"]["managedFields"],
+            stored["metadata"]["managedFields"]
+        );
+    }
+
+    #[test]
+    fn subresource_writes_are_their_own_entries() {
+        let rules = MergeRules::builtin("Namespace");
+        let old = json!({"metadata": {"name": "n"}, "status": {"phase": "Active"}});
+        let mut new = json!({"metadata": {"name": "n"}, "status": {"phase": "Terminating"}});
+        let status = UpdateOptions {
+            subresource: Some("status"),
+            ..opts("controller")
+        };
+        track_update(Some(&old), &mut new, &status, &rules);
+        assert_eq!(new["metadata"]["managedFields"][0]["subresource"], "status");
+    }
+}

@@ -1,0 +1,239 @@
+//! Server-side apply: merging an applied configuration into the live object, removing what
+//! the applier stopped applying, and moving ownership (or refusing to, on conflict).
+//!
+//! The steps are structured-merge-diff's: merge the configuration over the live object (the
+//! configuration wins, granular maps and merging lists combine); the applier now owns exactly
+//! its configuration's fields; fields it owned before and no longer applies are removed unless
+//! some manager still owns them; then every other manager that owns a field whose value
+//! changed is a conflict, unless forced, when it loses that field.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::compare::{compare, list_elements};
+use super::field_set::{FieldSet, PathElement, MAX_DEPTH};
+use super::managed_fields::{ManagedEntry, Operation};
+use super::schema::Node;
+
+/// A field another manager owns and the apply would change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conflict {
+    /// The other manager, as its managedFields entry names it.
+    pub manager: String,
+    pub operation: Operation,
+    pub api_version: String,
+    /// The subresource its write came through, or empty.
+    pub subresource: String,
+    /// The path in kube-apiserver's notation, e.g. `.data.key`.
+    pub field: String,
+}
+
+/// Merges `config` over `live`: the configuration's values win; granular maps keep the live
+/// keys the configuration does not mention, and merging lists keep the live items it does not
+/// mention.
+pub(crate) fn merge(live: &Value, config: &Value, node: &Node, depth: usize) -> Value {
+    if depth > MAX_DEPTH {
+        return config.clone();
+    }
+    match (live, config) {
+        (Value::Object(l), Value::Object(c)) if !node.map_is_atomic() => {
+            let mut out = l.clone();
+            for (key, value) in c {
+                let merged = match l.get(key) {
+                    Some(live_value) => merge(live_value, value, &node.field(key).0, depth + 1),
+                    None => value.clone(),
+                };
+                out.insert(key.clone(), merged);
+            }
+            Value::Object(out)
+        }
+        (Value::Array(l), Value::Array(c)) => {
+            match (
+                list_elements(l, node, false).ok().flatten(),
+                list_elements(c, node, false).ok().flatten(),
+            ) {
+                (Some(l), Some(c)) => Value::Array(merge_list(&l, &c, &node.items(), depth)),
+                _ => config.clone(),
+            }
+        }
+        _ => config.clone(),
+    }
+}
+
+/// Merges two identified lists. The configuration's items come in its order; a live item it
+/// does not mention stays just before the shared item that followed it live, so that what
+/// other managers added keeps its place.
+fn merge_list(
+    live: &[(PathElement, &Value)],
+    config: &[(PathElement, &Value)],
+    item_node: &Node,
+    depth: usize,
+) -> Vec<Value> {
+    let live_by_pe: BTreeMap<&PathElement, &Value> = live.iter().map(|(pe, v)| (pe, *v)).collect();
+    let config_pos: BTreeMap<&PathElement, usize> = config
+        .iter()
+        .enumerate()
+        .map(|(i, (pe, _))| (pe, i))
+        .collect();
+    let mut out = Vec::with_capacity(live.len() + config.len());
+    let mut next = 0;
+    let emit_config_through = |end: usize, out: &mut Vec<Value>, next: &mut usize| {
+        for (pe, value) in config.iter().take(end).skip(*next) {
+            out.push(match live_by_pe.get(pe) {
+                Some(live_value) => merge(live_value, value, item_node, depth + 1),
+                None => (*value).clone(),
+            });
+        }
+        *next = (*next).max(end);
+    };
+    for (pe, value) in live {
+        match config_pos.get(pe) {
+            None => out.push((*value).clone()),
+            Some(&pos) => emit_config_through(pos + 1, &mut out, &mut next),
+        }
+    }
+    emit_config_through(config.len(), &mut out, &mut next);
+    out
+}
+
+/// Removes from `value` the fields in `remove`. A struct left empty by the removal, which the
+/// applier used to own fields in and nobody owns anything in now, goes too: otherwise taking a
+/// whole block out of a configuration would leave `{}` behind.
+pub(crate) fn prune(
+    value: &mut Value,
+    remove: &FieldSet,
+    last: Option<&FieldSet>,
+    owned: Option<&FieldSet>,
+    node: &Node,
+    depth: usize,
+) {
+    if depth > MAX_DEPTH || remove.is_empty() {
+        return;
+    }
+    match value {
+        Value::Object(map) if !node.map_is_atomic() => {
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for key in keys {
+                let pe = PathElement::Field(key.clone());
+                if remove.has_member(&pe) {
+                    map.remove(&key);
+                    continue;
+                }
+                let (Some(sub), Some(child)) = (remove.child(&pe), map.get_mut(&key)) else {
+                    continue;
+                };
+                let last_child = last.and_then(|l| l.child(&pe));
+                let owned_child = owned.and_then(|o| o.child(&pe));
+                prune(
+                    child,
+                    sub,
+                    last_child,
+                    owned_child,
+                    &node.field(&key).0,
+                    depth + 1,
+                );
+                let now_empty = child.as_object().is_some_and(Map::is_empty)
+                    || child.as_array().is_some_and(Vec::is_empty);
+                let still_owned = owned.is_some_and(|o| o.touches(&pe));
+                if now_empty && last_child.is_some() && !still_owned {
+                    map.remove(&key);
+                }
+            }
+        }
+        Value::Array(items) => {
+            let Ok(Some(elements)) = list_elements(items, node, false) else {
+                return;
+            };
+            let pes: Vec<PathElement> = elements.into_iter().map(|(pe, _)| pe).collect();
+            let item_node = node.items();
+            let mut kept = Vec::with_capacity(items.len());
+            for (pe, mut item) in pes.into_iter().zip(std::mem::take(items)) {
+                if remove.has_member(&pe) {
+                    continue;
+                }
+                if let Some(sub) = remove.child(&pe) {
+                    prune(
+                        &mut item,
+                        sub,
+                        last.and_then(|l| l.child(&pe)),
+                        owned.and_then(|o| o.child(&pe)),
+                        &item_node,
+                        depth + 1,
+                    );
+                }
+                kept.push(item);
+            }
+            *items = kept;
+        }
+        _ => {}
+    }
+}
+
+/// Moves ownership after a write from `live` to `new` by `writer` (an index into `entries`):
+/// other managers lose what was removed, and what was added or modified is theirs no more
+/// when `force`, a conflict otherwise. The writer's own set is left to the caller.
+pub(crate) fn take_ownership(
+    live: &Value,
+    new: &Value,
+    entries: &mut [ManagedEntry],
+    writer: usize,
+    force: bool,
+    node: &Node,
+) -> Result<super::compare::Comparison, Vec<Conflict>> {
+    let cmp = compare(live, new, node);
+    let changed = cmp.modified.union(&cmp.added);
+    let mut conflicts = Vec::new();
+    for (i, entry) in entries.iter_mut().enumerate() {
+        if i == writer {
+            continue;
+        }
+        let lost = entry.fields.intersection(&changed);
+        if force {
+            entry.fields = entry.fields.difference(&lost);
+        } else {
+            conflicts.extend(lost.paths().iter().map(|path| Conflict {
+                manager: entry.manager.clone(),
+                operation: entry.operation,
+                api_version: entry.api_version.clone(),
+                subresource: entry.subresource.clone(),
+                field: super::field_set::path_string(path),
+            }));
+        }
+        entry.fields = entry.fields.difference(&cmp.removed);
+    }
+    if !conflicts.is_empty() {
+        return Err(conflicts);
+    }
+    Ok(cmp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::schema::MergeRules;
+    use serde_json::json;
+
+    #[test]
+    fn map_lists_merge_by_key_keeping_live_order_around_shared_items() {
+        let rules = MergeRules::builtin("ServiceAccount");
+        let live = json!({"secrets": [{"name": "a"}, {"name": "x"}, {"name": "b", "v": 1}]});
+        let config = json!({"secrets": [{"name": "b", "v": 2}, {"name": "c"}]});
+        let merged = merge(&live, &config, &rules.root(), 0);
+        assert_eq!(
+            merged,
+            json!({"secrets": [{"name": "a"}, {"name": "x"}, {"name": "b", "v": 2}, {"name": "c"}]})
+        );
+    }
+
+    #[test]
+    fn atomic_values_are_replaced() {
+        let rules = MergeRules::builtin("Pod");
+        let live = json!({"spec": {"args": ["a", "b"], "n": 1}});
+        let config = json!({"spec": {"args": ["c"]}});
+        assert_eq!(
+            merge(&live, &config, &rules.root(), 0),
+            json!({"spec": {"args": ["c"], "n": 1}})
+        );
+    }
+}
