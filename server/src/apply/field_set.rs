@@ -38,13 +38,12 @@ impl Ord for PathElement {
         use PathElement::*;
         match (self, other) {
             (Field(a), Field(b)) => a.cmp(b),
-            (Key(a), Key(b)) => a.len().cmp(&b.len()).then_with(|| {
-                a.iter()
-                    .zip(b)
-                    .map(|((an, av), (bn, bv))| an.cmp(bn).then_with(|| compare_values(av, bv)))
-                    .find(|o| o.is_ne())
-                    .unwrap_or(Ordering::Equal)
-            }),
+            (Key(a), Key(b)) => a
+                .iter()
+                .zip(b)
+                .map(|((an, av), (bn, bv))| an.cmp(bn).then_with(|| compare_values(av, bv)))
+                .find(|o| o.is_ne())
+                .unwrap_or_else(|| a.len().cmp(&b.len())),
             (Value(a), Value(b)) => compare_values(a, b),
             (Index(a), Index(b)) => a.cmp(b),
             _ => self.rank().cmp(&other.rank()),
@@ -408,7 +407,7 @@ mod tests {
 
     #[test]
     fn elements_sort_fields_keys_values_then_indexes() {
-        let text = r#"{"f:b":{},"f:c":{},"k:{\"a\":1,\"b\":\"x\"}":{},"v:2":{},"v:10":{},"v:\"a\"":{},"i:3":{}}"#;
+        let text = r#"{"f:b":{},"f:c":{},"k:{\"a\":1,\"b\":\"x\"}":{},"k:{\"a\":2}":{},"v:2":{},"v:10":{},"v:\"a\"":{},"i:3":{}}"#;
         let set = FieldSet::from_fields_v1(&serde_json::from_str(text).unwrap()).unwrap();
         assert_eq!(set.to_json_string(), text);
     }

@@ -179,8 +179,9 @@ pub(crate) fn without_managed_fields(object: &Value) -> Value {
     copy
 }
 
-/// Fields the server sets, which no manager owns. `apiVersion`, `kind` and `metadata` are
-/// only dropped as members: what is below `metadata` is owned as usual.
+/// Fields the server sets, which no manager owns: kube-apiserver's list, plus the deletion
+/// fields, which only the server writes. `apiVersion`, `kind` and `metadata` are only dropped
+/// as members: what is below `metadata` is owned as usual.
 pub(crate) fn untracked(set: &FieldSet) -> FieldSet {
     let mut shallow = FieldSet::new();
     for top in ["apiVersion", "kind", "metadata"] {
@@ -190,7 +191,6 @@ pub(crate) fn untracked(set: &FieldSet) -> FieldSet {
     for field in [
         "name",
         "namespace",
-        "generateName",
         "creationTimestamp",
         "selfLink",
         "uid",
