@@ -217,6 +217,19 @@ pub struct UpdateOptions<'a> {
     pub time: &'a str,
     /// `status` (or another subresource) when the write came through one.
     pub subresource: Option<&'a str>,
+    /// Fields this endpoint resets whatever the client sends (kube-apiserver's reset fields:
+    /// `status` on the main resource of kinds with a status, the rest on `status`). Nobody
+    /// gains or loses them through this write.
+    pub ignored: &'a [&'a [&'a str]],
+}
+
+/// The field set of `paths`, each a list of field names from the root.
+pub(crate) fn ignored_set(paths: &[&[&str]]) -> FieldSet {
+    let mut set = FieldSet::new();
+    for path in paths {
+        set.insert(&field_path(path));
+    }
+    set
 }
 
 /// Records a create (`old` is `None`), update or non-apply patch in `new`'s managedFields.
@@ -251,7 +264,77 @@ pub fn track_update(
     let old_plain = without_managed_fields(old.unwrap_or(&empty));
     let new_plain = without_managed_fields(new);
     record_update(&old_plain, &new_plain, &mut entries, opts, &rules.root());
+    cap_updaters(&mut entries);
     write_managed_fields(new, entries);
+}
+
+/// The most updater entries an object keeps; appliers are not capped.
+pub const MAX_UPDATERS: usize = 10;
+
+/// Where the oldest updaters' fields go once there are too many.
+pub const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Keeps at most [`MAX_UPDATERS`] updater entries, as kube-apiserver does, so that a stream
+/// of differently named clients cannot grow managedFields without bound. Oldest first, each
+/// updater is folded into an `ancient-changes` entry of its API version (the first of a
+/// version becomes that entry), which takes the time of the latest one folded in.
+fn cap_updaters(entries: &mut Vec<ManagedEntry>) {
+    entries.retain(|e| !e.fields.is_empty());
+    let mut updaters: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].operation == Operation::Update)
+        .collect();
+    if updaters.len() <= MAX_UPDATERS {
+        return;
+    }
+    updaters.sort_by(|&a, &b| {
+        let key = |e: &ManagedEntry| {
+            (
+                e.time.clone().unwrap_or_default(),
+                e.manager.clone(),
+                e.api_version.clone(),
+                e.subresource.clone(),
+            )
+        };
+        key(&entries[a]).cmp(&key(&entries[b]))
+    });
+    let mut count = updaters.len();
+    let mut first_of_version: Vec<(String, usize)> = Vec::new();
+    let mut folded = vec![false; entries.len()];
+    for i in updaters {
+        if count <= MAX_UPDATERS {
+            break;
+        }
+        let version = entries[i].api_version.clone();
+        let Some(&(_, first)) = first_of_version.iter().find(|(v, _)| *v == version) else {
+            first_of_version.push((version, i));
+            continue;
+        };
+        let existing = (0..entries.len()).find(|&b| {
+            !folded[b]
+                && entries[b].manager == ANCIENT_CHANGES
+                && entries[b].operation == Operation::Update
+                && entries[b].subresource.is_empty()
+                && entries[b].api_version == version
+        });
+        let bucket = existing.unwrap_or_else(|| {
+            entries[first].manager = ANCIENT_CHANGES.to_string();
+            entries[first].subresource.clear();
+            first
+        });
+        if bucket == i {
+            continue;
+        }
+        let fields = entries[i].fields.clone();
+        entries[bucket].fields = entries[bucket].fields.union(&fields);
+        entries[bucket].time = entries[i].time.clone();
+        folded[i] = true;
+        count -= 1;
+    }
+    let mut index = 0;
+    entries.retain(|_| {
+        index += 1;
+        !folded[index - 1]
+    });
 }
 
 fn record_update(
@@ -262,10 +345,12 @@ fn record_update(
     node: &Node,
 ) {
     let cmp = compare(old, new, node);
-    let changed = untracked(&cmp.modified.union(&cmp.added));
+    let ignored = ignored_set(opts.ignored);
+    let changed = untracked(&cmp.modified.union(&cmp.added)).recursive_difference(&ignored);
+    let removed = cmp.removed.recursive_difference(&ignored);
     for entry in entries.iter_mut() {
         // An update always wins: what it changed is nobody else's any more.
-        entry.fields = entry.fields.difference(&changed).difference(&cmp.removed);
+        entry.fields = entry.fields.difference(&changed).difference(&removed);
     }
     let mine = ManagedEntry {
         manager: opts.manager.to_string(),
@@ -298,6 +383,7 @@ mod tests {
             api_version: "v1",
             time: "2026-11-27T06:00:00Z",
             subresource: None,
+            ignored: &[],
         }
     }
 
@@ -394,6 +480,35 @@ mod tests {
         assert_eq!(
             via_status["metadata"]["managedFields"],
             stored["metadata"]["managedFields"]
+        );
+    }
+
+    #[test]
+    fn the_oldest_updaters_fold_into_ancient_changes() {
+        let rules = MergeRules::builtin("ConfigMap");
+        let mut obj = configmap(json!({}));
+        for n in 0..=MAX_UPDATERS {
+            let mut next = obj.clone();
+            next["data"][format!("k{n:02}")] = json!("v");
+            let time = format!("2026-11-27T06:{n:02}:00Z");
+            let manager = format!("m{n:02}");
+            let update = UpdateOptions {
+                time: &time,
+                ..opts(&manager)
+            };
+            track_update(Some(&obj), &mut next, &update, &rules);
+            obj = next;
+        }
+        let entries = read_managed_fields(&obj).unwrap();
+        assert_eq!(entries.len(), MAX_UPDATERS);
+        let ancient = entries
+            .iter()
+            .find(|e| e.manager == ANCIENT_CHANGES)
+            .unwrap();
+        assert_eq!(ancient.time.as_deref(), Some("2026-11-27T06:01:00Z"));
+        assert_eq!(
+            ancient.fields.to_json_string(),
+            r#"{"f:data":{"f:k00":{},"f:k01":{}}}"#
         );
     }
 

@@ -179,10 +179,12 @@ pub(crate) fn take_ownership(
     entries: &mut [ManagedEntry],
     writer: usize,
     force: bool,
+    ignored: &FieldSet,
     node: &Node,
-) -> Result<super::compare::Comparison, Vec<Conflict>> {
+) -> Result<(), Vec<Conflict>> {
     let cmp = compare(live, new, node);
-    let changed = cmp.modified.union(&cmp.added);
+    let changed = cmp.modified.union(&cmp.added).recursive_difference(ignored);
+    let removed = cmp.removed.recursive_difference(ignored);
     let mut conflicts = Vec::new();
     for (i, entry) in entries.iter_mut().enumerate() {
         if i == writer {
@@ -200,12 +202,13 @@ pub(crate) fn take_ownership(
                 field: super::field_set::path_string(path),
             }));
         }
-        entry.fields = entry.fields.difference(&cmp.removed);
+        entry.fields = entry.fields.difference(&removed);
     }
-    if !conflicts.is_empty() {
-        return Err(conflicts);
+    if conflicts.is_empty() {
+        Ok(())
+    } else {
+        Err(conflicts)
     }
-    Ok(cmp)
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ pub use schema::{ListType, MergeRules};
 
 use crate::status::{Status, StatusCause};
 use compare::fields_of;
-use managed_fields::{untracked, without_managed_fields};
+use managed_fields::{ignored_set, untracked, without_managed_fields};
 use merge::{merge, prune, take_ownership};
 
 /// The longest field manager name kube-apiserver accepts.
@@ -46,6 +46,9 @@ pub struct ApplyOptions<'a> {
     pub force: bool,
     /// `status` (or another subresource) when applied through one.
     pub subresource: Option<&'a str>,
+    /// Fields this endpoint resets whatever the client sends, e.g. `&[&["status"]]` on the
+    /// main resource of a kind with a status: the applier does not own them.
+    pub ignored: &'a [&'a [&'a str]],
 }
 
 /// Why an apply was refused.
@@ -127,7 +130,9 @@ pub fn apply(
     let empty = Value::Object(Map::new());
     let live_plain = live.map(without_managed_fields).unwrap_or(empty);
     let config = without_managed_fields(applied);
-    let owned_now = untracked(&fields_of(&config, &node, true).map_err(ApplyError::Invalid)?);
+    let ignored = ignored_set(opts.ignored);
+    let owned_now = untracked(&fields_of(&config, &node, true).map_err(ApplyError::Invalid)?)
+        .recursive_difference(&ignored);
 
     let mut merged = merge(&live_plain, &config, &node, 0);
     keep_server_metadata(&live_plain, &mut merged);
@@ -143,7 +148,7 @@ pub fn apply(
     let (writer, last) = match entries.iter().position(|e| e.same_manager(&mine)) {
         Some(i) => {
             let last = std::mem::replace(&mut entries[i], mine).fields;
-            (i, Some(last))
+            (i, Some(last.recursive_difference(&ignored)))
         }
         None => {
             entries.push(mine);
@@ -163,6 +168,7 @@ pub fn apply(
         &mut entries,
         writer,
         opts.force,
+        &ignored,
         &node,
     )
     .map_err(ApplyError::Conflicts)?;

@@ -14,6 +14,7 @@ fn opts(manager: &str) -> ApplyOptions<'_> {
         time: T1,
         force: false,
         subresource: None,
+        ignored: &[],
     }
 }
 
@@ -202,6 +203,7 @@ fn an_updated_field_conflicts_with_a_later_applier() {
         api_version: "v1",
         time: T1,
         subresource: None,
+        ignored: &[],
     };
     track_update(None, &mut created, &update, &configmaps());
     let err = apply(
@@ -247,6 +249,7 @@ fn several_conflicts_are_listed_by_manager() {
         api_version: "v1",
         time: T2,
         subresource: None,
+        ignored: &[],
     };
     track_update(Some(&v1), &mut v2, &update, &configmaps());
     let err = apply(
@@ -411,4 +414,36 @@ fn managers_come_from_the_query_or_the_user_agent() {
     );
     assert!(field_manager(Some(&"x".repeat(129)), None).is_err());
     assert!(field_manager(Some("a\nb"), None).is_err());
+}
+
+#[test]
+fn reset_fields_are_not_owned() {
+    let rules = MergeRules::builtin("Namespace");
+    let main = ApplyOptions {
+        ignored: &[&["status"]],
+        ..opts("kubectl")
+    };
+    let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": "n", "labels": {"a": "1"}},
+                    "status": {"phase": "Active"}});
+    let obj = apply(None, &ns, &main, &rules).unwrap();
+    assert_eq!(
+        owners(&obj),
+        [owner(
+            "kubectl",
+            "Apply",
+            r#"{"f:metadata":{"f:labels":{"f:a":{}}}}"#
+        )]
+    );
+    let mut edited = obj.clone();
+    edited["status"]["phase"] = json!("Terminating");
+    let update = UpdateOptions {
+        manager: "kubectl-edit",
+        api_version: "v1",
+        time: T2,
+        subresource: None,
+        ignored: &[&["status"]],
+    };
+    track_update(Some(&obj), &mut edited, &update, &rules);
+    assert_eq!(owners(&edited), owners(&obj));
 }
