@@ -11,6 +11,7 @@ use serde_json::{json, Map, Value};
 use super::compare::compare;
 use super::field_set::{field_path, FieldSet, FieldSetError};
 use super::schema::{MergeRules, Node};
+use crate::status::StatusCause;
 
 /// The operation of a managedFields entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -120,6 +121,40 @@ pub fn read_managed_fields(object: &Value) -> Result<Vec<ManagedEntry>, FieldSet
     }
 }
 
+/// What kube-apiserver's object validation says about a client-sent managedFields (a 422,
+/// unlike entries that do not decode, which are silently replaced by the stored ones).
+pub fn validate_managed_fields(object: &Value) -> Vec<StatusCause> {
+    let Some(Value::Array(entries)) = object.pointer("/metadata/managedFields") else {
+        return Vec::new();
+    };
+    let mut causes = Vec::new();
+    let mut invalid = |field: String, value: &str, why: &str| {
+        causes.push(StatusCause {
+            kind: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {value:?}: {why}"),
+            field,
+        })
+    };
+    for (i, entry) in entries.iter().enumerate() {
+        let text = |key: &str| entry.get(key).and_then(Value::as_str).unwrap_or_default();
+        let path = |child: &str| format!("metadata.managedFields[{i}].{child}");
+        if !matches!(text("operation"), "Apply" | "Update") {
+            invalid(
+                path("operation"),
+                text("operation"),
+                "must be `Apply` or `Update`",
+            );
+        }
+        if !matches!(text("fieldsType"), "" | "FieldsV1") {
+            invalid(path("fieldsType"), text("fieldsType"), "must be `FieldsV1`");
+        }
+        if let Err(why) = super::check_field_manager(text("manager")) {
+            invalid(path("manager"), text("manager"), &why);
+        }
+    }
+    causes
+}
+
 /// Whether the client asked to clear managedFields: `managedFields: []`, or one empty entry.
 pub fn is_reset(object: &Value) -> bool {
     match object.pointer("/metadata/managedFields") {
@@ -156,6 +191,9 @@ pub fn write_managed_fields(object: &mut Value, mut entries: Vec<ManagedEntry>) 
     let Some(object) = object.as_object_mut() else {
         return;
     };
+    if entries.is_empty() && !object.contains_key("metadata") {
+        return;
+    }
     let metadata = object
         .entry("metadata")
         .or_insert_with(|| Value::Object(Map::new()));
@@ -509,6 +547,25 @@ mod tests {
         assert_eq!(
             ancient.fields.to_json_string(),
             r#"{"f:data":{"f:k00":{},"f:k01":{}}}"#
+        );
+    }
+
+    #[test]
+    fn malformed_entries_are_invalid() {
+        let obj = json!({"metadata": {"managedFields": [
+            {"manager": "ok", "operation": "Update", "fieldsType": "FieldsV1"},
+            {"manager": "a\u{7}", "operation": "Merge", "fieldsType": "FieldsV2"}]}});
+        let fields: Vec<String> = validate_managed_fields(&obj)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "metadata.managedFields[1].operation",
+                "metadata.managedFields[1].fieldsType",
+                "metadata.managedFields[1].manager"
+            ]
         );
     }
 

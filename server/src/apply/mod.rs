@@ -19,8 +19,8 @@ use serde_json::{Map, Value};
 
 pub use field_set::{FieldSet, PathElement};
 pub use managed_fields::{
-    is_reset, read_managed_fields, track_update, write_managed_fields, ManagedEntry, Operation,
-    UpdateOptions,
+    is_reset, read_managed_fields, track_update, validate_managed_fields, write_managed_fields,
+    ManagedEntry, Operation, UpdateOptions,
 };
 pub use merge::Conflict;
 pub use schema::{ListType, MergeRules};
@@ -247,22 +247,23 @@ fn print_manager(c: &Conflict) -> String {
     out
 }
 
+/// The manager of an apply: `?fieldManager=`, which apply requires.
+pub fn apply_field_manager(query: Option<&str>) -> Result<String, String> {
+    match query.filter(|m| !m.is_empty()) {
+        Some(manager) => {
+            check_field_manager(manager).map_err(|why| format!("fieldManager: {why}"))?;
+            Ok(manager.to_string())
+        }
+        None => Err("fieldManager: Required value: is required for apply patch".into()),
+    }
+}
+
 /// The manager of a write: `?fieldManager=` if given (and valid), else the User-Agent up to
 /// its first `/`, printable characters only, cut to the maximum length, as kube-apiserver
 /// derives it.
 pub fn field_manager(query: Option<&str>, user_agent: Option<&str>) -> Result<String, String> {
     if let Some(manager) = query.filter(|m| !m.is_empty()) {
-        if manager.len() > FIELD_MANAGER_MAX_LENGTH {
-            return Err(format!(
-                "fieldManager: Too long: may not be more than {FIELD_MANAGER_MAX_LENGTH} bytes"
-            ));
-        }
-        if let Some((i, c)) = manager.char_indices().find(|(_, c)| !printable(*c)) {
-            return Err(format!(
-                "fieldManager: Invalid value: {:?}: invalid character U+{:04X} (at position {i})",
-                manager, c as u32
-            ));
-        }
+        check_field_manager(manager).map_err(|why| format!("fieldManager: {why}"))?;
         return Ok(manager.to_string());
     }
     let prefix = user_agent
@@ -278,6 +279,22 @@ pub fn field_manager(query: Option<&str>, user_agent: Option<&str>) -> Result<St
         out.push(c);
     }
     Ok(out)
+}
+
+/// kube-apiserver's rules for a manager name: at most 128 bytes, printable characters.
+pub(crate) fn check_field_manager(manager: &str) -> Result<(), String> {
+    if manager.len() > FIELD_MANAGER_MAX_LENGTH {
+        return Err(format!(
+            "Too long: may not be more than {FIELD_MANAGER_MAX_LENGTH} bytes"
+        ));
+    }
+    match manager.char_indices().find(|(_, c)| !printable(*c)) {
+        Some((i, c)) => Err(format!(
+            "Invalid value: {manager:?}: invalid character U+{:04X} (at position {i})",
+            c as u32
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Go's `unicode.IsPrint`, near enough: no control characters, and ASCII space the only space.

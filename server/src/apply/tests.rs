@@ -414,6 +414,11 @@ fn managers_come_from_the_query_or_the_user_agent() {
     );
     assert!(field_manager(Some(&"x".repeat(129)), None).is_err());
     assert!(field_manager(Some("a\nb"), None).is_err());
+    assert_eq!(apply_field_manager(Some("kubectl")).unwrap(), "kubectl");
+    assert_eq!(
+        apply_field_manager(None).unwrap_err(),
+        "fieldManager: Required value: is required for apply patch"
+    );
 }
 
 #[test]
