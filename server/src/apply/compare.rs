@@ -76,14 +76,16 @@ pub(crate) fn collect_fields(
             for (key, child) in map {
                 let (child_node, declared) = node.field(key);
                 prefix.push(PathElement::Field(key.clone()));
-                collect_fields(child, &child_node, prefix, out, strict, every_node)?;
+                let below = collect_fields(child, &child_node, prefix, out, strict, every_node);
                 // Null, an empty object and a free-form map entry have no children that
                 // would carry ownership, so the field itself is owned.
                 let empty = child.is_null() || child.as_object().is_some_and(|m| m.is_empty());
-                if empty || !declared || every_node {
+                if below.is_ok() && (empty || !declared || every_node) {
                     out.insert(prefix);
                 }
+                // The prefix is the caller's too: restore it before any error goes up.
                 prefix.pop();
+                below?;
             }
         }
         Value::Array(items) => match list_elements(items, node, strict)? {
@@ -91,9 +93,12 @@ pub(crate) fn collect_fields(
                 let item_node = node.items();
                 for (pe, item) in elements {
                     prefix.push(pe);
-                    collect_fields(item, &item_node, prefix, out, strict, every_node)?;
-                    out.insert(prefix);
+                    let below = collect_fields(item, &item_node, prefix, out, strict, every_node);
+                    if below.is_ok() {
+                        out.insert(prefix);
+                    }
                     prefix.pop();
+                    below?;
                 }
             }
             None => out.insert(prefix),
@@ -140,7 +145,8 @@ fn walk(
             cmp.added.insert(prefix);
         }
         (Some(old), Some(new)) => {
-            if prefix.len() > MAX_DEPTH {
+            // Paths stop at MAX_DEPTH elements, the deepest a stored fieldsV1 may be read back.
+            if prefix.len() >= MAX_DEPTH {
                 if old != new {
                     cmp.modified.insert(prefix);
                 }

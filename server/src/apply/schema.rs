@@ -7,6 +7,8 @@
 //! ones kube-apiserver merges on apply; everything else there is a granular map or an atomic
 //! list.
 
+use std::sync::OnceLock;
+
 use serde_json::Value;
 
 use super::field_set::PathElement;
@@ -35,7 +37,7 @@ impl MergeRules<'_> {
                 strategies,
                 path: Vec::new(),
             },
-            MergeRules::Schema(schema) => Node::Openapi(Some(schema)),
+            MergeRules::Schema(schema) => Node::OpenapiRoot(schema),
         }
     }
 }
@@ -63,6 +65,15 @@ pub(crate) enum Node<'a> {
     /// `x-kubernetes-preserve-unknown-fields`), which structured-merge-diff treats as
     /// granular maps and atomic lists.
     Openapi(Option<&'a Value>),
+    /// The top of a custom resource. Its `metadata` is an ObjectMeta whatever the CRD says
+    /// (CRD schemas may only say `type: object` there), so it follows the built-in rules.
+    OpenapiRoot(&'a Value),
+}
+
+/// The rules of ObjectMeta: the list strategies every kind shares.
+fn object_meta() -> &'static Strategies {
+    static RULES: OnceLock<Strategies> = OnceLock::new();
+    RULES.get_or_init(|| strategies_for(""))
 }
 
 impl<'a> Node<'a> {
@@ -76,6 +87,14 @@ impl<'a> Node<'a> {
                 path.push(name.to_string());
                 (Node::Builtin { strategies, path }, true)
             }
+            Node::OpenapiRoot(_) if name == "metadata" => (
+                Node::Builtin {
+                    strategies: object_meta(),
+                    path: vec![name.to_string()],
+                },
+                true,
+            ),
+            Node::OpenapiRoot(schema) => Node::Openapi(Some(schema)).field(name),
             Node::Openapi(None) => (Node::Openapi(None), false),
             Node::Openapi(Some(schema)) => {
                 if let Some(field) = schema.get("properties").and_then(|p| p.get(name)) {
@@ -94,6 +113,7 @@ impl<'a> Node<'a> {
         match self {
             Node::Builtin { .. } => self.clone(),
             Node::Openapi(schema) => Node::Openapi(schema.and_then(|s| s.get("items"))),
+            Node::OpenapiRoot(schema) => Node::Openapi(schema.get("items")),
         }
     }
 
@@ -105,7 +125,7 @@ impl<'a> Node<'a> {
                 ListStrategy::MergeByKey(key) => ListType::Map(vec![key.to_string()]),
             },
             Node::Openapi(None) => ListType::Atomic,
-            Node::Openapi(Some(schema)) => {
+            Node::Openapi(Some(schema)) | Node::OpenapiRoot(schema) => {
                 match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
                     Some("set") => ListType::Set,
                     Some("map") => {
@@ -136,7 +156,7 @@ impl<'a> Node<'a> {
     pub fn map_is_atomic(&self) -> bool {
         match self {
             Node::Builtin { .. } | Node::Openapi(None) => false,
-            Node::Openapi(Some(schema)) => {
+            Node::Openapi(Some(schema)) | Node::OpenapiRoot(schema) => {
                 schema.get("x-kubernetes-map-type").and_then(Value::as_str) == Some("atomic")
             }
         }
@@ -219,6 +239,10 @@ mod tests {
         assert!(spec.field("selector").0.map_is_atomic());
         assert!(!spec.field("labels").0.field("app").1);
         assert!(!spec.field("unknown").1);
+        // Custom resources' metadata merges as every kind's does.
+        let (meta, _) = rules.root().field("metadata");
+        assert_eq!(meta.field("finalizers").0.list_type(), ListType::Set);
+        assert!(meta.field("labels").1);
     }
 
     #[test]

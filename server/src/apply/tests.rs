@@ -372,6 +372,59 @@ fn crd_map_lists_and_granular_maps_merge_per_schema() {
 }
 
 #[test]
+fn custom_resources_metadata_follows_object_meta() {
+    let schema = json!({"type": "object", "properties": {
+        "metadata": {"type": "object"}, "spec": {"type": "object"}}});
+    let rules = MergeRules::Schema(&schema);
+    let obj = |finalizers: Value| {
+        json!({"apiVersion": "v1", "kind": "Widget",
+               "metadata": {"name": "w", "labels": {"a": "1"}, "finalizers": finalizers}})
+    };
+    let v1 = apply(None, &obj(json!(["x"])), &opts("alice"), &rules).unwrap();
+    assert_eq!(
+        owners(&v1)[0].2,
+        r#"{"f:metadata":{"f:finalizers":{"v:\"x\"":{}},"f:labels":{"f:a":{}}}}"#
+    );
+    let v2 = apply(Some(&v1), &obj(json!(["y"])), &opts("bob"), &rules).unwrap();
+    assert_eq!(v2["metadata"]["finalizers"], json!(["x", "y"]));
+}
+
+#[test]
+fn deep_input_is_refused_without_overflowing() {
+    let mut deep = json!("leaf");
+    for _ in 0..120 {
+        deep = json!({ "a": deep });
+    }
+    let config = cm(deep.clone());
+    assert!(matches!(
+        apply(None, &config, &opts("kubectl"), &configmaps()),
+        Err(ApplyError::Invalid(_))
+    ));
+    let mut new = config.clone();
+    let update = UpdateOptions {
+        manager: "m",
+        api_version: "v1",
+        time: T1,
+        subresource: None,
+        ignored: &[],
+    };
+    track_update(None, &mut new, &update, &configmaps());
+    let mut newer = new.clone();
+    newer["data"] = json!({"b": deep});
+    track_update(Some(&new), &mut newer, &update, &configmaps());
+    assert!(
+        read_managed_fields(&new).is_ok(),
+        "{:?}",
+        read_managed_fields(&new).err()
+    );
+    assert!(
+        read_managed_fields(&newer).is_ok(),
+        "{:?}",
+        read_managed_fields(&newer).err()
+    );
+}
+
+#[test]
 fn bad_apply_requests_are_refused() {
     let mut with_managed = cm(json!({}));
     with_managed["metadata"]["managedFields"] = json!([]);
