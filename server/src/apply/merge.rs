@@ -7,7 +7,7 @@
 //! some manager still owns them; then every other manager that owns a field whose value
 //! changed is a conflict, unless forced, when it loses that field.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
@@ -61,9 +61,10 @@ pub(crate) fn merge(live: &Value, config: &Value, node: &Node, depth: usize) -> 
     }
 }
 
-/// Merges two identified lists. The configuration's items come in its order; a live item it
-/// does not mention stays just before the shared item that followed it live, so that what
-/// other managers added keeps its place.
+/// Merges two identified lists as structured-merge-diff orders them: items both lists have
+/// come in the configuration's order, and a live item the configuration does not mention
+/// stays where it was relative to the shared items around it, so that what other managers
+/// added keeps its place.
 fn merge_list(
     live: &[(PathElement, &Value)],
     config: &[(PathElement, &Value)],
@@ -71,29 +72,60 @@ fn merge_list(
     depth: usize,
 ) -> Vec<Value> {
     let live_by_pe: BTreeMap<&PathElement, &Value> = live.iter().map(|(pe, v)| (pe, *v)).collect();
-    let config_pos: BTreeMap<&PathElement, usize> = config
+    let in_config: BTreeSet<&PathElement> = config.iter().map(|(pe, _)| pe).collect();
+    // The shared items in the order they will be written; a live shared item only goes out
+    // when it is the next one due, otherwise it waits for its turn in the configuration.
+    let mut shared = config
         .iter()
-        .enumerate()
-        .map(|(i, (pe, _))| (pe, i))
-        .collect();
-    let mut out = Vec::with_capacity(live.len() + config.len());
-    let mut next = 0;
-    let emit_config_through = |end: usize, out: &mut Vec<Value>, next: &mut usize| {
-        for (pe, value) in config.iter().take(end).skip(*next) {
-            out.push(match live_by_pe.get(pe) {
-                Some(live_value) => merge(live_value, value, item_node, depth + 1),
-                None => (*value).clone(),
-            });
-        }
-        *next = (*next).max(end);
+        .map(|(pe, _)| pe)
+        .filter(|pe| live_by_pe.contains_key(pe));
+    let mut next_shared = shared.next();
+    let mut written: BTreeSet<&PathElement> = BTreeSet::new();
+    let merged = |pe: &PathElement, value: &Value| match live_by_pe.get(pe) {
+        Some(live_value) => merge(live_value, value, item_node, depth + 1),
+        None => value.clone(),
     };
-    for (pe, value) in live {
-        match config_pos.get(pe) {
-            None => out.push((*value).clone()),
-            Some(&pos) => emit_config_through(pos + 1, &mut out, &mut next),
+    let mut out = Vec::with_capacity(live.len() + config.len());
+    let (mut l, mut c) = (0, 0);
+    while l < live.len() || c < config.len() {
+        if let (Some((lpe, _)), Some((cpe, cvalue))) = (live.get(l), config.get(c)) {
+            if lpe == cpe {
+                out.push(merged(cpe, cvalue));
+                written.insert(cpe);
+                l += 1;
+                c += 1;
+                next_shared = shared.next();
+                continue;
+            }
+            if in_config.contains(lpe) && next_shared != Some(lpe) && !written.contains(lpe) {
+                l += 1;
+                continue;
+            }
+        }
+        if let Some((lpe, lvalue)) = live.get(l) {
+            if !in_config.contains(lpe) {
+                out.push((*lvalue).clone());
+                l += 1;
+                continue;
+            }
+            if written.contains(lpe) {
+                l += 1;
+                continue;
+            }
+        }
+        if let Some((cpe, cvalue)) = config.get(c) {
+            out.push(merged(cpe, cvalue));
+            written.insert(cpe);
+            c += 1;
+            if next_shared == Some(cpe) {
+                next_shared = shared.next();
+            }
+        } else {
+            // Only reachable with a shared live item the configuration already passed, which
+            // `written` rules out; stepping on keeps the loop finite regardless.
+            l += 1;
         }
     }
-    emit_config_through(config.len(), &mut out, &mut next);
     out
 }
 
@@ -227,6 +259,23 @@ mod tests {
             merged,
             json!({"secrets": [{"name": "a"}, {"name": "x"}, {"name": "b", "v": 2}, {"name": "c"}]})
         );
+    }
+
+    #[test]
+    fn live_only_items_stay_between_the_shared_items_around_them() {
+        let rules = MergeRules::builtin("ServiceAccount");
+        let names = |names: &[&str]| json!({"secrets": names.iter().map(|n| json!({"name": n})).collect::<Vec<_>>()});
+        let cases: &[(&[&str], &[&str], &[&str])] = &[
+            (&["x", "b", "y", "a"], &["a", "b"], &["x", "y", "a", "b"]),
+            (&["b", "a"], &["a", "b"], &["a", "b"]),
+            (&["a", "b"], &["c", "a"], &["c", "a", "b"]),
+            (&[], &["a"], &["a"]),
+            (&["a"], &[], &["a"]),
+        ];
+        for (live, config, want) in cases {
+            let merged = merge(&names(live), &names(config), &rules.root(), 0);
+            assert_eq!(merged, names(want), "{live:?} + {config:?}");
+        }
     }
 
     #[test]
