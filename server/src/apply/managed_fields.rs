@@ -208,6 +208,35 @@ pub fn write_managed_fields(object: &mut Value, mut entries: Vec<ManagedEntry>) 
     }
 }
 
+/// Undoes a write's managedFields time changes when they are all it changed, so that a
+/// repeated apply or a no-op update stores nothing and bumps no resourceVersion, as
+/// kube-apiserver does. Call it with the stored object, before the write is persisted.
+pub fn keep_times_if_unchanged(old: &Value, new: &mut Value) {
+    let entries = |o: &Value| -> Vec<Value> {
+        let list = o
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array);
+        list.into_iter()
+            .flatten()
+            .map(|e| {
+                let mut e = e.clone();
+                if let Some(e) = e.as_object_mut() {
+                    e.remove("time");
+                }
+                e
+            })
+            .collect()
+    };
+    if entries(old) == entries(new) && without_managed_fields(old) == without_managed_fields(new) {
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            match old.pointer("/metadata/managedFields") {
+                Some(stored) => meta.insert("managedFields".into(), stored.clone()),
+                None => meta.remove("managedFields"),
+            };
+        }
+    }
+}
+
 /// A copy of `object` without managedFields: they never take part in merging or comparing.
 pub(crate) fn without_managed_fields(object: &Value) -> Value {
     let mut copy = object.clone();

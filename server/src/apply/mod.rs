@@ -19,8 +19,8 @@ use serde_json::{Map, Value};
 
 pub use field_set::{FieldSet, PathElement};
 pub use managed_fields::{
-    is_reset, read_managed_fields, track_update, validate_managed_fields, write_managed_fields,
-    ManagedEntry, Operation, UpdateOptions,
+    is_reset, keep_times_if_unchanged, read_managed_fields, track_update, validate_managed_fields,
+    write_managed_fields, ManagedEntry, Operation, UpdateOptions,
 };
 pub use merge::Conflict;
 pub use schema::{ListType, MergeRules};

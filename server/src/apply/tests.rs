@@ -65,6 +65,29 @@ fn first_apply_creates_the_object_and_records_the_applier() {
 }
 
 #[test]
+fn a_repeated_apply_changes_nothing_once_times_are_kept() {
+    let v1 = apply(
+        None,
+        &cm(json!({"a": "1"})),
+        &opts("kubectl"),
+        &configmaps(),
+    )
+    .unwrap();
+    let later = ApplyOptions {
+        time: T2,
+        ..opts("kubectl")
+    };
+    let mut again = apply(Some(&v1), &cm(json!({"a": "1"})), &later, &configmaps()).unwrap();
+    assert_eq!(again["metadata"]["managedFields"][0]["time"], T2);
+    keep_times_if_unchanged(&v1, &mut again);
+    assert_eq!(again, v1);
+    // A real change keeps its new time.
+    let mut changed = apply(Some(&v1), &cm(json!({"a": "2"})), &later, &configmaps()).unwrap();
+    keep_times_if_unchanged(&v1, &mut changed);
+    assert_eq!(changed["metadata"]["managedFields"][0]["time"], T2);
+}
+
+#[test]
 fn server_fields_in_the_config_are_neither_owned_nor_applied() {
     let live = {
         let mut o = apply(
