@@ -148,7 +148,7 @@ pub fn validate_managed_fields(object: &Value) -> Vec<StatusCause> {
         if !matches!(text("fieldsType"), "" | "FieldsV1") {
             invalid(path("fieldsType"), text("fieldsType"), "must be `FieldsV1`");
         }
-        if let Err(why) = super::check_field_manager(text("manager")) {
+        if let Err(why) = super::field_manager::check_field_manager(text("manager")) {
             invalid(path("manager"), text("manager"), &why);
         }
     }

@@ -11,22 +11,137 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-use super::compare::{compare, list_elements};
+use super::compare::{compare, fields_of, list_elements};
+use super::conflict::{ApplyError, Conflict};
 use super::field_set::{FieldSet, PathElement, MAX_DEPTH};
-use super::managed_fields::{ManagedEntry, Operation};
-use super::schema::Node;
+use super::managed_fields::{
+    ignored_set, read_managed_fields, untracked, without_managed_fields, write_managed_fields,
+    ManagedEntry, Operation,
+};
+use super::schema::{MergeRules, Node};
 
-/// A field another manager owns and the apply would change.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Conflict {
-    /// The other manager, as its managedFields entry names it.
-    pub manager: String,
-    pub operation: Operation,
-    pub api_version: String,
-    /// The subresource its write came through, or empty.
-    pub subresource: String,
-    /// The path in kube-apiserver's notation, e.g. `.data.key`.
-    pub field: String,
+/// An apply request.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions<'a> {
+    /// `?fieldManager=`, which apply requires.
+    pub manager: &'a str,
+    /// The apiVersion the resource is served in; the applied config must use it.
+    pub api_version: &'a str,
+    /// Now, RFC 3339 seconds in UTC: `2026-11-27T06:00:00Z`.
+    pub time: &'a str,
+    /// `?force=true`: take conflicting fields instead of failing.
+    pub force: bool,
+    /// `status` (or another subresource) when applied through one.
+    pub subresource: Option<&'a str>,
+    /// Fields this endpoint resets whatever the client sends, e.g. `&[&["status"]]` on the
+    /// main resource of a kind with a status: the applier does not own them.
+    pub ignored: &'a [&'a [&'a str]],
+}
+
+/// Metadata the server owns: an applied configuration cannot set it, so the live values (or
+/// none, on create) are kept. A `resourceVersion` in the configuration is a precondition the
+/// caller checks against `applied` itself.
+const SERVER_METADATA: &[&str] = &[
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "generation",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
+/// Applies `applied` (the request body, as JSON) for `opts.manager` to `live` (`None` creates
+/// the object) and returns the new object with its managedFields updated.
+pub fn apply(
+    live: Option<&Value>,
+    applied: &Value,
+    opts: &ApplyOptions,
+    rules: &MergeRules,
+) -> Result<Value, ApplyError> {
+    let invalid = |m: &str| ApplyError::Invalid(m.to_string());
+    if !applied.is_object() {
+        return Err(invalid("the applied configuration must be an object"));
+    }
+    if !matches!(
+        applied.pointer("/metadata/managedFields"),
+        None | Some(Value::Null)
+    ) {
+        return Err(invalid("metadata.managedFields must be nil"));
+    }
+    if let Some(version) = applied.get("apiVersion").and_then(Value::as_str) {
+        if version != opts.api_version {
+            return Err(ApplyError::Invalid(format!(
+                "Incorrect version specified in apply patch. Specified patch version: {version}, expected: {}",
+                opts.api_version
+            )));
+        }
+    }
+    let node = rules.root();
+    // Stored managedFields that do not parse are a server bug or old data; starting over
+    // beats refusing every apply to the object.
+    let mut entries = live
+        .and_then(|l| read_managed_fields(l).ok())
+        .unwrap_or_default();
+    let empty = Value::Object(Map::new());
+    let live_plain = live.map(without_managed_fields).unwrap_or(empty);
+    let config = without_managed_fields(applied);
+    let ignored = ignored_set(opts.ignored);
+    let owned_now = untracked(&fields_of(&config, &node, true).map_err(ApplyError::Invalid)?)
+        .recursive_difference(&ignored);
+
+    let mut merged = merge(&live_plain, &config, &node, 0);
+    keep_server_metadata(&live_plain, &mut merged);
+
+    let mine = ManagedEntry {
+        manager: opts.manager.to_string(),
+        operation: Operation::Apply,
+        api_version: opts.api_version.to_string(),
+        time: Some(opts.time.to_string()),
+        subresource: opts.subresource.unwrap_or_default().to_string(),
+        fields: owned_now,
+    };
+    let (writer, last) = match entries.iter().position(|e| e.same_manager(&mine)) {
+        Some(i) => {
+            let last = std::mem::replace(&mut entries[i], mine).fields;
+            (i, Some(last.recursive_difference(&ignored)))
+        }
+        None => {
+            entries.push(mine);
+            (entries.len() - 1, None)
+        }
+    };
+    if let Some(last) = last {
+        let owned = entries
+            .iter()
+            .fold(FieldSet::new(), |all, e| all.union(&e.fields));
+        let remove = last.difference(&owned);
+        prune(&mut merged, &remove, Some(&last), Some(&owned), &node, 0);
+    }
+    take_ownership(
+        &live_plain,
+        &merged,
+        &mut entries,
+        writer,
+        opts.force,
+        &ignored,
+        &node,
+    )
+    .map_err(ApplyError::Conflicts)?;
+    write_managed_fields(&mut merged, entries);
+    Ok(merged)
+}
+
+fn keep_server_metadata(live: &Value, merged: &mut Value) {
+    let Some(meta) = merged.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for field in SERVER_METADATA {
+        match live.get("metadata").and_then(|m| m.get(*field)) {
+            Some(value) => meta.insert(field.to_string(), value.clone()),
+            None => meta.remove(*field),
+        };
+    }
 }
 
 /// Merges `config` over `live`: the configuration's values win; granular maps keep the live

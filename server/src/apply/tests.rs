@@ -473,31 +473,6 @@ fn bad_apply_requests_are_refused() {
 }
 
 #[test]
-fn managers_come_from_the_query_or_the_user_agent() {
-    assert_eq!(
-        field_manager(Some("mine"), Some("kubectl/v1.31")).unwrap(),
-        "mine"
-    );
-    assert_eq!(
-        field_manager(None, Some("kubectl/v1.31.0 (linux/amd64) kubernetes/abc")).unwrap(),
-        "kubectl"
-    );
-    assert_eq!(field_manager(None, None).unwrap(), "");
-    assert_eq!(field_manager(None, Some("a\u{7}b/x")).unwrap(), "ab");
-    assert_eq!(
-        field_manager(None, Some(&"x".repeat(300))).unwrap().len(),
-        128
-    );
-    assert!(field_manager(Some(&"x".repeat(129)), None).is_err());
-    assert!(field_manager(Some("a\nb"), None).is_err());
-    assert_eq!(apply_field_manager(Some("kubectl")).unwrap(), "kubectl");
-    assert_eq!(
-        apply_field_manager(None).unwrap_err(),
-        "fieldManager: Required value: is required for apply patch"
-    );
-}
-
-#[test]
 fn reset_fields_are_not_owned() {
     let rules = MergeRules::builtin("Namespace");
     let main = ApplyOptions {
