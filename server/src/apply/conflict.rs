@@ -108,3 +108,23 @@ fn print_manager(c: &Conflict) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn managers_print_with_their_subresource_and_version() {
+        let conflict = Conflict {
+            manager: "ctrl".into(),
+            operation: Operation::Update,
+            api_version: "v1".into(),
+            subresource: "status".into(),
+            field: ".status.phase".into(),
+        };
+        assert_eq!(
+            conflict_message(&[conflict]),
+            r#"Apply failed with 1 conflict: conflict with "ctrl" with subresource "status" using v1: .status.phase"#
+        );
+    }
+}

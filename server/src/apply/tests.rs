@@ -503,3 +503,58 @@ fn reset_fields_are_not_owned() {
     track_update(Some(&obj), &mut edited, &update, &rules);
     assert_eq!(owners(&edited), owners(&obj));
 }
+
+#[test]
+fn applying_and_updating_under_one_name_are_separate_managers() {
+    let v1 = apply(
+        None,
+        &cm(json!({"a": "1"})),
+        &opts("kubectl"),
+        &configmaps(),
+    )
+    .unwrap();
+    let mut v2 = v1.clone();
+    v2["data"]["b"] = json!("1");
+    let edit = UpdateOptions {
+        manager: "kubectl",
+        api_version: "v1",
+        time: T2,
+        subresource: None,
+        ignored: &[],
+    };
+    track_update(Some(&v1), &mut v2, &edit, &configmaps());
+    assert_eq!(
+        owners(&v2),
+        [
+            owner("kubectl", "Apply", r#"{"f:data":{"f:a":{}}}"#),
+            owner("kubectl", "Update", r#"{"f:data":{"f:b":{}}}"#),
+        ]
+    );
+    // The applier changing `b` conflicts with its own name's update, and force moves it.
+    let err = apply(
+        Some(&v2),
+        &cm(json!({"a": "1", "b": "2"})),
+        &opts("kubectl"),
+        &configmaps(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"Apply failed with 1 conflict: conflict with "kubectl" using v1: .data.b"#
+    );
+    let v3 = apply(
+        Some(&v2),
+        &cm(json!({"a": "1", "b": "2"})),
+        &forced("kubectl"),
+        &configmaps(),
+    )
+    .unwrap();
+    assert_eq!(
+        owners(&v3),
+        [owner(
+            "kubectl",
+            "Apply",
+            r#"{"f:data":{"f:a":{},"f:b":{}}}"#
+        )]
+    );
+}
