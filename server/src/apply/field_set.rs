@@ -373,7 +373,9 @@ impl FieldSet {
         out.push('}');
     }
 
-    /// The `fieldsV1` value, for storing in an object.
+    /// The `fieldsV1` value, for storing in an object. serde_json's maps sort their keys, so
+    /// once serialized this puts `i:` before `k:` and `v:10` before `v:2`, where
+    /// [`FieldSet::to_json_string`] keeps structured-merge-diff's order; clients read either.
     pub fn to_fields_v1(&self) -> Value {
         // Our own output always parses; the fallback only keeps this total.
         serde_json::from_str(&self.to_json_string()).unwrap_or_else(|_| Value::Object(Map::new()))
