@@ -7,6 +7,7 @@
 //! `trellis start`.
 
 pub mod admission;
+pub mod apply;
 pub mod bootstrap;
 pub mod controllers;
 pub mod deletion;

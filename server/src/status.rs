@@ -166,6 +166,15 @@ impl Status {
         .with_details(details)
     }
 
+    /// A server-side apply refused because other managers own fields it would change; one
+    /// `FieldManagerConflict` cause per field.
+    pub fn apply_conflict(message: impl Into<String>, causes: Vec<StatusCause>) -> Status {
+        Status::new(409, "Conflict", message).with_details(StatusDetails {
+            causes,
+            ..StatusDetails::default()
+        })
+    }
+
     pub fn bad_request(message: impl Into<String>) -> Status {
         Status::new(400, "BadRequest", message)
     }

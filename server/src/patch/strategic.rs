@@ -29,6 +29,11 @@ pub struct Strategies {
 }
 
 impl Strategies {
+    /// How the list at `path` merges; server-side apply reads the same table.
+    pub fn list_strategy(&self, path: &[String]) -> ListStrategy {
+        self.lookup(path)
+    }
+
     fn lookup(&self, path: &[String]) -> ListStrategy {
         self.lists
             .iter()

@@ -1,0 +1,33 @@
+//! Server-side apply and `metadata.managedFields`, as kube-apiserver does them with
+//! sigs.k8s.io/structured-merge-diff. Pure functions, no I/O: the REST layer reads the stored
+//! object, calls [`apply`] (for `application/apply-patch+yaml`) or [`track_update`] (for every
+//! other write) and stores the result.
+//!
+//! - [`field_set`]: sets of owned fields and their `fieldsV1` encoding.
+//! - [`schema`]: which lists and maps merge, from a CRD schema or the built-in table.
+//! - [`compare`]: an object's fields, and what changed between two versions.
+//! - [`merge`]: the apply itself.
+//! - [`conflict`]: what a refused apply reports.
+//! - [`managed_fields`]: the entries, and recording non-apply writes.
+//! - [`field_manager`]: who made a write.
+
+pub mod compare;
+pub mod conflict;
+pub mod field_manager;
+pub mod field_set;
+pub mod managed_fields;
+pub mod merge;
+pub mod schema;
+
+pub use conflict::{conflict_message, ApplyError, Conflict};
+pub use field_manager::{apply_field_manager, field_manager, FIELD_MANAGER_MAX_LENGTH};
+pub use field_set::{FieldSet, PathElement};
+pub use managed_fields::{
+    is_reset, keep_times_if_unchanged, read_managed_fields, track_update, validate_managed_fields,
+    write_managed_fields, ManagedEntry, Operation, UpdateOptions,
+};
+pub use merge::{apply, ApplyOptions};
+pub use schema::{ListType, MergeRules};
+
+#[cfg(test)]
+mod tests;
