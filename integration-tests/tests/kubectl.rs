@@ -715,8 +715,6 @@ async fn namespace_and_finalizers(hub: &Hub) {
         .is_empty());
 }
 
-on_both_stores!(kubectl_round_trip, namespace_and_finalizers);
-
 /// A restart keeps data, the CA and the admin credential: the old kubeconfig still works.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_data_and_credentials() {
@@ -753,3 +751,54 @@ async fn restart_keeps_data_and_credentials() {
     assert!(ok, "{err}");
     assert_eq!(out, "default");
 }
+
+/// `kubectl apply --server-side`: ownership in managedFields, conflicts with another manager,
+/// `--force-conflicts`, and fields the applier stops applying going away.
+async fn server_side_apply(hub: &Hub) {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\n  labels: {team: ml}\ndata:\n  key: one\n  other: x\n";
+    let path = write_file(dir.path(), "cm.yaml", manifest);
+    assert!(hub
+        .ok(&["apply", "--server-side", "-f", &path])
+        .contains("configmap/ssa serverside-applied"));
+    let managed = hub.ok(&[
+        "get", "cm", "ssa", "--show-managed-fields", "-o",
+        "jsonpath={.metadata.managedFields[0].manager}/{.metadata.managedFields[0].operation}/{.metadata.managedFields[0].fieldsV1}",
+    ]);
+    assert_eq!(
+        managed,
+        r#"kubectl/Apply/{"f:data":{"f:key":{},"f:other":{}},"f:metadata":{"f:labels":{"f:team":{}}}}"#
+    );
+    hub.ok(&[
+        "patch",
+        "cm",
+        "ssa",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"key":"two"}}"#,
+    ]);
+    let err = hub.fails(&["apply", "--server-side", "-f", &path]);
+    assert!(
+        err.contains(
+            r#"Apply failed with 1 conflict: conflict with "kubectl-patch" using v1: .data.key"#
+        ),
+        "{err}"
+    );
+    hub.ok(&["apply", "--server-side", "--force-conflicts", "-f", &path]);
+    assert_eq!(
+        hub.ok(&["get", "cm", "ssa", "-o", "jsonpath={.data.key}"]),
+        "one"
+    );
+    let fewer = write_file(dir.path(), "cm.yaml", &manifest.replace("  other: x\n", ""));
+    hub.ok(&["apply", "--server-side", "-f", &fewer]);
+    assert_eq!(
+        hub.ok(&["get", "cm", "ssa", "-o", "jsonpath={.data}"]),
+        r#"{"key":"one"}"#
+    );
+}
+
+on_both_stores!(
+    kubectl_round_trip,
+    namespace_and_finalizers,
+    server_side_apply
+);

@@ -15,7 +15,7 @@ pub const STRATEGIC_MERGE_PATCH: &str = "application/strategic-merge-patch+json"
 pub const APPLY_PATCH: &str = "application/apply-patch+yaml";
 
 /// The patch types this server applies, for 415 answers.
-pub const ACCEPTED: &[&str] = &[JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH];
+pub const ACCEPTED: &[&str] = &[JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatchType {

@@ -9,6 +9,7 @@ use trellis_storage::{Preconditions, StorageError};
 
 use super::subresource::{self, Subresource};
 use super::{Target, MAX_BODY_BYTES};
+use crate::apply;
 use crate::deletion::{self, Deleted};
 use crate::http::query::Query;
 use crate::http::response;
@@ -192,6 +193,19 @@ pub async fn create(
         }
     }
     let warnings = validate_fields(&mut object, &duplicates, target, query)?;
+    let manager = Managers::of(target, query, headers)?;
+    manager.track(target, None, &mut object);
+    store_new(target, query, object, warnings).await
+}
+
+/// Stores a new object (from a create, or an apply of a missing object) whose managed
+/// fields are already recorded.
+async fn store_new(
+    target: &Target<'_>,
+    query: &Query,
+    mut object: Value,
+    warnings: Vec<String>,
+) -> Result<Response, Status> {
     let (name, uid) = object_meta::prepare_create(&mut object, target.rt, target.namespace)?;
     let subject_target = Target {
         name: Some(&name),
@@ -216,6 +230,90 @@ pub async fn create(
         response::json(StatusCode::CREATED, &object),
         &warnings,
     ))
+}
+
+/// Who makes a write, and how their fields are recorded in `metadata.managedFields`.
+struct Managers {
+    manager: String,
+    time: String,
+}
+
+impl Managers {
+    fn of(target: &Target, query: &Query, headers: &HeaderMap) -> Result<Managers, Status> {
+        let user_agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok());
+        let manager = apply::field_manager(query.get("fieldManager"), user_agent)
+            .map_err(|why| invalid_options(target, why))?;
+        Ok(Managers {
+            manager,
+            time: object_meta::now_rfc3339(),
+        })
+    }
+
+    /// Records a non-apply write of `new` over `old`.
+    fn track(&self, target: &Target, old: Option<&Value>, new: &mut Value) {
+        let api_version = target.rt.api_version();
+        let subresource = subresource_name(target);
+        apply::track_update(
+            old,
+            new,
+            &apply::UpdateOptions {
+                manager: &self.manager,
+                api_version: &api_version,
+                time: &self.time,
+                subresource,
+                ignored: reset_fields(target),
+            },
+            &merge_rules(target),
+        );
+    }
+}
+
+fn subresource_name(target: &Target) -> Option<&'static str> {
+    match target.subresource {
+        Subresource::None => None,
+        Subresource::Status => Some("status"),
+        Subresource::Scale => Some("scale"),
+    }
+}
+
+/// The fields an endpoint resets whatever the client sends: nobody gains them there.
+fn reset_fields(target: &Target) -> &'static [&'static [&'static str]] {
+    match target.subresource {
+        Subresource::None if target.rt.subresources.status => &[&["status"]],
+        Subresource::Status => &[&["spec"]],
+        _ => &[],
+    }
+}
+
+/// How lists and maps of `target`'s kind merge.
+fn merge_rules<'a>(target: &Target<'a>) -> apply::MergeRules<'a> {
+    match target.rt.custom.as_ref().and_then(|c| c.schema.as_ref()) {
+        Some(schema) => apply::MergeRules::Schema(schema),
+        None => apply::MergeRules::builtin(&target.rt.kind),
+    }
+}
+
+/// A 422 about the request's options (fieldManager).
+fn invalid_options(target: &Target, why: String) -> Status {
+    let (field, message) = why
+        .split_once(": ")
+        .map(|(f, m)| (f.to_string(), m.to_string()))
+        .unwrap_or((String::new(), why.clone()));
+    Status::invalid(
+        &Subject {
+            group: &target.rt.group,
+            resource: &target.rt.plural,
+            name: target.name.unwrap_or_default(),
+        },
+        "PatchOptions",
+        vec![StatusCause {
+            kind: "FieldValueRequired".into(),
+            message,
+            field,
+        }],
+    )
 }
 
 /// The kind's own validation.
@@ -275,14 +373,15 @@ pub async fn update(
         }
         _ => {}
     }
+    let managers = Managers::of(target, query, headers)?;
     if let (Subresource::Scale, Some(paths)) = (target.subresource, &target.rt.subresources.scale) {
-        return rewrite(target, query, |current| {
+        return rewrite(target, query, Some(&managers), |current| {
             Ok((subresource::apply_scale(current, &sent, paths)?, Vec::new()))
         })
         .await;
     }
     let warnings = validate_fields(&mut sent, &duplicates, target, query)?;
-    rewrite(target, query, |_current| {
+    rewrite(target, query, Some(&managers), |_current| {
         Ok((sent.clone(), warnings.clone()))
     })
     .await
@@ -298,10 +397,14 @@ pub async fn patch(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    if media_type.split(';').next().unwrap_or_default().trim() == crate::patch::APPLY_PATCH {
+        return server_side_apply(target, query, body).await;
+    }
     let kind = PatchType::from_media_type(media_type)?;
     let patch = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
+    let managers = Managers::of(target, query, headers)?;
     if target.rt.custom.is_some() && kind == PatchType::Strategic {
         return Err(Status::unsupported_media_type(
             media_type,
@@ -313,7 +416,7 @@ pub async fn patch(
         ));
     }
     if let (Subresource::Scale, Some(paths)) = (target.subresource, &target.rt.subresources.scale) {
-        return rewrite(target, query, |current| {
+        return rewrite(target, query, Some(&managers), |current| {
             let scale = subresource::scale_of(current, paths);
             let patched = crate::patch::apply(kind, &scale, &patch, "Scale")?;
             Ok((
@@ -323,10 +426,73 @@ pub async fn patch(
         })
         .await;
     }
-    rewrite(target, query, |current| {
+    rewrite(target, query, Some(&managers), |current| {
         let mut patched = crate::patch::apply(kind, current, &patch, &target.rt.kind)?;
         let warnings = validate_fields(&mut patched, &[], target, query)?;
         Ok((patched, warnings))
+    })
+    .await
+}
+
+/// `PATCH` with `application/apply-patch+yaml`: server-side apply. The configuration's
+/// fields become the manager's; a missing object is created.
+async fn server_side_apply(
+    target: &Target<'_>,
+    query: &Query,
+    body: Body,
+) -> Result<Response, Status> {
+    let manager = apply::apply_field_manager(query.get("fieldManager"))
+        .map_err(|why| invalid_options(target, why))?;
+    let force = match query.get("force") {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(Status::bad_request(format!("invalid force {other:?}"))),
+    };
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
+    // YAML, of which JSON is a part.
+    let mut applied: Value = serde_yaml_ng::from_slice(&bytes)
+        .map_err(|e| Status::bad_request(format!("error decoding YAML: {e}")))?;
+    if !applied.is_object() {
+        return Err(Status::bad_request(
+            "the applied configuration must be an object",
+        ));
+    }
+    if target.subresource == Subresource::None && target.rt.subresources.status {
+        if let Some(map) = applied.as_object_mut() {
+            map.remove("status");
+        }
+    }
+    let warnings = validate_fields(&mut applied, &[], target, query)?;
+    let api_version = target.rt.api_version();
+    let time = object_meta::now_rfc3339();
+    let options = apply::ApplyOptions {
+        manager: &manager,
+        api_version: &api_version,
+        time: &time,
+        force,
+        subresource: subresource_name(target),
+        ignored: reset_fields(target),
+    };
+    let rules = merge_rules(target);
+    let name = target.name.unwrap_or_default();
+    match target.state.store.get(&target.key(name)).await {
+        Err(StorageError::NotFound(_)) if target.subresource == Subresource::None => {
+            let mut created =
+                apply::apply(None, &applied, &options, &rules).map_err(|e| e.to_status())?;
+            if let Some(meta) = created.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert("name".into(), Value::String(name.to_string()));
+            }
+            return store_new(target, query, created, warnings).await;
+        }
+        Err(e) => return Err(target.storage_error(&e)),
+        Ok(_) => {}
+    }
+    rewrite(target, query, None, |current| {
+        let merged =
+            apply::apply(Some(current), &applied, &options, &rules).map_err(|e| e.to_status())?;
+        Ok((merged, warnings.clone()))
     })
     .await
 }
@@ -337,6 +503,7 @@ pub async fn patch(
 async fn rewrite(
     target: &Target<'_>,
     query: &Query,
+    managers: Option<&Managers>,
     compute: impl Fn(&Value) -> Result<(Value, Vec<String>), Status>,
 ) -> Result<Response, Status> {
     let name = target.name.unwrap_or_default();
@@ -365,6 +532,10 @@ async fn rewrite(
         }
         object_meta::prepare_update(&mut object, &current, target.rt)?;
         check_strategy(target, &object, Some(&current))?;
+        // An apply has recorded its fields already (`managers` is None then).
+        if let Some(managers) = managers {
+            managers.track(target, Some(&current), &mut object);
+        }
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("name".into(), Value::String(name.to_string()));
         }
