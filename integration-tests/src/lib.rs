@@ -124,8 +124,9 @@ fn run_kubectl(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool,
     )
 }
 
-/// Where the `kubectl-ws` plugin is: built on first use (cargo does not build another
-/// package's binaries for these tests), next to this test binary's profile directory.
+/// Where the `kubectl-ws` plugin and the `trellis` binary are: built on first use (cargo
+/// does not build another package's binaries for these tests), in this test binary's
+/// profile directory.
 pub fn plugin_dir() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
@@ -138,15 +139,23 @@ pub fn plugin_dir() -> &'static Path {
             .to_path_buf();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "-p", "trellis-server", "--bin", "kubectl-ws"]);
+        build.args([
+            "build",
+            "-p",
+            "trellis-server",
+            "--bin",
+            "kubectl-ws",
+            "--bin",
+            "trellis",
+        ]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }
         let status = build.status().expect("run cargo build");
-        assert!(status.success(), "building kubectl-ws failed");
+        assert!(status.success(), "building kubectl-ws and trellis failed");
         assert!(
-            profile_dir.join("kubectl-ws").is_file(),
-            "no kubectl-ws in {}",
+            profile_dir.join("kubectl-ws").is_file() && profile_dir.join("trellis").is_file(),
+            "no kubectl-ws or trellis in {}",
             profile_dir.display()
         );
         profile_dir
@@ -204,4 +213,9 @@ macro_rules! on_both_stores {
             )*
         }
     };
+}
+
+/// The `trellis` binary, for tests that run the hub as separate processes.
+pub fn trellis_binary() -> PathBuf {
+    plugin_dir().join("trellis")
 }

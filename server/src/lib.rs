@@ -14,6 +14,7 @@ pub mod deletion;
 pub mod discovery;
 pub mod http;
 pub mod kubeconfig;
+pub mod leader_election;
 pub mod object_meta;
 pub mod openapi;
 pub mod patch;

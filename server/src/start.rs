@@ -85,12 +85,17 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
         let workspaces = workspaces.clone();
         tokio::spawn(async move { workspaces.watch().await });
     }
-    crate::controllers::spawn_all(
-        store.clone(),
-        registry.clone(),
-        workspaces.clone(),
-        external_url,
-    );
+    {
+        let (store, registry, workspaces) = (store.clone(), registry.clone(), workspaces.clone());
+        tokio::spawn(crate::leader_election::run(store.clone(), move || {
+            crate::controllers::spawn_all(
+                store.clone(),
+                registry.clone(),
+                workspaces.clone(),
+                external_url.clone(),
+            )
+        }));
+    }
     let state = Arc::new(AppState {
         store,
         registry,

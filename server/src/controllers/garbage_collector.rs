@@ -67,11 +67,13 @@ fn owner_refs(object: &Value) -> Vec<Value> {
 pub async fn run(store: Store, registry: Arc<Registry>) {
     // Woken by changes that can matter to it; a full pass every FULL_RESYNC regardless.
     let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
+    // Owned here, so they stop with the collector (when this replica stops leading).
+    let mut watchers = tokio::task::JoinSet::new();
     for rt in registry::builtin()
         .iter()
         .filter(|rt| rt.stored_as.is_none())
     {
-        tokio::spawn(watch_for_work(store.clone(), rt.clone(), wake.clone()));
+        watchers.spawn(watch_for_work(store.clone(), rt.clone(), wake.clone()));
     }
     loop {
         match pass(&store, &registry).await {
