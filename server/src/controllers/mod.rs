@@ -8,6 +8,7 @@
 pub mod crd;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod work_queue;
 pub mod workspace;
 
 use std::sync::Arc;

@@ -5,8 +5,9 @@
 //!   workspaces go (each the same way), then everything inside it; then the finalizer goes.
 //!   Progress shows in the `ContentDeleted` condition.
 //!
-//! Woken by every Workspace change; workspaces that wait (children still going) are looked
-//! at again every second, and everything every 30 s.
+//! Every Workspace change queues it ([`WorkQueue`]); workers reconcile queued workspaces
+//! concurrently, one worker per workspace at a time. Workspaces that wait (children still
+//! going) are looked at again every second, and everything every 30 s.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use trellis_storage::{
     EventType, ListRequest, ListScope, ObjectKey, Preconditions, StorageError, Store, StoredObject,
 };
 
+use super::work_queue::WorkQueue;
 use crate::bootstrap;
 use crate::deletion;
 use crate::object_meta::now_rfc3339;
@@ -37,60 +39,70 @@ pub struct Context {
     pub external_url: String,
 }
 
+/// Workspaces reconciled at once (creations and deletions come in bursts).
+const WORKERS: usize = 32;
+
 pub async fn run(ctx: Context) {
+    let queue: Arc<WorkQueue<ObjectKey>> = WorkQueue::new();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..WORKERS {
+        workers.spawn(work(ctx.clone(), queue.clone()));
+    }
     loop {
-        let watch = ctx
-            .store
-            .watch(ListScope::all_clusters(WORKSPACES), None)
-            .await;
-        let mut waiting = match resync(&ctx).await {
-            Ok(waiting) => waiting,
-            Err(err) => {
-                tracing::warn!(error = %err, "workspace controller: resync failed");
-                true
-            }
-        };
-        let Ok(mut watch) = watch else {
-            tokio::time::sleep(RETRY).await;
-            continue;
-        };
-        loop {
-            let wait = if waiting { RETRY } else { RESYNC };
-            match tokio::time::timeout(wait, watch.next()).await {
-                Ok(Some(Ok(event))) => {
-                    if event.kind == EventType::Deleted {
-                        continue;
-                    }
-                    match reconcile(&ctx, &event.object).await {
-                        Ok(again) => waiting |= again,
-                        Err(err) => {
-                            tracing::warn!(workspace = %event.object.key.name, error = %err, "workspace controller: will retry");
-                            waiting = true;
-                        }
-                    }
-                }
-                _ => break,
-            }
+        if let Err(err) = feed(&ctx, &queue).await {
+            tracing::warn!(error = %err, "workspace controller: watch failed; resyncing");
         }
+        tokio::time::sleep(RETRY).await;
     }
 }
 
-async fn resync(ctx: &Context) -> Result<bool, StorageError> {
+/// Queues every Workspace, then each one that changes; everything again every RESYNC.
+async fn feed(ctx: &Context, queue: &WorkQueue<ObjectKey>) -> Result<(), StorageError> {
     let listed = ctx
         .store
         .list(ListRequest::new(ListScope::all_clusters(WORKSPACES)))
         .await?;
-    let mut waiting = false;
-    for item in &listed.items {
-        match reconcile(ctx, item).await {
-            Ok(again) => waiting |= again,
-            Err(err) => {
-                tracing::warn!(workspace = %item.key.name, error = %err, "workspace controller: will retry");
-                waiting = true;
+    for item in listed.items {
+        queue.add(item.key);
+    }
+    let mut watch = ctx
+        .store
+        .watch(ListScope::all_clusters(WORKSPACES), Some(listed.revision))
+        .await?;
+    loop {
+        match tokio::time::timeout(RESYNC, watch.next()).await {
+            Ok(Some(event)) => {
+                let event = event?;
+                if event.kind != EventType::Deleted {
+                    queue.add(event.object.key);
+                }
             }
+            Ok(None) => return Ok(()),
+            Err(_) => return Ok(()),
         }
     }
-    Ok(waiting)
+}
+
+async fn work(ctx: Context, queue: Arc<WorkQueue<ObjectKey>>) {
+    loop {
+        let key = queue.next().await;
+        let again = match reconcile(&ctx, &key).await {
+            Ok(again) => again,
+            Err(err) => {
+                tracing::warn!(workspace = %key.name, cluster = %key.cluster, error = %err, "workspace controller: will retry");
+                true
+            }
+        };
+        queue.done(&key);
+        if again {
+            // Waiting on children or content: look again in a moment.
+            let (queue, key) = (queue.clone(), key.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(RETRY).await;
+                queue.add(key);
+            });
+        }
+    }
 }
 
 fn parse(stored: &StoredObject) -> Result<Value, StorageError> {
@@ -105,8 +117,8 @@ fn encode(object: &Value) -> Result<Bytes, StorageError> {
 }
 
 /// One step for one Workspace; whether to look again soon.
-pub async fn reconcile(ctx: &Context, seen: &StoredObject) -> Result<bool, StorageError> {
-    let stored = match ctx.store.get(&seen.key).await {
+pub async fn reconcile(ctx: &Context, key: &ObjectKey) -> Result<bool, StorageError> {
+    let stored = match ctx.store.get(key).await {
         Ok(stored) => stored,
         Err(StorageError::NotFound(_)) => return Ok(false),
         Err(e) => return Err(e),
