@@ -1001,17 +1001,8 @@ async fn describe_garbage_collection(hub: &Hub) -> Result<()> {
 
 /// `VmRSS` and `VmHWM` of a process, in MiB.
 fn memory_mib(pid: u32) -> Result<(f64, f64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> Result<f64> {
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .ok_or_else(|| format!("no {name} in /proc/{pid}/status"))?
-            .parse()?;
-        Ok(kib / 1024.0)
-    };
-    Ok((field("VmRSS:")?, field("VmHWM:")?))
+    let (rss, peak) = trellis_testkit::bench::process_memory_kib(pid)?;
+    Ok((rss / 1024.0, peak / 1024.0))
 }
 
 /// Waits for a started hub's kubeconfig, then makes one request through it.
