@@ -383,8 +383,55 @@ async fn schemas_and_rules(hub: &Hub) {
     assert!(err.contains("x-kubernetes-validations[0].rule"), "{err}");
 }
 
+/// A CRD served in two versions: objects written in one read in the other (conversion
+/// `None`), and the deprecated one warns.
+async fn several_versions(hub: &Hub) {
+    let dir = tempfile::tempdir().unwrap();
+    let two_versions = CRD.replace(
+        "  versions:\n  - name: v1\n",
+        "  versions:\n  - name: v1beta1\n    served: true\n    storage: false\n    deprecated: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n  - name: v1\n",
+    );
+    hub.ok(&[
+        "apply",
+        "-f",
+        &write_file(dir.path(), "crd.yaml", &two_versions),
+    ]);
+    hub.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+    ]);
+    let old = WIDGET.replace("example.com/v1", "example.com/v1beta1");
+    let (ok, _, err) = hub.kubectl(&["apply", "-f", &write_file(dir.path(), "w.yaml", &old)]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("example.com/v1beta1 Widget is deprecated"),
+        "{err}"
+    );
+    assert_eq!(
+        hub.ok(&[
+            "get",
+            "widgets.v1.example.com",
+            "w1",
+            "-o",
+            "jsonpath={.apiVersion} {.spec.color}"
+        ]),
+        "example.com/v1 red"
+    );
+    let (_, out, _) = hub.kubectl(&[
+        "get",
+        "widgets.v1beta1.example.com",
+        "w1",
+        "-o",
+        "jsonpath={.apiVersion}",
+    ]);
+    assert_eq!(out, "example.com/v1beta1");
+    assert!(hub.ok(&["api-versions"]).contains("example.com/v1beta1"));
+}
+
 on_both_stores!(
     apply_a_directory_with_a_crd,
+    several_versions,
     schemas_and_rules,
     wait_for_conditions_and_deletion,
     namespaces_and_bad_definitions,

@@ -87,7 +87,19 @@ pub async fn handle(
         Verb::Patch => write::patch(&target, &query, headers, body).await,
         Verb::DeleteCollection => write::delete_collection(&target, &query).await,
     };
-    result.unwrap_or_else(response::status)
+    let mut response = result.unwrap_or_else(response::status);
+    // A deprecated custom resource version says so on every response, as kube-apiserver does.
+    if let Some(warning) = rt
+        .custom
+        .as_ref()
+        .and_then(|c| c.deprecation_warning.as_ref())
+    {
+        let text = format!("299 - {}", Value::String(warning.clone()));
+        if let Ok(value) = axum::http::HeaderValue::from_str(&text) {
+            response.headers_mut().append("warning", value);
+        }
+    }
+    response
 }
 
 /// The resource (and, for single-object verbs, the object) a request addresses.
