@@ -158,7 +158,7 @@ async fn wait_ready(client: &kube::Client, parent: &str, name: &str) -> Result<(
         if Instant::now() > deadline {
             return Err(format!("{parent}:{name} not ready in time").into());
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

@@ -236,8 +236,8 @@ async fn terminate(
         crate::registry::lookup_builtin("tenancy.trellis.dev", "v1alpha1", "workspaces")
             .cloned()
             .ok_or_else(|| StorageError::Internal("workspaces are not served".into()))?;
-    for child in &children.items {
-        match deletion::delete(
+    let deletions = children.items.iter().map(|child| {
+        deletion::delete(
             &ctx.store,
             &workspaces_rt,
             child.key.clone(),
@@ -245,8 +245,9 @@ async fn terminate(
             Preconditions::none(),
             deletion::Propagation::Background,
         )
-        .await
-        {
+    });
+    for outcome in futures::future::join_all(deletions).await {
+        match outcome {
             Ok(_) | Err(StorageError::NotFound(_) | StorageError::Conflict { .. }) => {}
             Err(e) => return Err(e),
         }
@@ -299,12 +300,40 @@ async fn terminate(
     }
 }
 
+/// Deletes every object of `resources` in `cluster`; how many could not be deleted.
+async fn delete_all(
+    ctx: &Context,
+    cluster: &str,
+    resources: &[String],
+) -> Result<usize, StorageError> {
+    let lists = resources.iter().map(|resource| {
+        ctx.store.list(ListRequest::new(ListScope::cluster(
+            cluster,
+            resource.clone(),
+        )))
+    });
+    let listed = futures::future::try_join_all(lists).await?;
+    let deletes = listed
+        .into_iter()
+        .flat_map(|l| l.items)
+        .map(|item| ctx.store.delete(item.key, Preconditions::none()));
+    let mut failed = 0;
+    for outcome in futures::future::join_all(deletes).await {
+        match outcome {
+            Ok(_) | Err(StorageError::NotFound(_)) => {}
+            Err(StorageError::Conflict { .. }) => failed += 1,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(failed)
+}
+
 /// Deletes every object of a logical cluster, finalizers or not (the workspace is going
 /// as a whole, as in kcp); how many could not be deleted this time.
 async fn delete_content(ctx: &Context, cluster: &str) -> Result<usize, StorageError> {
     ctx.registry.invalidate(cluster);
     let resources = ctx.registry.resources(cluster).await;
-    // Custom resources before their definitions; everything before the LogicalCluster.
+    // Every resource once (versions share storage); the LogicalCluster separately.
     let mut storage: Vec<String> = Vec::new();
     for rt in resources.iter().rev() {
         let s = rt.storage_resource();
@@ -312,24 +341,11 @@ async fn delete_content(ctx: &Context, cluster: &str) -> Result<usize, StorageEr
             storage.push(s);
         }
     }
-    storage.push(LOGICAL_CLUSTERS.to_string());
-    let mut failed = 0;
-    for resource in storage {
-        let listed = ctx
-            .store
-            .list(ListRequest::new(ListScope::cluster(cluster, resource)))
-            .await?;
-        for item in listed.items {
-            match ctx
-                .store
-                .delete(item.key.clone(), Preconditions::none())
-                .await
-            {
-                Ok(_) | Err(StorageError::NotFound(_)) => {}
-                Err(StorageError::Conflict { .. }) => failed += 1,
-                Err(e) => return Err(e),
-            }
-        }
+    // Everything at once (the lists in parallel, the deletes sharing commits), then the
+    // LogicalCluster, which routes the cluster's id, last.
+    let mut failed = delete_all(ctx, cluster, &storage).await?;
+    if failed == 0 {
+        failed += delete_all(ctx, cluster, &[LOGICAL_CLUSTERS.to_string()]).await?;
     }
     ctx.registry.invalidate(cluster);
     Ok(failed)
