@@ -19,6 +19,7 @@ pub mod protobuf;
 pub mod registry;
 pub mod request_info;
 pub mod rest;
+pub mod revision_splice;
 pub mod selectors;
 pub mod start;
 pub mod state;

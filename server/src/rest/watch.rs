@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use futures::FutureExt;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use trellis_storage::{Event, EventType, ListRequest, ReadRevision, StorageError};
@@ -29,6 +30,31 @@ use crate::status::Status;
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 /// Longest watch when the client names no timeout (kube-apiserver picks 30–60 minutes).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Most bytes of events a watch task hands to the response at once. Events that are already
+/// waiting go out together (one write, one TLS record run) instead of one by one; the bound keeps
+/// a watcher that fell far behind from building one huge chunk.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// `line(kind, object)` for an object already encoded: the same bytes, without a `Value`.
+fn encoded_line(kind: &str, object: &[u8]) -> Vec<u8> {
+    // serde_json's map sorts keys, so `object` comes before `type`, as in `line`.
+    let mut bytes = Vec::with_capacity(object.len() + kind.len() + 24);
+    bytes.extend_from_slice(b"{\"object\":");
+    bytes.extend_from_slice(object);
+    bytes.extend_from_slice(b",\"type\":\"");
+    bytes.extend_from_slice(kind.as_bytes());
+    bytes.extend_from_slice(b"\"}\n");
+    bytes
+}
+
+fn event_type(kind: EventType) -> &'static str {
+    match kind {
+        EventType::Added => "ADDED",
+        EventType::Modified => "MODIFIED",
+        EventType::Deleted => "DELETED",
+    }
+}
 
 fn line(kind: &str, object: &Value) -> Bytes {
     let mut bytes =
@@ -58,11 +84,7 @@ fn bookmark(target: &Target, revision: u64, initial_events_end: bool) -> Bytes {
 /// that stop matching are DELETED, as kube-apiserver's watch cache reports them.
 fn visible_change(filter: &Filter, event: &Event, object: &Value) -> Option<&'static str> {
     if filter.is_empty() {
-        return Some(match event.kind {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        });
+        return Some(event_type(event.kind));
     }
     let before = event
         .prev
@@ -133,10 +155,8 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
                 .await
                 .map_err(|e| target.storage_error(&e))?;
             for o in &listed.items {
-                initial.push(line(
-                    "ADDED",
-                    &object_meta::decode(&o.value, o.revision, target.rt)?,
-                ));
+                let object = object_meta::encode_with_revision(&o.value, o.revision, target.rt)?;
+                initial.push(Bytes::from(encoded_line("ADDED", &object)));
             }
             if send_initial {
                 initial.push(bookmark(target, listed.revision, true));
@@ -160,10 +180,40 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
             }
         }
     };
+    // Without selectors or another rendering, a watcher sends the stored object as it is (plus
+    // its resourceVersion): no parse, no filter, no re-encoding. For a built-in resource those
+    // bytes are the same for every such watcher of the event, so the first one to get there
+    // encodes them into the event's shared slot and the others reuse them. (Custom resources
+    // are read through their watchers' own versions, so they encode for themselves.)
+    let plain = filter.is_empty() && target.rendering == Rendering::Object;
+    let shared = plain && target.rt.custom.is_none();
+    let rt_for_events = target.rt.clone();
+    let encode_event = move |event: &Event| -> Option<Bytes> {
+        if plain {
+            let encode = || {
+                object_meta::encode_with_revision(
+                    &event.object.value,
+                    event.object.revision,
+                    &rt_for_events,
+                )
+                .map(|object| Bytes::from(encoded_line(event_type(event.kind), &object)))
+            };
+            if !shared {
+                return encode().ok();
+            }
+            // An empty slot value records that the event could not be encoded (skipped, as by
+            // every other watcher).
+            let line = event.encoding.get_or_init(|| encode().unwrap_or_default());
+            return (!line.is_empty()).then_some(line);
+        }
+        let object =
+            object_meta::decode(&event.object.value, event.object.revision, &rt_for_events).ok()?;
+        let kind = visible_change(&filter, event, &object)?;
+        Some(line(kind, &render(object)))
+    };
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let stream = store.watch(scope, from).await;
     let api_version = target.rt.api_version();
-    let rt_for_events = target.rt.clone();
     let kind = target.rt.kind.clone();
     tokio::spawn(async move {
         for chunk in initial {
@@ -194,13 +244,49 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
                 event = stream.next() => match event {
                     None => return,
                     Some(Ok(event)) => {
-                        let Ok(object) = object_meta::decode(&event.object.value, event.object.revision, &rt_for_events) else {
+                        let mut batch: Vec<Bytes> = encode_event(&event).into_iter().collect();
+                        let mut bytes: usize = batch.iter().map(Bytes::len).sum();
+                        // Take whatever else is already waiting, without waiting for more.
+                        let mut end = None;
+                        while bytes < BATCH_BYTES {
+                            match stream.next().now_or_never() {
+                                Some(Some(Ok(event))) => {
+                                    if let Some(line) = encode_event(&event) {
+                                        bytes += line.len();
+                                        batch.push(line);
+                                    }
+                                }
+                                Some(Some(Err(e))) => {
+                                    end = Some(Some(e));
+                                    break;
+                                }
+                                Some(None) => {
+                                    end = Some(None);
+                                    break;
+                                }
+                                None => break,
+                            }
+                        }
+                        let chunk = match batch.len() {
+                            0 => None,
+                            1 => batch.pop(),
+                            _ => Some(Bytes::from(batch.concat())),
+                        };
+                        if let Some(end) = end {
+                            if let Some(chunk) = chunk {
+                                if tx.send(chunk).await.is_err() {
+                                    return;
+                                }
+                            }
+                            if let Some(e) = end {
+                                let _ = tx.send(error_line(&e)).await;
+                            }
+                            return;
+                        }
+                        let Some(chunk) = chunk else {
                             continue;
                         };
-                        let Some(kind) = visible_change(&filter, &event, &object) else {
-                            continue;
-                        };
-                        line(kind, &render(object))
+                        chunk
                     }
                     Some(Err(e)) => {
                         let _ = tx.send(error_line(&e)).await;
@@ -253,9 +339,20 @@ mod tests {
                 kind,
                 object,
                 prev: before.map(|b| stored(b, 2)),
+                encoding: Default::default(),
             },
             value,
         )
+    }
+
+    #[test]
+    fn pre_encoded_lines_are_the_lines_of_the_values() {
+        let object = json!({"metadata": {"name": "x", "resourceVersion": "3"}, "data": {"k": "v"}});
+        let encoded = serde_json::to_vec(&object).unwrap();
+        assert_eq!(
+            encoded_line("MODIFIED", &encoded),
+            line("MODIFIED", &object).to_vec()
+        );
     }
 
     #[test]
