@@ -6,16 +6,17 @@
 //! carrying a 410 Status, as kube-apiserver answers.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use trellis_storage::{Event, EventType, ListRequest, ReadRevision, StorageError};
+use tokio::time::{Interval, Sleep};
+use trellis_storage::{Event, EventType, ListRequest, ReadRevision, StorageError, WatchStream};
 
 use super::filter::Filter;
 use super::list::{read_revision, scope};
@@ -211,98 +212,37 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         let kind = visible_change(&filter, event, &object)?;
         Some(line(kind, &render(object)))
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
     let stream = store.watch(scope, from).await;
-    let api_version = target.rt.api_version();
-    let kind = target.rt.kind.clone();
-    tokio::spawn(async move {
-        for chunk in initial {
-            if tx.send(chunk).await.is_err() {
-                return;
-            }
+    let feed = match stream {
+        Ok(stream) => Some(Feed {
+            stream,
+            timeout,
+            deadline: None,
+            bookmarks: bookmarks.then(|| {
+                let start = tokio::time::Instant::now() + BOOKMARK_EVERY;
+                tokio::time::interval_at(start, BOOKMARK_EVERY)
+            }),
+            api_version: target.rt.api_version(),
+            kind: target.rt.kind.clone(),
+            encode_event: Box::new(encode_event),
+        }),
+        Err(e) => {
+            initial.push(error_line(&e));
+            None
         }
-        let mut stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => {
-                let _ = tx.send(error_line(&e)).await;
-                return;
-            }
-        };
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
-        ticker.tick().await;
-        loop {
-            let chunk = tokio::select! {
-                _ = &mut deadline => return,
-                // The client hung up: stop now, not at the next event or the timeout.
-                _ = tx.closed() => return,
-                _ = ticker.tick(), if bookmarks => {
-                    let meta = json!({"resourceVersion": stream.revision().to_string()});
-                    line("BOOKMARK", &json!({"apiVersion": api_version, "kind": kind, "metadata": meta}))
-                }
-                event = stream.next() => match event {
-                    None => return,
-                    Some(Ok(event)) => {
-                        let mut batch: Vec<Bytes> = encode_event(&event).into_iter().collect();
-                        let mut bytes: usize = batch.iter().map(Bytes::len).sum();
-                        // Take whatever else is already waiting, without waiting for more.
-                        let mut end = None;
-                        while bytes < BATCH_BYTES {
-                            match stream.next().now_or_never() {
-                                Some(Some(Ok(event))) => {
-                                    if let Some(line) = encode_event(&event) {
-                                        bytes += line.len();
-                                        batch.push(line);
-                                    }
-                                }
-                                Some(Some(Err(e))) => {
-                                    end = Some(Some(e));
-                                    break;
-                                }
-                                Some(None) => {
-                                    end = Some(None);
-                                    break;
-                                }
-                                None => break,
-                            }
-                        }
-                        let chunk = match batch.len() {
-                            0 => None,
-                            1 => batch.pop(),
-                            _ => Some(Bytes::from(batch.concat())),
-                        };
-                        if let Some(end) = end {
-                            if let Some(chunk) = chunk {
-                                if tx.send(chunk).await.is_err() {
-                                    return;
-                                }
-                            }
-                            if let Some(e) = end {
-                                let _ = tx.send(error_line(&e)).await;
-                            }
-                            return;
-                        }
-                        let Some(chunk) = chunk else {
-                            continue;
-                        };
-                        chunk
-                    }
-                    Some(Err(e)) => {
-                        let _ = tx.send(error_line(&e)).await;
-                        return;
-                    }
-                },
-            };
-            if tx.send(chunk).await.is_err() {
-                return;
-            }
-        }
+    };
+    // The response body pulls events straight from the storage watch: no task and channel in
+    // between, and when the client hangs up, hyper drops the body and with it the watch.
+    let events = futures::stream::unfold(feed, |feed| async move {
+        let mut feed = feed?;
+        let (chunk, more) = feed.next_chunk().await?;
+        Some((chunk, more.then_some(feed)))
     });
-
-    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    }));
+    let body = Body::from_stream(
+        futures::stream::iter(initial)
+            .chain(events)
+            .map(Ok::<_, Infallible>),
+    );
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(
@@ -310,6 +250,71 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+type EncodeEvent = Box<dyn Fn(&Event) -> Option<Bytes> + Send + Sync>;
+
+/// What feeds a watch response after its initial events.
+struct Feed {
+    stream: WatchStream,
+    timeout: Duration,
+    /// Starts when the first change is awaited, after the initial events.
+    deadline: Option<Pin<Box<Sleep>>>,
+    bookmarks: Option<Interval>,
+    api_version: String,
+    kind: String,
+    encode_event: EncodeEvent,
+}
+
+impl Feed {
+    /// The next bytes to send, and whether more may follow; `None` ends the response.
+    async fn next_chunk(&mut self) -> Option<(Bytes, bool)> {
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(self.timeout)));
+        loop {
+            return Some(tokio::select! {
+                _ = deadline.as_mut() => return None,
+                _ = async { self.bookmarks.as_mut()?.tick().await; Some(()) }, if self.bookmarks.is_some() => {
+                    let meta = json!({"resourceVersion": self.stream.revision().to_string()});
+                    let bookmark = json!({"apiVersion": self.api_version, "kind": self.kind, "metadata": meta});
+                    (line("BOOKMARK", &bookmark), true)
+                }
+                event = self.stream.next() => match event {
+                    None => return None,
+                    Some(Err(e)) => (error_line(&e), false),
+                    Some(Ok(event)) => {
+                        let mut batch: Vec<Bytes> = (self.encode_event)(&event).into_iter().collect();
+                        let mut bytes: usize = batch.iter().map(Bytes::len).sum();
+                        let mut more = true;
+                        // Take whatever else is already waiting, without waiting for more.
+                        while more && bytes < BATCH_BYTES {
+                            match self.stream.next().now_or_never() {
+                                Some(Some(Ok(event))) => {
+                                    if let Some(line) = (self.encode_event)(&event) {
+                                        bytes += line.len();
+                                        batch.push(line);
+                                    }
+                                }
+                                Some(Some(Err(e))) => {
+                                    batch.push(error_line(&e));
+                                    more = false;
+                                }
+                                Some(None) => more = false,
+                                None => break,
+                            }
+                        }
+                        match batch.len() {
+                            0 if more => continue,
+                            0 => return None,
+                            1 => (batch.swap_remove(0), more),
+                            _ => (Bytes::from(batch.concat()), more),
+                        }
+                    }
+                },
+            });
+        }
+    }
 }
 
 #[cfg(test)]
