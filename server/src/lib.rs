@@ -12,6 +12,7 @@ pub mod deletion;
 pub mod discovery;
 pub mod http;
 pub mod kubeconfig;
+pub mod namespace_cache;
 pub mod object_meta;
 pub mod openapi;
 pub mod patch;

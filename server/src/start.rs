@@ -76,7 +76,12 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
     let registry = Registry::new(store.clone());
     registry.spawn_watch();
     crate::controllers::spawn_all(store.clone(), registry.clone());
-    let state = Arc::new(AppState { store, registry });
+    let namespaces = crate::namespace_cache::NamespaceCache::spawn(store.clone());
+    let state = Arc::new(AppState {
+        store,
+        registry,
+        namespaces,
+    });
     let router = axum::Router::new()
         .fallback(crate::http::dispatch::dispatch)
         .with_state(state);

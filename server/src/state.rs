@@ -13,6 +13,8 @@ pub const ROOT_CLUSTER: &str = "root";
 pub struct AppState {
     pub store: Store,
     pub registry: Arc<Registry>,
+    /// Which namespaces accept new objects, for the create path.
+    pub namespaces: Arc<crate::namespace_cache::NamespaceCache>,
 }
 
 impl AppState {

@@ -12,6 +12,7 @@ use super::{Target, MAX_BODY_BYTES};
 use crate::deletion::{self, Deleted};
 use crate::http::query::Query;
 use crate::http::response;
+use crate::namespace_cache::Admission;
 use crate::object_meta;
 use crate::openapi::{self, FieldValidation};
 use crate::patch::PatchType;
@@ -204,6 +205,23 @@ async fn check_namespace_accepts_content(target: &Target<'_>) -> Result<(), Stat
     let Some(namespace) = target.namespace.filter(|_| target.rt.namespaced) else {
         return Ok(());
     };
+    let terminating = || {
+        Status::forbidden(
+            &target.subject(),
+            &format!("unable to create new content in namespace {namespace} because it is being terminated"),
+        )
+    };
+    // Usually answered from the hub's own view of the namespaces, without a storage read.
+    match target
+        .state
+        .namespaces
+        .admission(&target.state.store, target.cluster, namespace)
+        .await
+    {
+        Admission::Accepts => return Ok(()),
+        Admission::Terminating => return Err(terminating()),
+        Admission::Unknown => {}
+    }
     let key = trellis_storage::ObjectKey::new(target.cluster, "core/namespaces", "", namespace);
     let stored = match target.state.store.get(&key).await {
         Ok(stored) => stored,
@@ -219,10 +237,7 @@ async fn check_namespace_accepts_content(target: &Target<'_>) -> Result<(), Stat
     let object: Value = serde_json::from_slice(&stored.value)
         .map_err(|e| Status::internal(format!("stored namespace is not JSON: {e}")))?;
     if deletion::is_deleting(&object) {
-        return Err(Status::forbidden(
-            &target.subject(),
-            &format!("unable to create new content in namespace {namespace} because it is being terminated"),
-        ));
+        return Err(terminating());
     }
     Ok(())
 }
