@@ -280,7 +280,7 @@ impl Feed {
                     let bookmark = json!({"apiVersion": self.api_version, "kind": self.kind, "metadata": meta});
                     (line("BOOKMARK", &bookmark), true)
                 }
-                event = self.stream.next() => match event {
+                event = self.stream.next_shared() => match event {
                     None => return None,
                     Some(Err(e)) => (error_line(&e), false),
                     Some(Ok(event)) => {
@@ -289,7 +289,7 @@ impl Feed {
                         let mut more = true;
                         // Take whatever else is already waiting, without waiting for more.
                         while more && bytes < BATCH_BYTES {
-                            match self.stream.next().now_or_never() {
+                            match self.stream.next_shared().now_or_never() {
                                 Some(Some(Ok(event))) => {
                                     if let Some(line) = (self.encode_event)(&event) {
                                         bytes += line.len();
