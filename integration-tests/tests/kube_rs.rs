@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{
+    DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::Api;
@@ -211,7 +213,31 @@ async fn reflectors_stay_exact_through_a_thousand_updates(hub: &Hub) {
     }
 }
 
+/// A watch from "0" starts with the current state, filtered by its selectors like every
+/// later event.
+async fn initial_watch_events_honour_selectors(hub: &Hub) {
+    let api: Api<ConfigMap> = Api::namespaced(hub.client().await, "default");
+    for (name, team) in [("red", "a"), ("blue", "b")] {
+        let mut cm = configmap(name, &[]);
+        cm.metadata.labels = Some([("team".to_string(), team.to_string())].into());
+        api.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let mut events = api
+        .watch(&WatchParams::default().labels("team=b").timeout(2), "0")
+        .await
+        .unwrap()
+        .boxed();
+    let mut added = Vec::new();
+    while let Some(event) = events.next().await {
+        if let WatchEvent::Added(cm) = event.unwrap() {
+            added.push(cm.metadata.name.unwrap());
+        }
+    }
+    assert_eq!(added, ["blue"]);
+}
+
 on_both_stores!(
     typed_and_dynamic_crud_and_metadata_lists,
     reflectors_stay_exact_through_a_thousand_updates,
+    initial_watch_events_honour_selectors,
 );

@@ -9,6 +9,7 @@ use serde_json::Value;
 use trellis_storage::{ObjectKey, StorageError};
 
 use crate::deletion;
+use crate::namespace_cache::Admission;
 use crate::registry::builtin::TENANCY;
 use crate::rest::Target;
 use crate::status::{Status, Subject};
@@ -37,6 +38,23 @@ async fn check_namespace_accepts_content(target: &Target<'_>) -> Result<(), Stat
     let Some(namespace) = target.namespace.filter(|_| target.rt.namespaced) else {
         return Ok(());
     };
+    let terminating = || {
+        Status::forbidden(
+            &target.subject(),
+            &format!("unable to create new content in namespace {namespace} because it is being terminated"),
+        )
+    };
+    // Usually answered from the hub's own view of the namespaces, without a storage read.
+    match target
+        .state
+        .namespaces
+        .admission(&target.state.store, target.cluster, namespace)
+        .await
+    {
+        Admission::Accepts => return Ok(()),
+        Admission::Terminating => return Err(terminating()),
+        Admission::Unknown => {}
+    }
     let key = ObjectKey::new(target.cluster, "core/namespaces", "", namespace);
     let stored = match target.state.store.get(&key).await {
         Ok(stored) => stored,
@@ -52,10 +70,7 @@ async fn check_namespace_accepts_content(target: &Target<'_>) -> Result<(), Stat
     let object: Value = serde_json::from_slice(&stored.value)
         .map_err(|e| Status::internal(format!("stored namespace is not JSON: {e}")))?;
     if deletion::is_deleting(&object) {
-        return Err(Status::forbidden(
-            &target.subject(),
-            &format!("unable to create new content in namespace {namespace} because it is being terminated"),
-        ));
+        return Err(terminating());
     }
     Ok(())
 }

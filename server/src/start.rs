@@ -96,10 +96,12 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
             )
         }));
     }
+    let namespaces = crate::namespace_cache::NamespaceCache::spawn(store.clone());
     let state = Arc::new(AppState {
         store,
         registry,
         workspaces,
+        namespaces,
     });
     let router = axum::Router::new()
         .fallback(crate::http::dispatch::dispatch)

@@ -15,4 +15,6 @@ pub struct AppState {
     pub store: Store,
     pub registry: Arc<Registry>,
     pub workspaces: Arc<WorkspaceIndex>,
+    /// Which namespaces accept new objects, for the create path.
+    pub namespaces: Arc<crate::namespace_cache::NamespaceCache>,
 }

@@ -31,7 +31,7 @@ pub use backend::Revisions;
 pub use continue_token::ContinueToken;
 pub use error::{Result, StorageError};
 pub use key::{ListPosition, ListScope, ObjectKey};
-pub use object::{Event, EventType, StoredObject};
+pub use object::{Event, EventType, SharedEncoding, StoredObject};
 pub use shards::{ShardSpec, Shards};
 pub use store::{CompactionPolicy, ListRequest, ListResult, ReadRevision, Store, StoreOptions};
 pub use watch::WatchStream;

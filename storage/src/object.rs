@@ -1,5 +1,7 @@
 //! Stored objects and the change events a watch yields.
 
+use std::sync::{Arc, OnceLock};
+
 use bytes::Bytes;
 
 use crate::error::StorageError;
@@ -55,6 +57,38 @@ pub struct Event {
     pub kind: EventType,
     pub object: StoredObject,
     pub prev: Option<StoredObject>,
+    /// Shared by every clone of this event, so by every watcher the hub hands it to.
+    pub encoding: SharedEncoding,
+}
+
+/// A slot for the bytes a reader derives from an event (the API server's watch line), filled
+/// by the first watcher and reused by the others: with many watchers of the same changes, the
+/// encoding is done once per event instead of once per watcher. What the bytes mean is up to
+/// the reader; storage never looks at them. Events read from the log by one watcher (catching
+/// up) get a slot of their own.
+#[derive(Clone, Default)]
+pub struct SharedEncoding(Arc<OnceLock<Bytes>>);
+
+impl SharedEncoding {
+    /// The bytes in the slot, computing them with `encode` if no watcher has yet.
+    pub fn get_or_init(&self, encode: impl FnOnce() -> Bytes) -> Bytes {
+        self.0.get_or_init(encode).clone()
+    }
+}
+
+/// A cache, not part of the change: two events are equal whatever their slots hold.
+impl PartialEq for SharedEncoding {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for SharedEncoding {}
+
+impl std::fmt::Debug for SharedEncoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedEncoding")
+    }
 }
 
 impl Event {
@@ -105,6 +139,7 @@ pub(crate) fn assemble_event(
             value,
         },
         prev,
+        encoding: SharedEncoding::default(),
     })
 }
 

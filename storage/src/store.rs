@@ -304,6 +304,18 @@ impl Store {
         WatchStream::start(&self.inner.hub, scope, from).await
     }
 
+    /// The revision through which this process has handed every change to its watch streams.
+    /// Every write this process has answered is at or below it (changes are published before
+    /// writers hear back), so a cache fed by a watch that has reached it reflects them.
+    pub fn delivered_revision(&self) -> u64 {
+        self.inner.hub.delivered()
+    }
+
+    /// Wakes whenever [`Store::delivered_revision`] moves.
+    pub fn subscribe_delivered(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.hub.subscribe_delivered()
+    }
+
     /// Waits (up to the store's `fresh_wait`) until the shard has reached `revision`.
     pub async fn wait_for_revision(&self, revision: u64) -> Result<()> {
         let current = self.current_revision().await?;

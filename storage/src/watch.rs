@@ -29,7 +29,8 @@ const READ_BATCH: usize = 1000;
 pub(crate) struct Chunk {
     after: u64,
     through: u64,
-    events: Vec<Event>,
+    /// Shared, not copied, by every watcher the chunk reaches.
+    events: Vec<Arc<Event>>,
 }
 
 pub(crate) struct WatchHub {
@@ -113,7 +114,7 @@ impl WatchHub {
         let chunk = Arc::new(Chunk {
             after,
             through,
-            events,
+            events: events.into_iter().map(Arc::new).collect(),
         });
         // No receivers is fine: nobody is watching.
         let _ = self.chunks.send(chunk);
@@ -164,7 +165,7 @@ pub struct WatchStream {
     scope: ListScope,
     /// Every change at or below this revision has been considered.
     seen: u64,
-    pending: VecDeque<Event>,
+    pending: VecDeque<Arc<Event>>,
     chunks: broadcast::Receiver<Arc<Chunk>>,
     backend: Arc<dyn Backend>,
     finished: bool,
@@ -199,6 +200,13 @@ impl WatchStream {
 
     /// The next change; `None` once the store is closed. After an error the stream ends.
     pub async fn next(&mut self) -> Option<Result<Event>> {
+        let event = self.next_shared().await?;
+        Some(event.map(Arc::unwrap_or_clone))
+    }
+
+    /// Like [`WatchStream::next`], but the event as the hub shares it among its watchers:
+    /// a reader that only looks at it saves copying it (its key and uid strings) per watcher.
+    pub async fn next_shared(&mut self) -> Option<Result<Arc<Event>>> {
         loop {
             if let Some(event) = self.pending.pop_front() {
                 return Some(Ok(event));
@@ -264,7 +272,7 @@ impl WatchStream {
                 .events_after(self.seen, Some(&self.scope), READ_BATCH)
                 .await?;
             let full = page.events.len() >= READ_BATCH;
-            self.pending.extend(page.events);
+            self.pending.extend(page.events.into_iter().map(Arc::new));
             self.seen = self.seen.max(page.through);
             if !full {
                 return Ok(());

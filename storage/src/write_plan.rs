@@ -145,6 +145,7 @@ pub(crate) fn plan(
                         kind: EventType::Added,
                         object: object.clone(),
                         prev: None,
+                        encoding: Default::default(),
                     });
                     current.insert(key.clone(), object.clone());
                     Ok(object)
@@ -171,6 +172,7 @@ pub(crate) fn plan(
                             kind: EventType::Modified,
                             object: object.clone(),
                             prev: Some(existing.clone()),
+                            encoding: Default::default(),
                         });
                         current.insert(key.clone(), object.clone());
                         Ok(object)
@@ -191,6 +193,7 @@ pub(crate) fn plan(
                             kind: EventType::Deleted,
                             object: object.clone(),
                             prev: Some(existing.clone()),
+                            encoding: Default::default(),
                         });
                         current.remove(key);
                         Ok(object)

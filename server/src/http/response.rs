@@ -8,17 +8,20 @@ use crate::status::Status;
 
 pub fn json(code: StatusCode, value: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(value) {
-        Ok(bytes) => {
-            let mut response = Response::new(Body::from(bytes));
-            *response.status_mut() = code;
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-            response
-        }
+        Ok(bytes) => json_bytes(code, bytes),
         Err(e) => status(Status::internal(format!("encoding the response: {e}"))),
     }
+}
+
+/// A response whose body is already encoded JSON.
+pub fn json_bytes(code: StatusCode, bytes: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(bytes));
+    *response.status_mut() = code;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 pub fn status(status: Status) -> Response {

@@ -169,6 +169,12 @@ impl Target<'_> {
             .get(&key)
             .await
             .map_err(|e| self.storage_error(&e))?;
+        if self.subresource == Subresource::None && self.rendering == table::Rendering::Object {
+            // The object as stored plus its revision: no parse and re-encode.
+            let object =
+                object_meta::encode_with_revision(&stored.value, stored.revision, self.rt)?;
+            return Ok(response::json_bytes(StatusCode::OK, object));
+        }
         let object = object_meta::decode(&stored.value, stored.revision, self.rt)?;
         Ok(response::json(StatusCode::OK, &self.render(object, query)))
     }

@@ -6,15 +6,17 @@
 //! carrying a 410 Status, as kube-apiserver answers.
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use trellis_storage::{Event, EventType, ListRequest, ReadRevision, StorageError};
+use tokio::time::{Interval, Sleep};
+use trellis_storage::{Event, EventType, ListRequest, ReadRevision, StorageError, WatchStream};
 
 use super::filter::Filter;
 use super::list::{read_revision, scope};
@@ -29,6 +31,31 @@ use crate::status::Status;
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 /// Longest watch when the client names no timeout (kube-apiserver picks 30–60 minutes).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Most bytes of events a watch task hands to the response at once. Events that are already
+/// waiting go out together (one write, one TLS record run) instead of one by one; the bound keeps
+/// a watcher that fell far behind from building one huge chunk.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// `line(kind, object)` for an object already encoded: the same bytes, without a `Value`.
+fn encoded_line(kind: &str, object: &[u8]) -> Vec<u8> {
+    // serde_json's map sorts keys, so `object` comes before `type`, as in `line`.
+    let mut bytes = Vec::with_capacity(object.len() + kind.len() + 24);
+    bytes.extend_from_slice(b"{\"object\":");
+    bytes.extend_from_slice(object);
+    bytes.extend_from_slice(b",\"type\":\"");
+    bytes.extend_from_slice(kind.as_bytes());
+    bytes.extend_from_slice(b"\"}\n");
+    bytes
+}
+
+fn event_type(kind: EventType) -> &'static str {
+    match kind {
+        EventType::Added => "ADDED",
+        EventType::Modified => "MODIFIED",
+        EventType::Deleted => "DELETED",
+    }
+}
 
 fn line(kind: &str, object: &Value) -> Bytes {
     let mut bytes =
@@ -58,11 +85,7 @@ fn bookmark(target: &Target, revision: u64, initial_events_end: bool) -> Bytes {
 /// that stop matching are DELETED, as kube-apiserver's watch cache reports them.
 fn visible_change(filter: &Filter, event: &Event, object: &Value) -> Option<&'static str> {
     if filter.is_empty() {
-        return Some(match event.kind {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        });
+        return Some(event_type(event.kind));
     }
     let before = event
         .prev
@@ -115,6 +138,21 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
     let filter = Filter::from_query(query, target.rt)?;
     let revision = read_revision(query)?;
 
+    let render = {
+        let (rt, rendering) = (target.rt.clone(), target.rendering);
+        let include = query.get("includeObject").map(str::to_string);
+        move |object: Value| -> Value {
+            match rendering {
+                Rendering::Object => object,
+                Rendering::PartialMetadata => table::partial_metadata(&object),
+                Rendering::Table => {
+                    let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned()});
+                    table::table(&rt, &[object], meta, include.as_deref())
+                }
+            }
+        }
+    };
+
     // Initial state, when asked for (explicitly, or by giving no revision / "0").
     let mut initial = Vec::new();
     let from = match (send_initial, revision, query.get("resourceVersion")) {
@@ -132,11 +170,18 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
                 })
                 .await
                 .map_err(|e| target.storage_error(&e))?;
+            // The initial state is filtered and rendered as every later event is.
             for o in &listed.items {
-                initial.push(line(
-                    "ADDED",
-                    &object_meta::decode(&o.value, o.revision, target.rt)?,
-                ));
+                if filter.is_empty() && target.rendering == Rendering::Object {
+                    let object =
+                        object_meta::encode_with_revision(&o.value, o.revision, target.rt)?;
+                    initial.push(Bytes::from(encoded_line("ADDED", &object)));
+                    continue;
+                }
+                let object = object_meta::decode(&o.value, o.revision, target.rt)?;
+                if filter.matches(&object) {
+                    initial.push(line("ADDED", &render(object)));
+                }
             }
             if send_initial {
                 initial.push(bookmark(target, listed.revision, true));
@@ -146,77 +191,70 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         (false, ReadRevision::NotOlderThan(n) | ReadRevision::Exact(n), _) => Some(n),
     };
 
-    let render = {
-        let (rt, rendering) = (target.rt.clone(), target.rendering);
-        let include = query.get("includeObject").map(str::to_string);
-        move |object: Value| -> Value {
-            match rendering {
-                Rendering::Object => object,
-                Rendering::PartialMetadata => table::partial_metadata(&object),
-                Rendering::Table => {
-                    let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned()});
-                    table::table(&rt, &[object], meta, include.as_deref())
-                }
+    // Without selectors or another rendering, a watcher sends the stored object as it is (plus
+    // its resourceVersion): no parse, no filter, no re-encoding. For a built-in resource those
+    // bytes are the same for every such watcher of the event, so the first one to get there
+    // encodes them into the event's shared slot and the others reuse them. (Custom resources
+    // are read through their watchers' own versions, so they encode for themselves.)
+    let plain = filter.is_empty() && target.rendering == Rendering::Object;
+    // Only a kind that is the sole reader of its storage may share encodings: core and
+    // events.k8s.io events see the same stored events in different shapes.
+    let shared = plain && target.rt.custom.is_none() && target.rt.stored_as.is_none();
+    let rt_for_events = target.rt.clone();
+    let encode_event = move |event: &Event| -> Option<Bytes> {
+        if plain {
+            let encode = || {
+                object_meta::encode_with_revision(
+                    &event.object.value,
+                    event.object.revision,
+                    &rt_for_events,
+                )
+                .map(|object| Bytes::from(encoded_line(event_type(event.kind), &object)))
+            };
+            if !shared {
+                return encode().ok();
             }
+            // An empty slot value records that the event could not be encoded (skipped, as by
+            // every other watcher).
+            let line = event.encoding.get_or_init(|| encode().unwrap_or_default());
+            return (!line.is_empty()).then_some(line);
+        }
+        let object =
+            object_meta::decode(&event.object.value, event.object.revision, &rt_for_events).ok()?;
+        let kind = visible_change(&filter, event, &object)?;
+        Some(line(kind, &render(object)))
+    };
+    let stream = store.watch(scope, from).await;
+    let feed = match stream {
+        Ok(stream) => Some(Feed {
+            stream,
+            timeout,
+            deadline: None,
+            bookmarks: bookmarks.then(|| {
+                let start = tokio::time::Instant::now() + BOOKMARK_EVERY;
+                tokio::time::interval_at(start, BOOKMARK_EVERY)
+            }),
+            api_version: target.rt.api_version(),
+            kind: target.rt.kind.clone(),
+            encode_event: Box::new(encode_event),
+        }),
+        Err(e) => {
+            initial.push(error_line(&e));
+            None
         }
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let stream = store.watch(scope, from).await;
-    let api_version = target.rt.api_version();
-    let rt_for_events = target.rt.clone();
-    let kind = target.rt.kind.clone();
-    tokio::spawn(async move {
-        for chunk in initial {
-            if tx.send(chunk).await.is_err() {
-                return;
-            }
-        }
-        let mut stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => {
-                let _ = tx.send(error_line(&e)).await;
-                return;
-            }
-        };
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
-        ticker.tick().await;
-        loop {
-            let chunk = tokio::select! {
-                _ = &mut deadline => return,
-                // The client hung up: stop now, not at the next event or the timeout.
-                _ = tx.closed() => return,
-                _ = ticker.tick(), if bookmarks => {
-                    let meta = json!({"resourceVersion": stream.revision().to_string()});
-                    line("BOOKMARK", &json!({"apiVersion": api_version, "kind": kind, "metadata": meta}))
-                }
-                event = stream.next() => match event {
-                    None => return,
-                    Some(Ok(event)) => {
-                        let Ok(object) = object_meta::decode(&event.object.value, event.object.revision, &rt_for_events) else {
-                            continue;
-                        };
-                        let Some(kind) = visible_change(&filter, &event, &object) else {
-                            continue;
-                        };
-                        line(kind, &render(object))
-                    }
-                    Some(Err(e)) => {
-                        let _ = tx.send(error_line(&e)).await;
-                        return;
-                    }
-                },
-            };
-            if tx.send(chunk).await.is_err() {
-                return;
-            }
-        }
+    // The response body pulls events straight from the storage watch: no task and channel in
+    // between, and when the client hangs up, hyper drops the body and with it the watch.
+    let events = futures::stream::unfold(feed, |feed| async move {
+        let mut feed = feed?;
+        let (chunk, more) = feed.next_chunk().await?;
+        Some((chunk, more.then_some(feed)))
     });
-
-    let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    }));
+    let body = Body::from_stream(
+        futures::stream::iter(initial)
+            .chain(events)
+            .map(Ok::<_, Infallible>),
+    );
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     response.headers_mut().insert(
@@ -224,6 +262,71 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         HeaderValue::from_static("application/json"),
     );
     Ok(response)
+}
+
+type EncodeEvent = Box<dyn Fn(&Event) -> Option<Bytes> + Send + Sync>;
+
+/// What feeds a watch response after its initial events.
+struct Feed {
+    stream: WatchStream,
+    timeout: Duration,
+    /// Starts when the first change is awaited, after the initial events.
+    deadline: Option<Pin<Box<Sleep>>>,
+    bookmarks: Option<Interval>,
+    api_version: String,
+    kind: String,
+    encode_event: EncodeEvent,
+}
+
+impl Feed {
+    /// The next bytes to send, and whether more may follow; `None` ends the response.
+    async fn next_chunk(&mut self) -> Option<(Bytes, bool)> {
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(self.timeout)));
+        loop {
+            return Some(tokio::select! {
+                _ = deadline.as_mut() => return None,
+                _ = async { self.bookmarks.as_mut()?.tick().await; Some(()) }, if self.bookmarks.is_some() => {
+                    let meta = json!({"resourceVersion": self.stream.revision().to_string()});
+                    let bookmark = json!({"apiVersion": self.api_version, "kind": self.kind, "metadata": meta});
+                    (line("BOOKMARK", &bookmark), true)
+                }
+                event = self.stream.next_shared() => match event {
+                    None => return None,
+                    Some(Err(e)) => (error_line(&e), false),
+                    Some(Ok(event)) => {
+                        let mut batch: Vec<Bytes> = (self.encode_event)(&event).into_iter().collect();
+                        let mut bytes: usize = batch.iter().map(Bytes::len).sum();
+                        let mut more = true;
+                        // Take whatever else is already waiting, without waiting for more.
+                        while more && bytes < BATCH_BYTES {
+                            match self.stream.next_shared().now_or_never() {
+                                Some(Some(Ok(event))) => {
+                                    if let Some(line) = (self.encode_event)(&event) {
+                                        bytes += line.len();
+                                        batch.push(line);
+                                    }
+                                }
+                                Some(Some(Err(e))) => {
+                                    batch.push(error_line(&e));
+                                    more = false;
+                                }
+                                Some(None) => more = false,
+                                None => break,
+                            }
+                        }
+                        match batch.len() {
+                            0 if more => continue,
+                            0 => return None,
+                            1 => (batch.swap_remove(0), more),
+                            _ => (Bytes::from(batch.concat()), more),
+                        }
+                    }
+                },
+            });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -253,9 +356,20 @@ mod tests {
                 kind,
                 object,
                 prev: before.map(|b| stored(b, 2)),
+                encoding: Default::default(),
             },
             value,
         )
+    }
+
+    #[test]
+    fn pre_encoded_lines_are_the_lines_of_the_values() {
+        let object = json!({"metadata": {"name": "x", "resourceVersion": "3"}, "data": {"k": "v"}});
+        let encoded = serde_json::to_vec(&object).unwrap();
+        assert_eq!(
+            encoded_line("MODIFIED", &encoded),
+            line("MODIFIED", &object).to_vec()
+        );
     }
 
     #[test]

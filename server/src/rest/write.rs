@@ -225,9 +225,10 @@ async fn store_new(
         .create(target.key(&name), uid, encode_stored(target, &object)?)
         .await
         .map_err(|e| subject_target.storage_error(&e))?;
-    let object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
+    // The stored bytes plus the revision: what decoding and re-encoding would give, cheaper.
+    let object = object_meta::encode_with_revision(&stored.value, stored.revision, target.rt)?;
     Ok(with_warnings(
-        response::json(StatusCode::CREATED, &object),
+        response::json_bytes(StatusCode::CREATED, object),
         &warnings,
     ))
 }
