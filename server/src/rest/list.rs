@@ -71,7 +71,11 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
     };
     // Pages are read until `limit` objects match (or the list ends), as kube-apiserver does;
     // the continue token then points after the last object returned.
+    // Plain lists without selectors are the stored bytes plus revisions, concatenated: no
+    // parse, no re-encoding.
+    let raw = filter.is_empty() && target.rendering == Rendering::Object;
     let mut items = Vec::new();
+    let mut raw_items: Vec<Vec<u8>> = Vec::new();
     let (revision, continue_token) = loop {
         let page = target
             .state
@@ -82,12 +86,20 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
         let count = page.items.len();
         let mut cut = None;
         for (i, stored) in page.items.iter().enumerate() {
-            let object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
-            if !filter.matches(&object) {
-                continue;
+            if raw {
+                raw_items.push(object_meta::encode_with_revision(
+                    &stored.value,
+                    stored.revision,
+                    target.rt,
+                )?);
+            } else {
+                let object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
+                if !filter.matches(&object) {
+                    continue;
+                }
+                items.push(object);
             }
-            items.push(object);
-            if limit.is_some_and(|l| items.len() >= l) {
+            if limit.is_some_and(|l| items.len() + raw_items.len() >= l) {
                 let more = i + 1 < count || page.continue_token.is_some();
                 cut = Some(more.then(|| {
                     ContinueToken {
@@ -114,8 +126,14 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
     if let Some(token) = continue_token {
         metadata["continue"] = Value::String(token);
     }
+    if raw {
+        return Ok(response::json_bytes(
+            StatusCode::OK,
+            raw_list(target, &metadata, &raw_items)?,
+        ));
+    }
     let body = match target.rendering {
-        Rendering::Table => table::table(target.rt, &items, metadata, query.get("includeObject")),
+        Rendering::Table => table::table(target.rt, items, metadata, query.get("includeObject")),
         Rendering::PartialMetadata => json!({
             "apiVersion": "meta.k8s.io/v1",
             "kind": "PartialObjectMetadataList",
@@ -130,6 +148,28 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
         }),
     };
     Ok(response::json(StatusCode::OK, &body))
+}
+
+/// A list object around already encoded items.
+fn raw_list(target: &Target, metadata: &Value, items: &[Vec<u8>]) -> Result<Vec<u8>, Status> {
+    let head = json!({
+        "apiVersion": target.rt.api_version(),
+        "kind": target.rt.list_kind(),
+        "metadata": metadata,
+    });
+    let mut out = serde_json::to_vec(&head)
+        .map_err(|e| Status::internal(format!("encoding the list: {e}")))?;
+    // `{…}` → `{…,"items":[…]}`.
+    out.pop();
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -156,7 +156,7 @@ impl Target<'_> {
             table::Rendering::Table => {
                 let revision = object.pointer("/metadata/resourceVersion").cloned();
                 let metadata = json!({"resourceVersion": revision});
-                table::table(self.rt, &[object], metadata, query.get("includeObject"))
+                table::table(self.rt, vec![object], metadata, query.get("includeObject"))
             }
         }
     }

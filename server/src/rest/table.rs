@@ -229,11 +229,22 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
 
 /// The object carried by a row: its metadata (default), the whole object, or nothing, as
 /// `includeObject` asks.
-fn row_object(object: &Value, include: Option<&str>) -> Option<Value> {
+fn row_object(mut object: Value, include: Option<&str>) -> Option<Value> {
     match include {
         Some("None") => None,
-        Some("Object") => Some(object.clone()),
-        _ => Some(partial_metadata(object)),
+        Some("Object") => Some(object),
+        _ => {
+            // Moved, not copied: the row is the last use of the object.
+            let metadata = object
+                .get_mut("metadata")
+                .map(Value::take)
+                .unwrap_or_else(|| json!({}));
+            Some(json!({
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": metadata,
+            }))
+        }
     }
 }
 
@@ -248,7 +259,7 @@ pub fn partial_metadata(object: &Value) -> Value {
 /// A `Table` of `objects`; `list_metadata` is the list's `metadata` (revision, continue).
 pub fn table(
     rt: &ResourceType,
-    objects: &[Value],
+    objects: Vec<Value>,
     list_metadata: Value,
     include: Option<&str>,
 ) -> Value {
@@ -273,11 +284,11 @@ pub fn table(
             .collect(),
     };
     let rows: Vec<Value> = objects
-        .iter()
+        .into_iter()
         .map(|o| {
             let cells = match &custom {
-                Some(columns) => columns.cells(o),
-                None => cells(rt, o),
+                Some(columns) => columns.cells(&o),
+                None => cells(rt, &o),
             };
             let mut row = json!({"cells": cells});
             if let Some(object) = row_object(o, include) {
@@ -338,7 +349,7 @@ mod tests {
     fn configmap_rows() {
         let cm = lookup_builtin("", "v1", "configmaps").unwrap();
         let object = json!({"metadata": {"name": "app", "creationTimestamp": "2020-01-01T00:00:00Z"}, "data": {"a": "1", "b": "2"}, "binaryData": {"c": "eA=="}});
-        let t = table(cm, &[object], json!({"resourceVersion": "7"}), None);
+        let t = table(cm, vec![object], json!({"resourceVersion": "7"}), None);
         assert_eq!(t["columnDefinitions"][1]["name"], "Data");
         assert_eq!(t["rows"][0]["cells"][0], "app");
         assert_eq!(t["rows"][0]["cells"][1], 3);
@@ -346,7 +357,7 @@ mod tests {
         assert_eq!(t["metadata"]["resourceVersion"], "7");
         let t = table(
             cm,
-            &[json!({"metadata": {"name": "x"}})],
+            vec![json!({"metadata": {"name": "x"}})],
             json!({}),
             Some("None"),
         );

@@ -147,7 +147,7 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
                 Rendering::PartialMetadata => table::partial_metadata(&object),
                 Rendering::Table => {
                     let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned()});
-                    table::table(&rt, &[object], meta, include.as_deref())
+                    table::table(&rt, vec![object], meta, include.as_deref())
                 }
             }
         }
