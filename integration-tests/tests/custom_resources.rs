@@ -85,6 +85,16 @@ spec:
   color: red
 "#;
 
+/// Applies a CRD manifest and waits until it is established.
+fn install_crd(hub: &Hub, dir: &std::path::Path, manifest: &str) {
+    hub.ok(&["apply", "-f", &write_file(dir, "crd.yaml", manifest)]);
+    hub.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/widgets.example.com",
+    ]);
+}
+
 /// `kubectl apply -f DIR` with a CRD and its objects. As on any cluster, objects of a kind
 /// the server does not serve yet cannot be mapped on the first pass; once the CRD is
 /// established, applying the directory again creates them.
@@ -203,12 +213,7 @@ async fn apply_a_directory_with_a_crd(hub: &Hub) {
 /// `kubectl wait` for a condition a controller sets and for deletion.
 async fn wait_for_conditions_and_deletion(hub: &Hub) {
     let dir = tempfile::tempdir().unwrap();
-    hub.ok(&["apply", "-f", &write_file(dir.path(), "crd.yaml", CRD)]);
-    hub.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/widgets.example.com",
-    ]);
+    install_crd(hub, dir.path(), CRD);
     hub.ok(&["apply", "-f", &write_file(dir.path(), "w.yaml", WIDGET)]);
 
     // A "controller" marks the widget Ready a moment after kubectl starts waiting.
@@ -267,12 +272,7 @@ async fn wait_for_conditions_and_deletion(hub: &Hub) {
 /// is refused or not accepted.
 async fn namespaces_and_bad_definitions(hub: &Hub) {
     let dir = tempfile::tempdir().unwrap();
-    hub.ok(&["apply", "-f", &write_file(dir.path(), "crd.yaml", CRD)]);
-    hub.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/widgets.example.com",
-    ]);
+    install_crd(hub, dir.path(), CRD);
     hub.ok(&["create", "namespace", "shop"]);
     let widget = WIDGET.replace("namespace: default", "namespace: shop");
     hub.ok(&["apply", "-f", &write_file(dir.path(), "w.yaml", &widget)]);
@@ -316,12 +316,7 @@ async fn namespaces_and_bad_definitions(hub: &Hub) {
 /// rules, with kube-apiserver's status codes and wording.
 async fn schemas_and_rules(hub: &Hub) {
     let dir = tempfile::tempdir().unwrap();
-    hub.ok(&["apply", "-f", &write_file(dir.path(), "crd.yaml", CRD)]);
-    hub.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/widgets.example.com",
-    ]);
+    install_crd(hub, dir.path(), CRD);
     hub.ok(&["apply", "-f", &write_file(dir.path(), "w.yaml", WIDGET)]);
     assert_eq!(
         hub.ok(&["get", "widget", "w1", "-o", "jsonpath={.spec.size}"]),
@@ -391,16 +386,7 @@ async fn several_versions(hub: &Hub) {
         "  versions:\n  - name: v1\n",
         "  versions:\n  - name: v1beta1\n    served: true\n    storage: false\n    deprecated: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n  - name: v1\n",
     );
-    hub.ok(&[
-        "apply",
-        "-f",
-        &write_file(dir.path(), "crd.yaml", &two_versions),
-    ]);
-    hub.ok(&[
-        "wait",
-        "--for=condition=Established",
-        "crd/widgets.example.com",
-    ]);
+    install_crd(hub, dir.path(), &two_versions);
     let old = WIDGET.replace("example.com/v1", "example.com/v1beta1");
     let (ok, _, err) = hub.kubectl(&["apply", "-f", &write_file(dir.path(), "w.yaml", &old)]);
     assert!(ok, "{err}");

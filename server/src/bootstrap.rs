@@ -29,29 +29,38 @@ pub async fn create_namespaces(
         return Ok(());
     };
     for name in names {
-        let uid = uuid::Uuid::new_v4().to_string();
         let object = json!({
             "apiVersion": "v1",
             "kind": "Namespace",
             "metadata": {
                 "name": name,
-                "uid": uid,
-                "creationTimestamp": now_rfc3339(),
                 "labels": {"kubernetes.io/metadata.name": name},
             },
             "spec": {"finalizers": ["kubernetes"]},
             "status": {"phase": "Active"},
         });
         let key = ObjectKey::new(cluster, rt.storage_resource(), "", *name);
-        match store
-            .create(key, uid, Bytes::from(object.to_string()))
-            .await
-        {
-            Ok(_) | Err(StorageError::AlreadyExists(_)) => {}
-            Err(e) => return Err(e),
-        }
+        create_missing(store, key, object).await?;
     }
     Ok(())
+}
+
+/// Creates `object` at `key` with a new uid and creation time, unless something is there.
+async fn create_missing(
+    store: &Store,
+    key: ObjectKey,
+    mut object: serde_json::Value,
+) -> Result<(), StorageError> {
+    let uid = uuid::Uuid::new_v4().to_string();
+    object["metadata"]["uid"] = json!(uid);
+    object["metadata"]["creationTimestamp"] = json!(now_rfc3339());
+    match store
+        .create(key, uid, Bytes::from(object.to_string()))
+        .await
+    {
+        Ok(_) | Err(StorageError::AlreadyExists(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Creates the root workspace's own objects that are missing. Safe to repeat.
@@ -74,18 +83,13 @@ pub async fn ensure_root(store: &Store) -> Result<(), StorageError> {
             t.object(),
         ));
     }
-    for (resource, name, mut object) in objects {
-        let uid = uuid::Uuid::new_v4().to_string();
-        object["metadata"]["uid"] = json!(uid);
-        object["metadata"]["creationTimestamp"] = json!(now_rfc3339());
-        let key = ObjectKey::new(ROOT_CLUSTER, resource, "", name);
-        match store
-            .create(key, uid, Bytes::from(object.to_string()))
-            .await
-        {
-            Ok(_) | Err(StorageError::AlreadyExists(_)) => {}
-            Err(e) => return Err(e),
-        }
+    for (resource, name, object) in objects {
+        create_missing(
+            store,
+            ObjectKey::new(ROOT_CLUSTER, resource, "", name),
+            object,
+        )
+        .await?;
     }
     Ok(())
 }
