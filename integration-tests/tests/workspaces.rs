@@ -159,4 +159,67 @@ async fn nested_workspaces_are_isolated(hub: &Hub) {
     assert!(hub.fails(&["get", "cm", "settings"]).contains("not found"));
 }
 
-on_both_stores!(nested_workspaces_are_isolated);
+/// `/clusters/*` lists and watches one resource across every workspace, each object marked
+/// with its workspace's path.
+async fn wildcard_lists_and_watches(hub: &Hub) {
+    hub.ok(&["ws", "create", "a", "--type", "universal"]);
+    hub.ok(&["ws", "create", "b", "--type", "universal"]);
+    let base = server_of(hub)
+        .trim_end_matches("/clusters/root")
+        .to_string();
+    for ws in ["root:a", "root:b"] {
+        let server = format!("{base}/clusters/{ws}");
+        hub.ok(&[
+            "--server",
+            &server,
+            "create",
+            "configmap",
+            "shared-name",
+            "--from-literal=ws=x",
+        ]);
+    }
+    let all = format!("{base}/clusters/*");
+    let mut watcher = std::process::Command::new(trellis_integration_tests::kubectl_path())
+        .args([
+            "--server",
+            &all,
+            "get",
+            "configmaps",
+            "-A",
+            "--watch",
+            "-o",
+            "jsonpath={.metadata.annotations.trellis\\.dev/cluster}/{.metadata.name}{\"\\n\"}",
+        ])
+        .env("KUBECONFIG", hub.kubeconfig())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let listed = hub.ok(&[
+        "--server", &all, "get", "configmaps", "-A", "-o",
+        "jsonpath={range .items[*]}{.metadata.annotations.trellis\\.dev/cluster}/{.metadata.name} {end}",
+    ]);
+    assert!(
+        listed.contains("root:a/shared-name") && listed.contains("root:b/shared-name"),
+        "{listed}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    hub.ok(&[
+        "--server",
+        &format!("{base}/clusters/root:b"),
+        "create",
+        "configmap",
+        "later",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    watcher.kill().unwrap();
+    let watched = String::from_utf8_lossy(&watcher.wait_with_output().unwrap().stdout).into_owned();
+    assert!(
+        watched.contains("root:a/shared-name") && watched.contains("root:b/later"),
+        "{watched}"
+    );
+    // Only cluster-wide reads are served across workspaces.
+    let err = hub.fails(&["--server", &all, "create", "configmap", "nope"]);
+    assert!(err.contains("only cluster-wide list and watch"), "{err}");
+}
+
+on_both_stores!(nested_workspaces_are_isolated, wildcard_lists_and_watches);

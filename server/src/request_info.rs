@@ -77,7 +77,12 @@ pub fn parse(method: &str, path: &str, watch: bool) -> Result<RequestInfo, Unkno
     let mut workspace = ROOT_WORKSPACE.to_string();
     if parts.first() == Some(&"clusters") {
         let ws = parts.get(1).filter(|w| !w.is_empty()).ok_or(UnknownPath)?;
-        workspace = ws.to_string();
+        // Clients may percent-encode the wildcard.
+        workspace = if ws.eq_ignore_ascii_case("%2A") {
+            "*".to_string()
+        } else {
+            ws.to_string()
+        };
         parts.drain(..2);
     }
     let non_resource = |parts: &[&str]| RequestInfo {
@@ -138,6 +143,14 @@ pub fn parse(method: &str, path: &str, watch: bool) -> Result<RequestInfo, Unkno
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wildcard_workspace_may_be_percent_encoded() {
+        for path in ["/clusters/*/api/v1/configmaps", "/clusters/%2A/api/v1/configmaps"] {
+            let info = parse("GET", path, false).unwrap();
+            assert_eq!(info.workspace, "*");
+        }
+    }
 
     fn resource(method: &str, path: &str, watch: bool) -> (String, ResourceRequest) {
         let info = parse(method, path, watch).expect("parses");

@@ -11,7 +11,8 @@ use axum::response::Response;
 use crate::http::query::Query;
 use crate::http::response;
 use crate::registry::ResourceType;
-use crate::request_info::{self, Target};
+use crate::request_info::{self, Target, Verb};
+use crate::rest::WILDCARD;
 use crate::state::AppState;
 use crate::status::Status;
 use crate::workspaces::Unroutable;
@@ -26,6 +27,26 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             Ok(info) => info,
             Err(_) => return response::status(Status::not_found_path()),
         };
+    if info.workspace == WILDCARD {
+        return match info.target {
+            Target::Resource(request)
+                if matches!(request.verb, Verb::List | Verb::Watch)
+                    && request.namespace.is_none()
+                    && request.subresource.is_none() =>
+            {
+                rest::handle(&state, WILDCARD, request, query, &parts.headers, body).await
+            }
+            // Discovery: the built-in kinds (no workspace's CRDs are served across all).
+            Target::NonResource(path) => {
+                non_resource(&state, WILDCARD, &path, &query, &parts.headers).await
+            }
+            _ => response::status(Status::new(
+                405,
+                "MethodNotAllowed",
+                "across all workspaces (/clusters/*) only cluster-wide list and watch are served",
+            )),
+        };
+    }
     let cluster = match state.workspaces.resolve(&info.workspace).await {
         Ok(cluster) => cluster,
         Err(Unroutable::NotFound) => {

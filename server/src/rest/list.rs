@@ -39,6 +39,9 @@ pub fn read_revision(query: &Query) -> Result<ReadRevision, Status> {
 
 pub fn scope(target: &Target) -> ListScope {
     let resource = target.rt.storage_resource();
+    if target.wildcard() {
+        return ListScope::all_clusters(resource);
+    }
     match target.namespace {
         Some(ns) => ListScope::namespace(target.cluster, resource, ns),
         None => ListScope::cluster(target.cluster, resource),
@@ -73,7 +76,7 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
     // the continue token then points after the last object returned.
     // Plain lists without selectors are the stored bytes plus revisions, concatenated: no
     // parse, no re-encoding.
-    let raw = filter.is_empty() && target.rendering == Rendering::Object;
+    let raw = filter.is_empty() && target.rendering == Rendering::Object && !target.wildcard();
     let mut items = Vec::new();
     let mut raw_items: Vec<Vec<u8>> = Vec::new();
     let (revision, continue_token) = loop {
@@ -93,7 +96,10 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
                     target.rt,
                 )?);
             } else {
-                let object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
+                let mut object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
+                if target.wildcard() {
+                    super::mark_cluster(&target.state.workspaces, &mut object, &stored.key.cluster);
+                }
                 if !filter.matches(&object) {
                     continue;
                 }

@@ -27,6 +27,32 @@ use crate::state::AppState;
 use crate::status::{Status, Subject};
 use subresource::Subresource;
 
+/// The workspace part of `/clusters/*/…`: one resource across every workspace.
+pub const WILDCARD: &str = "*";
+
+/// Marks an object of a wildcard list or watch with its workspace's path (its logical cluster
+/// id if this replica does not know the path).
+pub(crate) fn mark_cluster(
+    index: &crate::workspaces::WorkspaceIndex,
+    object: &mut Value,
+    cluster: &str,
+) {
+    let path = index
+        .cached_path(cluster)
+        .unwrap_or_else(|| cluster.to_string());
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(map) = annotations.as_object_mut() {
+            map.insert(
+                trellis_apis::CLUSTER_ANNOTATION.to_string(),
+                Value::String(path),
+            );
+        }
+    }
+}
+
 /// Largest accepted request body, as kube-apiserver's default.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
@@ -115,6 +141,11 @@ pub struct Target<'a> {
 }
 
 impl Target<'_> {
+    /// A request across every workspace (`/clusters/*`).
+    pub fn wildcard(&self) -> bool {
+        self.cluster == WILDCARD
+    }
+
     pub(crate) fn subject(&self) -> Subject<'_> {
         Subject {
             group: &self.rt.group,

@@ -172,13 +172,17 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
                 .map_err(|e| target.storage_error(&e))?;
             // The initial state is filtered and rendered as every later event is.
             for o in &listed.items {
-                if filter.is_empty() && target.rendering == Rendering::Object {
+                if filter.is_empty() && target.rendering == Rendering::Object && !target.wildcard()
+                {
                     let object =
                         object_meta::encode_with_revision(&o.value, o.revision, target.rt)?;
                     initial.push(Bytes::from(encoded_line("ADDED", &object)));
                     continue;
                 }
-                let object = object_meta::decode(&o.value, o.revision, target.rt)?;
+                let mut object = object_meta::decode(&o.value, o.revision, target.rt)?;
+                if target.wildcard() {
+                    super::mark_cluster(&target.state.workspaces, &mut object, &o.key.cluster);
+                }
                 if filter.matches(&object) {
                     initial.push(line("ADDED", &render(object)));
                 }
@@ -196,7 +200,9 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
     // bytes are the same for every such watcher of the event, so the first one to get there
     // encodes them into the event's shared slot and the others reuse them. (Custom resources
     // are read through their watchers' own versions, so they encode for themselves.)
-    let plain = filter.is_empty() && target.rendering == Rendering::Object;
+    // Wildcard watches mark each object with its workspace, so they always decode.
+    let wildcard = target.wildcard().then(|| target.state.workspaces.clone());
+    let plain = filter.is_empty() && target.rendering == Rendering::Object && wildcard.is_none();
     // Only a kind that is the sole reader of its storage may share encodings: core and
     // events.k8s.io events see the same stored events in different shapes.
     let shared = plain && target.rt.custom.is_none() && target.rt.stored_as.is_none();
@@ -219,8 +225,11 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
             let line = event.encoding.get_or_init(|| encode().unwrap_or_default());
             return (!line.is_empty()).then_some(line);
         }
-        let object =
+        let mut object =
             object_meta::decode(&event.object.value, event.object.revision, &rt_for_events).ok()?;
+        if let Some(index) = &wildcard {
+            super::mark_cluster(index, &mut object, &event.object.key.cluster);
+        }
         let kind = visible_change(&filter, event, &object)?;
         Some(line(kind, &render(object)))
     };

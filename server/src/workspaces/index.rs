@@ -200,6 +200,25 @@ impl WorkspaceIndex {
         Some(segments.join(":"))
     }
 
+    /// The path of a logical cluster from what this replica has cached, without asking
+    /// storage (for marking objects in wildcard lists and watches).
+    pub fn cached_path(&self, cluster: &str) -> Option<String> {
+        let maps = self.read();
+        let mut segments = Vec::new();
+        let mut at = cluster.to_string();
+        while at != ROOT_CLUSTER {
+            let (parent, name) = maps.by_id.get(&at)?.clone();
+            segments.push(name);
+            at = parent;
+            if segments.len() > 64 {
+                return None;
+            }
+        }
+        segments.push(ROOT_CLUSTER.to_string());
+        segments.reverse();
+        Some(segments.join(":"))
+    }
+
     async fn child(&self, parent: &str, name: &str) -> Result<Entry, Unroutable> {
         let cached = self
             .read()
