@@ -146,7 +146,10 @@ mod tests {
 
     #[test]
     fn the_wildcard_workspace_may_be_percent_encoded() {
-        for path in ["/clusters/*/api/v1/configmaps", "/clusters/%2A/api/v1/configmaps"] {
+        for path in [
+            "/clusters/*/api/v1/configmaps",
+            "/clusters/%2A/api/v1/configmaps",
+        ] {
             let info = parse("GET", path, false).unwrap();
             assert_eq!(info.workspace, "*");
         }
