@@ -140,20 +140,31 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
     }
     let body = match target.rendering {
         Rendering::Table => table::table(target.rt, items, metadata, query.get("includeObject")),
-        Rendering::PartialMetadata => json!({
-            "apiVersion": "meta.k8s.io/v1",
-            "kind": "PartialObjectMetadataList",
-            "metadata": metadata,
-            "items": items.iter().map(table::partial_metadata).collect::<Vec<_>>(),
-        }),
-        Rendering::Object => json!({
-            "apiVersion": target.rt.api_version(),
-            "kind": target.rt.list_kind(),
-            "metadata": metadata,
-            "items": items,
-        }),
+        Rendering::PartialMetadata => list_object(
+            "meta.k8s.io/v1".into(),
+            "PartialObjectMetadataList".into(),
+            metadata,
+            items.iter().map(table::partial_metadata).collect(),
+        ),
+        Rendering::Object => list_object(
+            target.rt.api_version(),
+            target.rt.list_kind(),
+            metadata,
+            items,
+        ),
     };
     Ok(response::json(StatusCode::OK, &body))
+}
+
+/// A list object, built field by field: `json!` would copy every item through the
+/// serializer.
+fn list_object(api_version: String, kind: String, metadata: Value, items: Vec<Value>) -> Value {
+    let mut list = serde_json::Map::new();
+    list.insert("apiVersion".into(), Value::String(api_version));
+    list.insert("kind".into(), Value::String(kind));
+    list.insert("metadata".into(), metadata);
+    list.insert("items".into(), Value::Array(items));
+    Value::Object(list)
 }
 
 /// A list object around already encoded items.

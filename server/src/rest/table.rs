@@ -6,7 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::custom_columns;
 use crate::registry::ResourceType;
@@ -238,22 +238,28 @@ fn row_object(mut object: Value, include: Option<&str>) -> Option<Value> {
             let metadata = object
                 .get_mut("metadata")
                 .map(Value::take)
-                .unwrap_or_else(|| json!({}));
-            Some(json!({
-                "kind": "PartialObjectMetadata",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": metadata,
-            }))
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            Some(partial_metadata_of(metadata))
         }
     }
 }
 
 pub fn partial_metadata(object: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": object.get("metadata").cloned().unwrap_or_else(|| json!({})),
-    })
+    partial_metadata_of(
+        object
+            .get("metadata")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new())),
+    )
+}
+
+/// Built field by field: `json!` would copy its values through the serializer.
+fn partial_metadata_of(metadata: Value) -> Value {
+    let mut partial = Map::new();
+    partial.insert("kind".into(), Value::from("PartialObjectMetadata"));
+    partial.insert("apiVersion".into(), Value::from("meta.k8s.io/v1"));
+    partial.insert("metadata".into(), metadata);
+    Value::Object(partial)
 }
 
 /// A `Table` of `objects`; `list_metadata` is the list's `metadata` (revision, continue).
@@ -290,20 +296,22 @@ pub fn table(
                 Some(columns) => columns.cells(&o),
                 None => cells(rt, &o),
             };
-            let mut row = json!({"cells": cells});
+            let mut row = Map::new();
+            row.insert("cells".into(), Value::Array(cells));
             if let Some(object) = row_object(o, include) {
-                row["object"] = object;
+                row.insert("object".into(), object);
             }
-            row
+            Value::Object(row)
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": list_metadata,
-        "columnDefinitions": definitions,
-        "rows": rows,
-    })
+    // Built field by field: `json!` would copy every row again through the serializer.
+    let mut table = Map::new();
+    table.insert("kind".into(), Value::from("Table"));
+    table.insert("apiVersion".into(), Value::from("meta.k8s.io/v1"));
+    table.insert("metadata".into(), list_metadata);
+    table.insert("columnDefinitions".into(), Value::Array(definitions));
+    table.insert("rows".into(), Value::Array(rows));
+    Value::Object(table)
 }
 
 #[cfg(test)]

@@ -58,10 +58,9 @@ fn event_type(kind: EventType) -> &'static str {
 }
 
 fn line(kind: &str, object: &Value) -> Bytes {
-    let mut bytes =
-        serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
-    bytes.push(b'\n');
-    Bytes::from(bytes)
+    // Encoded in place: `json!` would first copy the object through the serializer.
+    let encoded = serde_json::to_vec(object).unwrap_or_default();
+    Bytes::from(encoded_line(kind, &encoded))
 }
 
 /// The ERROR event that ends a watch: a too-old revision is a 410 `Expired` Status.
