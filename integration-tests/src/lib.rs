@@ -25,7 +25,7 @@ pub struct Hub {
     pub started: Started,
     pub data_dir: PathBuf,
     _dir: tempfile::TempDir,
-    _db: Option<TestDatabase>,
+    _dbs: Vec<TestDatabase>,
 }
 
 impl Hub {
@@ -39,13 +39,25 @@ impl Hub {
                     .expect("test database"),
             ),
         };
+        let store = db.as_ref().map(|db| db.url().to_string());
+        Hub::start_sharded(store, Vec::new(), db.into_iter().collect()).await
+    }
+
+    /// A hub on `store` (the root shard; the embedded store when `None`) and `shards`,
+    /// keeping `databases` until it is dropped.
+    pub async fn start_sharded(
+        store: Option<String>,
+        shards: Vec<(String, String)>,
+        databases: Vec<TestDatabase>,
+    ) -> Hub {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
         let started = start(StartOptions {
             data_dir: data_dir.clone(),
             listen: "127.0.0.1:0".parse().expect("address"),
-            store: db.as_ref().map(|db| db.url().to_string()),
+            store,
             tls_sans: Vec::new(),
+            shards,
         })
         .await
         .expect("hub starts");
@@ -53,7 +65,7 @@ impl Hub {
             started,
             data_dir,
             _dir: dir,
-            _db: db,
+            _dbs: databases,
         }
     }
 

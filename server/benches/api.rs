@@ -309,6 +309,7 @@ impl Hub {
             listen: "127.0.0.1:0".parse()?,
             store: Some(db.url().to_string()),
             tls_sans: Vec::new(),
+            shards: Vec::new(),
         })
         .await?;
         println!("# hub: https://{}", started.addr);
@@ -985,7 +986,9 @@ async fn describe_garbage_collection(hub: &Hub) -> Result<()> {
         .await?
         .items
         .len();
-    let registry = trellis_server::registry::Registry::new(store.clone());
+    let registry = trellis_server::registry::Registry::new(
+        trellis_server::shards::ShardMap::single(store.clone()),
+    );
     let started = Instant::now();
     trellis_server::controllers::garbage_collector::pass(&store, &registry).await?;
     println!(

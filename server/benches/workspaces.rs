@@ -7,8 +7,8 @@
 //! What it does, in order:
 //! 1. baseline: `Store::create` of as many objects as workspaces, from 64 tasks, on a fresh
 //!    database (the storage layer alone);
-//! 2. starts two hubs (`trellis start --store …`, built by cargo for this bench) on one fresh
-//!    database; measures hub A's idle RSS;
+//! 2. starts two hubs (`trellis start --store … --shard s1=…`, built by cargo for this bench)
+//!    on two shards, fresh databases on two Postgres servers; measures hub A's idle RSS;
 //! 3. creates the workspaces through A's API as a tree of depth 3 (10 organizations, 10 teams
 //!    in each, the rest spread over the teams), 64 at a time, each counted once it is Ready
 //!    and a GET inside it answers: `ws_create_per_s`;
@@ -60,7 +60,7 @@ struct HubProcess {
 }
 
 impl HubProcess {
-    async fn start(store: &str) -> Result<HubProcess> {
+    async fn start(store: &str, shard: &str) -> Result<HubProcess> {
         let dir = tempfile::Builder::new()
             .prefix("trellis-ws-bench-")
             .tempdir()?;
@@ -68,6 +68,8 @@ impl HubProcess {
         let log = std::fs::File::create(dir.path().join("trellis.log"))?;
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
             .args(["start", "--store", store, "--listen", &listen])
+            .arg("--shard")
+            .arg(format!("s1={shard}"))
             .arg("--data-dir")
             .arg(dir.path())
             .env("RUST_LOG", "warn")
@@ -258,8 +260,10 @@ async fn run() -> Result<()> {
     report("ws_baseline_store_creates_per_s", store_rate, "ops/s");
 
     let db = pg.create_database("bench_ws_hub").await?;
-    let a = HubProcess::start(db.url()).await?;
-    let b = HubProcess::start(db.url()).await?;
+    let pg2 = PostgresCluster::start(ClusterOptions::default())?;
+    let s1 = pg2.create_database("bench_ws_s1").await?;
+    let a = HubProcess::start(db.url(), s1.url()).await?;
+    let b = HubProcess::start(db.url(), s1.url()).await?;
     tokio::time::sleep(IDLE_SETTLE).await;
     let rss_before = a.rss_kib()?;
     println!("# hub A idle RSS before: {:.1} MiB", rss_before / 1024.0);
@@ -282,6 +286,19 @@ async fn run() -> Result<()> {
         total as f64 / created_in / store_rate,
         "ratio",
     );
+
+    let shards = get(
+        &a.client,
+        "/clusters/root/apis/core.trellis.dev/v1alpha1/shards",
+    )
+    .await?;
+    let spread: Vec<String> = shards["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| format!("{} {}", s["metadata"]["name"], s["status"]["workspaces"]))
+        .collect();
+    println!("# workspaces per shard (Shard status, refreshed every 5 s): {spread:?}");
 
     tokio::time::sleep(IDLE_SETTLE).await;
     let rss_after = a.rss_kib()?;

@@ -12,7 +12,8 @@ use crate::deletion;
 use crate::namespace_cache::Admission;
 use crate::registry::builtin::TENANCY;
 use crate::rest::Target;
-use crate::status::{Status, Subject};
+use crate::selectors::LabelSelector;
+use crate::status::{Status, StatusCause, Subject};
 use crate::workspaces::{self, Unroutable};
 
 /// Admits a create of `object` through `target`, completing it.
@@ -24,9 +25,29 @@ pub async fn admit_create(target: &Target<'_>, object: &mut Value) -> Result<(),
             Err(Unroutable::Unavailable(e)) => return Err(Status::unavailable(e, 1)),
             Err(_) => "universal".to_string(),
         };
-        let causes = workspaces::prepare_create(object, &parent_type);
+        let mut causes = workspaces::prepare_create(object, &parent_type);
+        let selector = object.pointer("/spec/location/selector").cloned();
+        if let Some(Err(e)) = selector.as_ref().map(LabelSelector::from_structured) {
+            causes.push(StatusCause {
+                kind: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {e}"),
+                field: "spec.location.selector".into(),
+            });
+        }
         if !causes.is_empty() {
             return Err(Status::invalid(&target.subject(), &target.rt.kind, causes));
+        }
+        // Placed now, in the same write; with no shard matching, the workspace stays
+        // Scheduling and the controller tries again.
+        let cluster = object
+            .pointer("/spec/cluster")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        match target.state.shards.place(&cluster, selector.as_ref()).await {
+            Ok(Some(shard)) => object["status"]["shard"] = Value::String(shard),
+            Ok(None) => {}
+            Err(e) => return Err(target.storage_error(&e)),
         }
     }
     Ok(())
@@ -46,9 +67,9 @@ async fn check_namespace_accepts_content(target: &Target<'_>) -> Result<(), Stat
     };
     // Usually answered from the hub's own view of the namespaces, without a storage read.
     match target
-        .state
+        .shard
         .namespaces
-        .admission(&target.state.store, target.cluster, namespace)
+        .admission(&target.shard.store, target.cluster, namespace)
         .await
     {
         Admission::Accepts => return Ok(()),
@@ -56,7 +77,7 @@ async fn check_namespace_accepts_content(target: &Target<'_>) -> Result<(), Stat
         Admission::Unknown => {}
     }
     let key = ObjectKey::new(target.cluster, "core/namespaces", "", namespace);
-    let stored = match target.state.store.get(&key).await {
+    let stored = match target.shard.store.get(&key).await {
         Ok(stored) => stored,
         Err(StorageError::NotFound(_)) => {
             return Err(Status::not_found(&Subject {

@@ -93,3 +93,19 @@ pub async fn ensure_root(store: &Store) -> Result<(), StorageError> {
     }
     Ok(())
 }
+
+/// Lists each shard as a `Shard` object in the root workspace (creating the missing ones),
+/// its database shown without credentials.
+pub async fn ensure_shards(store: &Store, shards: &[(String, String)]) -> Result<(), StorageError> {
+    for (name, location) in shards {
+        let object = json!({
+            "apiVersion": "core.trellis.dev/v1alpha1",
+            "kind": "Shard",
+            "metadata": {"name": name},
+            "spec": {"database": crate::shards::redacted_location(location)},
+            "status": {"workspaces": 0},
+        });
+        create_missing(store, crate::shards::ShardMap::object_key(name), object).await?;
+    }
+    Ok(())
+}

@@ -27,6 +27,7 @@ pub mod rest;
 pub mod revision_splice;
 pub mod schema;
 pub mod selectors;
+pub mod shards;
 pub mod start;
 pub mod state;
 pub mod status;

@@ -31,6 +31,10 @@ enum Command {
         /// Extra DNS names or IP addresses for the serving certificate (repeatable).
         #[arg(long = "tls-san")]
         tls_sans: Vec<String>,
+        /// Another database to place workspaces on, NAME=postgres://… (repeatable). The
+        /// --store database is the shard `root`, which also holds the workspace tree.
+        #[arg(long = "shard", value_parser = trellis_server::shards::parse_shard_flag)]
+        shards: Vec<(String, String)>,
     },
     /// Move between workspaces in the current kubeconfig (also the kubectl plugin `kubectl ws`).
     Ws {
@@ -55,12 +59,14 @@ async fn main() -> anyhow::Result<()> {
             listen,
             store,
             tls_sans,
+            shards,
         } => {
             let started = trellis_server::start::start(trellis_server::start::StartOptions {
                 data_dir,
                 listen,
                 store,
                 tls_sans,
+                shards,
             })
             .await?;
             println!(

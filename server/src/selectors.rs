@@ -124,6 +124,48 @@ impl LabelSelector {
         Ok(LabelSelector(requirements))
     }
 
+    /// From an API object's `LabelSelector` (`matchLabels`, `matchExpressions`).
+    pub fn from_structured(selector: &Value) -> Result<LabelSelector, String> {
+        let mut requirements = Vec::new();
+        if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+            for (key, value) in labels {
+                let value = value
+                    .as_str()
+                    .ok_or_else(|| format!("matchLabels[{key:?}] must be a string"))?;
+                requirements.push(Requirement::In(
+                    checked_key(key)?,
+                    vec![checked_value(value)?],
+                ));
+            }
+        }
+        for expression in selector
+            .get("matchExpressions")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let key = checked_key(expression["key"].as_str().unwrap_or_default())?;
+            let values = expression["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or("values must be strings")
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            requirements.push(match expression["operator"].as_str() {
+                Some("In") => Requirement::In(key, values),
+                Some("NotIn") => Requirement::NotIn(key, values),
+                Some("Exists") => Requirement::Exists(key),
+                Some("DoesNotExist") => Requirement::NotExists(key),
+                other => return Err(format!("unknown selector operator {other:?}")),
+            });
+        }
+        Ok(LabelSelector(requirements))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

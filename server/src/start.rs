@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use trellis_storage::{Store, StoreOptions};
+use trellis_storage::{ShardSpec, Store, StoreOptions};
 
 use crate::registry::Registry;
+use crate::shards::{Shard, ShardMap, ROOT_SHARD};
 use crate::state::{AppState, ROOT_CLUSTER};
 use crate::workspaces::WorkspaceIndex;
 use crate::{bootstrap, kubeconfig, tls};
@@ -22,6 +23,9 @@ pub struct StartOptions {
     pub store: Option<String>,
     /// Extra names (DNS or IP) for the serving certificate.
     pub tls_sans: Vec<String>,
+    /// More shards besides the `--store` one (`root`): name and database (a `postgres://`
+    /// URL, or a SQLite file path).
+    pub shards: Vec<(String, String)>,
 }
 
 /// A started hub: where it listens and where its kubeconfig is.
@@ -43,12 +47,34 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
             .await
             .context("opening the embedded store")?,
     };
+    let mut names = std::collections::BTreeSet::new();
+    for (name, _) in &options.shards {
+        anyhow::ensure!(names.insert(name), "shard {name:?} is given twice");
+    }
+    let others = trellis_storage::Shards::open(
+        options
+            .shards
+            .iter()
+            .map(|(name, location)| (name.clone(), ShardSpec::parse(location))),
+        StoreOptions::default(),
+    )
+    .await
+    .context("opening the shards")?;
     bootstrap::ensure_namespaces(&store, ROOT_CLUSTER)
         .await
         .context("creating the system namespaces")?;
     bootstrap::ensure_root(&store)
         .await
         .context("creating the root workspace's objects")?;
+    let root_location = options
+        .store
+        .clone()
+        .unwrap_or_else(|| data_dir.join("store.db").display().to_string());
+    let mut locations = vec![(ROOT_SHARD.to_string(), root_location)];
+    locations.extend(options.shards.iter().cloned());
+    bootstrap::ensure_shards(&store, &locations)
+        .await
+        .context("recording the shards")?;
 
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
@@ -78,30 +104,35 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
         std::fs::set_permissions(&kubeconfig, std::fs::Permissions::from_mode(0o600))?;
     }
 
-    let registry = Registry::new(store.clone());
-    registry.spawn_watch();
     let workspaces = WorkspaceIndex::new(store.clone());
     {
         let workspaces = workspaces.clone();
         tokio::spawn(async move { workspaces.watch().await });
     }
+    let mut shards = vec![Shard::new(ROOT_SHARD, store.clone())];
+    shards.extend(
+        others
+            .iter()
+            .map(|(name, store)| Shard::new(name, store.clone())),
+    );
+    let shards = ShardMap::new(shards, workspaces.clone());
+    let registry = Registry::new(shards.clone());
+    registry.spawn_watch();
     {
-        let (store, registry, workspaces) = (store.clone(), registry.clone(), workspaces.clone());
+        let (shards, registry, workspaces) = (shards.clone(), registry.clone(), workspaces.clone());
         tokio::spawn(crate::leader_election::run(store.clone(), move || {
             crate::controllers::spawn_all(
-                store.clone(),
+                shards.clone(),
                 registry.clone(),
                 workspaces.clone(),
                 external_url.clone(),
             )
         }));
     }
-    let namespaces = crate::namespace_cache::NamespaceCache::spawn(store.clone());
     let state = Arc::new(AppState {
-        store,
+        shards,
         registry,
         workspaces,
-        namespaces,
     });
     let router = axum::Router::new()
         .fallback(crate::http::dispatch::dispatch)

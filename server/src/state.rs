@@ -5,6 +5,7 @@ use std::sync::Arc;
 use trellis_storage::Store;
 
 use crate::registry::Registry;
+use crate::shards::ShardMap;
 use crate::workspaces::WorkspaceIndex;
 
 /// The logical cluster id of the root workspace (also its path). Keys never contain
@@ -12,16 +13,15 @@ use crate::workspaces::WorkspaceIndex;
 pub const ROOT_CLUSTER: &str = "root";
 
 pub struct AppState {
-    pub store: Store,
+    /// The databases, and which one holds each logical cluster.
+    pub shards: Arc<ShardMap>,
     pub registry: Arc<Registry>,
     pub workspaces: Arc<WorkspaceIndex>,
-    /// Which namespaces accept new objects, for the create path.
-    pub namespaces: Arc<crate::namespace_cache::NamespaceCache>,
 }
 
 impl AppState {
     /// The store holding a logical cluster's objects (its shard's).
-    pub async fn store_for(&self, _cluster: &str) -> Result<Store, crate::workspaces::Unroutable> {
-        Ok(self.store.clone())
+    pub async fn store_for(&self, cluster: &str) -> Result<Store, crate::workspaces::Unroutable> {
+        Ok(self.shards.shard_for(cluster).await?.store.clone())
     }
 }

@@ -83,6 +83,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Starts whatever tells this process that another one wrote (Postgres LISTEN); `wake` is
     /// called on each hint.
     fn start_wakeups(&self, hint: WakeHint);
+
+    /// Whether the database has been unreachable for longer than a retry window: then an
+    /// operation tries once instead of retrying, so that callers hear "unavailable" at once
+    /// rather than after every retry window.
+    fn known_unreachable(&self) -> bool {
+        false
+    }
 }
 
 /// Tells the watch hub that revision `Some(n)` (or something, `None`) was committed elsewhere;

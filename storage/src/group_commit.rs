@@ -123,7 +123,9 @@ async fn commit_with_retry(
     let mut delay = Duration::from_millis(20);
     loop {
         match backend.commit(ops).await {
-            Err(StorageError::Unavailable(why)) if started.elapsed() < RETRY_FOR => {
+            Err(StorageError::Unavailable(why))
+                if started.elapsed() < RETRY_FOR && !backend.known_unreachable() =>
+            {
                 tracing::warn!(error = %why, "commit failed before reaching the database; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(1));

@@ -8,6 +8,7 @@
 pub mod crd;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod shard;
 pub mod work_queue;
 pub mod workspace;
 
@@ -15,27 +16,39 @@ use std::sync::Arc;
 
 use tokio::task::JoinHandle;
 
-use trellis_storage::Store;
-
 use crate::registry::Registry;
+use crate::shards::ShardMap;
 use crate::workspaces::WorkspaceIndex;
 
 /// Starts every controller; the handles stop them.
+/// Starts every controller; the handles stop them. The workspace and shard controllers run
+/// once (Workspaces are in the root shard); the others once per shard.
 pub fn spawn_all(
-    store: Store,
+    shards: Arc<ShardMap>,
     registry: Arc<Registry>,
     index: Arc<WorkspaceIndex>,
     external_url: String,
 ) -> Vec<JoinHandle<()>> {
-    vec![
+    let mut handles = vec![
         tokio::spawn(workspace::run(workspace::Context {
-            store: store.clone(),
+            shards: shards.clone(),
             registry: registry.clone(),
-            index,
+            index: index.clone(),
             external_url,
         })),
-        tokio::spawn(namespace::run(store.clone(), registry.clone())),
-        tokio::spawn(crd::run(store.clone(), registry.clone())),
-        tokio::spawn(garbage_collector::run(store, registry)),
-    ]
+        tokio::spawn(shard::run(shards.clone(), index)),
+    ];
+    for shard in shards.iter() {
+        let store = shard.store.clone();
+        handles.push(tokio::spawn(namespace::run(
+            store.clone(),
+            registry.clone(),
+        )));
+        handles.push(tokio::spawn(crd::run(store.clone(), registry.clone())));
+        handles.push(tokio::spawn(garbage_collector::run(
+            store,
+            registry.clone(),
+        )));
+    }
+    handles
 }

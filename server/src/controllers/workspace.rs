@@ -23,6 +23,7 @@ use crate::bootstrap;
 use crate::deletion;
 use crate::object_meta::now_rfc3339;
 use crate::registry::Registry;
+use crate::shards::ShardMap;
 use crate::workspaces::index::{LOGICAL_CLUSTERS, WORKSPACES};
 use crate::workspaces::{types, Phase, WorkspaceIndex, CONTENT_FINALIZER};
 
@@ -32,7 +33,8 @@ const RESYNC: Duration = Duration::from_secs(30);
 /// What the controller needs.
 #[derive(Clone)]
 pub struct Context {
-    pub store: Store,
+    /// The shards; Workspaces are in the root shard, their content on theirs.
+    pub shards: Arc<ShardMap>,
     pub registry: Arc<Registry>,
     pub index: Arc<WorkspaceIndex>,
     /// `https://host:port`, for workspace URLs.
@@ -58,15 +60,14 @@ pub async fn run(ctx: Context) {
 
 /// Queues every Workspace, then each one that changes; everything again every RESYNC.
 async fn feed(ctx: &Context, queue: &WorkQueue<ObjectKey>) -> Result<(), StorageError> {
-    let listed = ctx
-        .store
+    let root = &ctx.shards.root().store;
+    let listed = root
         .list(ListRequest::new(ListScope::all_clusters(WORKSPACES)))
         .await?;
     for item in listed.items {
         queue.add(item.key);
     }
-    let mut watch = ctx
-        .store
+    let mut watch = root
         .watch(ListScope::all_clusters(WORKSPACES), Some(listed.revision))
         .await?;
     loop {
@@ -118,7 +119,7 @@ fn encode(object: &Value) -> Result<Bytes, StorageError> {
 
 /// One step for one Workspace; whether to look again soon.
 pub async fn reconcile(ctx: &Context, key: &ObjectKey) -> Result<bool, StorageError> {
-    let stored = match ctx.store.get(key).await {
+    let stored = match ctx.shards.root().store.get(key).await {
         Ok(stored) => stored,
         Err(StorageError::NotFound(_)) => return Ok(false),
         Err(e) => return Err(e),
@@ -136,20 +137,82 @@ pub async fn reconcile(ctx: &Context, key: &ObjectKey) -> Result<bool, StorageEr
     }
     match Phase::parse(&workspace) {
         Phase::Scheduling | Phase::Initializing => {
-            initialize(ctx, &stored, workspace, &cluster).await?;
-            Ok(false)
+            let placed = workspace.pointer("/status/shard").and_then(Value::as_str);
+            match placed.map(|name| ctx.shards.named(name)) {
+                Some(Ok(shard)) => {
+                    initialize(ctx, &stored, workspace, &cluster, &shard.store).await?;
+                    Ok(false)
+                }
+                // On a shard this replica was not started with: another leader may have it.
+                Some(Err(e)) => Err(StorageError::Unavailable(format!("{e:?}"))),
+                None => schedule(ctx, &stored, workspace).await,
+            }
         }
         Phase::Ready | Phase::Terminating => Ok(false),
     }
 }
 
-/// Creates what a new workspace starts with, then marks it Ready.
+/// Places a workspace created without a shard (none matched its `spec.location` then):
+/// records the shard, or says why there is none and tries again later.
+async fn schedule(
+    ctx: &Context,
+    stored: &StoredObject,
+    mut workspace: Value,
+) -> Result<bool, StorageError> {
+    let selector = workspace.pointer("/spec/location/selector").cloned();
+    let cluster = workspace
+        .pointer("/spec/cluster")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let placed = ctx.shards.place(&cluster, selector.as_ref()).await?;
+    if !workspace.get("status").is_some_and(Value::is_object) {
+        workspace["status"] = json!({});
+    }
+    let again = match &placed {
+        Some(shard) => {
+            workspace["status"]["shard"] = json!(shard);
+            workspace["status"]["conditions"] = json!([]);
+            false
+        }
+        None => {
+            let condition = json!({
+                "type": "Scheduled", "status": "False", "reason": "Unschedulable",
+                "message": "no shard matches spec.location.selector",
+                "lastTransitionTime": now_rfc3339(),
+            });
+            if workspace.pointer("/status/conditions/0/reason") == condition.get("reason") {
+                return Ok(true);
+            }
+            workspace["status"]["conditions"] = json!([condition]);
+            true
+        }
+    };
+    match ctx
+        .shards
+        .root()
+        .store
+        .update(
+            stored.key.clone(),
+            encode(&workspace)?,
+            Preconditions::revision(stored.revision),
+        )
+        .await
+    {
+        Ok(_) | Err(StorageError::Conflict { .. } | StorageError::NotFound(_)) => Ok(again),
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates what a new workspace starts with on its shard, then marks it Ready.
 async fn initialize(
     ctx: &Context,
     stored: &StoredObject,
     mut workspace: Value,
     cluster: &str,
+    shard: &Store,
 ) -> Result<(), StorageError> {
+    let root = &ctx.shards.root().store;
     let parent = &stored.key.cluster;
     let name = &stored.key.name;
     let parent_path =
@@ -174,7 +237,7 @@ async fn initialize(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    match ctx.store.create(key, uid, encode(&logical_cluster)?).await {
+    match root.create(key, uid, encode(&logical_cluster)?).await {
         Ok(_) | Err(StorageError::AlreadyExists(_)) => {}
         Err(e) => return Err(e),
     }
@@ -183,18 +246,18 @@ async fn initialize(
         .and_then(Value::as_str)
         .unwrap_or("universal");
     let namespaces = types::builtin(type_name).map_or(&[][..], |t| t.initial_namespaces);
-    bootstrap::create_namespaces(&ctx.store, cluster, namespaces).await?;
+    bootstrap::create_namespaces(shard, cluster, namespaces).await?;
+    let shard_name = workspace.pointer("/status/shard").cloned();
     workspace["status"] = json!({
         "phase": "Ready",
         "url": format!("{}/clusters/{path}", ctx.external_url),
-        "shard": "root",
+        "shard": shard_name,
         "conditions": [{
             "type": "Ready", "status": "True", "reason": "Initialized",
             "message": "the workspace is ready", "lastTransitionTime": now_rfc3339(),
         }],
     });
-    match ctx
-        .store
+    match root
         .update(
             stored.key.clone(),
             encode(&workspace)?,
@@ -227,9 +290,9 @@ async fn terminate(
     {
         return Ok(false);
     }
+    let root = &ctx.shards.root().store;
     // Children first: each is deleted the same way, content and all.
-    let children = ctx
-        .store
+    let children = root
         .list(ListRequest::new(ListScope::cluster(cluster, WORKSPACES)))
         .await?;
     let workspaces_rt =
@@ -238,7 +301,7 @@ async fn terminate(
             .ok_or_else(|| StorageError::Internal("workspaces are not served".into()))?;
     let deletions = children.items.iter().map(|child| {
         deletion::delete(
-            &ctx.store,
+            root,
             &workspaces_rt,
             child.key.clone(),
             child,
@@ -254,7 +317,17 @@ async fn terminate(
     }
     let remaining_children = children.items.len();
     let remaining_objects = if remaining_children == 0 {
-        delete_content(ctx, cluster).await?
+        match workspace.pointer("/status/shard").and_then(Value::as_str) {
+            Some(name) => {
+                let shard = ctx
+                    .shards
+                    .named(name)
+                    .map_err(|e| StorageError::Unavailable(format!("{e:?}")))?;
+                delete_content(ctx, cluster, &shard.store).await?
+            }
+            // Never placed: nothing was created but (maybe) its LogicalCluster.
+            None => delete_all(root, cluster, &[LOGICAL_CLUSTERS.to_string()]).await?,
+        }
     } else {
         0
     };
@@ -278,8 +351,7 @@ async fn terminate(
             }
             workspace["status"]["phase"] = json!("Terminating");
             workspace["status"]["conditions"] = json!([condition]);
-            match ctx
-                .store
+            match root
                 .update(
                     stored.key.clone(),
                     encode(&workspace)?,
@@ -293,7 +365,7 @@ async fn terminate(
         }
         return Ok(true);
     }
-    match deletion::remove_finalizer(&ctx.store, stored, CONTENT_FINALIZER).await {
+    match deletion::remove_finalizer(root, stored, CONTENT_FINALIZER).await {
         Ok(()) | Err(StorageError::NotFound(_)) => Ok(false),
         Err(StorageError::Conflict { .. }) => Ok(true),
         Err(e) => Err(e),
@@ -302,12 +374,12 @@ async fn terminate(
 
 /// Deletes every object of `resources` in `cluster`; how many could not be deleted.
 async fn delete_all(
-    ctx: &Context,
+    store: &Store,
     cluster: &str,
     resources: &[String],
 ) -> Result<usize, StorageError> {
     let lists = resources.iter().map(|resource| {
-        ctx.store.list(ListRequest::new(ListScope::cluster(
+        store.list(ListRequest::new(ListScope::cluster(
             cluster,
             resource.clone(),
         )))
@@ -316,7 +388,7 @@ async fn delete_all(
     let deletes = listed
         .into_iter()
         .flat_map(|l| l.items)
-        .map(|item| ctx.store.delete(item.key, Preconditions::none()));
+        .map(|item| store.delete(item.key, Preconditions::none()));
     let mut failed = 0;
     for outcome in futures::future::join_all(deletes).await {
         match outcome {
@@ -330,7 +402,11 @@ async fn delete_all(
 
 /// Deletes every object of a logical cluster, finalizers or not (the workspace is going
 /// as a whole, as in kcp); how many could not be deleted this time.
-async fn delete_content(ctx: &Context, cluster: &str) -> Result<usize, StorageError> {
+async fn delete_content(
+    ctx: &Context,
+    cluster: &str,
+    shard: &Store,
+) -> Result<usize, StorageError> {
     ctx.registry.invalidate(cluster);
     let resources = ctx.registry.resources(cluster).await;
     // Every resource once (versions share storage); the LogicalCluster separately.
@@ -343,9 +419,10 @@ async fn delete_content(ctx: &Context, cluster: &str) -> Result<usize, StorageEr
     }
     // Everything at once (the lists in parallel, the deletes sharing commits), then the
     // LogicalCluster, which routes the cluster's id, last.
-    let mut failed = delete_all(ctx, cluster, &storage).await?;
+    let mut failed = delete_all(shard, cluster, &storage).await?;
     if failed == 0 {
-        failed += delete_all(ctx, cluster, &[LOGICAL_CLUSTERS.to_string()]).await?;
+        let root = &ctx.shards.root().store;
+        failed += delete_all(root, cluster, &[LOGICAL_CLUSTERS.to_string()]).await?;
     }
     ctx.registry.invalidate(cluster);
     Ok(failed)

@@ -15,7 +15,6 @@ use crate::request_info::{self, Target, Verb};
 use crate::rest::WILDCARD;
 use crate::state::AppState;
 use crate::status::Status;
-use crate::workspaces::Unroutable;
 use crate::{discovery, openapi, rest};
 use tracing::Instrument;
 
@@ -47,33 +46,11 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             )),
         };
     }
-    let cluster = match state.workspaces.resolve(&info.workspace).await {
-        Ok(cluster) => cluster,
-        Err(Unroutable::NotFound) => {
-            return response::status(Status::new(
-                404,
-                "NotFound",
-                format!("workspace {:?} not found", info.workspace),
-            ))
-        }
-        Err(Unroutable::NotReady(phase)) => {
-            return response::status(Status::unavailable(
-                format!(
-                    "workspace {:?} is not ready yet (phase {})",
-                    info.workspace,
-                    phase.as_str()
-                ),
-                1,
-            ))
-        }
-        Err(Unroutable::Unavailable(e)) => {
-            return response::status(Status::unavailable(
-                format!("the workspace index cannot be read: {e}"),
-                1,
-            ))
-        }
+    let located = match state.workspaces.resolve(&info.workspace).await {
+        Ok(located) => located,
+        Err(unroutable) => return response::status(unroutable.into_status(&info.workspace)),
     };
-    let cluster = cluster.as_str();
+    let cluster = located.cluster.as_str();
     // Instrument, not enter: a guard held across an await would stay entered on this thread
     // while the task sleeps, and tag other requests' logs.
     let span = tracing::debug_span!("request", workspace = %info.workspace, method = %parts.method, path = %parts.uri.path());

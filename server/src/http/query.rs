@@ -1,6 +1,6 @@
 //! Query parameters, decoded once.
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Query {
     pairs: Vec<(String, String)>,
 }
@@ -22,6 +22,12 @@ impl Query {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// Replaces `key`'s value (or adds it).
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.pairs.retain(|(k, _)| k != key);
+        self.pairs.push((key.to_string(), value.to_string()));
     }
 
     /// `true`/`1` as kube-apiserver reads boolean parameters.

@@ -15,6 +15,7 @@ use trellis_storage::{ListRequest, ListScope, Store};
 
 use super::{ResourceType, ScalePaths, Subresources};
 use crate::schema::Structural;
+use crate::shards::ShardMap;
 
 /// Where CustomResourceDefinitions are stored.
 pub const CRD_RESOURCE: &str = "apiextensions.k8s.io/customresourcedefinitions";
@@ -202,19 +203,23 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
 
 /// The per-workspace cache of custom resources.
 pub struct CustomResources {
-    store: Store,
+    shards: Arc<ShardMap>,
     clusters: RwLock<HashMap<String, Arc<Vec<Arc<ResourceType>>>>>,
     /// Bumped by every invalidation, so a read that raced one is not cached.
     epoch: AtomicU64,
 }
 
 impl CustomResources {
-    pub fn new(store: Store) -> CustomResources {
+    pub fn new(shards: Arc<ShardMap>) -> CustomResources {
         CustomResources {
-            store,
+            shards,
             clusters: RwLock::new(HashMap::new()),
             epoch: AtomicU64::new(0),
         }
+    }
+
+    pub fn shards(&self) -> &ShardMap {
+        &self.shards
     }
 
     fn cached(&self, cluster: &str) -> Option<Arc<Vec<Arc<ResourceType>>>> {
@@ -229,8 +234,14 @@ impl CustomResources {
     /// time and caches nothing.
     async fn load(&self, cluster: &str) -> Arc<Vec<Arc<ResourceType>>> {
         let epoch = self.epoch.load(Ordering::Acquire);
-        let listed = match self
-            .store
+        let store = match self.shards.shard_for(cluster).await {
+            Ok(shard) => shard.store.clone(),
+            Err(e) => {
+                tracing::debug!(cluster, error = ?e, "no shard for custom resources");
+                return Arc::new(Vec::new());
+            }
+        };
+        let listed = match store
             .list(ListRequest::new(ListScope::cluster(cluster, CRD_RESOURCE)))
             .await
         {
@@ -301,10 +312,9 @@ impl CustomResources {
 
     /// Invalidates a workspace's entry on every change to its CRDs. Runs for the life of the
     /// process; a broken watch drops the whole cache and starts again.
-    pub async fn watch(&self) {
+    pub async fn watch(&self, store: Store) {
         loop {
-            match self
-                .store
+            match store
                 .watch(ListScope::all_clusters(CRD_RESOURCE), None)
                 .await
             {

@@ -13,7 +13,7 @@ pub mod strategy;
 use std::cmp::Ordering;
 use std::sync::{Arc, LazyLock};
 
-use trellis_storage::Store;
+use crate::shards::ShardMap;
 
 pub use custom::{CustomVersion, PrinterColumn};
 
@@ -153,17 +153,19 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(store: Store) -> Arc<Registry> {
+    pub fn new(shards: Arc<ShardMap>) -> Arc<Registry> {
         Arc::new(Registry {
-            custom: custom::CustomResources::new(store),
+            custom: custom::CustomResources::new(shards),
         })
     }
 
     /// Keeps the custom-resource cache fresh by watching the CustomResourceDefinitions of
-    /// every workspace in the store.
+    /// every workspace, one watch per shard.
     pub fn spawn_watch(self: &Arc<Self>) {
-        let registry = self.clone();
-        tokio::spawn(async move { registry.custom.watch().await });
+        for shard in self.custom.shards().iter() {
+            let (registry, store) = (self.clone(), shard.store.clone());
+            tokio::spawn(async move { registry.custom.watch(store).await });
+        }
     }
 
     /// Finds the resource a request for `group`/`version`/`plural` in `cluster` addresses.

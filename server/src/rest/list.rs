@@ -3,7 +3,10 @@
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
-use trellis_storage::{ContinueToken, ListPosition, ListRequest, ListScope, ReadRevision};
+use trellis_storage::{
+    ContinueToken, ListPosition, ListRequest, ListScope, ReadRevision, StorageError, Store,
+    StoredObject,
+};
 
 use super::filter::Filter;
 use super::table::{self, Rendering};
@@ -48,66 +51,60 @@ pub fn scope(target: &Target) -> ListScope {
     }
 }
 
-pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
-    let limit = match query.get("limit") {
-        None => None,
-        Some(l) => Some(
+/// `limit` from the query; `0` or none is no limit.
+pub(super) fn limit(query: &Query) -> Result<Option<usize>, Status> {
+    match query.get("limit") {
+        None => Ok(None),
+        Some(l) => Ok(Some(
             l.parse::<usize>()
                 .map_err(|_| Status::bad_request(format!("invalid limit {l:?}")))?,
         )
-        .filter(|l| *l > 0),
-    };
-    let filter = Filter::from_query(query, target.rt)?;
-    let expired = |e: trellis_storage::StorageError| {
-        match e {
-        trellis_storage::StorageError::Expired { .. } => Status::gone(
+        .filter(|l| *l > 0)),
+    }
+}
+
+/// A list error as the client sees it: an expired continue token is a 410 that says what to do.
+pub(super) fn list_error(target: &Target, e: StorageError) -> Status {
+    match e {
+        StorageError::Expired { .. } => Status::gone(
             "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
         ),
         other => target.storage_error(&other),
     }
-    };
-    let mut request = ListRequest {
-        scope: scope(target),
-        revision: read_revision(query)?,
-        limit,
-        continue_token: query.get("continue").map(str::to_string),
-    };
-    // Pages are read until `limit` objects match (or the list ends), as kube-apiserver does;
-    // the continue token then points after the last object returned.
-    // Plain lists without selectors are the stored bytes plus revisions, concatenated: no
-    // parse, no re-encoding.
-    let raw = filter.is_empty() && target.rendering == Rendering::Object && !target.wildcard();
-    let mut items = Vec::new();
-    let mut raw_items: Vec<Vec<u8>> = Vec::new();
-    let (revision, continue_token) = loop {
-        let page = target
-            .state
-            .store
-            .list(request.clone())
-            .await
-            .map_err(expired)?;
+}
+
+/// Where a paged read stopped.
+pub(super) struct PagesRead {
+    /// The revision every page was read at.
+    pub revision: u64,
+    /// Where the next page starts, when objects remain.
+    pub continue_token: Option<String>,
+}
+
+/// Reads pages of `request` until `limit` objects were kept by `keep` (which says whether it
+/// kept each object it is shown) or the list ends, as kube-apiserver fills a page even when
+/// selectors drop objects. The continue token then points after the last object kept.
+pub(super) async fn read_pages(
+    store: &Store,
+    mut request: ListRequest,
+    limit: Option<usize>,
+    mut keep: impl FnMut(&StoredObject) -> Result<bool, Status>,
+) -> Result<Result<PagesRead, StorageError>, Status> {
+    let mut kept = 0;
+    loop {
+        let page = match store.list(request.clone()).await {
+            Ok(page) => page,
+            Err(e) => return Ok(Err(e)),
+        };
         let count = page.items.len();
-        let mut cut = None;
         for (i, stored) in page.items.iter().enumerate() {
-            if raw {
-                raw_items.push(object_meta::encode_with_revision(
-                    &stored.value,
-                    stored.revision,
-                    target.rt,
-                )?);
-            } else {
-                let mut object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
-                if target.wildcard() {
-                    super::mark_cluster(&target.state.workspaces, &mut object, &stored.key.cluster);
-                }
-                if !filter.matches(&object) {
-                    continue;
-                }
-                items.push(object);
+            if !keep(stored)? {
+                continue;
             }
-            if limit.is_some_and(|l| items.len() + raw_items.len() >= l) {
+            kept += 1;
+            if limit.is_some_and(|l| kept >= l) {
                 let more = i + 1 < count || page.continue_token.is_some();
-                cut = Some(more.then(|| {
+                let continue_token = more.then(|| {
                     ContinueToken {
                         revision: page.revision,
                         resource: stored.key.resource.clone(),
@@ -118,18 +115,65 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
                         },
                     }
                     .encode()
+                });
+                return Ok(Ok(PagesRead {
+                    revision: page.revision,
+                    continue_token,
                 }));
-                break;
             }
         }
-        match (cut, page.continue_token) {
-            (Some(token), _) => break (page.revision, token),
-            (None, None) => break (page.revision, None),
-            (None, Some(next)) => request.continue_token = Some(next),
+        match page.continue_token {
+            None => {
+                return Ok(Ok(PagesRead {
+                    revision: page.revision,
+                    continue_token: None,
+                }))
+            }
+            Some(next) => request.continue_token = Some(next),
         }
+    }
+}
+
+pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
+    if super::wildcard::across_shards(target) {
+        return super::wildcard::list(target, query).await;
+    }
+    let limit = limit(query)?;
+    let filter = Filter::from_query(query, target.rt)?;
+    let request = ListRequest {
+        scope: scope(target),
+        revision: read_revision(query)?,
+        limit,
+        continue_token: query.get("continue").map(str::to_string),
     };
-    let mut metadata = json!({"resourceVersion": revision.to_string()});
-    if let Some(token) = continue_token {
+    // Plain lists without selectors are the stored bytes plus revisions, concatenated: no
+    // parse, no re-encoding.
+    let raw = filter.is_empty() && target.rendering == Rendering::Object && !target.wildcard();
+    let mut items = Vec::new();
+    let mut raw_items: Vec<Vec<u8>> = Vec::new();
+    let read = read_pages(&target.shard.store, request, limit, |stored| {
+        if raw {
+            raw_items.push(object_meta::encode_with_revision(
+                &stored.value,
+                stored.revision,
+                target.rt,
+            )?);
+            return Ok(true);
+        }
+        let mut object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
+        if target.wildcard() {
+            super::mark_cluster(&target.state.workspaces, &mut object, &stored.key.cluster);
+        }
+        if !filter.matches(&object) {
+            return Ok(false);
+        }
+        items.push(object);
+        Ok(true)
+    })
+    .await?
+    .map_err(|e| list_error(target, e))?;
+    let mut metadata = json!({"resourceVersion": read.revision.to_string()});
+    if let Some(token) = read.continue_token {
         metadata["continue"] = Value::String(token);
     }
     if raw {
@@ -138,6 +182,16 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
             raw_list(target, &metadata, &raw_items)?,
         ));
     }
+    Ok(rendered_list(target, query, metadata, items))
+}
+
+/// A list response of decoded objects, rendered as the client asked.
+pub(super) fn rendered_list(
+    target: &Target,
+    query: &Query,
+    metadata: Value,
+    items: Vec<Value>,
+) -> Response {
     let body = match target.rendering {
         Rendering::Table => table::table(target.rt, items, metadata, query.get("includeObject")),
         Rendering::PartialMetadata => list_object(
@@ -153,7 +207,7 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
             items,
         ),
     };
-    Ok(response::json(StatusCode::OK, &body))
+    response::json(StatusCode::OK, &body)
 }
 
 /// A list object, built field by field: `json!` would copy every item through the

@@ -8,6 +8,7 @@ mod strict_json;
 pub mod subresource;
 pub mod table;
 mod watch;
+mod wildcard;
 mod write;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use crate::http::response;
 use crate::object_meta;
 use crate::registry::ResourceType;
 use crate::request_info::{ResourceRequest, Verb};
+use crate::shards::Shard;
 use crate::state::AppState;
 use crate::status::{Status, Subject};
 use subresource::Subresource;
@@ -94,8 +96,19 @@ pub async fn handle(
     let accept = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok());
+    // Wildcard requests read every shard themselves; the root shard stands in.
+    let shard = if cluster == WILDCARD {
+        Ok(state.shards.root().clone())
+    } else {
+        state.shards.shard_of_resource(cluster, &rt).await
+    };
+    let shard = match shard {
+        Ok(shard) => shard,
+        Err(unroutable) => return response::status(unroutable.into_status(cluster)),
+    };
     let target = Target {
         state,
+        shard: &shard,
         cluster,
         rt: &rt,
         namespace: request.namespace.as_deref(),
@@ -131,6 +144,8 @@ pub async fn handle(
 /// The resource (and, for single-object verbs, the object) a request addresses.
 pub struct Target<'a> {
     pub state: &'a AppState,
+    /// The shard holding the addressed objects.
+    pub shard: &'a Shard,
     pub cluster: &'a str,
     pub rt: &'a Arc<ResourceType>,
     pub namespace: Option<&'a str>,
@@ -195,7 +210,7 @@ impl Target<'_> {
     async fn get(&self, query: &Query) -> Result<Response, Status> {
         let key = self.key(self.name.unwrap_or_default());
         let stored = self
-            .state
+            .shard
             .store
             .get(&key)
             .await

@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -21,7 +22,7 @@ use trellis_storage::{Event, EventType, ListRequest, ReadRevision, StorageError,
 use super::filter::Filter;
 use super::list::{read_revision, scope};
 use super::table::{self, Rendering};
-use super::Target;
+use super::{wildcard, Target};
 use crate::http::query::Query;
 use crate::http::response;
 use crate::object_meta;
@@ -69,8 +70,8 @@ fn error_line(err: &StorageError) -> Bytes {
     line("ERROR", &serde_json::to_value(&status).unwrap_or_default())
 }
 
-fn bookmark(target: &Target, revision: u64, initial_events_end: bool) -> Bytes {
-    let mut metadata = json!({"resourceVersion": revision.to_string()});
+fn bookmark(target: &Target, revision: &str, initial_events_end: bool) -> Bytes {
+    let mut metadata = json!({"resourceVersion": revision});
     if initial_events_end {
         metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
     }
@@ -132,10 +133,16 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         ),
         None => DEFAULT_TIMEOUT,
     };
-    let store = target.state.store.clone();
+    let store = target.shard.store.clone();
     let scope = scope(target);
     let filter = Filter::from_query(query, target.rt)?;
-    let revision = read_revision(query)?;
+    let across_shards = wildcard::across_shards(target);
+    // Across shards the resourceVersion is a composite one, read by `wildcard`.
+    let revision = if across_shards {
+        ReadRevision::Latest
+    } else {
+        read_revision(query)?
+    };
 
     let render = {
         let (rt, rendering) = (target.rt.clone(), target.rendering);
@@ -154,44 +161,63 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
 
     // Initial state, when asked for (explicitly, or by giving no revision / "0").
     let mut initial = Vec::new();
-    let from = match (send_initial, revision, query.get("resourceVersion")) {
-        (true, _, _) | (false, ReadRevision::Latest, _) => {
-            let listed = store
-                .list(ListRequest {
-                    scope: scope.clone(),
-                    revision: if send_initial {
-                        revision
-                    } else {
-                        ReadRevision::Latest
-                    },
-                    limit: None,
-                    continue_token: None,
-                })
-                .await
-                .map_err(|e| target.storage_error(&e))?;
-            // The initial state is filtered and rendered as every later event is.
-            for o in &listed.items {
-                if filter.is_empty() && target.rendering == Rendering::Object && !target.wildcard()
-                {
-                    let object =
-                        object_meta::encode_with_revision(&o.value, o.revision, target.rt)?;
-                    initial.push(Bytes::from(encoded_line("ADDED", &object)));
-                    continue;
-                }
-                let mut object = object_meta::decode(&o.value, o.revision, target.rt)?;
-                if target.wildcard() {
-                    super::mark_cluster(&target.state.workspaces, &mut object, &o.key.cluster);
-                }
-                if filter.matches(&object) {
-                    initial.push(line("ADDED", &render(object)));
-                }
+    let mut shard_streams = None;
+    let from = if across_shards {
+        let list_first =
+            send_initial || matches!(query.get("resourceVersion"), None | Some("" | "0"));
+        let opened = wildcard::open(target, query, list_first).await?;
+        for object in opened.initial {
+            if filter.matches(&object) {
+                initial.push(line("ADDED", &render(object)));
             }
-            if send_initial {
-                initial.push(bookmark(target, listed.revision, true));
-            }
-            Some(listed.revision)
         }
-        (false, ReadRevision::NotOlderThan(n) | ReadRevision::Exact(n), _) => Some(n),
+        if send_initial {
+            initial.push(bookmark(target, &opened.start, true));
+        }
+        shard_streams = Some(opened.streams);
+        None
+    } else {
+        match (send_initial, revision, query.get("resourceVersion")) {
+            (true, _, _) | (false, ReadRevision::Latest, _) => {
+                let listed = store
+                    .list(ListRequest {
+                        scope: scope.clone(),
+                        revision: if send_initial {
+                            revision
+                        } else {
+                            ReadRevision::Latest
+                        },
+                        limit: None,
+                        continue_token: None,
+                    })
+                    .await
+                    .map_err(|e| target.storage_error(&e))?;
+                // The initial state is filtered and rendered as every later event is.
+                for o in &listed.items {
+                    if filter.is_empty()
+                        && target.rendering == Rendering::Object
+                        && !target.wildcard()
+                    {
+                        let object =
+                            object_meta::encode_with_revision(&o.value, o.revision, target.rt)?;
+                        initial.push(Bytes::from(encoded_line("ADDED", &object)));
+                        continue;
+                    }
+                    let mut object = object_meta::decode(&o.value, o.revision, target.rt)?;
+                    if target.wildcard() {
+                        super::mark_cluster(&target.state.workspaces, &mut object, &o.key.cluster);
+                    }
+                    if filter.matches(&object) {
+                        initial.push(line("ADDED", &render(object)));
+                    }
+                }
+                if send_initial {
+                    initial.push(bookmark(target, &listed.revision.to_string(), true));
+                }
+                Some(listed.revision)
+            }
+            (false, ReadRevision::NotOlderThan(n) | ReadRevision::Exact(n), _) => Some(n),
+        }
     };
 
     // Without selectors or another rendering, a watcher sends the stored object as it is (plus
@@ -206,7 +232,8 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
     // events.k8s.io events see the same stored events in different shapes.
     let shared = plain && target.rt.custom.is_none() && target.rt.stored_as.is_none();
     let rt_for_events = target.rt.clone();
-    let encode_event = move |event: &Event| -> Option<Bytes> {
+    // `revision` replaces the object's own (a composite one, across shards).
+    let encode_event = move |event: &Event, revision: Option<&str>| -> Option<Bytes> {
         if plain {
             let encode = || {
                 object_meta::encode_with_revision(
@@ -229,13 +256,19 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         if let Some(index) = &wildcard {
             super::mark_cluster(index, &mut object, &event.object.key.cluster);
         }
+        if let Some(revision) = revision {
+            object["metadata"]["resourceVersion"] = Value::String(revision.to_string());
+        }
         let kind = visible_change(&filter, event, &object)?;
         Some(line(kind, &render(object)))
     };
-    let stream = store.watch(scope, from).await;
-    let feed = match stream {
-        Ok(stream) => Some(Feed {
-            stream,
+    let source = match shard_streams {
+        Some(streams) => Ok(Source::Shards(streams)),
+        None => store.watch(scope, from).await.map(Source::One),
+    };
+    let feed = match source {
+        Ok(source) => Some(Feed {
+            source,
             timeout,
             deadline: None,
             bookmarks: bookmarks.then(|| {
@@ -272,11 +305,42 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
     Ok(response)
 }
 
-type EncodeEvent = Box<dyn Fn(&Event) -> Option<Bytes> + Send + Sync>;
+type EncodeEvent = Box<dyn Fn(&Event, Option<&str>) -> Option<Bytes> + Send + Sync>;
+
+/// Where a watch's changes come from.
+enum Source {
+    /// One store (and plain revisions).
+    One(WatchStream),
+    /// Every shard, for a wildcard watch (and composite revisions).
+    Shards(wildcard::ShardStreams),
+}
+
+impl Source {
+    /// The next change, with the revision to show for it when not the object's own.
+    async fn next(&mut self) -> Option<Result<(Arc<Event>, Option<String>), StorageError>> {
+        match self {
+            Source::One(stream) => Some(stream.next_shared().await?.map(|e| (e, None))),
+            Source::Shards(streams) => Some(
+                streams
+                    .next()
+                    .await?
+                    .map(|(e, revision)| (e, Some(revision))),
+            ),
+        }
+    }
+
+    /// The revision every change up to which was delivered, for bookmarks.
+    fn revision(&self) -> String {
+        match self {
+            Source::One(stream) => stream.revision().to_string(),
+            Source::Shards(streams) => streams.revision(),
+        }
+    }
+}
 
 /// What feeds a watch response after its initial events.
 struct Feed {
-    stream: WatchStream,
+    source: Source,
     timeout: Duration,
     /// Starts when the first change is awaited, after the initial events.
     deadline: Option<Pin<Box<Sleep>>>,
@@ -296,22 +360,22 @@ impl Feed {
             return Some(tokio::select! {
                 _ = deadline.as_mut() => return None,
                 _ = async { self.bookmarks.as_mut()?.tick().await; Some(()) }, if self.bookmarks.is_some() => {
-                    let meta = json!({"resourceVersion": self.stream.revision().to_string()});
+                    let meta = json!({"resourceVersion": self.source.revision()});
                     let bookmark = json!({"apiVersion": self.api_version, "kind": self.kind, "metadata": meta});
                     (line("BOOKMARK", &bookmark), true)
                 }
-                event = self.stream.next_shared() => match event {
+                event = self.source.next() => match event {
                     None => return None,
                     Some(Err(e)) => (error_line(&e), false),
-                    Some(Ok(event)) => {
-                        let mut batch: Vec<Bytes> = (self.encode_event)(&event).into_iter().collect();
+                    Some(Ok((event, revision))) => {
+                        let mut batch: Vec<Bytes> = (self.encode_event)(&event, revision.as_deref()).into_iter().collect();
                         let mut bytes: usize = batch.iter().map(Bytes::len).sum();
                         let mut more = true;
                         // Take whatever else is already waiting, without waiting for more.
                         while more && bytes < BATCH_BYTES {
-                            match self.stream.next_shared().now_or_never() {
-                                Some(Some(Ok(event))) => {
-                                    if let Some(line) = (self.encode_event)(&event) {
+                            match self.source.next().now_or_never() {
+                                Some(Some(Ok((event, revision)))) => {
+                                    if let Some(line) = (self.encode_event)(&event, revision.as_deref()) {
                                         bytes += line.len();
                                         batch.push(line);
                                     }

@@ -220,7 +220,7 @@ async fn store_new(
         ));
     }
     let stored = target
-        .state
+        .shard
         .store
         .create(target.key(&name), uid, encode_stored(target, &object)?)
         .await
@@ -478,7 +478,7 @@ async fn server_side_apply(
     };
     let rules = merge_rules(target);
     let name = target.name.unwrap_or_default();
-    match target.state.store.get(&target.key(name)).await {
+    match target.shard.store.get(&target.key(name)).await {
         Err(StorageError::NotFound(_)) if target.subresource == Subresource::None => {
             let mut created =
                 apply::apply(None, &applied, &options, &rules).map_err(|e| e.to_status())?;
@@ -509,7 +509,7 @@ async fn rewrite(
 ) -> Result<Response, Status> {
     let name = target.name.unwrap_or_default();
     let dry = dry_run(query)?;
-    let store = &target.state.store;
+    let store = &target.shard.store;
     for _ in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
         let existing = store
             .get(&target.key(name))
@@ -622,7 +622,7 @@ pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Re
             .map(str::to_string),
     };
     let propagation = propagation(query, &options)?;
-    let store = &target.state.store;
+    let store = &target.shard.store;
     let existing = store
         .get(&target.key(name))
         .await
@@ -667,7 +667,7 @@ pub async fn delete_collection(target: &Target<'_>, query: &Query) -> Result<Res
     let filter = super::filter::Filter::from_query(query, target.rt)?;
     let propagation = propagation(query, &Value::Null)?;
     let dry = dry_run(query)?;
-    let store = &target.state.store;
+    let store = &target.shard.store;
     let listed = store
         .list(trellis_storage::ListRequest::new(super::list::scope(
             target,

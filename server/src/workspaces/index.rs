@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::Value;
 use trellis_storage::{EventType, ListRequest, ListScope, ObjectKey, StorageError, Store};
 
+use crate::shards::ROOT_SHARD;
 use crate::state::ROOT_CLUSTER;
 
 /// Where Workspace objects are stored.
@@ -33,6 +34,8 @@ pub struct Entry {
     /// Its WorkspaceType's name.
     pub type_name: String,
     pub phase: Phase,
+    /// The shard holding its content (`status.shard`); `None` until it is placed.
+    pub shard: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +88,10 @@ pub fn entry_of(parent: &str, workspace: &Value) -> Option<Entry> {
             .unwrap_or("universal")
             .to_string(),
         phase: Phase::parse(workspace),
+        shard: workspace
+            .pointer("/status/shard")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     })
 }
 
@@ -98,20 +105,51 @@ pub enum Unroutable {
     Unavailable(String),
 }
 
+impl Unroutable {
+    /// The Status a client gets for a request to `workspace`: 404, or 503 to retry.
+    pub fn into_status(self, workspace: &str) -> crate::status::Status {
+        use crate::status::Status;
+        match self {
+            Unroutable::NotFound => Status::new(
+                404,
+                "NotFound",
+                format!("workspace {workspace:?} not found"),
+            ),
+            Unroutable::NotReady(phase) => Status::unavailable(
+                format!(
+                    "workspace {workspace:?} is not ready yet (phase {})",
+                    phase.as_str()
+                ),
+                1,
+            ),
+            Unroutable::Unavailable(e) => Status::unavailable(
+                format!("workspace {workspace:?} cannot be served right now: {e}"),
+                1,
+            ),
+        }
+    }
+}
+
 #[derive(Default)]
 struct Maps {
     /// (parent id, name) → entry.
     by_name: HashMap<(String, String), Entry>,
     /// id → (parent id, name).
     by_id: HashMap<String, (String, String)>,
+    /// shard → how many workspaces it holds, for placement.
+    per_shard: HashMap<String, usize>,
 }
 
 impl Maps {
     fn insert(&mut self, entry: Entry) {
+        self.remove(&entry.parent, &entry.name);
         self.by_id.insert(
             entry.cluster.clone(),
             (entry.parent.clone(), entry.name.clone()),
         );
+        if let Some(shard) = &entry.shard {
+            *self.per_shard.entry(shard.clone()).or_default() += 1;
+        }
         self.by_name
             .insert((entry.parent.clone(), entry.name.clone()), entry);
     }
@@ -119,8 +157,20 @@ impl Maps {
     fn remove(&mut self, parent: &str, name: &str) {
         if let Some(entry) = self.by_name.remove(&(parent.to_string(), name.to_string())) {
             self.by_id.remove(&entry.cluster);
+            if let Some(count) = entry.shard.and_then(|s| self.per_shard.get_mut(&s)) {
+                *count = count.saturating_sub(1);
+            }
         }
     }
+}
+
+/// Where a URL's workspace is served from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Located {
+    /// The logical cluster id.
+    pub cluster: String,
+    /// The shard holding its content.
+    pub shard: String,
 }
 
 pub struct WorkspaceIndex {
@@ -154,9 +204,12 @@ impl WorkspaceIndex {
     /// The logical cluster a URL's workspace part names: `root`, a path `root:a:b`, or a
     /// cluster id. Only Ready (or terminating, so their deletion can be watched) workspaces
     /// serve.
-    pub async fn resolve(&self, workspace: &str) -> Result<String, Unroutable> {
+    pub async fn resolve(&self, workspace: &str) -> Result<Located, Unroutable> {
         let entry = if workspace == ROOT_CLUSTER {
-            return Ok(ROOT_CLUSTER.to_string());
+            return Ok(Located {
+                cluster: ROOT_CLUSTER.to_string(),
+                shard: ROOT_SHARD.to_string(),
+            });
         } else if let Some(rest) = workspace.strip_prefix("root:") {
             let mut parent = ROOT_CLUSTER.to_string();
             let mut found = None;
@@ -169,10 +222,51 @@ impl WorkspaceIndex {
         } else {
             self.by_id(workspace).await?
         };
-        match entry.phase {
-            Phase::Ready | Phase::Terminating => Ok(entry.cluster),
-            other => Err(Unroutable::NotReady(other)),
+        match (entry.phase, entry.shard) {
+            (Phase::Ready | Phase::Terminating, Some(shard)) => Ok(Located {
+                cluster: entry.cluster,
+                shard,
+            }),
+            (Phase::Ready | Phase::Terminating, None) => {
+                Err(Unroutable::NotReady(Phase::Scheduling))
+            }
+            (other, _) => Err(Unroutable::NotReady(other)),
         }
+    }
+
+    /// The shard holding a logical cluster's content, whatever its phase.
+    pub async fn shard_of(&self, cluster: &str) -> Result<String, Unroutable> {
+        if cluster == ROOT_CLUSTER {
+            return Ok(ROOT_SHARD.to_string());
+        }
+        let known = {
+            let maps = self.read();
+            maps.by_id
+                .get(cluster)
+                .and_then(|at| maps.by_name.get(at))
+                .and_then(|entry| entry.shard.clone())
+        };
+        if let Some(shard) = known {
+            return Ok(shard);
+        }
+        self.by_id(cluster)
+            .await?
+            .shard
+            .ok_or(Unroutable::NotReady(Phase::Scheduling))
+    }
+
+    /// Whether this replica's cache has placed the logical cluster `cluster`.
+    pub fn knows(&self, cluster: &str) -> bool {
+        let maps = self.read();
+        maps.by_id
+            .get(cluster)
+            .and_then(|at| maps.by_name.get(at))
+            .is_some_and(|entry| entry.shard.is_some())
+    }
+
+    /// How many workspaces each shard holds, as this replica knows.
+    pub fn workspaces_per_shard(&self) -> HashMap<String, usize> {
+        self.read().per_shard.clone()
     }
 
     /// The WorkspaceType name of a logical cluster (`root` for the root workspace).

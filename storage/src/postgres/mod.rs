@@ -7,6 +7,7 @@
 //! connection.
 
 mod listen;
+mod reachability;
 mod schema;
 
 use std::collections::HashMap;
@@ -19,6 +20,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use reachability::Reachability;
+
 use crate::backend::{Backend, EventsPage, Page, PageQuery, Revisions, Snapshot, WakeHint};
 use crate::error::{Result, StorageError};
 use crate::key::{ListScope, ObjectKey};
@@ -27,12 +30,15 @@ use crate::sql::{self, Param, Placeholder};
 use crate::write_plan::{plan, WriteOp, WritePlan};
 
 /// How long a read keeps retrying while Postgres is unreachable.
-const READ_RETRY_FOR: Duration = Duration::from_secs(5);
+pub(super) const READ_RETRY_FOR: Duration = Duration::from_secs(5);
+/// How long opening a connection may take unless the URL says (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Rows removed per compaction statement: small enough never to hold locks for long.
 const COMPACTION_BATCH: i64 = 5000;
 
 pub(crate) struct PostgresBackend {
     pool: Pool,
+    reachability: Reachability,
     config: tokio_postgres::Config,
     /// Tags this store's notifications so that it ignores its own: it publishes its commits
     /// to its watchers directly.
@@ -42,8 +48,12 @@ pub(crate) struct PostgresBackend {
 
 impl PostgresBackend {
     pub(crate) async fn open(url: &str, max_connections: usize) -> Result<Self> {
-        let config = tokio_postgres::Config::from_str(url)
+        let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StorageError::Internal(format!("invalid Postgres URL: {e}")))?;
+        // A host that does not answer at all must not hold a request for the OS's TCP timeout.
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -60,6 +70,7 @@ impl PostgresBackend {
         let instance = listen::new_instance_id();
         Ok(Self {
             notifier: listen::Notifier::start(pool.clone(), instance),
+            reachability: Reachability::default(),
             pool,
             config,
             instance,
@@ -67,7 +78,11 @@ impl PostgresBackend {
     }
 
     async fn client(&self) -> Result<Object> {
-        Ok(self.pool.get().await?)
+        let client = self.pool.get().await;
+        if client.is_err() {
+            self.reachability.failed();
+        }
+        Ok(client?)
     }
 
     /// Runs an idempotent read, retrying while the database is unreachable (a restart, a
@@ -77,13 +92,22 @@ impl PostgresBackend {
         F: Fn(Object) -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let deadline = tokio::time::Instant::now() + READ_RETRY_FOR;
+        let deadline = if self.reachability.down() {
+            tokio::time::Instant::now()
+        } else {
+            tokio::time::Instant::now() + READ_RETRY_FOR
+        };
         let mut delay = Duration::from_millis(20);
         loop {
             let attempt = match self.client().await {
                 Ok(client) => op(client).await,
                 Err(e) => Err(e),
             };
+            match &attempt {
+                Ok(_) => self.reachability.reached(),
+                Err(StorageError::Unavailable(_)) => self.reachability.failed(),
+                Err(_) => {}
+            }
             match attempt {
                 Err(StorageError::Unavailable(why)) if tokio::time::Instant::now() < deadline => {
                     tracing::debug!(error = %why, "read failed to reach Postgres; retrying");
@@ -218,6 +242,7 @@ impl Backend for PostgresBackend {
         };
         match write_and_commit(&client, &plan).await {
             Committed::Yes => {
+                self.reachability.reached();
                 self.notifier.announce(plan.revision);
                 Ok(plan)
             }
@@ -283,6 +308,10 @@ impl Backend for PostgresBackend {
 
     fn start_wakeups(&self, hint: WakeHint) {
         listen::spawn(self.config.clone(), self.instance, hint);
+    }
+
+    fn known_unreachable(&self) -> bool {
+        self.reachability.down()
     }
 }
 
