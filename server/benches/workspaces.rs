@@ -18,7 +18,8 @@
 //! 6. deletes the 10 organizations and waits until no workspace is left:
 //!    `ws_delete_10k_s`.
 //!
-//! Environment: `TRELLIS_BENCH_WORKSPACES` (default 10,000).
+//! Environment: `TRELLIS_BENCH_WORKSPACES` (default 10,000), `TRELLIS_BENCH_SHARDS` (1 or 2,
+//! default 2).
 
 use std::path::Path;
 use std::process::Stdio;
@@ -60,7 +61,7 @@ struct HubProcess {
 }
 
 impl HubProcess {
-    async fn start(store: &str, shard: &str) -> Result<HubProcess> {
+    async fn start(store: &str, shard: Option<&str>) -> Result<HubProcess> {
         let dir = tempfile::Builder::new()
             .prefix("trellis-ws-bench-")
             .tempdir()?;
@@ -68,8 +69,7 @@ impl HubProcess {
         let log = std::fs::File::create(dir.path().join("trellis.log"))?;
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
             .args(["start", "--store", store, "--listen", &listen])
-            .arg("--shard")
-            .arg(format!("s1={shard}"))
+            .args(shard.map(|url| format!("--shard=s1={url}")))
             .arg("--data-dir")
             .arg(dir.path())
             .env("RUST_LOG", "warn")
@@ -260,10 +260,16 @@ async fn run() -> Result<()> {
     report("ws_baseline_store_creates_per_s", store_rate, "ops/s");
 
     let db = pg.create_database("bench_ws_hub").await?;
+    let shards: usize = env_or("TRELLIS_BENCH_SHARDS", 2)?;
     let pg2 = PostgresCluster::start(ClusterOptions::default())?;
     let s1 = pg2.create_database("bench_ws_s1").await?;
-    let a = HubProcess::start(db.url(), s1.url()).await?;
-    let b = HubProcess::start(db.url(), s1.url()).await?;
+    let s1 = (shards > 1).then(|| s1.url());
+    println!(
+        "# shards: {} (the second on its own Postgres server)",
+        1 + s1.iter().count()
+    );
+    let a = HubProcess::start(db.url(), s1).await?;
+    let b = HubProcess::start(db.url(), s1).await?;
     tokio::time::sleep(IDLE_SETTLE).await;
     let rss_before = a.rss_kib()?;
     println!("# hub A idle RSS before: {:.1} MiB", rss_before / 1024.0);
