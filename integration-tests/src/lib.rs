@@ -82,6 +82,16 @@ impl Hub {
         run_kubectl(self.kubeconfig(), args, env)
     }
 
+    /// Starts kubectl (a `--watch`, say) in the background, its stdout piped.
+    pub fn spawn_kubectl(&self, args: &[&str]) -> std::process::Child {
+        Command::new(kubectl_path())
+            .args(args)
+            .env("KUBECONFIG", self.kubeconfig())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start kubectl")
+    }
+
     /// kubectl that must succeed; its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let (ok, out, err) = self.kubectl(args);

@@ -213,26 +213,21 @@ async fn workspaces_spread_over_shards_and_wildcards_see_them_all() {
         "/api/v1/configmaps?watch=true&resourceVersion=5&timeoutSeconds=1",
     ]);
     assert!(
-        !ok && err.contains("410") || err.contains("Expired") || err.contains("too old"),
+        !ok && (err.contains("410") || err.contains("Expired") || err.contains("too old")),
         "{err}"
     );
 
     // kubectl's own list-then-watch across shards.
-    let mut watcher = std::process::Command::new(trellis_integration_tests::kubectl_path())
-        .args([
-            "--server",
-            &server,
-            "get",
-            "configmaps",
-            "-A",
-            "--watch",
-            "-o",
-            "jsonpath={.metadata.annotations.trellis\\.dev/cluster}/{.metadata.name}{\"\\n\"}",
-        ])
-        .env("KUBECONFIG", hub.kubeconfig())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut watcher = hub.spawn_kubectl(&[
+        "--server",
+        &server,
+        "get",
+        "configmaps",
+        "-A",
+        "--watch",
+        "-o",
+        "jsonpath={.metadata.annotations.trellis\\.dev/cluster}/{.metadata.name}{\"\\n\"}",
+    ]);
     std::thread::sleep(std::time::Duration::from_millis(800));
     in_ws(&hub, "root:gpu", &["create", "configmap", "late"]);
     in_ws(&hub, "root:a", &["create", "configmap", "late"]);

@@ -179,21 +179,16 @@ async fn wildcard_lists_and_watches(hub: &Hub) {
         ]);
     }
     let all = format!("{base}/clusters/*");
-    let mut watcher = std::process::Command::new(trellis_integration_tests::kubectl_path())
-        .args([
-            "--server",
-            &all,
-            "get",
-            "configmaps",
-            "-A",
-            "--watch",
-            "-o",
-            "jsonpath={.metadata.annotations.trellis\\.dev/cluster}/{.metadata.name}{\"\\n\"}",
-        ])
-        .env("KUBECONFIG", hub.kubeconfig())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut watcher = hub.spawn_kubectl(&[
+        "--server",
+        &all,
+        "get",
+        "configmaps",
+        "-A",
+        "--watch",
+        "-o",
+        "jsonpath={.metadata.annotations.trellis\\.dev/cluster}/{.metadata.name}{\"\\n\"}",
+    ]);
     let listed = hub.ok(&[
         "--server", &all, "get", "configmaps", "-A", "-o",
         "jsonpath={range .items[*]}{.metadata.annotations.trellis\\.dev/cluster}/{.metadata.name} {end}",

@@ -160,15 +160,7 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
             )?);
             return Ok(true);
         }
-        let mut object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
-        if target.wildcard() {
-            super::mark_cluster(&target.state.workspaces, &mut object, &stored.key.cluster);
-        }
-        if !filter.matches(&object) {
-            return Ok(false);
-        }
-        items.push(object);
-        Ok(true)
+        keep_matching(target, &filter, &mut items, stored)
     })
     .await?
     .map_err(|e| list_error(target, e))?;
@@ -183,6 +175,25 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
         ));
     }
     Ok(rendered_list(target, query, metadata, items))
+}
+
+/// Decodes `stored` (marked with its workspace in a wildcard list) into `items` if it
+/// matches `filter`; whether it did.
+pub(super) fn keep_matching(
+    target: &Target,
+    filter: &Filter,
+    items: &mut Vec<Value>,
+    stored: &StoredObject,
+) -> Result<bool, Status> {
+    let mut object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
+    if target.wildcard() {
+        super::mark_cluster(&target.state.workspaces, &mut object, &stored.key.cluster);
+    }
+    if !filter.matches(&object) {
+        return Ok(false);
+    }
+    items.push(object);
+    Ok(true)
 }
 
 /// A list response of decoded objects, rendered as the client asked.

@@ -22,7 +22,9 @@ use serde_json::{json, Value};
 use trellis_storage::{Event, ListRequest, ReadRevision, StorageError, WatchStream};
 
 use super::filter::Filter;
-use super::list::{limit, list_error, read_pages, read_revision, rendered_list, scope};
+use super::list::{
+    keep_matching, limit, list_error, read_pages, read_revision, rendered_list, scope,
+};
 use super::Target;
 use crate::http::query::Query;
 use crate::object_meta;
@@ -185,13 +187,7 @@ pub(super) async fn list(target: &Target<'_>, query: &Query) -> Result<Response,
             continue_token: if i == start { token.take() } else { None },
         };
         let read = read_pages(&shard.store, request, remaining, |stored| {
-            let mut object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
-            super::mark_cluster(&target.state.workspaces, &mut object, &stored.key.cluster);
-            if !filter.matches(&object) {
-                return Ok(false);
-            }
-            items.push(object);
-            Ok(true)
+            keep_matching(target, &filter, &mut items, stored)
         })
         .await?
         .map_err(|e| list_error(target, e))?;
