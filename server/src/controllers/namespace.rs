@@ -2,20 +2,25 @@
 //! everything in it, wait for those objects' finalizers, then remove the `kubernetes`
 //! finalizer and with it the namespace.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use serde_json::Value;
 use trellis_storage::{
-    ListRequest, ListScope, ObjectKey, Preconditions, StorageError, Store, StoredObject,
+    Event, EventType, ListRequest, ListScope, ObjectKey, Preconditions, StorageError, Store,
+    StoredObject,
 };
 
 use crate::deletion::{self, Deleted};
 use crate::registry::Registry;
 
-/// How often every namespace is looked at even without a change (retries waiting ones).
-const RESYNC: Duration = Duration::from_secs(1);
+/// How often namespaces still emptying are looked at again.
+const RETRY: Duration = Duration::from_secs(1);
+/// How often everything is listed again, in case a change was missed.
+const FULL_RESYNC: Duration = Duration::from_secs(60);
 const NAMESPACES: &str = "core/namespaces";
 
 /// The outcome of one reconcile.
@@ -29,39 +34,90 @@ pub enum Action {
 
 pub async fn run(store: Store, registry: Arc<Registry>) {
     loop {
-        let mut watch = store
-            .watch(ListScope::all_clusters(NAMESPACES), None)
-            .await
-            .ok();
-        if let Err(err) = resync(&store, &registry).await {
-            tracing::warn!(error = %err, "namespace controller: resync failed");
+        if let Err(err) = follow(&store, &registry).await {
+            tracing::warn!(error = %err, "namespace controller: relisting");
         }
-        // Wake on any namespace change, or after the resync period.
-        match watch.as_mut() {
-            Some(w) => {
-                let _ = tokio::time::timeout(RESYNC, w.next()).await;
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// Lists the namespaces once, then follows their changes: only namespaces being deleted need
+/// work, and only they are looked at again (every second while they empty). Returns to be
+/// called again after `FULL_RESYNC`, or when the watch fails.
+async fn follow(store: &Store, registry: &Registry) -> Result<(), StorageError> {
+    let scope = ListScope::all_clusters(NAMESPACES);
+    let listed = store.list(ListRequest::new(scope.clone())).await?;
+    let mut terminating: HashSet<ObjectKey> = listed
+        .items
+        .iter()
+        .filter(|n| being_deleted(&n.value))
+        .map(|n| n.key.clone())
+        .collect();
+    let mut watch = store.watch(scope, Some(listed.revision)).await?;
+    let relist_at = tokio::time::Instant::now() + FULL_RESYNC;
+    loop {
+        let mut done = Vec::new();
+        for key in &terminating {
+            match step(store, registry, key).await {
+                Ok(Action::Done) => done.push(key.clone()),
+                Ok(Action::Requeue) => {}
+                Err(err) => {
+                    tracing::warn!(namespace = %key.name, cluster = %key.cluster, error = %err, "namespace controller: will retry")
+                }
             }
-            None => tokio::time::sleep(RESYNC).await,
+        }
+        for key in done {
+            terminating.remove(&key);
+        }
+        let wait = if terminating.is_empty() {
+            relist_at.saturating_duration_since(tokio::time::Instant::now())
+        } else {
+            RETRY
+        };
+        match tokio::time::timeout(wait, watch.next()).await {
+            Ok(Some(event)) => {
+                note(&mut terminating, &event?);
+                // Take whatever else is already waiting.
+                while let Some(Some(event)) = watch.next().now_or_never() {
+                    note(&mut terminating, &event?);
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(_) if tokio::time::Instant::now() >= relist_at => return Ok(()),
+            Err(_) => {}
         }
     }
 }
 
-async fn resync(store: &Store, registry: &Registry) -> Result<(), StorageError> {
-    let namespaces = store
-        .list(ListRequest::new(ListScope::all_clusters(NAMESPACES)))
-        .await?;
-    for namespace in namespaces.items {
-        let object: Value = match serde_json::from_slice(&namespace.value) {
-            Ok(object) => object,
-            Err(_) => continue,
-        };
-        if deletion::is_deleting(&object) {
-            if let Err(err) = reconcile(store, registry, &namespace, object).await {
-                tracing::warn!(namespace = %namespace.key.name, cluster = %namespace.key.cluster, error = %err, "namespace controller: will retry");
-            }
-        }
+/// Records whether the namespace an event is about needs emptying.
+fn note(terminating: &mut HashSet<ObjectKey>, event: &Event) {
+    let key = &event.object.key;
+    if event.kind != EventType::Deleted && being_deleted(&event.object.value) {
+        terminating.insert(key.clone());
+    } else {
+        terminating.remove(key);
     }
-    Ok(())
+}
+
+/// Whether a stored namespace has a deletion timestamp (a byte search first: most have not).
+fn being_deleted(value: &[u8]) -> bool {
+    value.windows(19).any(|w| w == b"\"deletionTimestamp\"")
+        && serde_json::from_slice::<Value>(value).is_ok_and(|o| deletion::is_deleting(&o))
+}
+
+/// Reads the namespace afresh and takes one step if it is being deleted.
+async fn step(store: &Store, registry: &Registry, key: &ObjectKey) -> Result<Action, StorageError> {
+    let stored = match store.get(key).await {
+        Ok(stored) => stored,
+        Err(StorageError::NotFound(_)) => return Ok(Action::Done),
+        Err(e) => return Err(e),
+    };
+    let object: Value = serde_json::from_slice(&stored.value)
+        .map_err(|e| StorageError::Internal(format!("stored namespace is not JSON: {e}")))?;
+    if !deletion::is_deleting(&object) {
+        return Ok(Action::Done);
+    }
+    reconcile(store, registry, &stored, object).await
 }
 
 /// One step for a namespace being deleted.

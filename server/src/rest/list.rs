@@ -223,7 +223,12 @@ pub(super) fn rendered_list(
 
 /// A list object, built field by field: `json!` would copy every item through the
 /// serializer.
-fn list_object(api_version: String, kind: String, metadata: Value, items: Vec<Value>) -> Value {
+pub(super) fn list_object(
+    api_version: String,
+    kind: String,
+    metadata: Value,
+    items: Vec<Value>,
+) -> Value {
     let mut list = serde_json::Map::new();
     list.insert("apiVersion".into(), Value::String(api_version));
     list.insert("kind".into(), Value::String(kind));

@@ -707,15 +707,13 @@ pub async fn delete_collection(target: &Target<'_>, query: &Query) -> Result<Res
             Err(e) => return Err(item.storage_error(&e)),
         }
     }
-    Ok(response::json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "apiVersion": target.rt.api_version(),
-            "kind": target.rt.list_kind(),
-            "metadata": {"resourceVersion": listed.revision.to_string()},
-            "items": deleted,
-        }),
-    ))
+    let list = super::list::list_object(
+        target.rt.api_version(),
+        target.rt.list_kind(),
+        serde_json::json!({"resourceVersion": listed.revision.to_string()}),
+        deleted,
+    );
+    Ok(response::json(StatusCode::OK, &list))
 }
 
 #[cfg(test)]
