@@ -798,8 +798,31 @@ async fn server_side_apply(hub: &Hub) {
     );
 }
 
+/// Every namespace has a `default` ServiceAccount, as in Kubernetes; it comes back if deleted.
+async fn default_service_accounts(hub: &Hub) {
+    hub.ok(&["create", "namespace", "with-sa"]);
+    let get = || {
+        hub.kubectl(&[
+            "get",
+            "serviceaccount",
+            "default",
+            "-n",
+            "with-sa",
+            "-o",
+            "name",
+        ])
+    };
+    trellis_integration_tests::wait_until(|| get().0);
+    hub.ok(&["delete", "serviceaccount", "default", "-n", "with-sa"]);
+    trellis_integration_tests::wait_until(|| get().0);
+    assert!(hub
+        .ok(&["get", "serviceaccounts", "-n", "default", "-o", "name"])
+        .contains("serviceaccount/default"));
+}
+
 on_both_stores!(
     kubectl_round_trip,
     namespace_and_finalizers,
-    server_side_apply
+    server_side_apply,
+    default_service_accounts
 );

@@ -46,7 +46,7 @@ pub async fn create_namespaces(
 }
 
 /// Creates `object` at `key` with a new uid and creation time, unless something is there.
-async fn create_missing(
+pub async fn create_missing(
     store: &Store,
     key: ObjectKey,
     mut object: serde_json::Value,

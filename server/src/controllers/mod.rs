@@ -8,6 +8,7 @@
 pub mod crd;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod service_account;
 pub mod shard;
 pub mod work_queue;
 pub mod workspace;
@@ -45,6 +46,7 @@ pub fn spawn_all(
             registry.clone(),
         )));
         handles.push(tokio::spawn(crd::run(store.clone(), registry.clone())));
+        handles.push(tokio::spawn(service_account::run(store.clone())));
         handles.push(tokio::spawn(garbage_collector::run(
             store,
             registry.clone(),
