@@ -46,6 +46,7 @@ impl Hub {
             listen: "127.0.0.1:0".parse().expect("address"),
             store: db.as_ref().map(|db| db.url().to_string()),
             tls_sans: Vec::new(),
+            security: Default::default(),
         })
         .await
         .expect("hub starts");

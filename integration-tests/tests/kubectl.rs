@@ -724,6 +724,7 @@ async fn restart_keeps_data_and_credentials() {
         listen: "127.0.0.1:0".parse().unwrap(),
         store: None,
         tls_sans: Vec::new(),
+        security: Default::default(),
     };
     let first = start(options.clone()).await.unwrap();
     let ca_before = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();

@@ -309,6 +309,7 @@ impl Hub {
             listen: "127.0.0.1:0".parse()?,
             store: Some(db.url().to_string()),
             tls_sans: Vec::new(),
+            security: Default::default(),
         })
         .await?;
         println!("# hub: https://{}", started.addr);

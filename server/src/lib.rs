@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod apply;
+pub mod audit;
 pub mod authn;
 pub mod bootstrap;
 pub mod controllers;

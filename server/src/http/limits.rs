@@ -1,0 +1,158 @@
+//! Per-user rate limit: a token bucket per authenticated user name (`--max-requests-per-second
+//! -per-user`, `--max-request-burst-per-user`). A request beyond it gets 429 `TooManyRequests`
+//! with `Retry-After`. A watch counts as one request when it starts.
+//!
+//! Members of `system:masters` are exempt, as kube-apiserver's priority and fairness exempts
+//! them: the break-glass administrator is never locked out. The buckets of users idle for a
+//! minute are forgotten, so memory follows the active users.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::authn::UserInfo;
+use crate::http::response;
+use crate::status::{Status, StatusDetails};
+
+/// Requests per second a user may make on average, and in a burst, by default.
+pub const DEFAULT_RATE: f64 = 200.0;
+pub const DEFAULT_BURST: f64 = 400.0;
+
+const IDLE: Duration = Duration::from_secs(60);
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+/// Token buckets by user name.
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<String, Bucket>>,
+    last_sweep: Mutex<Instant>,
+}
+
+impl RateLimiter {
+    /// `rate` requests per second, bursts of up to `burst`. A rate of 0 disables the limit.
+    pub fn new(rate: f64, burst: f64) -> Arc<RateLimiter> {
+        Arc::new(RateLimiter {
+            rate,
+            burst: burst.max(1.0),
+            buckets: Mutex::new(HashMap::new()),
+            last_sweep: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// Takes one token of `user`'s bucket at `now`: `Ok`, or how long until one is there.
+    pub fn check(&self, user: &str, now: Instant) -> Result<(), Duration> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        self.sweep(now);
+        let Ok(mut buckets) = self.buckets.lock() else {
+            return Ok(());
+        };
+        let bucket = buckets.entry(user.to_string()).or_insert(Bucket {
+            tokens: self.burst,
+            last: now,
+        });
+        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+        bucket.last = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+        }
+    }
+
+    /// Forgets users idle for a while (their bucket would be full again anyway).
+    fn sweep(&self, now: Instant) {
+        {
+            let Ok(mut last) = self.last_sweep.lock() else {
+                return;
+            };
+            if now.saturating_duration_since(*last) < IDLE {
+                return;
+            }
+            *last = now;
+        }
+        if let Ok(mut buckets) = self.buckets.lock() {
+            buckets.retain(|_, b| now.saturating_duration_since(b.last) < IDLE);
+        }
+    }
+}
+
+/// The rate-limit layer; runs after authentication.
+pub async fn rate_limit(
+    State(limiter): State<Arc<RateLimiter>>,
+    request: Request<Body>,
+    next: Next,
+) -> Response {
+    if let Some(user) = request.extensions().get::<UserInfo>() {
+        if !user.is_master() {
+            if let Err(wait) = limiter.check(&user.name, Instant::now()) {
+                return response::status(too_many_requests(wait));
+            }
+        }
+    }
+    next.run(request).await
+}
+
+fn too_many_requests(wait: Duration) -> Status {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u32;
+    let mut status = Status::new(
+        429,
+        "TooManyRequests",
+        "Too many requests, please try again later.",
+    );
+    status.details = Some(Box::new(StatusDetails {
+        retry_after_seconds: Some(seconds),
+        ..StatusDetails::default()
+    }));
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_steady_rate() {
+        let limiter = RateLimiter::new(10.0, 3.0);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(limiter.check("alice", t0).is_ok());
+        }
+        let wait = limiter.check("alice", t0).unwrap_err();
+        assert!(wait > Duration::ZERO && wait <= Duration::from_millis(100));
+        // Another user has a bucket of their own.
+        assert!(limiter.check("bob", t0).is_ok());
+        // A tenth of a second later, one more.
+        let t1 = t0 + Duration::from_millis(100);
+        assert!(limiter.check("alice", t1).is_ok());
+        assert!(limiter.check("alice", t1).is_err());
+        // Idle users are forgotten, and come back with a full bucket.
+        let later = t0 + IDLE * 2;
+        assert!(limiter.check("carol", later).is_ok());
+        assert_eq!(limiter.buckets.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn the_answer_is_429_with_retry_after() {
+        let response = response::status(too_many_requests(Duration::from_millis(300)));
+        assert_eq!(response.status().as_u16(), 429);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let limiter = RateLimiter::new(0.0, 0.0);
+        for _ in 0..1000 {
+            assert!(limiter.check("x", Instant::now()).is_ok());
+        }
+    }
+}
