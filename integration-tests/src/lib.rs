@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use trellis_server::start::{start, StartOptions, Started};
+use trellis_server::start::{start, SecurityOptions, StartOptions, Started};
 use trellis_testkit::{PostgresCluster, TestDatabase};
 
 /// Which store a hub runs on.
@@ -30,6 +30,11 @@ pub struct Hub {
 
 impl Hub {
     pub async fn start(backend: Backend) -> Hub {
+        Hub::start_with(backend, SecurityOptions::default()).await
+    }
+
+    /// A hub with authentication and hardening options of its own.
+    pub async fn start_with(backend: Backend, security: SecurityOptions) -> Hub {
         let db = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(
@@ -46,7 +51,7 @@ impl Hub {
             listen: "127.0.0.1:0".parse().expect("address"),
             store: db.as_ref().map(|db| db.url().to_string()),
             tls_sans: Vec::new(),
-            security: Default::default(),
+            security,
         })
         .await
         .expect("hub starts");

@@ -64,6 +64,9 @@ pub struct Started {
 }
 
 pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
+    if let Some(addr) = options.security.insecure_listen {
+        check_loopback(addr)?;
+    }
     let data_dir = &options.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
@@ -224,12 +227,17 @@ async fn security_layers(
 
 /// The plain-HTTP listener: loopback only, so that nothing unencrypted leaves the machine.
 async fn insecure_listener(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    check_loopback(addr)?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))
+}
+
+fn check_loopback(addr: SocketAddr) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() {
         anyhow::bail!(
             "--insecure-listen {addr}: plain HTTP is only served on a loopback address (127.0.0.1 or ::1)"
         );
     }
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))
+    Ok(())
 }

@@ -48,10 +48,12 @@ fn invalid(name: &str, field: &str, message: String) -> Status {
     )
 }
 
-/// Reads and checks a TokenRequest body.
+/// Reads and checks a TokenRequest body (JSON, or protobuf as kubectl sends it).
 pub fn parse_spec(name: &str, body: &[u8]) -> Result<TokenSpec, Status> {
     let request: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
+    } else if body.starts_with(b"k8s\0") {
+        crate::protobuf::decode(body)?
     } else {
         serde_json::from_slice(body).map_err(|e| {
             Status::bad_request(format!("the request body is not a TokenRequest: {e}"))
@@ -222,6 +224,33 @@ mod tests {
             422
         );
         assert_eq!(parse_spec("sa", b"{not json").unwrap_err().code, 400);
+        // kubectl sends protobuf.
+        use k8s_pb::api::authentication::v1 as pb;
+        use prost::Message;
+        let request = pb::TokenRequest {
+            spec: Some(pb::TokenRequestSpec {
+                audiences: vec!["a".into()],
+                expiration_seconds: Some(700),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let envelope = k8s_pb::apimachinery::pkg::runtime::Unknown {
+            type_meta: Some(k8s_pb::apimachinery::pkg::runtime::TypeMeta {
+                api_version: Some("authentication.k8s.io/v1".into()),
+                kind: Some("TokenRequest".into()),
+            }),
+            raw: Some(request.encode_to_vec()),
+            ..Default::default()
+        };
+        let body = [b"k8s\0".as_slice(), &envelope.encode_to_vec()].concat();
+        assert_eq!(
+            parse_spec("sa", &body).unwrap(),
+            TokenSpec {
+                audiences: vec!["a".into()],
+                expiration: Duration::from_secs(700)
+            }
+        );
         assert_eq!(parse_spec("sa", b"[]").unwrap_err().code, 400);
         assert_eq!(
             parse_spec("sa", br#"{"spec":{"audiences":[1]}}"#)
