@@ -597,6 +597,7 @@ async fn malformed_requests_never_get_a_500() {
         workers.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(seed.wrapping_add(worker as u64));
             let mut codes: Vec<(u16, String)> = Vec::new();
+            let mut seen = std::collections::BTreeMap::<Option<u16>, usize>::new();
             while next.fetch_add(1, Ordering::SeqCst) < TOTAL {
                 let raw_garbage = rng.gen_bool(0.03);
                 let raw = if raw_garbage {
@@ -609,7 +610,9 @@ async fn malformed_requests_never_get_a_500() {
                 } else {
                     &plain
                 };
-                if let Some(code) = fuzz::send(&hub, connector, &raw).await {
+                let answer = fuzz::send(&hub, connector, &raw).await;
+                *seen.entry(answer).or_default() += 1;
+                if let Some(code) = answer {
                     if code >= 500 && code != 503 && code != 504 {
                         codes.push((
                             code,
@@ -618,14 +621,22 @@ async fn malformed_requests_never_get_a_500() {
                     }
                 }
             }
-            codes
+            (codes, seen)
         }));
     }
     let mut failures = Vec::new();
+    let mut seen = std::collections::BTreeMap::<Option<u16>, usize>::new();
     for worker in workers {
-        failures.extend(worker.await.unwrap());
+        let (codes, counts) = worker.await.unwrap();
+        failures.extend(codes);
+        for (code, n) in counts {
+            *seen.entry(code).or_default() += n;
+        }
     }
-    println!("{TOTAL} requests in {:?}", started.elapsed());
+    println!(
+        "{TOTAL} requests in {:?}; responses: {seen:?}",
+        started.elapsed()
+    );
     assert!(
         failures.is_empty(),
         "server errors (seed {seed}): {failures:#?}"
@@ -786,6 +797,49 @@ mod fuzz {
         from[rng.gen_range(0..from.len())]
     }
 
+    /// A path the server routes (so that the request reaches a handler), with a random query.
+    fn routed_path(rng: &mut StdRng) -> Vec<u8> {
+        let workspace = pick(
+            rng,
+            &["", "/clusters/root", "/clusters/root:other", "/clusters/*"],
+        );
+        let resource = pick(
+            rng,
+            &[
+                "/api/v1/namespaces/default/configmaps",
+                "/api/v1/namespaces/default/secrets",
+                "/api/v1/namespaces/default/serviceaccounts",
+                "/api/v1/namespaces",
+                "/api/v1/configmaps",
+                "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+                "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                "/apis/tenancy.trellis.dev/v1alpha1/workspaces",
+                "/apis/coordination.k8s.io/v1/namespaces/default/leases",
+                "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+                "/apis/events.k8s.io/v1/events",
+            ],
+        );
+        let tail = pick(
+            rng,
+            &[
+                "",
+                "/fz",
+                "/fuzz",
+                "/fz/status",
+                "/fuzz/token",
+                "/default",
+                "/default/finalize",
+                "/x.y.z",
+            ],
+        );
+        let mut path = format!("{workspace}{resource}{tail}").into_bytes();
+        if rng.gen_bool(0.5) {
+            path.push(b'?');
+            path.extend_from_slice(pick(rng, QUERIES).as_bytes());
+        }
+        path
+    }
+
     fn path(rng: &mut StdRng) -> Vec<u8> {
         let mut path = Vec::new();
         if rng.gen_bool(0.9) {
@@ -845,13 +899,23 @@ mod fuzz {
         }
     }
 
-    /// One malformed HTTP/1.1 request.
+    /// One malformed HTTP/1.1 request. Half of them are well framed (a method the server
+    /// serves, a routed path, HTTP/1.1, a right Content-Length), so that they get past the
+    /// HTTP parser to the handlers; the rest are malformed at every level.
     pub fn request(rng: &mut StdRng, sa_token: &str) -> Vec<u8> {
+        let framed = rng.gen_bool(0.5);
         let mut out = Vec::new();
-        out.extend_from_slice(pick(rng, METHODS).as_bytes());
-        out.push(b' ');
-        out.extend(path(rng));
+        if framed {
+            out.extend_from_slice(pick(rng, &METHODS[..5]).as_bytes());
+            out.push(b' ');
+            out.extend(routed_path(rng));
+        } else {
+            out.extend_from_slice(pick(rng, METHODS).as_bytes());
+            out.push(b' ');
+            out.extend(path(rng));
+        }
         out.extend_from_slice(match rng.gen_range(0..20) {
+            _ if framed => b" HTTP/1.1\r\n".as_slice(),
             0 => b" HTTP/1.0\r\n".as_slice(),
             1 => b" HTTP/9.9\r\n",
             2 => b"\r\n",
@@ -895,6 +959,7 @@ mod fuzz {
         }
         let body = body(rng);
         match rng.gen_range(0..10) {
+            _ if framed => headers.push(format!("Content-Length: {}", body.len()).into_bytes()),
             // Chunked, sometimes with a malformed chunk size; always terminated.
             0 => {
                 headers.push(b"Transfer-Encoding: chunked".to_vec());
