@@ -296,3 +296,33 @@ pub fn default_names(listen: &std::net::SocketAddr, extra: &[String]) -> Vec<Str
     names.dedup();
     names
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TLS 1.1 ClientHello (no supported_versions extension) is refused during the handshake.
+    #[test]
+    fn tls_1_1_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = load_or_create(dir.path(), &["localhost".to_string()]).unwrap();
+        let config = server_config(&pki).unwrap();
+        let mut body = vec![0x03, 0x02]; // client_version TLS 1.1
+        body.extend([7u8; 32]); // random
+        body.push(0); // no session id
+        body.extend([0x00, 0x04, 0xc0, 0x13, 0x00, 0x2f]); // ECDHE-RSA-AES128-SHA, AES128-SHA
+        body.extend([0x01, 0x00]); // null compression
+                                   // Extensions: signature_algorithms (ecdsa_secp256r1_sha256), so only the version is wrong.
+        body.extend([0x00, 0x08, 0x00, 0x0d, 0x00, 0x04, 0x00, 0x02, 0x04, 0x03]);
+        let mut handshake = vec![0x01, 0x00, 0x00, body.len() as u8];
+        handshake.extend(body);
+        let mut record = vec![0x16, 0x03, 0x02, 0x00, handshake.len() as u8];
+        record.extend(handshake);
+
+        let mut conn = rustls::ServerConnection::new(config).unwrap();
+        conn.read_tls(&mut record.as_slice()).unwrap();
+        let err = conn.process_new_packets().unwrap_err();
+        assert!(matches!(err, rustls::Error::PeerIncompatible(_)), "{err:?}");
+        assert!(format!("{err:?}").contains("Tls12NotOffered"), "{err:?}");
+    }
+}

@@ -1,6 +1,7 @@
-//! Per-user rate limit: a token bucket per authenticated user name (`--max-requests-per-second
-//! -per-user`, `--max-request-burst-per-user`). A request beyond it gets 429 `TooManyRequests`
-//! with `Retry-After`. A watch counts as one request when it starts.
+//! Per-user rate limit: a token bucket per authenticated user
+//! (`--max-requests-per-second-per-user`, `--max-request-burst-per-user`; a ServiceAccount's
+//! bucket is per workspace). A request beyond it gets 429 `TooManyRequests` with
+//! `Retry-After`. A watch counts as one request when it starts.
 //!
 //! Members of `system:masters` are exempt, as kube-apiserver's priority and fairness exempts
 //! them: the break-glass administrator is never locked out. The buckets of users idle for a
@@ -98,12 +99,25 @@ pub async fn rate_limit(
 ) -> Response {
     if let Some(user) = request.extensions().get::<UserInfo>() {
         if !user.is_master() {
-            if let Err(wait) = limiter.check(&user.name, Instant::now()) {
+            if let Err(wait) = limiter.check(&bucket_key(user), Instant::now()) {
                 return response::status(too_many_requests(wait));
             }
         }
     }
     next.run(request).await
+}
+
+/// Whose bucket a request draws from: the user name, and for a ServiceAccount also its
+/// workspace (every workspace has its own `system:serviceaccount:default:default`).
+fn bucket_key(user: &UserInfo) -> String {
+    match user
+        .extra
+        .get(crate::authn::service_account::CLUSTER_EXTRA)
+        .and_then(|c| c.first())
+    {
+        Some(cluster) => format!("{cluster}/{}", user.name),
+        None => user.name.clone(),
+    }
 }
 
 fn too_many_requests(wait: Duration) -> Status {
@@ -143,6 +157,27 @@ mod tests {
         let later = t0 + IDLE * 2;
         assert!(limiter.check("carol", later).is_ok());
         assert_eq!(limiter.buckets.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn service_accounts_of_different_workspaces_have_their_own_buckets() {
+        let sa = |cluster: &str| {
+            let mut user = UserInfo {
+                name: "system:serviceaccount:default:default".into(),
+                ..UserInfo::default()
+            };
+            user.extra.insert(
+                crate::authn::service_account::CLUSTER_EXTRA.into(),
+                vec![cluster.into()],
+            );
+            user
+        };
+        assert_ne!(bucket_key(&sa("a")), bucket_key(&sa("b")));
+        let alice = UserInfo {
+            name: "alice".into(),
+            ..UserInfo::default()
+        };
+        assert_eq!(bucket_key(&alice), "alice");
     }
 
     #[test]
