@@ -479,6 +479,72 @@ async fn tokens_and_whoami_on_postgres() {
     service_account_tokens_stay_in_their_workspace(&hub).await;
 }
 
+/// OIDC ID tokens of the configured issuer, with keys from a JWKS file: kubectl works with
+/// one; expired ones, ones for another client and ones signed with another key get 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_id_tokens_from_a_jwks_file() {
+    use trellis_server::authn::oidc::OidcOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = "https://idp.example.com";
+    let key = rcgen::KeyPair::generate().unwrap();
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    // An uncompressed P-256 point: 0x04 || x || y.
+    let raw = rcgen::PublicKeyData::der_bytes(&key).to_vec();
+    let point = &raw[raw.len() - 65..];
+    let jwks = serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256",
+        "use": "sig", "x": b64(&point[1..33]), "y": b64(&point[33..65])}]});
+    let jwks_file = write_file(dir.path(), "jwks.json", &jwks.to_string());
+    let hub = Hub::start_with(
+        Backend::Sqlite,
+        SecurityOptions {
+            oidc: Some(OidcOptions {
+                jwks_file: Some(jwks_file.into()),
+                ..OidcOptions::new(issuer, "trellis")
+            }),
+            ..SecurityOptions::default()
+        },
+    )
+    .await;
+    let sign = |key: &rcgen::KeyPair, audience: &str, expires_in: i64| {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("k1".to_string());
+        let claims = serde_json::json!({"iss": issuer, "aud": audience, "sub": "jane",
+            "groups": ["ml"], "iat": now, "exp": now + expires_in});
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(key.serialize_pem().as_bytes()).unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    let server = server_url(&hub, "root");
+    let config = token_kubeconfig(
+        &hub,
+        dir.path(),
+        "jane.kubeconfig",
+        &server,
+        &sign(&key, "trellis", 600),
+    );
+    let review = whoami(&config).expect("whoami with an ID token");
+    assert_eq!(
+        review["status"]["userInfo"]["username"],
+        "https://idp.example.com#jane"
+    );
+    assert_eq!(
+        review["status"]["userInfo"]["groups"],
+        serde_json::json!(["ml", "system:authenticated"])
+    );
+    let other_key = rcgen::KeyPair::generate().unwrap();
+    for (what, token) in [
+        ("expired", sign(&key, "trellis", -600)),
+        ("another client", sign(&key, "grafana", 600)),
+        ("another key", sign(&other_key, "trellis", 600)),
+    ] {
+        let config = token_kubeconfig(&hub, dir.path(), "bad.kubeconfig", &server, &token);
+        assert!(unauthorized(&whoami(&config).unwrap_err()), "{what}");
+    }
+}
+
 /// Beyond its burst, a user gets 429 with Retry-After; masters are exempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limit_answers_429() {
