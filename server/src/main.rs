@@ -59,6 +59,9 @@ struct SecurityFlags {
     /// The issuer's keys from this JWKS file instead of its discovery document (offline use).
     #[arg(long, requires = "oidc_issuer_url")]
     oidc_jwks_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust when fetching the issuer's keys, instead of the system's.
+    #[arg(long, requires = "oidc_issuer_url")]
+    oidc_ca_file: Option<PathBuf>,
     /// The ID token claim that names the user.
     #[arg(long, default_value = "sub")]
     oidc_username_claim: String,
@@ -91,6 +94,7 @@ impl SecurityFlags {
         let oidc = match (self.oidc_issuer_url, self.oidc_client_id) {
             (Some(issuer), Some(client)) => Some(OidcOptions {
                 jwks_file: self.oidc_jwks_file,
+                ca_file: self.oidc_ca_file,
                 username_claim: self.oidc_username_claim,
                 username_prefix: self.oidc_username_prefix,
                 groups_claim: self.oidc_groups_claim,

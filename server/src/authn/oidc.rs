@@ -40,6 +40,8 @@ pub struct OidcOptions {
     pub client_id: String,
     /// Keys from this file instead of the issuer's `jwks_uri`.
     pub jwks_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for fetching keys, instead of the system's.
+    pub ca_file: Option<PathBuf>,
     pub username_claim: String,
     /// `None`: kube-apiserver's default (see the module docs); `Some("-")`: no prefix.
     pub username_prefix: Option<String>,
@@ -53,6 +55,7 @@ impl OidcOptions {
             issuer_url: issuer_url.to_string(),
             client_id: client_id.to_string(),
             jwks_file: None,
+            ca_file: None,
             username_claim: "sub".to_string(),
             username_prefix: None,
             groups_claim: "groups".to_string(),
@@ -65,6 +68,8 @@ impl OidcOptions {
 pub enum OidcError {
     #[error("reading the JWKS file {path}: {why}")]
     JwksFile { path: String, why: String },
+    #[error("reading the OIDC CA file {path}: {why}")]
+    CaFile { path: String, why: String },
     #[error("fetching the issuer's keys: {0}")]
     Fetch(String),
     #[error("the token is not valid: {0}")]
@@ -75,6 +80,7 @@ pub enum OidcError {
 pub struct OidcAuthenticator {
     options: OidcOptions,
     keys: RwLock<Arc<JwkSet>>,
+    roots: Arc<rustls::RootCertStore>,
 }
 
 impl OidcAuthenticator {
@@ -92,9 +98,34 @@ impl OidcAuthenticator {
             }
             None => JwkSet { keys: Vec::new() },
         };
+        let roots = match &options.ca_file {
+            Some(path) => {
+                use rustls::pki_types::pem::PemObject;
+                let err = |why: String| OidcError::CaFile {
+                    path: path.display().to_string(),
+                    why,
+                };
+                let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+                    roots
+                        .add(cert.map_err(|e| err(e.to_string()))?)
+                        .map_err(|e| err(e.to_string()))?;
+                }
+                roots
+            }
+            None => {
+                let mut roots = rustls::RootCertStore::empty();
+                for cert in rustls_native_certs::load_native_certs().certs {
+                    let _ = roots.add(cert);
+                }
+                roots
+            }
+        };
         Ok(OidcAuthenticator {
             options,
             keys: RwLock::new(Arc::new(keys)),
+            roots: Arc::new(roots),
         })
     }
 
@@ -118,7 +149,7 @@ impl OidcAuthenticator {
         tokio::spawn(async move {
             loop {
                 let Some(oidc) = this.upgrade() else { return };
-                match fetch::jwks(&oidc.options.issuer_url).await {
+                match fetch::jwks(&oidc.options.issuer_url, oidc.roots.clone()).await {
                     Ok(keys) => oidc.set_keys(keys),
                     Err(e) => {
                         tracing::warn!(issuer = %oidc.options.issuer_url, error = %e, "cannot fetch the OIDC keys")
@@ -218,27 +249,30 @@ impl OidcAuthenticator {
     }
 }
 
-/// Fetching the issuer's discovery document and keys over HTTPS (system trust roots).
+/// Fetching the issuer's discovery document and keys over HTTPS.
 mod fetch {
     use super::*;
 
     const LIMIT: usize = 1024 * 1024;
 
-    pub async fn jwks(issuer: &str) -> Result<JwkSet, OidcError> {
+    pub async fn jwks(
+        issuer: &str,
+        roots: Arc<rustls::RootCertStore>,
+    ) -> Result<JwkSet, OidcError> {
         let discovery = format!(
             "{}/.well-known/openid-configuration",
             issuer.trim_end_matches('/')
         );
-        let document: Value = get_json(&discovery).await?;
+        let document: Value = get_json(&discovery, roots.clone()).await?;
         let jwks_uri = document
             .get("jwks_uri")
             .and_then(Value::as_str)
             .ok_or_else(|| OidcError::Fetch("the discovery document has no jwks_uri".into()))?;
-        serde_json::from_value(get_json(jwks_uri).await?)
+        serde_json::from_value(get_json(jwks_uri, roots).await?)
             .map_err(|e| OidcError::Fetch(e.to_string()))
     }
 
-    async fn get_json(url: &str) -> Result<Value, OidcError> {
+    async fn get_json(url: &str, roots: Arc<rustls::RootCertStore>) -> Result<Value, OidcError> {
         let err = |e: &dyn std::fmt::Display| OidcError::Fetch(format!("{url}: {e}"));
         let parsed = url::Url::parse(url).map_err(|e| err(&e))?;
         if parsed.scheme() != "https" {
@@ -249,10 +283,6 @@ mod fetch {
             .ok_or_else(|| err(&"no host"))?
             .to_string();
         let port = parsed.port_or_known_default().unwrap_or(443);
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
         let config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -399,6 +429,67 @@ pub(crate) mod tests {
         let mut reserved = claims(600);
         reserved["groups"] = json!(["system:masters"]);
         assert!(oidc.authenticate(&issuer.sign("k1", &reserved)).is_err());
+    }
+
+    /// The keys are fetched from the issuer's discovery document over HTTPS.
+    #[tokio::test]
+    async fn keys_are_fetched_from_the_issuer() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let issuer = TestIssuer::new("k1");
+        let dir = tempfile::tempdir().unwrap();
+        let pki = crate::tls::load_or_create(dir.path(), &["localhost".to_string()]).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let acceptor = tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&pki).unwrap());
+        let (discovery, jwks) = (
+            json!({"issuer": url, "jwks_uri": format!("{url}/keys")}).to_string(),
+            serde_json::to_string(&issuer.jwks).unwrap(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    continue;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = tls.read(&mut buf).await.unwrap();
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let head = String::from_utf8_lossy(&head);
+                let body = if head.starts_with("GET /.well-known/openid-configuration ") {
+                    &discovery
+                } else if head.starts_with("GET /keys ") {
+                    &jwks
+                } else {
+                    "{}"
+                };
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                tls.write_all(response.as_bytes()).await.unwrap();
+                let _ = tls.shutdown().await;
+            }
+        });
+        let mut options = OidcOptions::new(&url, "trellis");
+        options.ca_file = Some(dir.path().join("ca.crt"));
+        let oidc = Arc::new(OidcAuthenticator::new(options).unwrap());
+        oidc.spawn_refresh();
+        let mut claims = claims(600);
+        claims["iss"] = json!(url);
+        let token = issuer.sign("k1", &claims);
+        for _ in 0..100 {
+            if oidc.authenticate(&token).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the keys were not fetched");
     }
 
     #[test]

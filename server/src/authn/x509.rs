@@ -136,6 +136,22 @@ mod tests {
     }
 
     #[test]
+    fn a_server_certificate_of_the_hub_ca_is_not_a_client_certificate() {
+        let (ca_pem, issuer) = ca("hub");
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, "trellis");
+        params.distinguished_name = dn;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let err = authenticator(&ca_pem)
+            .authenticate(&[der(&cert.pem())])
+            .unwrap_err();
+        assert!(matches!(err, CertificateError::Untrusted(_)), "{err}");
+    }
+
+    #[test]
     fn an_expired_certificate_is_refused() {
         let (ca_pem, issuer) = ca("hub");
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
