@@ -165,8 +165,8 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
     })
 }
 
-/// Authentication, the per-user rate limit and the audit log around `router` (outermost
-/// first: audit, authentication, rate limit).
+/// Authentication, the per-user rate limit, the body deadline and the audit log around
+/// `router` (outermost first: audit, authentication, rate limit, body deadline).
 async fn security_layers(
     router: axum::Router,
     options: &SecurityOptions,
@@ -202,6 +202,9 @@ async fn security_layers(
         options.max_request_burst_per_user,
     );
     let mut router = router
+        .layer(axum::middleware::from_fn(
+            crate::http::limits::body_deadline,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             limiter,
             crate::http::limits::rate_limit,

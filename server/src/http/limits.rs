@@ -1,3 +1,5 @@
+//! Limits on requests: how fast a user may send them, and how long a body may take to arrive.
+//!
 //! Per-user rate limit: a token bucket per authenticated user
 //! (`--max-requests-per-second-per-user`, `--max-request-burst-per-user`; a ServiceAccount's
 //! bucket is per workspace). A request beyond it gets 429 `TooManyRequests` with
@@ -6,9 +8,17 @@
 //! Members of `system:masters` are exempt, as kube-apiserver's priority and fairness exempts
 //! them: the break-glass administrator is never locked out. The buckets of users idle for a
 //! minute are forgotten, so memory follows the active users.
+//!
+//! Body deadline: a request body must arrive within [`BODY_READ_TIMEOUT`] of the request head,
+//! or the request gets 408 and the connection slot is freed (a slow-loris client trickling a
+//! body byte by byte). The size limit (3 MiB, 413) is applied where bodies are read.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -120,6 +130,69 @@ fn bucket_key(user: &UserInfo) -> String {
     }
 }
 
+/// How long a request body may take to arrive.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A request body that fails once its deadline has passed.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<AtomicBool>,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.expired.store(true, Ordering::Relaxed);
+            return Poll::Ready(Some(Err(axum::Error::new(
+                "the request body did not arrive in time",
+            ))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The body-deadline layer: 408 for a request whose body was too slow to arrive.
+pub async fn body_deadline(request: Request<Body>, next: Next) -> Response {
+    let expired = Arc::new(AtomicBool::new(false));
+    let request = request.map(|inner| {
+        Body::new(DeadlineBody {
+            inner,
+            deadline: Box::pin(tokio::time::sleep(BODY_READ_TIMEOUT)),
+            expired: expired.clone(),
+        })
+    });
+    let response = next.run(request).await;
+    if expired.load(Ordering::Relaxed) {
+        return response::status(Status::new(
+            408,
+            "Timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        ));
+    }
+    response
+}
+
 fn too_many_requests(wait: Duration) -> Status {
     let seconds = wait.as_secs_f64().ceil().max(1.0) as u32;
     let mut status = Status::new(
@@ -137,6 +210,7 @@ fn too_many_requests(wait: Duration) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
 
     #[test]
     fn a_burst_then_the_steady_rate() {
@@ -178,6 +252,31 @@ mod tests {
             ..UserInfo::default()
         };
         assert_eq!(bucket_key(&alice), "alice");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_ends_times_out() {
+        let expired = Arc::new(AtomicBool::new(false));
+        let trickle = Body::from_stream(
+            futures::stream::once(async {
+                Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{"))
+            })
+            .chain(futures::stream::pending()),
+        );
+        let body = Body::new(DeadlineBody {
+            inner: trickle,
+            deadline: Box::pin(tokio::time::sleep(Duration::from_millis(50))),
+            expired: expired.clone(),
+        });
+        assert!(axum::body::to_bytes(body, 1024).await.is_err());
+        assert!(expired.load(Ordering::Relaxed));
+        // A body that arrives is untouched.
+        let body = Body::new(DeadlineBody {
+            inner: Body::from("{}"),
+            deadline: Box::pin(tokio::time::sleep(BODY_READ_TIMEOUT)),
+            expired: Arc::new(AtomicBool::new(false)),
+        });
+        assert_eq!(&axum::body::to_bytes(body, 1024).await.unwrap()[..], b"{}");
     }
 
     #[test]
