@@ -545,6 +545,60 @@ async fn oidc_id_tokens_from_a_jwks_file() {
     }
 }
 
+/// Two hubs on one database (replicas, each with its own data directory and CA) sign with the
+/// same key: a token minted through one is accepted by the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_accept_each_others_service_account_tokens() {
+    let db = trellis_testkit::PostgresCluster::shared()
+        .create_database("replica_tokens")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let start = |name: &str| {
+        let data_dir = dir.path().join(name);
+        let url = db.url().to_string();
+        async move {
+            trellis_server::start::start(trellis_server::start::StartOptions {
+                data_dir,
+                listen: "127.0.0.1:0".parse().unwrap(),
+                store: Some(url),
+                tls_sans: Vec::new(),
+                security: SecurityOptions::default(),
+            })
+            .await
+            .unwrap()
+        }
+    };
+    // Both at once: only one may create the key, the other must read it.
+    let (a, b) = tokio::join!(start("a"), start("b"));
+    let (ok, _, err) =
+        kubectl_with_kubeconfig(&a.kubeconfig, &["create", "sa", "shared", "-n", "default"]);
+    assert!(ok, "{err}");
+    let (ok, token, err) = kubectl_with_kubeconfig(
+        &a.kubeconfig,
+        &["create", "token", "shared", "-n", "default"],
+    );
+    assert!(ok, "{err}");
+    let ca_b = dir.path().join("b").join("ca.crt");
+    let config = write_file(
+        dir.path(),
+        "b.kubeconfig",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: hub\n  cluster:\n    server: https://127.0.0.1:{}/clusters/root\n    certificate-authority: {}\nusers:\n- name: u\n  user:\n    token: {}\ncontexts:\n- name: c\n  context: {{cluster: hub, user: u}}\ncurrent-context: c\n",
+            b.addr.port(),
+            ca_b.display(),
+            token.trim()
+        ),
+    );
+    let review = whoami(Path::new(&config)).expect("replica b accepts a's token");
+    assert_eq!(
+        review["status"]["userInfo"]["username"],
+        "system:serviceaccount:default:shared"
+    );
+    a.server.abort();
+    b.server.abort();
+}
+
 /// Beyond its burst, a user gets 429 with Retry-After; masters are exempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rate_limit_answers_429() {
