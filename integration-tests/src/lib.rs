@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use trellis_server::start::{start, StartOptions, Started};
+use trellis_server::start::{start, SecurityOptions, StartOptions, Started};
 use trellis_testkit::{PostgresCluster, TestDatabase};
 
 /// Which store a hub runs on.
@@ -30,6 +30,11 @@ pub struct Hub {
 
 impl Hub {
     pub async fn start(backend: Backend) -> Hub {
+        Hub::start_with(backend, SecurityOptions::default()).await
+    }
+
+    /// A hub with authentication and hardening options of its own.
+    pub async fn start_with(backend: Backend, security: SecurityOptions) -> Hub {
         let db = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(
@@ -40,7 +45,7 @@ impl Hub {
             ),
         };
         let store = db.as_ref().map(|db| db.url().to_string());
-        Hub::start_sharded(store, Vec::new(), db.into_iter().collect()).await
+        Hub::start_sharded(store, Vec::new(), db.into_iter().collect(), security).await
     }
 
     /// A hub on `store` (the root shard; the embedded store when `None`) and `shards`,
@@ -49,6 +54,7 @@ impl Hub {
         store: Option<String>,
         shards: Vec<(String, String)>,
         databases: Vec<TestDatabase>,
+        security: SecurityOptions,
     ) -> Hub {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
@@ -58,6 +64,7 @@ impl Hub {
             store,
             tls_sans: Vec::new(),
             shards,
+            security,
         })
         .await
         .expect("hub starts");

@@ -725,6 +725,7 @@ async fn restart_keeps_data_and_credentials() {
         store: None,
         tls_sans: Vec::new(),
         shards: Vec::new(),
+        security: Default::default(),
     };
     let first = start(options.clone()).await.unwrap();
     let ca_before = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();

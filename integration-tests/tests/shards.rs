@@ -73,6 +73,7 @@ async fn workspaces_spread_over_shards_and_wildcards_see_them_all() {
         Some(root.url().to_string()),
         vec![("s1".to_string(), s1.url().to_string())],
         vec![root, s1],
+        Default::default(),
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -268,6 +269,7 @@ async fn a_stopped_shard_answers_503_while_the_others_serve() {
         Some(root.url().to_string()),
         vec![("far".to_string(), s1.url().to_string())],
         vec![root],
+        Default::default(),
     )
     .await;
     // far is placed on the empty shard `far`... and near, by load, on root.

@@ -310,6 +310,7 @@ impl Hub {
             store: Some(db.url().to_string()),
             tls_sans: Vec::new(),
             shards: Vec::new(),
+            security: Default::default(),
         })
         .await?;
         println!("# hub: https://{}", started.addr);

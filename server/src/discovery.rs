@@ -102,6 +102,12 @@ fn subresources(r: &ResourceType) -> Vec<(&'static str, Value, &'static [&'stati
         let gvk = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
         out.push(("scale", gvk, &["get", "patch", "update"][..]));
     }
+    // TokenRequest, served by authentication (`crate::authn::token_request`).
+    if r.is("", "ServiceAccount") {
+        let gvk =
+            json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"});
+        out.push(("token", gvk, &["create"][..]));
+    }
     out
 }
 
@@ -142,7 +148,7 @@ pub fn resource_list(resources: &[Arc<ResourceType>], path: &str) -> Option<Valu
                 "kind": gvk["kind"],
                 "verbs": verbs,
             });
-            if name == "scale" {
+            if gvk["group"] != r.group.as_str() {
                 sub["group"] = gvk["group"].clone();
                 sub["version"] = gvk["version"].clone();
             }
@@ -268,6 +274,18 @@ mod tests {
             .unwrap();
         assert_eq!(ns["scope"], "Cluster");
         assert_eq!(ns["subresources"][0]["subresource"], "status");
+        let sa = v1["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "serviceaccounts")
+            .unwrap();
+        assert_eq!(sa["subresources"][0]["subresource"], "token");
+        assert_eq!(
+            sa["subresources"][0]["responseKind"]["kind"],
+            "TokenRequest"
+        );
+        assert_eq!(sa["subresources"][0]["verbs"], json!(["create"]));
         let apis = aggregated(registry::builtin(), false);
         let crd_group = apis["items"]
             .as_array()

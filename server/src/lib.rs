@@ -1,6 +1,7 @@
 //! The Trellis hub: a Kubernetes API server over [`trellis_storage`].
 //!
-//! A request flows through [`http::serve`] (TLS), [`http::dispatch`] (what is it about:
+//! A request flows through [`http::serve`] (TLS), the layers of [`audit`], [`authn`] (who is
+//! asking) and [`http::limits`], then [`http::dispatch`] (what is it about:
 //! [`request_info`]; which workspace), then [`discovery`] or the generic REST layer ([`rest`]),
 //! which applies the per-kind rules of [`registry`] and [`object_meta`] and talks to storage.
 //! Every error a client sees is a [`status::Status`]. [`start`] wires it together for
@@ -8,6 +9,7 @@
 
 pub mod admission;
 pub mod apply;
+pub mod audit;
 pub mod authn;
 pub mod bootstrap;
 pub mod controllers;

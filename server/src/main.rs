@@ -15,6 +15,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once: the size of the start flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Run the hub. With no flags: embedded store in ./.trellis, HTTPS on 127.0.0.1:6443.
@@ -35,6 +37,8 @@ enum Command {
         /// --store database is the shard `root`, which also holds the workspace tree.
         #[arg(long = "shard", value_parser = trellis_server::shards::parse_shard_flag)]
         shards: Vec<(String, String)>,
+        #[command(flatten)]
+        security: SecurityFlags,
     },
     /// Move between workspaces in the current kubeconfig (also the kubectl plugin `kubectl ws`).
     Ws {
@@ -42,6 +46,76 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+/// Authentication and hardening flags of `trellis start`.
+#[derive(clap::Args)]
+struct SecurityFlags {
+    /// Static bearer tokens, one `token,user,uid,"group1,group2"` line each.
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Accept OpenID Connect ID tokens of this issuer (https URL, as in the tokens' `iss`).
+    #[arg(long, requires = "oidc_client_id")]
+    oidc_issuer_url: Option<String>,
+    /// The audience ID tokens must carry.
+    #[arg(long, requires = "oidc_issuer_url")]
+    oidc_client_id: Option<String>,
+    /// The issuer's keys from this JWKS file instead of its discovery document (offline use).
+    #[arg(long, requires = "oidc_issuer_url")]
+    oidc_jwks_file: Option<PathBuf>,
+    /// CA certificates (PEM) to trust when fetching the issuer's keys, instead of the system's.
+    #[arg(long, requires = "oidc_issuer_url")]
+    oidc_ca_file: Option<PathBuf>,
+    /// The ID token claim that names the user.
+    #[arg(long, default_value = "sub")]
+    oidc_username_claim: String,
+    /// Prefix for OIDC user names; default `<issuer>#` unless the claim is `email`; `-` for none.
+    #[arg(long)]
+    oidc_username_prefix: Option<String>,
+    /// The ID token claim that lists the user's groups.
+    #[arg(long, default_value = "groups")]
+    oidc_groups_claim: String,
+    /// Prefix for OIDC group names.
+    #[arg(long, default_value = "")]
+    oidc_groups_prefix: String,
+    /// Append one JSON line per request to this file.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// Also serve plain HTTP on this loopback address (authentication still required).
+    #[arg(long)]
+    insecure_listen: Option<std::net::SocketAddr>,
+    /// Requests per second each user may make on average (0: unlimited; system:masters exempt).
+    #[arg(long, default_value_t = trellis_server::http::limits::DEFAULT_RATE)]
+    max_requests_per_second_per_user: f64,
+    /// Requests each user may make in a burst.
+    #[arg(long, default_value_t = trellis_server::http::limits::DEFAULT_BURST)]
+    max_request_burst_per_user: f64,
+}
+
+impl SecurityFlags {
+    fn options(self) -> trellis_server::start::SecurityOptions {
+        use trellis_server::authn::oidc::OidcOptions;
+        let oidc = match (self.oidc_issuer_url, self.oidc_client_id) {
+            (Some(issuer), Some(client)) => Some(OidcOptions {
+                jwks_file: self.oidc_jwks_file,
+                ca_file: self.oidc_ca_file,
+                username_claim: self.oidc_username_claim,
+                username_prefix: self.oidc_username_prefix,
+                groups_claim: self.oidc_groups_claim,
+                groups_prefix: self.oidc_groups_prefix,
+                ..OidcOptions::new(&issuer, &client)
+            }),
+            _ => None,
+        };
+        trellis_server::start::SecurityOptions {
+            token_file: self.token_file,
+            oidc,
+            audit_log: self.audit_log,
+            insecure_listen: self.insecure_listen,
+            max_requests_per_second_per_user: self.max_requests_per_second_per_user,
+            max_request_burst_per_user: self.max_request_burst_per_user,
+        }
+    }
 }
 
 #[tokio::main]
@@ -60,6 +134,7 @@ async fn main() -> anyhow::Result<()> {
             store,
             tls_sans,
             shards,
+            security,
         } => {
             let started = trellis_server::start::start(trellis_server::start::StartOptions {
                 data_dir,
@@ -67,6 +142,7 @@ async fn main() -> anyhow::Result<()> {
                 store,
                 tls_sans,
                 shards,
+                security: security.options(),
             })
             .await?;
             println!(

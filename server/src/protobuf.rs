@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use k8s_pb::api::{coordination, core, rbac};
+use k8s_pb::api::{authentication, coordination, core, rbac};
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
 use prost::Message;
@@ -77,6 +77,34 @@ pub fn decode(body: &[u8]) -> Result<Value, Status> {
         }
         ("coordination.k8s.io/v1", "Lease") => {
             lease(coordination::v1::Lease::decode(raw).map_err(decoded)?)
+        }
+        // `kubectl create token`.
+        ("authentication.k8s.io/v1", "TokenRequest") => {
+            let request = authentication::v1::TokenRequest::decode(raw).map_err(decoded)?;
+            let spec = request.spec.unwrap_or_default();
+            let bound = spec.bound_object_ref.map(|b| {
+                Obj::new()
+                    .text("kind", b.kind)
+                    .text("apiVersion", b.api_version)
+                    .text("name", b.name)
+                    .text("uid", b.u_id)
+                    .done()
+            });
+            Obj::with_meta(request.metadata)
+                .value(
+                    "spec",
+                    Some(
+                        Obj::new()
+                            .strings("audiences", spec.audiences)
+                            .value(
+                                "expirationSeconds",
+                                spec.expiration_seconds.map(Value::from),
+                            )
+                            .value("boundObjectRef", bound)
+                            .done(),
+                    ),
+                )
+                .done()
         }
         _ => {
             return Err(Status::unsupported_media_type(

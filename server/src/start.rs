@@ -26,16 +26,51 @@ pub struct StartOptions {
     /// More shards besides the `--store` one (`root`): name and database (a `postgres://`
     /// URL, or a SQLite file path).
     pub shards: Vec<(String, String)>,
+    /// Authentication, audit, rate limits and the plain-HTTP listener.
+    pub security: SecurityOptions,
+}
+
+/// The `trellis start` flags of [`crate::authn`], [`crate::audit`] and [`crate::http::limits`].
+#[derive(Clone, Debug)]
+pub struct SecurityOptions {
+    /// Static bearer tokens (kube-apiserver's CSV format).
+    pub token_file: Option<PathBuf>,
+    pub oidc: Option<crate::authn::oidc::OidcOptions>,
+    /// JSON lines, one per request.
+    pub audit_log: Option<PathBuf>,
+    /// Plain HTTP on this address as well; it must be a loopback address.
+    pub insecure_listen: Option<SocketAddr>,
+    /// Per-user rate limit (0: none) and burst.
+    pub max_requests_per_second_per_user: f64,
+    pub max_request_burst_per_user: f64,
+}
+
+impl Default for SecurityOptions {
+    fn default() -> SecurityOptions {
+        SecurityOptions {
+            token_file: None,
+            oidc: None,
+            audit_log: None,
+            insecure_listen: None,
+            max_requests_per_second_per_user: crate::http::limits::DEFAULT_RATE,
+            max_request_burst_per_user: crate::http::limits::DEFAULT_BURST,
+        }
+    }
 }
 
 /// A started hub: where it listens and where its kubeconfig is.
 pub struct Started {
     pub addr: SocketAddr,
+    /// The plain-HTTP listener's address, with `--insecure-listen`.
+    pub insecure_addr: Option<SocketAddr>,
     pub kubeconfig: PathBuf,
     pub server: tokio::task::JoinHandle<()>,
 }
 
 pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
+    if let Some(addr) = options.security.insecure_listen {
+        check_loopback(addr)?;
+    }
     let data_dir = &options.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
@@ -136,11 +171,108 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
     });
     let router = axum::Router::new()
         .fallback(crate::http::dispatch::dispatch)
-        .with_state(state);
-    let server = tokio::spawn(crate::http::serve::serve(listener, tls_config, router));
+        .with_state(state.clone());
+    let router = security_layers(router, &options.security, &pki, state).await?;
+    let insecure = match options.security.insecure_listen {
+        Some(insecure) => Some(insecure_listener(insecure).await?),
+        None => None,
+    };
+    let insecure_addr = insecure.as_ref().and_then(|l| l.local_addr().ok());
+    let serving = crate::http::serve::serve(listener, tls_config, router.clone());
+    let server = tokio::spawn(async move {
+        match insecure {
+            Some(insecure) => {
+                let plain = crate::http::serve::serve_insecure(insecure, router);
+                tokio::join!(serving, plain);
+            }
+            None => serving.await,
+        }
+    });
     Ok(Started {
         addr,
+        insecure_addr,
         kubeconfig,
         server,
     })
+}
+
+/// Authentication, the per-user rate limit, the body deadline and the audit log around
+/// `router` (outermost first: audit, authentication, rate limit, body deadline).
+async fn security_layers(
+    router: axum::Router,
+    options: &SecurityOptions,
+    pki: &tls::Pki,
+    state: Arc<AppState>,
+) -> anyhow::Result<axum::Router> {
+    use crate::authn::{self, oidc::OidcAuthenticator, service_account, token_file, x509};
+    let token_file = match &options.token_file {
+        Some(path) => Some(token_file::TokenFile::load(path)?),
+        None => None,
+    };
+    let oidc = match &options.oidc {
+        Some(oidc) => {
+            let oidc = Arc::new(OidcAuthenticator::new(oidc.clone())?);
+            oidc.spawn_refresh();
+            Some(oidc)
+        }
+        None => None,
+    };
+    let service_accounts =
+        service_account::ServiceAccountTokens::load_or_create(&state.shards.root().store)
+            .await
+            .context("loading the ServiceAccount signing key")?;
+    let authenticator = Arc::new(authn::Authenticator {
+        certificates: Some(x509::CertificateAuthenticator::new(tls::client_verifier(
+            pki,
+        )?)),
+        token_file,
+        service_accounts: Arc::new(service_accounts),
+        oidc,
+    });
+    let limiter = crate::http::limits::RateLimiter::new(
+        options.max_requests_per_second_per_user,
+        options.max_request_burst_per_user,
+    );
+    let mut router = router
+        .layer(axum::middleware::from_fn(
+            crate::http::limits::body_deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            crate::http::limits::rate_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            authn::AuthnLayer {
+                authenticator,
+                state,
+            },
+            authn::authenticate,
+        ));
+    if let Some(path) = &options.audit_log {
+        let log = crate::audit::AuditLog::open(path)
+            .await
+            .with_context(|| format!("opening the audit log {}", path.display()))?;
+        router = router.layer(axum::middleware::from_fn_with_state(
+            log,
+            crate::audit::record,
+        ));
+    }
+    Ok(router)
+}
+
+/// The plain-HTTP listener: loopback only, so that nothing unencrypted leaves the machine.
+async fn insecure_listener(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    check_loopback(addr)?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))
+}
+
+fn check_loopback(addr: SocketAddr) -> anyhow::Result<()> {
+    if !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "--insecure-listen {addr}: plain HTTP is only served on a loopback address (127.0.0.1 or ::1)"
+        );
+    }
+    Ok(())
 }

@@ -146,6 +146,8 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, TlsError> {
 }
 
 /// A client certificate: CN is the user name, O the groups, as Kubernetes reads them.
+/// rcgen keeps one value per subject attribute, so only the last group survives; for several
+/// groups, sign a CSR with `openssl` (README, "Adding a user").
 pub fn client_certificate(
     issuer: &Issuer<'_, KeyPair>,
     user: &str,
@@ -167,8 +169,87 @@ pub fn client_certificate(
     })
 }
 
-/// The rustls server configuration: TLS 1.2+, HTTP/2 and HTTP/1.1 by ALPN, client certificates
-/// from the hub CA accepted (authentication decides what they mean; none is required here).
+/// The hub CA's verdict on client certificates: the WebPKI verifier over the CA.
+/// Authentication ([`crate::authn::x509`]) asks it, per request.
+pub fn client_verifier(
+    pki: &Pki,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pki.ca_cert_pem.as_bytes()) {
+        roots.add(ca.map_err(|e| TlsError::Pem {
+            what: "CA certificate",
+            why: e.to_string(),
+        })?)?;
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| TlsError::Pem {
+        what: "client verifier",
+        why: e.to_string(),
+    })
+}
+
+/// The handshake asks for a client certificate and checks that the client holds its key, but
+/// leaves trust to authentication: a certificate from another CA, or an expired one, then gets
+/// the 401 any bad credential gets instead of a failed handshake that clients report as a
+/// network error.
+#[derive(Debug)]
+struct ProofOfPossessionOnly(Arc<dyn rustls::server::danger::ClientCertVerifier>);
+
+impl rustls::server::danger::ClientCertVerifier for ProofOfPossessionOnly {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The rustls server configuration: TLS 1.2 and 1.3 only (rustls implements nothing older),
+/// HTTP/2 and HTTP/1.1 by ALPN, client certificates requested but not required, their trust
+/// left to authentication.
 pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -184,21 +265,8 @@ pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
             .map_err(pem("serving certificate"))?;
     let key =
         PrivateKeyDer::from_pem_slice(pki.serving.key.as_bytes()).map_err(pem("serving key"))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for ca in CertificateDer::pem_slice_iter(pki.ca_cert_pem.as_bytes()) {
-        roots.add(ca.map_err(pem("CA certificate"))?)?;
-    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .allow_unauthenticated()
-    .build()
-    .map_err(|e| TlsError::Pem {
-        what: "client verifier",
-        why: e.to_string(),
-    })?;
+    let verifier = Arc::new(ProofOfPossessionOnly(client_verifier(pki)?));
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
@@ -227,4 +295,34 @@ pub fn default_names(listen: &std::net::SocketAddr, extra: &[String]) -> Vec<Str
     names.sort();
     names.dedup();
     names
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A TLS 1.1 ClientHello (no supported_versions extension) is refused during the handshake.
+    #[test]
+    fn tls_1_1_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = load_or_create(dir.path(), &["localhost".to_string()]).unwrap();
+        let config = server_config(&pki).unwrap();
+        let mut body = vec![0x03, 0x02]; // client_version TLS 1.1
+        body.extend([7u8; 32]); // random
+        body.push(0); // no session id
+        body.extend([0x00, 0x04, 0xc0, 0x13, 0x00, 0x2f]); // ECDHE-RSA-AES128-SHA, AES128-SHA
+        body.extend([0x01, 0x00]); // null compression
+                                   // Extensions: signature_algorithms (ecdsa_secp256r1_sha256), so only the version is wrong.
+        body.extend([0x00, 0x08, 0x00, 0x0d, 0x00, 0x04, 0x00, 0x02, 0x04, 0x03]);
+        let mut handshake = vec![0x01, 0x00, 0x00, body.len() as u8];
+        handshake.extend(body);
+        let mut record = vec![0x16, 0x03, 0x02, 0x00, handshake.len() as u8];
+        record.extend(handshake);
+
+        let mut conn = rustls::ServerConnection::new(config).unwrap();
+        conn.read_tls(&mut record.as_slice()).unwrap();
+        let err = conn.process_new_packets().unwrap_err();
+        assert!(matches!(err, rustls::Error::PeerIncompatible(_)), "{err:?}");
+        assert!(format!("{err:?}").contains("Tls12NotOffered"), "{err:?}");
+    }
 }

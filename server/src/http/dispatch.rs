@@ -15,7 +15,7 @@ use crate::request_info::{self, Target, Verb};
 use crate::rest::WILDCARD;
 use crate::state::AppState;
 use crate::status::Status;
-use crate::{discovery, openapi, rest};
+use crate::{authn, discovery, openapi, rest};
 use tracing::Instrument;
 
 pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>) -> Response {
@@ -27,6 +27,9 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             Err(_) => return response::status(Status::not_found_path()),
         };
     if info.workspace == WILDCARD {
+        if let Err(status) = authn::check_bound_cluster(parts.extensions.get(), WILDCARD) {
+            return response::status(status);
+        }
         return match info.target {
             Target::Resource(request)
                 if matches!(request.verb, Verb::List | Verb::Watch)
@@ -51,6 +54,9 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
         Err(unroutable) => return response::status(unroutable.into_status(&info.workspace)),
     };
     let cluster = located.cluster.as_str();
+    if let Err(status) = authn::check_bound_cluster(parts.extensions.get(), cluster) {
+        return response::status(status);
+    }
     // Instrument, not enter: a guard held across an await would stay entered on this thread
     // while the task sleeps, and tag other requests' logs.
     let span = tracing::debug_span!("request", workspace = %info.workspace, method = %parts.method, path = %parts.uri.path());
@@ -60,11 +66,19 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
                 .instrument(span)
                 .await
         }
-        Target::Resource(request) => {
-            rest::handle(&state, cluster, request, query, &parts.headers, body)
-                .instrument(span)
-                .await
-        }
+        Target::Resource(request) => match authn::endpoint(&request) {
+            Some(endpoint) => {
+                endpoint
+                    .handle(&state, cluster, request, &parts.extensions, body)
+                    .instrument(span)
+                    .await
+            }
+            None => {
+                rest::handle(&state, cluster, request, query, &parts.headers, body)
+                    .instrument(span)
+                    .await
+            }
+        },
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`crate::request_info::RequestInfo`] and dispatches it, and response helpers.
 
 pub mod dispatch;
+pub mod limits;
 pub mod query;
 pub mod response;
 pub mod serve;
