@@ -304,7 +304,11 @@ async fn bad_credentials_get_401(hub: &Hub) {
 /// and `kubectl auth whoami`.
 async fn service_account_tokens_stay_in_their_workspace(hub: &Hub) {
     let dir = tempfile::tempdir().unwrap();
-    hub.ok(&["create", "serviceaccount", "default", "-n", "default"]);
+    // Every namespace has its `default` ServiceAccount (the controllers create it).
+    trellis_integration_tests::wait_until(|| {
+        hub.kubectl(&["get", "serviceaccount", "default", "-n", "default"])
+            .0
+    });
     let token = hub.ok(&["create", "token", "default", "-n", "default"]);
     let token = token.trim();
     assert_eq!(token.split('.').count(), 3, "{token}");
