@@ -25,6 +25,7 @@ pub async fn admit_create(target: &Target<'_>, object: &mut Value) -> Result<(),
             Err(_) => "universal".to_string(),
         };
         let causes = workspaces::prepare_create(object, &parent_type);
+        crate::authz::owner::record(object);
         if !causes.is_empty() {
             return Err(Status::invalid(&target.subject(), &target.rt.kind, causes));
         }

@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod apply;
 pub mod authn;
+pub mod authz;
 pub mod bootstrap;
 pub mod controllers;
 pub mod deletion;

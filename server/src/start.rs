@@ -97,11 +97,13 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
         }));
     }
     let namespaces = crate::namespace_cache::NamespaceCache::spawn(store.clone());
+    let authorizer = crate::authz::Authorizer::spawn(store.clone());
     let state = Arc::new(AppState {
         store,
         registry,
         workspaces,
         namespaces,
+        authorizer,
     });
     let router = axum::Router::new()
         .fallback(crate::http::dispatch::dispatch)

@@ -17,6 +17,8 @@ pub struct AppState {
     pub workspaces: Arc<WorkspaceIndex>,
     /// Which namespaces accept new objects, for the create path.
     pub namespaces: Arc<crate::namespace_cache::NamespaceCache>,
+    /// RBAC of every workspace, for the authorization step of dispatch.
+    pub authorizer: Arc<crate::authz::Authorizer>,
 }
 
 impl AppState {

@@ -184,6 +184,7 @@ async fn initialize(
         .unwrap_or("universal");
     let namespaces = types::builtin(type_name).map_or(&[][..], |t| t.initial_namespaces);
     bootstrap::create_namespaces(&ctx.store, cluster, namespaces).await?;
+    crate::authz::owner::initialize_workspace(&ctx.store, cluster, &workspace).await?;
     workspace["status"] = json!({
         "phase": "Ready",
         "url": format!("{}/clusters/{path}", ctx.external_url),

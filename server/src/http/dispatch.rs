@@ -8,6 +8,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
+use crate::authn::UserInfo;
 use crate::http::query::Query;
 use crate::http::response;
 use crate::registry::ResourceType;
@@ -16,7 +17,7 @@ use crate::rest::WILDCARD;
 use crate::state::AppState;
 use crate::status::Status;
 use crate::workspaces::Unroutable;
-use crate::{discovery, openapi, rest};
+use crate::{authz, discovery, openapi, rest};
 use tracing::Instrument;
 
 pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>) -> Response {
@@ -27,7 +28,18 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             Ok(info) => info,
             Err(_) => return response::status(Status::not_found_path()),
         };
+    // Put there by authentication; without it only the health and version paths answer.
+    let user = match parts.extensions.get::<UserInfo>() {
+        Some(user) => user.clone(),
+        None if authz::is_public_target(&info.target) => UserInfo::default(),
+        None => return response::status(Status::unauthorized()),
+    };
     if info.workspace == WILDCARD {
+        if let Err(status) =
+            authz::check_wildcard(&state, &user, &info.target, parts.method.as_str()).await
+        {
+            return response::status(status);
+        }
         return match info.target {
             Target::Resource(request)
                 if matches!(request.verb, Verb::List | Verb::Watch)
@@ -74,6 +86,18 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
         }
     };
     let cluster = cluster.as_str();
+    if let Err(status) = authz::check_request(
+        &state,
+        &user,
+        &info.workspace,
+        cluster,
+        &info.target,
+        parts.method.as_str(),
+    )
+    .await
+    {
+        return response::status(status);
+    }
     // Instrument, not enter: a guard held across an await would stay entered on this thread
     // while the task sleeps, and tag other requests' logs.
     let span = tracing::debug_span!("request", workspace = %info.workspace, method = %parts.method, path = %parts.uri.path());
@@ -82,6 +106,16 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             non_resource(&state, cluster, &path, &query, &parts.headers)
                 .instrument(span)
                 .await
+        }
+        Target::Resource(request) if authz::reviews::is_review(&request) => {
+            authz::reviews::handle(&state, &user, cluster, &request, body)
+                .instrument(span)
+                .await
+        }
+        // Creates carry the user to admission (a new Workspace records its owner).
+        Target::Resource(request) if request.verb == Verb::Create => {
+            let handled = rest::handle(&state, cluster, request, query, &parts.headers, body);
+            authz::owner::scope(user, handled).instrument(span).await
         }
         Target::Resource(request) => {
             rest::handle(&state, cluster, request, query, &parts.headers, body)

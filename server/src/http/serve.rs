@@ -45,12 +45,21 @@ async fn connection(
     let tls = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp))
         .await
         .map_err(|_| format!("TLS handshake with {peer} timed out"))??;
+    let user = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(crate::authn::from_peer_certificates);
     let service =
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
             let router = router.clone();
+            let mut request = request.map(axum::body::Body::new);
+            if let Some(user) = &user {
+                request.extensions_mut().insert(user.clone());
+            }
             async move {
                 use tower::ServiceExt;
-                router.oneshot(request.map(axum::body::Body::new)).await
+                router.oneshot(request).await
             }
         });
     auto::Builder::new(TokioExecutor::new())

@@ -118,6 +118,15 @@ impl ResourceType {
         fields
     }
 
+    /// The verbs discovery lists: the authorization reviews are create-only.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.custom.is_none() && self.group == "authorization.k8s.io" {
+            &["create"]
+        } else {
+            VERBS
+        }
+    }
+
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
     }
