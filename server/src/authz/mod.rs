@@ -8,11 +8,13 @@
 //! - [`owner`]: the creator of a workspace becomes its admin.
 //!
 //! **Entering a workspace.** Any request into workspace `W` (other than `/healthz`, `/livez`,
-//! `/readyz` and `/version`) needs one of: membership of `system:masters`; verb `access` on
-//! non-resource URL `/` granted in `W` by a ClusterRoleBinding (`cluster-admin`, `admin`,
-//! `edit`, `view` and `system:trellis:workspace-access` include it); or, in `W`'s parent, verb
-//! `admin` on `workspaces/content` of `tenancy.trellis.dev` named `W` (which `cluster-admin`
-//! in the parent has). Then the request itself must be allowed by RBAC in `W`.
+//! `/readyz` and `/version`, and self reviews) needs verb `access` on non-resource URL `/`
+//! granted in `W` by a ClusterRoleBinding (`cluster-admin`, `admin`, `edit`, `view` and
+//! `system:trellis:workspace-access` include it); then RBAC in `W` decides the request.
+//! Besides, whoever RBAC in `W`'s parent (or any ancestor's parent) grants verb `admin` on
+//! `workspaces/content` (group `tenancy.trellis.dev`) named after the workspace is its admin:
+//! every request in `W` is allowed, as for `cluster-admin` (`cluster-admin` in the parent
+//! includes it). `system:masters` bypasses all of it.
 //!
 //! **Across all workspaces** (`/clusters/*`): `system:masters`, or a ClusterRoleBinding in
 //! root granting the verb (`list` or `watch`) on the resource.
@@ -188,31 +190,63 @@ pub async fn authorize(
     })
 }
 
-/// Whether `user` may enter the workspace `cluster` (see the module documentation).
-pub async fn may_access(state: &AppState, user: &UserInfo, cluster: &str) -> Result<bool, Status> {
+/// How far `user` gets into a workspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// May not enter.
+    Denied,
+    /// May enter; RBAC inside decides the rest.
+    Member,
+    /// Admin of it from an ancestor (or `system:masters`): everything.
+    Admin,
+}
+
+/// Whether `user` may enter the workspace `cluster`, and as what (see the module
+/// documentation).
+pub async fn entry(state: &AppState, user: &UserInfo, cluster: &str) -> Result<Entry, Status> {
     if user.is_master() {
-        return Ok(true);
+        return Ok(Entry::Admin);
     }
     state.authorizer.catch_up().await?;
-    let cache = &state.authorizer.cache;
-    if cache.allows(
+    if ancestor_admin(state, user, cluster).await {
+        return Ok(Entry::Admin);
+    }
+    Ok(if may_enter(state, user, cluster) {
+        Entry::Member
+    } else {
+        Entry::Denied
+    })
+}
+
+/// `access` on `/`, granted inside the workspace.
+fn may_enter(state: &AppState, user: &UserInfo, cluster: &str) -> bool {
+    state.authorizer.cache.allows(
         cluster,
         user,
         &Attributes::non_resource(defaults::ACCESS_VERB, "/"),
-    ) {
-        return Ok(true);
+    )
+}
+
+/// Whether RBAC in the parent of `cluster` (or further up) grants `user` verb `admin` on the
+/// workspace's `workspaces/content`.
+async fn ancestor_admin(state: &AppState, user: &UserInfo, cluster: &str) -> bool {
+    let Some(mut path) = state.workspaces.path_of(cluster).await else {
+        return false;
+    };
+    while let Some((parent_path, name)) = path.rsplit_once(':') {
+        let Ok(parent) = state.workspaces.resolve(parent_path).await else {
+            return false;
+        };
+        if state
+            .authorizer
+            .cache
+            .allows(&parent, user, &parent_admin(name))
+        {
+            return true;
+        }
+        path = parent_path.to_string();
     }
-    // An admin of the parent may enter its children.
-    let Some(path) = state.workspaces.path_of(cluster).await else {
-        return Ok(false);
-    };
-    let Some((parent_path, name)) = path.rsplit_once(':') else {
-        return Ok(false);
-    };
-    let Ok(parent) = state.workspaces.resolve(parent_path).await else {
-        return Ok(false);
-    };
-    Ok(cache.allows(&parent, user, &parent_admin(name)))
+    false
 }
 
 /// What an admin of a workspace's parent holds over it, kcp-style.
@@ -261,7 +295,24 @@ pub async fn check_request(
         Target::NonResource(path) => Attributes::non_resource(&method.to_ascii_lowercase(), path),
         Target::Resource(request) => Attributes::of_request(request),
     };
-    if !may_access(state, user, cluster).await? {
+    state.authorizer.catch_up().await?;
+    let member = may_enter(state, user, cluster);
+    // The common case first: a member whose request RBAC in the workspace allows.
+    if member && state.authorizer.cache.allows(cluster, user, &attrs) {
+        return Ok(());
+    }
+    // Self reviews are open to anyone authenticated: they only tell users about themselves,
+    // and say "no" where the user may not enter.
+    if !member
+        && reviews::is_self_review(target)
+        && state.authorizer.cache.allows(cluster, user, &attrs)
+    {
+        return Ok(());
+    }
+    if ancestor_admin(state, user, cluster).await {
+        return Ok(());
+    }
+    if !member {
         return Err(Status::new(
             403,
             "Forbidden",
@@ -272,10 +323,7 @@ pub async fn check_request(
             ),
         ));
     }
-    match authorize(state, user, cluster, &attrs).await? {
-        Decision::Allow => Ok(()),
-        Decision::Deny(_) => Err(attrs.forbidden(&user.name)),
-    }
+    Err(attrs.forbidden(&user.name))
 }
 
 /// The authorization of a request across all workspaces (`/clusters/*`): cluster-wide grants

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{may_access, rbac::Rule, Attributes, ResourceAttributes};
+use super::{entry, rbac::Rule, Attributes, Entry, ResourceAttributes};
 use crate::authn::UserInfo;
 use crate::http::response;
 use crate::request_info::{ResourceRequest, Verb};
@@ -29,6 +29,13 @@ pub fn is_review(request: &ResourceRequest) -> bool {
             request.resource.as_str(),
             SELF_SUBJECT_ACCESS_REVIEWS | SUBJECT_ACCESS_REVIEWS | SELF_SUBJECT_RULES_REVIEWS
         )
+}
+
+/// Whether a request is a review of the requesting user itself.
+pub fn is_self_review(target: &crate::request_info::Target) -> bool {
+    matches!(target, crate::request_info::Target::Resource(r)
+        if r.group == GROUP
+            && matches!(r.resource.as_str(), SELF_SUBJECT_ACCESS_REVIEWS | SELF_SUBJECT_RULES_REVIEWS))
 }
 
 /// Answers a review posted by `user` in workspace `cluster` (already authorized to create it).
@@ -64,9 +71,14 @@ async fn review(
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
-    let mut object: Value = serde_json::from_slice(&bytes)
-        .or_else(|_| serde_yaml_ng::from_slice(&bytes))
-        .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?;
+    let mut object: Value = if bytes.starts_with(b"k8s\0") {
+        // client-go's typed clients (kubectl auth can-i) send protobuf.
+        crate::protobuf::decode(&bytes)?
+    } else {
+        serde_json::from_slice(&bytes)
+            .or_else(|_| serde_yaml_ng::from_slice(&bytes))
+            .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?
+    };
     if !object.is_object() {
         return Err(Status::bad_request("the request body must be an object"));
     }
@@ -169,14 +181,17 @@ async fn access_review(
     spec: &Value,
 ) -> Result<Value, Status> {
     let attrs = attributes_of(spec)?;
-    if user.is_master() {
-        return Ok(json!({"allowed": true, "reason": "member of system:masters"}));
-    }
-    if !may_access(state, user, cluster).await? {
-        return Ok(json!({
-            "allowed": false,
-            "reason": format!("User {:?} cannot access this workspace", user.name),
-        }));
+    match entry(state, user, cluster).await? {
+        Entry::Admin => {
+            return Ok(json!({"allowed": true, "reason": "admin of this workspace"}));
+        }
+        Entry::Denied => {
+            return Ok(json!({
+                "allowed": false,
+                "reason": format!("User {:?} cannot access this workspace", user.name),
+            }));
+        }
+        Entry::Member => {}
     }
     let allowed = state.authorizer.cache().allows(cluster, user, &attrs);
     Ok(if allowed {
@@ -192,16 +207,13 @@ async fn rules_review(
     cluster: &str,
     namespace: &str,
 ) -> Result<Value, Status> {
-    let rules = if user.is_master() {
-        vec![
+    let rules = match entry(state, user, cluster).await? {
+        Entry::Admin => vec![
             Rule::new(&["*"], &["*"], &["*"]),
             Rule::non_resource(&["*"], &["*"]),
-        ]
-    } else if may_access(state, user, cluster).await? {
-        state.authorizer.catch_up().await?;
-        state.authorizer.cache().rules(cluster, user, namespace)
-    } else {
-        Vec::new()
+        ],
+        Entry::Member => state.authorizer.cache().rules(cluster, user, namespace),
+        Entry::Denied => Vec::new(),
     };
     let (resource, non_resource): (Vec<Rule>, Vec<Rule>) = rules
         .into_iter()
