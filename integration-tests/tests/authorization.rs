@@ -569,6 +569,91 @@ async fn a_role_grants_exactly_its_verbs(hub: &Hub) {
         ],
     );
 
+    // Carol may write Roles and RoleBindings in default, but grant only what she holds.
+    hub.ok(&[
+        "create",
+        "role",
+        "rbac-writer",
+        "-n",
+        "default",
+        "--verb=create,update,patch",
+        "--resource=roles,rolebindings",
+    ]);
+    hub.ok(&[
+        "create",
+        "rolebinding",
+        "carol-writes-rbac",
+        "-n",
+        "default",
+        "--role=rbac-writer",
+        "--user=carol",
+    ]);
+    ok_as(
+        &carol,
+        &[
+            "create",
+            "role",
+            "subset",
+            "-n",
+            "default",
+            "--verb=get",
+            "--resource=configmaps",
+        ],
+    );
+    let err = forbidden_as(
+        &carol,
+        &[
+            "create",
+            "role",
+            "more",
+            "-n",
+            "default",
+            "--verb=delete",
+            "--resource=configmaps",
+        ],
+    );
+    assert!(
+        err.contains("is attempting to grant RBAC permissions not currently held"),
+        "{err}"
+    );
+    ok_as(
+        &carol,
+        &[
+            "create",
+            "rolebinding",
+            "dan-reads",
+            "-n",
+            "default",
+            "--role=cm-reader",
+            "--user=dan",
+        ],
+    );
+    forbidden_as(
+        &carol,
+        &[
+            "create",
+            "rolebinding",
+            "dan-admin",
+            "-n",
+            "default",
+            "--clusterrole=admin",
+            "--user=dan",
+        ],
+    );
+    // Not in another namespace, where she holds nothing.
+    forbidden_as(
+        &carol,
+        &[
+            "create",
+            "role",
+            "subset",
+            "-n",
+            "kube-system",
+            "--verb=get",
+            "--resource=configmaps",
+        ],
+    );
+
     // Removing the binding takes effect for the next request.
     hub.ok(&["delete", "rolebinding", "carol-reads", "-n", "default"]);
     assert_eq!(can_i(&carol, &["get", "configmaps", "-n", "default"]), "no");

@@ -53,10 +53,15 @@ struct StoredClusterRole {
 /// One workspace's stored RBAC objects.
 #[derive(Default)]
 struct ClusterPolicy {
-    roles: HashMap<(String, String), Rules>,
+    /// namespace → name → rules (nested, so lookups borrow instead of building keys).
+    roles: HashMap<String, HashMap<String, Rules>>,
     cluster_roles: HashMap<String, StoredClusterRole>,
     bindings: HashMap<BindingId, Binding>,
-    by_subject: HashMap<SubjectKey, Vec<BindingId>>,
+    /// user name → the bindings naming it; likewise for groups.
+    users: HashMap<String, Vec<BindingId>>,
+    groups: HashMap<String, Vec<BindingId>>,
+    /// The default ClusterRoleBindings a stored one of the same name replaces here.
+    replaced_defaults: Vec<&'static str>,
     /// The ClusterRoles in effect (defaults, stored, aggregated); `None`: the defaults alone.
     effective: Option<Arc<HashMap<String, Rules>>>,
 }
@@ -66,13 +71,21 @@ impl ClusterPolicy {
         self.roles.is_empty() && self.cluster_roles.is_empty() && self.bindings.is_empty()
     }
 
+    fn index(&mut self, subject: &SubjectKey) -> (&mut HashMap<String, Vec<BindingId>>, String) {
+        match subject {
+            SubjectKey::User(name) => (&mut self.users, name.clone()),
+            SubjectKey::Group(name) => (&mut self.groups, name.clone()),
+        }
+    }
+
     fn remove_binding(&mut self, id: &BindingId) {
         if let Some(old) = self.bindings.remove(id) {
             for subject in &old.subjects {
-                if let Some(ids) = self.by_subject.get_mut(subject) {
+                let (index, name) = self.index(subject);
+                if let Some(ids) = index.get_mut(&name) {
                     ids.retain(|i| i != id);
                     if ids.is_empty() {
-                        self.by_subject.remove(subject);
+                        index.remove(&name);
                     }
                 }
             }
@@ -82,12 +95,24 @@ impl ClusterPolicy {
     fn insert_binding(&mut self, id: BindingId, binding: Binding) {
         self.remove_binding(&id);
         for subject in &binding.subjects {
-            let ids = self.by_subject.entry(subject.clone()).or_default();
+            let (index, name) = self.index(subject);
+            let ids = index.entry(name).or_default();
             if !ids.contains(&id) {
                 ids.push(id.clone());
             }
         }
         self.bindings.insert(id, binding);
+    }
+
+    fn note_replaced_defaults(&mut self) {
+        self.replaced_defaults = defaults::CLUSTER_ROLE_BINDINGS
+            .iter()
+            .map(|(name, _, _)| *name)
+            .filter(|name| {
+                self.bindings
+                    .contains_key(&(String::new(), name.to_string()))
+            })
+            .collect();
     }
 
     fn recompute(&mut self) {
@@ -222,12 +247,12 @@ impl RbacCache {
 
     /// Waits until every change this process published before the call is applied.
     pub async fn catch_up(&self, store: &Store) -> Result<(), NotReady> {
-        let needed = store.delivered_revision();
-        let mut seen = self.seen.subscribe();
-        if *seen.borrow_and_update() >= needed.max(1) {
+        let needed = store.delivered_revision().max(1);
+        if *self.seen.borrow() >= needed {
             return Ok(());
         }
-        let _ = tokio::time::timeout(CATCH_UP_WAIT, seen.wait_for(|s| *s >= needed.max(1))).await;
+        let mut seen = self.seen.subscribe();
+        let _ = tokio::time::timeout(CATCH_UP_WAIT, seen.wait_for(|s| *s >= needed)).await;
         // Behind (a burst of writes): answer from what is applied, unless nothing is.
         if *self.seen.borrow() == 0 {
             return Err(NotReady);
@@ -243,6 +268,20 @@ impl RbacCache {
             allowed
         });
         allowed
+    }
+
+    /// The rules of a Role (in `namespace`) or ClusterRole of `cluster`.
+    pub fn role_rules(&self, cluster: &str, namespace: &str, role: &RoleRef) -> Option<Rules> {
+        let clusters = self.clusters.read().unwrap_or_else(|e| e.into_inner());
+        let policy = clusters.get(cluster);
+        match role {
+            RoleRef::Role(name) => policy?.roles.get(namespace)?.get(name).cloned(),
+            RoleRef::ClusterRole(name) => policy
+                .and_then(|p| p.effective.clone())
+                .unwrap_or_else(|| DEFAULT_EFFECTIVE.clone())
+                .get(name)
+                .cloned(),
+        }
     }
 
     /// Every rule granted to `user` in `cluster` that applies in `namespace` (cluster-wide
@@ -274,11 +313,17 @@ impl RbacCache {
         let effective = policy
             .and_then(|p| p.effective.clone())
             .unwrap_or_else(|| DEFAULT_EFFECTIVE.clone());
-        let keys = std::iter::once(SubjectKey::User(user.name.clone()))
-            .chain(user.groups.iter().cloned().map(SubjectKey::Group));
-        for key in keys {
+        // The user's bindings, then each group's (with the default bindings of groups).
+        let subjects = std::iter::once((false, user.name.as_str()))
+            .chain(user.groups.iter().map(|g| (true, g.as_str())));
+        for (is_group, subject) in subjects {
             if let Some(policy) = policy {
-                for id in policy.by_subject.get(&key).into_iter().flatten() {
+                let index = if is_group {
+                    &policy.groups
+                } else {
+                    &policy.users
+                };
+                for id in index.get(subject).into_iter().flatten() {
                     let Some(binding) = policy.bindings.get(id) else {
                         continue;
                     };
@@ -286,22 +331,20 @@ impl RbacCache {
                         // A RoleBinding grants only inside its namespace.
                         (Some(ns), _) if ns != namespace => continue,
                         (Some(ns), RoleRef::Role(name)) => {
-                            policy.roles.get(&(ns.clone(), name.clone())).cloned()
+                            policy.roles.get(ns).and_then(|roles| roles.get(name))
                         }
                         (None, RoleRef::Role(_)) => None,
-                        (_, RoleRef::ClusterRole(name)) => effective.get(name).cloned(),
+                        (_, RoleRef::ClusterRole(name)) => effective.get(name),
                     };
-                    if rules.is_some_and(|rules| f(&rules)) {
+                    if rules.is_some_and(|rules| f(rules)) {
                         return;
                     }
                 }
             }
-            if let SubjectKey::Group(group) = &key {
+            if is_group {
                 for (name, role, bound) in defaults::CLUSTER_ROLE_BINDINGS {
-                    let replaced = policy.is_some_and(|p| {
-                        p.bindings.contains_key(&(String::new(), name.to_string()))
-                    });
-                    if bound == group && !replaced {
+                    let replaced = policy.is_some_and(|p| p.replaced_defaults.contains(name));
+                    if *bound == subject && !replaced {
                         if let Some(rules) = effective.get(*role) {
                             if f(rules) {
                                 return;
@@ -410,10 +453,17 @@ fn apply(
             Some(o) => {
                 policy
                     .roles
-                    .insert(namespaced, Rules::from(rbac::rules_of(&o)));
+                    .entry(key.namespace.clone())
+                    .or_default()
+                    .insert(key.name.clone(), Rules::from(rbac::rules_of(&o)));
             }
             None => {
-                policy.roles.remove(&namespaced);
+                if let Some(roles) = policy.roles.get_mut(&key.namespace) {
+                    roles.remove(&key.name);
+                    if roles.is_empty() {
+                        policy.roles.remove(&key.namespace);
+                    }
+                }
             }
         },
         CLUSTER_ROLES => {
@@ -447,6 +497,9 @@ fn apply(
             match binding {
                 Some(binding) => policy.insert_binding(namespaced, binding),
                 None => policy.remove_binding(&namespaced),
+            }
+            if key.resource == CLUSTER_ROLE_BINDINGS {
+                policy.note_replaced_defaults();
             }
         }
         _ => {}
@@ -672,7 +725,7 @@ mod tests {
         let clusters = cache.clusters.read().unwrap();
         let policy = clusters.get("a").unwrap();
         assert_eq!(
-            policy.by_subject[&SubjectKey::User("user7".into())],
+            policy.users["user7"],
             [("ns".to_string(), "rb7".to_string())]
         );
         drop(clusters);

@@ -21,6 +21,7 @@
 
 pub mod cache;
 pub mod defaults;
+pub mod escalation;
 pub mod owner;
 pub mod rbac;
 pub mod reviews;
@@ -278,7 +279,8 @@ fn is_public(path: &str) -> bool {
 }
 
 /// The authorization step of the request pipeline: the access check, then RBAC on the
-/// request, in workspace `cluster` (written `workspace` in the URL).
+/// request, in workspace `cluster` (written `workspace` in the URL). Whether the user is admin
+/// there from above (or `system:masters`), which [`escalation`] needs to know for RBAC writes.
 pub async fn check_request(
     state: &AppState,
     user: &UserInfo,
@@ -286,12 +288,12 @@ pub async fn check_request(
     cluster: &str,
     target: &Target,
     method: &str,
-) -> Result<(), Status> {
+) -> Result<bool, Status> {
     if user.is_master() {
-        return Ok(());
+        return Ok(true);
     }
     let attrs = match target {
-        Target::NonResource(path) if is_public(path) => return Ok(()),
+        Target::NonResource(path) if is_public(path) => return Ok(false),
         Target::NonResource(path) => Attributes::non_resource(&method.to_ascii_lowercase(), path),
         Target::Resource(request) => Attributes::of_request(request),
     };
@@ -299,7 +301,12 @@ pub async fn check_request(
     let member = may_enter(state, user, cluster);
     // The common case first: a member whose request RBAC in the workspace allows.
     if member && state.authorizer.cache.allows(cluster, user, &attrs) {
-        return Ok(());
+        let rbac_write = attrs
+            .resource
+            .as_ref()
+            .is_some_and(|r| r.api_group == defaults::RBAC_GROUP)
+            && matches!(attrs.verb.as_str(), "create" | "update" | "patch");
+        return Ok(rbac_write && ancestor_admin(state, user, cluster).await);
     }
     // Self reviews are open to anyone authenticated: they only tell users about themselves,
     // and say "no" where the user may not enter.
@@ -307,10 +314,10 @@ pub async fn check_request(
         && reviews::is_self_review(target)
         && state.authorizer.cache.allows(cluster, user, &attrs)
     {
-        return Ok(());
+        return Ok(false);
     }
     if ancestor_admin(state, user, cluster).await {
-        return Ok(());
+        return Ok(true);
     }
     if !member {
         return Err(Status::new(

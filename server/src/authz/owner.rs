@@ -23,16 +23,22 @@ pub const OWNER_ANNOTATION: &str = "tenancy.trellis.dev/owner";
 pub const ADMIN_BINDING: &str = "workspace-admin";
 
 tokio::task_local! {
-    static REQUEST_USER: UserInfo;
+    static REQUEST_USER: (UserInfo, bool);
 }
 
-/// Runs `request` with `user` as the requesting user.
-pub async fn scope<F: Future>(user: UserInfo, request: F) -> F::Output {
-    REQUEST_USER.scope(user, request).await
+/// Runs `request` with `user` as the requesting user; `admin`: an admin of the workspace
+/// from above (or `system:masters`), whom RBAC inside it does not limit.
+pub async fn scope<F: Future>(user: UserInfo, admin: bool, request: F) -> F::Output {
+    REQUEST_USER.scope((user, admin), request).await
 }
 
 /// The user of the request being served, if any.
 pub fn current_user() -> Option<UserInfo> {
+    REQUEST_USER.try_with(|(user, _)| user.clone()).ok()
+}
+
+/// The user of the request being served and whether it is admin of the workspace from above.
+pub fn current() -> Option<(UserInfo, bool)> {
     REQUEST_USER.try_with(Clone::clone).ok()
 }
 
@@ -122,7 +128,7 @@ mod tests {
         };
         let mut ws =
             json!({"metadata": {"name": "w", "annotations": {OWNER_ANNOTATION: "forged"}}});
-        scope(alice.clone(), async { record(&mut ws) }).await;
+        scope(alice.clone(), false, async { record(&mut ws) }).await;
         assert_eq!(owner_of(&ws), Some(alice));
         // Outside a request nobody owns it, whatever the client claimed.
         record(&mut ws);

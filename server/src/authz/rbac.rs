@@ -231,6 +231,62 @@ pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// Whether `held` grants everything `requested` does (Kubernetes' escalation rule: nobody
+/// grants more than they hold). `*` requested is covered only by `*` held.
+pub fn covers(held: &[Rule], requested: &Rule) -> bool {
+    if !requested.non_resource_urls.is_empty() {
+        return requested.verbs.iter().all(|verb| {
+            requested.non_resource_urls.iter().all(|url| {
+                held.iter().any(|h| {
+                    has(&h.verbs, verb)
+                        && h.non_resource_urls.iter().any(|mine| url_covers(mine, url))
+                })
+            })
+        });
+    }
+    let names: Vec<Option<&String>> = if requested.resource_names.is_empty() {
+        vec![None]
+    } else {
+        requested.resource_names.iter().map(Some).collect()
+    };
+    requested.verbs.iter().all(|verb| {
+        requested.api_groups.iter().all(|group| {
+            requested.resources.iter().all(|resource| {
+                names.iter().all(|name| {
+                    held.iter().any(|h| {
+                        has(&h.verbs, verb)
+                            && has(&h.api_groups, group)
+                            && h.resources
+                                .iter()
+                                .any(|mine| resource_covers(mine, resource))
+                            && (h.resource_names.is_empty()
+                                || name.is_some_and(|n| h.resource_names.contains(n)))
+                    })
+                })
+            })
+        })
+    })
+}
+
+fn url_covers(held: &str, requested: &str) -> bool {
+    held == ALL
+        || held == requested
+        || held
+            .strip_suffix('*')
+            .is_some_and(|prefix| requested.starts_with(prefix))
+}
+
+/// `pods/*` covers `pods/log`, `*/scale` covers `deployments/scale`, `*` everything.
+fn resource_covers(held: &str, requested: &str) -> bool {
+    if held == ALL || held == requested {
+        return true;
+    }
+    match (held.split_once('/'), requested.split_once('/')) {
+        (Some((hr, hs)), Some((rr, rs))) => (hr == ALL || hr == rr) && (hs == ALL || hs == rs),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +395,50 @@ mod tests {
             ]
         );
         assert_eq!(role_ref_of(&binding), Some(RoleRef::Role("r".into())));
+    }
+
+    #[test]
+    fn what_a_user_holds_covers_what_it_may_grant() {
+        let held = [
+            Rule::new(&["get", "list"], &[""], &["configmaps", "pods/*"]),
+            Rule::non_resource(&["get"], &["/apis/*"]),
+        ];
+        assert!(covers(&held, &Rule::new(&["get"], &[""], &["configmaps"])));
+        assert!(covers(&held, &Rule::new(&["list"], &[""], &["pods/log"])));
+        assert!(!covers(&held, &Rule::new(&["get"], &[""], &["pods"])));
+        assert!(!covers(
+            &held,
+            &Rule::new(&["delete"], &[""], &["configmaps"])
+        ));
+        assert!(!covers(&held, &Rule::new(&["*"], &[""], &["configmaps"])));
+        assert!(!covers(
+            &held,
+            &Rule::new(&["get"], &["*"], &["configmaps"])
+        ));
+        let named = Rule {
+            resource_names: vec!["a".into()],
+            ..Rule::new(&["get"], &[""], &["configmaps"])
+        };
+        assert!(covers(&held, &named));
+        assert!(!covers(
+            std::slice::from_ref(&named),
+            &Rule::new(&["get"], &[""], &["configmaps"])
+        ));
+        assert!(covers(std::slice::from_ref(&named), &named));
+        assert!(covers(
+            &held,
+            &Rule::non_resource(&["get"], &["/apis/apps"])
+        ));
+        assert!(!covers(&held, &Rule::non_resource(&["get"], &["/api"])));
+        let everything = [
+            Rule::new(&["*"], &["*"], &["*"]),
+            Rule::non_resource(&["*"], &["*"]),
+        ];
+        assert!(covers(&everything, &Rule::new(&["*"], &["*"], &["*"])));
+        assert!(covers(
+            &everything,
+            &Rule::non_resource(&["access"], &["/"])
+        ));
     }
 
     #[test]

@@ -29,14 +29,20 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             Err(_) => return response::status(Status::not_found_path()),
         };
     // Put there by authentication; without it only the health and version paths answer.
+    static NOBODY: UserInfo = UserInfo {
+        name: String::new(),
+        uid: String::new(),
+        groups: Vec::new(),
+        extra: std::collections::BTreeMap::new(),
+    };
     let user = match parts.extensions.get::<UserInfo>() {
-        Some(user) => user.clone(),
-        None if authz::is_public_target(&info.target) => UserInfo::default(),
+        Some(user) => user,
+        None if authz::is_public_target(&info.target) => &NOBODY,
         None => return response::status(Status::unauthorized()),
     };
     if info.workspace == WILDCARD {
         if let Err(status) =
-            authz::check_wildcard(&state, &user, &info.target, parts.method.as_str()).await
+            authz::check_wildcard(&state, user, &info.target, parts.method.as_str()).await
         {
             return response::status(status);
         }
@@ -86,9 +92,9 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
         }
     };
     let cluster = cluster.as_str();
-    if let Err(status) = authz::check_request(
+    let admin = match authz::check_request(
         &state,
-        &user,
+        user,
         &info.workspace,
         cluster,
         &info.target,
@@ -96,8 +102,9 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
     )
     .await
     {
-        return response::status(status);
-    }
+        Ok(admin) => admin,
+        Err(status) => return response::status(status),
+    };
     // Instrument, not enter: a guard held across an await would stay entered on this thread
     // while the task sleeps, and tag other requests' logs.
     let span = tracing::debug_span!("request", workspace = %info.workspace, method = %parts.method, path = %parts.uri.path());
@@ -108,14 +115,19 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
                 .await
         }
         Target::Resource(request) if authz::reviews::is_review(&request) => {
-            authz::reviews::handle(&state, &user, cluster, &request, body)
+            authz::reviews::handle(&state, user, cluster, &request, body)
                 .instrument(span)
                 .await
         }
-        // Creates carry the user to admission (a new Workspace records its owner).
-        Target::Resource(request) if request.verb == Verb::Create => {
+        // Writes carry the user to admission (a new Workspace records its owner; RBAC writes
+        // are checked for escalation).
+        Target::Resource(request)
+            if matches!(request.verb, Verb::Create | Verb::Update | Verb::Patch) =>
+        {
             let handled = rest::handle(&state, cluster, request, query, &parts.headers, body);
-            authz::owner::scope(user, handled).instrument(span).await
+            authz::owner::scope(user.clone(), admin, handled)
+                .instrument(span)
+                .await
         }
         Target::Resource(request) => {
             rest::handle(&state, cluster, request, query, &parts.headers, body)
