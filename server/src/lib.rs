@@ -1,7 +1,8 @@
 //! The Trellis hub: a Kubernetes API server over [`trellis_storage`].
 //!
-//! A request flows through [`http::serve`] (TLS), [`http::dispatch`] (what is it about:
-//! [`request_info`]; which workspace), then [`discovery`] or the generic REST layer ([`rest`]),
+//! A request flows through [`http::serve`] (TLS, the client certificate's user: [`authn`]),
+//! [`http::dispatch`] (what is it about: [`request_info`]; which workspace; may this user do
+//! it there: [`authz`]), then [`discovery`] or the generic REST layer ([`rest`]),
 //! which applies the per-kind rules of [`registry`] and [`object_meta`] and talks to storage.
 //! Every error a client sees is a [`status::Status`]. [`start`] wires it together for
 //! `trellis start`.

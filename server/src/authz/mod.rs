@@ -5,7 +5,8 @@
 //! - [`cache`]: every workspace's RBAC objects, compiled and fed by one watch per resource;
 //! - [`defaults`]: the ClusterRoles and bindings every workspace has without storing them;
 //! - [`reviews`]: SelfSubjectAccessReview, SubjectAccessReview and SelfSubjectRulesReview;
-//! - [`owner`]: the creator of a workspace becomes its admin.
+//! - [`owner`]: the creator of a workspace becomes its admin;
+//! - [`escalation`]: nobody grants through a Role or binding more than they hold.
 //!
 //! **Entering a workspace.** Any request into workspace `W` (other than `/healthz`, `/livez`,
 //! `/readyz` and `/version`, and self reviews) needs verb `access` on non-resource URL `/`
@@ -152,7 +153,8 @@ pub struct Authorizer {
 }
 
 impl Authorizer {
-    /// Starts the RBAC cache of `store`. With several shards, one per shard store.
+    /// Starts the RBAC cache of `store`. With several shards this becomes one cache per shard
+    /// store, chosen by the cluster's shard (each cache watches only its own store).
     pub fn spawn(store: Store) -> Arc<Authorizer> {
         Arc::new(Authorizer {
             cache: RbacCache::spawn(store.clone()),

@@ -338,7 +338,7 @@ async fn delete_content(ctx: &Context, cluster: &str) -> Result<usize, StorageEr
     let mut storage: Vec<String> = Vec::new();
     for rt in resources.iter().rev() {
         let s = rt.storage_resource();
-        if !storage.contains(&s) && s != LOGICAL_CLUSTERS {
+        if !storage.contains(&s) && s != LOGICAL_CLUSTERS && rt.is_stored() {
             storage.push(s);
         }
     }

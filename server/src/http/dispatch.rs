@@ -1,5 +1,6 @@
-//! The one handler every request reaches: parse what it is about, resolve the workspace, and
-//! hand it to discovery, the system endpoints or the REST layer.
+//! The one handler every request reaches: parse what it is about, resolve the workspace,
+//! authorize the user there (`authz`), and hand it to discovery, the system endpoints, the
+//! access reviews or the REST layer.
 
 use std::sync::Arc;
 
