@@ -439,6 +439,32 @@ roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: carol}]
 "#;
 
+const AGGREGATED: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: cm-monitoring}
+aggregationRule:
+  clusterRoleSelectors:
+  - matchLabels: {example.com/aggregate-to-monitoring: "true"}
+rules: []
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: cm-watcher
+  labels: {example.com/aggregate-to-monitoring: "true"}
+rules:
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: carol-monitors}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cm-monitoring}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: carol}]
+"#;
+
 const VERBS: [&str; 8] = [
     "get",
     "list",
@@ -658,6 +684,27 @@ async fn a_role_grants_exactly_its_verbs(hub: &Hub) {
     hub.ok(&["delete", "rolebinding", "carol-reads", "-n", "default"]);
     assert_eq!(can_i(&carol, &["get", "configmaps", "-n", "default"]), "no");
     forbidden_as(&carol, &["get", "configmaps", "-n", "default"]);
+
+    // Aggregated ClusterRoles show the rules of the roles they select, and grant them.
+    hub.ok(&[
+        "apply",
+        "-f",
+        &write_file(dir.path(), "aggregated.yaml", AGGREGATED),
+    ]);
+    wait_until(|| {
+        hub.kubectl(&[
+            "get",
+            "clusterrole",
+            "cm-monitoring",
+            "-o",
+            "jsonpath={.rules[0].resources}",
+        ])
+        .1 == r#"["configmaps"]"#
+    });
+    assert_eq!(
+        can_i(&carol, &["watch", "configmaps", "-n", "kube-system"]),
+        "yes"
+    );
 
     // Discovery shows the review resources as create-only.
     let resources = hub.ok(&[

@@ -32,7 +32,7 @@ const RESOURCES: [&str; 4] = [ROLES, ROLE_BINDINGS, CLUSTER_ROLES, CLUSTER_ROLE_
 const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
 const RETRY: Duration = Duration::from_secs(1);
 
-type Rules = Arc<[Rule]>;
+pub type Rules = Arc<[Rule]>;
 
 struct Binding {
     /// A RoleBinding's namespace; `None` for a ClusterRoleBinding.
@@ -44,10 +44,21 @@ struct Binding {
 /// (namespace, name); the namespace is empty for ClusterRoleBindings.
 type BindingId = (String, String);
 
-struct StoredClusterRole {
-    labels: BTreeMap<String, String>,
-    rules: Vec<Rule>,
-    aggregation: Option<Vec<LabelSelector>>,
+/// What aggregation needs of a stored ClusterRole.
+pub struct StoredClusterRole {
+    pub labels: BTreeMap<String, String>,
+    pub rules: Vec<Rule>,
+    pub aggregation: Option<Vec<LabelSelector>>,
+}
+
+impl StoredClusterRole {
+    pub fn of(object: &Value) -> StoredClusterRole {
+        StoredClusterRole {
+            labels: rbac::labels_of(object),
+            rules: rbac::rules_of(object),
+            aggregation: rbac::aggregation_of(object),
+        }
+    }
 }
 
 /// One workspace's stored RBAC objects.
@@ -131,7 +142,9 @@ static DEFAULT_EFFECTIVE: LazyLock<Arc<HashMap<String, Rules>>> =
 /// Every ClusterRole's rules: the defaults, replaced by stored roles of the same name, with
 /// aggregated roles holding the rules of every role their selectors pick (transitively, as
 /// Kubernetes' aggregation controller converges to).
-fn effective_cluster_roles(stored: &HashMap<String, StoredClusterRole>) -> HashMap<String, Rules> {
+pub fn effective_cluster_roles(
+    stored: &HashMap<String, StoredClusterRole>,
+) -> HashMap<String, Rules> {
     let mut all: HashMap<String, StoredClusterRole> = defaults::cluster_roles()
         .iter()
         .filter_map(|object| {

@@ -8,6 +8,7 @@
 pub mod crd;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod rbac_aggregation;
 pub mod work_queue;
 pub mod workspace;
 
@@ -36,6 +37,7 @@ pub fn spawn_all(
         })),
         tokio::spawn(namespace::run(store.clone(), registry.clone())),
         tokio::spawn(crd::run(store.clone(), registry.clone())),
+        tokio::spawn(rbac_aggregation::run(store.clone())),
         tokio::spawn(garbage_collector::run(store, registry)),
     ]
 }
