@@ -113,6 +113,12 @@ impl Hub {
         err
     }
 
+    /// A kubeconfig for `user` in `groups` (a client certificate from the hub's CA), pointing
+    /// at the root workspace like the admin's.
+    pub fn user_kubeconfig(&self, user: &str, groups: &[&str]) -> PathBuf {
+        user_kubeconfig(&self.data_dir, self.kubeconfig(), user, groups)
+    }
+
     /// A kube-rs client with the hub's admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
         let kubeconfig = Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
@@ -122,6 +128,32 @@ impl Hub {
                 .expect("client config");
         kube::Client::try_from(config).expect("client")
     }
+}
+
+/// Writes a kubeconfig for `user` in `groups` next to `admin_kubeconfig` (whose server and CA
+/// it copies), with a client certificate from the CA in `data_dir`.
+pub fn user_kubeconfig(
+    data_dir: &Path,
+    admin_kubeconfig: &Path,
+    user: &str,
+    groups: &[&str],
+) -> PathBuf {
+    let pair = trellis_server::tls::issue_client_certificate(data_dir, user, groups)
+        .expect("client certificate");
+    let admin: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(admin_kubeconfig).expect("kubeconfig"))
+            .expect("the admin kubeconfig is JSON");
+    let server = admin["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .expect("server");
+    let ca = std::fs::read_to_string(data_dir.join("ca.crt")).expect("CA certificate");
+    let path = admin_kubeconfig.with_file_name(format!("{user}.kubeconfig"));
+    std::fs::write(
+        &path,
+        trellis_server::kubeconfig::render(server, &ca, &pair),
+    )
+    .expect("write kubeconfig");
+    path
 }
 
 /// Runs kubectl with `kubeconfig`: (success, stdout, stderr).

@@ -230,6 +230,14 @@ async fn bad_credentials_get_401(hub: &Hub) {
     // ServiceAccount tokens: signed with the hub's key (from its Secret) they work; expired,
     // for another audience, or signed with another key they do not.
     hub.ok(&["create", "serviceaccount", "builder", "-n", "default"]);
+    // Authorization is RBAC's: let the account read, so a good token gets a 200.
+    hub.ok(&[
+        "create",
+        "clusterrolebinding",
+        "builder-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:builder",
+    ]);
     let uid = hub.ok(&[
         "get",
         "sa",
@@ -309,6 +317,13 @@ async fn service_account_tokens_stay_in_their_workspace(hub: &Hub) {
         hub.kubectl(&["get", "serviceaccount", "default", "-n", "default"])
             .0
     });
+    hub.ok(&[
+        "create",
+        "clusterrolebinding",
+        "default-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:default",
+    ]);
     let token = hub.ok(&["create", "token", "default", "-n", "default"]);
     let token = token.trim();
     assert_eq!(token.split('.').count(), 3, "{token}");
@@ -402,6 +417,16 @@ async fn service_account_tokens_stay_in_their_workspace(hub: &Hub) {
         review["status"]["userInfo"]["groups"],
         serde_json::json!(["dev", "ops", "system:authenticated"])
     );
+    // Authenticated, alice may do what RBAC grants her: nothing until she is bound.
+    let err = kubectl_with_kubeconfig(&alice, &["get", "namespaces"]).2;
+    assert!(err.contains("Forbidden"), "{err}");
+    hub.ok(&[
+        "create",
+        "clusterrolebinding",
+        "alice-view",
+        "--clusterrole=view",
+        "--user=alice",
+    ]);
     let (ok, _, err) = kubectl_with_kubeconfig(&alice, &["get", "namespaces"]);
     assert!(ok, "{err}");
     let wrong = token_kubeconfig(
@@ -454,9 +479,10 @@ async fn the_audit_log_records_requests(hub: &Hub, audit: &Path) {
         .iter()
         .filter(|l| l["resource"] == "secrets")
         .collect();
+    // Authenticated but not allowed to read Secrets (`view` does not cover them): 403.
     assert!(secrets
         .iter()
-        .any(|l| l["user"] == "alice" && l["verb"] == "list" && l["code"] == 200));
+        .any(|l| l["user"] == "alice" && l["verb"] == "list" && l["code"] == 403));
     assert!(secrets.iter().any(|l| l["code"] == 401));
     let text = std::fs::read_to_string(audit).unwrap();
     assert!(!text.contains(ALICE_TOKEN) && !text.contains("wrong-token"));
@@ -619,6 +645,13 @@ async fn the_rate_limit_answers_429() {
         },
     )
     .await;
+    hub.ok(&[
+        "create",
+        "clusterrolebinding",
+        "alice-view",
+        "--clusterrole=view",
+        "--user=alice",
+    ]);
     let path = "/api/v1/namespaces";
     for _ in 0..3 {
         assert_eq!(
@@ -666,6 +699,17 @@ async fn the_plain_listener_is_loopback_only_and_authenticated() {
         .await
         .unwrap();
     let addr = started.insecure_addr.expect("plain listener");
+    let (ok, _, err) = kubectl_with_kubeconfig(
+        &started.kubeconfig,
+        &[
+            "create",
+            "clusterrolebinding",
+            "alice-view",
+            "--clusterrole=view",
+            "--user=alice",
+        ],
+    );
+    assert!(ok, "{err}");
     let plain = |token: Option<&'static str>| async move {
         let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
         let auth = token

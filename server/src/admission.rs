@@ -34,6 +34,7 @@ pub async fn admit_create(target: &Target<'_>, object: &mut Value) -> Result<(),
                 field: "spec.location.selector".into(),
             });
         }
+        crate::authz::owner::record(object);
         if !causes.is_empty() {
             return Err(Status::invalid(&target.subject(), &target.rt.kind, causes));
         }

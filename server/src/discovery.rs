@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::registry::{self, ResourceType, VERBS};
+use crate::registry::{self, ResourceType};
 
 /// The Kubernetes version whose API this server speaks.
 pub const KUBE_MAJOR: &str = "1";
@@ -80,7 +80,7 @@ fn resource_entry(r: &ResourceType) -> Value {
         "singularName": r.singular,
         "namespaced": r.namespaced,
         "kind": r.kind,
-        "verbs": VERBS,
+        "verbs": r.verbs(),
     });
     if !r.short_names.is_empty() {
         entry["shortNames"] = json!(r.short_names);
@@ -204,7 +204,7 @@ fn aggregated_resource(r: &ResourceType) -> Value {
         "responseKind": {"group": r.group, "version": r.version, "kind": r.kind},
         "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": r.singular,
-        "verbs": VERBS,
+        "verbs": r.verbs(),
     });
     if !r.short_names.is_empty() {
         entry["shortNames"] = json!(r.short_names);

@@ -1,8 +1,9 @@
 //! The Trellis hub: a Kubernetes API server over [`trellis_storage`].
 //!
 //! A request flows through [`http::serve`] (TLS), the layers of [`audit`], [`authn`] (who is
-//! asking) and [`http::limits`], then [`http::dispatch`] (what is it about:
-//! [`request_info`]; which workspace), then [`discovery`] or the generic REST layer ([`rest`]),
+//! asking) and [`http::limits`], then [`http::dispatch`] (what is it about: [`request_info`];
+//! which workspace; may this user do it there: [`authz`]), then [`discovery`] or the generic
+//! REST layer ([`rest`]),
 //! which applies the per-kind rules of [`registry`] and [`object_meta`] and talks to storage.
 //! Every error a client sees is a [`status::Status`]. [`start`] wires it together for
 //! `trellis start`.
@@ -11,6 +12,7 @@ pub mod admission;
 pub mod apply;
 pub mod audit;
 pub mod authn;
+pub mod authz;
 pub mod bootstrap;
 pub mod controllers;
 pub mod deletion;

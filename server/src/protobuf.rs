@@ -12,7 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use k8s_pb::api::{authentication, coordination, core, rbac};
+use k8s_pb::api::{authentication, authorization, coordination, core, rbac};
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
 use prost::Message;
@@ -106,6 +106,45 @@ pub fn decode(body: &[u8]) -> Result<Value, Status> {
                 )
                 .done()
         }
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
+            let r = authorization::v1::SelfSubjectAccessReview::decode(raw).map_err(decoded)?;
+            let spec = r.spec.unwrap_or_default();
+            Obj::with_meta(r.metadata)
+                .value(
+                    "spec",
+                    Some(access_review_spec(
+                        spec.resource_attributes,
+                        spec.non_resource_attributes,
+                    )),
+                )
+                .done()
+        }
+        ("authorization.k8s.io/v1", "SubjectAccessReview") => {
+            let r = authorization::v1::SubjectAccessReview::decode(raw).map_err(decoded)?;
+            let spec = r.spec.unwrap_or_default();
+            let mut json =
+                access_review_spec(spec.resource_attributes, spec.non_resource_attributes);
+            if let Some(user) = spec.user {
+                json["user"] = Value::String(user);
+            }
+            if let Some(uid) = spec.uid {
+                json["uid"] = Value::String(uid);
+            }
+            if !spec.groups.is_empty() {
+                json["groups"] = spec.groups.into_iter().map(Value::String).collect();
+            }
+            Obj::with_meta(r.metadata).value("spec", Some(json)).done()
+        }
+        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => {
+            let r = authorization::v1::SelfSubjectRulesReview::decode(raw).map_err(decoded)?;
+            let spec = r.spec.unwrap_or_default();
+            Obj::with_meta(r.metadata)
+                .value(
+                    "spec",
+                    Some(Obj::new().text("namespace", spec.namespace).done()),
+                )
+                .done()
+        }
         _ => {
             return Err(Status::unsupported_media_type(
                 &format!("{MEDIA_TYPE} for {api_version} {kind}"),
@@ -116,6 +155,33 @@ pub fn decode(body: &[u8]) -> Result<Value, Status> {
     object["apiVersion"] = Value::String(api_version);
     object["kind"] = Value::String(kind);
     Ok(object)
+}
+
+/// The attributes of a (Self)SubjectAccessReview spec.
+fn access_review_spec(
+    resource: Option<authorization::v1::ResourceAttributes>,
+    non_resource: Option<authorization::v1::NonResourceAttributes>,
+) -> Value {
+    Obj::new()
+        .value(
+            "resourceAttributes",
+            resource.map(|r| {
+                Obj::new()
+                    .text("namespace", r.namespace)
+                    .text("verb", r.verb)
+                    .text("group", r.group)
+                    .text("version", r.version)
+                    .text("resource", r.resource)
+                    .text("subresource", r.subresource)
+                    .text("name", r.name)
+                    .done()
+            }),
+        )
+        .value(
+            "nonResourceAttributes",
+            non_resource.map(|n| Obj::new().text("path", n.path).text("verb", n.verb).done()),
+        )
+        .done()
 }
 
 /// A JSON object that leaves out what is absent or empty.

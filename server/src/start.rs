@@ -164,10 +164,12 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
             )
         }));
     }
+    let authorizer = crate::authz::Authorizer::spawn(&shards);
     let state = Arc::new(AppState {
         shards,
         registry,
         workspaces,
+        authorizer,
     });
     let router = axum::Router::new()
         .fallback(crate::http::dispatch::dispatch)

@@ -17,6 +17,8 @@ pub struct AppState {
     pub shards: Arc<ShardMap>,
     pub registry: Arc<Registry>,
     pub workspaces: Arc<WorkspaceIndex>,
+    /// RBAC of every workspace, for the authorization step of dispatch.
+    pub authorizer: Arc<crate::authz::Authorizer>,
 }
 
 impl AppState {

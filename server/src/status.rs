@@ -200,6 +200,16 @@ impl Status {
         .with_details(subject.details())
     }
 
+    /// Adds `details` naming `subject` (group, resource, name).
+    pub fn with_subject_details(self, subject: &Subject) -> Status {
+        self.with_details(subject.details())
+    }
+
+    /// A request without credentials the hub accepts.
+    pub fn unauthorized() -> Status {
+        Status::new(401, "Unauthorized", "Unauthorized")
+    }
+
     pub fn method_not_allowed(message: impl Into<String>) -> Status {
         Status::new(405, "MethodNotAllowed", message)
     }

@@ -145,6 +145,21 @@ pub fn load_or_create(dir: &Path, names: &[String]) -> Result<Pki, TlsError> {
     })
 }
 
+/// A client certificate for `user` in `groups`, signed by the CA kept in `dir` (for tests,
+/// benchmarks and operators handing out credentials).
+pub fn issue_client_certificate(
+    dir: &Path,
+    user: &str,
+    groups: &[&str],
+) -> Result<PemPair, TlsError> {
+    let key = read(&dir.join(CA_KEY))?.ok_or_else(|| TlsError::Pem {
+        what: "CA key",
+        why: format!("no {CA_KEY} in {}", dir.display()),
+    })?;
+    let issuer = Issuer::new(ca_params()?, KeyPair::from_pem(&key)?);
+    client_certificate(&issuer, user, groups)
+}
+
 /// A client certificate: CN is the user name, O the groups, as Kubernetes reads them.
 /// rcgen keeps one value per subject attribute, so only the last group survives; for several
 /// groups, sign a CSR with `openssl` (README, "Adding a user").

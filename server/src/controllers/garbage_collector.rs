@@ -71,7 +71,7 @@ pub async fn run(store: Store, registry: Arc<Registry>) {
     let mut watchers = tokio::task::JoinSet::new();
     for rt in registry::builtin()
         .iter()
-        .filter(|rt| rt.stored_as.is_none())
+        .filter(|rt| rt.stored_as.is_none() && rt.is_stored())
     {
         watchers.spawn(watch_for_work(store.clone(), rt.clone(), wake.clone()));
     }
@@ -128,7 +128,7 @@ async fn everything(store: &Store) -> Result<Vec<(ListScope, Arc<ResourceType>)>
     let mut scopes: Vec<(ListScope, Arc<ResourceType>)> = registry::builtin()
         .iter()
         // Resources stored with another are read through that one.
-        .filter(|rt| rt.stored_as.is_none())
+        .filter(|rt| rt.stored_as.is_none() && rt.is_stored())
         .map(|rt| (ListScope::all_clusters(rt.storage_resource()), rt.clone()))
         .collect();
     let crds = store

@@ -8,6 +8,7 @@
 pub mod crd;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod rbac_aggregation;
 pub mod service_account;
 pub mod shard;
 pub mod work_queue;
@@ -47,6 +48,7 @@ pub fn spawn_all(
         )));
         handles.push(tokio::spawn(crd::run(store.clone(), registry.clone())));
         handles.push(tokio::spawn(service_account::run(store.clone())));
+        handles.push(tokio::spawn(rbac_aggregation::run(store.clone())));
         handles.push(tokio::spawn(garbage_collector::run(
             store,
             registry.clone(),

@@ -247,6 +247,7 @@ async fn initialize(
         .unwrap_or("universal");
     let namespaces = types::builtin(type_name).map_or(&[][..], |t| t.initial_namespaces);
     bootstrap::create_namespaces(shard, cluster, namespaces).await?;
+    crate::authz::owner::initialize_workspace(shard, cluster, &workspace).await?;
     let shard_name = workspace.pointer("/status/shard").cloned();
     workspace["status"] = json!({
         "phase": "Ready",
@@ -413,7 +414,7 @@ async fn delete_content(
     let mut storage: Vec<String> = Vec::new();
     for rt in resources.iter().rev() {
         let s = rt.storage_resource();
-        if !storage.contains(&s) && s != LOGICAL_CLUSTERS {
+        if !storage.contains(&s) && s != LOGICAL_CLUSTERS && rt.is_stored() {
             storage.push(s);
         }
     }

@@ -1,5 +1,6 @@
-//! The one handler every request reaches: parse what it is about, resolve the workspace, and
-//! hand it to discovery, the system endpoints or the REST layer.
+//! The one handler every request reaches: parse what it is about, resolve the workspace,
+//! authorize the user there (`authz`), and hand it to discovery, the system endpoints, the
+//! access reviews or the REST layer.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
+use crate::authn::UserInfo;
 use crate::http::query::Query;
 use crate::http::response;
 use crate::registry::ResourceType;
@@ -15,7 +17,7 @@ use crate::request_info::{self, Target, Verb};
 use crate::rest::WILDCARD;
 use crate::state::AppState;
 use crate::status::Status;
-use crate::{authn, discovery, openapi, rest};
+use crate::{authn, authz, discovery, openapi, rest};
 use tracing::Instrument;
 
 pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>) -> Response {
@@ -26,8 +28,25 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             Ok(info) => info,
             Err(_) => return response::status(Status::not_found_path()),
         };
+    // Put there by authentication; without it only the health and version paths answer.
+    static NOBODY: UserInfo = UserInfo {
+        name: String::new(),
+        uid: String::new(),
+        groups: Vec::new(),
+        extra: std::collections::BTreeMap::new(),
+    };
+    let user = match parts.extensions.get::<UserInfo>() {
+        Some(user) => user,
+        None if authz::is_public_target(&info.target) => &NOBODY,
+        None => return response::status(Status::unauthorized()),
+    };
     if info.workspace == WILDCARD {
         if let Err(status) = authn::check_bound_cluster(parts.extensions.get(), WILDCARD) {
+            return response::status(status);
+        }
+        if let Err(status) =
+            authz::check_wildcard(&state, user, &info.target, parts.method.as_str()).await
+        {
             return response::status(status);
         }
         return match info.target {
@@ -57,6 +76,19 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
     if let Err(status) = authn::check_bound_cluster(parts.extensions.get(), cluster) {
         return response::status(status);
     }
+    let admin = match authz::check_request(
+        &state,
+        user,
+        &info.workspace,
+        cluster,
+        &info.target,
+        parts.method.as_str(),
+    )
+    .await
+    {
+        Ok(admin) => admin,
+        Err(status) => return response::status(status),
+    };
     // Instrument, not enter: a guard held across an await would stay entered on this thread
     // while the task sleeps, and tag other requests' logs.
     let span = tracing::debug_span!("request", workspace = %info.workspace, method = %parts.method, path = %parts.uri.path());
@@ -66,19 +98,33 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
                 .instrument(span)
                 .await
         }
-        Target::Resource(request) => match authn::endpoint(&request) {
-            Some(endpoint) => {
-                endpoint
-                    .handle(&state, cluster, request, &parts.extensions, body)
-                    .instrument(span)
-                    .await
-            }
-            None => {
-                rest::handle(&state, cluster, request, query, &parts.headers, body)
-                    .instrument(span)
-                    .await
-            }
-        },
+        Target::Resource(request) if authn::endpoint(&request).is_some() => {
+            let endpoint = authn::endpoint(&request).expect("matched");
+            endpoint
+                .handle(&state, cluster, request, &parts.extensions, body)
+                .instrument(span)
+                .await
+        }
+        Target::Resource(request) if authz::reviews::is_review(&request) => {
+            authz::reviews::handle(&state, user, cluster, &request, body)
+                .instrument(span)
+                .await
+        }
+        // Writes carry the user to admission (a new Workspace records its owner; RBAC writes
+        // are checked for escalation).
+        Target::Resource(request)
+            if matches!(request.verb, Verb::Create | Verb::Update | Verb::Patch) =>
+        {
+            let handled = rest::handle(&state, cluster, request, query, &parts.headers, body);
+            authz::owner::scope(user.clone(), admin, handled)
+                .instrument(span)
+                .await
+        }
+        Target::Resource(request) => {
+            rest::handle(&state, cluster, request, query, &parts.headers, body)
+                .instrument(span)
+                .await
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Which k8s-openapi type carries the schema of each built-in kind.
 
-use k8s_openapi::api::{coordination, core, events, rbac};
+use k8s_openapi::api::{authorization, coordination, core, events, rbac};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use schemars::{JsonSchema, SchemaGenerator};
 
@@ -40,4 +40,7 @@ kinds! {
     "tenancy.trellis.dev", "WorkspaceType" => trellis_apis::tenancy::WorkspaceType;
     "core.trellis.dev", "LogicalCluster" => trellis_apis::core::LogicalCluster;
     "core.trellis.dev", "Shard" => trellis_apis::core::Shard;
+    "authorization.k8s.io", "SelfSubjectAccessReview" => authorization::v1::SelfSubjectAccessReview;
+    "authorization.k8s.io", "SelfSubjectRulesReview" => authorization::v1::SelfSubjectRulesReview;
+    "authorization.k8s.io", "SubjectAccessReview" => authorization::v1::SubjectAccessReview;
 }

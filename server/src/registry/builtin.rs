@@ -25,6 +25,7 @@ fn resource(
 }
 
 const RBAC: &str = "rbac.authorization.k8s.io";
+const AUTHORIZATION: &str = "authorization.k8s.io";
 pub const APIEXTENSIONS: &str = "apiextensions.k8s.io";
 pub const TENANCY: &str = trellis_apis::tenancy::GROUP;
 pub const TRELLIS_CORE: &str = trellis_apis::core::GROUP;
@@ -77,5 +78,27 @@ pub fn table() -> Vec<ResourceType> {
             &[],
         )),
         with_status(trellis(TRELLIS_CORE, "Shard", "shards", &[])),
+        // Create-only and never stored: answered by `authz::reviews` in dispatch.
+        resource(
+            AUTHORIZATION,
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            false,
+            &[],
+        ),
+        resource(
+            AUTHORIZATION,
+            "SelfSubjectRulesReview",
+            "selfsubjectrulesreviews",
+            false,
+            &[],
+        ),
+        resource(
+            AUTHORIZATION,
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            false,
+            &[],
+        ),
     ]
 }

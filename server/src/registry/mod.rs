@@ -118,6 +118,21 @@ impl ResourceType {
         fields
     }
 
+    /// The verbs discovery lists: the authorization reviews are create-only.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        if self.is_stored() {
+            VERBS
+        } else {
+            &["create"]
+        }
+    }
+
+    /// Whether objects of this resource are kept in storage: not the authorization reviews,
+    /// which are answered and forgotten (controllers need not list or watch them).
+    pub fn is_stored(&self) -> bool {
+        self.custom.is_some() || self.group != "authorization.k8s.io"
+    }
+
     pub fn list_kind(&self) -> String {
         format!("{}List", self.kind)
     }

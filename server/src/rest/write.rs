@@ -319,6 +319,7 @@ fn invalid_options(target: &Target, why: String) -> Status {
 
 /// The kind's own validation.
 fn check_strategy(target: &Target, object: &Value, old: Option<&Value>) -> Result<(), Status> {
+    crate::authz::escalation::check(target, object)?;
     let mut causes = crate::registry::strategy::validate(target.rt, object, old);
     if let Some(structural) = target
         .rt
