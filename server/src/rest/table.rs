@@ -157,6 +157,12 @@ fn columns(rt: &ResourceType) -> Vec<Column> {
             ("URL", "string", 0),
             age,
         ],
+        "Shard" => vec![
+            name,
+            ("Workspaces", "integer", 0),
+            ("Database", "string", 0),
+            age,
+        ],
         "RoleBinding" | "ClusterRoleBinding" => vec![
             name,
             ("Role", "string", 0),
@@ -202,6 +208,14 @@ fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
             text(o, "/spec/type/name"),
             text(o, "/status/phase"),
             text(o, "/status/url"),
+            age(o).into(),
+        ],
+        "Shard" => vec![
+            name,
+            o.pointer("/status/workspaces")
+                .cloned()
+                .unwrap_or(Value::from(0)),
+            text(o, "/spec/database"),
             age(o).into(),
         ],
         "RoleBinding" | "ClusterRoleBinding" => {
@@ -351,6 +365,22 @@ mod tests {
         assert_eq!(d(3 * 86_400 + 3600), "3d1h");
         assert_eq!(d(40 * 86_400), "40d");
         assert_eq!(d(3 * 365 * 86_400 + 5 * 86_400), "3y5d");
+    }
+
+    #[test]
+    fn shard_rows() {
+        let shard = lookup_builtin("core.trellis.dev", "v1alpha1", "shards").unwrap();
+        let object = json!({"metadata": {"name": "s1", "creationTimestamp": "2020-01-01T00:00:00Z"}, "spec": {"database": "postgres://t:***@db/x"}, "status": {"workspaces": 42}});
+        let t = table(shard, vec![object], json!({}), None);
+        let names: Vec<_> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Name", "Workspaces", "Database", "Age"]);
+        assert_eq!(t["rows"][0]["cells"][1], 42);
+        assert_eq!(t["rows"][0]["cells"][2], "postgres://t:***@db/x");
     }
 
     #[test]
