@@ -1,6 +1,6 @@
 //! Which k8s-openapi type carries the schema of each built-in kind.
 
-use k8s_openapi::api::{authorization, coordination, core, events, rbac};
+use k8s_openapi::api::{authentication, authorization, coordination, core, events, rbac};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
 use schemars::{JsonSchema, SchemaGenerator};
 
@@ -43,4 +43,5 @@ kinds! {
     "authorization.k8s.io", "SelfSubjectAccessReview" => authorization::v1::SelfSubjectAccessReview;
     "authorization.k8s.io", "SelfSubjectRulesReview" => authorization::v1::SelfSubjectRulesReview;
     "authorization.k8s.io", "SubjectAccessReview" => authorization::v1::SubjectAccessReview;
+    "authentication.k8s.io", "SelfSubjectReview" => authentication::v1::SelfSubjectReview;
 }

@@ -26,6 +26,7 @@ fn resource(
 
 const RBAC: &str = "rbac.authorization.k8s.io";
 const AUTHORIZATION: &str = "authorization.k8s.io";
+const AUTHENTICATION: &str = "authentication.k8s.io";
 pub const APIEXTENSIONS: &str = "apiextensions.k8s.io";
 pub const TENANCY: &str = trellis_apis::tenancy::GROUP;
 pub const TRELLIS_CORE: &str = trellis_apis::core::GROUP;
@@ -97,6 +98,14 @@ pub fn table() -> Vec<ResourceType> {
             AUTHORIZATION,
             "SubjectAccessReview",
             "subjectaccessreviews",
+            false,
+            &[],
+        ),
+        // `kubectl auth whoami`: answered by `authn` in dispatch.
+        resource(
+            AUTHENTICATION,
+            "SelfSubjectReview",
+            "selfsubjectreviews",
             false,
             &[],
         ),

@@ -127,10 +127,15 @@ impl ResourceType {
         }
     }
 
-    /// Whether objects of this resource are kept in storage: not the authorization reviews,
-    /// which are answered and forgotten (controllers need not list or watch them).
+    /// Whether objects of this resource are kept in storage: not the authorization reviews
+    /// and SelfSubjectReviews, which are answered and forgotten (controllers need not list or
+    /// watch them).
     pub fn is_stored(&self) -> bool {
-        self.custom.is_some() || self.group != "authorization.k8s.io"
+        self.custom.is_some()
+            || !matches!(
+                self.group.as_str(),
+                "authorization.k8s.io" | "authentication.k8s.io"
+            )
     }
 
     pub fn list_kind(&self) -> String {
