@@ -121,12 +121,7 @@ impl Hub {
 
     /// A kube-rs client with the hub's admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
-        let kubeconfig = Kubeconfig::read_from(self.kubeconfig()).expect("kubeconfig");
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .expect("client config");
-        kube::Client::try_from(config).expect("client")
+        client_from(self.kubeconfig()).await
     }
 }
 
@@ -279,4 +274,87 @@ macro_rules! on_both_stores {
 /// The `trellis` binary, for tests that run the hub as separate processes.
 pub fn trellis_binary() -> PathBuf {
     plugin_dir().join("trellis")
+}
+
+/// A `trellis start` process (the binary, not in this process) on `store`, with its own data
+/// directory; killed when dropped.
+pub struct Replica {
+    pub child: std::process::Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl Replica {
+    pub fn start(store: &str) -> Replica {
+        Replica::start_with_ca(store, None)
+    }
+
+    /// Like [`Replica::start`], using the CA in `ca_from` (another replica's data directory),
+    /// so that client certificates of one are valid on the other.
+    pub fn start_with_ca(store: &str, ca_from: Option<&Path>) -> Replica {
+        let dir = tempfile::tempdir().expect("temp dir");
+        if let Some(from) = ca_from {
+            for file in ["ca.crt", "ca.key"] {
+                std::fs::copy(from.join(file), dir.path().join(file)).expect("copy the CA");
+            }
+        }
+        let port = trellis_testkit::free_loopback_port();
+        let child = Command::new(trellis_binary())
+            .args([
+                "start",
+                "--store",
+                store,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start trellis");
+        let replica = Replica { child, dir };
+        wait_until(|| {
+            replica.kubeconfig().is_file()
+                && kubectl_with_kubeconfig(&replica.kubeconfig(), &["get", "--raw", "/readyz"]).0
+        });
+        replica
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("admin.kubeconfig")
+    }
+
+    /// kubectl as the admin that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = kubectl_with_kubeconfig(&self.kubeconfig(), args);
+        assert!(ok, "kubectl {args:?} failed: {err}");
+        out
+    }
+
+    /// A kube-rs client with the admin kubeconfig.
+    pub async fn client(&self) -> kube::Client {
+        client_from(&self.kubeconfig()).await
+    }
+
+    /// SIGKILL: no chance to hand anything over.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A kube-rs client for a kubeconfig file.
+pub async fn client_from(kubeconfig: &Path) -> kube::Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("client config");
+    kube::Client::try_from(config).expect("client")
 }

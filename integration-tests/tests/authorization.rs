@@ -5,17 +5,15 @@
 //! counting within a second on every replica.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use trellis_integration_tests::{
-    kubectl_with_kubeconfig, on_both_stores, trellis_binary, user_kubeconfig, wait_until,
-    write_file, Hub,
+    kubectl_with_kubeconfig, on_both_stores, user_kubeconfig, wait_until, write_file, Hub, Replica,
 };
-use trellis_testkit::{free_loopback_port, PostgresCluster};
+use trellis_testkit::PostgresCluster;
 
 fn base_url(hub: &Hub) -> String {
     hub.ok(&[
@@ -724,69 +722,14 @@ on_both_stores!(
     a_role_grants_exactly_its_verbs
 );
 
-/// A `trellis start` process on a shared Postgres database, using the CA in `ca_from` if given.
-struct Replica {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Replica {
-    fn start(store: &str, ca_from: Option<&Path>) -> Replica {
-        let dir = tempfile::tempdir().unwrap();
-        if let Some(from) = ca_from {
-            for file in ["ca.crt", "ca.key"] {
-                std::fs::copy(from.join(file), dir.path().join(file)).unwrap();
-            }
-        }
-        let port = free_loopback_port();
-        let child = Command::new(trellis_binary())
-            .args([
-                "start",
-                "--store",
-                store,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start trellis");
-        let replica = Replica { child, dir };
-        wait_until(|| {
-            replica.kubeconfig().is_file()
-                && kubectl_with_kubeconfig(&replica.kubeconfig(), &["get", "--raw", "/readyz"]).0
-        });
-        replica
-    }
-
-    fn kubeconfig(&self) -> std::path::PathBuf {
-        self.dir.path().join("admin.kubeconfig")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = kubectl_with_kubeconfig(&self.kubeconfig(), args);
-        assert!(ok, "kubectl {args:?} failed: {err}");
-        out
-    }
-
-    async fn client_as(&self, user: &str) -> kube::Client {
-        let path = user_kubeconfig(self.dir.path(), &self.kubeconfig(), user, &[]);
-        let kubeconfig = Kubeconfig::read_from(path).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-        kube::Client::try_from(config).unwrap()
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A kube-rs client for `user` (a client certificate from the replica's CA).
+async fn client_as(replica: &Replica, user: &str) -> kube::Client {
+    let path = user_kubeconfig(replica.dir.path(), &replica.kubeconfig(), user, &[]);
+    let kubeconfig = Kubeconfig::read_from(path).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    kube::Client::try_from(config).unwrap()
 }
 
 const ERIN_READS_CONFIGMAPS: &str = r#"
@@ -810,13 +753,13 @@ async fn a_removed_binding_stops_counting_on_every_replica_within_a_second() {
         .create_database("authz_replicas")
         .await
         .unwrap();
-    let a = Replica::start(db.url(), None);
-    let b = Replica::start(db.url(), Some(a.dir.path()));
+    let a = Replica::start(db.url());
+    let b = Replica::start_with_ca(db.url(), Some(a.dir.path()));
     let manifest = a.dir.path().join("erin.yaml");
     std::fs::write(&manifest, ERIN_READS_CONFIGMAPS).unwrap();
     a.ok(&["apply", "-f", manifest.to_str().unwrap()]);
-    let on_a: Api<ConfigMap> = Api::namespaced(a.client_as("erin").await, "default");
-    let on_b: Api<ConfigMap> = Api::namespaced(b.client_as("erin").await, "default");
+    let on_a: Api<ConfigMap> = Api::namespaced(client_as(&a, "erin").await, "default");
+    let on_b: Api<ConfigMap> = Api::namespaced(client_as(&b, "erin").await, "default");
     // Granted on both (B may need a moment to hear of the binding).
     on_a.list(&ListParams::default())
         .await

@@ -2,80 +2,14 @@
 //! a write through one reaches a watch on the other quickly, and the controllers run on one
 //! replica at a time and move to the other when the leader is killed.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use trellis_integration_tests::{kubectl_with_kubeconfig, trellis_binary, wait_until};
-use trellis_testkit::{free_loopback_port, PostgresCluster};
-
-struct Replica {
-    child: Child,
-    dir: tempfile::TempDir,
-}
-
-impl Replica {
-    fn start(store: &str) -> Replica {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_loopback_port();
-        let child = Command::new(trellis_binary())
-            .args([
-                "start",
-                "--store",
-                store,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start trellis");
-        let replica = Replica { child, dir };
-        wait_until(|| {
-            replica.kubeconfig().is_file()
-                && kubectl_with_kubeconfig(&replica.kubeconfig(), &["get", "--raw", "/readyz"]).0
-        });
-        replica
-    }
-
-    fn kubeconfig(&self) -> std::path::PathBuf {
-        self.dir.path().join("admin.kubeconfig")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (ok, out, err) = kubectl_with_kubeconfig(&self.kubeconfig(), args);
-        assert!(ok, "kubectl {args:?} failed: {err}");
-        out
-    }
-
-    async fn client(&self) -> kube::Client {
-        let kubeconfig = Kubeconfig::read_from(self.kubeconfig()).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-        kube::Client::try_from(config).unwrap()
-    }
-
-    fn kill(&mut self) {
-        // SIGKILL: no chance to hand the lease over.
-        self.child.kill().expect("kill");
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use trellis_integration_tests::{wait_until, Replica};
+use trellis_testkit::PostgresCluster;
 
 async fn holder(replica: &Replica) -> String {
     let leases: Api<Lease> = Api::namespaced(replica.client().await, "kube-system");
