@@ -133,22 +133,10 @@ impl ShardMap {
         cluster: &str,
         rt: &ResourceType,
     ) -> Result<Arc<Shard>, Unroutable> {
-        if in_root_shard(&rt.storage_resource()) {
+        if in_root_shard(rt) {
             return Ok(self.root.clone());
         }
         self.shard_for(cluster).await
-    }
-
-    /// The store for objects of `storage_resource` in `cluster`.
-    pub async fn store_for_resource(
-        &self,
-        cluster: &str,
-        storage_resource: &str,
-    ) -> Result<Store, Unroutable> {
-        if in_root_shard(storage_resource) {
-            return Ok(self.root.store.clone());
-        }
-        Ok(self.shard_for(cluster).await?.store.clone())
     }
 
     /// Where the new workspace `cluster` goes: among the shards matching `selector` (every
@@ -217,11 +205,12 @@ impl ShardMap {
     }
 }
 
-/// Whether objects stored as `storage_resource` live in the root shard whatever their
-/// logical cluster: the workspace tree (Workspaces, WorkspaceTypes, LogicalClusters, Shards).
-pub fn in_root_shard(storage_resource: &str) -> bool {
-    storage_resource.starts_with("tenancy.trellis.dev/")
-        || storage_resource.starts_with("core.trellis.dev/")
+/// Whether objects of `rt` live in the root shard whatever their logical cluster: the
+/// workspace tree (Workspaces, WorkspaceTypes, LogicalClusters, Shards). Decided by group, so
+/// the request path allocates nothing for it.
+pub fn in_root_shard(rt: &ResourceType) -> bool {
+    rt.custom.is_none()
+        && (rt.group == trellis_apis::tenancy::GROUP || rt.group == trellis_apis::core::GROUP)
 }
 
 /// A shard's database location as shown in its Shard object: a Postgres URL without its
@@ -302,9 +291,19 @@ mod tests {
 
     #[test]
     fn tenancy_kinds_live_in_the_root_shard() {
-        assert!(in_root_shard("tenancy.trellis.dev/workspaces"));
-        assert!(in_root_shard("core.trellis.dev/logicalclusters"));
-        assert!(!in_root_shard("core/configmaps"));
-        assert!(!in_root_shard("apps/deployments"));
+        use crate::registry::lookup_builtin;
+        let rt = |g, v, p| lookup_builtin(g, v, p).unwrap();
+        assert!(in_root_shard(rt(
+            "tenancy.trellis.dev",
+            "v1alpha1",
+            "workspaces"
+        )));
+        assert!(in_root_shard(rt(
+            "core.trellis.dev",
+            "v1alpha1",
+            "logicalclusters"
+        )));
+        assert!(!in_root_shard(rt("", "v1", "configmaps")));
+        assert!(!in_root_shard(rt("coordination.k8s.io", "v1", "leases")));
     }
 }

@@ -98,8 +98,7 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
                 .instrument(span)
                 .await
         }
-        Target::Resource(request) if authn::endpoint(&request).is_some() => {
-            let endpoint = authn::endpoint(&request).expect("matched");
+        Target::Resource(request) if let Some(endpoint) = authn::endpoint(&request) => {
             endpoint
                 .handle(&state, cluster, request, &parts.extensions, body)
                 .instrument(span)
