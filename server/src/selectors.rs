@@ -160,7 +160,12 @@ impl LabelSelector {
                 Some("NotIn") => Requirement::NotIn(key, values),
                 Some("Exists") => Requirement::Exists(key),
                 Some("DoesNotExist") => Requirement::NotExists(key),
-                other => return Err(format!("unknown selector operator {other:?}")),
+                other => {
+                    return Err(format!(
+                        "unknown selector operator {:?}",
+                        other.unwrap_or_default()
+                    ))
+                }
             });
         }
         Ok(LabelSelector(requirements))
