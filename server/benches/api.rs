@@ -988,6 +988,7 @@ async fn describe_garbage_collection(hub: &Hub) -> Result<()> {
         .items
         .len();
     let registry = trellis_server::registry::Registry::new(
+        std::sync::Arc::new(trellis_server::kinds::Scheme::hub()),
         trellis_server::shards::ShardMap::single(store.clone()),
     );
     let started = Instant::now();

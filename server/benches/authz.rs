@@ -208,7 +208,10 @@ async fn run() -> Result<()> {
         },
     )
     .await?;
-    let cache = trellis_server::authz::cache::RbacCache::spawn(store.clone());
+    let cache = trellis_server::authz::cache::RbacCache::spawn(
+        store.clone(),
+        trellis_server::kinds::Scheme::hub().default_roles().clone(),
+    );
     cache.catch_up(&store).await?;
     let user = trellis_server::authn::UserInfo {
         name: "reader".into(),

@@ -7,7 +7,7 @@ use serde_json::json;
 use trellis_storage::{ObjectKey, StorageError, Store};
 
 use crate::object_meta::now_rfc3339;
-use crate::registry::lookup_builtin;
+use crate::registry::ResourceType;
 use crate::state::ROOT_CLUSTER;
 
 pub const SYSTEM_NAMESPACES: &[&str] =
@@ -25,9 +25,12 @@ pub async fn create_namespaces(
     cluster: &str,
     names: &[&str],
 ) -> Result<(), StorageError> {
-    let Some(rt) = lookup_builtin("", "v1", "namespaces") else {
-        return Ok(());
-    };
+    // The Namespace kind's rules (labels, finalizer, phase): the same in every server.
+    let rt = ResourceType::of_kind(
+        std::sync::Arc::new(crate::kinds::core::Namespace),
+        None,
+        None,
+    );
     for name in names {
         let object = json!({
             "apiVersion": "v1",

@@ -18,6 +18,7 @@ pub mod controllers;
 pub mod deletion;
 pub mod discovery;
 pub mod http;
+pub mod kinds;
 pub mod kubeconfig;
 pub mod leader_election;
 pub mod namespace_cache;

@@ -167,8 +167,7 @@ pub fn prepare_create(
     meta.remove("resourceVersion");
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
-    crate::registry::strategy::prepare(rt, object);
-    crate::registry::strategy::prepare_create(rt, object);
+    rt.prepare(object, true);
     Ok((name, uid))
 }
 
@@ -233,7 +232,7 @@ pub fn prepare_update(
         }),
     );
     meta.remove("resourceVersion");
-    crate::registry::strategy::prepare(rt, object);
+    rt.prepare(object, false);
     Ok(())
 }
 
@@ -280,7 +279,13 @@ pub fn with_revision(value: &[u8], revision: u64) -> Result<Value, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::lookup_builtin;
+    fn lookup_builtin(
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static std::sync::Arc<crate::registry::ResourceType>> {
+        crate::kinds::scheme::test_hub().lookup(group, version, plural)
+    }
     use serde_json::json;
 
     #[test]

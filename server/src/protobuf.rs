@@ -23,8 +23,16 @@ use crate::status::Status;
 pub const MEDIA_TYPE: &str = "application/vnd.kubernetes.protobuf";
 const MAGIC: &[u8] = b"k8s\0";
 
-/// Decodes a protobuf body into the object's JSON form (with `apiVersion` and `kind`).
-pub fn decode(body: &[u8]) -> Result<Value, Status> {
+/// Converts one type's protobuf bytes (a `runtime.Unknown`'s `raw`) into its JSON form.
+pub type Converter = fn(&[u8]) -> Result<Value, Status>;
+
+/// Decodes a protobuf body into the object's JSON form (with `apiVersion` and `kind`), with
+/// the converter `converter_for` picks for the body's apiVersion and kind (a kind's own, see
+/// `Kind::protobuf`); a type without one gets 415.
+pub fn decode(
+    body: &[u8],
+    converter_for: impl FnOnce(&str, &str) -> Option<Converter>,
+) -> Result<Value, Status> {
     let bad = |why: String| Status::bad_request(format!("invalid protobuf body: {why}"));
     let envelope = body
         .strip_prefix(MAGIC)
@@ -34,127 +42,154 @@ pub fn decode(body: &[u8]) -> Result<Value, Status> {
     let api_version = type_meta.api_version.unwrap_or_default();
     let kind = type_meta.kind.unwrap_or_default();
     let raw = unknown.raw.unwrap_or_default();
-    let raw = raw.as_slice();
-    let decoded = |e: prost::DecodeError| bad(e.to_string());
-    let mut object = match (api_version.as_str(), kind.as_str()) {
-        ("v1", "ConfigMap") => config_map(core::v1::ConfigMap::decode(raw).map_err(decoded)?),
-        ("v1", "Secret") => secret(core::v1::Secret::decode(raw).map_err(decoded)?),
-        ("v1", "Namespace") => namespace(core::v1::Namespace::decode(raw).map_err(decoded)?),
-        ("v1", "ServiceAccount") => {
-            service_account(core::v1::ServiceAccount::decode(raw).map_err(decoded)?)
-        }
-        ("rbac.authorization.k8s.io/v1", "Role") => {
-            let role = rbac::v1::Role::decode(raw).map_err(decoded)?;
-            Obj::with_meta(role.metadata)
-                .list("rules", role.rules, policy_rule)
-                .done()
-        }
-        ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
-            let role = rbac::v1::ClusterRole::decode(raw).map_err(decoded)?;
-            Obj::with_meta(role.metadata)
-                .list("rules", role.rules, policy_rule)
-                .value(
-                    "aggregationRule",
-                    role.aggregation_rule.map(|a| {
-                        Obj::new()
-                            .list(
-                                "clusterRoleSelectors",
-                                a.cluster_role_selectors,
-                                label_selector,
-                            )
-                            .done()
-                    }),
-                )
-                .done()
-        }
-        ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
-            let b = rbac::v1::RoleBinding::decode(raw).map_err(decoded)?;
-            binding(b.metadata, b.subjects, b.role_ref)
-        }
-        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
-            let b = rbac::v1::ClusterRoleBinding::decode(raw).map_err(decoded)?;
-            binding(b.metadata, b.subjects, b.role_ref)
-        }
-        ("coordination.k8s.io/v1", "Lease") => {
-            lease(coordination::v1::Lease::decode(raw).map_err(decoded)?)
-        }
-        // `kubectl create token`.
-        ("authentication.k8s.io/v1", "TokenRequest") => {
-            let request = authentication::v1::TokenRequest::decode(raw).map_err(decoded)?;
-            let spec = request.spec.unwrap_or_default();
-            let bound = spec.bound_object_ref.map(|b| {
-                Obj::new()
-                    .text("kind", b.kind)
-                    .text("apiVersion", b.api_version)
-                    .text("name", b.name)
-                    .text("uid", b.u_id)
-                    .done()
-            });
-            Obj::with_meta(request.metadata)
-                .value(
-                    "spec",
-                    Some(
-                        Obj::new()
-                            .strings("audiences", spec.audiences)
-                            .value(
-                                "expirationSeconds",
-                                spec.expiration_seconds.map(Value::from),
-                            )
-                            .value("boundObjectRef", bound)
-                            .done(),
-                    ),
-                )
-                .done()
-        }
-        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
-            let r = authorization::v1::SelfSubjectAccessReview::decode(raw).map_err(decoded)?;
-            let spec = r.spec.unwrap_or_default();
-            Obj::with_meta(r.metadata)
-                .value(
-                    "spec",
-                    Some(access_review_spec(
-                        spec.resource_attributes,
-                        spec.non_resource_attributes,
-                    )),
-                )
-                .done()
-        }
-        ("authorization.k8s.io/v1", "SubjectAccessReview") => {
-            let r = authorization::v1::SubjectAccessReview::decode(raw).map_err(decoded)?;
-            let spec = r.spec.unwrap_or_default();
-            let mut json =
-                access_review_spec(spec.resource_attributes, spec.non_resource_attributes);
-            if let Some(user) = spec.user {
-                json["user"] = Value::String(user);
-            }
-            if let Some(uid) = spec.uid {
-                json["uid"] = Value::String(uid);
-            }
-            if !spec.groups.is_empty() {
-                json["groups"] = spec.groups.into_iter().map(Value::String).collect();
-            }
-            Obj::with_meta(r.metadata).value("spec", Some(json)).done()
-        }
-        ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => {
-            let r = authorization::v1::SelfSubjectRulesReview::decode(raw).map_err(decoded)?;
-            let spec = r.spec.unwrap_or_default();
-            Obj::with_meta(r.metadata)
-                .value(
-                    "spec",
-                    Some(Obj::new().text("namespace", spec.namespace).done()),
-                )
-                .done()
-        }
-        _ => {
-            return Err(Status::unsupported_media_type(
-                &format!("{MEDIA_TYPE} for {api_version} {kind}"),
-                &["application/json", "application/yaml"],
-            ))
-        }
+    let Some(converter) = converter_for(&api_version, &kind) else {
+        return Err(Status::unsupported_media_type(
+            &format!("{MEDIA_TYPE} for {api_version} {kind}"),
+            &["application/json", "application/yaml"],
+        ));
     };
+    let mut object = converter(&raw)?;
     object["apiVersion"] = Value::String(api_version);
     object["kind"] = Value::String(kind);
     Ok(object)
+}
+
+fn decoded(e: prost::DecodeError) -> Status {
+    Status::bad_request(format!("invalid protobuf body: {e}"))
+}
+
+pub fn config_map(raw: &[u8]) -> Result<Value, Status> {
+    Ok(config_map_json(
+        core::v1::ConfigMap::decode(raw).map_err(decoded)?,
+    ))
+}
+
+pub fn secret(raw: &[u8]) -> Result<Value, Status> {
+    Ok(secret_json(core::v1::Secret::decode(raw).map_err(decoded)?))
+}
+
+pub fn namespace(raw: &[u8]) -> Result<Value, Status> {
+    Ok(namespace_json(
+        core::v1::Namespace::decode(raw).map_err(decoded)?,
+    ))
+}
+
+pub fn service_account(raw: &[u8]) -> Result<Value, Status> {
+    Ok(service_account_json(
+        core::v1::ServiceAccount::decode(raw).map_err(decoded)?,
+    ))
+}
+
+pub fn role(raw: &[u8]) -> Result<Value, Status> {
+    let role = rbac::v1::Role::decode(raw).map_err(decoded)?;
+    Ok(Obj::with_meta(role.metadata)
+        .list("rules", role.rules, policy_rule)
+        .done())
+}
+
+pub fn cluster_role(raw: &[u8]) -> Result<Value, Status> {
+    let role = rbac::v1::ClusterRole::decode(raw).map_err(decoded)?;
+    Ok(Obj::with_meta(role.metadata)
+        .list("rules", role.rules, policy_rule)
+        .value(
+            "aggregationRule",
+            role.aggregation_rule.map(|a| {
+                Obj::new()
+                    .list(
+                        "clusterRoleSelectors",
+                        a.cluster_role_selectors,
+                        label_selector,
+                    )
+                    .done()
+            }),
+        )
+        .done())
+}
+
+pub fn role_binding(raw: &[u8]) -> Result<Value, Status> {
+    let b = rbac::v1::RoleBinding::decode(raw).map_err(decoded)?;
+    Ok(binding(b.metadata, b.subjects, b.role_ref))
+}
+
+pub fn cluster_role_binding(raw: &[u8]) -> Result<Value, Status> {
+    let b = rbac::v1::ClusterRoleBinding::decode(raw).map_err(decoded)?;
+    Ok(binding(b.metadata, b.subjects, b.role_ref))
+}
+
+pub fn lease(raw: &[u8]) -> Result<Value, Status> {
+    Ok(lease_json(
+        coordination::v1::Lease::decode(raw).map_err(decoded)?,
+    ))
+}
+
+/// `kubectl create token`.
+pub fn token_request(raw: &[u8]) -> Result<Value, Status> {
+    let request = authentication::v1::TokenRequest::decode(raw).map_err(decoded)?;
+    let spec = request.spec.unwrap_or_default();
+    let bound = spec.bound_object_ref.map(|b| {
+        Obj::new()
+            .text("kind", b.kind)
+            .text("apiVersion", b.api_version)
+            .text("name", b.name)
+            .text("uid", b.u_id)
+            .done()
+    });
+    Ok(Obj::with_meta(request.metadata)
+        .value(
+            "spec",
+            Some(
+                Obj::new()
+                    .strings("audiences", spec.audiences)
+                    .value(
+                        "expirationSeconds",
+                        spec.expiration_seconds.map(Value::from),
+                    )
+                    .value("boundObjectRef", bound)
+                    .done(),
+            ),
+        )
+        .done())
+}
+
+pub fn self_subject_access_review(raw: &[u8]) -> Result<Value, Status> {
+    let r = authorization::v1::SelfSubjectAccessReview::decode(raw).map_err(decoded)?;
+    let spec = r.spec.unwrap_or_default();
+    Ok(Obj::with_meta(r.metadata)
+        .value(
+            "spec",
+            Some(access_review_spec(
+                spec.resource_attributes,
+                spec.non_resource_attributes,
+            )),
+        )
+        .done())
+}
+
+pub fn subject_access_review(raw: &[u8]) -> Result<Value, Status> {
+    let r = authorization::v1::SubjectAccessReview::decode(raw).map_err(decoded)?;
+    let spec = r.spec.unwrap_or_default();
+    let mut json = access_review_spec(spec.resource_attributes, spec.non_resource_attributes);
+    if let Some(user) = spec.user {
+        json["user"] = Value::String(user);
+    }
+    if let Some(uid) = spec.uid {
+        json["uid"] = Value::String(uid);
+    }
+    if !spec.groups.is_empty() {
+        json["groups"] = spec.groups.into_iter().map(Value::String).collect();
+    }
+    Ok(Obj::with_meta(r.metadata).value("spec", Some(json)).done())
+}
+
+pub fn self_subject_rules_review(raw: &[u8]) -> Result<Value, Status> {
+    let r = authorization::v1::SelfSubjectRulesReview::decode(raw).map_err(decoded)?;
+    let spec = r.spec.unwrap_or_default();
+    Ok(Obj::with_meta(r.metadata)
+        .value(
+            "spec",
+            Some(Obj::new().text("namespace", spec.namespace).done()),
+        )
+        .done())
 }
 
 /// The attributes of a (Self)SubjectAccessReview spec.
@@ -291,7 +326,7 @@ fn object_meta(m: meta::ObjectMeta) -> Value {
         .done()
 }
 
-fn config_map(c: core::v1::ConfigMap) -> Value {
+fn config_map_json(c: core::v1::ConfigMap) -> Value {
     Obj::with_meta(c.metadata)
         .map("data", c.data)
         .bytes_map("binaryData", c.binary_data)
@@ -299,7 +334,7 @@ fn config_map(c: core::v1::ConfigMap) -> Value {
         .done()
 }
 
-fn secret(s: core::v1::Secret) -> Value {
+fn secret_json(s: core::v1::Secret) -> Value {
     Obj::with_meta(s.metadata)
         .bytes_map("data", s.data)
         .map("stringData", s.string_data)
@@ -308,7 +343,7 @@ fn secret(s: core::v1::Secret) -> Value {
         .done()
 }
 
-fn namespace(n: core::v1::Namespace) -> Value {
+fn namespace_json(n: core::v1::Namespace) -> Value {
     Obj::with_meta(n.metadata)
         .value(
             "spec",
@@ -322,7 +357,7 @@ fn namespace(n: core::v1::Namespace) -> Value {
         .done()
 }
 
-fn service_account(sa: core::v1::ServiceAccount) -> Value {
+fn service_account_json(sa: core::v1::ServiceAccount) -> Value {
     Obj::with_meta(sa.metadata)
         .list("secrets", sa.secrets, |r| {
             Obj::new()
@@ -395,7 +430,7 @@ fn binding(
         .done()
 }
 
-fn lease(l: coordination::v1::Lease) -> Value {
+fn lease_json(l: coordination::v1::Lease) -> Value {
     Obj::with_meta(l.metadata)
         .value(
             "spec",
@@ -429,6 +464,25 @@ mod tests {
     use k8s_pb::apimachinery::pkg::runtime::TypeMeta;
     use serde_json::json;
 
+    /// Decodes with the converter of whichever kind the body names.
+    fn decode_any(body: &[u8]) -> Result<Value, Status> {
+        decode(body, |api_version, kind| {
+            Some(match (api_version, kind) {
+                ("v1", "ConfigMap") => config_map,
+                ("v1", "Secret") => secret,
+                ("v1", "Namespace") => namespace,
+                ("v1", "ServiceAccount") => service_account,
+                ("rbac.authorization.k8s.io/v1", "Role") => role,
+                ("rbac.authorization.k8s.io/v1", "ClusterRole") => cluster_role,
+                ("rbac.authorization.k8s.io/v1", "RoleBinding") => role_binding,
+                ("coordination.k8s.io/v1", "Lease") => lease,
+                ("authentication.k8s.io/v1", "TokenRequest") => token_request,
+                ("authorization.k8s.io/v1", "SubjectAccessReview") => subject_access_review,
+                _ => return None,
+            })
+        })
+    }
+
     fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
         let unknown = Unknown {
             type_meta: Some(TypeMeta {
@@ -455,7 +509,7 @@ mod tests {
             binary_data: BTreeMap::from([("blob".into(), b"x".to_vec())]),
             ..Default::default()
         };
-        let json = decode(&envelope("v1", "ConfigMap", cm.encode_to_vec())).unwrap();
+        let json = decode_any(&envelope("v1", "ConfigMap", cm.encode_to_vec())).unwrap();
         assert_eq!(
             json,
             json!({"apiVersion": "v1", "kind": "ConfigMap",
@@ -487,7 +541,7 @@ mod tests {
                 name: Some("reader".into()),
             }),
         };
-        let json = decode(&envelope(
+        let json = decode_any(&envelope(
             "rbac.authorization.k8s.io/v1",
             "RoleBinding",
             rb.encode_to_vec(),
@@ -503,10 +557,10 @@ mod tests {
 
     #[test]
     fn garbage_and_unknown_kinds_are_clear_errors() {
-        assert_eq!(decode(b"not protobuf").unwrap_err().code, 400);
-        assert_eq!(decode(b"k8s\0\xff\xff\xff").unwrap_err().code, 400);
+        assert_eq!(decode_any(b"not protobuf").unwrap_err().code, 400);
+        assert_eq!(decode_any(b"k8s\0\xff\xff\xff").unwrap_err().code, 400);
         assert_eq!(
-            decode(&envelope("apps/v1", "Deployment", vec![]))
+            decode_any(&envelope("apps/v1", "Deployment", vec![]))
                 .unwrap_err()
                 .code,
             415

@@ -133,7 +133,7 @@ impl ShardMap {
         cluster: &str,
         rt: &ResourceType,
     ) -> Result<Arc<Shard>, Unroutable> {
-        if in_root_shard(rt) {
+        if rt.home() == crate::kinds::Home::RootShard {
             return Ok(self.root.clone());
         }
         self.shard_for(cluster).await
@@ -203,14 +203,6 @@ impl ShardMap {
     pub fn object_key(name: &str) -> ObjectKey {
         ObjectKey::new(ROOT_CLUSTER, SHARDS, "", name)
     }
-}
-
-/// Whether objects of `rt` live in the root shard whatever their logical cluster: the
-/// workspace tree (Workspaces, WorkspaceTypes, LogicalClusters, Shards). Decided by group, so
-/// the request path allocates nothing for it.
-pub fn in_root_shard(rt: &ResourceType) -> bool {
-    rt.custom.is_none()
-        && (rt.group == trellis_apis::tenancy::GROUP || rt.group == trellis_apis::core::GROUP)
 }
 
 /// A shard's database location as shown in its Shard object: a Postgres URL without its
@@ -291,19 +283,21 @@ mod tests {
 
     #[test]
     fn tenancy_kinds_live_in_the_root_shard() {
-        use crate::registry::lookup_builtin;
-        let rt = |g, v, p| lookup_builtin(g, v, p).unwrap();
-        assert!(in_root_shard(rt(
-            "tenancy.trellis.dev",
-            "v1alpha1",
-            "workspaces"
-        )));
-        assert!(in_root_shard(rt(
-            "core.trellis.dev",
-            "v1alpha1",
-            "logicalclusters"
-        )));
-        assert!(!in_root_shard(rt("", "v1", "configmaps")));
-        assert!(!in_root_shard(rt("coordination.k8s.io", "v1", "leases")));
+        use crate::kinds::Home;
+        let hub = crate::kinds::scheme::test_hub();
+        let home = |g, v, p| hub.lookup(g, v, p).map(|rt| rt.home());
+        assert_eq!(
+            home("tenancy.trellis.dev", "v1alpha1", "workspaces"),
+            Some(Home::RootShard)
+        );
+        assert_eq!(
+            home("core.trellis.dev", "v1alpha1", "logicalclusters"),
+            Some(Home::RootShard)
+        );
+        assert_eq!(home("", "v1", "configmaps"), Some(Home::Workspace));
+        assert_eq!(
+            home("coordination.k8s.io", "v1", "leases"),
+            Some(Home::Workspace)
+        );
     }
 }

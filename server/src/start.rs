@@ -151,7 +151,8 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
             .map(|(name, store)| Shard::new(name, store.clone())),
     );
     let shards = ShardMap::new(shards, workspaces.clone());
-    let registry = Registry::new(shards.clone());
+    let scheme = Arc::new(crate::kinds::Scheme::hub());
+    let registry = Registry::new(scheme.clone(), shards.clone());
     registry.spawn_watch();
     {
         let (shards, registry, workspaces) = (shards.clone(), registry.clone(), workspaces.clone());
@@ -164,7 +165,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
             )
         }));
     }
-    let authorizer = crate::authz::Authorizer::spawn(&shards);
+    let authorizer = crate::authz::Authorizer::spawn(&shards, scheme.default_roles());
     let state = Arc::new(AppState {
         shards,
         registry,

@@ -31,7 +31,6 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::http::response;
-use crate::request_info::ResourceRequest;
 use crate::state::AppState;
 use crate::status::Status;
 
@@ -243,49 +242,6 @@ pub fn check_bound_cluster(user: Option<&UserInfo>, cluster: &str) -> Result<(),
     match user.and_then(|u| u.extra.get(service_account::CLUSTER_EXTRA)) {
         Some(bound) if bound.len() != 1 || bound[0] != cluster => Err(unauthorized()),
         _ => Ok(()),
-    }
-}
-
-/// The endpoints authentication serves itself.
-pub enum Endpoint {
-    TokenRequest,
-    SelfSubjectReview,
-}
-
-/// Whether `request` is for one of authentication's own endpoints.
-pub fn endpoint(request: &ResourceRequest) -> Option<Endpoint> {
-    match (
-        request.group.as_str(),
-        request.version.as_str(),
-        request.resource.as_str(),
-        request.subresource.as_deref(),
-    ) {
-        ("", "v1", "serviceaccounts", Some("token")) => Some(Endpoint::TokenRequest),
-        ("authentication.k8s.io", "v1", "selfsubjectreviews", None) => {
-            Some(Endpoint::SelfSubjectReview)
-        }
-        _ => None,
-    }
-}
-
-impl Endpoint {
-    pub async fn handle(
-        self,
-        state: &AppState,
-        cluster: &str,
-        request: ResourceRequest,
-        extensions: &Extensions,
-        body: Body,
-    ) -> Response {
-        let result = match self {
-            Endpoint::TokenRequest => {
-                token_request::create(state, cluster, &request, extensions, body).await
-            }
-            Endpoint::SelfSubjectReview => {
-                self_subject_review::create(&request, extensions, body).await
-            }
-        };
-        result.unwrap_or_else(response::status)
     }
 }
 

@@ -12,6 +12,20 @@ use crate::request_info::{ResourceRequest, Verb};
 use crate::rest::MAX_BODY_BYTES;
 use crate::status::Status;
 
+/// `kubectl auth whoami`: answered and forgotten, never stored.
+pub struct SelfSubjectReviews;
+
+#[async_trait::async_trait]
+impl crate::kinds::Endpoint for SelfSubjectReviews {
+    async fn create(
+        &self,
+        r: crate::kinds::EndpointRequest<'_>,
+        body: Body,
+    ) -> Result<Response, Status> {
+        create(r.request, r.extensions, body).await
+    }
+}
+
 pub async fn create(
     request: &ResourceRequest,
     extensions: &Extensions,

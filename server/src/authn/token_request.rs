@@ -53,7 +53,10 @@ pub fn parse_spec(name: &str, body: &[u8]) -> Result<TokenSpec, Status> {
     let request: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else if body.starts_with(b"k8s\0") {
-        crate::protobuf::decode(body)?
+        crate::protobuf::decode(body, |api_version, kind| {
+            (api_version == "authentication.k8s.io/v1" && kind == "TokenRequest")
+                .then_some(crate::protobuf::token_request as crate::protobuf::Converter)
+        })?
     } else {
         serde_json::from_slice(body).map_err(|e| {
             Status::bad_request(format!("the request body is not a TokenRequest: {e}"))
@@ -128,6 +131,20 @@ pub fn parse_spec(name: &str, body: &[u8]) -> Result<TokenSpec, Status> {
 }
 
 /// Mints a token for the ServiceAccount the request names, in `cluster`.
+/// `serviceaccounts/<name>/token`: mints a token, stores nothing.
+pub struct TokenRequests;
+
+#[async_trait::async_trait]
+impl crate::kinds::Endpoint for TokenRequests {
+    async fn create(
+        &self,
+        r: crate::kinds::EndpointRequest<'_>,
+        body: Body,
+    ) -> Result<Response, Status> {
+        create(r.state, r.cluster, r.request, r.extensions, body).await
+    }
+}
+
 pub async fn create(
     state: &AppState,
     cluster: &str,

@@ -9,7 +9,7 @@
 //! events arrive (milliseconds).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::FutureExt;
@@ -126,26 +126,26 @@ impl ClusterPolicy {
             .collect();
     }
 
-    fn recompute(&mut self) {
+    fn recompute(&mut self, defaults: &[Value]) {
         self.effective = if self.cluster_roles.is_empty() {
             None
         } else {
-            Some(Arc::new(effective_cluster_roles(&self.cluster_roles)))
+            Some(Arc::new(effective_cluster_roles(
+                defaults,
+                &self.cluster_roles,
+            )))
         };
     }
 }
-
-/// The ClusterRoles of a workspace with nothing stored.
-static DEFAULT_EFFECTIVE: LazyLock<Arc<HashMap<String, Rules>>> =
-    LazyLock::new(|| Arc::new(effective_cluster_roles(&HashMap::new())));
 
 /// Every ClusterRole's rules: the defaults, replaced by stored roles of the same name, with
 /// aggregated roles holding the rules of every role their selectors pick (transitively, as
 /// Kubernetes' aggregation controller converges to).
 pub fn effective_cluster_roles(
+    defaults: &[Value],
     stored: &HashMap<String, StoredClusterRole>,
 ) -> HashMap<String, Rules> {
-    let mut all: HashMap<String, StoredClusterRole> = defaults::cluster_roles()
+    let mut all: HashMap<String, StoredClusterRole> = defaults
         .iter()
         .filter_map(|object| {
             let name = object.pointer("/metadata/name")?.as_str()?.to_string();
@@ -216,16 +216,13 @@ pub fn effective_cluster_roles(
         .collect()
 }
 
-/// The effective rules of the ClusterRole `name` in a workspace with nothing stored.
-pub fn default_cluster_role_rules(name: &str) -> Option<Rules> {
-    DEFAULT_EFFECTIVE.get(name).cloned()
-}
-
 #[derive(Debug, thiserror::Error)]
 #[error("the authorization cache has not loaded the RBAC objects yet")]
 pub struct NotReady;
 
 pub struct RbacCache {
+    /// The server's default roles (`authz::defaults`).
+    defaults: Arc<defaults::DefaultRoles>,
     clusters: RwLock<HashMap<String, ClusterPolicy>>,
     /// Every RBAC change at or below this revision is applied; 0 while (re)listing.
     seen: watch::Sender<u64>,
@@ -233,8 +230,8 @@ pub struct RbacCache {
 
 impl RbacCache {
     /// Starts the cache and the task keeping it fresh; the task ends with the store.
-    pub fn spawn(store: Store) -> Arc<Self> {
-        let cache = Arc::new(Self::empty());
+    pub fn spawn(store: Store, defaults: Arc<defaults::DefaultRoles>) -> Arc<Self> {
+        let cache = Arc::new(Self::empty(defaults));
         let weak = Arc::downgrade(&cache);
         tokio::spawn(async move {
             loop {
@@ -251,8 +248,9 @@ impl RbacCache {
         cache
     }
 
-    fn empty() -> RbacCache {
+    fn empty(defaults: Arc<defaults::DefaultRoles>) -> RbacCache {
         RbacCache {
+            defaults,
             clusters: RwLock::new(HashMap::new()),
             seen: watch::channel(0).0,
         }
@@ -291,7 +289,7 @@ impl RbacCache {
             RoleRef::Role(name) => policy?.roles.get(namespace)?.get(name).cloned(),
             RoleRef::ClusterRole(name) => policy
                 .and_then(|p| p.effective.clone())
-                .unwrap_or_else(|| DEFAULT_EFFECTIVE.clone())
+                .unwrap_or_else(|| self.defaults.effective().clone())
                 .get(name)
                 .cloned(),
         }
@@ -325,7 +323,7 @@ impl RbacCache {
         let policy = clusters.get(cluster);
         let effective = policy
             .and_then(|p| p.effective.clone())
-            .unwrap_or_else(|| DEFAULT_EFFECTIVE.clone());
+            .unwrap_or_else(|| self.defaults.effective().clone());
         // The user's bindings, then each group's (with the default bindings of groups).
         let subjects = std::iter::once((false, user.name.as_str()))
             .chain(user.groups.iter().map(|g| (true, g.as_str())));
@@ -387,11 +385,11 @@ impl RbacCache {
             clusters.clear();
             for listed in lists {
                 for stored in listed.items {
-                    apply(&mut clusters, &stored.key, Some(&stored.value), false);
+                    apply(&mut clusters, &stored.key, Some(&stored.value), None);
                 }
             }
             for policy in clusters.values_mut() {
-                policy.recompute();
+                policy.recompute(self.defaults.cluster_roles());
             }
         }
         self.seen.send_replace(listed_at.max(1));
@@ -447,7 +445,12 @@ impl RbacCache {
             EventType::Deleted => None,
             EventType::Added | EventType::Modified => Some(&event.object.value[..]),
         };
-        apply(&mut clusters, &event.object.key, value, true);
+        apply(
+            &mut clusters,
+            &event.object.key,
+            value,
+            Some(self.defaults.cluster_roles()),
+        );
     }
 }
 
@@ -456,7 +459,9 @@ fn apply(
     clusters: &mut HashMap<String, ClusterPolicy>,
     key: &trellis_storage::ObjectKey,
     value: Option<&[u8]>,
-    recompute: bool,
+    // The defaults to recompute effective roles with; `None` while relisting (recomputed
+    // once after).
+    recompute: Option<&[Value]>,
 ) {
     let object: Option<Value> = value.and_then(|v| serde_json::from_slice(v).ok());
     let policy = clusters.entry(key.cluster.clone()).or_default();
@@ -495,8 +500,8 @@ fn apply(
                     policy.cluster_roles.remove(&key.name);
                 }
             }
-            if recompute {
-                policy.recompute();
+            if let Some(defaults) = recompute {
+                policy.recompute(defaults);
             }
         }
         ROLE_BINDINGS | CLUSTER_ROLE_BINDINGS => {
@@ -529,6 +534,10 @@ mod tests {
     use bytes::Bytes;
     use serde_json::json;
     use trellis_storage::{ObjectKey, Preconditions, StoreOptions};
+
+    fn test_defaults() -> Arc<defaults::DefaultRoles> {
+        crate::kinds::scheme::test_hub().default_roles().clone()
+    }
 
     fn user(name: &str, groups: &[&str]) -> UserInfo {
         UserInfo {
@@ -564,7 +573,7 @@ mod tests {
             &mut clusters,
             &key,
             Some(object.to_string().as_bytes()),
-            true,
+            Some(cache.defaults.cluster_roles()),
         );
     }
 
@@ -574,7 +583,7 @@ mod tests {
             &mut clusters,
             &ObjectKey::new(cluster, resource, ns, name),
             None,
-            true,
+            Some(cache.defaults.cluster_roles()),
         );
     }
 
@@ -588,7 +597,7 @@ mod tests {
 
     #[test]
     fn role_bindings_grant_in_their_namespace_and_workspace_only() {
-        let cache = RbacCache::empty();
+        let cache = RbacCache::empty(test_defaults());
         put(
             &cache,
             "a",
@@ -624,7 +633,7 @@ mod tests {
 
     #[test]
     fn default_cluster_roles_are_aggregated_and_extended_by_labels() {
-        let cache = RbacCache::empty();
+        let cache = RbacCache::empty(test_defaults());
         put(
             &cache,
             "a",
@@ -694,7 +703,7 @@ mod tests {
 
     #[test]
     fn authenticated_users_get_discovery_but_not_access() {
-        let cache = RbacCache::empty();
+        let cache = RbacCache::empty(test_defaults());
         let path = |verb: &str, path: &str| Attributes {
             verb: verb.into(),
             resource: None,
@@ -719,7 +728,7 @@ mod tests {
 
     #[test]
     fn a_hundred_bindings_of_others_are_not_looked_at() {
-        let cache = RbacCache::empty();
+        let cache = RbacCache::empty(test_defaults());
         for i in 0..100 {
             put(
                 &cache,
@@ -753,7 +762,7 @@ mod tests {
         let store = Store::open_sqlite(dir.path().join("store.db"), StoreOptions::default())
             .await
             .unwrap();
-        let cache = RbacCache::spawn(store.clone());
+        let cache = RbacCache::spawn(store.clone(), test_defaults());
         let key = ObjectKey::new("a", CLUSTER_ROLE_BINDINGS, "", "alice-admin");
         let object = binding(
             "alice-admin",

@@ -4,16 +4,21 @@
 //! labels), discovery and self-review for every authenticated user, and Trellis' workspace
 //! access role.
 //!
-//! They are one shared copy in memory (a workspace costs no rows for them). A ClusterRole or
+//! The `system:aggregate-to-*` roles are built from the server's kinds: each kind says what
+//! `view`, `edit` and `admin` may do with it (`kinds::Grants`). They are one shared copy per
+//! server (a workspace costs no rows for them). A ClusterRole or
 //! ClusterRoleBinding stored under the same name in a workspace replaces the default there, and
 //! stored ClusterRoles carrying an aggregation label add their rules to `admin`/`edit`/`view`
 //! as in Kubernetes.
 
-use std::sync::LazyLock;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use super::cache::{effective_cluster_roles, Rules};
 use super::rbac::Rule;
+use crate::registry::ResourceType;
 
 pub const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 /// Label a ClusterRole carries to add its rules to `admin` (and likewise `-edit`, `-view`).
@@ -51,123 +56,146 @@ fn aggregate_label(to: &str) -> Value {
     json!({ format!("{AGGREGATE_TO}{to}"): "true" })
 }
 
-const READ: &[&str] = &["get", "list", "watch"];
-const WRITE: &[&str] = &["create", "delete", "deletecollection", "patch", "update"];
+/// The default ClusterRoles of one server, and their effective rules in a workspace with
+/// nothing stored.
+pub struct DefaultRoles {
+    cluster_roles: Vec<Value>,
+    effective: Arc<HashMap<String, Rules>>,
+}
 
-/// Every default ClusterRole, as the objects `kubectl get clusterrole -o yaml` would show
-/// (aggregated roles with their own rules empty: [`super::cache`] computes them).
-pub fn cluster_roles() -> &'static [Value] {
-    static ROLES: LazyLock<Vec<Value>> = LazyLock::new(|| {
-        let tenancy = trellis_apis::tenancy::GROUP;
-        vec![
-            role(
-                "cluster-admin",
-                json!({}),
+impl DefaultRoles {
+    /// The defaults of a server serving `resources`.
+    pub fn new(resources: &[Arc<ResourceType>]) -> DefaultRoles {
+        let cluster_roles = cluster_roles(resources);
+        let effective = Arc::new(effective_cluster_roles(&cluster_roles, &HashMap::new()));
+        DefaultRoles {
+            cluster_roles,
+            effective,
+        }
+    }
+
+    /// Every default ClusterRole, as the objects `kubectl get clusterrole -o yaml` would show
+    /// (aggregated roles with their own rules empty: [`super::cache`] computes them).
+    pub fn cluster_roles(&self) -> &[Value] {
+        &self.cluster_roles
+    }
+
+    /// Every ClusterRole's rules in a workspace with no RBAC objects of its own.
+    pub fn effective(&self) -> &Arc<HashMap<String, Rules>> {
+        &self.effective
+    }
+}
+
+/// What `view`, `edit` or `admin` (as `pick` chooses) gets on `resources`: one rule per group
+/// and verb set.
+fn grant_rules(
+    resources: &[Arc<ResourceType>],
+    pick: fn(&crate::kinds::Grants) -> &'static [&'static str],
+) -> Vec<Rule> {
+    let mut by_group: BTreeMap<(&str, &'static [&'static str]), Vec<&str>> = BTreeMap::new();
+    for rt in resources {
+        let grants = rt.grants();
+        let verbs = pick(&grants);
+        if verbs.is_empty() {
+            continue;
+        }
+        let plurals = by_group.entry((rt.group.as_str(), verbs)).or_default();
+        if !plurals.contains(&rt.plural.as_str()) {
+            plurals.push(&rt.plural);
+        }
+    }
+    by_group
+        .into_iter()
+        .map(|((group, verbs), plurals)| Rule::new(verbs, &[group], &plurals))
+        .collect()
+}
+
+fn cluster_roles(resources: &[Arc<ResourceType>]) -> Vec<Value> {
+    let mut admin = grant_rules(resources, |g| g.admin);
+    admin.push(Rule::new(
+        &["create"],
+        &["authorization.k8s.io"],
+        &["localsubjectaccessreviews"],
+    ));
+    let edit = grant_rules(resources, |g| g.edit);
+    let mut view = grant_rules(resources, |g| g.view);
+    view.push(Rule::non_resource(&[ACCESS_VERB], &["/"]));
+    vec![
+        role(
+            "cluster-admin",
+            json!({}),
+            &[
+                Rule::new(&["*"], &["*"], &["*"]),
+                Rule::non_resource(&["*"], &["*"]),
+            ],
+            None,
+        ),
+        role("admin", json!({}), &[], Some("admin")),
+        role("edit", aggregate_label("admin"), &[], Some("edit")),
+        role("view", aggregate_label("edit"), &[], Some("view")),
+        role(
+            "system:aggregate-to-admin",
+            aggregate_label("admin"),
+            &admin,
+            None,
+        ),
+        role(
+            "system:aggregate-to-edit",
+            aggregate_label("edit"),
+            &edit,
+            None,
+        ),
+        role(
+            "system:aggregate-to-view",
+            aggregate_label("view"),
+            &view,
+            None,
+        ),
+        role(
+            WORKSPACE_ACCESS_ROLE,
+            json!({}),
+            &[Rule::non_resource(&[ACCESS_VERB], &["/"])],
+            None,
+        ),
+        role(
+            "system:discovery",
+            json!({}),
+            &[Rule::non_resource(
+                &["get"],
                 &[
-                    Rule::new(&["*"], &["*"], &["*"]),
-                    Rule::non_resource(&["*"], &["*"]),
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/openapi",
+                    "/openapi/*",
+                    "/version",
+                    "/version/",
+                    "/healthz",
+                    "/livez",
+                    "/readyz",
                 ],
-                None,
-            ),
-            role("admin", json!({}), &[], Some("admin")),
-            role("edit", aggregate_label("admin"), &[], Some("edit")),
-            role("view", aggregate_label("edit"), &[], Some("view")),
-            role(
-                "system:aggregate-to-admin",
-                aggregate_label("admin"),
-                &[
-                    Rule::new(&["*"], &[RBAC_GROUP], &["roles", "rolebindings"]),
-                    Rule::new(&[READ, WRITE].concat(), &[tenancy], &["workspaces"]),
-                    Rule::new(
-                        &["create"],
-                        &["authorization.k8s.io"],
-                        &["localsubjectaccessreviews"],
-                    ),
-                ],
-                None,
-            ),
-            role(
-                "system:aggregate-to-edit",
-                aggregate_label("edit"),
-                &[
-                    Rule::new(
-                        WRITE,
-                        &[""],
-                        &["configmaps", "secrets", "serviceaccounts", "events"],
-                    ),
-                    Rule::new(READ, &[""], &["secrets"]),
-                    Rule::new(WRITE, &["events.k8s.io"], &["events"]),
-                    Rule::new(
-                        &[READ, WRITE].concat(),
-                        &["coordination.k8s.io"],
-                        &["leases"],
-                    ),
-                ],
-                None,
-            ),
-            role(
-                "system:aggregate-to-view",
-                aggregate_label("view"),
-                &[
-                    Rule::new(
-                        READ,
-                        &[""],
-                        &["configmaps", "serviceaccounts", "events", "namespaces"],
-                    ),
-                    Rule::new(READ, &["events.k8s.io"], &["events"]),
-                    Rule::new(READ, &[RBAC_GROUP], &["roles", "rolebindings"]),
-                    Rule::new(READ, &[tenancy], &["workspaces", "workspacetypes"]),
-                    Rule::non_resource(&[ACCESS_VERB], &["/"]),
-                ],
-                None,
-            ),
-            role(
-                WORKSPACE_ACCESS_ROLE,
-                json!({}),
-                &[Rule::non_resource(&[ACCESS_VERB], &["/"])],
-                None,
-            ),
-            role(
-                "system:discovery",
-                json!({}),
-                &[Rule::non_resource(
-                    &["get"],
-                    &[
-                        "/api",
-                        "/api/*",
-                        "/apis",
-                        "/apis/*",
-                        "/openapi",
-                        "/openapi/*",
-                        "/version",
-                        "/version/",
-                        "/healthz",
-                        "/livez",
-                        "/readyz",
-                    ],
-                )],
-                None,
-            ),
-            role(
-                "system:basic-user",
-                json!({}),
-                &[
-                    Rule::new(
-                        &["create"],
-                        &["authorization.k8s.io"],
-                        &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
-                    ),
-                    Rule::new(
-                        &["create"],
-                        &["authentication.k8s.io"],
-                        &["selfsubjectreviews"],
-                    ),
-                ],
-                None,
-            ),
-        ]
-    });
-    &ROLES
+            )],
+            None,
+        ),
+        role(
+            "system:basic-user",
+            json!({}),
+            &[
+                Rule::new(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                ),
+                Rule::new(
+                    &["create"],
+                    &["authentication.k8s.io"],
+                    &["selfsubjectreviews"],
+                ),
+            ],
+            None,
+        ),
+    ]
 }
 
 /// The default ClusterRoleBindings: (name, ClusterRole, group bound). Every authenticated user

@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::defaults::RBAC_GROUP;
 use super::rbac::{self, RoleRef, Rule};
-use super::{owner, Attributes, ResourceAttributes};
-use crate::rest::Target;
+use super::{Attributes, ResourceAttributes};
+use crate::kinds::Admission;
 use crate::status::{Status, Subject};
 
 fn attrs(verb: &str, resource: &str, namespace: &str, name: &str) -> Attributes {
@@ -27,17 +27,22 @@ fn attrs(verb: &str, resource: &str, namespace: &str, name: &str) -> Attributes 
     }
 }
 
-/// Refuses a write of an RBAC `object` through `target` that would grant more than the
-/// requesting user holds.
-pub fn check(target: &Target<'_>, object: &Value) -> Result<(), Status> {
+/// What an RBAC object grants: a role's own rules, or a binding's role's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grant {
+    Rules,
+    Binding,
+}
+
+/// Refuses a write of an RBAC `object` (a role or binding, as `grant` says) that would grant
+/// more than the requesting user holds, as kube-apiserver's escalation check does.
+pub fn check(admission: &Admission<'_, '_>, object: &Value, grant: Grant) -> Result<(), Status> {
+    let target = admission.target;
     let rt = target.rt;
-    if rt.custom.is_some() || rt.group != RBAC_GROUP {
-        return Ok(());
-    }
-    let Some((user, admin)) = owner::current() else {
+    let Some(user) = admission.user else {
         return Ok(());
     };
-    if admin || user.is_master() {
+    if admission.admin || user.is_master() {
         return Ok(());
     }
     let Some(cache) = target.state.authorizer.cache_of_shard(&target.shard.name) else {
@@ -49,12 +54,12 @@ pub fn check(target: &Target<'_>, object: &Value) -> Result<(), Status> {
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let (granted, allowed_by): (Vec<Rule>, Attributes) = match rt.kind.as_str() {
-        "Role" | "ClusterRole" => (
+    let (granted, allowed_by): (Vec<Rule>, Attributes) = match grant {
+        Grant::Rules => (
             rbac::rules_of(object),
             attrs("escalate", &rt.plural, namespace, name),
         ),
-        "RoleBinding" | "ClusterRoleBinding" => {
+        Grant::Binding => {
             let Some(role) = rbac::role_ref_of(object) else {
                 return Ok(());
             };
@@ -68,12 +73,11 @@ pub fn check(target: &Target<'_>, object: &Value) -> Result<(), Status> {
             };
             (rules, bind)
         }
-        _ => return Ok(()),
     };
-    if cache.allows(cluster, &user, &allowed_by) {
+    if cache.allows(cluster, user, &allowed_by) {
         return Ok(());
     }
-    let held = cache.rules(cluster, &user, namespace);
+    let held = cache.rules(cluster, user, namespace);
     let missing: Vec<&Rule> = granted
         .iter()
         .filter(|rule| !rbac::covers(&held, rule))

@@ -155,11 +155,17 @@ pub struct Authorizer {
 
 impl Authorizer {
     /// Starts the RBAC cache of every shard (each watches only its own store).
-    pub fn spawn(shards: &Arc<ShardMap>) -> Arc<Authorizer> {
+    pub fn spawn(
+        shards: &Arc<ShardMap>,
+        defaults: &Arc<defaults::DefaultRoles>,
+    ) -> Arc<Authorizer> {
         Arc::new(Authorizer {
             caches: shards
                 .iter()
-                .map(|shard| (shard.name.clone(), RbacCache::spawn(shard.store.clone())))
+                .map(|shard| {
+                    let cache = RbacCache::spawn(shard.store.clone(), defaults.clone());
+                    (shard.name.clone(), cache)
+                })
                 .collect(),
             shards: shards.clone(),
         })

@@ -4,10 +4,7 @@
 //! workspace (ClusterRoleBinding `workspace-admin`). Members of `system:masters` need no
 //! binding, so none is written for them (a workspace costs one row less).
 //!
-//! The REST layer does not carry the user, so dispatch scopes it to the request's task
-//! ([`scope`]) and admission reads it back ([`current_user`]).
-
-use std::future::Future;
+//! The user reaches the Workspace kind's admission with the request (`rest::Caller`).
 
 use bytes::Bytes;
 use serde_json::{json, Value};
@@ -22,28 +19,8 @@ pub const OWNER_ANNOTATION: &str = "tenancy.trellis.dev/owner";
 /// The binding that makes the owner admin of the workspace.
 pub const ADMIN_BINDING: &str = "workspace-admin";
 
-tokio::task_local! {
-    static REQUEST_USER: (UserInfo, bool);
-}
-
-/// Runs `request` with `user` as the requesting user; `admin`: an admin of the workspace
-/// from above (or `system:masters`), whom RBAC inside it does not limit.
-pub async fn scope<F: Future>(user: UserInfo, admin: bool, request: F) -> F::Output {
-    REQUEST_USER.scope((user, admin), request).await
-}
-
-/// The user of the request being served, if any.
-pub fn current_user() -> Option<UserInfo> {
-    REQUEST_USER.try_with(|(user, _)| user.clone()).ok()
-}
-
-/// The user of the request being served and whether it is admin of the workspace from above.
-pub fn current() -> Option<(UserInfo, bool)> {
-    REQUEST_USER.try_with(Clone::clone).ok()
-}
-
 /// Records the requesting user as the owner of a Workspace being created.
-pub fn record(workspace: &mut Value) {
+pub fn record(workspace: &mut Value, user: Option<&UserInfo>) {
     let Some(meta) = workspace.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };
@@ -51,7 +28,7 @@ pub fn record(workspace: &mut Value) {
     let Some(annotations) = annotations.as_object_mut() else {
         return;
     };
-    match current_user() {
+    match user {
         Some(user) => {
             let owner = json!({"username": user.name, "groups": user.groups});
             annotations.insert(OWNER_ANNOTATION.into(), json!(owner.to_string()));
@@ -128,10 +105,10 @@ mod tests {
         };
         let mut ws =
             json!({"metadata": {"name": "w", "annotations": {OWNER_ANNOTATION: "forged"}}});
-        scope(alice.clone(), false, async { record(&mut ws) }).await;
+        record(&mut ws, Some(&alice));
         assert_eq!(owner_of(&ws), Some(alice));
-        // Outside a request nobody owns it, whatever the client claimed.
-        record(&mut ws);
+        // Without a user nobody owns it, whatever the client claimed.
+        record(&mut ws, None);
         assert_eq!(owner_of(&ws), None);
     }
 }

@@ -40,6 +40,20 @@ pub fn is_self_review(target: &crate::request_info::Target) -> bool {
             || (r.group == "authentication.k8s.io" && r.resource == "selfsubjectreviews"))
 }
 
+/// The endpoint of the three review kinds: answered and forgotten, never stored.
+pub struct Reviews;
+
+#[async_trait::async_trait]
+impl crate::kinds::Endpoint for Reviews {
+    async fn create(
+        &self,
+        r: crate::kinds::EndpointRequest<'_>,
+        body: Body,
+    ) -> Result<Response, Status> {
+        Ok(handle(r.state, r.user, r.cluster, r.request, body).await)
+    }
+}
+
 /// Answers a review posted by `user` in workspace `cluster` (already authorized to create it).
 pub async fn handle(
     state: &AppState,
@@ -75,7 +89,21 @@ async fn review(
         .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
     let mut object: Value = if bytes.starts_with(b"k8s\0") {
         // client-go's typed clients (kubectl auth can-i) send protobuf.
-        crate::protobuf::decode(&bytes)?
+        crate::protobuf::decode(&bytes, |api_version, kind| {
+            use crate::protobuf as pb;
+            match (api_version, kind) {
+                ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => {
+                    Some(pb::self_subject_access_review as pb::Converter)
+                }
+                ("authorization.k8s.io/v1", "SubjectAccessReview") => {
+                    Some(pb::subject_access_review)
+                }
+                ("authorization.k8s.io/v1", "SelfSubjectRulesReview") => {
+                    Some(pb::self_subject_rules_review)
+                }
+                _ => None,
+            }
+        })?
     } else {
         serde_json::from_slice(&bytes)
             .or_else(|_| serde_yaml_ng::from_slice(&bytes))

@@ -22,7 +22,7 @@ use trellis_storage::{
 
 use crate::deletion::{self, Propagation, FOREGROUND, ORPHAN};
 use crate::registry::custom::{resource_types, CRD_RESOURCE};
-use crate::registry::{self, Registry, ResourceType};
+use crate::registry::{Registry, ResourceType};
 
 /// A full pass even without a hint (a missed event only delays work).
 const FULL_RESYNC: Duration = Duration::from_secs(30);
@@ -69,7 +69,9 @@ pub async fn run(store: Store, registry: Arc<Registry>) {
     let (wake, mut woken) = tokio::sync::mpsc::channel::<()>(1);
     // Owned here, so they stop with the collector (when this replica stops leading).
     let mut watchers = tokio::task::JoinSet::new();
-    for rt in registry::builtin()
+    for rt in registry
+        .scheme()
+        .resources()
         .iter()
         .filter(|rt| rt.stored_as.is_none() && rt.is_stored())
     {
@@ -124,8 +126,13 @@ async fn watch_for_work(store: Store, rt: Arc<ResourceType>, wake: tokio::sync::
 
 /// What a pass reads: every built-in resource across all workspaces, and each workspace's
 /// custom resources (one scope per CRD, read through its storage version).
-async fn everything(store: &Store) -> Result<Vec<(ListScope, Arc<ResourceType>)>, StorageError> {
-    let mut scopes: Vec<(ListScope, Arc<ResourceType>)> = registry::builtin()
+async fn everything(
+    store: &Store,
+    registry: &Registry,
+) -> Result<Vec<(ListScope, Arc<ResourceType>)>, StorageError> {
+    let mut scopes: Vec<(ListScope, Arc<ResourceType>)> = registry
+        .scheme()
+        .resources()
         .iter()
         // Resources stored with another are read through that one.
         .filter(|rt| rt.stored_as.is_none() && rt.is_stored())
@@ -159,7 +166,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// One look at everything; whether it changed anything.
 pub async fn pass(store: &Store, registry: &Registry) -> Result<bool, StorageError> {
     let mut items = Vec::new();
-    for (scope, rt) in everything(store).await? {
+    for (scope, rt) in everything(store, registry).await? {
         let listed = store.list(ListRequest::new(scope)).await?;
         for stored in listed.items {
             if let Ok(object) = serde_json::from_slice(&stored.value) {

@@ -48,7 +48,10 @@ pub fn spawn_all(
         )));
         handles.push(tokio::spawn(crd::run(store.clone(), registry.clone())));
         handles.push(tokio::spawn(service_account::run(store.clone())));
-        handles.push(tokio::spawn(rbac_aggregation::run(store.clone())));
+        handles.push(tokio::spawn(rbac_aggregation::run(
+            store.clone(),
+            registry.scheme().default_roles().clone(),
+        )));
         handles.push(tokio::spawn(garbage_collector::run(
             store,
             registry.clone(),

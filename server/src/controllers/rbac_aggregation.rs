@@ -7,6 +7,7 @@
 //! One watch over the ClusterRoles of every workspace; a change reconciles its workspace.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,35 +15,40 @@ use serde_json::{json, Value};
 use trellis_storage::{ListRequest, ListScope, Preconditions, StorageError, Store};
 
 use crate::authz::cache::{effective_cluster_roles, StoredClusterRole, CLUSTER_ROLES};
+use crate::authz::defaults::DefaultRoles;
 use crate::authz::rbac;
 
 const RETRY: Duration = Duration::from_secs(1);
 
-pub async fn run(store: Store) {
+pub async fn run(store: Store, defaults: Arc<DefaultRoles>) {
     loop {
-        if let Err(err) = follow(&store).await {
+        if let Err(err) = follow(&store, defaults.cluster_roles()).await {
             tracing::warn!(error = %err, "clusterrole aggregation: watch failed; resyncing");
         }
         tokio::time::sleep(RETRY).await;
     }
 }
 
-async fn follow(store: &Store) -> Result<(), StorageError> {
+async fn follow(store: &Store, defaults: &[Value]) -> Result<(), StorageError> {
     let scope = ListScope::all_clusters(CLUSTER_ROLES);
     let listed = store.list(ListRequest::new(scope.clone())).await?;
     let clusters: BTreeSet<String> = listed.items.iter().map(|i| i.key.cluster.clone()).collect();
     for cluster in clusters {
-        reconcile(store, &cluster).await?;
+        reconcile(store, defaults, &cluster).await?;
     }
     let mut watch = store.watch(scope, Some(listed.revision)).await?;
     while let Some(event) = watch.next().await {
-        reconcile(store, &event?.object.key.cluster).await?;
+        reconcile(store, defaults, &event?.object.key.cluster).await?;
     }
     Ok(())
 }
 
 /// Brings the rules of `cluster`'s aggregated ClusterRoles up to date.
-pub async fn reconcile(store: &Store, cluster: &str) -> Result<(), StorageError> {
+pub async fn reconcile(
+    store: &Store,
+    defaults: &[Value],
+    cluster: &str,
+) -> Result<(), StorageError> {
     let listed = store
         .list(ListRequest::new(ListScope::cluster(cluster, CLUSTER_ROLES)))
         .await?;
@@ -58,7 +64,7 @@ pub async fn reconcile(store: &Store, cluster: &str) -> Result<(), StorageError>
     if !stored.values().any(|r| r.aggregation.is_some()) {
         return Ok(());
     }
-    let effective = effective_cluster_roles(&stored);
+    let effective = effective_cluster_roles(defaults, &stored);
     for (item, mut object) in objects {
         if rbac::aggregation_of(&object).is_none() {
             continue;
@@ -124,7 +130,10 @@ mod tests {
                    "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}),
         )
         .await;
-        reconcile(&store, "c1").await.unwrap();
+        let defaults = crate::kinds::scheme::test_hub().default_roles().clone();
+        reconcile(&store, defaults.cluster_roles(), "c1")
+            .await
+            .unwrap();
         let stored = store
             .get(&ObjectKey::new("c1", CLUSTER_ROLES, "", "monitoring"))
             .await
@@ -135,7 +144,10 @@ mod tests {
             json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}])
         );
         // Nothing to change the second time: no write.
-        reconcile(&store, "c1").await.unwrap();
+        let defaults = crate::kinds::scheme::test_hub().default_roles().clone();
+        reconcile(&store, defaults.cluster_roles(), "c1")
+            .await
+            .unwrap();
         let again = store
             .get(&ObjectKey::new("c1", CLUSTER_ROLES, "", "monitoring"))
             .await

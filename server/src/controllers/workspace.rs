@@ -296,10 +296,12 @@ async fn terminate(
     let children = root
         .list(ListRequest::new(ListScope::cluster(cluster, WORKSPACES)))
         .await?;
-    let workspaces_rt =
-        crate::registry::lookup_builtin("tenancy.trellis.dev", "v1alpha1", "workspaces")
-            .cloned()
-            .ok_or_else(|| StorageError::Internal("workspaces are not served".into()))?;
+    let workspaces_rt = ctx
+        .registry
+        .scheme()
+        .lookup("tenancy.trellis.dev", "v1alpha1", "workspaces")
+        .cloned()
+        .ok_or_else(|| StorageError::Internal("workspaces are not served".into()))?;
     let deletions = children.items.iter().map(|child| {
         deletion::delete(
             root,

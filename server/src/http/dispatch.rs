@@ -55,7 +55,21 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
                     && request.namespace.is_none()
                     && request.subresource.is_none() =>
             {
-                rest::handle(&state, WILDCARD, request, query, &parts.headers, body).await
+                let caller = rest::Caller {
+                    user,
+                    admin: false,
+                    extensions: &parts.extensions,
+                };
+                rest::handle(
+                    &state,
+                    WILDCARD,
+                    caller,
+                    request,
+                    query,
+                    &parts.headers,
+                    body,
+                )
+                .await
             }
             // Discovery: the built-in kinds (no workspace's CRDs are served across all).
             Target::NonResource(path) => {
@@ -98,31 +112,23 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
                 .instrument(span)
                 .await
         }
-        Target::Resource(request) if let Some(endpoint) = authn::endpoint(&request) => {
-            endpoint
-                .handle(&state, cluster, request, &parts.extensions, body)
-                .instrument(span)
-                .await
-        }
-        Target::Resource(request) if authz::reviews::is_review(&request) => {
-            authz::reviews::handle(&state, user, cluster, &request, body)
-                .instrument(span)
-                .await
-        }
-        // Writes carry the user to admission (a new Workspace records its owner; RBAC writes
-        // are checked for escalation).
-        Target::Resource(request)
-            if matches!(request.verb, Verb::Create | Verb::Update | Verb::Patch) =>
-        {
-            let handled = rest::handle(&state, cluster, request, query, &parts.headers, body);
-            authz::owner::scope(user.clone(), admin, handled)
-                .instrument(span)
-                .await
-        }
         Target::Resource(request) => {
-            rest::handle(&state, cluster, request, query, &parts.headers, body)
-                .instrument(span)
-                .await
+            let caller = rest::Caller {
+                user,
+                admin,
+                extensions: &parts.extensions,
+            };
+            rest::handle(
+                &state,
+                cluster,
+                caller,
+                request,
+                query,
+                &parts.headers,
+                body,
+            )
+            .instrument(span)
+            .await
         }
     }
 }
@@ -145,7 +151,8 @@ async fn non_resource(
     }
     let resources = state.registry.resources(cluster).await;
     if let Some(rest) = path.strip_prefix("/openapi/v3") {
-        return openapi_v3(&resources, rest.trim_start_matches('/'), query);
+        let docs = state.registry.scheme().openapi();
+        return openapi_v3(docs, &resources, rest.trim_start_matches('/'), query);
     }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let aggregated = discovery::wants_aggregated(accept);
@@ -168,7 +175,10 @@ async fn non_resource(
         // The protobuf encoding is not served: a client asking only for it gets 406 and reads
         // the v3 documents instead.
         "/openapi/v2" if !accepts_json(accept) => response::status(Status::not_found_path()),
-        "/openapi/v2" => response::json(StatusCode::OK, &openapi::v2(&resources)),
+        "/openapi/v2" => response::json(
+            StatusCode::OK,
+            &openapi::v2(state.registry.scheme().openapi(), &resources),
+        ),
         path => match discovery::resource_list(&resources, path) {
             Some(list) => response::json(StatusCode::OK, &list),
             None => response::status(Status::not_found_path()),
@@ -187,11 +197,15 @@ fn accepts_json(accept: Option<&str>) -> bool {
 
 /// `/openapi/v3` (the index) and `/openapi/v3/<group-version path>`. A request naming the
 /// current hash may be cached for good, as kube-apiserver allows.
-fn openapi_v3(resources: &[Arc<ResourceType>], group_version: &str, query: &Query) -> Response {
-    let docs = openapi::documents();
+fn openapi_v3(
+    docs: &openapi::Documents,
+    resources: &[Arc<ResourceType>],
+    group_version: &str,
+    query: &Query,
+) -> Response {
     let (body, cache) = if group_version.is_empty() {
-        (openapi::v3_index(resources), "no-cache, private")
-    } else if let Some((hash, body)) = openapi::custom_v3(resources, group_version) {
+        (openapi::v3_index(docs, resources), "no-cache, private")
+    } else if let Some((hash, body)) = openapi::custom_v3(docs, resources, group_version) {
         let cache = if query.get("hash") == Some(hash.as_str()) {
             "public, immutable"
         } else {

@@ -1,5 +1,5 @@
 //! OpenAPI v3 documents for the group versions a workspace's CRDs define, built on request
-//! from their schemas (a few kilobytes; the built-in documents are built once per process).
+//! from their schemas (a few kilobytes; the built-in documents are built once per server).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
-use super::{document, documents, group_version_path, gvk, hash, index_entry, paths_for};
+use super::{document, group_version_path, gvk, hash, index_entry, paths_for, Documents};
 use crate::registry::ResourceType;
 
 const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
@@ -88,17 +88,21 @@ fn custom_group_versions(resources: &[Arc<ResourceType>]) -> Vec<(String, Vec<&R
 }
 
 /// The v3 document of one custom group version (`apis/<group>/<version>`) with its hash.
-pub fn custom_v3(resources: &[Arc<ResourceType>], group_version: &str) -> Option<(String, Bytes)> {
+pub fn custom_v3(
+    docs: &Documents,
+    resources: &[Arc<ResourceType>],
+    group_version: &str,
+) -> Option<(String, Bytes)> {
     let (_, types) = custom_group_versions(resources)
         .into_iter()
         .find(|(key, _)| key == group_version)?;
-    let body = custom_document(&types);
+    let body = custom_document(docs, &types);
     Some((hash(&body), body))
 }
 
-fn custom_document(types: &[&ResourceType]) -> Bytes {
+fn custom_document(docs: &Documents, types: &[&ResourceType]) -> Bytes {
     let mut schemas = Map::new();
-    add_with_references(OBJECT_META, &documents().schemas, &mut schemas);
+    add_with_references(OBJECT_META, &docs.schemas, &mut schemas);
     let mut paths = Map::new();
     for rt in types {
         let name = schema_name(rt);
@@ -112,10 +116,10 @@ fn custom_document(types: &[&ResourceType]) -> Bytes {
 }
 
 /// The `/openapi/v3` index: the built-in group versions and the workspace's custom ones.
-pub fn v3_index(resources: &[Arc<ResourceType>]) -> Bytes {
-    let mut index = documents().index.clone();
+pub fn v3_index(docs: &Documents, resources: &[Arc<ResourceType>]) -> Bytes {
+    let mut index = docs.index.clone();
     for (key, types) in custom_group_versions(resources) {
-        let body = custom_document(&types);
+        let body = custom_document(docs, &types);
         index.insert(key.clone(), index_entry(&key, &hash(&body)));
     }
     Bytes::from(serde_json::to_vec(&json!({"paths": index})).unwrap_or_default())
@@ -124,7 +128,7 @@ pub fn v3_index(resources: &[Arc<ResourceType>]) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::{self, custom::resource_types};
+    use crate::registry::custom::resource_types;
 
     #[test]
     fn a_crd_gets_its_own_document_with_object_meta() {
@@ -139,13 +143,15 @@ mod tests {
             },
             "status": {"conditions": [{"type": "Established", "status": "True"}]},
         });
-        let mut resources = registry::builtin().to_vec();
+        let hub = crate::kinds::scheme::test_hub();
+        let docs = hub.openapi();
+        let mut resources = hub.resources().to_vec();
         resources.extend(resource_types(&crd).into_iter().map(Arc::new));
-        let index: Value = serde_json::from_slice(&v3_index(&resources)).unwrap();
+        let index: Value = serde_json::from_slice(&v3_index(docs, &resources)).unwrap();
         let url = index["paths"]["apis/example.com/v1"]["serverRelativeURL"]
             .as_str()
             .unwrap();
-        let (hash, body) = custom_v3(&resources, "apis/example.com/v1").unwrap();
+        let (hash, body) = custom_v3(docs, &resources, "apis/example.com/v1").unwrap();
         assert!(url.ends_with(&hash));
         let doc: Value = serde_json::from_slice(&body).unwrap();
         let widget = &doc["components"]["schemas"]["com.example.v1.Widget"];

@@ -166,7 +166,9 @@ fn walk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::openapi::documents;
+    fn documents() -> &'static crate::openapi::Documents {
+        crate::kinds::scheme::test_hub().openapi()
+    }
     use serde_json::json;
 
     const CM: &str = "io.k8s.api.core.v1.ConfigMap";

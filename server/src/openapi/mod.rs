@@ -2,16 +2,16 @@
 //! checks for server-side field validation support.
 //!
 //! Schemas come from k8s-openapi (generated from Kubernetes' own OpenAPI, descriptions
-//! included), so they are the upstream definitions under the upstream names. The documents are
-//! the same in every workspace and built once per process.
+//! included), so they are the upstream definitions under the upstream names; our own kinds'
+//! come from their `trellis-apis` types. The documents are the same in every workspace and
+//! built once per server, with its scheme (`kinds::Scheme`).
 
 mod custom;
 mod field_validation;
-mod kinds;
 mod v2;
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -30,17 +30,8 @@ pub struct Documents {
     pub by_group_version: BTreeMap<String, (String, Bytes)>,
     /// Component schemas by name, for validation.
     pub schemas: Map<String, Value>,
-}
-
-static DOCUMENTS: LazyLock<Documents> = LazyLock::new(build);
-
-pub fn documents() -> &'static Documents {
-    &DOCUMENTS
-}
-
-/// The component schema name of a built-in kind (e.g. `io.k8s.api.core.v1.ConfigMap`).
-pub fn schema_name(rt: &ResourceType) -> Option<&'static str> {
-    kinds::schema_name(&rt.group, &rt.kind)
+    /// The v2 form of the built-in paths and definitions, converted when first asked for.
+    v2: OnceLock<(Map<String, Value>, Map<String, Value>)>,
 }
 
 fn gvk(rt: &ResourceType) -> Value {
@@ -156,12 +147,8 @@ fn hash(bytes: &[u8]) -> String {
     format!("{:016X}", h.finish())
 }
 
-fn build() -> Documents {
-    let mut generator = schemars::generate::SchemaSettings::openapi3().into_generator();
-    for rt in registry::builtin() {
-        kinds::generate(&mut generator, &rt.group, &rt.kind);
-    }
-    let mut schemas = generator.take_definitions(true);
+/// The documents of `resources` (a scheme's built-in kinds), whose schemas are `schemas`.
+pub fn build(resources: &[Arc<ResourceType>], mut schemas: Map<String, Value>) -> Documents {
     // k8s-openapi types "any JSON value" as an object; Kubernetes publishes it untyped.
     if let Some(any) =
         schemas.get_mut("io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON")
@@ -171,8 +158,8 @@ fn build() -> Documents {
             map.insert("x-kubernetes-preserve-unknown-fields".into(), json!(true));
         }
     }
-    for rt in registry::builtin() {
-        if let Some(schema) = schema_name(rt).and_then(|n| schemas.get_mut(n)) {
+    for rt in resources {
+        if let Some(schema) = rt.schema_name.as_ref().and_then(|n| schemas.get_mut(n)) {
             schema["x-kubernetes-group-version-kind"] = json!([gvk(rt)]);
         }
     }
@@ -180,15 +167,15 @@ fn build() -> Documents {
     let mut by_group_version = BTreeMap::new();
     let mut index = Map::new();
     let mut group_versions: Vec<(String, String)> = vec![(String::new(), "v1".into())];
-    for (group, versions) in registry::groups(registry::builtin()) {
+    for (group, versions) in registry::groups(resources) {
         for version in versions {
             group_versions.push((group.clone(), version));
         }
     }
     for (group, version) in &group_versions {
         let mut paths = Map::new();
-        for rt in registry::resources_of(registry::builtin(), group, version) {
-            let Some(name) = schema_name(rt) else {
+        for rt in registry::resources_of(resources, group, version) {
+            let Some(name) = &rt.schema_name else {
                 continue;
             };
             let schema_ref = json!({"$ref": format!("#/components/schemas/{name}")});
@@ -207,18 +194,23 @@ fn build() -> Documents {
         index,
         by_group_version,
         schemas,
+        v2: OnceLock::new(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::scheme::test_hub;
 
     #[test]
     fn every_builtin_kind_has_a_schema_marked_with_its_gvk() {
-        let docs = documents();
-        for rt in registry::builtin() {
-            let name = schema_name(rt).unwrap_or_else(|| panic!("no schema for {}", rt.kind));
+        let docs = test_hub().openapi();
+        for rt in test_hub().resources() {
+            let name = rt
+                .schema_name
+                .as_ref()
+                .unwrap_or_else(|| panic!("no schema for {}", rt.kind));
             let schema = &docs.schemas[name];
             assert_eq!(
                 schema["x-kubernetes-group-version-kind"][0]["kind"],
@@ -235,8 +227,8 @@ mod tests {
 
     #[test]
     fn index_points_at_hashed_documents_with_field_validation() {
-        let docs = documents();
-        let index: Value = serde_json::from_slice(&v3_index(registry::builtin())).unwrap();
+        let docs = test_hub().openapi();
+        let index: Value = serde_json::from_slice(&v3_index(docs, test_hub().resources())).unwrap();
         let url = index["paths"]["api/v1"]["serverRelativeURL"]
             .as_str()
             .unwrap();

@@ -1,12 +1,12 @@
 //! `/openapi/v2`: the Swagger 2.0 document older clients read, derived from the v3 documents
 //! (the same schemas under `definitions`, request bodies as `body` parameters).
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 
 use super::custom;
-use super::documents;
+use super::Documents;
 use crate::registry::ResourceType;
 
 /// Rewrites v3 references and operations into their v2 form.
@@ -93,9 +93,12 @@ fn add_paths(doc: &Value, paths: &mut Map<String, Value>) {
     }
 }
 
-/// The built-in part, converted once.
-static BUILTIN_V2: LazyLock<(Map<String, Value>, Map<String, Value>)> = LazyLock::new(|| {
-    let docs = documents();
+/// The built-in part, converted once per server.
+fn builtin_v2(docs: &Documents) -> &(Map<String, Value>, Map<String, Value>) {
+    docs.v2.get_or_init(|| convert_builtin(docs))
+}
+
+fn convert_builtin(docs: &Documents) -> (Map<String, Value>, Map<String, Value>) {
     let mut paths = Map::new();
     for (_, body) in docs.by_group_version.values() {
         if let Ok(doc) = serde_json::from_slice::<Value>(body) {
@@ -110,11 +113,11 @@ static BUILTIN_V2: LazyLock<(Map<String, Value>, Map<String, Value>)> = LazyLock
         (Value::Object(p), Value::Object(d)) => (p, d),
         _ => (Map::new(), Map::new()),
     }
-});
+}
 
 /// The whole v2 document of a workspace: built-in kinds and its custom resources.
-pub fn v2(resources: &[Arc<ResourceType>]) -> Value {
-    let (builtin_paths, builtin_definitions) = &*BUILTIN_V2;
+pub fn v2(docs: &Documents, resources: &[Arc<ResourceType>]) -> Value {
+    let (builtin_paths, builtin_definitions) = builtin_v2(docs);
     let mut paths = builtin_paths.clone();
     let mut definitions = builtin_definitions.clone();
     let mut seen = Vec::new();
@@ -124,7 +127,7 @@ pub fn v2(resources: &[Arc<ResourceType>]) -> Value {
             continue;
         }
         seen.push(key.clone());
-        let Some((_, body)) = custom::custom_v3(resources, &key) else {
+        let Some((_, body)) = custom::custom_v3(docs, resources, &key) else {
             continue;
         };
         let Ok(mut doc) = serde_json::from_slice::<Value>(&body) else {
@@ -154,11 +157,11 @@ pub fn v2(resources: &[Arc<ResourceType>]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry;
 
     #[test]
     fn v2_has_definitions_and_body_parameters() {
-        let doc = v2(registry::builtin());
+        let hub = crate::kinds::scheme::test_hub();
+        let doc = v2(hub.openapi(), hub.resources());
         assert_eq!(doc["swagger"], "2.0");
         let cm = &doc["definitions"]["io.k8s.api.core.v1.ConfigMap"];
         assert_eq!(

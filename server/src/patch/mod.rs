@@ -35,12 +35,13 @@ impl PatchType {
     }
 }
 
-/// Applies `patch` (raw body) of `kind` to `original` for a resource of `kind_name`.
+/// Applies `patch` (raw body) of `kind` to `original`; strategic merge patches merge lists as
+/// `strategies` say.
 pub fn apply(
     kind: PatchType,
     original: &Value,
     patch: &[u8],
-    kind_name: &str,
+    strategies: &strategic::Strategies,
 ) -> Result<Value, Status> {
     match kind {
         PatchType::Json => {
@@ -69,7 +70,7 @@ pub fn apply(
         PatchType::Strategic => {
             let patch: Value = serde_json::from_slice(patch)
                 .map_err(|e| Status::bad_request(format!("invalid strategic merge patch: {e}")))?;
-            strategic::apply(original, &patch, &strategic::strategies_for(kind_name))
+            strategic::apply(original, &patch, strategies)
                 .map_err(|e| Status::bad_request(format!("invalid strategic merge patch: {e}")))
         }
     }
@@ -88,7 +89,7 @@ mod tests {
             PatchType::Merge,
             &original,
             br#"{"metadata": {"labels": {"a": null, "c": "3"}}}"#,
-            "ConfigMap",
+            &strategic::Strategies::with(&[]),
         )
         .unwrap();
         assert_eq!(merged["metadata"]["labels"], json!({"b": "2", "c": "3"}));
@@ -96,7 +97,7 @@ mod tests {
             PatchType::Json,
             &original,
             br#"[{"op": "replace", "path": "/data/k", "value": "w"}, {"op": "add", "path": "/data/n", "value": "1"}]"#,
-            "ConfigMap",
+            &strategic::Strategies::with(&[]),
         )
         .unwrap();
         assert_eq!(patched["data"], json!({"k": "w", "n": "1"}));
@@ -104,19 +105,29 @@ mod tests {
             PatchType::Json,
             &original,
             br#"[{"op": "test", "path": "/data/k", "value": "nope"}]"#,
-            "ConfigMap",
+            &strategic::Strategies::with(&[]),
         );
         assert_eq!(failed.unwrap_err().code, 422);
         assert_eq!(
-            apply(PatchType::Merge, &original, b"[1]", "ConfigMap")
-                .unwrap_err()
-                .code,
+            apply(
+                PatchType::Merge,
+                &original,
+                b"[1]",
+                &strategic::Strategies::with(&[])
+            )
+            .unwrap_err()
+            .code,
             400
         );
         assert_eq!(
-            apply(PatchType::Json, &original, b"{", "ConfigMap")
-                .unwrap_err()
-                .code,
+            apply(
+                PatchType::Json,
+                &original,
+                b"{",
+                &strategic::Strategies::with(&[])
+            )
+            .unwrap_err()
+            .code,
             400
         );
     }

@@ -43,23 +43,21 @@ impl Strategies {
     }
 }
 
-/// The patch strategies of the built-in kinds, from Kubernetes' struct tags. k8s-openapi's
-/// schemas do not carry `x-kubernetes-patch-strategy`, so the served kinds' few merging lists
-/// are listed here.
-pub fn strategies_for(kind: &str) -> Strategies {
-    let mut lists: Vec<(&'static [&'static str], ListStrategy)> = vec![
-        (&["metadata", "finalizers"], ListStrategy::MergePrimitives),
-        (
-            &["metadata", "ownerReferences"],
-            ListStrategy::MergeByKey("uid"),
-        ),
-    ];
-    match kind {
-        "ServiceAccount" => lists.push((&["secrets"], ListStrategy::MergeByKey("name"))),
-        "Namespace" => lists.push((&["status", "conditions"], ListStrategy::MergeByKey("type"))),
-        _ => {}
+impl Strategies {
+    /// ObjectMeta's merging lists (`finalizers` as a set, `ownerReferences` by `uid`) and the
+    /// kind's own, from Kubernetes' struct tags (k8s-openapi's schemas do not carry
+    /// `x-kubernetes-patch-strategy`, so each kind lists its few merging lists).
+    pub fn with(kind_lists: &[crate::kinds::ListMerge]) -> Strategies {
+        let mut lists: Vec<(&'static [&'static str], ListStrategy)> = vec![
+            (&["metadata", "finalizers"], ListStrategy::MergePrimitives),
+            (
+                &["metadata", "ownerReferences"],
+                ListStrategy::MergeByKey("uid"),
+            ),
+        ];
+        lists.extend_from_slice(kind_lists);
+        Strategies { lists }
     }
-    Strategies { lists }
 }
 
 const PATCH: &str = "$patch";
@@ -273,7 +271,7 @@ mod tests {
     use serde_json::json;
 
     fn smp(original: Value, patch: Value) -> Value {
-        apply(&original, &patch, &strategies_for("ConfigMap")).unwrap()
+        apply(&original, &patch, &Strategies::with(&[])).unwrap()
     }
 
     #[test]
@@ -324,7 +322,7 @@ mod tests {
         let missing_key = apply(
             &json!({}),
             &json!({"metadata": {"ownerReferences": [{"name": "no-uid"}]}}),
-            &strategies_for("ConfigMap"),
+            &Strategies::with(&[]),
         );
         assert!(missing_key.unwrap_err().contains("merge key"));
     }

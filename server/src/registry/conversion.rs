@@ -67,7 +67,13 @@ pub fn to_stored(rt: &ResourceType, object: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::lookup_builtin;
+    fn lookup_builtin(
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static std::sync::Arc<crate::registry::ResourceType>> {
+        crate::kinds::scheme::test_hub().lookup(group, version, plural)
+    }
     use serde_json::json;
 
     #[test]

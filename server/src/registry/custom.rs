@@ -169,6 +169,9 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
                     })
             });
             ResourceType {
+                kind_rules: None,
+                schema_name: None,
+                own_schema: None,
                 group: group.clone(),
                 version: text(v, "/name"),
                 kind: kind.clone(),

@@ -1,24 +1,31 @@
-//! What resources a workspace serves: the built-in kinds (one shared table, so a workspace
-//! costs nothing here) and the kinds its CustomResourceDefinitions define ([`custom`]).
+//! What resources a workspace serves: the server's built-in kinds (its [`Scheme`], one shared
+//! copy, so a workspace costs nothing here) and the kinds its CustomResourceDefinitions define
+//! ([`custom`]). A [`ResourceType`] is one served resource; generic code asks it, and it asks
+//! its kind ([`crate::kinds::Kind`]) or its CRD.
 //!
 //! A resource's storage key is `<group>/<plural>`, with `core` for the legacy group; every
 //! version of a resource shares it.
 
-pub mod builtin;
 pub mod conversion;
 pub mod crd;
 pub mod custom;
-pub mod strategy;
 
 use std::cmp::Ordering;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
+use serde_json::Value;
+
+use crate::kinds::own_schema::OwnSchema;
+use crate::kinds::{Column, Endpoint, Grants, Home, Kind, Names, Scheme};
+use crate::patch::strategic::Strategies;
+use crate::schema::Structural;
 use crate::shards::ShardMap;
+use crate::status::StatusCause;
 
 pub use custom::{CustomVersion, PrinterColumn};
 
 /// One served resource of one API group version.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone)]
 pub struct ResourceType {
     /// Empty for the legacy core group.
     pub group: String,
@@ -35,6 +42,39 @@ pub struct ResourceType {
     pub stored_as: Option<String>,
     /// Set for the resources of a CustomResourceDefinition.
     pub custom: Option<Arc<CustomVersion>>,
+    /// Set for the built-in kinds: their rules.
+    pub kind_rules: Option<Arc<dyn Kind>>,
+    /// The OpenAPI component schema of a built-in kind (`io.k8s.api.core.v1.ConfigMap`).
+    pub schema_name: Option<String>,
+    /// Our own kinds' schema, read as a CRD's is.
+    pub own_schema: Option<Arc<OwnSchema>>,
+}
+
+impl std::fmt::Debug for ResourceType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResourceType")
+            .field("group", &self.group)
+            .field("version", &self.version)
+            .field("plural", &self.plural)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for ResourceType {
+    fn eq(&self, other: &Self) -> bool {
+        self.group == other.group
+            && self.version == other.version
+            && self.kind == other.kind
+            && self.plural == other.plural
+            && self.singular == other.singular
+            && self.namespaced == other.namespaced
+            && self.short_names == other.short_names
+            && self.categories == other.categories
+            && self.subresources == other.subresources
+            && self.stored_as == other.stored_as
+            && self.custom == other.custom
+            && self.schema_name == other.schema_name
+    }
 }
 
 /// The subresources a resource serves besides itself.
@@ -45,6 +85,16 @@ pub struct Subresources {
     pub status: bool,
     /// `/scale`: an `autoscaling/v1` Scale over these fields.
     pub scale: Option<ScalePaths>,
+}
+
+impl Subresources {
+    /// Just `/status`.
+    pub fn with_status() -> Subresources {
+        Subresources {
+            status: true,
+            scale: None,
+        }
+    }
 }
 
 /// Where a custom resource keeps what its Scale shows, as JSON paths (`.spec.replicas`).
@@ -90,35 +140,45 @@ impl ResourceType {
         format!("{group}/{}", self.plural)
     }
 
+    /// The resource of a built-in kind.
+    pub fn of_kind(
+        kind: Arc<dyn Kind>,
+        schema_name: Option<String>,
+        own_schema: Option<Arc<OwnSchema>>,
+    ) -> ResourceType {
+        let n: Names = kind.names();
+        let strings = |s: &[&str]| s.iter().map(|s| s.to_string()).collect();
+        ResourceType {
+            group: n.group.to_string(),
+            version: n.version.to_string(),
+            kind: n.kind.to_string(),
+            plural: n.plural.to_string(),
+            singular: n.kind.to_lowercase(),
+            namespaced: n.namespaced,
+            short_names: strings(n.short_names),
+            categories: strings(n.categories),
+            subresources: kind.subresources(),
+            stored_as: kind.stored_as().map(str::to_string),
+            custom: None,
+            kind_rules: Some(kind),
+            schema_name,
+            own_schema,
+        }
+    }
+
     /// Fields a field selector may name for this kind, as kube-apiserver allows them.
     pub fn selectable_fields(&self) -> Vec<&str> {
         let mut fields = vec!["metadata.name", "metadata.namespace"];
         if let Some(custom) = &self.custom {
             fields.extend(custom.selectable_fields.iter().map(String::as_str));
-            return fields;
         }
-        match (self.group.as_str(), self.kind.as_str()) {
-            ("", "Secret") => fields.push("type"),
-            ("", "Namespace") => fields.push("status.phase"),
-            ("", "Event") => fields.extend([
-                "involvedObject.apiVersion",
-                "involvedObject.fieldPath",
-                "involvedObject.kind",
-                "involvedObject.name",
-                "involvedObject.namespace",
-                "involvedObject.resourceVersion",
-                "involvedObject.uid",
-                "reason",
-                "reportingComponent",
-                "source",
-                "type",
-            ]),
-            _ => {}
+        if let Some(kind) = &self.kind_rules {
+            fields.extend(kind.selectable_fields());
         }
         fields
     }
 
-    /// The verbs discovery lists: the authorization reviews are create-only.
+    /// The verbs discovery lists: kinds answered by an endpoint are create-only.
     pub fn verbs(&self) -> &'static [&'static str] {
         if self.is_stored() {
             VERBS
@@ -127,15 +187,108 @@ impl ResourceType {
         }
     }
 
-    /// Whether objects of this resource are kept in storage: not the authorization reviews
-    /// and SelfSubjectReviews, which are answered and forgotten (controllers need not list or
-    /// watch them).
+    /// Whether objects of this resource are kept in storage: not the reviews, which are
+    /// answered and forgotten (controllers need not list or watch them).
     pub fn is_stored(&self) -> bool {
-        self.custom.is_some()
-            || !matches!(
-                self.group.as_str(),
-                "authorization.k8s.io" | "authentication.k8s.io"
-            )
+        self.endpoint().is_none()
+    }
+
+    /// What answers a kind that is never stored.
+    pub fn endpoint(&self) -> Option<Arc<dyn Endpoint>> {
+        self.kind_rules.as_ref().and_then(|k| k.endpoint())
+    }
+
+    /// What answers a subresource served by code (`serviceaccounts/token`).
+    pub fn endpoint_subresource(&self, name: &str) -> Option<Arc<dyn Endpoint>> {
+        self.kind_rules.as_ref().and_then(|k| {
+            k.endpoint_subresources()
+                .into_iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, _, endpoint)| endpoint)
+        })
+    }
+
+    /// Where this resource's objects are stored.
+    pub fn home(&self) -> Home {
+        self.kind_rules
+            .as_ref()
+            .map_or(Home::Workspace, |k| k.home())
+    }
+
+    /// The structural schema objects are pruned, defaulted and validated by: a CRD version's,
+    /// or one of our own kinds'.
+    pub fn structural(&self) -> Option<&Structural> {
+        match (&self.custom, &self.own_schema) {
+            (Some(custom), _) => custom.structural.as_deref(),
+            (None, Some(own)) => Some(&own.structural),
+            (None, None) => None,
+        }
+    }
+
+    /// The OpenAPI v3 schema (as a CRD writes it) of a custom resource or own kind.
+    pub fn openapi_schema(&self) -> Option<&Value> {
+        match (&self.custom, &self.own_schema) {
+            (Some(custom), _) => custom.schema.as_ref(),
+            (None, Some(own)) => Some(&own.schema),
+            (None, None) => None,
+        }
+    }
+
+    /// How lists of a built-in kind merge in strategic merge patches.
+    pub fn strategies(&self) -> Strategies {
+        Strategies::with(
+            self.kind_rules
+                .as_ref()
+                .map_or(&[][..], |k| k.list_merges()),
+        )
+    }
+
+    /// Normalizes an object before every create and update (then, on creates,
+    /// the create-only steps).
+    pub fn prepare(&self, object: &mut Value, create: bool) {
+        if let Some(kind) = &self.kind_rules {
+            kind.prepare(object);
+            if create {
+                kind.prepare_create(object);
+            }
+        }
+    }
+
+    /// The kind's own rules for a new state of an object.
+    pub fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<StatusCause> {
+        self.kind_rules
+            .as_ref()
+            .map(|k| k.validate(object, old))
+            .unwrap_or_default()
+    }
+
+    /// Table columns and cells of a built-in kind.
+    pub fn columns(&self) -> &'static [Column] {
+        self.kind_rules
+            .as_ref()
+            .map_or(crate::kinds::NAME_AGE, |k| k.columns())
+    }
+
+    pub fn cells(&self, object: &Value) -> Vec<Value> {
+        match &self.kind_rules {
+            Some(kind) => kind.cells(object),
+            None => vec![
+                crate::kinds::cell_text(object, "/metadata/name"),
+                crate::kinds::age_cell(object),
+            ],
+        }
+    }
+
+    pub fn grants(&self) -> Grants {
+        self.kind_rules
+            .as_ref()
+            .map(|k| k.grants())
+            .unwrap_or_default()
+    }
+
+    /// The protobuf converter of this kind, if clients may send it as protobuf.
+    pub fn protobuf(&self) -> Option<crate::protobuf::Converter> {
+        self.kind_rules.as_ref().and_then(|k| k.protobuf())
     }
 
     pub fn list_kind(&self) -> String {
@@ -148,35 +301,23 @@ impl ResourceType {
     }
 }
 
-static BUILTIN: LazyLock<Vec<Arc<ResourceType>>> =
-    LazyLock::new(|| builtin::table().into_iter().map(Arc::new).collect());
-
-/// The built-in resources, the same in every workspace.
-pub fn builtin() -> &'static [Arc<ResourceType>] {
-    &BUILTIN
-}
-
-/// Finds a built-in resource.
-pub fn lookup_builtin(
-    group: &str,
-    version: &str,
-    plural: &str,
-) -> Option<&'static Arc<ResourceType>> {
-    BUILTIN
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.plural == plural)
-}
-
 /// The resources of every workspace: the built-ins and each workspace's custom resources.
 pub struct Registry {
+    scheme: Arc<Scheme>,
     custom: custom::CustomResources,
 }
 
 impl Registry {
-    pub fn new(shards: Arc<ShardMap>) -> Arc<Registry> {
+    pub fn new(scheme: Arc<Scheme>, shards: Arc<ShardMap>) -> Arc<Registry> {
         Arc::new(Registry {
+            scheme,
             custom: custom::CustomResources::new(shards),
         })
+    }
+
+    /// The server's built-in kinds.
+    pub fn scheme(&self) -> &Arc<Scheme> {
+        &self.scheme
     }
 
     /// Keeps the custom-resource cache fresh by watching the CustomResourceDefinitions of
@@ -196,7 +337,7 @@ impl Registry {
         version: &str,
         plural: &str,
     ) -> Option<Arc<ResourceType>> {
-        if let Some(rt) = lookup_builtin(group, version, plural) {
+        if let Some(rt) = self.scheme.lookup(group, version, plural) {
             return Some(rt.clone());
         }
         self.custom.lookup(cluster, group, version, plural).await
@@ -204,7 +345,7 @@ impl Registry {
 
     /// Every resource `cluster` serves: built-ins first, then its custom resources.
     pub async fn resources(&self, cluster: &str) -> Vec<Arc<ResourceType>> {
-        let mut all = BUILTIN.clone();
+        let mut all = self.scheme.resources().to_vec();
         all.extend(self.custom.resources(cluster).await);
         all
     }
@@ -278,6 +419,19 @@ pub fn resources_of<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::scheme::test_hub;
+
+    fn lookup_builtin(
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static Arc<ResourceType>> {
+        test_hub().lookup(group, version, plural)
+    }
+
+    fn builtin() -> &'static [Arc<ResourceType>] {
+        test_hub().resources()
+    }
 
     #[test]
     fn lookups_and_keys() {

@@ -19,6 +19,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use trellis_storage::ObjectKey;
 
+use crate::authn::UserInfo;
 use crate::http::query::Query;
 use crate::http::response;
 use crate::object_meta;
@@ -58,9 +59,20 @@ pub(crate) fn mark_cluster(
 /// Largest accepted request body, as kube-apiserver's default.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
+/// Who is asking, as authentication and authorization resolved it in dispatch.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub user: &'a UserInfo,
+    /// Admin of the workspace from above (or `system:masters`): RBAC inside it does not limit.
+    pub admin: bool,
+    /// The request's extensions (what authentication attached).
+    pub extensions: &'a axum::http::Extensions,
+}
+
 pub async fn handle(
     state: &AppState,
     cluster: &str,
+    caller: Caller<'_>,
     request: ResourceRequest,
     query: Query,
     headers: &HeaderMap,
@@ -73,6 +85,24 @@ pub async fn handle(
     else {
         return response::status(Status::not_found_path());
     };
+    // Kinds and subresources answered by code, never stored (reviews, TokenRequest).
+    let endpoint = match request.subresource.as_deref() {
+        Some(name) => rt.endpoint_subresource(name),
+        None => rt.endpoint(),
+    };
+    if let Some(endpoint) = endpoint {
+        let endpoint_request = crate::kinds::EndpointRequest {
+            state,
+            cluster,
+            user: caller.user,
+            request: &request,
+            extensions: caller.extensions,
+        };
+        return endpoint
+            .create(endpoint_request, body)
+            .await
+            .unwrap_or_else(response::status);
+    }
     let Some(subresource) = Subresource::parse(request.subresource.as_deref(), &rt) else {
         return response::status(Status::not_found_path());
     };
@@ -108,6 +138,7 @@ pub async fn handle(
     };
     let target = Target {
         state,
+        caller,
         shard: &shard,
         cluster,
         rt: &rt,
@@ -144,6 +175,7 @@ pub async fn handle(
 /// The resource (and, for single-object verbs, the object) a request addresses.
 pub struct Target<'a> {
     pub state: &'a AppState,
+    pub caller: Caller<'a>,
     /// The shard holding the addressed objects.
     pub shard: &'a Shard,
     pub cluster: &'a str,

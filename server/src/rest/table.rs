@@ -67,10 +67,6 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
-fn age(object: &Value) -> String {
-    since(object.pointer("/metadata/creationTimestamp"))
-}
-
 /// How long ago an RFC 3339 time was, as kubectl prints ages.
 pub(crate) fn since(time: Option<&Value>) -> String {
     time.and_then(Value::as_str)
@@ -83,162 +79,6 @@ pub(crate) fn since(time: Option<&Value>) -> String {
             )
         })
         .unwrap_or_else(|| "<unknown>".into())
-}
-
-fn text(object: &Value, pointer: &str) -> Value {
-    Value::String(
-        object
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or("<none>")
-            .to_string(),
-    )
-}
-
-fn count(object: &Value, pointers: &[&str]) -> Value {
-    let n: usize = pointers
-        .iter()
-        .filter_map(|p| object.pointer(p))
-        .map(|v| match v {
-            Value::Object(m) => m.len(),
-            Value::Array(a) => a.len(),
-            _ => 0,
-        })
-        .sum();
-    json!(n)
-}
-
-/// Subjects of a binding of one kind, comma-separated.
-fn subjects(object: &Value, kind: &str) -> Value {
-    let names: Vec<String> = object
-        .get("subjects")
-        .and_then(Value::as_array)
-        .map(|subjects| {
-            subjects
-                .iter()
-                .filter(|s| s.get("kind").and_then(Value::as_str) == Some(kind))
-                .map(|s| {
-                    let name = s.get("name").and_then(Value::as_str).unwrap_or_default();
-                    match s.get("namespace").and_then(Value::as_str) {
-                        Some(ns) if kind == "ServiceAccount" => format!("{ns}/{name}"),
-                        _ => name.to_string(),
-                    }
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Value::String(names.join(", "))
-}
-
-/// A column: name, type, priority (0 = default view, 1 = `-o wide`).
-type Column = (&'static str, &'static str, u8);
-
-fn columns(rt: &ResourceType) -> Vec<Column> {
-    let name: Column = ("Name", "string", 0);
-    let age: Column = ("Age", "string", 0);
-    match rt.kind.as_str() {
-        "Namespace" => vec![name, ("Status", "string", 0), age],
-        "ConfigMap" => vec![name, ("Data", "integer", 0), age],
-        "Secret" => vec![name, ("Type", "string", 0), ("Data", "integer", 0), age],
-        "ServiceAccount" => vec![name, ("Secrets", "integer", 0), age],
-        "Lease" => vec![name, ("Holder", "string", 0), age],
-        "Event" => vec![
-            ("Last Seen", "string", 0),
-            ("Type", "string", 0),
-            ("Reason", "string", 0),
-            ("Object", "string", 0),
-            ("Message", "string", 0),
-        ],
-        "Role" | "ClusterRole" => vec![name, ("Created At", "date", 0)],
-        "Workspace" => vec![
-            name,
-            ("Type", "string", 0),
-            ("Phase", "string", 0),
-            ("URL", "string", 0),
-            age,
-        ],
-        "Shard" => vec![
-            name,
-            ("Workspaces", "integer", 0),
-            ("Database", "string", 0),
-            age,
-        ],
-        "RoleBinding" | "ClusterRoleBinding" => vec![
-            name,
-            ("Role", "string", 0),
-            age,
-            ("Users", "string", 1),
-            ("Groups", "string", 1),
-            ("ServiceAccounts", "string", 1),
-        ],
-        _ => vec![name, age],
-    }
-}
-
-fn cells(rt: &ResourceType, o: &Value) -> Vec<Value> {
-    let name = text(o, "/metadata/name");
-    match rt.kind.as_str() {
-        "Namespace" => vec![name, text(o, "/status/phase"), age(o).into()],
-        "ConfigMap" => vec![name, count(o, &["/data", "/binaryData"]), age(o).into()],
-        "Secret" => vec![name, text(o, "/type"), count(o, &["/data"]), age(o).into()],
-        "ServiceAccount" => vec![name, count(o, &["/secrets"]), age(o).into()],
-        "Lease" => vec![name, text(o, "/spec/holderIdentity"), age(o).into()],
-        "Event" => {
-            let object = format!(
-                "{}/{}",
-                o.pointer("/involvedObject/kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_lowercase(),
-                o.pointer("/involvedObject/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-            );
-            vec![
-                age(o).into(),
-                text(o, "/type"),
-                text(o, "/reason"),
-                object.into(),
-                text(o, "/message"),
-            ]
-        }
-        "Role" | "ClusterRole" => vec![name, text(o, "/metadata/creationTimestamp")],
-        "Workspace" => vec![
-            name,
-            text(o, "/spec/type/name"),
-            text(o, "/status/phase"),
-            text(o, "/status/url"),
-            age(o).into(),
-        ],
-        "Shard" => vec![
-            name,
-            o.pointer("/status/workspaces")
-                .cloned()
-                .unwrap_or(Value::from(0)),
-            text(o, "/spec/database"),
-            age(o).into(),
-        ],
-        "RoleBinding" | "ClusterRoleBinding" => {
-            let role = format!(
-                "{}/{}",
-                o.pointer("/roleRef/kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default(),
-                o.pointer("/roleRef/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-            );
-            vec![
-                name,
-                role.into(),
-                age(o).into(),
-                subjects(o, "User"),
-                subjects(o, "Group"),
-                subjects(o, "ServiceAccount"),
-            ]
-        }
-        _ => vec![name, age(o).into()],
-    }
 }
 
 /// The object carried by a row: its metadata (default), the whole object, or nothing, as
@@ -290,13 +130,14 @@ pub fn table(
         .map(|c| custom_columns::Columns::new(&c.columns));
     let definitions: Vec<Value> = match &custom {
         Some(columns) => columns.definitions(),
-        None => columns(rt)
-            .into_iter()
+        None => rt
+            .columns()
+            .iter()
             .map(|(name, kind, priority)| {
                 json!({
                     "name": name,
                     "type": kind,
-                    "format": if name == "Name" { "name" } else { "" },
+                    "format": if *name == "Name" { "name" } else { "" },
                     "description": "",
                     "priority": priority,
                 })
@@ -308,7 +149,7 @@ pub fn table(
         .map(|o| {
             let cells = match &custom {
                 Some(columns) => columns.cells(&o),
-                None => cells(rt, &o),
+                None => rt.cells(&o),
             };
             let mut row = Map::new();
             row.insert("cells".into(), Value::Array(cells));
@@ -331,7 +172,13 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::lookup_builtin;
+    fn lookup_builtin(
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static std::sync::Arc<crate::registry::ResourceType>> {
+        crate::kinds::scheme::test_hub().lookup(group, version, plural)
+    }
 
     #[test]
     fn accept_headers() {

@@ -405,7 +405,13 @@ impl Feed {
 mod tests {
     use super::*;
     use crate::http::query::Query;
-    use crate::registry::lookup_builtin;
+    fn lookup_builtin(
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<&'static std::sync::Arc<crate::registry::ResourceType>> {
+        crate::kinds::scheme::test_hub().lookup(group, version, plural)
+    }
     use trellis_storage::{ObjectKey, StoredObject};
 
     fn stored(labels: Value, revision: u64) -> StoredObject {

@@ -16,6 +16,7 @@ use crate::http::response;
 use crate::object_meta;
 use crate::openapi::{self, FieldValidation};
 use crate::patch::PatchType;
+use crate::registry::ResourceType;
 use crate::status::{Status, StatusCause, Subject};
 
 /// Attempts of an update that did not name a resourceVersion, when it races another writer.
@@ -28,8 +29,13 @@ pub struct Sent {
     pub duplicates: Vec<String>,
 }
 
-/// Reads a JSON or YAML object body, enforcing the size limit and the media type.
-pub async fn read_object(headers: &HeaderMap, body: Body) -> Result<Sent, Status> {
+/// Reads a JSON, YAML or (for kinds that decode it) protobuf object body of `rt`, enforcing
+/// the size limit and the media type.
+pub async fn read_object(
+    headers: &HeaderMap,
+    body: Body,
+    rt: &ResourceType,
+) -> Result<Sent, Status> {
     let media_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -47,7 +53,12 @@ pub async fn read_object(headers: &HeaderMap, body: Body) -> Result<Sent, Status
         .await
         .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
     let (value, duplicates) = if essence == crate::protobuf::MEDIA_TYPE {
-        (crate::protobuf::decode(&bytes)?, Vec::new())
+        let converter = |api_version: &str, kind: &str| {
+            (api_version == rt.api_version() && kind == rt.kind)
+                .then(|| rt.protobuf())
+                .flatten()
+        };
+        (crate::protobuf::decode(&bytes, converter)?, Vec::new())
     } else if essence == "application/yaml" {
         let value = serde_yaml_ng::from_slice(&bytes)
             .map_err(|e| Status::bad_request(format!("the request body is not valid YAML: {e}")))?;
@@ -87,11 +98,10 @@ fn validate_fields(
 ) -> Result<Vec<String>, Status> {
     let mode = FieldValidation::from_query(query.get("fieldValidation"))?;
     let kind = &target.rt.kind;
-    let structural = target.rt.custom.as_ref().and_then(|c| c.structural.clone());
-    let report = match (openapi::schema_name(target.rt), structural) {
-        (Some(root), _) => openapi::check(object, root, &openapi::documents().schemas),
-        // Custom resources: what the schema does not declare is pruned, then defaults apply.
-        (None, Some(structural)) => {
+    let report = match (target.rt.structural(), &target.rt.schema_name) {
+        // Custom resources and our own kinds: what the schema does not declare is pruned,
+        // then defaults apply.
+        (Some(structural), _) => {
             let unknown = structural.prune(object);
             structural.apply_defaults(object);
             openapi::FieldReport {
@@ -99,6 +109,11 @@ fn validate_fields(
                 ..Default::default()
             }
         }
+        (None, Some(root)) => openapi::check(
+            object,
+            root,
+            &target.state.registry.scheme().openapi().schemas,
+        ),
         (None, None) => openapi::FieldReport::default(),
     };
     if !report.wrong_types.is_empty() {
@@ -185,7 +200,7 @@ pub async fn create(
     let Sent {
         mut object,
         duplicates,
-    } = read_object(headers, body).await?;
+    } = read_object(headers, body, target.rt).await?;
     if target.rt.subresources.status {
         // Status is written through /status only.
         if let Some(map) = object.as_object_mut() {
@@ -211,8 +226,8 @@ async fn store_new(
         name: Some(&name),
         ..*target
     };
-    crate::admission::admit_create(&subject_target, &mut object).await?;
-    check_strategy(&subject_target, &object, None)?;
+    crate::admission::check_namespace_accepts_content(&subject_target).await?;
+    validate_and_admit(&subject_target, &mut object, None).await?;
     if dry_run(query)? {
         return Ok(with_warnings(
             response::json(StatusCode::CREATED, &object),
@@ -290,9 +305,9 @@ fn reset_fields(target: &Target) -> &'static [&'static [&'static str]] {
 
 /// How lists and maps of `target`'s kind merge.
 fn merge_rules<'a>(target: &Target<'a>) -> apply::MergeRules<'a> {
-    match target.rt.custom.as_ref().and_then(|c| c.schema.as_ref()) {
+    match target.rt.openapi_schema() {
         Some(schema) => apply::MergeRules::Schema(schema),
-        None => apply::MergeRules::builtin(&target.rt.kind),
+        None => apply::MergeRules::Builtin(target.rt.strategies()),
     }
 }
 
@@ -317,16 +332,27 @@ fn invalid_options(target: &Target, why: String) -> Status {
     )
 }
 
-/// The kind's own validation.
-fn check_strategy(target: &Target, object: &Value, old: Option<&Value>) -> Result<(), Status> {
-    crate::authz::escalation::check(target, object)?;
-    let mut causes = crate::registry::strategy::validate(target.rt, object, old);
-    if let Some(structural) = target
-        .rt
-        .custom
-        .as_ref()
-        .and_then(|c| c.structural.as_ref())
-    {
+/// The kind's own validation (its rules, then its structural schema's), then its admission.
+async fn validate_and_admit(
+    target: &Target<'_>,
+    object: &mut Value,
+    old: Option<&Value>,
+) -> Result<(), Status> {
+    check_valid(target, object, old)?;
+    if let Some(kind) = &target.rt.kind_rules {
+        let admission = crate::kinds::Admission {
+            target,
+            user: Some(target.caller.user).filter(|u| !u.name.is_empty()),
+            admin: target.caller.admin,
+        };
+        kind.admit(&admission, object, old).await?;
+    }
+    Ok(())
+}
+
+fn check_valid(target: &Target, object: &Value, old: Option<&Value>) -> Result<(), Status> {
+    let mut causes = target.rt.validate(object, old);
+    if let Some(structural) = target.rt.structural() {
         causes.extend(
             structural
                 .validate(object, old)
@@ -366,7 +392,7 @@ pub async fn update(
     let Sent {
         object: mut sent,
         duplicates,
-    } = read_object(headers, body).await?;
+    } = read_object(headers, body, target.rt).await?;
     match sent.pointer("/metadata/name").and_then(Value::as_str) {
         Some(n) if n != name => {
             return Err(Status::bad_request(format!(
@@ -420,7 +446,12 @@ pub async fn patch(
     if let (Subresource::Scale, Some(paths)) = (target.subresource, &target.rt.subresources.scale) {
         return rewrite(target, query, Some(&managers), |current| {
             let scale = subresource::scale_of(current, paths);
-            let patched = crate::patch::apply(kind, &scale, &patch, "Scale")?;
+            let patched = crate::patch::apply(
+                kind,
+                &scale,
+                &patch,
+                &crate::patch::strategic::Strategies::with(&[]),
+            )?;
             Ok((
                 subresource::apply_scale(current, &patched, paths)?,
                 Vec::new(),
@@ -429,7 +460,7 @@ pub async fn patch(
         .await;
     }
     rewrite(target, query, Some(&managers), |current| {
-        let mut patched = crate::patch::apply(kind, current, &patch, &target.rt.kind)?;
+        let mut patched = crate::patch::apply(kind, current, &patch, &target.rt.strategies())?;
         let warnings = validate_fields(&mut patched, &[], target, query)?;
         Ok((patched, warnings))
     })
@@ -533,7 +564,7 @@ async fn rewrite(
             }));
         }
         object_meta::prepare_update(&mut object, &current, target.rt)?;
-        check_strategy(target, &object, Some(&current))?;
+        validate_and_admit(target, &mut object, Some(&current)).await?;
         // An apply has recorded its fields already (`managers` is None then).
         if let Some(managers) = managers {
             managers.track(target, Some(&current), &mut object);
@@ -724,7 +755,10 @@ mod tests {
     async fn read(media_type: &str, body: &str) -> Result<Value, Status> {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, media_type.parse().unwrap());
-        read_object(&headers, Body::from(body.to_string()))
+        let cm = crate::kinds::scheme::test_hub()
+            .lookup("", "v1", "configmaps")
+            .unwrap();
+        read_object(&headers, Body::from(body.to_string()), cm)
             .await
             .map(|sent| sent.object)
     }

@@ -1,0 +1,42 @@
+//! CustomResourceDefinition: validated (names, versions, schemas) and completed on create as
+//! kube-apiserver does (`registry::crd`).
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1;
+use serde_json::Value;
+
+use crate::kinds::{schema_of, Kind, Names, SchemaSource};
+use crate::registry::Subresources;
+use crate::status::StatusCause;
+
+pub struct CustomResourceDefinition;
+
+impl Kind for CustomResourceDefinition {
+    fn names(&self) -> Names {
+        Names {
+            short_names: &["crd", "crds"],
+            categories: &["api-extensions"],
+            ..Names::cluster(
+                super::GROUP,
+                "v1",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+            )
+        }
+    }
+
+    fn subresources(&self) -> Subresources {
+        Subresources::with_status()
+    }
+
+    fn schema(&self) -> SchemaSource {
+        SchemaSource::Upstream(schema_of::<v1::CustomResourceDefinition>)
+    }
+
+    fn prepare_create(&self, object: &mut Value) {
+        crate::registry::crd::prepare_create(object)
+    }
+
+    fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<StatusCause> {
+        crate::registry::crd::validate(object, old)
+    }
+}

@@ -1,0 +1,104 @@
+//! Namespace: new namespaces are `Active`, held by the `kubernetes` finalizer until their
+//! content is gone (the namespace controller), and labelled with their name.
+
+use k8s_openapi::api::core::v1;
+use serde_json::{json, Value};
+
+use crate::kinds::{
+    age_cell, cell_text, schema_of, Column, Grants, Kind, ListMerge, Names, SchemaSource, AGE,
+    NAME, READ,
+};
+use crate::patch::strategic::ListStrategy;
+use crate::registry::Subresources;
+
+pub struct Namespace;
+
+impl Kind for Namespace {
+    fn names(&self) -> Names {
+        Names::cluster("", "v1", "Namespace", "namespaces").short(&["ns"])
+    }
+
+    fn subresources(&self) -> Subresources {
+        Subresources::with_status()
+    }
+
+    fn schema(&self) -> SchemaSource {
+        SchemaSource::Upstream(schema_of::<v1::Namespace>)
+    }
+
+    fn prepare(&self, object: &mut Value) {
+        prepare_namespace(object)
+    }
+
+    fn columns(&self) -> &'static [Column] {
+        &[NAME, ("Status", "string", 0), AGE]
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        vec![
+            cell_text(o, "/metadata/name"),
+            cell_text(o, "/status/phase"),
+            age_cell(o),
+        ]
+    }
+
+    fn selectable_fields(&self) -> &'static [&'static str] {
+        &["status.phase"]
+    }
+
+    fn grants(&self) -> Grants {
+        Grants {
+            view: READ,
+            ..Grants::default()
+        }
+    }
+
+    fn list_merges(&self) -> &'static [ListMerge] {
+        &[(&["status", "conditions"], ListStrategy::MergeByKey("type"))]
+    }
+
+    fn protobuf(&self) -> Option<crate::protobuf::Converter> {
+        Some(crate::protobuf::namespace)
+    }
+}
+
+fn prepare_namespace(object: &mut Value) {
+    let name = object
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if object
+        .pointer("/metadata/labels")
+        .is_none_or(|l| !l.is_object())
+    {
+        object["metadata"]["labels"] = json!({});
+    }
+    object["metadata"]["labels"]["kubernetes.io/metadata.name"] = Value::String(name);
+    if object.pointer("/spec/finalizers").is_none() {
+        if !object.get("spec").is_some_and(Value::is_object) {
+            object["spec"] = json!({});
+        }
+        object["spec"]["finalizers"] = json!(["kubernetes"]);
+    }
+    if object.pointer("/status/phase").is_none() {
+        if !object.get("status").is_some_and(Value::is_object) {
+            object["status"] = json!({});
+        }
+        object["status"]["phase"] = json!("Active");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_get_phase_finalizer_and_label() {
+        let mut n = json!({"metadata": {"name": "ml"}});
+        Namespace.prepare(&mut n);
+        assert_eq!(n["status"]["phase"], "Active");
+        assert_eq!(n["spec"]["finalizers"], json!(["kubernetes"]));
+        assert_eq!(n["metadata"]["labels"]["kubernetes.io/metadata.name"], "ml");
+    }
+}

@@ -1,0 +1,66 @@
+//! ServiceAccount: an identity for processes in a namespace. Its `token` subresource
+//! (TokenRequest, `kubectl create token`) is answered by authentication, never stored.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1;
+use serde_json::Value;
+
+use crate::kinds::{
+    age_cell, cell_count, cell_text, schema_of, Column, Endpoint, Grants, Kind, ListMerge, Names,
+    SchemaSource, AGE, NAME, READ, WRITE,
+};
+use crate::patch::strategic::ListStrategy;
+
+pub struct ServiceAccount;
+
+impl Kind for ServiceAccount {
+    fn names(&self) -> Names {
+        Names::namespaced("", "v1", "ServiceAccount", "serviceaccounts").short(&["sa"])
+    }
+
+    fn schema(&self) -> SchemaSource {
+        SchemaSource::Upstream(schema_of::<v1::ServiceAccount>)
+    }
+
+    fn columns(&self) -> &'static [Column] {
+        &[NAME, ("Secrets", "integer", 0), AGE]
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        vec![
+            cell_text(o, "/metadata/name"),
+            cell_count(o, &["/secrets"]),
+            age_cell(o),
+        ]
+    }
+
+    fn grants(&self) -> Grants {
+        Grants {
+            view: READ,
+            edit: WRITE,
+            admin: &[],
+        }
+    }
+
+    fn list_merges(&self) -> &'static [ListMerge] {
+        &[(&["secrets"], ListStrategy::MergeByKey("name"))]
+    }
+
+    fn protobuf(&self) -> Option<crate::protobuf::Converter> {
+        Some(crate::protobuf::service_account)
+    }
+
+    fn endpoint_subresources(&self) -> Vec<(&'static str, Names, Arc<dyn Endpoint>)> {
+        vec![(
+            "token",
+            Names::namespaced(
+                "authentication.k8s.io",
+                "v1",
+                "TokenRequest",
+                "tokenrequests",
+            ),
+            Arc::new(crate::authn::token_request::TokenRequests),
+        )]
+    }
+}

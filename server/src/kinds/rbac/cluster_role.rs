@@ -1,0 +1,47 @@
+//! ClusterRole: checked on every write for escalation (the writer must hold its rules).
+
+use async_trait::async_trait;
+use k8s_openapi::api::rbac::v1;
+use serde_json::Value;
+
+use crate::authz::escalation::{self, Grant};
+use crate::kinds::{schema_of, Admission, Column, Grants, Kind, Names, SchemaSource};
+use crate::status::Status;
+
+pub struct ClusterRole;
+
+#[async_trait]
+impl Kind for ClusterRole {
+    fn names(&self) -> Names {
+        Names::cluster(super::GROUP, "v1", "ClusterRole", "clusterroles")
+    }
+
+    fn schema(&self) -> SchemaSource {
+        SchemaSource::Upstream(schema_of::<v1::ClusterRole>)
+    }
+
+    async fn admit(
+        &self,
+        admission: &Admission<'_, '_>,
+        object: &mut Value,
+        _old: Option<&Value>,
+    ) -> Result<(), Status> {
+        escalation::check(admission, object, Grant::Rules)
+    }
+
+    fn columns(&self) -> &'static [Column] {
+        super::ROLE_COLUMNS
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        super::role_cells(o)
+    }
+
+    fn grants(&self) -> Grants {
+        Grants::default()
+    }
+
+    fn protobuf(&self) -> Option<crate::protobuf::Converter> {
+        Some(crate::protobuf::cluster_role)
+    }
+}

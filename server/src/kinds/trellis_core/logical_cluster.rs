@@ -1,0 +1,30 @@
+//! LogicalCluster: the identity of a workspace (its stable id and path), written by the
+//! workspace controller.
+
+use crate::kinds::{schema_of, Home, Kind, Names, SchemaSource};
+use crate::registry::Subresources;
+
+pub struct LogicalCluster;
+
+impl Kind for LogicalCluster {
+    fn names(&self) -> Names {
+        Names::cluster(
+            super::GROUP,
+            "v1alpha1",
+            "LogicalCluster",
+            "logicalclusters",
+        )
+    }
+
+    fn subresources(&self) -> Subresources {
+        Subresources::with_status()
+    }
+
+    fn schema(&self) -> SchemaSource {
+        SchemaSource::Own(schema_of::<trellis_apis::core::LogicalCluster>)
+    }
+
+    fn home(&self) -> Home {
+        Home::RootShard
+    }
+}
