@@ -108,9 +108,9 @@ pub async fn delete(
 ) -> Result<Deleted, StorageError> {
     let mut object: Value = serde_json::from_slice(&existing.value)
         .map_err(|e| StorageError::Internal(format!("stored object is not JSON: {e}")))?;
-    let namespace = rt.group.is_empty() && rt.kind == "Namespace";
+    let graceful = rt.kind_rules.as_ref().is_some_and(|k| k.deletes_gracefully());
     let extra = propagation.finalizer();
-    if finalizers(&object).is_empty() && extra.is_none() && !namespace {
+    if finalizers(&object).is_empty() && extra.is_none() && !graceful {
         return store.delete(key, preconditions).await.map(Deleted::Gone);
     }
     if is_deleting(&object) && extra.is_none_or(|f| finalizers(&object).contains(&f)) {
@@ -132,8 +132,8 @@ pub async fn delete(
             }
         }
     }
-    if namespace {
-        object["status"]["phase"] = Value::String("Terminating".into());
+    if let Some(kind) = rt.kind_rules.as_ref().filter(|_| graceful) {
+        kind.mark_deleting(&mut object);
     }
     let preconditions = Preconditions {
         revision: Some(preconditions.revision.unwrap_or(existing.revision)),

@@ -102,11 +102,14 @@ fn subresources(r: &ResourceType) -> Vec<(&'static str, Value, &'static [&'stati
         let gvk = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
         out.push(("scale", gvk, &["get", "patch", "update"][..]));
     }
-    // TokenRequest, served by authentication (`crate::authn::token_request`).
-    if r.is("", "ServiceAccount") {
-        let gvk =
-            json!({"group": "authentication.k8s.io", "version": "v1", "kind": "TokenRequest"});
-        out.push(("token", gvk, &["create"][..]));
+    // Subresources answered by code (TokenRequest).
+    for (name, takes, _) in r
+        .kind_rules
+        .iter()
+        .flat_map(|k| k.endpoint_subresources())
+    {
+        let gvk = json!({"group": takes.group, "version": takes.version, "kind": takes.kind});
+        out.push((name, gvk, &["create"][..]));
     }
     out
 }

@@ -212,6 +212,24 @@ pub trait Kind: Send + Sync + 'static {
         None
     }
 
+    /// With [`Kind::stored_as`]: turns a stored object into this kind's form (its
+    /// `apiVersion` is set by the caller).
+    fn from_stored(&self, _object: &mut serde_json::Map<String, Value>) {}
+
+    /// With [`Kind::stored_as`]: turns an object of this kind into the stored form,
+    /// `apiVersion` included; leaves one already stored alone.
+    fn to_stored(&self, _object: &mut serde_json::Map<String, Value>) {}
+
+    /// Deleting marks the object and leaves its removal to a controller even when it has no
+    /// finalizers in its metadata (a Namespace waits for its content: `spec.finalizers`).
+    fn deletes_gracefully(&self) -> bool {
+        false
+    }
+
+    /// With [`Kind::deletes_gracefully`]: what marks an object being deleted besides its
+    /// `deletionTimestamp` (a Namespace's phase becomes `Terminating`).
+    fn mark_deleting(&self, _object: &mut Value) {}
+
     /// Normalizes an object before every create and update.
     fn prepare(&self, _object: &mut Value) {}
 

@@ -1,34 +1,11 @@
 //! Converting objects between the version a request uses and the one they are stored in:
-//! custom resources (conversion strategy `None`: only `apiVersion` changes) and
-//! `events.k8s.io/v1` events, which are core events under other field names (as
-//! kube-apiserver stores both in one place).
+//! custom resources (conversion strategy `None`: only `apiVersion` changes) and built-in kinds
+//! stored with another (`Kind::stored_as`), which convert themselves (`events.k8s.io/v1`
+//! events are core events under other field names, as kube-apiserver stores both in one place).
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::ResourceType;
-
-/// `events.k8s.io/v1` field ↔ core `v1` field.
-const EVENT_FIELDS: &[(&str, &str)] = &[
-    ("regarding", "involvedObject"),
-    ("note", "message"),
-    ("reportingController", "reportingComponent"),
-    ("deprecatedSource", "source"),
-    ("deprecatedFirstTimestamp", "firstTimestamp"),
-    ("deprecatedLastTimestamp", "lastTimestamp"),
-    ("deprecatedCount", "count"),
-];
-
-fn is_events_v1(rt: &ResourceType) -> bool {
-    rt.custom.is_none() && rt.group == "events.k8s.io" && rt.kind == "Event"
-}
-
-fn rename(map: &mut Map<String, Value>, pairs: impl Iterator<Item = (&'static str, &'static str)>) {
-    for (from, to) in pairs {
-        if let Some(value) = map.remove(from) {
-            map.insert(to.to_string(), value);
-        }
-    }
-}
 
 /// A stored object as a request for `rt` shows it. Objects already in `rt`'s version are
 /// left alone, so this is safe to repeat.
@@ -37,31 +14,27 @@ pub fn from_stored(rt: &ResourceType, object: &mut Value) {
     if object.get("apiVersion").and_then(Value::as_str) == Some(api_version.as_str()) {
         return;
     }
-    if rt.custom.is_none() && !is_events_v1(rt) {
+    let converts = rt.kind_rules.as_ref().filter(|k| k.stored_as().is_some());
+    if rt.custom.is_none() && converts.is_none() {
         return;
     }
     let Some(map) = object.as_object_mut() else {
         return;
     };
-    if is_events_v1(rt) {
-        rename(map, EVENT_FIELDS.iter().map(|(new, old)| (*old, *new)));
+    if let Some(kind) = converts {
+        kind.from_stored(map);
     }
     map.insert("apiVersion".into(), Value::String(api_version));
 }
 
 /// An object of `rt` as it is stored.
 pub fn to_stored(rt: &ResourceType, object: &mut Value) {
-    if !is_events_v1(rt) {
-        return;
-    }
-    let Some(map) = object.as_object_mut() else {
+    let Some(kind) = rt.kind_rules.as_ref().filter(|k| k.stored_as().is_some()) else {
         return;
     };
-    if map.get("apiVersion").and_then(Value::as_str) == Some("v1") {
-        return;
+    if let Some(map) = object.as_object_mut() {
+        kind.to_stored(map);
     }
-    rename(map, EVENT_FIELDS.iter().copied());
-    map.insert("apiVersion".into(), Value::String("v1".into()));
 }
 
 #[cfg(test)]

@@ -30,6 +30,14 @@ impl Kind for Namespace {
         prepare_namespace(object)
     }
 
+    fn deletes_gracefully(&self) -> bool {
+        true
+    }
+
+    fn mark_deleting(&self, object: &mut Value) {
+        object["status"]["phase"] = Value::String("Terminating".into());
+    }
+
     fn columns(&self) -> &'static [Column] {
         &[NAME, ("Status", "string", 0), AGE]
     }

@@ -2,6 +2,7 @@
 //! (`registry::conversion`), so both APIs show the same objects.
 
 use k8s_openapi::api::events::v1;
+use serde_json::{Map, Value};
 
 use crate::kinds::{schema_of, Grants, Kind, Names, SchemaSource, READ, WRITE};
 
@@ -20,11 +21,42 @@ impl Kind for Event {
         Some("core/events")
     }
 
+    fn from_stored(&self, object: &mut Map<String, Value>) {
+        rename(object, FIELDS.iter().map(|(new, old)| (*old, *new)));
+    }
+
+    fn to_stored(&self, object: &mut Map<String, Value>) {
+        if object.get("apiVersion").and_then(Value::as_str) == Some("v1") {
+            return;
+        }
+        rename(object, FIELDS.iter().copied());
+        object.insert("apiVersion".into(), Value::String("v1".into()));
+    }
+
     fn grants(&self) -> Grants {
         Grants {
             view: READ,
             edit: WRITE,
             admin: &[],
+        }
+    }
+}
+
+/// `events.k8s.io/v1` field ↔ core `v1` field.
+const FIELDS: &[(&str, &str)] = &[
+    ("regarding", "involvedObject"),
+    ("note", "message"),
+    ("reportingController", "reportingComponent"),
+    ("deprecatedSource", "source"),
+    ("deprecatedFirstTimestamp", "firstTimestamp"),
+    ("deprecatedLastTimestamp", "lastTimestamp"),
+    ("deprecatedCount", "count"),
+];
+
+fn rename(map: &mut Map<String, Value>, pairs: impl Iterator<Item = (&'static str, &'static str)>) {
+    for (from, to) in pairs {
+        if let Some(value) = map.remove(from) {
+            map.insert(to.to_string(), value);
         }
     }
 }
