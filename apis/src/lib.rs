@@ -6,8 +6,10 @@
 //! this crate and kube only. Also the well-known labels and annotations, each beside the
 //! kind that owns it.
 
+pub mod compute;
 pub mod core;
 mod object;
+pub mod serving;
 pub mod tenancy;
 
 pub use object::ApiObject;

@@ -2,7 +2,8 @@
 //! `spec`, optional `status`) and the one place a kind's names live: [`ApiObject`] carries
 //! group, version, kind, plural and scope as constants, and the [`api_object!`] macro writes
 //! the envelope struct, [`kube_core::Resource`] (so `kube::Api<K>` and `kube::ResourceExt`
-//! work on our types), `HasSpec`/`HasStatus` and [`ApiObject`] from one declaration.
+//! work on our types), `HasSpec`/`HasStatus` and [`ApiObject`] from one declaration; and the
+//! small serde helpers the kinds' layouts share.
 //!
 //! Why a `macro_rules!` and not kube's `CustomResource` derive: the derive writes its own
 //! struct without `api_version`/`kind` fields and its own `Serialize` (the server builds and
@@ -203,3 +204,9 @@ macro_rules! api_object {
 }
 
 pub(crate) use api_object;
+
+/// For `skip_serializing_if`: counts that are zero stay off the wire, as Kubernetes' `omitempty`
+/// leaves them. Shared by every kind's status layout, hence here beside the envelope.
+pub(crate) fn is_zero(n: &i32) -> bool {
+    *n == 0
+}

@@ -11,6 +11,12 @@ use crate::WorkspaceTypeReference;
 pub const GROUP: &str = "tenancy.trellis.dev";
 pub const VERSION: &str = "v1alpha1";
 
+/// What a workspace path looks like, as a schema `pattern`: workspace names (DNS labels)
+/// joined by `:`, e.g. `root:acme:ml`. Fields of other groups that name a workspace by path
+/// validate against it.
+pub const WORKSPACE_PATH_PATTERN: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(:[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
 api_object! {
     /// A workspace: a Kubernetes API of its own (namespaces, CRDs, RBAC, objects) at
     /// `/clusters/<parent path>:<name>`, created inside its parent workspace.

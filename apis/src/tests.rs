@@ -10,7 +10,9 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 
+use crate::compute::{GPUPool, Placement, SyncTarget};
 use crate::core::{LogicalCluster, Shard};
+use crate::serving::ModelDeployment;
 use crate::tenancy::{Workspace, WorkspaceSpec, WorkspaceType};
 use crate::ApiObject;
 
@@ -42,6 +44,10 @@ macro_rules! for_every_kind {
         $check::<WorkspaceType>("tenancy");
         $check::<LogicalCluster>("core");
         $check::<Shard>("core");
+        $check::<SyncTarget>("compute");
+        $check::<GPUPool>("compute");
+        $check::<Placement>("compute");
+        $check::<ModelDeployment>("serving");
     };
 }
 
@@ -79,7 +85,24 @@ fn url_paths_are_the_ones_the_hub_serves() {
         Shard::url_path(&(), None),
         "/apis/core.trellis.dev/v1alpha1/shards"
     );
-    const { assert!(!Workspace::NAMESPACED && !Shard::NAMESPACED) };
+    assert_eq!(
+        SyncTarget::url_path(&(), None),
+        "/apis/compute.trellis.dev/v1alpha1/synctargets"
+    );
+    assert_eq!(
+        GPUPool::url_path(&(), None),
+        "/apis/compute.trellis.dev/v1alpha1/gpupools"
+    );
+    assert_eq!(
+        Placement::url_path(&(), Some("target-eu-1")),
+        "/apis/compute.trellis.dev/v1alpha1/namespaces/target-eu-1/placements"
+    );
+    assert_eq!(
+        ModelDeployment::url_path(&(), Some("ml")),
+        "/apis/serving.trellis.dev/v1alpha1/namespaces/ml/modeldeployments"
+    );
+    const { assert!(!Workspace::NAMESPACED && !Shard::NAMESPACED && !GPUPool::NAMESPACED) };
+    const { assert!(ModelDeployment::NAMESPACED && Placement::NAMESPACED) };
 }
 
 #[test]
@@ -99,7 +122,8 @@ fn kube_api_takes_every_kind() {
     {
         let _namespaced: fn(kube::Client, &str) -> kube::Api<K> = kube::Api::namespaced;
     }
-    let _ = namespaced::<k8s_openapi::api::core::v1::ConfigMap>;
+    namespaced::<ModelDeployment>();
+    namespaced::<Placement>();
 }
 
 #[test]
@@ -230,4 +254,34 @@ fn the_only_any_of_is_an_optional_field() {
         }
     }
     for_every_kind!(check);
+}
+
+/// Checks that each `default` in `T`'s schema is what serde fills in when the field is
+/// missing from `minimal`, and what `T::default()` holds; returns how many there were.
+pub(crate) fn defaults_agree<T>(minimal: Value) -> usize
+where
+    T: JsonSchema + DeserializeOwned + serde::Serialize + Default,
+{
+    let definitions = openapi_definitions::<T>();
+    let schema = &definitions[T::schema_name().as_ref()];
+    let read: T = match serde_json::from_value(minimal.clone()) {
+        Ok(read) => read,
+        Err(e) => panic!("{minimal} does not deserialize: {e}"),
+    };
+    let read = serde_json::to_value(read).unwrap_or_default();
+    let default = serde_json::to_value(T::default()).unwrap_or_default();
+    let mut checked = 0;
+    for (field, property) in schema["properties"].as_object().into_iter().flatten() {
+        let Some(schema_default) = property.get("default") else {
+            continue;
+        };
+        assert!(
+            minimal.get(field).is_none(),
+            "{field} is in the minimal object"
+        );
+        assert_eq!(&read[field], schema_default, "serde's default of {field}");
+        assert_eq!(&default[field], schema_default, "Default's {field}");
+        checked += 1;
+    }
+    checked
 }
