@@ -1,32 +1,29 @@
 //! `core.trellis.dev/v1alpha1`: LogicalCluster and Shard.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube_core::ClusterResourceScope;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+use crate::object::api_object;
 
 pub const GROUP: &str = "core.trellis.dev";
 pub const VERSION: &str = "v1alpha1";
 /// Every logical cluster has one LogicalCluster object, with this name.
 pub const LOGICAL_CLUSTER_NAME: &str = "cluster";
 
-/// The logical cluster behind a workspace, as seen from inside it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-#[schemars(rename = "dev.trellis.core.v1alpha1.LogicalCluster")]
-pub struct LogicalCluster {
-    /// APIVersion defines the versioned schema of this representation of an object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// Kind is a string value representing the REST resource this object represents.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// Standard object's metadata.
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: LogicalClusterSpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<LogicalClusterStatus>,
+api_object! {
+    /// The logical cluster behind a workspace, as seen from inside it.
+    pub struct LogicalCluster {
+        group: GROUP,
+        version: VERSION,
+        plural: "logicalclusters",
+        scope: ClusterResourceScope,
+        schema: "dev.trellis.core.v1alpha1.LogicalCluster",
+        #[serde(default)]
+        spec: LogicalClusterSpec,
+        status: LogicalClusterStatus,
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -62,24 +59,18 @@ pub struct LogicalClusterStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// A Postgres database holding workspaces, listed in the root workspace.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-#[schemars(rename = "dev.trellis.core.v1alpha1.Shard")]
-pub struct Shard {
-    /// APIVersion defines the versioned schema of this representation of an object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// Kind is a string value representing the REST resource this object represents.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// Standard object's metadata.
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: ShardSpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<ShardStatus>,
+api_object! {
+    /// A Postgres database holding workspaces, listed in the root workspace.
+    pub struct Shard {
+        group: GROUP,
+        version: VERSION,
+        plural: "shards",
+        scope: ClusterResourceScope,
+        schema: "dev.trellis.core.v1alpha1.Shard",
+        #[serde(default)]
+        spec: ShardSpec,
+        status: ShardStatus,
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

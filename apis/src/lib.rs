@@ -1,10 +1,18 @@
 //! The objects of Trellis' own API groups, typed: what the hub serves under
-//! `tenancy.trellis.dev` and `core.trellis.dev`, with serde for the wire format and JSON
-//! schemas (schemars) for OpenAPI, `kubectl explain` and field validation. Also the
-//! well-known labels and annotations.
+//! `tenancy.trellis.dev`, `core.trellis.dev`, `compute.trellis.dev` and
+//! `serving.trellis.dev`, with serde for the wire format and JSON schemas (schemars) for
+//! OpenAPI, `kubectl explain` and field validation. Every kind implements [`ApiObject`] and
+//! `kube_core::Resource`, so a client (the syncer) uses `kube::Api<K>` on them depending on
+//! this crate and kube only. Also the well-known labels and annotations, each beside the
+//! kind that owns it.
 
+pub mod compute;
 pub mod core;
+mod object;
+pub mod serving;
 pub mod tenancy;
+
+pub use object::ApiObject;
 
 /// Set on objects of a wildcard (`/clusters/*`) list or watch: the workspace path.
 pub const CLUSTER_ANNOTATION: &str = "trellis.dev/cluster";
@@ -24,3 +32,6 @@ pub struct WorkspaceTypeReference {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,33 +1,35 @@
 //! `tenancy.trellis.dev/v1alpha1`: Workspace and WorkspaceType.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
+use kube_core::ClusterResourceScope;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::object::api_object;
 use crate::WorkspaceTypeReference;
 
 pub const GROUP: &str = "tenancy.trellis.dev";
 pub const VERSION: &str = "v1alpha1";
 
-/// A workspace: a Kubernetes API of its own (namespaces, CRDs, RBAC, objects) at
-/// `/clusters/<parent path>:<name>`, created inside its parent workspace.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-#[schemars(rename = "dev.trellis.tenancy.v1alpha1.Workspace")]
-pub struct Workspace {
-    /// APIVersion defines the versioned schema of this representation of an object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// Kind is a string value representing the REST resource this object represents.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// Standard object's metadata.
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: WorkspaceSpec,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<WorkspaceStatus>,
+/// What a workspace path looks like, as a schema `pattern`: workspace names (DNS labels)
+/// joined by `:`, e.g. `root:acme:ml`. Fields of other groups that name a workspace by path
+/// validate against it.
+pub const WORKSPACE_PATH_PATTERN: &str =
+    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(:[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+api_object! {
+    /// A workspace: a Kubernetes API of its own (namespaces, CRDs, RBAC, objects) at
+    /// `/clusters/<parent path>:<name>`, created inside its parent workspace.
+    pub struct Workspace {
+        group: GROUP,
+        version: VERSION,
+        plural: "workspaces",
+        scope: ClusterResourceScope,
+        schema: "dev.trellis.tenancy.v1alpha1.Workspace",
+        #[serde(default)]
+        spec: WorkspaceSpec,
+        status: WorkspaceStatus,
+    }
 }
 
 /// What a workspace should be.
@@ -75,23 +77,18 @@ pub struct WorkspaceStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// A kind of workspace: where it may be created, what it may contain, and what it starts
-/// with.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-#[schemars(rename = "dev.trellis.tenancy.v1alpha1.WorkspaceType")]
-pub struct WorkspaceType {
-    /// APIVersion defines the versioned schema of this representation of an object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_version: Option<String>,
-    /// Kind is a string value representing the REST resource this object represents.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    /// Standard object's metadata.
-    #[serde(default)]
-    pub metadata: ObjectMeta,
-    #[serde(default)]
-    pub spec: WorkspaceTypeSpec,
+api_object! {
+    /// A kind of workspace: where it may be created, what it may contain, and what it starts
+    /// with.
+    pub struct WorkspaceType {
+        group: GROUP,
+        version: VERSION,
+        plural: "workspacetypes",
+        scope: ClusterResourceScope,
+        schema: "dev.trellis.tenancy.v1alpha1.WorkspaceType",
+        #[serde(default)]
+        spec: WorkspaceTypeSpec,
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
