@@ -75,14 +75,20 @@ pub fn place(snapshot: &Snapshot, ledger: &mut Ledger) -> Vec<Decision> {
 pub(crate) struct World<'s> {
     pub snap: &'s Snapshot,
     targets: HashMap<&'s str, usize>,
+    /// Whether each target is the first of its name (the others are ignored).
+    first: Vec<bool>,
     pools: HashMap<&'s str, usize>,
 }
 
 impl<'s> World<'s> {
     pub(crate) fn new(snap: &'s Snapshot) -> Self {
         let mut targets = HashMap::with_capacity(snap.targets.len());
+        let mut first = vec![false; snap.targets.len()];
         for (i, t) in snap.targets.iter().enumerate() {
-            targets.entry(t.name.as_str()).or_insert(i);
+            targets.entry(t.name.as_str()).or_insert_with(|| {
+                first[i] = true;
+                i
+            });
         }
         let mut pools = HashMap::with_capacity(snap.pools.len());
         for (i, p) in snap.pools.iter().enumerate() {
@@ -91,6 +97,7 @@ impl<'s> World<'s> {
         Self {
             snap,
             targets,
+            first,
             pools,
         }
     }
@@ -411,7 +418,7 @@ impl<'s> Engine<'_, 's, '_> {
         };
         let mut seen_kept = 0;
         for (i, t) in snap.targets.iter().enumerate() {
-            if self.world.targets.get(t.name.as_str()) != Some(&i) || skip(&t.name) {
+            if !self.world.first[i] || skip(&t.name) {
                 continue;
             }
             let admitted = filter::admit_new(scope, t).ok();
@@ -515,7 +522,7 @@ impl<'s> Engine<'_, 's, '_> {
             .targets
             .iter()
             .enumerate()
-            .filter(|(i, t)| self.world.targets.get(t.name.as_str()) == Some(i) && !skip(&t.name))
+            .filter(|(i, t)| self.world.first[*i] && !skip(&t.name))
             .map(|(_, t)| t)
             .collect();
         let passed_over = filter::summarize(

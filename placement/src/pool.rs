@@ -126,7 +126,7 @@ fn same_product_name(a: &str, b: &str) -> bool {
             c => c.to_ascii_lowercase(),
         }
     }
-    a.chars().map(canonical).eq(b.chars().map(canonical))
+    a == b || a.chars().map(canonical).eq(b.chars().map(canonical))
 }
 
 #[cfg(test)]
