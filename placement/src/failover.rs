@@ -92,11 +92,11 @@ mod tests {
         assert_eq!(decisions[0].outcome, Outcome::NoAlternativeCapacity);
         assert_eq!(decisions[0].outcome.reason(), "NoAlternativeCapacity");
         assert_eq!(counts(&decisions[0].assignments), vec![("eu-1", 2)]);
-        assert!(
-            decisions[0].message.contains("InsufficientContiguous")
-                || decisions[0].message.contains("no node has 8 free"),
-            "{}",
-            decisions[0].message
+        assert_eq!(
+            decisions[0].message,
+            "2 of 2 replica(s) that must leave eu-1 (lost) stay there: 16 GPUs are free on 1 \
+             eligible target(s), but nodes with 8 free have room for only 0 of 2 more replica(s) \
+             of 8 GPU(s)"
         );
         assert_eq!(ledger.holds().count(), 0);
 

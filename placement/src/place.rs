@@ -549,8 +549,8 @@ impl<'s> Engine<'_, 's, '_> {
             (
                 Outcome::InsufficientContiguousGpus,
                 format!(
-                    "{} GPUs are free on {} eligible target(s), but no node has {gpus} free for \
-                     more than {room} of {wanted}",
+                    "{} GPUs are free on {} eligible target(s), but nodes with {gpus} free have \
+                     room for only {room} of {wanted}",
                     cands.free_gpus, cands.eligible
                 ),
             )
@@ -990,6 +990,41 @@ mod tests {
             &mut Ledger::new(),
         );
         assert_eq!(counts(&decisions[0].assignments), vec![("eu-1", 2)]);
+    }
+
+    #[test]
+    fn a_selector_that_no_longer_matches_moves_replicas_and_a_child_tenant_has_its_own_quota() {
+        let mut east = target("us-1", &[(8, 4)]);
+        east.labels.insert("region".into(), "us-east".into());
+        let mut d = deployment("a", 8, 2, BinPack, 0);
+        d.existing = shares(&[("eu-1", 2)]);
+        d.target_selector = crate::selector::LabelSelector::labels([("region", "us-east")]);
+        let mut snap = snapshot(vec![target("eu-1", &[(0, 4)]), east], vec![d]);
+        // root:acme:ml is listed on its own, with room for exactly these two replicas.
+        snap.pools[0].tenants.push(crate::pool::Tenant {
+            workspace: "root:acme:ml".into(),
+            weight: 1,
+            quotas: vec![crate::pool::Quota {
+                class: "h200".into(),
+                nominal_quota: 16,
+                lending_limit: Some(0),
+                borrowing_limit: Some(0),
+            }],
+        });
+        let decisions = place(&snap, &mut Ledger::new());
+        assert_eq!(decisions[0].outcome, Outcome::Scheduled);
+        assert_eq!(counts(&decisions[0].assignments), vec![("us-1", 2)]);
+        assert_eq!(decisions[0].tenant.as_deref(), Some("root:acme:ml"));
+        assert!(decisions[0]
+            .message
+            .contains("eu-1 (not selected by the deployment)"));
+
+        // A third replica exceeds the child's own quota, whatever its parent has.
+        snap.deployments[0].replicas = 3;
+        snap.deployments[0].existing = decisions[0].assignments.clone();
+        let more = place(&snap, &mut Ledger::new());
+        assert_eq!(more[0].outcome, Outcome::QuotaExceeded);
+        assert_eq!(counts(&more[0].assignments), vec![("us-1", 2)]);
     }
 
     #[test]
