@@ -108,7 +108,10 @@ pub async fn delete(
 ) -> Result<Deleted, StorageError> {
     let mut object: Value = serde_json::from_slice(&existing.value)
         .map_err(|e| StorageError::Internal(format!("stored object is not JSON: {e}")))?;
-    let graceful = rt.kind_rules.as_ref().is_some_and(|k| k.deletes_gracefully());
+    let graceful = rt
+        .kind_rules
+        .as_ref()
+        .is_some_and(|k| k.deletes_gracefully());
     let extra = propagation.finalizer();
     if finalizers(&object).is_empty() && extra.is_none() && !graceful {
         return store.delete(key, preconditions).await.map(Deleted::Gone);

@@ -103,11 +103,7 @@ fn subresources(r: &ResourceType) -> Vec<(&'static str, Value, &'static [&'stati
         out.push(("scale", gvk, &["get", "patch", "update"][..]));
     }
     // Subresources answered by code (TokenRequest).
-    for (name, takes, _) in r
-        .kind_rules
-        .iter()
-        .flat_map(|k| k.endpoint_subresources())
-    {
+    for (name, takes, _) in r.kind_rules.iter().flat_map(|k| k.endpoint_subresources()) {
         let gvk = json!({"group": takes.group, "version": takes.version, "kind": takes.kind});
         out.push((name, gvk, &["create"][..]));
     }

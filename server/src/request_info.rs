@@ -6,6 +6,8 @@
 
 /// The workspace part of a path: `/clusters/<path-or-id>/…`; bare paths mean `root`.
 pub const ROOT_WORKSPACE: &str = "root";
+/// The workspace part of `/clusters/*/…`: one resource across every workspace.
+pub const ALL_WORKSPACES: &str = "*";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestInfo {

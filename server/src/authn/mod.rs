@@ -237,10 +237,12 @@ pub async fn authenticate(
 }
 
 /// A ServiceAccount token is valid only in the workspace (logical cluster) it was minted in:
-/// 401 for `user` in any other, including the all-workspaces wildcard.
-pub fn check_bound_cluster(user: Option<&UserInfo>, cluster: &str) -> Result<(), Status> {
+/// 401 for `user` in any other, and across all workspaces (`cluster` `None`).
+pub fn check_bound_cluster(user: Option<&UserInfo>, cluster: Option<&str>) -> Result<(), Status> {
     match user.and_then(|u| u.extra.get(service_account::CLUSTER_EXTRA)) {
-        Some(bound) if bound.len() != 1 || bound[0] != cluster => Err(unauthorized()),
+        Some(bound) if bound.len() != 1 || Some(bound[0].as_str()) != cluster => {
+            Err(unauthorized())
+        }
         _ => Ok(()),
     }
 }
@@ -285,14 +287,22 @@ mod tests {
     #[test]
     fn a_bound_user_is_refused_outside_its_cluster() {
         let mut user = UserInfo::default();
-        assert!(check_bound_cluster(Some(&user), "a").is_ok());
-        assert!(check_bound_cluster(None, "a").is_ok());
+        assert!(check_bound_cluster(Some(&user), Some("a")).is_ok());
+        assert!(check_bound_cluster(None, Some("a")).is_ok());
         user.extra.insert(
             service_account::CLUSTER_EXTRA.to_string(),
             vec!["a".to_string()],
         );
-        assert!(check_bound_cluster(Some(&user), "a").is_ok());
-        assert_eq!(check_bound_cluster(Some(&user), "b").unwrap_err().code, 401);
-        assert_eq!(check_bound_cluster(Some(&user), "*").unwrap_err().code, 401);
+        assert!(check_bound_cluster(Some(&user), Some("a")).is_ok());
+        assert_eq!(
+            check_bound_cluster(Some(&user), Some("b"))
+                .unwrap_err()
+                .code,
+            401
+        );
+        assert_eq!(
+            check_bound_cluster(Some(&user), None).unwrap_err().code,
+            401
+        );
     }
 }

@@ -32,7 +32,7 @@ use std::sync::Arc;
 
 use crate::authn::UserInfo;
 use crate::request_info::{ResourceRequest, Target};
-use crate::shards::ShardMap;
+use crate::shards::{Shard, ShardMap};
 use crate::state::{AppState, ROOT_CLUSTER};
 use crate::status::Status;
 use cache::RbacCache;
@@ -185,6 +185,11 @@ impl Authorizer {
             .shard_for(cluster)
             .await
             .map_err(|e| e.into_status(cluster))?;
+        self.cache_of(&shard).await
+    }
+
+    /// The RBAC cache of `shard`, caught up with what this process wrote.
+    pub async fn cache_of(&self, shard: &Shard) -> Result<Arc<RbacCache>, Status> {
         let cache = self.caches.get(&shard.name).cloned().ok_or_else(|| {
             Status::unavailable(format!("no RBAC cache for shard {}", shard.name), 1)
         })?;
@@ -306,11 +311,11 @@ fn is_public(path: &str) -> bool {
 pub async fn check_request(
     state: &AppState,
     user: &UserInfo,
-    workspace: &str,
-    cluster: &str,
+    resolved: &crate::http::context::Workspace,
     target: &Target,
     method: &str,
 ) -> Result<bool, Status> {
+    let (workspace, cluster) = (resolved.addressed.as_str(), resolved.cluster.as_str());
     if user.is_master() {
         return Ok(true);
     }
@@ -319,7 +324,7 @@ pub async fn check_request(
         Target::NonResource(path) => Attributes::non_resource(&method.to_ascii_lowercase(), path),
         Target::Resource(request) => Attributes::of_request(request),
     };
-    let cache = state.authorizer.cache_for(cluster).await?;
+    let cache = state.authorizer.cache_of(&resolved.shard).await?;
     let member = may_enter(&cache, user, cluster);
     // The common case first: a member whose request RBAC in the workspace allows.
     if member && cache.allows(cluster, user, &attrs) {

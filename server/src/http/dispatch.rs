@@ -10,11 +10,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
 use crate::authn::UserInfo;
+use crate::http::context::{RequestContext, Scope, Workspace};
 use crate::http::query::Query;
 use crate::http::response;
 use crate::registry::ResourceType;
 use crate::request_info::{self, Target, Verb};
-use crate::rest::WILDCARD;
 use crate::state::AppState;
 use crate::status::Status;
 use crate::{authn, authz, discovery, openapi, rest};
@@ -40,8 +40,8 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
         None if authz::is_public_target(&info.target) => &NOBODY,
         None => return response::status(Status::unauthorized()),
     };
-    if info.workspace == WILDCARD {
-        if let Err(status) = authn::check_bound_cluster(parts.extensions.get(), WILDCARD) {
+    if info.workspace == request_info::ALL_WORKSPACES {
+        if let Err(status) = authn::check_bound_cluster(parts.extensions.get(), None) {
             return response::status(status);
         }
         if let Err(status) =
@@ -49,32 +49,23 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
         {
             return response::status(status);
         }
+        let ctx = RequestContext {
+            state: &state,
+            scope: Scope::AllWorkspaces,
+            user,
+            admin: false,
+            extensions: &parts.extensions,
+        };
         return match info.target {
             Target::Resource(request)
                 if matches!(request.verb, Verb::List | Verb::Watch)
                     && request.namespace.is_none()
                     && request.subresource.is_none() =>
             {
-                let caller = rest::Caller {
-                    user,
-                    admin: false,
-                    extensions: &parts.extensions,
-                };
-                rest::handle(
-                    &state,
-                    WILDCARD,
-                    caller,
-                    request,
-                    query,
-                    &parts.headers,
-                    body,
-                )
-                .await
+                rest::handle(&ctx, request, query, &parts.headers, body).await
             }
             // Discovery: the built-in kinds (no workspace's CRDs are served across all).
-            Target::NonResource(path) => {
-                non_resource(&state, WILDCARD, &path, &query, &parts.headers).await
-            }
+            Target::NonResource(path) => non_resource(&ctx, &path, &query, &parts.headers).await,
             _ => response::status(Status::new(
                 405,
                 "MethodNotAllowed",
@@ -82,19 +73,19 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             )),
         };
     }
-    let located = match state.workspaces.resolve(&info.workspace).await {
-        Ok(located) => located,
-        Err(unroutable) => return response::status(unroutable.into_status(&info.workspace)),
+    let workspace = match resolve(&state, &info.workspace).await {
+        Ok(workspace) => workspace,
+        Err(status) => return response::status(status),
     };
-    let cluster = located.cluster.as_str();
-    if let Err(status) = authn::check_bound_cluster(parts.extensions.get(), cluster) {
+    if let Err(status) =
+        authn::check_bound_cluster(parts.extensions.get(), Some(&workspace.cluster))
+    {
         return response::status(status);
     }
     let admin = match authz::check_request(
         &state,
         user,
-        &info.workspace,
-        cluster,
+        &workspace,
         &info.target,
         parts.method.as_str(),
     )
@@ -106,40 +97,52 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
     // Instrument, not enter: a guard held across an await would stay entered on this thread
     // while the task sleeps, and tag other requests' logs.
     let span = tracing::debug_span!("request", workspace = %info.workspace, method = %parts.method, path = %parts.uri.path());
+    let ctx = RequestContext {
+        state: &state,
+        scope: Scope::Workspace(workspace),
+        user,
+        admin,
+        extensions: &parts.extensions,
+    };
     match info.target {
         Target::NonResource(path) => {
-            non_resource(&state, cluster, &path, &query, &parts.headers)
+            non_resource(&ctx, &path, &query, &parts.headers)
                 .instrument(span)
                 .await
         }
         Target::Resource(request) => {
-            let caller = rest::Caller {
-                user,
-                admin,
-                extensions: &parts.extensions,
-            };
-            rest::handle(
-                &state,
-                cluster,
-                caller,
-                request,
-                query,
-                &parts.headers,
-                body,
-            )
-            .instrument(span)
-            .await
+            rest::handle(&ctx, request, query, &parts.headers, body)
+                .instrument(span)
+                .await
         }
     }
 }
 
+/// The workspace a request addresses, with its shard.
+async fn resolve(state: &AppState, addressed: &str) -> Result<Workspace, Status> {
+    let located = state
+        .workspaces
+        .resolve(addressed)
+        .await
+        .map_err(|unroutable| unroutable.into_status(addressed))?;
+    let shard = state
+        .shards
+        .named(&located.shard)
+        .map_err(|unroutable| unroutable.into_status(addressed))?;
+    Ok(Workspace {
+        addressed: addressed.to_string(),
+        cluster: located.cluster,
+        shard,
+    })
+}
+
 async fn non_resource(
-    state: &AppState,
-    cluster: &str,
+    ctx: &RequestContext<'_>,
     path: &str,
     query: &Query,
     headers: &HeaderMap,
 ) -> Response {
+    let state = ctx.state;
     match path {
         "/healthz" | "/livez" | "/readyz" => {
             let mut r = Response::new(Body::from("ok"));
@@ -149,7 +152,10 @@ async fn non_resource(
         "/version" => return response::json(StatusCode::OK, &discovery::version()),
         _ => {}
     }
-    let resources = state.registry.resources(cluster).await;
+    let resources = match &ctx.scope {
+        Scope::Workspace(workspace) => state.registry.resources(&workspace.cluster).await,
+        Scope::AllWorkspaces => state.registry.scheme().resources().to_vec(),
+    };
     if let Some(rest) = path.strip_prefix("/openapi/v3") {
         let docs = state.registry.scheme().openapi();
         return openapi_v3(docs, &resources, rest.trim_start_matches('/'), query);

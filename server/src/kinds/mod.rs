@@ -16,12 +16,14 @@
 pub mod apiextensions;
 pub mod authentication;
 pub mod authorization;
+pub mod compute;
 pub mod coordination;
 pub mod core;
 pub mod events;
 pub mod own_schema;
 pub mod rbac;
 pub mod scheme;
+pub mod serving;
 pub mod tenancy;
 pub mod trellis_core;
 
@@ -85,6 +87,19 @@ impl Names {
         Names {
             namespaced: true,
             ..Names::cluster(group, version, kind, plural)
+        }
+    }
+
+    /// The names of one of our own `trellis-apis` kinds.
+    pub const fn of<T: trellis_apis::ApiObject>() -> Names {
+        Names {
+            group: T::GROUP,
+            version: T::VERSION,
+            kind: T::KIND,
+            plural: T::PLURAL,
+            namespaced: T::NAMESPACED,
+            short_names: &[],
+            categories: &[],
         }
     }
 
@@ -214,11 +229,11 @@ pub trait Kind: Send + Sync + 'static {
 
     /// With [`Kind::stored_as`]: turns a stored object into this kind's form (its
     /// `apiVersion` is set by the caller).
-    fn from_stored(&self, _object: &mut serde_json::Map<String, Value>) {}
+    fn convert_from_storage(&self, _object: &mut serde_json::Map<String, Value>) {}
 
     /// With [`Kind::stored_as`]: turns an object of this kind into the stored form,
     /// `apiVersion` included; leaves one already stored alone.
-    fn to_stored(&self, _object: &mut serde_json::Map<String, Value>) {}
+    fn convert_to_storage(&self, _object: &mut serde_json::Map<String, Value>) {}
 
     /// Deleting marks the object and leaves its removal to a controller even when it has no
     /// finalizers in its metadata (a Namespace waits for its content: `spec.finalizers`).
@@ -317,6 +332,23 @@ pub fn cell_count(object: &Value, pointers: &[&str]) -> Value {
         })
         .sum();
     Value::from(n)
+}
+
+/// The status (`True`, `False`, `Unknown`) of condition `kind`; empty when absent.
+pub fn condition_status<'a>(object: &'a Value, kind: &str) -> &'a str {
+    condition(object, kind)
+        .and_then(|c| c.get("status"))
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// Condition `kind` of `status.conditions`.
+pub fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a Value> {
+    object
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
 }
 
 /// The Age cell, from `metadata.creationTimestamp`.

@@ -103,6 +103,8 @@ impl Scheme {
         super::trellis_core::install,
         super::authorization::install,
         super::authentication::install,
+        super::compute::install,
+        super::serving::install,
     ];
 
     /// A scheme of `groups`.

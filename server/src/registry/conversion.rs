@@ -22,7 +22,7 @@ pub fn from_stored(rt: &ResourceType, object: &mut Value) {
         return;
     };
     if let Some(kind) = converts {
-        kind.from_stored(map);
+        kind.convert_from_storage(map);
     }
     map.insert("apiVersion".into(), Value::String(api_version));
 }
@@ -33,7 +33,7 @@ pub fn to_stored(rt: &ResourceType, object: &mut Value) {
         return;
     };
     if let Some(map) = object.as_object_mut() {
-        kind.to_stored(map);
+        kind.convert_to_storage(map);
     }
 }
 

@@ -19,9 +19,10 @@ use axum::response::Response;
 use serde_json::{json, Value};
 use trellis_storage::ObjectKey;
 
-use crate::authn::UserInfo;
+use crate::http::context::{RequestContext, Scope};
 use crate::http::query::Query;
 use crate::http::response;
+use crate::kinds::Home;
 use crate::object_meta;
 use crate::registry::ResourceType;
 use crate::request_info::{ResourceRequest, Verb};
@@ -29,9 +30,6 @@ use crate::shards::Shard;
 use crate::state::AppState;
 use crate::status::{Status, Subject};
 use subresource::Subresource;
-
-/// The workspace part of `/clusters/*/…`: one resource across every workspace.
-pub const WILDCARD: &str = "*";
 
 /// Marks an object of a wildcard list or watch with its workspace's path (its logical cluster
 /// id if this replica does not know the path).
@@ -59,25 +57,14 @@ pub(crate) fn mark_cluster(
 /// Largest accepted request body, as kube-apiserver's default.
 pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 
-/// Who is asking, as authentication and authorization resolved it in dispatch.
-#[derive(Clone, Copy)]
-pub struct Caller<'a> {
-    pub user: &'a UserInfo,
-    /// Admin of the workspace from above (or `system:masters`): RBAC inside it does not limit.
-    pub admin: bool,
-    /// The request's extensions (what authentication attached).
-    pub extensions: &'a axum::http::Extensions,
-}
-
 pub async fn handle(
-    state: &AppState,
-    cluster: &str,
-    caller: Caller<'_>,
+    ctx: &RequestContext<'_>,
     request: ResourceRequest,
     query: Query,
     headers: &HeaderMap,
     body: Body,
 ) -> Response {
+    let (state, cluster) = (ctx.state, ctx.cluster());
     let Some(rt) = state
         .registry
         .lookup(cluster, &request.group, &request.version, &request.resource)
@@ -94,9 +81,9 @@ pub async fn handle(
         let endpoint_request = crate::kinds::EndpointRequest {
             state,
             cluster,
-            user: caller.user,
+            user: ctx.user,
             request: &request,
-            extensions: caller.extensions,
+            extensions: ctx.extensions,
         };
         return endpoint
             .create(endpoint_request, body)
@@ -126,19 +113,17 @@ pub async fn handle(
     let accept = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    // Wildcard requests read every shard themselves; the root shard stands in.
-    let shard = if cluster == WILDCARD {
-        Ok(state.shards.root().clone())
-    } else {
-        state.shards.shard_of_resource(cluster, &rt).await
-    };
-    let shard = match shard {
-        Ok(shard) => shard,
-        Err(unroutable) => return response::status(unroutable.into_status(cluster)),
+    let shard = match (&ctx.scope, rt.home()) {
+        (Scope::Workspace(workspace), Home::Workspace) => workspace.shard.clone(),
+        // The tenancy tree lives in the root shard; requests across all workspaces read every
+        // shard themselves, and the root shard stands in.
+        (Scope::Workspace(_), Home::RootShard) | (Scope::AllWorkspaces, _) => {
+            state.shards.root().clone()
+        }
     };
     let target = Target {
         state,
-        caller,
+        ctx,
         shard: &shard,
         cluster,
         rt: &rt,
@@ -175,7 +160,8 @@ pub async fn handle(
 /// The resource (and, for single-object verbs, the object) a request addresses.
 pub struct Target<'a> {
     pub state: &'a AppState,
-    pub caller: Caller<'a>,
+    /// The request's workspace and user.
+    pub ctx: &'a RequestContext<'a>,
     /// The shard holding the addressed objects.
     pub shard: &'a Shard,
     pub cluster: &'a str,
@@ -190,7 +176,7 @@ pub struct Target<'a> {
 impl Target<'_> {
     /// A request across every workspace (`/clusters/*`).
     pub fn wildcard(&self) -> bool {
-        self.cluster == WILDCARD
+        self.ctx.all_workspaces()
     }
 
     pub(crate) fn subject(&self) -> Subject<'_> {

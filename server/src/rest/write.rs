@@ -342,8 +342,8 @@ async fn validate_and_admit(
     if let Some(kind) = &target.rt.kind_rules {
         let admission = crate::kinds::Admission {
             target,
-            user: Some(target.caller.user).filter(|u| !u.name.is_empty()),
-            admin: target.caller.admin,
+            user: Some(target.ctx.user).filter(|u| !u.name.is_empty()),
+            admin: target.ctx.admin,
         };
         kind.admit(&admission, object, old).await?;
     }

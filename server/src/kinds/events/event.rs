@@ -21,11 +21,11 @@ impl Kind for Event {
         Some("core/events")
     }
 
-    fn from_stored(&self, object: &mut Map<String, Value>) {
+    fn convert_from_storage(&self, object: &mut Map<String, Value>) {
         rename(object, FIELDS.iter().map(|(new, old)| (*old, *new)));
     }
 
-    fn to_stored(&self, object: &mut Map<String, Value>) {
+    fn convert_to_storage(&self, object: &mut Map<String, Value>) {
         if object.get("apiVersion").and_then(Value::as_str) == Some("v1") {
             return;
         }

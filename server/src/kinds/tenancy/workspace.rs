@@ -19,7 +19,7 @@ pub struct Workspace;
 #[async_trait]
 impl Kind for Workspace {
     fn names(&self) -> Names {
-        Names::cluster(super::GROUP, "v1alpha1", "Workspace", "workspaces").short(&["ws"])
+        Names::of::<trellis_apis::tenancy::Workspace>().short(&["ws"])
     }
 
     fn subresources(&self) -> Subresources {

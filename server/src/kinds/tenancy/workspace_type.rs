@@ -6,7 +6,7 @@ pub struct WorkspaceType;
 
 impl Kind for WorkspaceType {
     fn names(&self) -> Names {
-        Names::cluster(super::GROUP, "v1alpha1", "WorkspaceType", "workspacetypes")
+        Names::of::<trellis_apis::tenancy::WorkspaceType>()
     }
 
     fn schema(&self) -> SchemaSource {

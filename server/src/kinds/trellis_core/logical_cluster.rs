@@ -8,12 +8,7 @@ pub struct LogicalCluster;
 
 impl Kind for LogicalCluster {
     fn names(&self) -> Names {
-        Names::cluster(
-            super::GROUP,
-            "v1alpha1",
-            "LogicalCluster",
-            "logicalclusters",
-        )
+        Names::of::<trellis_apis::core::LogicalCluster>()
     }
 
     fn subresources(&self) -> Subresources {

@@ -12,7 +12,7 @@ pub struct Shard;
 
 impl Kind for Shard {
     fn names(&self) -> Names {
-        Names::cluster(super::GROUP, "v1alpha1", "Shard", "shards")
+        Names::of::<trellis_apis::core::Shard>()
     }
 
     fn subresources(&self) -> Subresources {
