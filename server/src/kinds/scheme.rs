@@ -58,7 +58,10 @@ impl SchemeBuilder {
                 SchemaSource::Upstream(add) | SchemaSource::Own(add) => Some(add(&mut generator)),
             })
             .collect();
-        let definitions = generator.take_definitions(true);
+        let mut definitions = generator.take_definitions(true);
+        for (name, schema) in definitions.iter_mut() {
+            crate::openapi::kubernetes_style(schema, name.starts_with("dev.trellis."));
+        }
         let mut resources = Vec::with_capacity(self.kinds.len());
         for (kind, schema_name) in self.kinds.iter().zip(schema_names) {
             let own = match (kind.schema(), &schema_name) {
