@@ -9,6 +9,7 @@ pub mod crd;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod rbac_aggregation;
+pub mod runtime;
 pub mod service_account;
 pub mod shard;
 pub mod work_queue;
