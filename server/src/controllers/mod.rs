@@ -17,43 +17,36 @@ pub mod workspace;
 
 use std::sync::Arc;
 
-use tokio::task::JoinHandle;
-
 use crate::registry::Registry;
 use crate::shards::ShardMap;
 use crate::workspaces::WorkspaceIndex;
 
-/// Starts every controller; the handles stop them.
-/// Starts every controller; the handles stop them. The workspace and shard controllers run
-/// once (Workspaces are in the root shard); the others once per shard.
+use runtime::Running;
+
+/// Starts every controller (and the reflectors they read); the returned [`Running`] stops them
+/// all. The workspace and shard controllers follow the root shard (Workspaces are there); the
+/// others follow every shard.
 pub fn spawn_all(
     shards: Arc<ShardMap>,
     registry: Arc<Registry>,
     index: Arc<WorkspaceIndex>,
     external_url: String,
-) -> Vec<JoinHandle<()>> {
-    let mut handles = vec![
-        tokio::spawn(workspace::run(workspace::Context {
-            shards: shards.clone(),
-            registry: registry.clone(),
-            index: index.clone(),
-            external_url,
-        })),
-        tokio::spawn(shard::run(shards.clone(), index)),
-    ];
+) -> Running {
+    let mut running = Running::new();
+    running.spawn(workspace::run(workspace::Context {
+        shards: shards.clone(),
+        registry: registry.clone(),
+        index: index.clone(),
+        external_url,
+    }));
+    running.spawn(shard::run(shards.clone(), index));
     for shard in shards.iter() {
         let store = shard.store.clone();
-        handles.push(tokio::spawn(namespace::run(
-            store.clone(),
-            registry.clone(),
-        )));
-        handles.push(tokio::spawn(crd::run(store.clone(), registry.clone())));
-        handles.push(tokio::spawn(service_account::run(store.clone())));
-        handles.push(tokio::spawn(rbac_aggregation::run(store.clone())));
-        handles.push(tokio::spawn(garbage_collector::run(
-            store,
-            registry.clone(),
-        )));
+        running.spawn(namespace::run(store.clone(), registry.clone()));
+        running.spawn(crd::run(store.clone(), registry.clone()));
+        running.spawn(service_account::run(store.clone()));
+        running.spawn(rbac_aggregation::run(store.clone()));
+        running.spawn(garbage_collector::run(store, registry.clone()));
     }
-    handles
+    running
 }
