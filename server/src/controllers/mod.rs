@@ -21,7 +21,11 @@ use crate::registry::Registry;
 use crate::shards::ShardMap;
 use crate::workspaces::WorkspaceIndex;
 
-use runtime::Running;
+use runtime::{Reflector, Running};
+use trellis_storage::ListScope;
+
+use crate::shards::ROOT_SHARD;
+use crate::workspaces::index::WORKSPACES;
 
 /// Starts every controller (and the reflectors they read); the returned [`Running`] stops them
 /// all. The workspace and shard controllers follow the root shard (Workspaces are there); the
@@ -33,13 +37,21 @@ pub fn spawn_all(
     external_url: String,
 ) -> Running {
     let mut running = Running::new();
+    let root = shards.root().store.clone();
+    // Workspaces live in the root shard; the workspace and shard controllers share one copy.
+    let workspaces = Reflector::whole(
+        "workspaces",
+        ListScope::all_clusters(WORKSPACES),
+        vec![(ROOT_SHARD.to_string(), root.clone())],
+    );
+    running.spawn(workspaces.run(running.token()));
     running.spawn(workspace::run(workspace::Context {
         shards: shards.clone(),
         registry: registry.clone(),
         index: index.clone(),
         external_url,
     }));
-    running.spawn(shard::run(shards.clone(), index));
+    shard::wire(&mut running, root, &workspaces);
     for shard in shards.iter() {
         let store = shard.store.clone();
         running.spawn(namespace::run(store.clone(), registry.clone()));

@@ -83,6 +83,13 @@ fn without_revision(object: &Value) -> std::borrow::Cow<'_, Value> {
     }
 }
 
+/// A built-in type, for the writes of controllers that know what they write.
+pub fn builtin(group: &str, version: &str, plural: &str) -> Result<&'static ResourceType, Error> {
+    crate::registry::lookup_builtin(group, version, plural)
+        .map(|rt| &**rt)
+        .ok_or_else(|| Error::Invalid(format!("{plural}.{group}/{version} is not a built-in type")))
+}
+
 /// Parses a stored object.
 pub fn parse(stored: &StoredObject) -> Result<Value, Error> {
     serde_json::from_slice(&stored.value).map_err(|e| {
