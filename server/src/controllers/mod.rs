@@ -52,12 +52,12 @@ pub fn spawn_all(
         external_url,
     }));
     shard::wire(&mut running, root, &workspaces);
+    rbac_aggregation::wire(&mut running, &shards);
     for shard in shards.iter() {
         let store = shard.store.clone();
         running.spawn(namespace::run(store.clone(), registry.clone()));
         running.spawn(crd::run(store.clone(), registry.clone()));
         running.spawn(service_account::run(store.clone()));
-        running.spawn(rbac_aggregation::run(store.clone()));
         running.spawn(garbage_collector::run(store, registry.clone()));
     }
     running
