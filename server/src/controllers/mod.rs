@@ -54,9 +54,9 @@ pub fn spawn_all(
     shard::wire(&mut running, root, &workspaces);
     rbac_aggregation::wire(&mut running, &shards);
     crd::wire(&mut running, &shards, registry.clone());
+    namespace::wire(&mut running, shards.clone(), registry.clone());
     for shard in shards.iter() {
         let store = shard.store.clone();
-        running.spawn(namespace::run(store.clone(), registry.clone()));
         running.spawn(service_account::run(store.clone()));
         running.spawn(garbage_collector::run(store, registry.clone()));
     }
