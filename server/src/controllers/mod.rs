@@ -55,9 +55,9 @@ pub fn spawn_all(
     rbac_aggregation::wire(&mut running, &shards);
     crd::wire(&mut running, &shards, registry.clone());
     namespace::wire(&mut running, shards.clone(), registry.clone());
+    service_account::wire(&mut running, shards.clone());
     for shard in shards.iter() {
         let store = shard.store.clone();
-        running.spawn(service_account::run(store.clone()));
         running.spawn(garbage_collector::run(store, registry.clone()));
     }
     running
