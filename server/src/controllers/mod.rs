@@ -45,12 +45,13 @@ pub fn spawn_all(
         vec![(ROOT_SHARD.to_string(), root.clone())],
     );
     running.spawn(workspaces.run(running.token()));
-    running.spawn(workspace::run(workspace::Context {
+    let context = workspace::Context {
         shards: shards.clone(),
         registry: registry.clone(),
-        index: index.clone(),
+        index,
         external_url,
-    }));
+    };
+    workspace::wire(&mut running, context, &workspaces);
     shard::wire(&mut running, root, &workspaces);
     rbac_aggregation::wire(&mut running, &shards);
     crd::wire(&mut running, &shards, registry.clone());
