@@ -57,9 +57,6 @@ pub fn spawn_all(
     crd::wire(&mut running, &shards, registry.clone());
     namespace::wire(&mut running, shards.clone(), registry.clone());
     service_account::wire(&mut running, shards.clone());
-    for shard in shards.iter() {
-        let store = shard.store.clone();
-        running.spawn(garbage_collector::run(store, registry.clone()));
-    }
+    garbage_collector::wire(&mut running, shards, registry);
     running
 }

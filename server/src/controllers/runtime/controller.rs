@@ -127,16 +127,26 @@ impl<K: Clone + Eq + Hash + Debug + Send + Sync + 'static> Controller<K> {
         T: Send + Sync + 'static,
         I: IntoIterator<Item = K>,
     {
-        let queue = self.queue.clone();
-        self.subscriptions.push(reflector.subscribe(move |change| {
-            for key in map(change) {
-                queue.add(key);
-            }
-        }));
+        let subscription = self.trigger().watch(reflector, map);
+        self.subscriptions.push(subscription);
+        self.waits_for(reflector)
+    }
+
+    /// Workers start only once `reflector` is synced (a reflector the reconciler reads
+    /// without taking triggers from it).
+    pub fn waits_for<T: Send + Sync + 'static>(mut self, reflector: &Reflector<T>) -> Self {
         let reflector = reflector.clone();
         self.synced
             .push(Box::pin(async move { reflector.wait_synced().await }));
         self
+    }
+
+    /// A handle that queues keys for this controller, also once it runs: for triggers that
+    /// come and go while it runs (reflectors started later).
+    pub fn trigger(&self) -> Trigger<K> {
+        Trigger {
+            queue: self.queue.clone(),
+        }
     }
 
     /// How many keys are reconciled at once (never the same key twice at once).
@@ -202,6 +212,44 @@ impl<K: Clone + Eq + Hash + Debug + Send + Sync + 'static> Controller<K> {
         tasks.shutdown().await;
         drop(subscriptions);
         tracing::debug!(controller = name, "stopped");
+    }
+}
+
+/// Queues keys for a controller (see [`Controller::trigger`]).
+pub struct Trigger<K> {
+    queue: Arc<WorkQueue<K>>,
+}
+
+impl<K> Clone for Trigger<K> {
+    fn clone(&self) -> Self {
+        Trigger {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<K: Clone + Eq + Hash + Send + Sync + 'static> Trigger<K> {
+    pub fn add(&self, key: K) {
+        self.queue.add(key);
+    }
+
+    /// Queues the keys `map` derives from each change `reflector` sees (and from each object
+    /// it holds now), for as long as the subscription is kept.
+    pub fn watch<T, I>(
+        &self,
+        reflector: &Reflector<T>,
+        map: impl Fn(&Change<'_, T>) -> I + Send + Sync + 'static,
+    ) -> Subscription
+    where
+        T: Send + Sync + 'static,
+        I: IntoIterator<Item = K>,
+    {
+        let queue = self.queue.clone();
+        reflector.subscribe(move |change| {
+            for key in map(change) {
+                queue.add(key);
+            }
+        })
     }
 }
 

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use backoff::Backoff;
 pub use committer::Committed;
-pub use controller::{Action, Controller, Error, Reconciler};
+pub use controller::{Action, Controller, Error, Reconciler, Trigger};
 pub use reflector::{every_shard, Change, Reflector, Subscription};
 
 /// Tasks started together and stopped together: reflectors and controllers (and whatever
