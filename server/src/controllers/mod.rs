@@ -4,6 +4,11 @@
 //!
 //! They run on one replica at a time, the leader (`leader_election`); their writes use
 //! preconditions all the same, so a step repeated by a new leader does not clash.
+//!
+//! Every controller is built from [`runtime`] (shared reflectors, the work queue, `Action`s
+//! and backoff, the committer) and split the same way: a `wire` function that picks the
+//! reflectors and triggers, a reconciler that reads and writes, and pure decision functions
+//! with their unit tests. [`spawn_all`] is the assembly of them all.
 
 pub mod crd;
 pub mod garbage_collector;
@@ -17,15 +22,13 @@ pub mod workspace;
 
 use std::sync::Arc;
 
-use crate::registry::Registry;
-use crate::shards::ShardMap;
-use crate::workspaces::WorkspaceIndex;
-
-use runtime::{Reflector, Running};
 use trellis_storage::ListScope;
 
-use crate::shards::ROOT_SHARD;
+use crate::registry::Registry;
+use crate::shards::{ShardMap, ROOT_SHARD};
 use crate::workspaces::index::WORKSPACES;
+use crate::workspaces::WorkspaceIndex;
+use runtime::{Reflector, Running};
 
 /// Starts every controller (and the reflectors they read); the returned [`Running`] stops them
 /// all. The workspace and shard controllers follow the root shard (Workspaces are there); the
