@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use trellis_server::start::{start, SecurityOptions, StartOptions, Started};
+use trellis_server::start::{start, SecurityOptions, Server, StartOptions};
 use trellis_testkit::{PostgresCluster, TestDatabase};
 
 /// Which store a hub runs on.
@@ -22,7 +22,7 @@ pub enum Backend {
 
 /// A hub serving on a free loopback port, with its own data directory.
 pub struct Hub {
-    pub started: Started,
+    pub started: Server,
     pub data_dir: PathBuf,
     _dir: tempfile::TempDir,
     _dbs: Vec<TestDatabase>,

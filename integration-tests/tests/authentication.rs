@@ -626,8 +626,8 @@ async fn replicas_accept_each_others_service_account_tokens() {
         review["status"]["userInfo"]["username"],
         "system:serviceaccount:default:shared"
     );
-    a.server.abort();
-    b.server.abort();
+    a.shutdown().await;
+    b.shutdown().await;
 }
 
 /// Beyond its burst, a user gets 429 with Retry-After; masters are exempt.
@@ -729,7 +729,7 @@ async fn the_plain_listener_is_loopback_only_and_authenticated() {
     };
     assert_eq!(plain(None).await, Some(401));
     assert_eq!(plain(Some(ALICE_TOKEN)).await, Some(200));
-    started.server.abort();
+    started.shutdown().await;
 }
 
 /// 10,000 malformed requests over TLS: random methods, paths, encodings, headers (huge ones,

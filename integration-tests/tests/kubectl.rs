@@ -730,7 +730,7 @@ async fn restart_keeps_data_and_credentials() {
     let first = start(options.clone()).await.unwrap();
     let ca_before = std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
     let admin_before = std::fs::read_to_string(dir.path().join("admin.crt")).unwrap();
-    first.server.abort();
+    first.shutdown().await;
     let second = start(options).await.unwrap();
     assert_eq!(
         std::fs::read_to_string(dir.path().join("ca.crt")).unwrap(),

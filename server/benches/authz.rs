@@ -211,6 +211,7 @@ async fn run() -> Result<()> {
     let cache = trellis_server::authz::cache::RbacCache::spawn(
         store.clone(),
         trellis_server::kinds::Scheme::hub().default_roles().clone(),
+        tokio_util::sync::CancellationToken::new(),
     );
     cache.catch_up(&store).await?;
     let user = trellis_server::authn::UserInfo {
@@ -241,7 +242,7 @@ async fn run() -> Result<()> {
         timed.elapsed().as_nanos() as f64 / f64::from(DECISIONS),
         "ns",
     );
-    started.server.abort();
+    started.shutdown().await;
     Ok(())
 }
 

@@ -10,9 +10,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use trellis_storage::{ObjectKey, Preconditions, StorageError, Store};
 
+use crate::controllers::runtime::Running;
 use crate::state::ROOT_CLUSTER;
 
 pub const LEASE_DURATION: Duration = Duration::from_secs(10);
@@ -142,11 +143,22 @@ async fn round(store: &Store, me: &str) -> Result<bool, StorageError> {
     }
 }
 
-/// Runs `start` (which spawns the controllers) while this process leads, and stops what it
+/// How long stopping the controllers may take when leadership is lost, before the tasks left
+/// are aborted: well within the lease, so they are gone before another replica may start its
+/// own.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Runs `start` (which starts the controllers) while this process leads, and stops what it
 /// started when leadership is lost. Runs for the life of the process.
-pub async fn run(store: Store, start: impl Fn() -> Vec<JoinHandle<()>>) {
+pub async fn run(store: Store, start: impl Fn() -> Running) {
+    run_until(store, start, CancellationToken::new()).await
+}
+
+/// [`run`] until `stop` is cancelled; then the controllers are stopped (and the lease is left
+/// to expire).
+pub async fn run_until(store: Store, start: impl Fn() -> Running, stop: CancellationToken) {
     let me = identity();
-    let mut running: Vec<JoinHandle<()>> = Vec::new();
+    let mut running: Option<Running> = None;
     let mut last_renewed: Option<std::time::Instant> = None;
     loop {
         let leading = match round(&store, &me).await {
@@ -164,20 +176,24 @@ pub async fn run(store: Store, start: impl Fn() -> Vec<JoinHandle<()>>) {
         if !leading {
             last_renewed = None;
         }
-        match (leading, running.is_empty()) {
-            (true, true) => {
+        match (leading, running.take()) {
+            (true, None) => {
                 tracing::info!(identity = %me, "leading: starting the controllers");
-                running = start();
+                running = Some(start());
             }
-            (false, false) => {
+            (false, Some(controllers)) => {
                 tracing::warn!(identity = %me, "lost the lease: stopping the controllers");
-                for task in running.drain(..) {
-                    task.abort();
-                }
+                controllers.shutdown(STOP_GRACE).await;
             }
-            _ => {}
+            (_, still) => running = still,
         }
-        tokio::time::sleep(RENEW_EVERY).await;
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(RENEW_EVERY) => {}
+        }
+    }
+    if let Some(controllers) = running {
+        controllers.shutdown(STOP_GRACE).await;
     }
 }
 

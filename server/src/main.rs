@@ -156,10 +156,9 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or(started.kubeconfig.clone())
                     .display()
             );
-            tokio::select! {
-                _ = started.server => {}
-                _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
-            }
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("shutting down");
+            started.shutdown().await;
             Ok(())
         }
     }

@@ -1,30 +1,31 @@
 //! Which namespaces can take new content, as this hub's own watch of them has seen: the check
 //! every create of a namespaced object makes (NamespaceLifecycle), without a storage read each
-//! time.
+//! time. The same copy of a shard's namespaces feeds the namespace and service-account
+//! controllers ([`NamespaceCache::reflector`]), so the shard's namespaces are watched once.
 //!
-//! The cache only answers when it has caught up with every change this process has published
-//! ([`Store::delivered_revision`] at the time of the question). Storage publishes a change
-//! before the writer hears back, so a namespace deletion this hub has answered is always seen:
-//! a create that follows it is refused. When the cache is behind (briefly, or while it relists)
-//! or does not know the namespace, the caller reads storage as before. Changes made by other
-//! processes reach it as fast as they reach any watch of this hub.
+//! It is a [`Reflector`] of the shard's namespaces (of every workspace), keeping one flag per
+//! namespace. The cache only answers when it has caught up with every change this process has
+//! published ([`Store::delivered_revision`] at the time of the question). Storage publishes a
+//! change before the writer hears back, so a namespace deletion this hub has answered is always
+//! seen: a create that follows it is refused. When the cache is behind (briefly, or while it
+//! relists) or does not know the namespace, the caller reads storage as before. Changes made by
+//! other processes reach it as fast as they reach any watch of this hub.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use serde_json::Value;
-use tokio::sync::watch;
-use trellis_storage::{Event, EventType, ListRequest, ListScope, StorageError, Store, WatchStream};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use trellis_storage::{ListScope, ObjectKey, Store, StoredObject};
 
+use crate::controllers::runtime::Reflector;
 use crate::deletion;
 
-const NAMESPACES: &str = "core/namespaces";
+pub const NAMESPACES: &str = "core/namespaces";
 /// How long a question waits for the cache to catch up before storage is asked instead.
 const CATCH_UP_WAIT: Duration = Duration::from_millis(50);
-/// Pause before relisting after the watch failed.
-const RETRY: Duration = Duration::from_secs(1);
+/// The reflector's only source: the shard the cache was made for.
+const SOURCE: &str = "shard";
 
 /// What the cache can say about one namespace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,143 +36,81 @@ pub enum Admission {
     Unknown,
 }
 
+/// What is kept of each namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NamespaceState {
+    /// It has a deletionTimestamp.
+    pub deleting: bool,
+}
+
 pub struct NamespaceCache {
-    /// cluster → namespace → being deleted.
-    namespaces: Mutex<HashMap<String, HashMap<String, bool>>>,
-    /// Every namespace change at or below this revision is in `namespaces`; 0 while (re)listing.
-    seen: watch::Sender<u64>,
+    namespaces: Reflector<NamespaceState>,
+    /// Stops the reflector when the cache goes.
+    _stop: DropGuard,
 }
 
 impl NamespaceCache {
-    /// Starts the cache and the task keeping it fresh; the task ends with the store.
+    /// Starts the cache and the task keeping it fresh; the task ends with the cache.
     pub fn spawn(store: Store) -> Arc<Self> {
-        let cache = Arc::new(NamespaceCache {
-            namespaces: Mutex::new(HashMap::new()),
-            seen: watch::channel(0).0,
-        });
-        let weak = Arc::downgrade(&cache);
-        tokio::spawn(async move {
-            loop {
-                let Some(cache) = weak.upgrade() else { return };
-                match cache.follow(&store).await {
-                    Ok(()) => return,
-                    Err(err) => {
-                        tracing::debug!(error = %err, "namespace cache: relisting");
-                    }
-                }
-                cache.seen.send_replace(0);
-                drop(cache);
-                tokio::time::sleep(RETRY).await;
-            }
-        });
-        cache
+        let namespaces = Reflector::new(
+            "namespaces",
+            ListScope::all_clusters(NAMESPACES),
+            vec![(SOURCE.to_string(), store)],
+            state_of,
+        );
+        let stop = CancellationToken::new();
+        namespaces.spawn(stop.clone());
+        Arc::new(NamespaceCache {
+            namespaces,
+            _stop: stop.drop_guard(),
+        })
+    }
+
+    /// The shard's namespaces, for controllers.
+    pub fn reflector(&self) -> &Reflector<NamespaceState> {
+        &self.namespaces
     }
 
     /// What the cache knows of `namespace` in `cluster`, as of every change this process has
     /// published before the call.
     pub async fn admission(&self, store: &Store, cluster: &str, namespace: &str) -> Admission {
         let needed = store.delivered_revision();
-        let mut seen = self.seen.subscribe();
-        if *seen.borrow_and_update() < needed {
-            let caught_up = tokio::time::timeout(CATCH_UP_WAIT, seen.wait_for(|s| *s >= needed))
-                .await
-                .is_ok_and(|r| r.is_ok());
-            if !caught_up {
-                return Admission::Unknown;
-            }
-        }
-        let namespaces = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
-        match namespaces.get(cluster).and_then(|c| c.get(namespace)) {
-            Some(true) => Admission::Terminating,
-            Some(false) => Admission::Accepts,
-            None => Admission::Unknown,
-        }
-    }
-
-    /// Lists the namespaces, then applies their changes; returns when the store closes.
-    async fn follow(&self, store: &Store) -> Result<(), StorageError> {
-        let mut delivered = store.subscribe_delivered();
-        let scope = ListScope::all_clusters(NAMESPACES);
-        let listed = store.list(ListRequest::new(scope.clone())).await?;
-        let mut watch = store.watch(scope, Some(listed.revision)).await?;
+        if !self
+            .namespaces
+            .wait_for_revision(SOURCE, needed, CATCH_UP_WAIT)
+            .await
         {
-            let mut namespaces = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
-            namespaces.clear();
-            for stored in &listed.items {
-                if let Some(deleting) = being_deleted(&stored.value) {
-                    namespaces
-                        .entry(stored.key.cluster.clone())
-                        .or_default()
-                        .insert(stored.key.name.clone(), deleting);
-                }
-            }
+            return Admission::Unknown;
         }
-        self.seen.send_replace(listed.revision);
-        loop {
-            tokio::select! {
-                event = watch.next() => match event {
-                    None => return Ok(()),
-                    Some(event) => self.apply(&event?),
-                },
-                // Something was published, maybe not a namespace: look at what the watch has.
-                changed = delivered.changed() => if changed.is_err() {
-                    return Ok(());
-                },
-            }
-            self.drain(&mut watch)?;
-            // Nothing is pending in the watch: every change through its revision is applied.
-            self.seen.send_if_modified(|seen| {
-                let reached = watch.revision();
-                let moved = reached > *seen;
-                *seen = (*seen).max(reached);
-                moved
-            });
-        }
-    }
-
-    /// Applies the changes the watch already holds, without waiting for more.
-    fn drain(&self, watch: &mut WatchStream) -> Result<(), StorageError> {
-        while let Some(Some(event)) = watch.next().now_or_never() {
-            self.apply(&event?);
-        }
-        Ok(())
-    }
-
-    fn apply(&self, event: &Event) {
-        let key = &event.object.key;
-        let mut namespaces = self.namespaces.lock().unwrap_or_else(|e| e.into_inner());
-        let state = match event.kind {
-            EventType::Deleted => None,
-            EventType::Added | EventType::Modified => being_deleted(&event.object.value),
-        };
-        match state {
-            Some(deleting) => {
-                namespaces
-                    .entry(key.cluster.clone())
-                    .or_default()
-                    .insert(key.name.clone(), deleting);
-            }
-            // Gone, or unreadable: storage answers for it.
-            None => {
-                if let Some(cluster) = namespaces.get_mut(&key.cluster) {
-                    cluster.remove(&key.name);
-                }
-            }
-        }
+        answer(
+            self.namespaces
+                .get(&ObjectKey::new(cluster, NAMESPACES, "", namespace))
+                .as_deref(),
+        )
     }
 }
 
-/// Whether a stored namespace is being deleted; `None` if it is not JSON.
-fn being_deleted(value: &[u8]) -> Option<bool> {
-    let object: Value = serde_json::from_slice(value).ok()?;
-    Some(deletion::is_deleting(&object))
+fn answer(state: Option<&NamespaceState>) -> Admission {
+    match state {
+        Some(NamespaceState { deleting: true }) => Admission::Terminating,
+        Some(NamespaceState { deleting: false }) => Admission::Accepts,
+        None => Admission::Unknown,
+    }
+}
+
+/// What is kept of a stored namespace; nothing if it is not JSON (storage answers for it).
+fn state_of(stored: &StoredObject) -> Option<NamespaceState> {
+    let object: Value = serde_json::from_slice(&stored.value).ok()?;
+    Some(NamespaceState {
+        deleting: deletion::is_deleting(&object),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
-    use trellis_storage::{ObjectKey, Preconditions, StoreOptions};
+    use trellis_storage::{Preconditions, StoreOptions};
 
     fn key(name: &str) -> ObjectKey {
         ObjectKey::new("root", NAMESPACES, "", name)
@@ -230,6 +169,16 @@ mod tests {
             cache.admission(&store, "other-cluster", "before").await,
             Admission::Unknown
         );
+        // Changes to other resources move the cache along too: it still answers at once.
+        store
+            .create(
+                ObjectKey::new("root", "core/configmaps", "default", "c"),
+                "u2",
+                Bytes::from_static(b"{}"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(admission("before").await, Admission::Accepts);
     }
 
     /// A cache that has not caught up with what this process published does not answer, even
@@ -248,20 +197,22 @@ mod tests {
             )
             .await
             .unwrap();
+        // Never started: it knows nothing and has reached no revision.
         let cache = NamespaceCache {
-            namespaces: Mutex::new(HashMap::from([(
-                "root".to_string(),
-                HashMap::from([("a".to_string(), false)]),
-            )])),
-            seen: watch::channel(0).0,
+            namespaces: Reflector::new(
+                "namespaces",
+                ListScope::all_clusters(NAMESPACES),
+                vec![(SOURCE.to_string(), store.clone())],
+                state_of,
+            ),
+            _stop: CancellationToken::new().drop_guard(),
         };
         assert_eq!(
             cache.admission(&store, "root", "a").await,
             Admission::Unknown
         );
-        cache.seen.send_replace(store.delivered_revision());
         assert_eq!(
-            cache.admission(&store, "root", "a").await,
+            answer(Some(&NamespaceState { deleting: false })),
             Admission::Accepts
         );
     }

@@ -1,13 +1,22 @@
-//! `trellis start`: open the store, make sure the PKI and kubeconfig exist, bootstrap the
-//! system namespaces, and serve.
+//! Assembling and starting a server. A [`ServerBuilder`] takes the API groups a server serves
+//! and the controllers it runs (the hub installs all of Trellis'; a test or the edge simulator
+//! installs others), opens the stores, makes sure the PKI and kubeconfig exist, bootstraps the
+//! system namespaces and serves. The [`Server`] it returns owns every task it started and
+//! stops them all on [`Server::shutdown`]. `trellis start` is [`start`], the hub.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
+use tokio_util::sync::CancellationToken;
 use trellis_storage::{ShardSpec, Store, StoreOptions};
 
+use crate::controllers::runtime::Running;
+use crate::controllers::{self, ControllerContext, Wire};
+use crate::kinds::scheme::Install;
+use crate::kinds::Scheme;
 use crate::registry::Registry;
 use crate::shards::{Shard, ShardMap, ROOT_SHARD};
 use crate::state::{AppState, ROOT_CLUSTER};
@@ -58,16 +67,83 @@ impl Default for SecurityOptions {
     }
 }
 
-/// A started hub: where it listens and where its kubeconfig is.
-pub struct Started {
+/// A running server: where it listens and where its kubeconfig is. It owns every task it
+/// started (listeners and connections, caches, watches, leader election and controllers).
+pub struct Server {
     pub addr: SocketAddr,
     /// The plain-HTTP listener's address, with `--insecure-listen`.
     pub insecure_addr: Option<SocketAddr>,
     pub kubeconfig: PathBuf,
-    pub server: tokio::task::JoinHandle<()>,
+    running: Running,
 }
 
-pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
+/// How long tasks may take to stop on shutdown before they are aborted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+impl Server {
+    /// Stops everything the server started and waits for it: no listener, connection, watch,
+    /// cache or controller of it is left running.
+    pub async fn shutdown(self) {
+        self.running.shutdown(SHUTDOWN_GRACE).await;
+    }
+}
+
+/// Assembles a server from API groups and controllers.
+pub struct ServerBuilder {
+    options: StartOptions,
+    groups: Vec<Install>,
+    controllers: Vec<Wire>,
+}
+
+impl ServerBuilder {
+    /// A server serving nothing and running no controller yet.
+    pub fn new(options: StartOptions) -> ServerBuilder {
+        ServerBuilder {
+            options,
+            groups: Vec::new(),
+            controllers: Vec::new(),
+        }
+    }
+
+    /// The hub: every group and controller of Trellis.
+    pub fn hub(options: StartOptions) -> ServerBuilder {
+        let builder = Scheme::HUB
+            .iter()
+            .fold(ServerBuilder::new(options), |b, group| b.install(*group));
+        controllers::HUB
+            .iter()
+            .fold(builder, |b, controller| b.controller(*controller))
+    }
+
+    /// Serves a group's kinds (its `install` list).
+    pub fn install(mut self, group: Install) -> ServerBuilder {
+        self.groups.push(group);
+        self
+    }
+
+    /// Runs a controller (on the leader replica).
+    pub fn controller(mut self, controller: Wire) -> ServerBuilder {
+        self.controllers.push(controller);
+        self
+    }
+
+    pub async fn start(self) -> anyhow::Result<Server> {
+        let scheme = Scheme::of(&self.groups).map_err(|e| anyhow::anyhow!("the scheme: {e}"))?;
+        start_server(self.options, Arc::new(scheme), self.controllers).await
+    }
+}
+
+/// `trellis start`: the hub.
+pub async fn start(options: StartOptions) -> anyhow::Result<Server> {
+    ServerBuilder::hub(options).start().await
+}
+
+async fn start_server(
+    options: StartOptions,
+    scheme: Arc<Scheme>,
+    controllers: Vec<Wire>,
+) -> anyhow::Result<Server> {
+    let mut running = Running::new();
     if let Some(addr) = options.security.insecure_listen {
         check_loopback(addr)?;
     }
@@ -142,7 +218,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
     let workspaces = WorkspaceIndex::new(store.clone());
     {
         let workspaces = workspaces.clone();
-        tokio::spawn(async move { workspaces.watch().await });
+        running.spawn(async move { workspaces.watch().await });
     }
     let mut shards = vec![Shard::new(ROOT_SHARD, store.clone())];
     shards.extend(
@@ -151,21 +227,23 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
             .map(|(name, store)| Shard::new(name, store.clone())),
     );
     let shards = ShardMap::new(shards, workspaces.clone());
-    let scheme = Arc::new(crate::kinds::Scheme::hub());
     let registry = Registry::new(scheme.clone(), shards.clone());
-    registry.spawn_watch();
-    {
-        let (shards, registry, workspaces) = (shards.clone(), registry.clone(), workspaces.clone());
-        tokio::spawn(crate::leader_election::run(store.clone(), move || {
-            crate::controllers::spawn_all(
-                shards.clone(),
-                registry.clone(),
-                workspaces.clone(),
-                external_url.clone(),
-            )
-        }));
+    for watch in registry.watches() {
+        running.spawn(watch);
     }
-    let authorizer = crate::authz::Authorizer::spawn(&shards, scheme.default_roles());
+    let context = ControllerContext {
+        shards: shards.clone(),
+        registry: registry.clone(),
+        index: workspaces.clone(),
+        external_url,
+    };
+    running.spawn(crate::leader_election::run_until(
+        store.clone(),
+        move || controllers::spawn(&controllers, &context),
+        running.token(),
+    ));
+    let authorizer =
+        crate::authz::Authorizer::spawn(&shards, scheme.default_roles(), &running.token());
     let state = Arc::new(AppState {
         shards,
         registry,
@@ -175,27 +253,21 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
     let router = axum::Router::new()
         .fallback(crate::http::dispatch::dispatch)
         .with_state(state.clone());
-    let router = security_layers(router, &options.security, &pki, state).await?;
+    let router = security_layers(router, &options.security, &pki, state, &running.token()).await?;
     let insecure = match options.security.insecure_listen {
         Some(insecure) => Some(insecure_listener(insecure).await?),
         None => None,
     };
     let insecure_addr = insecure.as_ref().and_then(|l| l.local_addr().ok());
-    let serving = crate::http::serve::serve(listener, tls_config, router.clone());
-    let server = tokio::spawn(async move {
-        match insecure {
-            Some(insecure) => {
-                let plain = crate::http::serve::serve_insecure(insecure, router);
-                tokio::join!(serving, plain);
-            }
-            None => serving.await,
-        }
-    });
-    Ok(Started {
+    if let Some(insecure) = insecure {
+        running.spawn(crate::http::serve::serve_insecure(insecure, router.clone()));
+    }
+    running.spawn(crate::http::serve::serve(listener, tls_config, router));
+    Ok(Server {
         addr,
         insecure_addr,
         kubeconfig,
-        server,
+        running,
     })
 }
 
@@ -206,6 +278,7 @@ async fn security_layers(
     options: &SecurityOptions,
     pki: &tls::Pki,
     state: Arc<AppState>,
+    stop: &CancellationToken,
 ) -> anyhow::Result<axum::Router> {
     use crate::authn::{self, oidc::OidcAuthenticator, service_account, token_file, x509};
     let token_file = match &options.token_file {
@@ -215,7 +288,7 @@ async fn security_layers(
     let oidc = match &options.oidc {
         Some(oidc) => {
             let oidc = Arc::new(OidcAuthenticator::new(oidc.clone())?);
-            oidc.spawn_refresh();
+            oidc.spawn_refresh(stop.clone());
             Some(oidc)
         }
         None => None,

@@ -11,7 +11,8 @@
 //! - Every change is logged in the same transaction as the object; the log serves watches
 //!   ([`watch`]) and snapshot reads of paged lists ([`continue_token`]), and is compacted to a
 //!   retention window ([`CompactionPolicy`]).
-//! - [`Shards`] opens several independent shards by name.
+//! - [`Shards`] opens several independent shards by name; [`ShardsWatch`] follows several at
+//!   once, at a [`CompositeRevision`].
 
 mod backend;
 pub mod continue_token;
@@ -20,6 +21,7 @@ pub mod group_commit;
 mod key;
 mod object;
 mod postgres;
+mod shard_watch;
 mod shards;
 mod sql;
 mod sqlite;
@@ -32,7 +34,8 @@ pub use continue_token::ContinueToken;
 pub use error::{Result, StorageError};
 pub use key::{ListPosition, ListScope, ObjectKey};
 pub use object::{Event, EventType, SharedEncoding, StoredObject};
+pub use shard_watch::{CompositeRevision, ShardsWatch};
 pub use shards::{ShardSpec, Shards};
 pub use store::{CompactionPolicy, ListRequest, ListResult, ReadRevision, Store, StoreOptions};
-pub use watch::WatchStream;
+pub use watch::{WatchItem, WatchStream};
 pub use write_plan::{Preconditions, WriteOp};

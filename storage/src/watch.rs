@@ -169,6 +169,17 @@ pub struct WatchStream {
     chunks: broadcast::Receiver<Arc<Chunk>>,
     backend: Arc<dyn Backend>,
     finished: bool,
+    /// The revision [`WatchStream::next_item`] last reported (an event's, or progress).
+    reported: u64,
+}
+
+/// What [`WatchStream::next_item`] yields.
+#[derive(Clone, Debug)]
+pub enum WatchItem {
+    /// A change in the watch's scope.
+    Event(Arc<Event>),
+    /// Every change at or below this revision has been delivered or is outside the scope.
+    Progress(u64),
 }
 
 impl WatchStream {
@@ -182,6 +193,7 @@ impl WatchStream {
             chunks,
             backend: hub.backend.clone(),
             finished: false,
+            reported: from,
         };
         if from < hub.delivered() {
             stream.catch_up().await?;
@@ -209,25 +221,56 @@ impl WatchStream {
     pub async fn next_shared(&mut self) -> Option<Result<Arc<Event>>> {
         loop {
             if let Some(event) = self.pending.pop_front() {
+                self.reported = event.revision();
                 return Some(Ok(event));
             }
             if self.finished {
                 return None;
             }
-            let step = match self.chunks.recv().await {
-                Ok(chunk) => self.take(&chunk).await,
-                Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up().await,
-                Err(broadcast::error::RecvError::Closed) => {
-                    self.finished = true;
-                    Ok(())
-                }
-            };
-            if let Err(err) = step {
-                self.finished = true;
-                self.pending.clear();
+            if let Err(err) = self.receive().await {
                 return Some(Err(err));
             }
         }
+    }
+
+    /// Like [`WatchStream::next_shared`], but also says how far the watch has read when the
+    /// changes it read did not match (or once the last matching one of a batch is out): a
+    /// cache fed by the watch then knows it reflects the store up to that revision even when
+    /// nothing of its scope changed (the progress notifications of etcd).
+    pub async fn next_item(&mut self) -> Option<Result<WatchItem>> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                self.reported = event.revision();
+                return Some(Ok(WatchItem::Event(event)));
+            }
+            if self.seen > self.reported {
+                self.reported = self.seen;
+                return Some(Ok(WatchItem::Progress(self.seen)));
+            }
+            if self.finished {
+                return None;
+            }
+            if let Err(err) = self.receive().await {
+                return Some(Err(err));
+            }
+        }
+    }
+
+    /// Waits for the hub's next chunk and takes what matches; after an error the stream ends.
+    async fn receive(&mut self) -> Result<()> {
+        let step = match self.chunks.recv().await {
+            Ok(chunk) => self.take(&chunk).await,
+            Err(broadcast::error::RecvError::Lagged(_)) => self.catch_up().await,
+            Err(broadcast::error::RecvError::Closed) => {
+                self.finished = true;
+                Ok(())
+            }
+        };
+        if step.is_err() {
+            self.finished = true;
+            self.pending.clear();
+        }
+        step
     }
 
     pub fn into_stream(self) -> impl Stream<Item = Result<Event>> + Send {

@@ -140,13 +140,13 @@ impl OidcAuthenticator {
         }
     }
 
-    /// Without a JWKS file: fetches the issuer's keys now and every few minutes.
-    pub fn spawn_refresh(self: &Arc<Self>) {
+    /// Without a JWKS file: fetches the issuer's keys now and every few minutes, until `stop`.
+    pub fn spawn_refresh(self: &Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         if self.options.jwks_file.is_some() {
             return;
         }
         let this = Arc::downgrade(self);
-        tokio::spawn(async move {
+        let refresh = async move {
             loop {
                 let Some(oidc) = this.upgrade() else { return };
                 match fetch::jwks(&oidc.options.issuer_url, oidc.roots.clone()).await {
@@ -163,6 +163,12 @@ impl OidcAuthenticator {
                     REFRESH
                 })
                 .await;
+            }
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = refresh => {}
             }
         });
     }
@@ -479,7 +485,7 @@ pub(crate) mod tests {
         let mut options = OidcOptions::new(&url, "trellis");
         options.ca_file = Some(dir.path().join("ca.crt"));
         let oidc = Arc::new(OidcAuthenticator::new(options).unwrap());
-        oidc.spawn_refresh();
+        oidc.spawn_refresh(tokio_util::sync::CancellationToken::new());
         let mut claims = claims(600);
         claims["iss"] = json!(url);
         let token = issuer.sign("k1", &claims);

@@ -229,11 +229,16 @@ pub struct RbacCache {
 }
 
 impl RbacCache {
-    /// Starts the cache and the task keeping it fresh; the task ends with the store.
-    pub fn spawn(store: Store, defaults: Arc<defaults::DefaultRoles>) -> Arc<Self> {
+    /// Starts the cache and the task keeping it fresh; the task ends with the cache or when
+    /// `stop` is cancelled.
+    pub fn spawn(
+        store: Store,
+        defaults: Arc<defaults::DefaultRoles>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Arc<Self> {
         let cache = Arc::new(Self::empty(defaults));
         let weak = Arc::downgrade(&cache);
-        tokio::spawn(async move {
+        let follow = async move {
             loop {
                 let Some(cache) = weak.upgrade() else { return };
                 match cache.follow(&store).await {
@@ -243,6 +248,12 @@ impl RbacCache {
                 cache.seen.send_replace(0);
                 drop(cache);
                 tokio::time::sleep(RETRY).await;
+            }
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = follow => {}
             }
         });
         cache
@@ -762,7 +773,11 @@ mod tests {
         let store = Store::open_sqlite(dir.path().join("store.db"), StoreOptions::default())
             .await
             .unwrap();
-        let cache = RbacCache::spawn(store.clone(), test_defaults());
+        let cache = RbacCache::spawn(
+            store.clone(),
+            test_defaults(),
+            tokio_util::sync::CancellationToken::new(),
+        );
         let key = ObjectKey::new("a", CLUSTER_ROLE_BINDINGS, "", "alice-admin");
         let object = binding(
             "alice-admin",

@@ -158,12 +158,14 @@ impl Authorizer {
     pub fn spawn(
         shards: &Arc<ShardMap>,
         defaults: &Arc<defaults::DefaultRoles>,
+        stop: &tokio_util::sync::CancellationToken,
     ) -> Arc<Authorizer> {
         Arc::new(Authorizer {
             caches: shards
                 .iter()
                 .map(|shard| {
-                    let cache = RbacCache::spawn(shard.store.clone(), defaults.clone());
+                    let cache =
+                        RbacCache::spawn(shard.store.clone(), defaults.clone(), stop.clone());
                     (shard.name.clone(), cache)
                 })
                 .collect(),

@@ -6,197 +6,229 @@
 //! - cleanup: a deleted CRD (held by the `customresourcecleanup.apiextensions.k8s.io`
 //!   finalizer) is `Terminating` while its objects are deleted; then the finalizer goes.
 //!
-//! The decisions are the pure functions [`desired_status`] and [`conflicts`]; `reconcile`
-//! only reads and writes. Woken by every CRD change; waiting deletions are retried every
-//! second, and everything is looked at every 30 s.
+//! Wiring ([`wire`]): one reflector of every workspace's CRDs on every shard, keeping only
+//! what name conflicts are decided on ([`names_of`]); a change queues the CRD and the other
+//! CRDs of its group in its workspace (a rival's names may have been freed). The reconcile
+//! reads the CRD itself from storage, so it acts on the current state. The decisions are the
+//! pure functions [`desired_status`], [`conflicts`] and [`cleanup_step`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::{json, Value};
-use trellis_storage::{ListRequest, ListScope, Preconditions, StorageError, Store, StoredObject};
+use trellis_storage::{
+    ListRequest, ListScope, ObjectKey, Preconditions, StorageError, Store, StoredObject,
+};
 
+use super::runtime::committer::{self, parse};
+use super::runtime::{every_shard, Action, Controller, Error, Reconciler, Reflector, Running};
 use crate::deletion::{self, Deleted};
 use crate::object_meta::now_rfc3339;
 use crate::registry::custom::{resource_types, CRD_RESOURCE};
-use crate::registry::Registry;
+use crate::registry::{Registry, ResourceType};
+use crate::shards::ShardMap;
 
 /// Held on every CRD until its objects are gone.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+/// How soon a CRD whose objects are still going is looked at again.
 const RETRY: Duration = Duration::from_secs(1);
-const RESYNC: Duration = Duration::from_secs(30);
+/// A look at every CRD now and then, whatever the triggers said.
+const RESYNC: Duration = Duration::from_secs(300);
 
-pub async fn run(store: Store, registry: Arc<Registry>) {
-    loop {
-        let watch = store
-            .watch(ListScope::all_clusters(CRD_RESOURCE), None)
-            .await;
-        let mut waiting = match resync(&store, &registry).await {
-            Ok(waiting) => waiting,
-            Err(err) => {
-                tracing::warn!(error = %err, "crd controller: resync failed");
-                true
-            }
+pub fn wire(running: &mut Running, shards: &ShardMap, registry: Arc<Registry>) {
+    let crds = Reflector::new(
+        "customresourcedefinitions",
+        ListScope::all_clusters(CRD_RESOURCE),
+        every_shard(shards),
+        |stored| {
+            serde_json::from_slice::<Value>(&stored.value)
+                .ok()
+                .map(|crd| names_of(&crd))
+        },
+    );
+    running.spawn(crds.run(running.token()));
+    let siblings = crds.clone();
+    let controller = Controller::new("customresourcedefinition")
+        .for_objects(&crds, RESYNC)
+        .watches(&crds, move |change| {
+            // Another CRD of the group may take the names this one had (or wanted).
+            let groups: Vec<&Value> = [&change.old, &change.new]
+                .into_iter()
+                .flatten()
+                .map(|names| &names["spec"]["group"])
+                .collect();
+            siblings
+                .list_cluster(&change.key.cluster)
+                .into_iter()
+                .filter(|(key, names)| {
+                    key != change.key && groups.contains(&&names["spec"]["group"])
+                })
+                .map(|(key, _)| key)
+                .collect::<Vec<_>>()
+        })
+        .workers(4);
+    let reconciler = CrdReconciler { crds, registry };
+    running.spawn(controller.run(Arc::new(reconciler), running.token()));
+}
+
+/// What name conflicts are decided on: the group, the names a CRD asks for and those it was
+/// given, in the shape [`conflicts`] reads.
+pub fn names_of(crd: &Value) -> Value {
+    json!({
+        "spec": {"group": crd["spec"]["group"], "names": crd["spec"]["names"]},
+        "status": {"acceptedNames": crd["status"]["acceptedNames"]},
+    })
+}
+
+struct CrdReconciler {
+    /// Each CRD's [`names_of`].
+    crds: Reflector<Value>,
+    registry: Arc<Registry>,
+}
+
+fn crd_type(registry: &Registry) -> Result<&ResourceType, Error> {
+    committer::builtin(
+        registry.scheme(),
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+    )
+}
+
+impl Reconciler for CrdReconciler {
+    type Key = ObjectKey;
+
+    async fn reconcile(&self, key: &ObjectKey) -> Result<Action, Error> {
+        let Some((_, store)) = self.crds.shard_of(key) else {
+            return Ok(Action::await_change());
         };
-        let Ok(mut watch) = watch else {
-            tokio::time::sleep(RETRY).await;
-            continue;
+        // The reflector keeps names only: read the CRD as it is now.
+        let stored = match store.get(key).await {
+            Ok(stored) => stored,
+            Err(StorageError::NotFound(_)) => return Ok(Action::await_change()),
+            Err(e) => return Err(e.into()),
         };
-        loop {
-            let wait = if waiting { RETRY } else { RESYNC };
-            match tokio::time::timeout(wait, watch.next()).await {
-                Ok(Some(Ok(event))) => {
-                    if event.kind == trellis_storage::EventType::Deleted {
-                        continue;
-                    }
-                    match reconcile(&store, &registry, &event.object).await {
-                        Ok(again) => waiting |= again,
-                        Err(err) => {
-                            tracing::warn!(crd = %event.object.key.name, error = %err, "crd controller: will retry");
-                            waiting = true;
-                        }
-                    }
-                }
-                // The watch ended or fell behind, or it is time to look at everything.
-                _ => break,
-            }
+        let crd = parse(&stored)?;
+        if deletion::is_deleting(&crd) {
+            return self.clean_up(store, &stored, crd).await;
         }
-    }
-}
-
-/// Reconciles every CRD; whether any is waiting for its objects to go.
-async fn resync(store: &Store, registry: &Registry) -> Result<bool, StorageError> {
-    let crds = store
-        .list(ListRequest::new(ListScope::all_clusters(CRD_RESOURCE)))
-        .await?;
-    let mut waiting = false;
-    for crd in &crds.items {
-        match reconcile(store, registry, crd).await {
-            Ok(again) => waiting |= again,
-            Err(err) => {
-                tracing::warn!(crd = %crd.key.name, error = %err, "crd controller: will retry");
-                waiting = true;
-            }
+        let others: Vec<Value> = self
+            .crds
+            .list_cluster(&key.cluster)
+            .into_iter()
+            .filter(|(other, _)| other != key)
+            .map(|(_, names)| (*names).clone())
+            .collect();
+        let status = desired_status(&crd, &others, &now_rfc3339());
+        if crd.get("status") == Some(&status) {
+            return Ok(Action::await_change());
         }
+        committer::update_status(store, crd_type(&self.registry)?, &stored, status).await?;
+        self.registry.invalidate(&key.cluster);
+        Ok(Action::await_change())
     }
-    Ok(waiting)
 }
 
-fn parse(stored: &StoredObject) -> Result<Value, StorageError> {
-    serde_json::from_slice(&stored.value)
-        .map_err(|e| StorageError::Internal(format!("stored CRD is not JSON: {e}")))
+/// The next step of a CRD's cleanup.
+#[derive(Debug)]
+pub enum Cleanup {
+    /// Not ours to clean (no finalizer).
+    Nothing,
+    /// Show that objects are being deleted: the CRD with its new status.
+    MarkTerminating(Value),
+    /// Delete the objects of this type.
+    DeleteObjects(Box<ResourceType>),
+    /// Nothing (left) to delete: the CRD without the finalizer.
+    RemoveFinalizer(Value),
 }
 
-/// One step for one CRD (as `stored` was when the event was sent); whether to look again soon.
-pub async fn reconcile(
-    store: &Store,
-    registry: &Registry,
-    stored: &StoredObject,
-) -> Result<bool, StorageError> {
-    // The event may be old: act on the current state.
-    let stored = match store.get(&stored.key).await {
-        Ok(current) => current,
-        Err(StorageError::NotFound(_)) => return Ok(false),
-        Err(e) => return Err(e),
+/// What to do next about the CRD `crd`, being deleted.
+pub fn cleanup_step(crd: &Value, now: &str) -> Cleanup {
+    if !has_finalizer(crd) {
+        return Cleanup::Nothing;
+    }
+    let Some(rt) = resource_types(&json_with_accepted(crd)).into_iter().next() else {
+        return Cleanup::RemoveFinalizer(without_finalizer(crd));
     };
-    let crd = parse(&stored)?;
-    let cluster = stored.key.cluster.clone();
-    if deletion::is_deleting(&crd) {
-        return clean_up(store, registry, &stored, crd).await;
-    }
-    let others = store
-        .list(ListRequest::new(ListScope::cluster(
-            cluster.clone(),
-            CRD_RESOURCE,
-        )))
-        .await?;
-    let others: Vec<Value> = others
-        .items
-        .iter()
-        .filter(|o| o.key.name != stored.key.name)
-        .filter_map(|o| serde_json::from_slice(&o.value).ok())
-        .collect();
-    let status = desired_status(&crd, &others, &now_rfc3339());
-    if crd.get("status") == Some(&status) {
-        return Ok(false);
-    }
-    let mut updated = crd;
-    updated["status"] = status;
-    write(store, &stored, &updated).await?;
-    registry.invalidate(&cluster);
-    Ok(false)
-}
-
-async fn write(store: &Store, stored: &StoredObject, object: &Value) -> Result<(), StorageError> {
-    let bytes =
-        Bytes::from(serde_json::to_vec(object).map_err(|e| StorageError::Internal(e.to_string()))?);
-    match store
-        .update(
-            stored.key.clone(),
-            bytes,
-            Preconditions::revision(stored.revision),
-        )
-        .await
-    {
-        // Changed meanwhile: the change's own event brings it back here.
-        Ok(_) | Err(StorageError::Conflict { .. } | StorageError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// Deletes the CRD's objects; once none is left, drops the finalizer.
-async fn clean_up(
-    store: &Store,
-    registry: &Registry,
-    stored: &StoredObject,
-    mut crd: Value,
-) -> Result<bool, StorageError> {
-    if !has_finalizer(&crd) {
-        return Ok(false);
-    }
-    let Some(rt) = resource_types(&json_with_accepted(&crd)).into_iter().next() else {
-        return deletion::remove_finalizer(store, stored, CLEANUP_FINALIZER)
-            .await
-            .map(|()| false);
-    };
-    let now = now_rfc3339();
+    let mut marked = crd.clone();
     if set_condition(
-        &mut crd,
+        &mut marked,
         "Terminating",
         "True",
         "InstanceDeletionInProgress",
         "CustomResource deletion is in progress",
-        &now,
+        now,
     ) {
-        write(store, stored, &crd).await?;
-        registry.invalidate(&stored.key.cluster);
-        return Ok(true);
+        return Cleanup::MarkTerminating(marked);
     }
-    let scope = ListScope::cluster(stored.key.cluster.clone(), rt.storage_resource());
-    let mut remaining = 0;
-    for item in store.list(ListRequest::new(scope)).await?.items {
-        match deletion::delete(
-            store,
-            &rt,
-            item.key.clone(),
-            &item,
-            Preconditions::none(),
-            deletion::Propagation::Background,
-        )
-        .await
-        {
-            Ok(Deleted::Gone(_)) | Err(StorageError::NotFound(_)) => {}
-            Ok(Deleted::Pending(_)) | Err(StorageError::Conflict { .. }) => remaining += 1,
-            Err(e) => return Err(e),
+    Cleanup::DeleteObjects(Box::new(rt))
+}
+
+fn without_finalizer(crd: &Value) -> Value {
+    let mut crd = crd.clone();
+    if let Some(list) = crd
+        .pointer_mut("/metadata/finalizers")
+        .and_then(Value::as_array_mut)
+    {
+        list.retain(|f| f.as_str() != Some(CLEANUP_FINALIZER));
+    }
+    crd
+}
+
+impl CrdReconciler {
+    /// Deletes the CRD's objects; once none is left, drops the finalizer.
+    async fn clean_up(
+        &self,
+        store: &Store,
+        stored: &StoredObject,
+        crd: Value,
+    ) -> Result<Action, Error> {
+        let cluster = &stored.key.cluster;
+        let rt = match cleanup_step(&crd, &now_rfc3339()) {
+            Cleanup::Nothing => return Ok(Action::await_change()),
+            Cleanup::MarkTerminating(desired) => {
+                committer::update(store, crd_type(&self.registry)?, stored, desired).await?;
+                self.registry.invalidate(cluster);
+                return Ok(Action::requeue(RETRY));
+            }
+            Cleanup::RemoveFinalizer(desired) => {
+                committer::update(store, crd_type(&self.registry)?, stored, desired).await?;
+                self.registry.invalidate(cluster);
+                return Ok(Action::await_change());
+            }
+            Cleanup::DeleteObjects(rt) => rt,
+        };
+        let scope = ListScope::cluster(cluster.clone(), rt.storage_resource());
+        let mut remaining = 0;
+        for item in store.list(ListRequest::new(scope)).await?.items {
+            match deletion::delete(
+                store,
+                &rt,
+                item.key.clone(),
+                &item,
+                Preconditions::none(),
+                deletion::Propagation::Background,
+            )
+            .await
+            {
+                Ok(Deleted::Gone(_)) | Err(StorageError::NotFound(_)) => {}
+                Ok(Deleted::Pending(_)) | Err(StorageError::Conflict { .. }) => remaining += 1,
+                Err(e) => return Err(e.into()),
+            }
         }
+        if remaining > 0 {
+            return Ok(Action::requeue(RETRY));
+        }
+        committer::update(
+            store,
+            crd_type(&self.registry)?,
+            stored,
+            without_finalizer(&crd),
+        )
+        .await?;
+        self.registry.invalidate(cluster);
+        Ok(Action::await_change())
     }
-    if remaining > 0 {
-        return Ok(true);
-    }
-    deletion::remove_finalizer(store, stored, CLEANUP_FINALIZER).await?;
-    registry.invalidate(&stored.key.cluster);
-    Ok(false)
 }
 
 fn has_finalizer(crd: &Value) -> bool {
@@ -399,6 +431,43 @@ mod tests {
         let mut again = crd("widgets", "Widget");
         again["status"] = status.clone();
         assert_eq!(desired_status(&again, &[], "2026-11-27T07:00:00Z"), status);
+    }
+
+    #[test]
+    fn a_deleted_crd_is_marked_then_emptied_then_let_go() {
+        let mut deleting = crd("widgets", "Widget");
+        deleting["status"] = desired_status(&deleting, &[], "t");
+        deleting["metadata"]["deletionTimestamp"] = json!("t2");
+        deleting["metadata"]["finalizers"] = json!([CLEANUP_FINALIZER]);
+        let Cleanup::MarkTerminating(marked) = cleanup_step(&deleting, "t3") else {
+            panic!("expected the Terminating condition first")
+        };
+        let terminating = marked["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Terminating")
+            .unwrap();
+        assert_eq!(terminating["status"], "True");
+        let Cleanup::DeleteObjects(rt) = cleanup_step(&marked, "t4") else {
+            panic!("expected the objects to be deleted next")
+        };
+        assert_eq!(rt.storage_resource(), "example.com/widgets");
+        // Its objects are gone (the controller saw none left): the finalizer goes.
+        let let_go = without_finalizer(&marked);
+        assert_eq!(let_go["metadata"]["finalizers"], json!([]));
+        assert!(matches!(cleanup_step(&let_go, "t5"), Cleanup::Nothing));
+    }
+
+    #[test]
+    fn names_of_keeps_what_conflicts_are_decided_on() {
+        let mut first = crd("widgets", "Widget");
+        first["status"] = desired_status(&first, &[], "t");
+        let second = crd("gadgets", "Widget");
+        assert_eq!(
+            conflicts(&second, &[names_of(&first)]),
+            conflicts(&second, &[first])
+        );
     }
 
     #[test]

@@ -4,11 +4,17 @@
 //!
 //! They run on one replica at a time, the leader (`leader_election`); their writes use
 //! preconditions all the same, so a step repeated by a new leader does not clash.
+//!
+//! Every controller is built from [`runtime`] (shared reflectors, the work queue, `Action`s
+//! and backoff, the committer) and split the same way: a `wire` function that picks the
+//! reflectors and triggers, a reconciler that reads and writes, and pure decision functions
+//! with their unit tests. Each is one value ([`Wire`]); a server runs the list it is assembled with ([`HUB`] for the hub).
 
 pub mod crd;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod rbac_aggregation;
+pub mod runtime;
 pub mod service_account;
 pub mod shard;
 pub mod work_queue;
@@ -16,46 +22,77 @@ pub mod workspace;
 
 use std::sync::Arc;
 
-use tokio::task::JoinHandle;
+use trellis_storage::ListScope;
 
 use crate::registry::Registry;
-use crate::shards::ShardMap;
+use crate::shards::{ShardMap, ROOT_SHARD};
+use crate::workspaces::index::WORKSPACES;
 use crate::workspaces::WorkspaceIndex;
+use runtime::{Reflector, Running};
 
-/// Starts every controller; the handles stop them.
-/// Starts every controller; the handles stop them. The workspace and shard controllers run
-/// once (Workspaces are in the root shard); the others once per shard.
-pub fn spawn_all(
-    shards: Arc<ShardMap>,
-    registry: Arc<Registry>,
-    index: Arc<WorkspaceIndex>,
-    external_url: String,
-) -> Vec<JoinHandle<()>> {
-    let mut handles = vec![
-        tokio::spawn(workspace::run(workspace::Context {
-            shards: shards.clone(),
-            registry: registry.clone(),
-            index: index.clone(),
-            external_url,
-        })),
-        tokio::spawn(shard::run(shards.clone(), index)),
-    ];
-    for shard in shards.iter() {
-        let store = shard.store.clone();
-        handles.push(tokio::spawn(namespace::run(
-            store.clone(),
-            registry.clone(),
-        )));
-        handles.push(tokio::spawn(crd::run(store.clone(), registry.clone())));
-        handles.push(tokio::spawn(service_account::run(store.clone())));
-        handles.push(tokio::spawn(rbac_aggregation::run(
-            store.clone(),
-            registry.scheme().default_roles().clone(),
-        )));
-        handles.push(tokio::spawn(garbage_collector::run(
-            store,
-            registry.clone(),
-        )));
+/// What every controller of a server may use.
+#[derive(Clone)]
+pub struct ControllerContext {
+    pub shards: Arc<ShardMap>,
+    pub registry: Arc<Registry>,
+    pub index: Arc<WorkspaceIndex>,
+    /// `https://host:port`, for the URLs controllers write (a Workspace's).
+    pub external_url: String,
+}
+
+/// A controller as a value: starts it (its reflectors, triggers and workers) into `running`.
+pub type Wire = fn(&mut Running, &ControllerContext);
+
+/// The hub's controllers.
+pub const HUB: &[Wire] = &[
+    tenancy,
+    rbac_aggregation::wire,
+    crd_establishing,
+    namespace_finalization,
+    service_account::wire,
+    garbage_collection,
+];
+
+/// Starts `controllers`; the returned [`Running`] stops them all.
+pub fn spawn(controllers: &[Wire], ctx: &ControllerContext) -> Running {
+    let mut running = Running::new();
+    for wire in controllers {
+        wire(&mut running, ctx);
     }
-    handles
+    running
+}
+
+/// The workspace and shard controllers: both follow the Workspaces of the root shard, through
+/// one shared reflector.
+pub fn tenancy(running: &mut Running, ctx: &ControllerContext) {
+    let root = ctx.shards.root().store.clone();
+    let workspaces = Reflector::whole(
+        "workspaces",
+        ListScope::all_clusters(WORKSPACES),
+        vec![(ROOT_SHARD.to_string(), root.clone())],
+    );
+    running.spawn(workspaces.run(running.token()));
+    let context = workspace::Context {
+        shards: ctx.shards.clone(),
+        registry: ctx.registry.clone(),
+        index: ctx.index.clone(),
+        external_url: ctx.external_url.clone(),
+    };
+    workspace::wire(running, context, &workspaces);
+    shard::wire(running, root, &workspaces, ctx.registry.scheme().clone());
+}
+
+/// CustomResourceDefinitions get their names accepted and Established.
+pub fn crd_establishing(running: &mut Running, ctx: &ControllerContext) {
+    crd::wire(running, &ctx.shards, ctx.registry.clone());
+}
+
+/// Terminating namespaces are emptied, then released.
+pub fn namespace_finalization(running: &mut Running, ctx: &ControllerContext) {
+    namespace::wire(running, ctx.shards.clone(), ctx.registry.clone());
+}
+
+/// Objects whose owners are gone are deleted; foreground deletions wait for dependents.
+pub fn garbage_collection(running: &mut Running, ctx: &ControllerContext) {
+    garbage_collector::wire(running, ctx.shards.clone(), ctx.registry.clone());
 }

@@ -1,188 +1,204 @@
 //! Namespace termination: once a namespace is marked for deletion (phase `Terminating`), delete
 //! everything in it, wait for those objects' finalizers, then remove the `kubernetes`
 //! finalizer and with it the namespace.
+//!
+//! Wiring ([`wire`]): the controller reads each shard's namespaces from the shard's namespace
+//! cache (one reflector per shard, shared with the create path and the service-account
+//! controller); only namespaces being deleted are queued. The reconcile lists the namespace's
+//! content in storage (it is not cached: any resource, any size), deletes it, and looks again
+//! every second while objects remain. The decisions are [`next_step`] and [`finalized`].
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::FutureExt;
 use serde_json::Value;
-use trellis_storage::{
-    Event, EventType, ListRequest, ListScope, ObjectKey, Preconditions, StorageError, Store,
-    StoredObject,
-};
+use trellis_storage::{ListRequest, ListScope, ObjectKey, Preconditions, StorageError, Store};
 
+use super::runtime::committer::{self, parse};
+use super::runtime::{Action, Controller, Error, Reconciler, Running};
 use crate::deletion::{self, Deleted};
+use crate::namespace_cache::NamespaceState;
 use crate::registry::Registry;
+use crate::shards::{Shard, ShardMap};
 
-/// How often namespaces still emptying are looked at again.
+/// How soon a namespace still emptying is looked at again.
 const RETRY: Duration = Duration::from_secs(1);
-/// How often everything is listed again, in case a change was missed.
-const FULL_RESYNC: Duration = Duration::from_secs(60);
-const NAMESPACES: &str = "core/namespaces";
+/// How often every namespace being deleted is queued, whatever the triggers said.
+const RESYNC: Duration = Duration::from_secs(60);
+/// The finalizer of `spec.finalizers` this controller owns.
+const FINALIZER: &str = "kubernetes";
 
-/// The outcome of one reconcile.
+pub fn wire(running: &mut Running, shards: Arc<ShardMap>, registry: Arc<Registry>) {
+    let mut controller = Controller::new("namespace").workers(4);
+    for shard in shards.iter() {
+        controller = controller.watches(shard.namespaces.reflector(), |change| {
+            change
+                .new
+                .as_ref()
+                .filter(|n| n.deleting)
+                .map(|_| change.key.clone())
+        });
+    }
+    let all = shards.clone();
+    let controller = controller.resync(RESYNC, move || {
+        all.iter()
+            .flat_map(|shard| {
+                let namespaces = shard.namespaces.reflector();
+                namespaces
+                    .keys()
+                    .into_iter()
+                    .filter(|key| namespaces.get(key).is_some_and(|n| n.deleting))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    });
+    let reconciler = NamespaceReconciler { shards, registry };
+    running.spawn(controller.run(Arc::new(reconciler), running.token()));
+}
+
+struct NamespaceReconciler {
+    shards: Arc<ShardMap>,
+    registry: Arc<Registry>,
+}
+
+/// What to do about a namespace, given its state and what its content came to.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Action {
-    /// Nothing (more) to do.
-    Done,
-    /// Objects are still going away (finalizers); look again later.
-    Requeue,
+pub enum Step {
+    /// Not being deleted (or gone): nothing.
+    Nothing,
+    /// Delete its content.
+    Empty,
 }
 
-pub async fn run(store: Store, registry: Arc<Registry>) {
-    loop {
-        if let Err(err) = follow(&store, &registry).await {
-            tracing::warn!(error = %err, "namespace controller: relisting");
-        }
-        tokio::time::sleep(RETRY).await;
+/// The first decision: only a namespace being deleted needs work.
+pub fn next_step(namespace: Option<&NamespaceState>) -> Step {
+    match namespace {
+        Some(NamespaceState { deleting: true }) => Step::Empty,
+        _ => Step::Nothing,
     }
 }
 
-/// Lists the namespaces once, then follows their changes: only namespaces being deleted need
-/// work, and only they are looked at again (every second while they empty). Returns to be
-/// called again after `FULL_RESYNC`, or when the watch fails.
-async fn follow(store: &Store, registry: &Registry) -> Result<(), StorageError> {
-    let scope = ListScope::all_clusters(NAMESPACES);
-    let listed = store.list(ListRequest::new(scope.clone())).await?;
-    let mut terminating: HashSet<ObjectKey> = listed
-        .items
-        .iter()
-        .filter(|n| being_deleted(&n.value))
-        .map(|n| n.key.clone())
-        .collect();
-    let mut watch = store.watch(scope, Some(listed.revision)).await?;
-    let relist_at = tokio::time::Instant::now() + FULL_RESYNC;
-    loop {
-        let mut done = Vec::new();
-        for key in &terminating {
-            match step(store, registry, key).await {
-                Ok(Action::Done) => done.push(key.clone()),
-                Ok(Action::Requeue) => {}
-                Err(err) => {
-                    tracing::warn!(namespace = %key.name, cluster = %key.cluster, error = %err, "namespace controller: will retry")
-                }
-            }
-        }
-        for key in done {
-            terminating.remove(&key);
-        }
-        let wait = if terminating.is_empty() {
-            relist_at.saturating_duration_since(tokio::time::Instant::now())
-        } else {
-            RETRY
-        };
-        match tokio::time::timeout(wait, watch.next()).await {
-            Ok(Some(event)) => {
-                note(&mut terminating, &event?);
-                // Take whatever else is already waiting.
-                while let Some(Some(event)) = watch.next().now_or_never() {
-                    note(&mut terminating, &event?);
-                }
-            }
-            Ok(None) => return Ok(()),
-            Err(_) if tokio::time::Instant::now() >= relist_at => return Ok(()),
-            Err(_) => {}
-        }
-    }
+/// After emptying with `remaining` objects still going: look again, or finalize.
+pub fn after_emptying(remaining: usize) -> Option<Action> {
+    (remaining > 0).then(|| Action::requeue(RETRY))
 }
 
-/// Records whether the namespace an event is about needs emptying.
-fn note(terminating: &mut HashSet<ObjectKey>, event: &Event) {
-    let key = &event.object.key;
-    if event.kind != EventType::Deleted && being_deleted(&event.object.value) {
-        terminating.insert(key.clone());
-    } else {
-        terminating.remove(key);
-    }
-}
-
-/// Whether a stored namespace has a deletion timestamp (a byte search first: most have not).
-fn being_deleted(value: &[u8]) -> bool {
-    value.windows(19).any(|w| w == b"\"deletionTimestamp\"")
-        && serde_json::from_slice::<Value>(value).is_ok_and(|o| deletion::is_deleting(&o))
-}
-
-/// Reads the namespace afresh and takes one step if it is being deleted.
-async fn step(store: &Store, registry: &Registry, key: &ObjectKey) -> Result<Action, StorageError> {
-    let stored = match store.get(key).await {
-        Ok(stored) => stored,
-        Err(StorageError::NotFound(_)) => return Ok(Action::Done),
-        Err(e) => return Err(e),
-    };
-    let object: Value = serde_json::from_slice(&stored.value)
-        .map_err(|e| StorageError::Internal(format!("stored namespace is not JSON: {e}")))?;
-    if !deletion::is_deleting(&object) {
-        return Ok(Action::Done);
-    }
-    reconcile(store, registry, &stored, object).await
-}
-
-/// One step for a namespace being deleted.
-pub async fn reconcile(
-    store: &Store,
-    registry: &Registry,
-    namespace: &StoredObject,
-    mut object: Value,
-) -> Result<Action, StorageError> {
-    let cluster = &namespace.key.cluster;
-    let name = &namespace.key.name;
-    let mut remaining = 0usize;
-    let resources = registry.resources(cluster).await;
-    let mut seen = Vec::new();
-    for rt in resources.iter().filter(|r| r.namespaced) {
-        // Every version of a resource shares its storage: one pass each.
-        let storage = rt.storage_resource();
-        if seen.contains(&storage) {
-            continue;
-        }
-        seen.push(storage);
-        let scope = ListScope::namespace(cluster.clone(), rt.storage_resource(), name.clone());
-        for item in store.list(ListRequest::new(scope)).await?.items {
-            let background = deletion::Propagation::Background;
-            match deletion::delete(
-                store,
-                rt,
-                item.key.clone(),
-                &item,
-                Preconditions::none(),
-                background,
-            )
-            .await
-            {
-                Ok(Deleted::Gone(_)) | Err(StorageError::NotFound(_)) => {}
-                Ok(Deleted::Pending(_)) => remaining += 1,
-                Err(StorageError::Conflict { .. }) => remaining += 1,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    if remaining > 0 {
-        return Ok(Action::Requeue);
-    }
-    // Empty: drop our finalizer, and the namespace with it if nothing else holds it.
-    if let Some(finalizers) = object
+/// The namespace without this controller's finalizer.
+pub fn finalized(namespace: &Value) -> Value {
+    let mut namespace = namespace.clone();
+    if let Some(finalizers) = namespace
         .pointer_mut("/spec/finalizers")
         .and_then(Value::as_array_mut)
     {
-        finalizers.retain(|f| f.as_str() != Some("kubernetes"));
+        finalizers.retain(|f| f.as_str() != Some(FINALIZER));
     }
-    let key = ObjectKey::new(cluster.clone(), NAMESPACES, "", name.clone());
-    let precondition = Preconditions::revision(namespace.revision);
-    let outcome = if deletion::update_completes_deletion(&object) {
-        store.delete(key, precondition).await.map(drop)
-    } else {
-        let bytes = Bytes::from(
-            serde_json::to_vec(&object).map_err(|e| StorageError::Internal(e.to_string()))?,
+    namespace
+}
+
+impl Reconciler for NamespaceReconciler {
+    type Key = ObjectKey;
+
+    async fn reconcile(&self, key: &ObjectKey) -> Result<Action, Error> {
+        let found = self.shards.iter().find_map(|shard| {
+            let state = shard.namespaces.reflector().get(key)?;
+            Some((shard.clone(), state))
+        });
+        let Some((shard, state)) = found else {
+            return Ok(Action::await_change());
+        };
+        if next_step(Some(&state)) == Step::Nothing {
+            return Ok(Action::await_change());
+        }
+        let remaining = self.empty(&shard, key).await?;
+        if let Some(again) = after_emptying(remaining) {
+            return Ok(again);
+        }
+        // Empty: drop our finalizer, and the namespace with it if nothing else holds it.
+        let store = &shard.store;
+        let stored = match store.get(key).await {
+            Ok(stored) => stored,
+            Err(StorageError::NotFound(_)) => return Ok(Action::await_change()),
+            Err(e) => return Err(e.into()),
+        };
+        let desired = finalized(&parse(&stored)?);
+        let rt = committer::builtin(self.registry.scheme(), "", "v1", "namespaces")?;
+        committer::update(store, rt, &stored, desired).await?;
+        Ok(Action::await_change())
+    }
+}
+
+impl NamespaceReconciler {
+    /// Deletes everything in the namespace; how many objects are still going (finalizers).
+    async fn empty(&self, shard: &Shard, key: &ObjectKey) -> Result<usize, Error> {
+        let (cluster, name) = (&key.cluster, &key.name);
+        let store: &Store = &shard.store;
+        let mut remaining = 0usize;
+        let resources = self.registry.resources(cluster).await;
+        let mut seen = Vec::new();
+        for rt in resources.iter().filter(|r| r.namespaced) {
+            // Every version of a resource shares its storage: one pass each.
+            let storage = rt.storage_resource();
+            if seen.contains(&storage) {
+                continue;
+            }
+            let scope = ListScope::namespace(cluster.clone(), storage.clone(), name.clone());
+            seen.push(storage);
+            for item in store.list(ListRequest::new(scope)).await?.items {
+                let background = deletion::Propagation::Background;
+                match deletion::delete(
+                    store,
+                    rt,
+                    item.key.clone(),
+                    &item,
+                    Preconditions::none(),
+                    background,
+                )
+                .await
+                {
+                    Ok(Deleted::Gone(_)) | Err(StorageError::NotFound(_)) => {}
+                    Ok(Deleted::Pending(_)) | Err(StorageError::Conflict { .. }) => remaining += 1,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(remaining)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_namespaces_being_deleted_need_work() {
+        assert_eq!(next_step(None), Step::Nothing);
+        assert_eq!(
+            next_step(Some(&NamespaceState { deleting: false })),
+            Step::Nothing
         );
-        store.update(key, bytes, precondition).await.map(drop)
-    };
-    match outcome {
-        Ok(()) | Err(StorageError::NotFound(_)) => Ok(Action::Done),
-        // Changed meanwhile: the next resync sees the new state.
-        Err(StorageError::Conflict { .. }) => Ok(Action::Requeue),
-        Err(e) => Err(e),
+        assert_eq!(
+            next_step(Some(&NamespaceState { deleting: true })),
+            Step::Empty
+        );
+        assert_eq!(after_emptying(2), Some(Action::requeue(RETRY)));
+        assert_eq!(after_emptying(0), None);
+    }
+
+    #[test]
+    fn finalizing_drops_only_our_finalizer() {
+        let namespace = json!({"kind": "Namespace", "metadata": {"name": "team",
+            "deletionTimestamp": "t"}, "spec": {"finalizers": ["kubernetes"]}});
+        let done = finalized(&namespace);
+        assert_eq!(done["spec"]["finalizers"], json!([]));
+        assert!(
+            deletion::update_completes_deletion(&done),
+            "the namespace goes"
+        );
+        let held = json!({"kind": "Namespace", "metadata": {"name": "team",
+            "deletionTimestamp": "t"}, "spec": {"finalizers": ["kubernetes", "example.com/x"]}});
+        let still = finalized(&held);
+        assert_eq!(still["spec"]["finalizers"], json!(["example.com/x"]));
+        assert!(!deletion::update_completes_deletion(&still));
     }
 }

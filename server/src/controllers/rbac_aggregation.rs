@@ -4,154 +4,155 @@
 //! clusterrole -o yaml` shows what it grants. The authorizer computes the same union itself
 //! (`authz::cache`) and does not wait for this.
 //!
-//! One watch over the ClusterRoles of every workspace; a change reconciles its workspace.
+//! Wiring ([`wire`]): one reflector of the ClusterRoles of every workspace on every shard; a
+//! change queues its workspace (the key is the logical cluster id). The decision is
+//! [`desired_rules`].
 
-use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::{json, Value};
-use trellis_storage::{ListRequest, ListScope, Preconditions, StorageError, Store};
+use trellis_storage::{ListScope, StoredObject};
 
+use super::runtime::committer::{self, parse};
+use super::runtime::{every_shard, Action, Controller, Error, Reconciler, Reflector, Running};
 use crate::authz::cache::{effective_cluster_roles, StoredClusterRole, CLUSTER_ROLES};
-use crate::authz::defaults::DefaultRoles;
-use crate::authz::rbac;
+use crate::authz::rbac::{self, Rule};
+use crate::kinds::Scheme;
 
-const RETRY: Duration = Duration::from_secs(1);
+/// A look at every workspace with ClusterRoles now and then, whatever the triggers said.
+const RESYNC: Duration = Duration::from_secs(300);
 
-pub async fn run(store: Store, defaults: Arc<DefaultRoles>) {
-    loop {
-        if let Err(err) = follow(&store, defaults.cluster_roles()).await {
-            tracing::warn!(error = %err, "clusterrole aggregation: watch failed; resyncing");
+pub fn wire(running: &mut Running, ctx: &super::ControllerContext) {
+    let shards = &ctx.shards;
+    let scheme = ctx.registry.scheme().clone();
+    let roles = Reflector::whole(
+        "clusterroles",
+        ListScope::all_clusters(CLUSTER_ROLES),
+        every_shard(shards),
+    );
+    running.spawn(roles.run(running.token()));
+    let all = roles.clone();
+    let controller = Controller::new("clusterrole-aggregation")
+        .watches(&roles, |change| Some(change.key.cluster.clone()))
+        .resync(RESYNC, move || {
+            let mut clusters: Vec<String> = all.keys().into_iter().map(|k| k.cluster).collect();
+            clusters.dedup();
+            clusters
+        });
+    running.spawn(controller.run(Arc::new(Aggregation { roles, scheme }), running.token()));
+}
+
+struct Aggregation {
+    roles: Reflector<StoredObject>,
+    scheme: Arc<Scheme>,
+}
+
+impl Reconciler for Aggregation {
+    /// A logical cluster id.
+    type Key = String;
+
+    async fn reconcile(&self, cluster: &String) -> Result<Action, Error> {
+        let stored = self.roles.list_cluster(cluster);
+        let objects: Vec<(Arc<StoredObject>, Value)> = stored
+            .into_iter()
+            .filter_map(|(_, role)| Some((role.clone(), parse(&role).ok()?)))
+            .collect();
+        let named: Vec<(String, Value)> = objects
+            .iter()
+            .map(|(s, o)| (s.key.name.clone(), o.clone()))
+            .collect();
+        let rt = committer::builtin(
+            &self.scheme,
+            "rbac.authorization.k8s.io",
+            "v1",
+            "clusterroles",
+        )?;
+        let defaults = self.scheme.default_roles().cluster_roles();
+        for (name, rules) in desired_rules(defaults, &named) {
+            let Some((stored, object)) = objects.iter().find(|(s, _)| s.key.name == name) else {
+                continue;
+            };
+            let Some((_, store)) = self.roles.shard_of(&stored.key) else {
+                continue;
+            };
+            let mut desired = object.clone();
+            desired["rules"] = json!(rules);
+            committer::update(store, rt, stored, desired).await?;
         }
-        tokio::time::sleep(RETRY).await;
+        Ok(Action::await_change())
     }
 }
 
-async fn follow(store: &Store, defaults: &[Value]) -> Result<(), StorageError> {
-    let scope = ListScope::all_clusters(CLUSTER_ROLES);
-    let listed = store.list(ListRequest::new(scope.clone())).await?;
-    let clusters: BTreeSet<String> = listed.items.iter().map(|i| i.key.cluster.clone()).collect();
-    for cluster in clusters {
-        reconcile(store, defaults, &cluster).await?;
-    }
-    let mut watch = store.watch(scope, Some(listed.revision)).await?;
-    while let Some(event) = watch.next().await {
-        reconcile(store, defaults, &event?.object.key.cluster).await?;
-    }
-    Ok(())
-}
-
-/// Brings the rules of `cluster`'s aggregated ClusterRoles up to date.
-pub async fn reconcile(
-    store: &Store,
-    defaults: &[Value],
-    cluster: &str,
-) -> Result<(), StorageError> {
-    let listed = store
-        .list(ListRequest::new(ListScope::cluster(cluster, CLUSTER_ROLES)))
-        .await?;
-    let mut objects = Vec::new();
-    let mut stored = HashMap::new();
-    for item in listed.items {
-        let Ok(object) = serde_json::from_slice::<Value>(&item.value) else {
-            continue;
-        };
-        stored.insert(item.key.name.clone(), StoredClusterRole::of(&object));
-        objects.push((item, object));
-    }
+/// The aggregated ClusterRoles among `roles` (name, object: every stored ClusterRole of one
+/// workspace) whose rules are not what their selectors pick, with the rules they should have.
+pub fn desired_rules(defaults: &[Value], roles: &[(String, Value)]) -> Vec<(String, Vec<Rule>)> {
+    let stored: std::collections::HashMap<String, StoredClusterRole> = roles
+        .iter()
+        .map(|(name, object)| (name.clone(), StoredClusterRole::of(object)))
+        .collect();
     if !stored.values().any(|r| r.aggregation.is_some()) {
-        return Ok(());
+        return Vec::new();
     }
     let effective = effective_cluster_roles(defaults, &stored);
-    for (item, mut object) in objects {
-        if rbac::aggregation_of(&object).is_none() {
-            continue;
-        }
-        let Some(rules) = effective.get(&item.key.name) else {
-            continue;
-        };
-        if rbac::rules_of(&object) == rules.to_vec() {
-            continue;
-        }
-        object["rules"] = json!(rules.to_vec());
-        let value = serde_json::to_vec(&object)
-            .map(Bytes::from)
-            .map_err(|e| StorageError::Internal(e.to_string()))?;
-        match store
-            .update(item.key, value, Preconditions::revision(item.revision))
-            .await
-        {
-            // Changed meanwhile: the watch brings it back.
-            Ok(_) | Err(StorageError::Conflict { .. } | StorageError::NotFound(_)) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
+    roles
+        .iter()
+        .filter(|(_, object)| rbac::aggregation_of(object).is_some())
+        .filter_map(|(name, object)| {
+            let rules = effective.get(name)?;
+            (rbac::rules_of(object) != rules.to_vec()).then(|| (name.clone(), rules.to_vec()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use trellis_storage::{ObjectKey, StoreOptions};
 
-    #[tokio::test]
-    async fn aggregated_roles_get_the_rules_of_the_roles_they_select() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_sqlite(dir.path().join("store.db"), StoreOptions::default())
-            .await
-            .unwrap();
-        let put = |name: &str, object: Value| {
-            let store = store.clone();
-            let key = ObjectKey::new("c1", CLUSTER_ROLES, "", name);
-            async move {
-                store
-                    .create(key, "uid", Bytes::from(object.to_string()))
-                    .await
-                    .unwrap();
-            }
-        };
-        put(
-            "monitoring",
-            json!({"metadata": {"name": "monitoring"}, "aggregationRule": {"clusterRoleSelectors": [
-                {"matchLabels": {"example.com/aggregate-to-monitoring": "true"}}]}, "rules": []}),
-        )
-        .await;
-        put(
-            "pods-reader",
-            json!({"metadata": {"name": "pods-reader", "labels": {"example.com/aggregate-to-monitoring": "true"}},
-                   "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
-        )
-        .await;
-        put(
-            "unrelated",
-            json!({"metadata": {"name": "unrelated"},
-                   "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}),
-        )
-        .await;
-        let defaults = crate::kinds::scheme::test_hub().default_roles().clone();
-        reconcile(&store, defaults.cluster_roles(), "c1")
-            .await
-            .unwrap();
-        let stored = store
-            .get(&ObjectKey::new("c1", CLUSTER_ROLES, "", "monitoring"))
-            .await
-            .unwrap();
-        let object: Value = serde_json::from_slice(&stored.value).unwrap();
+    fn roles() -> Vec<(String, Value)> {
+        vec![
+            (
+                "monitoring".into(),
+                json!({"metadata": {"name": "monitoring"}, "aggregationRule": {"clusterRoleSelectors": [
+                    {"matchLabels": {"example.com/aggregate-to-monitoring": "true"}}]}, "rules": []}),
+            ),
+            (
+                "pods-reader".into(),
+                json!({"metadata": {"name": "pods-reader", "labels": {"example.com/aggregate-to-monitoring": "true"}},
+                       "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]}),
+            ),
+            (
+                "unrelated".into(),
+                json!({"metadata": {"name": "unrelated"},
+                       "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}]}),
+            ),
+        ]
+    }
+
+    fn defaults() -> &'static [Value] {
+        crate::kinds::scheme::test_hub()
+            .default_roles()
+            .cluster_roles()
+    }
+
+    #[test]
+    fn aggregated_roles_get_the_rules_of_the_roles_they_select() {
+        let desired = desired_rules(defaults(), &roles());
+        assert_eq!(desired.len(), 1);
+        assert_eq!(desired[0].0, "monitoring");
         assert_eq!(
-            object["rules"],
+            json!(desired[0].1),
             json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}])
         );
-        // Nothing to change the second time: no write.
-        let defaults = crate::kinds::scheme::test_hub().default_roles().clone();
-        reconcile(&store, defaults.cluster_roles(), "c1")
-            .await
-            .unwrap();
-        let again = store
-            .get(&ObjectKey::new("c1", CLUSTER_ROLES, "", "monitoring"))
-            .await
-            .unwrap();
-        assert_eq!(again.revision, stored.revision);
+        // Once they have them, nothing is to change.
+        let mut settled = roles();
+        settled[0].1["rules"] = json!(desired[0].1);
+        assert!(desired_rules(defaults(), &settled).is_empty());
+    }
+
+    #[test]
+    fn workspaces_without_aggregated_roles_need_nothing() {
+        assert!(desired_rules(defaults(), &roles()[1..]).is_empty());
+        assert!(desired_rules(defaults(), &[]).is_empty());
     }
 }

@@ -1,112 +1,130 @@
 //! Every namespace has a ServiceAccount `default`, as Kubernetes' service account controller
 //! keeps it: created with the namespace, created again if deleted.
+//!
+//! Wiring ([`wire`]): the namespaces come from each shard's namespace cache (one reflector per
+//! shard, shared); the `default` accounts from one reflector across shards that keeps their
+//! keys only (other accounts are not kept at all). A namespace change queues the namespace; the
+//! deletion of a `default` account queues its namespace. The decision is
+//! [`needs_default_account`].
 
-use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use serde_json::{json, Value};
-use trellis_storage::{Event, EventType, ListRequest, ListScope, ObjectKey, StorageError, Store};
+use serde_json::json;
+use trellis_storage::{ListScope, ObjectKey};
 
-use crate::bootstrap::create_missing;
-use crate::deletion;
+use super::runtime::committer;
+use super::runtime::{every_shard, Action, Controller, Error, Reconciler, Reflector, Running};
+use crate::namespace_cache::{NamespaceState, NAMESPACES};
+use crate::shards::ShardMap;
 
-const NAMESPACES: &str = "core/namespaces";
 const SERVICE_ACCOUNTS: &str = "core/serviceaccounts";
 const DEFAULT: &str = "default";
-const RETRY: Duration = Duration::from_secs(1);
+/// Every namespace again now and then, whatever the triggers said.
+const RESYNC: Duration = Duration::from_secs(600);
 
-pub async fn run(store: Store) {
-    loop {
-        if let Err(err) = follow(&store).await {
-            tracing::warn!(error = %err, "service account controller: relisting");
-        }
-        tokio::time::sleep(RETRY).await;
+pub fn wire(running: &mut Running, ctx: &super::ControllerContext) {
+    let shards = ctx.shards.clone();
+    let scheme = ctx.registry.scheme().clone();
+    let accounts = Reflector::new(
+        "default-serviceaccounts",
+        ListScope::all_clusters(SERVICE_ACCOUNTS),
+        every_shard(&shards),
+        |stored| (stored.key.name == DEFAULT).then_some(()),
+    );
+    running.spawn(accounts.run(running.token()));
+    let mut controller = Controller::new("serviceaccount")
+        .watches(&accounts, |change| {
+            let key = change.key;
+            (change.deleted && key.name == DEFAULT)
+                .then(|| namespace_key(&key.cluster, &key.namespace))
+        })
+        .workers(4);
+    for shard in shards.iter() {
+        controller = controller.watches(shard.namespaces.reflector(), |change| {
+            change
+                .new
+                .as_ref()
+                .filter(|n| !n.deleting)
+                .map(|_| change.key.clone())
+        });
     }
-}
-
-/// Creates the missing `default` accounts, then follows namespaces (new ones get theirs) and
-/// accounts (a deleted `default` comes back while its namespace lives).
-async fn follow(store: &Store) -> Result<(), StorageError> {
-    let namespaces = store
-        .list(ListRequest::new(ListScope::all_clusters(NAMESPACES)))
-        .await?;
-    let accounts = store
-        .list(ListRequest::new(ListScope::all_clusters(SERVICE_ACCOUNTS)))
-        .await?;
-    let have: HashSet<(&str, &str)> = accounts
-        .items
-        .iter()
-        .filter(|a| a.key.name == DEFAULT)
-        .map(|a| (a.key.cluster.as_str(), a.key.namespace.as_str()))
-        .collect();
-    for namespace in &namespaces.items {
-        let key = &namespace.key;
-        if !have.contains(&(key.cluster.as_str(), key.name.as_str())) && active(&namespace.value) {
-            ensure(store, &key.cluster, &key.name).await?;
-        }
-    }
-    let mut namespace_events = store
-        .watch(
-            ListScope::all_clusters(NAMESPACES),
-            Some(namespaces.revision),
-        )
-        .await?;
-    let mut account_events = store
-        .watch(
-            ListScope::all_clusters(SERVICE_ACCOUNTS),
-            Some(accounts.revision),
-        )
-        .await?;
-    loop {
-        tokio::select! {
-            event = namespace_events.next() => {
-                let Some(event) = event else { return Ok(()) };
-                on_namespace(store, &event?).await?;
-                while let Some(Some(event)) = namespace_events.next().now_or_never() {
-                    on_namespace(store, &event?).await?;
-                }
-            }
-            event = account_events.next() => {
-                let Some(event) = event else { return Ok(()) };
-                on_account(store, &event?).await?;
-            }
-        }
-    }
-}
-
-async fn on_namespace(store: &Store, event: &Event) -> Result<(), StorageError> {
-    let key = &event.object.key;
-    if event.kind == EventType::Added && active(&event.object.value) {
-        ensure(store, &key.cluster, &key.name).await?;
-    }
-    Ok(())
-}
-
-async fn on_account(store: &Store, event: &Event) -> Result<(), StorageError> {
-    let key = &event.object.key;
-    if event.kind != EventType::Deleted || key.name != DEFAULT {
-        return Ok(());
-    }
-    let namespace = ObjectKey::new(key.cluster.clone(), NAMESPACES, "", key.namespace.clone());
-    match store.get(&namespace).await {
-        Ok(stored) if active(&stored.value) => ensure(store, &key.cluster, &key.namespace).await,
-        Ok(_) | Err(StorageError::NotFound(_)) => Ok(()),
-        Err(e) => Err(e),
-    }
-}
-
-/// A namespace that is not being deleted.
-fn active(value: &[u8]) -> bool {
-    serde_json::from_slice::<Value>(value).is_ok_and(|n| !deletion::is_deleting(&n))
-}
-
-async fn ensure(store: &Store, cluster: &str, namespace: &str) -> Result<(), StorageError> {
-    let object = json!({
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": DEFAULT, "namespace": namespace},
+    let all = shards.clone();
+    let controller = controller.resync(RESYNC, move || {
+        all.iter()
+            .flat_map(|shard| shard.namespaces.reflector().keys())
+            .collect()
     });
-    let key = ObjectKey::new(cluster, SERVICE_ACCOUNTS, namespace, DEFAULT);
-    create_missing(store, key, object).await
+    let reconciler = DefaultAccounts {
+        shards,
+        scheme,
+        accounts,
+    };
+    running.spawn(controller.run(Arc::new(reconciler), running.token()));
+}
+
+fn namespace_key(cluster: &str, namespace: &str) -> ObjectKey {
+    ObjectKey::new(cluster, NAMESPACES, "", namespace)
+}
+
+/// Whether a namespace (as kept by the namespace cache; `None`: gone) needs its `default`
+/// account created.
+pub fn needs_default_account(namespace: Option<&NamespaceState>, has_default: bool) -> bool {
+    namespace.is_some_and(|n| !n.deleting) && !has_default
+}
+
+struct DefaultAccounts {
+    shards: Arc<ShardMap>,
+    scheme: Arc<crate::kinds::Scheme>,
+    /// The `default` accounts (keys only).
+    accounts: Reflector<()>,
+}
+
+impl Reconciler for DefaultAccounts {
+    /// A namespace.
+    type Key = ObjectKey;
+
+    async fn reconcile(&self, key: &ObjectKey) -> Result<Action, Error> {
+        let found = self.shards.iter().find_map(|shard| {
+            let state = shard.namespaces.reflector().get(key)?;
+            Some((shard.clone(), state))
+        });
+        let account = ObjectKey::new(
+            key.cluster.clone(),
+            SERVICE_ACCOUNTS,
+            key.name.clone(),
+            DEFAULT,
+        );
+        let has_default = self.accounts.contains(&account);
+        let Some((shard, state)) = found else {
+            return Ok(Action::await_change());
+        };
+        if !needs_default_account(Some(&state), has_default) {
+            return Ok(Action::await_change());
+        }
+        let rt = committer::builtin(&self.scheme, "", "v1", "serviceaccounts")?;
+        let object = json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": DEFAULT},
+        });
+        // Already there (the reflector had not seen it yet) is as good as created.
+        committer::create(&shard.store, rt, &key.cluster, Some(&key.name), object).await?;
+        Ok(Action::await_change())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_namespaces_without_an_account_get_one() {
+        let live = NamespaceState { deleting: false };
+        let going = NamespaceState { deleting: true };
+        assert!(needs_default_account(Some(&live), false));
+        assert!(!needs_default_account(Some(&live), true));
+        assert!(!needs_default_account(Some(&going), false));
+        assert!(!needs_default_account(None, false));
+    }
 }

@@ -320,13 +320,19 @@ impl Registry {
         &self.scheme
     }
 
-    /// Keeps the custom-resource cache fresh by watching the CustomResourceDefinitions of
-    /// every workspace, one watch per shard.
-    pub fn spawn_watch(self: &Arc<Self>) {
-        for shard in self.custom.shards().iter() {
-            let (registry, store) = (self.clone(), shard.store.clone());
-            tokio::spawn(async move { registry.custom.watch(store).await });
-        }
+    /// What keeps the custom-resource cache fresh: a watch of the CustomResourceDefinitions of
+    /// every workspace per shard, for the caller to run.
+    pub fn watches(
+        self: &Arc<Self>,
+    ) -> Vec<impl std::future::Future<Output = ()> + Send + 'static> {
+        self.custom
+            .shards()
+            .iter()
+            .map(|shard| {
+                let (registry, store) = (self.clone(), shard.store.clone());
+                async move { registry.custom.watch(store).await }
+            })
+            .collect()
     }
 
     /// Finds the resource a request for `group`/`version`/`plural` in `cluster` addresses.

@@ -2,7 +2,8 @@
 //!
 //! Each shard keeps its own revision sequence, so no single number says how far a read across
 //! them got. The resourceVersion of such a read is a [`CompositeRevision`] — one revision per
-//! shard, opaque to clients (base64url) — and a watch resumes from it on every shard at once.
+//! shard, opaque to clients (base64url) — and a watch resumes from it on every shard at once
+//! (the merged watch itself is storage's [`ShardsWatch`], shared with the controllers' caches).
 //! Watch events carry the composite revision reached with them, so a client resuming from the
 //! last event it saw (as client-go's reflector does) misses nothing and repeats nothing.
 //! Paged lists read every shard at the revision fixed by the first page, shard after shard.
@@ -15,11 +16,11 @@ use std::sync::Arc;
 use axum::response::Response;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use futures::stream::{BoxStream, SelectAll};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use trellis_storage::{Event, ListRequest, ReadRevision, StorageError, WatchStream};
+use trellis_storage::{
+    CompositeRevision, Event, ListRequest, ReadRevision, ShardsWatch, StorageError, WatchItem,
+};
 
 use super::filter::Filter;
 use super::list::{
@@ -33,35 +34,6 @@ use crate::status::Status;
 /// Whether `target` is a wildcard request the shards must answer together.
 pub(super) fn across_shards(target: &Target) -> bool {
     target.wildcard() && target.state.shards.len() > 1
-}
-
-/// One revision per shard: the resourceVersion of a read across shards.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CompositeRevision(pub BTreeMap<String, u64>);
-
-impl CompositeRevision {
-    pub fn encode(&self) -> String {
-        let text = self
-            .0
-            .iter()
-            .map(|(shard, revision)| format!("{shard}={revision}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        URL_SAFE_NO_PAD.encode(text)
-    }
-
-    pub fn decode(rv: &str) -> Option<CompositeRevision> {
-        let text = String::from_utf8(URL_SAFE_NO_PAD.decode(rv).ok()?).ok()?;
-        let mut revisions = BTreeMap::new();
-        for part in text.split(',') {
-            let (shard, revision) = part.split_once('=')?;
-            if shard.is_empty() {
-                return None;
-            }
-            revisions.insert(shard.to_string(), revision.parse().ok()?);
-        }
-        (!revisions.is_empty()).then_some(CompositeRevision(revisions))
-    }
 }
 
 /// What the client's `resourceVersion` asks of each shard; `None` for the latest state.
@@ -208,28 +180,26 @@ pub(super) async fn list(target: &Target<'_>, query: &Query) -> Result<Response,
     Ok(rendered_list(target, query, metadata, items))
 }
 
-/// One shard's changes, each with the shard's name.
-type ShardEvents = BoxStream<'static, (String, Result<Arc<Event>, StorageError>)>;
-
 /// The changes of every shard, merged: each shard's in its order.
-pub(super) struct ShardStreams {
-    streams: SelectAll<ShardEvents>,
-    reached: CompositeRevision,
-}
+pub(super) struct ShardStreams(ShardsWatch);
 
 impl ShardStreams {
     /// The next change of any shard, with the composite revision reached by it.
     pub(super) async fn next(&mut self) -> Option<Result<(Arc<Event>, String), StorageError>> {
-        let (shard, event) = self.streams.next().await?;
-        Some(event.map(|event| {
-            self.reached.0.insert(shard, event.object.revision);
-            (event, self.reached.encode())
-        }))
+        loop {
+            let (_, item) = self.0.next().await?;
+            match item {
+                Ok(WatchItem::Event(event)) => return Some(Ok((event, self.0.reached().encode()))),
+                // Not asked for (the watch is opened without progress).
+                Ok(WatchItem::Progress(_)) => continue,
+                Err(err) => return Some(Err(err)),
+            }
+        }
     }
 
     /// The composite revision every change up to which was delivered.
     pub(super) fn revision(&self) -> String {
-        self.reached.encode()
+        self.0.reached().encode()
     }
 }
 
@@ -287,52 +257,24 @@ pub(super) async fn open(
     for object in &mut initial {
         object["metadata"]["resourceVersion"] = Value::String(start.clone());
     }
-    let mut streams = SelectAll::new();
+    let mut streams = ShardsWatch::new(false);
     for shard in target.state.shards.iter() {
         let revision = from.0.get(&shard.name).copied().unwrap_or(0);
-        let stream = shard
-            .store
-            .watch(scope.clone(), Some(revision))
+        streams
+            .add(&shard.name, &shard.store, scope.clone(), revision)
             .await
             .map_err(|e| target.storage_error(&e))?;
-        streams.push(shard_events(shard.name.clone(), stream));
     }
     Ok(WildcardWatch {
         initial,
         start,
-        streams: ShardStreams {
-            streams,
-            reached: from,
-        },
+        streams: ShardStreams(streams),
     })
-}
-
-fn shard_events(shard: String, stream: WatchStream) -> ShardEvents {
-    futures::stream::unfold((shard, stream), |(shard, mut stream)| async move {
-        let event = stream.next_shared().await?;
-        Some(((shard.clone(), event), (shard, stream)))
-    })
-    .boxed()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn composite_revisions_round_trip_and_reject_junk() {
-        let c = CompositeRevision(BTreeMap::from([
-            ("root".to_string(), 12),
-            ("s1".to_string(), 3),
-        ]));
-        assert_eq!(CompositeRevision::decode(&c.encode()), Some(c));
-        assert_eq!(CompositeRevision::decode("12"), None);
-        assert_eq!(CompositeRevision::decode("!!"), None);
-        assert_eq!(
-            CompositeRevision::decode(&URL_SAFE_NO_PAD.encode("root=x")),
-            None
-        );
-    }
 
     #[test]
     fn revisions_a_client_gives() {
