@@ -203,6 +203,15 @@ async fn bad_credentials_get_401(hub: &Hub) {
             "{public}"
         );
     }
+    // Credentials that are presented and fail get a 401 on the public paths too.
+    let foreign = ClientCert::foreign();
+    for public in ["/version", "/healthz", "/clusters/root/readyz"] {
+        let (code, body) = request(hub, None, "GET", public, Some("not-a-token"), "").await;
+        assert_eq!(code, 401, "{public} with a bad token: {body}");
+        assert!(body.contains("Unauthorized"), "{body}");
+        let (code, body) = request(hub, Some(&foreign), "GET", public, None, "").await;
+        assert_eq!(code, 401, "{public} with a foreign certificate: {body}");
+    }
     for token in ["nope", "a.b.c", "Bearer", "é"] {
         assert_eq!(
             request(hub, None, "GET", namespaces, Some(token), "")
@@ -212,7 +221,6 @@ async fn bad_credentials_get_401(hub: &Hub) {
             "{token}"
         );
     }
-    let foreign = ClientCert::foreign();
     assert_eq!(
         request(hub, Some(&foreign), "GET", namespaces, None, "")
             .await
