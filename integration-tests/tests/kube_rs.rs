@@ -236,8 +236,62 @@ async fn initial_watch_events_honour_selectors(hub: &Hub) {
     assert_eq!(added, ["blue"]);
 }
 
+/// A list at a compacted resourceVersion is a 410 that names the resourceVersion sent; an
+/// expired continue token a 410 about the continue parameter.
+async fn compacted_revisions_are_named(hub: &Hub) {
+    let api: Api<ConfigMap> = Api::namespaced(hub.client().await, "default");
+    for i in 0..3 {
+        api.create(&PostParams::default(), &configmap(&format!("old-{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(1)).await.unwrap();
+    let old = first.metadata.resource_version.clone().unwrap();
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    api.create(&PostParams::default(), &configmap("newer", &[]))
+        .await
+        .unwrap();
+    hub.compact_now().await;
+
+    let exact = ListParams::default()
+        .at(&old)
+        .matching(kube::api::VersionMatch::Exact);
+    match api.list(&exact).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+            assert!(
+                status.message.contains(&format!("resourceVersion {old} ")),
+                "{}",
+                status.message
+            );
+            assert!(!status.message.contains("continue"), "{}", status.message);
+        }
+        other => panic!("expected 410, got {other:?}"),
+    }
+    match api
+        .list(&ListParams::default().limit(1).continue_token(&token))
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 410);
+            assert!(
+                status.message.contains("continue parameter is too old"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected 410, got {other:?}"),
+    }
+    // NotOlderThan the same revision is still served.
+    let newer = ListParams::default()
+        .at(&old)
+        .matching(kube::api::VersionMatch::NotOlderThan);
+    assert_eq!(api.list(&newer).await.unwrap().items.len(), 4);
+}
+
 on_both_stores!(
     typed_and_dynamic_crud_and_metadata_lists,
     reflectors_stay_exact_through_a_thousand_updates,
     initial_watch_events_honour_selectors,
+    compacted_revisions_are_named,
 );

@@ -447,7 +447,9 @@ mod tests {
         for ok in ["root", "root:acme", "root:acme:ml-1", "2cynbfy2m0wtjqcs"] {
             assert_eq!(check_workspace_syntax(ok), Ok(()), "{ok}");
         }
-        for bad in ["", "root::b", "root:", ":root", "root:a:", "acme:ml", "root:A", "root:a b"] {
+        for bad in [
+            "", "root::b", "root:", ":root", "root:a:", "acme:ml", "root:A", "root:a b",
+        ] {
             assert!(check_workspace_syntax(bad).is_err(), "{bad}");
         }
         let status = Unroutable::Invalid("segment 2 is empty".into()).into_status("root::b");
