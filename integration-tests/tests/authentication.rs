@@ -111,9 +111,25 @@ async fn request(
     token: Option<&str>,
     body: &str,
 ) -> (u16, String) {
-    let auth = token
+    request_with_headers(hub, cert, method, path, token, &[], body).await
+}
+
+/// [`request`] with more headers.
+async fn request_with_headers(
+    hub: &Hub,
+    cert: Option<&ClientCert>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    for (name, value) in headers {
+        auth.push_str(&format!("{name}: {value}\r\n"));
+    }
     let raw = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -171,7 +187,14 @@ fn unauthorized(stderr: &str) -> bool {
 }
 
 fn whoami(kubeconfig: &Path) -> Result<serde_json::Value, String> {
-    let (ok, out, err) = kubectl_with_kubeconfig(kubeconfig, &["auth", "whoami", "-o", "json"]);
+    whoami_as(kubeconfig, &[])
+}
+
+/// `kubectl auth whoami` with more flags (`--as=…`).
+fn whoami_as(kubeconfig: &Path, flags: &[&str]) -> Result<serde_json::Value, String> {
+    let mut args = flags.to_vec();
+    args.extend(["auth", "whoami", "-o", "json"]);
+    let (ok, out, err) = kubectl_with_kubeconfig(kubeconfig, &args);
     if ok {
         Ok(serde_json::from_str(&out).expect("SelfSubjectReview JSON"))
     } else {
@@ -528,11 +551,222 @@ async fn the_audit_log_records_requests(hub: &Hub, audit: &Path) {
     assert!(!text.contains(ALICE_TOKEN) && !text.contains("wrong-token"));
 }
 
+const LET_ALICE_IMPERSONATE_BOB: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: impersonate-bob}
+rules:
+- apiGroups: [""]
+  resources: [users]
+  verbs: [impersonate]
+  resourceNames: [bob]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: alice-impersonates-bob}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: impersonate-bob}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: alice-enters-root}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:trellis:workspace-access"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: bob-views}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
+"#;
+
+/// `kubectl --as`: every impersonation is authorized in the workspace (masters may act as
+/// anyone), the request then runs as the impersonated user (whoami, RBAC, can-i), a refused
+/// impersonation is a 403 and nothing runs, and the audit log names both users.
+async fn impersonation(hub: &Hub, audit: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    // The admin may act as anyone, and then is that user: nobody may do nothing.
+    let review = whoami_as(hub.kubeconfig(), &["--as=nobody"]).expect("whoami --as=nobody");
+    assert_eq!(review["status"]["userInfo"]["username"], "nobody");
+    assert_eq!(
+        review["status"]["userInfo"]["groups"],
+        serde_json::json!(["system:authenticated"])
+    );
+    let err = hub.fails(&["--as=nobody", "get", "secrets", "-n", "kube-system"]);
+    // (Refused already at discovery, which kubectl words as "Forbidden: unknown".)
+    assert!(err.contains("(Forbidden)"), "{err}");
+    hub.ok(&[
+        "--as=nobody",
+        "--as-group=system:masters",
+        "get",
+        "secrets",
+        "-n",
+        "kube-system",
+    ]);
+
+    // alice may act as bob only once RBAC in the workspace lets her.
+    let alice = token_kubeconfig(
+        hub,
+        dir.path(),
+        "alice.kubeconfig",
+        &server_url(hub, "root"),
+        ALICE_TOKEN,
+    );
+    let (ok, _, err) =
+        kubectl_with_kubeconfig(&alice, &["--as=bob", "get", "configmaps", "-n", "default"]);
+    assert!(!ok && err.contains("Forbidden"), "{err}");
+    hub.ok(&[
+        "apply",
+        "-f",
+        &write_file(dir.path(), "rbac.yaml", LET_ALICE_IMPERSONATE_BOB),
+    ]);
+    let (ok, _, err) =
+        kubectl_with_kubeconfig(&alice, &["--as=bob", "get", "configmaps", "-n", "default"]);
+    assert!(ok, "alice as bob: {err}");
+    let review = whoami_as(&alice, &["--as=bob"]).expect("whoami --as=bob");
+    assert_eq!(review["status"]["userInfo"]["username"], "bob");
+    // bob only views: as bob, alice cannot write.
+    let (ok, _, err) = kubectl_with_kubeconfig(
+        &alice,
+        &["--as=bob", "create", "configmap", "by-bob", "-n", "default"],
+    );
+    assert!(!ok && err.contains("User \"bob\" cannot create"), "{err}");
+    // Anyone else, or a group on top, is refused before anything runs.
+    for extra in [
+        vec!["--as=carol"],
+        vec!["--as=bob", "--as-group=system:masters"],
+        vec!["--as=bob", "--as-uid=u-bob"],
+    ] {
+        let mut args = extra.clone();
+        args.extend(["create", "configmap", "by-someone", "-n", "default"]);
+        let (ok, _, err) = kubectl_with_kubeconfig(&alice, &args);
+        assert!(
+            !ok && err.contains("User \"alice\" cannot impersonate"),
+            "{extra:?}: {err}"
+        );
+    }
+    assert!(hub
+        .fails(&["get", "configmap", "by-someone", "-n", "default"])
+        .contains("not found"));
+    let (code, body) = request_with_headers(
+        hub,
+        None,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        Some(ALICE_TOKEN),
+        &[("Impersonate-Group", "dev")],
+        "",
+    )
+    .await;
+    assert_eq!(code, 400, "a group without a user: {body}");
+
+    // `kubectl auth can-i --as` answers for the impersonated user.
+    let can_i = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        let (_, out, _) = hub.kubectl(&all);
+        out.trim().to_string()
+    };
+    assert_eq!(can_i(&["list", "configmaps", "--as=bob"]), "yes");
+    assert_eq!(can_i(&["create", "configmaps", "--as=bob"]), "no");
+    assert_eq!(can_i(&["list", "secrets", "--as=bob"]), "no");
+    assert_eq!(can_i(&["create", "configmaps"]), "yes");
+
+    // A ServiceAccount is impersonated as the workspace's own; one of another workspace, or
+    // across all workspaces, is refused.
+    hub.ok(&["create", "serviceaccount", "imp", "-n", "default"]);
+    hub.ok(&[
+        "create",
+        "rolebinding",
+        "imp-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:imp",
+        "-n",
+        "default",
+    ]);
+    let sa = "--as=system:serviceaccount:default:imp";
+    let review = whoami_as(hub.kubeconfig(), &[sa]).expect("whoami as a ServiceAccount");
+    assert_eq!(
+        review["status"]["userInfo"]["extra"]["trellis.dev/cluster"],
+        serde_json::json!(["root"])
+    );
+    hub.ok(&[sa, "get", "configmaps", "-n", "default"]);
+    let err = hub.fails(&[sa, "get", "configmaps", "-n", "kube-system"]);
+    assert!(err.contains("cannot list resource"), "{err}");
+    let admin = ClientCert::admin(hub);
+    let (code, body) = request_with_headers(
+        hub,
+        Some(&admin),
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        None,
+        &[
+            ("Impersonate-User", "system:serviceaccount:default:imp"),
+            ("Impersonate-Extra-trellis.dev%2Fcluster", "elsewhere"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("another workspace"), "{body}");
+    let (code, body) = request_with_headers(
+        hub,
+        Some(&admin),
+        "GET",
+        "/clusters/*/api/v1/configmaps",
+        None,
+        &[("Impersonate-User", "system:serviceaccount:default:imp")],
+        "",
+    )
+    .await;
+    assert!(
+        code == 403 && body.contains("across all workspaces"),
+        "{code} {body}"
+    );
+
+    // The audit log has both users.
+    let mut line = None;
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(audit).unwrap_or_default();
+        line = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+            .find(|l| l["user"] == "alice" && l["impersonatedUser"] == "bob" && l["code"] == 200);
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line = line.expect("an audit line for alice acting as bob");
+    assert_eq!(
+        line["impersonatedGroups"],
+        serde_json::json!(["system:authenticated"])
+    );
+    assert_eq!(
+        line["groups"],
+        serde_json::json!(["dev", "ops", "system:authenticated"])
+    );
+}
+
 async fn authentication(hub: &Hub) {
     bad_credentials_get_401(hub).await;
 }
 
 on_both_stores!(authentication);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impersonation_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_with_users(Backend::Sqlite, dir.path()).await;
+    impersonation(&hub, &dir.path().join("audit.log")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impersonation_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_with_users(Backend::Postgres, dir.path()).await;
+    impersonation(&hub, &dir.path().join("audit.log")).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_whoami_and_audit_on_sqlite() {

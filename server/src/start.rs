@@ -198,8 +198,9 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
     })
 }
 
-/// Authentication, the per-user rate limit, the body deadline and the audit log around
-/// `router` (outermost first: audit, authentication, rate limit, body deadline).
+/// Authentication, the per-user rate limit, the body deadline, impersonation and the audit log
+/// around `router` (outermost first: audit, authentication, rate limit, body deadline,
+/// impersonation).
 async fn security_layers(
     router: axum::Router,
     options: &SecurityOptions,
@@ -236,6 +237,10 @@ async fn security_layers(
         options.max_request_burst_per_user,
     );
     let mut router = router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authn::impersonation::impersonate,
+        ))
         .layer(axum::middleware::from_fn(
             crate::http::limits::body_deadline,
         ))

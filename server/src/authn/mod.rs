@@ -14,9 +14,12 @@
 //! Every request that reaches [`crate::http::dispatch`] carries a [`UserInfo`] in its
 //! extensions (`system:anonymous` on the public endpoints when no credential was given).
 //!
+//! A request may then act as another user ([`impersonation`]), authorized in its workspace.
+//!
 //! Authentication serves two endpoints itself: TokenRequest ([`token_request`], how
 //! ServiceAccount tokens are minted) and SelfSubjectReview ([`self_subject_review`], who am I).
 
+pub mod impersonation;
 pub mod oidc;
 pub mod self_subject_review;
 pub mod service_account;

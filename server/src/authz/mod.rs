@@ -237,6 +237,26 @@ pub async fn entry(state: &AppState, user: &UserInfo, cluster: &str) -> Result<E
     })
 }
 
+/// Whether `user` may do `attrs` in workspace `cluster` as a request there would be decided:
+/// admins of it (and `system:masters`) may; members as RBAC inside says; others may not.
+/// For checks that are not the request itself (impersonation).
+pub async fn allows_in(
+    state: &AppState,
+    user: &UserInfo,
+    cluster: &str,
+    attrs: &Attributes,
+) -> Result<bool, Status> {
+    Ok(match entry(state, user, cluster).await? {
+        Entry::Admin => true,
+        Entry::Denied => false,
+        Entry::Member => state
+            .authorizer
+            .cache_for(cluster)
+            .await?
+            .allows(cluster, user, attrs),
+    })
+}
+
 /// `access` on `/`, granted inside the workspace; a workspace's own ServiceAccounts need
 /// none (as in kcp): they may enter, and RBAC decides each of their requests.
 fn may_enter(cache: &RbacCache, user: &UserInfo, cluster: &str) -> bool {
