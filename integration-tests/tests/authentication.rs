@@ -948,6 +948,138 @@ async fn the_rate_limit_answers_429() {
     }
 }
 
+/// Whether the server has closed `stream`: reads (discarding what comes, such as HTTP/2
+/// SETTINGS) until end of stream or an error, for at most `wait`.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, wait: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(wait, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Connections that idle (after the handshake, before a first request, between requests, on
+/// HTTP/1.1 and HTTP/2) are closed at the idle limit, and so are handshakes that never finish;
+/// a watch longer than the limit is not cut; one client holds only so many connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_clients_capped() {
+    use trellis_server::http::serve::ConnectionLimits;
+    let hub = Hub::start_with(
+        Backend::Sqlite,
+        SecurityOptions {
+            connections: ConnectionLimits {
+                handshake_timeout: Duration::from_secs(1),
+                idle_timeout: Duration::from_secs(1),
+                max_per_client: 12,
+            },
+            ..SecurityOptions::default()
+        },
+    )
+    .await;
+    let admin = ClientCert::admin(&hub);
+    let connect = |alpn: &'static [u8]| {
+        let connector = tls_connector(&hub, Some(&admin), alpn);
+        let addr = hub.started.addr;
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            connector
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+        }
+    };
+    // Handshaken, then silent: HTTP/1.1, HTTP/2 (with its preface and SETTINGS, as an idle
+    // client sends them), and a TCP connection that never starts TLS.
+    let mut h1 = connect(b"http/1.1").await.expect("handshake");
+    let mut h2 = connect(b"h2").await.expect("handshake");
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut raw = tokio::net::TcpStream::connect(hub.started.addr)
+        .await
+        .unwrap();
+    // Between requests: one request answered, then nothing.
+    let mut kept = connect(b"http/1.1").await.expect("handshake");
+    kept.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    kept.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let wait = Duration::from_secs(8);
+    assert!(closed_within(&mut h1, wait).await, "idle HTTP/1.1");
+    assert!(closed_within(&mut h2, wait).await, "idle HTTP/2");
+    assert!(closed_within(&mut raw, wait).await, "handshake never done");
+    assert!(closed_within(&mut kept, wait).await, "idle keep-alive");
+
+    // A watch outlives the idle limit and ends as asked.
+    let mut watch = connect(b"http/1.1").await.expect("handshake");
+    let started = std::time::Instant::now();
+    watch
+        .write_all(
+            b"GET /api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=3 HTTP/1.1\r\n\
+              Host: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), watch.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.ends_with("0\r\n\r\n"),
+        "the watch ended cleanly: {text}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(2900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // One client holds 12 connections at most; the 13th is closed at once. (A hub with the
+    // usual idle limit, so that the held connections stay open meanwhile.)
+    let hub = Hub::start_with(
+        Backend::Sqlite,
+        SecurityOptions {
+            connections: ConnectionLimits {
+                max_per_client: 12,
+                ..ConnectionLimits::default()
+            },
+            ..SecurityOptions::default()
+        },
+    )
+    .await;
+    let admin = ClientCert::admin(&hub);
+    let connect = |alpn: &'static [u8]| {
+        let connector = tls_connector(&hub, Some(&admin), alpn);
+        let addr = hub.started.addr;
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            connector
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+        }
+    };
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        held.push(connect(b"http/1.1").await.expect("within the cap"));
+    }
+    let refused = match connect(b"http/1.1").await {
+        Err(_) => true,
+        Ok(mut extra) => closed_within(&mut extra, Duration::from_millis(500)).await,
+    };
+    assert!(refused, "a 13th connection is refused");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The slots are free again, and kubectl (several connections) works.
+    hub.ok(&["get", "namespaces"]);
+}
+
 /// Plain HTTP only on loopback, and still authenticated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plain_listener_is_loopback_only_and_authenticated() {

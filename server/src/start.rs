@@ -43,6 +43,8 @@ pub struct SecurityOptions {
     /// Per-user rate limit (0: none) and burst.
     pub max_requests_per_second_per_user: f64,
     pub max_request_burst_per_user: f64,
+    /// Handshake and idle timeouts of connections, and how many one client may hold.
+    pub connections: crate::http::serve::ConnectionLimits,
 }
 
 impl Default for SecurityOptions {
@@ -54,6 +56,7 @@ impl Default for SecurityOptions {
             insecure_listen: None,
             max_requests_per_second_per_user: crate::http::limits::DEFAULT_RATE,
             max_request_burst_per_user: crate::http::limits::DEFAULT_BURST,
+            connections: crate::http::serve::ConnectionLimits::default(),
         }
     }
 }
@@ -180,11 +183,12 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Started> {
         None => None,
     };
     let insecure_addr = insecure.as_ref().and_then(|l| l.local_addr().ok());
-    let serving = crate::http::serve::serve(listener, tls_config, router.clone());
+    let limits = options.security.connections;
+    let serving = crate::http::serve::serve(listener, tls_config, router.clone(), limits);
     let server = tokio::spawn(async move {
         match insecure {
             Some(insecure) => {
-                let plain = crate::http::serve::serve_insecure(insecure, router);
+                let plain = crate::http::serve::serve_insecure(insecure, router, limits);
                 tokio::join!(serving, plain);
             }
             None => serving.await,
