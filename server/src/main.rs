@@ -4,6 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc, with its background threads purging freed memory (dirty pages return to the
+/// system within about ten seconds of being freed): with the system allocator, memory one
+/// large request took stays resident long after it was answered.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "trellis",
