@@ -761,39 +761,45 @@ pub async fn compaction_survives_restarts(b: Backing) {
         }),
         ..test_options()
     };
-    let mut marked = Vec::new();
+    // The revision each run found at its start, and left at its end.
+    let (mut opened, mut closed) = (Vec::new(), Vec::new());
     for run in 0..3u64 {
         let store = b.open_with(options.clone()).await;
-        // Each start marks the revision it finds (wait for the compactor's first tick).
+        opened.push(store.current_revision().await.unwrap());
+        // Each start marks the revision it finds (let the compactor's first tick run).
         tokio::time::sleep(Duration::from_millis(100)).await;
-        marked.push(store.current_revision().await.unwrap());
         for i in 0..3 {
             store
                 .create(key("c1", "default", &format!("r{run}-{i}")), "u", value(i))
                 .await
                 .unwrap();
         }
+        closed.push(store.current_revision().await.unwrap());
         drop(store);
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    // The fourth start compacts to what the third found, more than the retention ago.
+    // The fourth start compacts at once to what an earlier run marked, more than the
+    // retention ago (the third's start, unless a busy machine delayed its first tick).
     let store = b.open_with(options).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
         let compacted = store.revisions().await.unwrap().compacted;
-        if compacted >= marked[2] {
-            assert_eq!(compacted, marked[2], "nothing younger than the retention");
+        if compacted >= opened[1] {
+            assert!(
+                compacted <= closed[2],
+                "compacted {compacted}: more than was marked ({closed:?})"
+            );
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "not compacted after restarts: compacted {compacted}, marks {marked:?}"
+            "not compacted after restarts: compacted {compacted}, runs began at {opened:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(matches!(
         store
-            .watch(ListScope::cluster("c1", CM), Some(marked[0]))
+            .watch(ListScope::cluster("c1", CM), Some(opened[0]))
             .await,
         Err(StorageError::Expired { .. })
     ));
