@@ -67,13 +67,14 @@ pub fn requested(headers: &HeaderMap) -> Result<Option<Requested>, Status> {
     let mut user = None;
     for (name, value) in headers {
         let name = name.as_str();
-        if !name.starts_with("impersonate-") {
+        let known = matches!(name, USER_HEADER | GROUP_HEADER | UID_HEADER)
+            || name.starts_with(EXTRA_HEADER_PREFIX);
+        if !known {
             continue;
         }
         any = true;
-        let value = value
-            .to_str()
-            .map_err(|_| Status::bad_request(format!("the {name} header is not valid text")))?;
+        let value = std::str::from_utf8(value.as_bytes())
+            .map_err(|_| Status::bad_request(format!("the {name} header is not UTF-8")))?;
         match name {
             USER_HEADER if user.is_some() => {
                 return Err(Status::bad_request(
@@ -88,23 +89,17 @@ pub fn requested(headers: &HeaderMap) -> Result<Option<Requested>, Status> {
                 ))
             }
             UID_HEADER => requested.uid = Some(value.to_string()),
-            _ => match name.strip_prefix(EXTRA_HEADER_PREFIX) {
-                Some(key) => {
-                    let key = percent_decode(key).ok_or_else(|| {
-                        Status::bad_request(format!("the header {name} is not percent-encoded"))
-                    })?;
-                    requested
-                        .extra
-                        .entry(key)
-                        .or_default()
-                        .push(value.to_string());
-                }
-                None => {
-                    return Err(Status::bad_request(format!(
-                        "unknown impersonation header {name}"
-                    )))
-                }
-            },
+            _ => {
+                let key = name.strip_prefix(EXTRA_HEADER_PREFIX).unwrap_or(name);
+                let key = percent_decode(key).ok_or_else(|| {
+                    Status::bad_request(format!("the header {name} is not percent-encoded"))
+                })?;
+                requested
+                    .extra
+                    .entry(key)
+                    .or_default()
+                    .push(value.to_string());
+            }
         }
     }
     if !any {
@@ -343,6 +338,11 @@ mod tests {
     #[test]
     fn headers_name_who_to_act_as() {
         assert_eq!(requested(&headers(&[("accept", "x")])).unwrap(), None);
+        // Other headers of the prefix are not impersonation, as in kube-apiserver.
+        assert_eq!(
+            requested(&headers(&[("impersonate-nonsense", "x")])).unwrap(),
+            None
+        );
         let r = requested(&headers(&[
             ("Impersonate-User", "alice"),
             ("Impersonate-Group", "dev"),
@@ -365,7 +365,6 @@ mod tests {
             vec![("Impersonate-User", "")],
             vec![("Impersonate-User", "a"), ("Impersonate-User", "b")],
             vec![("Impersonate-User", "a"), ("Impersonate-Extra-x%zz", "b")],
-            vec![("Impersonate-User", "a"), ("Impersonate-Nonsense", "b")],
         ] {
             assert_eq!(requested(&headers(&bad)).unwrap_err().code, 400, "{bad:?}");
         }
