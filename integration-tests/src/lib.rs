@@ -24,6 +24,8 @@ pub enum Backend {
 pub struct Hub {
     pub started: Server,
     pub data_dir: PathBuf,
+    /// The root shard: a postgres:// URL, or the embedded store's file.
+    pub store_location: String,
     _dir: tempfile::TempDir,
     _dbs: Vec<TestDatabase>,
 }
@@ -58,6 +60,9 @@ impl Hub {
     ) -> Hub {
         let dir = tempfile::tempdir().expect("temp dir");
         let data_dir = dir.path().join("data");
+        let store_location = store
+            .clone()
+            .unwrap_or_else(|| data_dir.join("store.db").display().to_string());
         let started = start(StartOptions {
             data_dir: data_dir.clone(),
             listen: "127.0.0.1:0".parse().expect("address"),
@@ -71,6 +76,7 @@ impl Hub {
         Hub {
             started,
             data_dir,
+            store_location,
             _dir: dir,
             _dbs: databases,
         }
@@ -122,6 +128,23 @@ impl Hub {
     /// A kube-rs client with the hub's admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
         client_from(self.kubeconfig()).await
+    }
+
+    /// Compacts the root shard's event log up to its current revision now (as the
+    /// background compactor would after its retention window); the compacted revision.
+    pub async fn compact_now(&self) -> u64 {
+        let options = trellis_storage::StoreOptions {
+            compaction: None,
+            ..trellis_storage::StoreOptions::default()
+        };
+        let store = if self.store_location.starts_with("postgres") {
+            trellis_storage::Store::open_postgres(&self.store_location, options).await
+        } else {
+            trellis_storage::Store::open_sqlite(&self.store_location, options).await
+        }
+        .expect("open the hub's store");
+        let current = store.current_revision().await.expect("current revision");
+        store.compact_to(current).await.expect("compact")
     }
 }
 

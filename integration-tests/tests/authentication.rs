@@ -111,9 +111,25 @@ async fn request(
     token: Option<&str>,
     body: &str,
 ) -> (u16, String) {
-    let auth = token
+    request_with_headers(hub, cert, method, path, token, &[], body).await
+}
+
+/// [`request`] with more headers.
+async fn request_with_headers(
+    hub: &Hub,
+    cert: Option<&ClientCert>,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let mut auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    for (name, value) in headers {
+        auth.push_str(&format!("{name}: {value}\r\n"));
+    }
     let raw = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
@@ -171,7 +187,14 @@ fn unauthorized(stderr: &str) -> bool {
 }
 
 fn whoami(kubeconfig: &Path) -> Result<serde_json::Value, String> {
-    let (ok, out, err) = kubectl_with_kubeconfig(kubeconfig, &["auth", "whoami", "-o", "json"]);
+    whoami_as(kubeconfig, &[])
+}
+
+/// `kubectl auth whoami` with more flags (`--as=…`).
+fn whoami_as(kubeconfig: &Path, flags: &[&str]) -> Result<serde_json::Value, String> {
+    let mut args = flags.to_vec();
+    args.extend(["auth", "whoami", "-o", "json"]);
+    let (ok, out, err) = kubectl_with_kubeconfig(kubeconfig, &args);
     if ok {
         Ok(serde_json::from_str(&out).expect("SelfSubjectReview JSON"))
     } else {
@@ -203,6 +226,15 @@ async fn bad_credentials_get_401(hub: &Hub) {
             "{public}"
         );
     }
+    // Credentials that are presented and fail get a 401 on the public paths too.
+    let foreign = ClientCert::foreign();
+    for public in ["/version", "/healthz", "/clusters/root/readyz"] {
+        let (code, body) = request(hub, None, "GET", public, Some("not-a-token"), "").await;
+        assert_eq!(code, 401, "{public} with a bad token: {body}");
+        assert!(body.contains("Unauthorized"), "{body}");
+        let (code, body) = request(hub, Some(&foreign), "GET", public, None, "").await;
+        assert_eq!(code, 401, "{public} with a foreign certificate: {body}");
+    }
     for token in ["nope", "a.b.c", "Bearer", "é"] {
         assert_eq!(
             request(hub, None, "GET", namespaces, Some(token), "")
@@ -212,7 +244,6 @@ async fn bad_credentials_get_401(hub: &Hub) {
             "{token}"
         );
     }
-    let foreign = ClientCert::foreign();
     assert_eq!(
         request(hub, Some(&foreign), "GET", namespaces, None, "")
             .await
@@ -394,6 +425,34 @@ async fn service_account_tokens_stay_in_their_workspace(hub: &Hub) {
         other_token.trim(),
     );
     assert!(whoami(&config).is_ok());
+    // A workspace's own ServiceAccount enters it without the `access` verb: a RoleBinding
+    // is all it needs, and RBAC decides each request.
+    let (ok, _, err) = kubectl_with_kubeconfig(
+        &other_admin,
+        &[
+            "create",
+            "rolebinding",
+            "robot-edit",
+            "--clusterrole=edit",
+            "--serviceaccount=default:robot",
+            "-n",
+            "default",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = kubectl_with_kubeconfig(
+        &config,
+        &["create", "secret", "generic", "by-robot", "-n", "default"],
+    );
+    assert!(ok, "the workspace's own ServiceAccount: {err}");
+    let (ok, out, err) = kubectl_with_kubeconfig(&config, &["get", "secrets", "-n", "default"]);
+    assert!(ok && out.contains("by-robot"), "{err}");
+    let (ok, _, err) =
+        kubectl_with_kubeconfig(&config, &["get", "configmaps", "-n", "kube-system"]);
+    assert!(
+        !ok && err.contains("cannot list resource \"configmaps\""),
+        "RBAC still decides: {err}"
+    );
     let config = token_kubeconfig(
         hub,
         dir.path(),
@@ -457,7 +516,11 @@ async fn the_audit_log_records_requests(hub: &Hub, audit: &Path) {
             .lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
             .collect();
-        if lines.iter().filter(|l| l["resource"] == "secrets").count() >= 2 {
+        // The last request of the two, once written, follows the first.
+        if lines
+            .iter()
+            .any(|l| l["resource"] == "secrets" && l["code"] == 401)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -488,11 +551,222 @@ async fn the_audit_log_records_requests(hub: &Hub, audit: &Path) {
     assert!(!text.contains(ALICE_TOKEN) && !text.contains("wrong-token"));
 }
 
+const LET_ALICE_IMPERSONATE_BOB: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: impersonate-bob}
+rules:
+- apiGroups: [""]
+  resources: [users]
+  verbs: [impersonate]
+  resourceNames: [bob]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: alice-impersonates-bob}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: impersonate-bob}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: alice-enters-root}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:trellis:workspace-access"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: bob-views}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: bob}]
+"#;
+
+/// `kubectl --as`: every impersonation is authorized in the workspace (masters may act as
+/// anyone), the request then runs as the impersonated user (whoami, RBAC, can-i), a refused
+/// impersonation is a 403 and nothing runs, and the audit log names both users.
+async fn impersonation(hub: &Hub, audit: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    // The admin may act as anyone, and then is that user: nobody may do nothing.
+    let review = whoami_as(hub.kubeconfig(), &["--as=nobody"]).expect("whoami --as=nobody");
+    assert_eq!(review["status"]["userInfo"]["username"], "nobody");
+    assert_eq!(
+        review["status"]["userInfo"]["groups"],
+        serde_json::json!(["system:authenticated"])
+    );
+    let err = hub.fails(&["--as=nobody", "get", "secrets", "-n", "kube-system"]);
+    // (Refused already at discovery, which kubectl words as "Forbidden: unknown".)
+    assert!(err.contains("(Forbidden)"), "{err}");
+    hub.ok(&[
+        "--as=nobody",
+        "--as-group=system:masters",
+        "get",
+        "secrets",
+        "-n",
+        "kube-system",
+    ]);
+
+    // alice may act as bob only once RBAC in the workspace lets her.
+    let alice = token_kubeconfig(
+        hub,
+        dir.path(),
+        "alice.kubeconfig",
+        &server_url(hub, "root"),
+        ALICE_TOKEN,
+    );
+    let (ok, _, err) =
+        kubectl_with_kubeconfig(&alice, &["--as=bob", "get", "configmaps", "-n", "default"]);
+    assert!(!ok && err.contains("Forbidden"), "{err}");
+    hub.ok(&[
+        "apply",
+        "-f",
+        &write_file(dir.path(), "rbac.yaml", LET_ALICE_IMPERSONATE_BOB),
+    ]);
+    let (ok, _, err) =
+        kubectl_with_kubeconfig(&alice, &["--as=bob", "get", "configmaps", "-n", "default"]);
+    assert!(ok, "alice as bob: {err}");
+    let review = whoami_as(&alice, &["--as=bob"]).expect("whoami --as=bob");
+    assert_eq!(review["status"]["userInfo"]["username"], "bob");
+    // bob only views: as bob, alice cannot write.
+    let (ok, _, err) = kubectl_with_kubeconfig(
+        &alice,
+        &["--as=bob", "create", "configmap", "by-bob", "-n", "default"],
+    );
+    assert!(!ok && err.contains("User \"bob\" cannot create"), "{err}");
+    // Anyone else, or a group on top, is refused before anything runs.
+    for extra in [
+        vec!["--as=carol"],
+        vec!["--as=bob", "--as-group=system:masters"],
+        vec!["--as=bob", "--as-uid=u-bob"],
+    ] {
+        let mut args = extra.clone();
+        args.extend(["create", "configmap", "by-someone", "-n", "default"]);
+        let (ok, _, err) = kubectl_with_kubeconfig(&alice, &args);
+        assert!(
+            !ok && err.contains("User \"alice\" cannot impersonate"),
+            "{extra:?}: {err}"
+        );
+    }
+    assert!(hub
+        .fails(&["get", "configmap", "by-someone", "-n", "default"])
+        .contains("not found"));
+    let (code, body) = request_with_headers(
+        hub,
+        None,
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        Some(ALICE_TOKEN),
+        &[("Impersonate-Group", "dev")],
+        "",
+    )
+    .await;
+    assert_eq!(code, 400, "a group without a user: {body}");
+
+    // `kubectl auth can-i --as` answers for the impersonated user.
+    let can_i = |args: &[&str]| {
+        let mut all = vec!["auth", "can-i"];
+        all.extend_from_slice(args);
+        let (_, out, _) = hub.kubectl(&all);
+        out.trim().to_string()
+    };
+    assert_eq!(can_i(&["list", "configmaps", "--as=bob"]), "yes");
+    assert_eq!(can_i(&["create", "configmaps", "--as=bob"]), "no");
+    assert_eq!(can_i(&["list", "secrets", "--as=bob"]), "no");
+    assert_eq!(can_i(&["create", "configmaps"]), "yes");
+
+    // A ServiceAccount is impersonated as the workspace's own; one of another workspace, or
+    // across all workspaces, is refused.
+    hub.ok(&["create", "serviceaccount", "imp", "-n", "default"]);
+    hub.ok(&[
+        "create",
+        "rolebinding",
+        "imp-view",
+        "--clusterrole=view",
+        "--serviceaccount=default:imp",
+        "-n",
+        "default",
+    ]);
+    let sa = "--as=system:serviceaccount:default:imp";
+    let review = whoami_as(hub.kubeconfig(), &[sa]).expect("whoami as a ServiceAccount");
+    assert_eq!(
+        review["status"]["userInfo"]["extra"]["trellis.dev/cluster"],
+        serde_json::json!(["root"])
+    );
+    hub.ok(&[sa, "get", "configmaps", "-n", "default"]);
+    let err = hub.fails(&[sa, "get", "configmaps", "-n", "kube-system"]);
+    assert!(err.contains("cannot list resource"), "{err}");
+    let admin = ClientCert::admin(hub);
+    let (code, body) = request_with_headers(
+        hub,
+        Some(&admin),
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        None,
+        &[
+            ("Impersonate-User", "system:serviceaccount:default:imp"),
+            ("Impersonate-Extra-trellis.dev%2Fcluster", "elsewhere"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("another workspace"), "{body}");
+    let (code, body) = request_with_headers(
+        hub,
+        Some(&admin),
+        "GET",
+        "/clusters/*/api/v1/configmaps",
+        None,
+        &[("Impersonate-User", "system:serviceaccount:default:imp")],
+        "",
+    )
+    .await;
+    assert!(
+        code == 403 && body.contains("across all workspaces"),
+        "{code} {body}"
+    );
+
+    // The audit log has both users.
+    let mut line = None;
+    for _ in 0..50 {
+        let text = std::fs::read_to_string(audit).unwrap_or_default();
+        line = text
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON line"))
+            .find(|l| l["user"] == "alice" && l["impersonatedUser"] == "bob" && l["code"] == 200);
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let line = line.expect("an audit line for alice acting as bob");
+    assert_eq!(
+        line["impersonatedGroups"],
+        serde_json::json!(["system:authenticated"])
+    );
+    assert_eq!(
+        line["groups"],
+        serde_json::json!(["dev", "ops", "system:authenticated"])
+    );
+}
+
 async fn authentication(hub: &Hub) {
     bad_credentials_get_401(hub).await;
 }
 
 on_both_stores!(authentication);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impersonation_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_with_users(Backend::Sqlite, dir.path()).await;
+    impersonation(&hub, &dir.path().join("audit.log")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impersonation_on_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub_with_users(Backend::Postgres, dir.path()).await;
+    impersonation(&hub, &dir.path().join("audit.log")).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_whoami_and_audit_on_sqlite() {
@@ -672,6 +946,138 @@ async fn the_rate_limit_answers_429() {
             200
         );
     }
+}
+
+/// Whether the server has closed `stream`: reads (discarding what comes, such as HTTP/2
+/// SETTINGS) until end of stream or an error, for at most `wait`.
+async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, wait: Duration) -> bool {
+    let mut buf = [0u8; 1024];
+    tokio::time::timeout(wait, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// Connections that idle (after the handshake, before a first request, between requests, on
+/// HTTP/1.1 and HTTP/2) are closed at the idle limit, and so are handshakes that never finish;
+/// a watch longer than the limit is not cut; one client holds only so many connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_clients_capped() {
+    use trellis_server::http::serve::ConnectionLimits;
+    let hub = Hub::start_with(
+        Backend::Sqlite,
+        SecurityOptions {
+            connections: ConnectionLimits {
+                handshake_timeout: Duration::from_secs(1),
+                idle_timeout: Duration::from_secs(1),
+                max_per_client: 12,
+            },
+            ..SecurityOptions::default()
+        },
+    )
+    .await;
+    let admin = ClientCert::admin(&hub);
+    let connect = |alpn: &'static [u8]| {
+        let connector = tls_connector(&hub, Some(&admin), alpn);
+        let addr = hub.started.addr;
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            connector
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+        }
+    };
+    // Handshaken, then silent: HTTP/1.1, HTTP/2 (with its preface and SETTINGS, as an idle
+    // client sends them), and a TCP connection that never starts TLS.
+    let mut h1 = connect(b"http/1.1").await.expect("handshake");
+    let mut h2 = connect(b"h2").await.expect("handshake");
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut raw = tokio::net::TcpStream::connect(hub.started.addr)
+        .await
+        .unwrap();
+    // Between requests: one request answered, then nothing.
+    let mut kept = connect(b"http/1.1").await.expect("handshake");
+    kept.write_all(b"GET /readyz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    kept.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let wait = Duration::from_secs(8);
+    assert!(closed_within(&mut h1, wait).await, "idle HTTP/1.1");
+    assert!(closed_within(&mut h2, wait).await, "idle HTTP/2");
+    assert!(closed_within(&mut raw, wait).await, "handshake never done");
+    assert!(closed_within(&mut kept, wait).await, "idle keep-alive");
+
+    // A watch outlives the idle limit and ends as asked.
+    let mut watch = connect(b"http/1.1").await.expect("handshake");
+    let started = std::time::Instant::now();
+    watch
+        .write_all(
+            b"GET /api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=3 HTTP/1.1\r\n\
+              Host: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), watch.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        text.ends_with("0\r\n\r\n"),
+        "the watch ended cleanly: {text}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(2900),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // One client holds 12 connections at most; the 13th is closed at once. (A hub with the
+    // usual idle limit, so that the held connections stay open meanwhile.)
+    let hub = Hub::start_with(
+        Backend::Sqlite,
+        SecurityOptions {
+            connections: ConnectionLimits {
+                max_per_client: 12,
+                ..ConnectionLimits::default()
+            },
+            ..SecurityOptions::default()
+        },
+    )
+    .await;
+    let admin = ClientCert::admin(&hub);
+    let connect = |alpn: &'static [u8]| {
+        let connector = tls_connector(&hub, Some(&admin), alpn);
+        let addr = hub.started.addr;
+        async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            connector
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+        }
+    };
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        held.push(connect(b"http/1.1").await.expect("within the cap"));
+    }
+    let refused = match connect(b"http/1.1").await {
+        Err(_) => true,
+        Ok(mut extra) => closed_within(&mut extra, Duration::from_millis(500)).await,
+    };
+    assert!(refused, "a 13th connection is refused");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The slots are free again, and kubectl (several connections) works.
+    hub.ok(&["get", "namespaces"]);
 }
 
 /// Plain HTTP only on loopback, and still authenticated.

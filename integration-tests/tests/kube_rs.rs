@@ -236,8 +236,154 @@ async fn initial_watch_events_honour_selectors(hub: &Hub) {
     assert_eq!(added, ["blue"]);
 }
 
+/// A list at a compacted resourceVersion is a 410 that names the resourceVersion sent; an
+/// expired continue token a 410 about the continue parameter.
+async fn compacted_revisions_are_named(hub: &Hub) {
+    let api: Api<ConfigMap> = Api::namespaced(hub.client().await, "default");
+    for i in 0..3 {
+        api.create(&PostParams::default(), &configmap(&format!("old-{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(1)).await.unwrap();
+    let old = first.metadata.resource_version.clone().unwrap();
+    let token = first.metadata.continue_.clone().expect("a continue token");
+    api.create(&PostParams::default(), &configmap("newer", &[]))
+        .await
+        .unwrap();
+    hub.compact_now().await;
+
+    let exact = ListParams::default()
+        .at(&old)
+        .matching(kube::api::VersionMatch::Exact);
+    match api.list(&exact).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"));
+            assert!(
+                status.message.contains(&format!("resourceVersion {old} ")),
+                "{}",
+                status.message
+            );
+            assert!(!status.message.contains("continue"), "{}", status.message);
+        }
+        other => panic!("expected 410, got {other:?}"),
+    }
+    match api
+        .list(&ListParams::default().limit(1).continue_token(&token))
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 410);
+            assert!(
+                status.message.contains("continue parameter is too old"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected 410, got {other:?}"),
+    }
+    // NotOlderThan the same revision is still served.
+    let newer = ListParams::default()
+        .at(&old)
+        .matching(kube::api::VersionMatch::NotOlderThan);
+    assert_eq!(api.list(&newer).await.unwrap().items.len(), 4);
+}
+
+/// This process's peak resident memory (the hub runs in it), in MiB.
+fn peak_rss_mib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM in /proc/self/status");
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .expect("a number of kB");
+    kib / 1024
+}
+
+fn api_status(result: Result<ConfigMap, kube::Error>) -> kube::core::Status {
+    match result {
+        Err(kube::Error::Api(status)) => *status,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+/// A 3 KB JSON patch of nested copies (each doubling the ConfigMap: 2^60 bytes if let be)
+/// from a user who may patch one ConfigMap gets a 4xx at once, and memory stays put; so do
+/// patches of more than 10,000 operations, and merge patches building a too large object.
+async fn hostile_patches_are_bounded(hub: &Hub) {
+    let api: Api<ConfigMap> = Api::namespaced(hub.client().await, "default");
+    let a = "x".repeat(100);
+    api.create(&PostParams::default(), &configmap("target", &[("a", &a)]))
+        .await
+        .unwrap();
+    let doubling: Vec<serde_json::Value> = (0..60)
+        .map(|i| json!({"op": "copy", "from": "/data", "path": format!("/data/k{i}")}))
+        .collect();
+    let attack = serde_json::to_vec(&doubling).unwrap();
+    assert!(attack.len() < 4096, "{} bytes", attack.len());
+    let before = peak_rss_mib();
+    let started = std::time::Instant::now();
+    let status = api_status(
+        api.patch(
+            "target",
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_slice(&attack).unwrap()),
+        )
+        .await,
+    );
+    let took = started.elapsed();
+    let grew = peak_rss_mib().saturating_sub(before);
+    println!("bench: json_patch_copy_attack_time {} ms", took.as_millis());
+    println!("bench: json_patch_copy_attack_peak_rss_growth {grew} MiB");
+    assert_eq!(status.code, 422, "{status:?}");
+    assert!(
+        status.message.contains("accumulated size increase of copy"),
+        "{}",
+        status.message
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(grew < 200, "peak RSS grew by {grew} MiB");
+    let unchanged = api.get("target").await.unwrap();
+    assert_eq!(unchanged.data.unwrap().len(), 1);
+
+    // More than 10,000 operations: 413, as kube-apiserver answers.
+    let tests = vec![json!({"op": "test", "path": "/data/a", "value": a}); 10_001];
+    let status = api_status(
+        api.patch(
+            "target",
+            &PatchParams::default(),
+            &Patch::Json::<()>(serde_json::from_value(json!(tests)).unwrap()),
+        )
+        .await,
+    );
+    assert_eq!(
+        (status.code, status.reason.as_str()),
+        (413, "RequestEntityTooLarge")
+    );
+
+    // Merge and strategic merge patches may not build an object larger than a request.
+    let two_mib = "y".repeat(2 << 20);
+    api.create(
+        &PostParams::default(),
+        &configmap("big", &[("a", &two_mib)]),
+    )
+    .await
+    .unwrap();
+    let more = json!({"data": {"b": two_mib}});
+    for patch in [Patch::Merge(&more), Patch::Strategic(&more)] {
+        let status = api_status(api.patch("big", &PatchParams::default(), &patch).await);
+        assert_eq!(status.code, 413, "{status:?}");
+    }
+}
+
 on_both_stores!(
+    hostile_patches_are_bounded,
     typed_and_dynamic_crud_and_metadata_lists,
     reflectors_stay_exact_through_a_thousand_updates,
     initial_watch_events_honour_selectors,
+    compacted_revisions_are_named,
 );

@@ -215,6 +215,24 @@ async fn wildcard_lists_and_watches(hub: &Hub) {
     // Only cluster-wide reads are served across workspaces.
     let err = hub.fails(&["--server", &all, "create", "configmap", "nope"]);
     assert!(err.contains("only cluster-wide list and watch"), "{err}");
+
+    // A malformed workspace path is the client's mistake: 400 at once, not a 503 to retry.
+    for path in ["root::b", "root:b:", "root:B"] {
+        let started = std::time::Instant::now();
+        let err = hub.fails(&[
+            "--server",
+            &format!("{base}/clusters/{path}"),
+            "get",
+            "configmaps",
+        ]);
+        // (kubectl's discovery words any 400 as "rejected for an unknown reason".)
+        assert!(err.contains("(BadRequest)"), "{path}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{path}: kubectl retried for {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 on_both_stores!(nested_workspaces_are_isolated, wildcard_lists_and_watches);

@@ -311,7 +311,14 @@ impl Hub {
             store: Some(db.url().to_string()),
             tls_sans: Vec::new(),
             shards: Vec::new(),
-            security: Default::default(),
+            // A thousand watchers, one connection each, all from 127.0.0.1.
+            security: trellis_server::start::SecurityOptions {
+                connections: trellis_server::http::serve::ConnectionLimits {
+                    max_per_client: 0,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
         })
         .await?;
         println!("# hub: https://{}", started.addr);
@@ -351,7 +358,6 @@ impl Hub {
         Ok(Store::open_postgres(&self.db_url, options).await?)
     }
 }
-
 
 /// Creates `count` ConfigMaps named `{prefix}-{i}` through the API, `LOAD_TASKS` at a time;
 /// returns how long it took.

@@ -1,5 +1,5 @@
 //! The audit log (`--audit-log FILE`): one JSON line per request, with when, who (user and
-//! groups), what (Kubernetes verb, workspace as written in the URL, resource, subresource,
+//! groups, and `impersonatedUser`/`impersonatedGroups` when it acted as someone else), what (Kubernetes verb, workspace as written in the URL, resource, subresource,
 //! namespace, name) and the response code. Never a credential or a request body.
 //!
 //! [`record`] is the outermost layer, so refused requests (401, 429) are logged too. Lines go
@@ -19,6 +19,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use crate::authn::impersonation::Impersonated;
 use crate::authn::UserInfo;
 use crate::request_info::{self, Target};
 
@@ -30,6 +31,11 @@ pub struct AuditEvent {
     pub time: String,
     pub user: String,
     pub groups: Vec<String>,
+    /// Who the request acted as, when it impersonated someone (`user` made it).
+    #[serde(rename = "impersonatedUser", skip_serializing_if = "String::is_empty")]
+    pub impersonated_user: String,
+    #[serde(rename = "impersonatedGroups", skip_serializing_if = "Vec::is_empty")]
+    pub impersonated_groups: Vec<String>,
     pub verb: String,
     pub workspace: String,
     pub resource: String,
@@ -113,6 +119,8 @@ pub fn event_of(method: &str, path: &str, query: Option<&str>) -> AuditEvent {
         time: String::new(),
         user: String::new(),
         groups: Vec::new(),
+        impersonated_user: String::new(),
+        impersonated_groups: Vec::new(),
         verb: method.to_ascii_lowercase(),
         workspace: String::new(),
         resource: String::new(),
@@ -158,6 +166,10 @@ pub async fn record(State(log): State<AuditLog>, request: Request<Body>, next: N
     let user = response.extensions().get::<UserInfo>();
     event.user = user.map(|u| u.name.clone()).unwrap_or_default();
     event.groups = user.map(|u| u.groups.clone()).unwrap_or_default();
+    if let Some(Impersonated(acted_as)) = response.extensions().get::<Impersonated>() {
+        event.impersonated_user = acted_as.name.clone();
+        event.impersonated_groups = acted_as.groups.clone();
+    }
     event.code = response.status().as_u16();
     event.time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     log.send(event);

@@ -4,6 +4,13 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc, with its background threads purging freed memory (dirty pages return to the
+/// system within about ten seconds of being freed): with the system allocator, memory one
+/// large request took stays resident long after it was answered.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "trellis",
@@ -90,6 +97,9 @@ struct SecurityFlags {
     /// Requests each user may make in a burst.
     #[arg(long, default_value_t = trellis_server::http::limits::DEFAULT_BURST)]
     max_request_burst_per_user: f64,
+    /// Connections one client address may hold open at once (0: unlimited).
+    #[arg(long, default_value_t = trellis_server::http::serve::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    max_connections_per_client: usize,
 }
 
 impl SecurityFlags {
@@ -114,6 +124,10 @@ impl SecurityFlags {
             insecure_listen: self.insecure_listen,
             max_requests_per_second_per_user: self.max_requests_per_second_per_user,
             max_request_burst_per_user: self.max_request_burst_per_user,
+            connections: trellis_server::http::serve::ConnectionLimits {
+                max_per_client: self.max_connections_per_client,
+                ..Default::default()
+            },
         }
     }
 }

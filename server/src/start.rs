@@ -52,6 +52,8 @@ pub struct SecurityOptions {
     /// Per-user rate limit (0: none) and burst.
     pub max_requests_per_second_per_user: f64,
     pub max_request_burst_per_user: f64,
+    /// Handshake and idle timeouts of connections, and how many one client may hold.
+    pub connections: crate::http::serve::ConnectionLimits,
 }
 
 impl Default for SecurityOptions {
@@ -63,6 +65,7 @@ impl Default for SecurityOptions {
             insecure_listen: None,
             max_requests_per_second_per_user: crate::http::limits::DEFAULT_RATE,
             max_request_burst_per_user: crate::http::limits::DEFAULT_BURST,
+            connections: crate::http::serve::ConnectionLimits::default(),
         }
     }
 }
@@ -259,10 +262,17 @@ async fn start_server(
         None => None,
     };
     let insecure_addr = insecure.as_ref().and_then(|l| l.local_addr().ok());
+    let limits = options.security.connections;
     if let Some(insecure) = insecure {
-        running.spawn(crate::http::serve::serve_insecure(insecure, router.clone()));
+        running.spawn(crate::http::serve::serve_insecure(
+            insecure,
+            router.clone(),
+            limits,
+        ));
     }
-    running.spawn(crate::http::serve::serve(listener, tls_config, router));
+    running.spawn(crate::http::serve::serve(
+        listener, tls_config, router, limits,
+    ));
     Ok(Server {
         addr,
         insecure_addr,
@@ -271,8 +281,9 @@ async fn start_server(
     })
 }
 
-/// Authentication, the per-user rate limit, the body deadline and the audit log around
-/// `router` (outermost first: audit, authentication, rate limit, body deadline).
+/// Authentication, the per-user rate limit, the body deadline, impersonation and the audit log
+/// around `router` (outermost first: audit, authentication, rate limit, body deadline,
+/// impersonation).
 async fn security_layers(
     router: axum::Router,
     options: &SecurityOptions,
@@ -310,6 +321,10 @@ async fn security_layers(
         options.max_request_burst_per_user,
     );
     let mut router = router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authn::impersonation::impersonate,
+        ))
         .layer(axum::middleware::from_fn(
             crate::http::limits::body_deadline,
         ))

@@ -77,6 +77,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Removes events at or below `revision`, in bounded batches. Returns how many were removed.
     async fn compact_to(&self, revision: u64) -> Result<u64>;
 
+    /// Records that `revision` was current at `at_ms` (milliseconds since the Unix epoch),
+    /// unless another mark was recorded less than `spacing_ms` before it: the compactor's
+    /// samples, kept in the store so that they outlive the process.
+    async fn mark_revision(&self, at_ms: i64, revision: u64, spacing_ms: i64) -> Result<()>;
+
+    /// The newest revision marked at or before `horizon_ms`, forgetting the marks older than
+    /// it (compaction to it makes them useless).
+    async fn marked_before(&self, horizon_ms: i64) -> Result<Option<u64>>;
+
     /// How often the watch hub polls the event log when no wake-up hint arrives.
     fn poll_interval(&self) -> std::time::Duration;
 

@@ -348,44 +348,58 @@ impl Store {
 }
 
 /// Compacts to the revision that was current `retention` ago, as kube-apiserver does with
-/// etcd: the compactor samples the shard's revision each interval and keeps the samples for
-/// one retention window. A new process starts compacting one window after it starts.
+/// etcd: every interval the compactor marks the shard's current revision, then compacts to the
+/// newest mark at least one retention old. The marks live in the store, not in the process:
+/// a restarted process (or another replica) goes on from the marks its predecessors left, so
+/// a hub restarting more often than the interval still compacts, starting at once.
 fn spawn_compactor(backend: std::sync::Weak<dyn Backend>, policy: CompactionPolicy) {
     tokio::spawn(async move {
-        let mut samples: std::collections::VecDeque<(tokio::time::Instant, u64)> =
-            std::collections::VecDeque::new();
+        // The first tick is at once: a restart does not wait a whole interval.
         let mut tick = tokio::time::interval(policy.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Marks closer than this add nothing: a revision marked a little earlier by another
+        // replica serves as well.
+        let spacing = policy.interval.min(policy.retention) / 2;
         loop {
             tick.tick().await;
             let Some(backend) = backend.upgrade() else {
                 return;
             };
-            let revs = match backend.revisions().await {
-                Ok(revs) => revs,
-                Err(err) => {
-                    tracing::warn!(error = %err, "compaction: cannot read revisions; will retry");
-                    continue;
-                }
-            };
-            let now = tokio::time::Instant::now();
-            samples.push_back((now, revs.current));
-            let mut target = None;
-            while let Some((at, rev)) = samples.front().copied() {
-                if now.duration_since(at) < policy.retention {
-                    break;
-                }
-                target = Some(rev);
-                samples.pop_front();
-            }
-            if let Some(target) = target.filter(|t| *t > revs.compacted) {
-                match backend.compact_to(target).await {
-                    Ok(removed) => {
-                        tracing::debug!(revision = target, removed, "compacted event log")
-                    }
-                    Err(err) => tracing::warn!(error = %err, "compaction failed; will retry"),
-                }
+            if let Err(err) = compact_once(backend.as_ref(), &policy, spacing).await {
+                tracing::warn!(error = %err, "compaction failed; will retry");
             }
         }
     });
+}
+
+async fn compact_once(
+    backend: &dyn Backend,
+    policy: &CompactionPolicy,
+    spacing: Duration,
+) -> Result<()> {
+    let revs = backend.revisions().await?;
+    let now = unix_millis(std::time::SystemTime::now());
+    backend
+        .mark_revision(now, revs.current, millis(spacing))
+        .await?;
+    let horizon = now.saturating_sub(millis(policy.retention));
+    if let Some(target) = backend
+        .marked_before(horizon)
+        .await?
+        .filter(|t| *t > revs.compacted)
+    {
+        let removed = backend.compact_to(target.min(revs.current)).await?;
+        tracing::debug!(revision = target, removed, "compacted event log");
+    }
+    Ok(())
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn unix_millis(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(millis)
+        .unwrap_or(0)
 }

@@ -8,13 +8,18 @@
 //! - an OpenID Connect ID token of the configured issuer ([`oidc`]).
 //!
 //! A request with none of them, or with one that does not verify, gets a 401 `Unauthorized`
-//! Status, except the health and version endpoints ([`is_public`]), which anyone may read.
+//! Status, except that the health and version endpoints ([`is_public`]) answer a request that
+//! carries no credentials at all. Credentials that are presented and fail get the 401 on every
+//! path, as in kube-apiserver: a client with a broken token learns so at once.
 //! Every request that reaches [`crate::http::dispatch`] carries a [`UserInfo`] in its
 //! extensions (`system:anonymous` on the public endpoints when no credential was given).
+//!
+//! A request may then act as another user ([`impersonation`]), authorized in its workspace.
 //!
 //! Authentication serves two endpoints itself: TokenRequest ([`token_request`], how
 //! ServiceAccount tokens are minted) and SelfSubjectReview ([`self_subject_review`], who am I).
 
+pub mod impersonation;
 pub mod oidc;
 pub mod self_subject_review;
 pub mod service_account;
@@ -212,7 +217,9 @@ pub async fn authenticate(
     };
     let user = match outcome {
         Outcome::User(user) => user,
-        _ if is_public(request.uri().path()) => UserInfo::anonymous(),
+        // Credentials that fail are refused everywhere, public paths included, as
+        // kube-apiserver does: only a request without any may read them anonymously.
+        Outcome::NoCredentials if is_public(request.uri().path()) => UserInfo::anonymous(),
         Outcome::NoCredentials => return response::status(unauthorized()),
         Outcome::Refused(why) => {
             tracing::debug!(path = %request.uri().path(), %why, "authentication refused");

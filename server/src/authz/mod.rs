@@ -11,7 +11,8 @@
 //! **Entering a workspace.** Any request into workspace `W` (other than `/healthz`, `/livez`,
 //! `/readyz` and `/version`, and self reviews) needs verb `access` on non-resource URL `/`
 //! granted in `W` by a ClusterRoleBinding (`cluster-admin`, `admin`, `edit`, `view` and
-//! `system:trellis:workspace-access` include it); then RBAC in `W` decides the request.
+//! `system:trellis:workspace-access` include it), unless the user is one of `W`'s own
+//! ServiceAccounts; then RBAC in `W` decides the request.
 //! Besides, whoever RBAC in `W`'s parent (or any ancestor's parent) grants verb `admin` on
 //! `workspaces/content` (group `tenancy.trellis.dev`) named after the workspace is its admin:
 //! every request in `W` is allowed, as for `cluster-admin` (`cluster-admin` in the parent
@@ -249,14 +250,49 @@ pub async fn entry(state: &AppState, user: &UserInfo, cluster: &str) -> Result<E
     })
 }
 
-/// `access` on `/`, granted inside the workspace.
-fn may_enter(cache: &RbacCache, user: &UserInfo, cluster: &str) -> bool {
-    cache.allows(
-        cluster,
-        user,
-        &Attributes::non_resource(defaults::ACCESS_VERB, "/"),
-    )
+/// Whether `user` may do `attrs` in workspace `cluster` as a request there would be decided:
+/// admins of it (and `system:masters`) may; members as RBAC inside says; others may not.
+/// For checks that are not the request itself (impersonation).
+pub async fn allows_in(
+    state: &AppState,
+    user: &UserInfo,
+    cluster: &str,
+    attrs: &Attributes,
+) -> Result<bool, Status> {
+    Ok(match entry(state, user, cluster).await? {
+        Entry::Admin => true,
+        Entry::Denied => false,
+        Entry::Member => state
+            .authorizer
+            .cache_for(cluster)
+            .await?
+            .allows(cluster, user, attrs),
+    })
 }
+
+/// `access` on `/`, granted inside the workspace; a workspace's own ServiceAccounts need
+/// none (as in kcp): they may enter, and RBAC decides each of their requests.
+fn may_enter(cache: &RbacCache, user: &UserInfo, cluster: &str) -> bool {
+    own_service_account(user, cluster)
+        || cache.allows(
+            cluster,
+            user,
+            &Attributes::non_resource(defaults::ACCESS_VERB, "/"),
+        )
+}
+
+/// Whether `user` is a ServiceAccount of the workspace `cluster` (its token, or an
+/// impersonation there, binds it to that logical cluster).
+fn own_service_account(user: &UserInfo, cluster: &str) -> bool {
+    user.name.starts_with(SERVICE_ACCOUNT_PREFIX)
+        && user
+            .extra
+            .get(crate::authn::service_account::CLUSTER_EXTRA)
+            .is_some_and(|bound| bound.len() == 1 && bound[0] == cluster)
+}
+
+/// The user names of ServiceAccounts: `system:serviceaccount:<namespace>:<name>`.
+pub const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 
 /// Whether RBAC in the parent of `cluster` (or further up) grants `user` verb `admin` on the
 /// workspace's `workspaces/content`.
@@ -393,6 +429,27 @@ pub async fn check_wildcard(
 mod tests {
     use super::*;
     use crate::request_info::Verb;
+
+    #[test]
+    fn only_a_workspaces_own_service_accounts_enter_without_access() {
+        let mut sa = UserInfo {
+            name: "system:serviceaccount:default:builder".into(),
+            ..UserInfo::default()
+        };
+        assert!(!own_service_account(&sa, "ws1"), "unbound");
+        sa.extra.insert(
+            crate::authn::service_account::CLUSTER_EXTRA.into(),
+            vec!["ws1".into()],
+        );
+        assert!(own_service_account(&sa, "ws1"));
+        assert!(!own_service_account(&sa, "ws2"));
+        let user = UserInfo {
+            name: "alice".into(),
+            extra: sa.extra.clone(),
+            ..UserInfo::default()
+        };
+        assert!(!own_service_account(&user, "ws1"), "not a ServiceAccount");
+    }
 
     #[test]
     fn refusals_read_as_kube_apiserver_words_them() {

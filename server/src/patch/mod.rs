@@ -1,8 +1,10 @@
 //! Patching: the three patch formats kubectl and client-go send, applied to the stored object.
 //!
 //! JSON patch (RFC 6902) and JSON merge patch (RFC 7396) come from the `json-patch` crate;
-//! strategic merge patch, which only Kubernetes has, is [`strategic`].
+//! strategic merge patch, which only Kubernetes has, is [`strategic`]. What any patch may
+//! build (operations, copies, depth, size) is bounded by [`limits`].
 
+pub mod limits;
 pub mod strategic;
 
 use serde_json::Value;
@@ -47,15 +49,7 @@ pub fn apply(
         PatchType::Json => {
             let operations: json_patch::Patch = serde_json::from_slice(patch)
                 .map_err(|e| Status::bad_request(format!("invalid JSON patch: {e}")))?;
-            let mut doc = original.clone();
-            json_patch::patch(&mut doc, &operations).map_err(|e| {
-                Status::new(
-                    422,
-                    "Invalid",
-                    format!("the JSON patch could not be applied: {e}"),
-                )
-            })?;
-            Ok(doc)
+            limits::apply_json_patch(original, &operations)
         }
         PatchType::Merge => {
             let patch: Value = serde_json::from_slice(patch)
@@ -65,13 +59,16 @@ pub fn apply(
             }
             let mut doc = original.clone();
             json_patch::merge(&mut doc, &patch);
+            limits::check_size(&doc)?;
             Ok(doc)
         }
         PatchType::Strategic => {
             let patch: Value = serde_json::from_slice(patch)
                 .map_err(|e| Status::bad_request(format!("invalid strategic merge patch: {e}")))?;
-            strategic::apply(original, &patch, strategies)
-                .map_err(|e| Status::bad_request(format!("invalid strategic merge patch: {e}")))
+            let doc = strategic::apply(original, &patch, strategies)
+                .map_err(|e| Status::bad_request(format!("invalid strategic merge patch: {e}")))?;
+            limits::check_size(&doc)?;
+            Ok(doc)
         }
     }
 }

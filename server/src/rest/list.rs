@@ -63,14 +63,30 @@ pub(super) fn limit(query: &Query) -> Result<Option<usize>, Status> {
     }
 }
 
-/// A list error as the client sees it: an expired continue token is a 410 that says what to do.
-pub(super) fn list_error(target: &Target, e: StorageError) -> Status {
+/// A list error as the client sees it: an expired continue token is a 410 that says what to do;
+/// an expired resourceVersion (`resourceVersionMatch=Exact`, or with `limit`) a 410 naming it.
+pub(super) fn list_error(target: &Target, query: &Query, e: StorageError) -> Status {
     match e {
+        StorageError::Expired {
+            requested,
+            compacted,
+        } if query.get("continue").is_none_or(str::is_empty) => Status::gone(expired_revision(
+            requested, compacted,
+        )),
         StorageError::Expired { .. } => Status::gone(
             "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.",
         ),
         other => target.storage_error(&other),
     }
+}
+
+/// kube-apiserver's words for a list at a compacted resourceVersion, with the revisions named.
+fn expired_revision(requested: u64, compacted: u64) -> String {
+    format!(
+        "The resourceVersion for the provided list is too old: resourceVersion {requested} has \
+         been compacted (the oldest available is {compacted}). List again without a \
+         resourceVersion, or with resourceVersionMatch=NotOlderThan."
+    )
 }
 
 /// Where a paged read stopped.
@@ -163,7 +179,7 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
         keep_matching(target, &filter, &mut items, stored)
     })
     .await?
-    .map_err(|e| list_error(target, e))?;
+    .map_err(|e| list_error(target, query, e))?;
     let mut metadata = json!({"resourceVersion": read.revision.to_string()});
     if let Some(token) = read.continue_token {
         metadata["continue"] = Value::String(token);

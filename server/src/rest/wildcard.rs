@@ -127,7 +127,7 @@ pub(super) async fn list(target: &Target<'_>, query: &Query) -> Result<Response,
                         .store
                         .list(request)
                         .await
-                        .map_err(|e| list_error(target, e))?;
+                        .map_err(|e| list_error(target, query, e))?;
                     Ok::<_, Status>((shard.name.clone(), page.revision))
                 }
             });
@@ -162,7 +162,7 @@ pub(super) async fn list(target: &Target<'_>, query: &Query) -> Result<Response,
             keep_matching(target, &filter, &mut items, stored)
         })
         .await?
-        .map_err(|e| list_error(target, e))?;
+        .map_err(|e| list_error(target, query, e))?;
         if let Some(token) = read.continue_token {
             next = Some(CompositeContinue {
                 v: 1,

@@ -98,6 +98,8 @@ pub fn entry_of(parent: &str, workspace: &Value) -> Option<Entry> {
 /// Why a workspace URL does not lead to a serving workspace.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Unroutable {
+    /// Not a workspace path or id at all (`root::b`, an empty segment): 400, never retried.
+    Invalid(String),
     NotFound,
     /// It exists but is not Ready yet.
     NotReady(Phase),
@@ -110,6 +112,10 @@ impl Unroutable {
     pub fn into_status(self, workspace: &str) -> crate::status::Status {
         use crate::status::Status;
         match self {
+            Unroutable::Invalid(why) => Status::bad_request(format!(
+                "invalid workspace {workspace:?} in the URL: {why}; a workspace is `root`, a path \
+                 such as `root:acme:ml`, or a logical cluster id"
+            )),
             Unroutable::NotFound => Status::new(
                 404,
                 "NotFound",
@@ -205,6 +211,7 @@ impl WorkspaceIndex {
     /// cluster id. Only Ready (or terminating, so their deletion can be watched) workspaces
     /// serve.
     pub async fn resolve(&self, workspace: &str) -> Result<Located, Unroutable> {
+        check_workspace_syntax(workspace).map_err(Unroutable::Invalid)?;
         let entry = if workspace == ROOT_CLUSTER {
             return Ok(Located {
                 cluster: ROOT_CLUSTER.to_string(),
@@ -411,10 +418,44 @@ impl WorkspaceIndex {
     }
 }
 
+/// Whether `workspace` (from a URL) can name a workspace at all: `root`, `root:` followed by
+/// workspace names separated by `:`, or a logical cluster id, each a DNS-1123 name. Anything
+/// else is a client's mistake that no retry fixes (storage would refuse the empty names).
+fn check_workspace_syntax(workspace: &str) -> Result<(), String> {
+    let segments: Vec<&str> = workspace.split(':').collect();
+    if segments.len() > 1 && segments[0] != ROOT_CLUSTER {
+        return Err(format!("a path starts with {ROOT_CLUSTER:?}"));
+    }
+    for (i, segment) in segments.iter().enumerate() {
+        if segment.is_empty() {
+            return Err(format!("segment {} is empty", i + 1));
+        }
+        if let Some(problem) = crate::object_meta::name_problem(segment, false) {
+            return Err(format!("segment {segment:?}: {problem}"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn malformed_workspace_paths_are_invalid() {
+        for ok in ["root", "root:acme", "root:acme:ml-1", "2cynbfy2m0wtjqcs"] {
+            assert_eq!(check_workspace_syntax(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "", "root::b", "root:", ":root", "root:a:", "acme:ml", "root:A", "root:a b",
+        ] {
+            assert!(check_workspace_syntax(bad).is_err(), "{bad}");
+        }
+        let status = Unroutable::Invalid("segment 2 is empty".into()).into_status("root::b");
+        assert_eq!((status.code, status.reason), (400, "BadRequest"));
+        assert!(status.details.is_none(), "no Retry-After");
+    }
 
     #[test]
     fn entries_and_phases() {

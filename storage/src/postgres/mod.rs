@@ -302,6 +302,39 @@ impl Backend for PostgresBackend {
         }
     }
 
+    async fn mark_revision(&self, at_ms: i64, revision: u64, spacing_ms: i64) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO trellis_revision_marks (at, rev) SELECT $1::bigint, $2::bigint \
+                 WHERE NOT EXISTS \
+                 (SELECT 1 FROM trellis_revision_marks WHERE at > $1::bigint - $3::bigint)",
+                &[&at_ms, &to_i64(revision), &spacing_ms],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn marked_before(&self, horizon_ms: i64) -> Result<Option<u64>> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT MAX(rev) FROM trellis_revision_marks WHERE at <= $1",
+                &[&horizon_ms],
+            )
+            .await?;
+        let rev: Option<i64> = row.get(0);
+        if let Some(rev) = rev {
+            client
+                .execute(
+                    "DELETE FROM trellis_revision_marks WHERE at <= $1 AND rev < $2",
+                    &[&horizon_ms, &rev],
+                )
+                .await?;
+        }
+        Ok(rev.map(to_u64))
+    }
+
     fn poll_interval(&self) -> Duration {
         Duration::from_secs(1)
     }

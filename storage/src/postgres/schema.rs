@@ -12,9 +12,10 @@ use crate::error::{Result, StorageError};
 const MIGRATION_LOCK: i64 = 0x7472_656c_6c69_7301;
 
 /// Ordered migrations; never edit a released one, add a new one.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        r#"
     -- The shard's revision counter. Writers lock this row for the whole transaction, which
     -- makes revision order equal commit order across every process writing the shard.
     CREATE TABLE trellis_meta (
@@ -63,7 +64,19 @@ const MIGRATIONS: &[(i32, &str)] = &[(
         prev_value bytea
     );
     "#,
-)];
+    ),
+    (
+        2,
+        r#"
+    -- The compactor's samples: which revision was current when (ms since the Unix epoch),
+    -- so that a restarted process compacts on the schedule its predecessors started.
+    CREATE TABLE trellis_revision_marks (
+        at  bigint NOT NULL,
+        rev bigint NOT NULL
+    );
+    "#,
+    ),
+];
 
 pub(crate) async fn migrate(client: &mut Object) -> Result<()> {
     client

@@ -336,6 +336,37 @@ impl Backend for SqliteBackend {
         }
     }
 
+    async fn mark_revision(&self, at_ms: i64, revision: u64, spacing_ms: i64) -> Result<()> {
+        let rev = revision as i64;
+        self.write(move |conn| {
+            conn.execute(
+                "INSERT INTO trellis_revision_marks (at, rev) SELECT ?1, ?2 \
+                 WHERE NOT EXISTS (SELECT 1 FROM trellis_revision_marks WHERE at > ?1 - ?3)",
+                [at_ms, rev, spacing_ms],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn marked_before(&self, horizon_ms: i64) -> Result<Option<u64>> {
+        self.write(move |conn| {
+            let rev: Option<i64> = conn.query_row(
+                "SELECT MAX(rev) FROM trellis_revision_marks WHERE at <= ?1",
+                [horizon_ms],
+                |row| row.get(0),
+            )?;
+            if let Some(rev) = rev {
+                conn.execute(
+                    "DELETE FROM trellis_revision_marks WHERE at <= ?1 AND rev < ?2",
+                    [horizon_ms, rev],
+                )?;
+            }
+            Ok(rev.map(|r| r as u64))
+        })
+        .await
+    }
+
     fn poll_interval(&self) -> Duration {
         // Only other processes on the same file need polling; this process publishes directly.
         Duration::from_millis(250)

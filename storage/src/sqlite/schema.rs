@@ -6,9 +6,10 @@ use rusqlite::Connection;
 use crate::error::{Result, StorageError};
 
 /// Ordered migrations; never edit a released one, add a new one. Same tables as Postgres.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
     CREATE TABLE trellis_meta (
         singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
         revision INTEGER NOT NULL
@@ -44,7 +45,19 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         prev_value BLOB
     );
     "#,
-)];
+    ),
+    (
+        2,
+        r#"
+    -- The compactor's samples: which revision was current when (ms since the Unix epoch),
+    -- so that a restarted process compacts on the schedule its predecessors started.
+    CREATE TABLE trellis_revision_marks (
+        at  INTEGER NOT NULL,
+        rev INTEGER NOT NULL
+    );
+    "#,
+    ),
+];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -749,6 +749,66 @@ pub async fn compaction_expires_old_revisions(b: Backing) {
     assert_eq!(store.compact_to(current + 1000).await.unwrap(), current);
 }
 
+/// Background compaction follows the schedule kept in the store: a process that restarts
+/// more often than the compaction interval still compacts, at each start, what is older than
+/// the retention window, up to what its predecessors saw.
+pub async fn compaction_survives_restarts(b: Backing) {
+    let options = StoreOptions {
+        compaction: Some(trellis_storage::CompactionPolicy {
+            retention: Duration::from_millis(300),
+            // Never comes round in this test: only the tick at each start runs.
+            interval: Duration::from_secs(3600),
+        }),
+        ..test_options()
+    };
+    // The revision each run found at its start, and left at its end.
+    let (mut opened, mut closed) = (Vec::new(), Vec::new());
+    for run in 0..3u64 {
+        let store = b.open_with(options.clone()).await;
+        opened.push(store.current_revision().await.unwrap());
+        // Each start marks the revision it finds (let the compactor's first tick run).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for i in 0..3 {
+            store
+                .create(key("c1", "default", &format!("r{run}-{i}")), "u", value(i))
+                .await
+                .unwrap();
+        }
+        closed.push(store.current_revision().await.unwrap());
+        drop(store);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    // The fourth start compacts at once to what an earlier run marked, more than the
+    // retention ago (the third's start, unless a busy machine delayed its first tick).
+    let store = b.open_with(options).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let compacted = store.revisions().await.unwrap().compacted;
+        if compacted >= opened[1] {
+            assert!(
+                compacted <= closed[2],
+                "compacted {compacted}: more than was marked ({closed:?})"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not compacted after restarts: compacted {compacted}, runs began at {opened:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(matches!(
+        store
+            .watch(ListScope::cluster("c1", CM), Some(opened[0]))
+            .await,
+        Err(StorageError::Expired { .. })
+    ));
+    assert_eq!(
+        list_all(&store, ListScope::cluster("c1", CM)).await.len(),
+        9
+    );
+}
+
 /// The SIGKILL test's parent side: a child process writes and reports each acknowledged write;
 /// it is killed mid-flight; every acknowledged write must be there afterwards.
 pub async fn no_acknowledged_write_lost_on_sigkill(b: Backing, child_test_name: &str) {
@@ -890,7 +950,7 @@ macro_rules! conformance_suite {
             crud, bad_input, lists_are_scoped_and_ordered, paging_is_one_consistent_snapshot,
             read_revision_bounds, watch_delivers_changes_with_previous_state,
             watch_order_with_writers_in_two_instances, slow_watcher_catches_up,
-            compaction_expires_old_revisions);
+            compaction_expires_old_revisions, compaction_survives_restarts);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn no_acknowledged_write_lost_on_sigkill() {
