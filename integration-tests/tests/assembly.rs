@@ -169,36 +169,101 @@ async fn two_differently_assembled_servers_in_one_process() {
             &format!("apiVersion: {GROUP}/v1\nkind: Gadget\nmetadata: {{name: {name}, namespace: default}}\nspec: {spec}\n"),
         )
     };
-    ok(&gadgets, &["apply", "--server-side", "-f", &gadget("small", "{size: 3}")]);
-    ok(&gadgets, &["apply", "--server-side", "-f", &gadget("big", "{size: 500, color: red}")]);
+    ok(
+        &gadgets,
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            &gadget("small", "{size: 3}"),
+        ],
+    );
+    ok(
+        &gadgets,
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            &gadget("big", "{size: 500, color: red}"),
+        ],
+    );
     let listed = ok(&gadgets, &["get", "gadgets"]);
     let header: Vec<&str> = listed.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "COLOR", "SIZE", "AGE"], "{listed}");
-    assert!(listed.contains("small") && listed.contains("blue"), "defaulted color: {listed}");
+    assert!(
+        listed.contains("small") && listed.contains("blue"),
+        "defaulted color: {listed}"
+    );
     assert_eq!(
-        ok(&gadgets, &["get", "gd", "--field-selector", "spec.color=red", "-o", "name"]).trim(),
+        ok(
+            &gadgets,
+            &[
+                "get",
+                "gd",
+                "--field-selector",
+                "spec.color=red",
+                "-o",
+                "name"
+            ]
+        )
+        .trim(),
         "gadget.gadgets.trellis.dev/big"
     );
-    let err = fails(&gadgets, &["apply", "--server-side", "-f", &gadget("huge", "{size: 500}")]);
-    assert!(err.contains("only red gadgets may be larger than 100"), "{err}");
-    let err = fails(&gadgets, &["apply", "--server-side", "-f", &gadget("neg", "{size: -1}")]);
-    assert!(err.contains("spec.size") && err.contains("must not be negative"), "{err}");
+    let err = fails(
+        &gadgets,
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            &gadget("huge", "{size: 500}"),
+        ],
+    );
+    assert!(
+        err.contains("only red gadgets may be larger than 100"),
+        "{err}"
+    );
+    let err = fails(
+        &gadgets,
+        &["apply", "--server-side", "-f", &gadget("neg", "{size: -1}")],
+    );
+    assert!(
+        err.contains("spec.size") && err.contains("must not be negative"),
+        "{err}"
+    );
     let explained = ok(&gadgets, &["explain", "gadgets.spec.color"]);
     assert!(explained.contains("The gadget's color."), "{explained}");
 
     // The default roles grant what the kind says: a viewer reads gadgets and may not write.
-    ok(&gadgets, &["create", "clusterrolebinding", "v", "--clusterrole=view", "--user=vera"]);
+    ok(
+        &gadgets,
+        &[
+            "create",
+            "clusterrolebinding",
+            "v",
+            "--clusterrole=view",
+            "--user=vera",
+        ],
+    );
     let vera = user_kubeconfig(gadget_dir.path(), &gadgets.kubeconfig, "vera", &[]);
     let (listed, out, err) = kubectl_with_kubeconfig(&vera, &["get", "gadgets", "-o", "name"]);
-    assert!(listed && out.contains("gadget.gadgets.trellis.dev/small"), "{err}");
+    assert!(
+        listed && out.contains("gadget.gadgets.trellis.dev/small"),
+        "{err}"
+    );
     let (deleted, _, err) = kubectl_with_kubeconfig(&vera, &["delete", "gadget", "small"]);
     assert!(!deleted && err.contains("Forbidden"), "{err}");
 
     // Each server serves only what it was assembled with.
     let err = fails(&hub, &["get", "gadgets"]);
-    assert!(err.contains("the server doesn't have a resource type"), "{err}");
+    assert!(
+        err.contains("the server doesn't have a resource type"),
+        "{err}"
+    );
     let err = fails(&gadgets, &["get", "workspaces"]);
-    assert!(err.contains("the server doesn't have a resource type"), "{err}");
+    assert!(
+        err.contains("the server doesn't have a resource type"),
+        "{err}"
+    );
     ok(&hub, &["get", "workspaces"]);
 
     // Shutting down stops everything each started: its listener refuses connections, and the

@@ -2,20 +2,22 @@
 //! ClusterRoles as rule lists (aggregated ClusterRoles resolved), bindings indexed by subject,
 //! so a decision costs the bindings of the asking user and its groups, not all of them.
 //!
-//! Fed by one watch per RBAC resource across every logical cluster of the store (never one per
-//! workspace), as [`crate::namespace_cache`] is. A question waits until the cache has caught
-//! up with every change this process has published, so a binding this replica has written or
-//! deleted counts at once; changes made through other replicas count as soon as their watch
-//! events arrive (milliseconds).
+//! Fed by one [`Reflector`] per RBAC resource across every logical cluster of the store (never
+//! one per workspace), as [`crate::namespace_cache`] is: each keeps the compiled piece of every
+//! object ([`Piece`]) and hands each change to the cache. A question waits until the cache has
+//! caught up with every change this process has published, so a binding this replica has
+//! written or deleted counts at once; changes made through other replicas count as soon as
+//! their watch events arrive (milliseconds).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::FutureExt;
 use serde_json::Value;
-use tokio::sync::watch;
-use trellis_storage::{Event, EventType, ListRequest, ListScope, StorageError, Store, WatchStream};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use trellis_storage::{ListScope, ObjectKey, Store, StoredObject};
+
+use crate::controllers::runtime::{Reflector, Subscription};
 
 use super::defaults;
 use super::rbac::{self, LabelSelector, RoleRef, Rule, SubjectKey};
@@ -30,11 +32,13 @@ const RESOURCES: [&str; 4] = [ROLES, ROLE_BINDINGS, CLUSTER_ROLES, CLUSTER_ROLE_
 
 /// How long a question waits for the cache to catch up with this process's writes.
 const CATCH_UP_WAIT: Duration = Duration::from_secs(2);
-const RETRY: Duration = Duration::from_secs(1);
+/// The reflectors' only source: the store the cache was made for.
+const SOURCE: &str = "shard";
 
 pub type Rules = Arc<[Rule]>;
 
-struct Binding {
+#[derive(Debug)]
+pub struct Binding {
     /// A RoleBinding's namespace; `None` for a ClusterRoleBinding.
     namespace: Option<String>,
     role: RoleRef,
@@ -45,6 +49,7 @@ struct Binding {
 type BindingId = (String, String);
 
 /// What aggregation needs of a stored ClusterRole.
+#[derive(Clone, Debug)]
 pub struct StoredClusterRole {
     pub labels: BTreeMap<String, String>,
     pub rules: Vec<Rule>,
@@ -67,7 +72,8 @@ struct ClusterPolicy {
     /// namespace → name → rules (nested, so lookups borrow instead of building keys).
     roles: HashMap<String, HashMap<String, Rules>>,
     cluster_roles: HashMap<String, StoredClusterRole>,
-    bindings: HashMap<BindingId, Binding>,
+    /// Shared with the reflector that keeps them.
+    bindings: HashMap<BindingId, Arc<Binding>>,
     /// user name → the bindings naming it; likewise for groups.
     users: HashMap<String, Vec<BindingId>>,
     groups: HashMap<String, Vec<BindingId>>,
@@ -103,7 +109,7 @@ impl ClusterPolicy {
         }
     }
 
-    fn insert_binding(&mut self, id: BindingId, binding: Binding) {
+    fn insert_binding(&mut self, id: BindingId, binding: Arc<Binding>) {
         self.remove_binding(&id);
         for subject in &binding.subjects {
             let (index, name) = self.index(subject);
@@ -224,59 +230,82 @@ pub struct RbacCache {
     /// The server's default roles (`authz::defaults`).
     defaults: Arc<defaults::DefaultRoles>,
     clusters: RwLock<HashMap<String, ClusterPolicy>>,
-    /// Every RBAC change at or below this revision is applied; 0 while (re)listing.
-    seen: watch::Sender<u64>,
+    /// One per RBAC resource; none for a cache not fed from a store (tests).
+    reflectors: Vec<Reflector<Piece>>,
+    _subscriptions: Vec<Subscription>,
+    /// Stops the reflectors when the cache goes.
+    _stop: Option<DropGuard>,
 }
 
 impl RbacCache {
-    /// Starts the cache and the task keeping it fresh; the task ends with the cache or when
-    /// `stop` is cancelled.
+    /// Starts the cache and the tasks keeping it fresh; they end with the cache, or when `stop`
+    /// is cancelled.
     pub fn spawn(
         store: Store,
         defaults: Arc<defaults::DefaultRoles>,
-        stop: tokio_util::sync::CancellationToken,
+        stop: CancellationToken,
     ) -> Arc<Self> {
-        let cache = Arc::new(Self::empty(defaults));
-        let weak = Arc::downgrade(&cache);
-        let follow = async move {
-            loop {
-                let Some(cache) = weak.upgrade() else { return };
-                match cache.follow(&store).await {
-                    Ok(()) => return,
-                    Err(err) => tracing::debug!(error = %err, "rbac cache: relisting"),
-                }
-                cache.seen.send_replace(0);
-                drop(cache);
-                tokio::time::sleep(RETRY).await;
+        let reflectors: Vec<Reflector<Piece>> = RESOURCES
+            .iter()
+            .map(|resource| {
+                Reflector::new(
+                    format!("rbac:{resource}"),
+                    ListScope::all_clusters(*resource),
+                    vec![(SOURCE.to_string(), store.clone())],
+                    |stored: &StoredObject| piece_of(&stored.key, &stored.value),
+                )
+            })
+            .collect();
+        let stop = stop.child_token();
+        for reflector in &reflectors {
+            reflector.spawn(stop.clone());
+        }
+        Arc::new_cyclic(|cache: &std::sync::Weak<RbacCache>| {
+            let subscriptions = reflectors
+                .iter()
+                .map(|reflector| {
+                    let cache = cache.clone();
+                    reflector.subscribe(move |change| {
+                        if let Some(cache) = cache.upgrade() {
+                            let mut clusters =
+                                cache.clusters.write().unwrap_or_else(|e| e.into_inner());
+                            let defaults = cache.defaults.cluster_roles();
+                            apply(&mut clusters, defaults, change.key, change.new.as_deref());
+                        }
+                    })
+                })
+                .collect();
+            RbacCache {
+                defaults,
+                clusters: RwLock::new(HashMap::new()),
+                reflectors,
+                _subscriptions: subscriptions,
+                _stop: Some(stop.drop_guard()),
             }
-        };
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = follow => {}
-            }
-        });
-        cache
+        })
     }
 
+    #[cfg(test)]
     fn empty(defaults: Arc<defaults::DefaultRoles>) -> RbacCache {
         RbacCache {
             defaults,
             clusters: RwLock::new(HashMap::new()),
-            seen: watch::channel(0).0,
+            reflectors: Vec::new(),
+            _subscriptions: Vec::new(),
+            _stop: None,
         }
     }
 
     /// Waits until every change this process published before the call is applied.
     pub async fn catch_up(&self, store: &Store) -> Result<(), NotReady> {
         let needed = store.delivered_revision().max(1);
-        if *self.seen.borrow() >= needed {
-            return Ok(());
+        let deadline = tokio::time::Instant::now() + CATCH_UP_WAIT;
+        for reflector in &self.reflectors {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            reflector.wait_for_revision(SOURCE, needed, left).await;
         }
-        let mut seen = self.seen.subscribe();
-        let _ = tokio::time::timeout(CATCH_UP_WAIT, seen.wait_for(|s| *s >= needed)).await;
         // Behind (a burst of writes): answer from what is applied, unless nothing is.
-        if *self.seen.borrow() == 0 {
+        if self.reflectors.iter().any(|r| r.revision(SOURCE) == 0) {
             return Err(NotReady);
         }
         Ok(())
@@ -377,116 +406,50 @@ impl RbacCache {
             }
         }
     }
+}
 
-    /// Lists the RBAC objects, then applies their changes; returns when the store closes.
-    async fn follow(&self, store: &Store) -> Result<(), StorageError> {
-        let mut delivered = store.subscribe_delivered();
-        let mut watches: Vec<WatchStream> = Vec::with_capacity(RESOURCES.len());
-        let mut listed_at = u64::MAX;
-        {
-            let mut lists = Vec::new();
-            for resource in RESOURCES {
-                let scope = ListScope::all_clusters(resource);
-                let listed = store.list(ListRequest::new(scope.clone())).await?;
-                listed_at = listed_at.min(listed.revision);
-                watches.push(store.watch(scope, Some(listed.revision)).await?);
-                lists.push(listed);
-            }
-            let mut clusters = self.clusters.write().unwrap_or_else(|e| e.into_inner());
-            clusters.clear();
-            for listed in lists {
-                for stored in listed.items {
-                    apply(&mut clusters, &stored.key, Some(&stored.value), None);
-                }
-            }
-            for policy in clusters.values_mut() {
-                policy.recompute(self.defaults.cluster_roles());
-            }
-        }
-        self.seen.send_replace(listed_at.max(1));
-        loop {
-            let [a, b, c, d] = &mut watches[..] else {
-                return Ok(());
-            };
-            tokio::select! {
-                event = a.next() => self.event(event)?,
-                event = b.next() => self.event(event)?,
-                event = c.next() => self.event(event)?,
-                event = d.next() => self.event(event)?,
-                changed = delivered.changed() => if changed.is_err() {
-                    return Ok(());
-                },
-            }
-            for watch in &mut watches {
-                self.drain(watch)?;
-            }
-            let reached = watches
-                .iter()
-                .map(WatchStream::revision)
-                .min()
-                .unwrap_or_default();
-            self.seen.send_if_modified(|seen| {
-                let moved = reached > *seen;
-                *seen = (*seen).max(reached);
-                moved
-            });
-        }
-    }
+/// What the cache keeps of one stored RBAC object, compiled once per change.
+pub enum Piece {
+    Role(Rules),
+    ClusterRole(StoredClusterRole),
+    Binding(Arc<Binding>),
+}
 
-    fn event(&self, event: Option<Result<Event, StorageError>>) -> Result<(), StorageError> {
-        match event {
-            None => Err(StorageError::Internal("rbac watch closed".into())),
-            Some(event) => {
-                self.apply_event(&event?);
-                Ok(())
-            }
-        }
-    }
-
-    fn drain(&self, watch: &mut WatchStream) -> Result<(), StorageError> {
-        while let Some(Some(event)) = watch.next().now_or_never() {
-            self.apply_event(&event?);
-        }
-        Ok(())
-    }
-
-    fn apply_event(&self, event: &Event) {
-        let mut clusters = self.clusters.write().unwrap_or_else(|e| e.into_inner());
-        let value = match event.kind {
-            EventType::Deleted => None,
-            EventType::Added | EventType::Modified => Some(&event.object.value[..]),
-        };
-        apply(
-            &mut clusters,
-            &event.object.key,
-            value,
-            Some(self.defaults.cluster_roles()),
-        );
+/// The piece of the object at `key`; `None` when it is unreadable (it then grants nothing).
+fn piece_of(key: &ObjectKey, value: &[u8]) -> Option<Piece> {
+    let object: Value = serde_json::from_slice(value).ok()?;
+    match key.resource.as_str() {
+        ROLES => Some(Piece::Role(Rules::from(rbac::rules_of(&object)))),
+        CLUSTER_ROLES => Some(Piece::ClusterRole(StoredClusterRole::of(&object))),
+        ROLE_BINDINGS | CLUSTER_ROLE_BINDINGS => Some(Piece::Binding(Arc::new(Binding {
+            namespace: (key.resource == ROLE_BINDINGS).then(|| key.namespace.clone()),
+            role: rbac::role_ref_of(&object)?,
+            subjects: rbac::subjects_of(&object),
+        }))),
+        _ => None,
     }
 }
 
-/// Records one stored RBAC object (`None`: gone) in its workspace's policy.
+/// Records what is kept of one stored RBAC object (`None`: gone, or unreadable) in its
+/// workspace's policy.
 fn apply(
     clusters: &mut HashMap<String, ClusterPolicy>,
-    key: &trellis_storage::ObjectKey,
-    value: Option<&[u8]>,
-    // The defaults to recompute effective roles with; `None` while relisting (recomputed
-    // once after).
-    recompute: Option<&[Value]>,
+    defaults: &[Value],
+    key: &ObjectKey,
+    piece: Option<&Piece>,
 ) {
-    let object: Option<Value> = value.and_then(|v| serde_json::from_slice(v).ok());
     let policy = clusters.entry(key.cluster.clone()).or_default();
     let namespaced = (key.namespace.clone(), key.name.clone());
     match key.resource.as_str() {
-        ROLES => match object {
-            Some(o) => {
+        ROLES => match piece {
+            Some(Piece::Role(rules)) => {
                 policy
                     .roles
                     .entry(key.namespace.clone())
                     .or_default()
-                    .insert(key.name.clone(), Rules::from(rbac::rules_of(&o)));
+                    .insert(key.name.clone(), rules.clone());
             }
-            None => {
+            _ => {
                 if let Some(roles) = policy.roles.get_mut(&key.namespace) {
                     roles.remove(&key.name);
                     if roles.is_empty() {
@@ -496,36 +459,20 @@ fn apply(
             }
         },
         CLUSTER_ROLES => {
-            match object {
-                Some(o) => {
-                    policy.cluster_roles.insert(
-                        key.name.clone(),
-                        StoredClusterRole {
-                            labels: rbac::labels_of(&o),
-                            rules: rbac::rules_of(&o),
-                            aggregation: rbac::aggregation_of(&o),
-                        },
-                    );
+            match piece {
+                Some(Piece::ClusterRole(role)) => {
+                    policy.cluster_roles.insert(key.name.clone(), role.clone());
                 }
-                None => {
+                _ => {
                     policy.cluster_roles.remove(&key.name);
                 }
             }
-            if let Some(defaults) = recompute {
-                policy.recompute(defaults);
-            }
+            policy.recompute(defaults);
         }
         ROLE_BINDINGS | CLUSTER_ROLE_BINDINGS => {
-            let binding = object.as_ref().and_then(|o| {
-                Some(Binding {
-                    namespace: (key.resource == ROLE_BINDINGS).then(|| key.namespace.clone()),
-                    role: rbac::role_ref_of(o)?,
-                    subjects: rbac::subjects_of(o),
-                })
-            });
-            match binding {
-                Some(binding) => policy.insert_binding(namespaced, binding),
-                None => policy.remove_binding(&namespaced),
+            match piece {
+                Some(Piece::Binding(binding)) => policy.insert_binding(namespaced, binding.clone()),
+                _ => policy.remove_binding(&namespaced),
             }
             if key.resource == CLUSTER_ROLE_BINDINGS {
                 policy.note_replaced_defaults();
@@ -544,7 +491,7 @@ mod tests {
     use crate::authz::ResourceAttributes;
     use bytes::Bytes;
     use serde_json::json;
-    use trellis_storage::{ObjectKey, Preconditions, StoreOptions};
+    use trellis_storage::{Preconditions, StoreOptions};
 
     fn test_defaults() -> Arc<defaults::DefaultRoles> {
         crate::kinds::scheme::test_hub().default_roles().clone()
@@ -580,11 +527,12 @@ mod tests {
         let mut clusters = cache.clusters.write().unwrap();
         let name = object["metadata"]["name"].as_str().unwrap().to_string();
         let key = ObjectKey::new(cluster, resource, ns, name);
+        let piece = piece_of(&key, object.to_string().as_bytes());
         apply(
             &mut clusters,
+            cache.defaults.cluster_roles(),
             &key,
-            Some(object.to_string().as_bytes()),
-            Some(cache.defaults.cluster_roles()),
+            piece.as_ref(),
         );
     }
 
@@ -592,9 +540,9 @@ mod tests {
         let mut clusters = cache.clusters.write().unwrap();
         apply(
             &mut clusters,
+            cache.defaults.cluster_roles(),
             &ObjectKey::new(cluster, resource, ns, name),
             None,
-            Some(cache.defaults.cluster_roles()),
         );
     }
 
@@ -773,11 +721,7 @@ mod tests {
         let store = Store::open_sqlite(dir.path().join("store.db"), StoreOptions::default())
             .await
             .unwrap();
-        let cache = RbacCache::spawn(
-            store.clone(),
-            test_defaults(),
-            tokio_util::sync::CancellationToken::new(),
-        );
+        let cache = RbacCache::spawn(store.clone(), test_defaults(), CancellationToken::new());
         let key = ObjectKey::new("a", CLUSTER_ROLE_BINDINGS, "", "alice-admin");
         let object = binding(
             "alice-admin",

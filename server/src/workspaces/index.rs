@@ -2,18 +2,20 @@
 //! names, and whether it is ready to serve.
 //!
 //! Built from the Workspace objects themselves (each lives in its parent's logical cluster
-//! and carries its own cluster id and phase), cached in every replica and kept fresh by one
-//! watch over all Workspaces. A path or id the cache does not know is looked up in storage
-//! before the answer is 404, so a workspace that just became Ready on another replica is
-//! routable here at once: there is no index-lag window.
+//! and carries its own cluster id and phase), cached in every replica and kept fresh by a
+//! [`Reflector`] of all Workspaces (one list and watch, relisting when it must), which keeps
+//! each workspace's [`Entry`] and tells the index of every change. A path or id the cache
+//! does not know is looked up in storage before the answer is 404, so a workspace that just
+//! became Ready on another replica is routable here at once: there is no index-lag window.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use serde_json::Value;
-use trellis_storage::{EventType, ListRequest, ListScope, ObjectKey, StorageError, Store};
+use tokio_util::sync::CancellationToken;
+use trellis_storage::{ListScope, ObjectKey, StorageError, Store, StoredObject};
 
+use crate::controllers::runtime::{Change, Reflector, Subscription};
 use crate::shards::ROOT_SHARD;
 use crate::state::ROOT_CLUSTER;
 
@@ -139,7 +141,8 @@ impl Unroutable {
 #[derive(Default)]
 struct Maps {
     /// (parent id, name) → entry.
-    by_name: HashMap<(String, String), Entry>,
+    /// Shared with the reflector, which keeps the same entries.
+    by_name: HashMap<(String, String), Arc<Entry>>,
     /// id → (parent id, name).
     by_id: HashMap<String, (String, String)>,
     /// shard → how many workspaces it holds, for placement.
@@ -147,7 +150,7 @@ struct Maps {
 }
 
 impl Maps {
-    fn insert(&mut self, entry: Entry) {
+    fn insert(&mut self, entry: Arc<Entry>) {
         self.remove(&entry.parent, &entry.name);
         self.by_id.insert(
             entry.cluster.clone(),
@@ -163,7 +166,7 @@ impl Maps {
     fn remove(&mut self, parent: &str, name: &str) {
         if let Some(entry) = self.by_name.remove(&(parent.to_string(), name.to_string())) {
             self.by_id.remove(&entry.cluster);
-            if let Some(count) = entry.shard.and_then(|s| self.per_shard.get_mut(&s)) {
+            if let Some(count) = entry.shard.as_ref().and_then(|s| self.per_shard.get_mut(s)) {
                 *count = count.saturating_sub(1);
             }
         }
@@ -182,14 +185,46 @@ pub struct Located {
 pub struct WorkspaceIndex {
     store: Store,
     maps: RwLock<Maps>,
+    /// Every Workspace's entry, from one list and watch of the root shard.
+    workspaces: Reflector<Entry>,
+    /// Keeps the index told of the reflector's changes.
+    _changes: Subscription,
 }
 
 impl WorkspaceIndex {
+    /// An index of the Workspaces in `store` (the root shard); [`WorkspaceIndex::watch`]
+    /// keeps it fresh.
     pub fn new(store: Store) -> Arc<WorkspaceIndex> {
-        Arc::new(WorkspaceIndex {
-            store,
-            maps: RwLock::new(Maps::default()),
+        let workspaces = Reflector::new(
+            "workspace-index",
+            ListScope::all_clusters(WORKSPACES),
+            vec![(ROOT_SHARD.to_string(), store.clone())],
+            entry_of_stored,
+        );
+        Arc::new_cyclic(|index: &std::sync::Weak<WorkspaceIndex>| {
+            let index = index.clone();
+            let changes = workspaces.subscribe(move |change| {
+                if let Some(index) = index.upgrade() {
+                    index.apply(change);
+                }
+            });
+            WorkspaceIndex {
+                store,
+                maps: RwLock::new(Maps::default()),
+                workspaces,
+                _changes: changes,
+            }
         })
+    }
+
+    /// Applies one change the reflector saw.
+    fn apply(&self, change: &Change<'_, Entry>) {
+        let key = change.key;
+        let mut maps = self.write();
+        match &change.new {
+            Some(entry) => maps.insert(entry.clone()),
+            None => maps.remove(&key.cluster, &key.name),
+        }
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Maps> {
@@ -203,7 +238,7 @@ impl WorkspaceIndex {
     /// Records what a write on this replica just stored, ahead of the watch.
     pub fn observe(&self, parent: &str, workspace: &Value) {
         if let Some(entry) = entry_of(parent, workspace) {
-            self.write().insert(entry);
+            self.write().insert(Arc::new(entry));
         }
     }
 
@@ -327,7 +362,7 @@ impl WorkspaceIndex {
             .get(&(parent.to_string(), name.to_string()))
             .cloned();
         if let Some(entry) = cached.filter(|e| e.phase == Phase::Ready) {
-            return Ok(entry);
+            return Ok((*entry).clone());
         }
         // Unknown or not yet Ready here: ask storage, which may know better.
         let key = ObjectKey::new(parent, WORKSPACES, "", name);
@@ -337,7 +372,7 @@ impl WorkspaceIndex {
                     .map_err(|e| Unroutable::Unavailable(e.to_string()))?;
                 match entry_of(parent, &workspace) {
                     Some(entry) => {
-                        self.write().insert(entry.clone());
+                        self.write().insert(Arc::new(entry.clone()));
                         Ok(entry)
                     }
                     None => Err(Unroutable::NotReady(Phase::Scheduling)),
@@ -377,44 +412,12 @@ impl WorkspaceIndex {
 
     /// Follows every Workspace change for the life of the process.
     pub async fn watch(&self) {
-        loop {
-            if let Err(e) = self.follow().await {
-                tracing::warn!(error = %e, "workspace index watch ended; restarting");
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
+        self.watch_until(CancellationToken::new()).await
     }
 
-    async fn follow(&self) -> Result<(), StorageError> {
-        let listed = self
-            .store
-            .list(ListRequest::new(ListScope::all_clusters(WORKSPACES)))
-            .await?;
-        let mut fresh = Maps::default();
-        for item in &listed.items {
-            if let Ok(workspace) = serde_json::from_slice::<Value>(&item.value) {
-                if let Some(entry) = entry_of(&item.key.cluster, &workspace) {
-                    fresh.insert(entry);
-                }
-            }
-        }
-        *self.write() = fresh;
-        let mut watch = self
-            .store
-            .watch(ListScope::all_clusters(WORKSPACES), Some(listed.revision))
-            .await?;
-        while let Some(event) = watch.next().await {
-            let event = event?;
-            let key = &event.object.key;
-            if event.kind == EventType::Deleted {
-                self.write().remove(&key.cluster, &key.name);
-                continue;
-            }
-            if let Ok(workspace) = serde_json::from_slice::<Value>(&event.object.value) {
-                self.observe(&key.cluster, &workspace);
-            }
-        }
-        Ok(())
+    /// Follows every Workspace change until `stop`.
+    pub async fn watch_until(&self, stop: CancellationToken) {
+        self.workspaces.run(stop).await
     }
 }
 
@@ -437,10 +440,62 @@ fn check_workspace_syntax(workspace: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The index entry of a stored Workspace.
+fn entry_of_stored(stored: &StoredObject) -> Option<Entry> {
+    let workspace: Value = serde_json::from_slice(&stored.value).ok()?;
+    entry_of(&stored.key.cluster, &workspace)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Through a store: the index follows Workspaces as they become Ready, move shards and
+    /// go, and counts them per shard.
+    #[tokio::test]
+    async fn the_index_follows_the_workspaces() {
+        use bytes::Bytes;
+        use std::time::Duration;
+        use trellis_storage::{Preconditions, StoreOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path().join("s.db"), StoreOptions::default())
+            .await
+            .unwrap();
+        let key = ObjectKey::new(ROOT_CLUSTER, WORKSPACES, "", "acme");
+        let ready = json!({"metadata": {"name": "acme"}, "spec": {"cluster": "abc"},
+            "status": {"phase": "Ready", "shard": "s1"}});
+        store
+            .create(key.clone(), "u1", Bytes::from(ready.to_string()))
+            .await
+            .unwrap();
+        let index = WorkspaceIndex::new(store.clone());
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let (index, stop) = (index.clone(), stop.clone());
+            async move { index.watch_until(stop).await }
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !index.knows("abc") {
+            assert!(tokio::time::Instant::now() < deadline, "the index lists");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(index.workspaces_per_shard().get("s1"), Some(&1));
+        assert_eq!(index.cached_path("abc").as_deref(), Some("root:acme"));
+        let located = index.resolve("root:acme").await.unwrap();
+        assert_eq!(
+            (located.cluster.as_str(), located.shard.as_str()),
+            ("abc", "s1")
+        );
+        store.delete(key, Preconditions::none()).await.unwrap();
+        while index.knows("abc") {
+            assert!(tokio::time::Instant::now() < deadline, "the index forgets");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(index.workspaces_per_shard().get("s1"), Some(&0));
+        assert_eq!(index.resolve("root:acme").await, Err(Unroutable::NotFound));
+        stop.cancel();
+    }
 
     #[test]
     fn malformed_workspace_paths_are_invalid() {

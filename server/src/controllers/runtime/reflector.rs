@@ -497,6 +497,9 @@ async fn feed<T: Send + Sync + 'static>(shared: Arc<Shared<T>>, stop: Cancellati
     let mut restarts: Vec<Option<Restart>> =
         vec![Some(Restart::relist_now()); shared.sources.len()];
     let mut listed = vec![false; shared.sources.len()];
+    // Watch failures in a row per shard (reset by anything read): a watch that fails as soon as
+    // it is resumed is resumed later and later, not in a loop.
+    let mut failures = vec![0u32; shared.sources.len()];
     loop {
         let now = Instant::now();
         for (source, pending) in restarts.iter_mut().enumerate() {
@@ -517,6 +520,9 @@ async fn feed<T: Send + Sync + 'static>(shared: Arc<Shared<T>>, stop: Cancellati
                 let Some(source) = shared.sources.iter().position(|s| *s.name == *shard) else {
                     continue;
                 };
+                if item.is_ok() {
+                    failures[source] = 0;
+                }
                 match item {
                     Ok(WatchItem::Event(event)) => shared.apply_event(source, &event),
                     Ok(WatchItem::Progress(revision)) => {
@@ -529,7 +535,9 @@ async fn feed<T: Send + Sync + 'static>(shared: Arc<Shared<T>>, stop: Cancellati
                     Err(err) => {
                         tracing::debug!(reflector = %shared.name, shard = %shard, error = %err, "watch failed; resuming");
                         let from = watch.reached().0.get(&*shard).copied().unwrap_or(0);
-                        restarts[source] = Some(Restart { at: Instant::now(), failures: 0, resume: Some(from) });
+                        failures[source] += 1;
+                        let at = Instant::now() + RETRY.delay(failures[source] - 1);
+                        restarts[source] = Some(Restart { at, failures: 0, resume: Some(from) });
                     }
                 }
             }
