@@ -23,6 +23,7 @@ use trellis_apis::serving::{
 };
 
 use super::render::placement_name;
+use super::snapshot::{build_snapshot, FleetObjects, FleetSnapshot};
 use super::time::time_at;
 
 /// 2025-06-15T15:06:40Z.
@@ -206,4 +207,16 @@ pub fn available(ready: i32) -> PlacementStatus {
             NOW,
         )],
     }
+}
+
+/// The snapshot of these targets of `root:platform` alone.
+pub fn fleet_of(targets: &[SyncTarget]) -> FleetSnapshot {
+    let pairs: Vec<(&str, &SyncTarget)> = targets.iter().map(|t| (PROVIDER, t)).collect();
+    build_snapshot(
+        &FleetObjects {
+            targets: &pairs,
+            ..FleetObjects::default()
+        },
+        NOW,
+    )
 }
