@@ -10,6 +10,7 @@
 //! | `conditions` | conditions whose transition time moves only with their status |
 //! | [`health`] | heartbeat health, the unreachable taint, when failover is due |
 //! | [`snapshot`] | API objects → the engine's `Snapshot` (and refused deployments) |
+//! | [`ledger`] | the engine's ledger rebuilt by a new leader, pruned of the gone |
 //! | [`render`] | a `Decision` → Placements to write and to delete (the failover rule) |
 //! | [`status`] | a ModelDeployment's status |
 //! | [`pool_status`] | a GPUPool's status |
@@ -17,6 +18,7 @@
 mod conditions;
 pub mod health;
 mod keys;
+pub mod ledger;
 pub mod pool_status;
 pub mod render;
 pub mod snapshot;
