@@ -16,8 +16,8 @@ pub use placement::{
     Placement, PlacementGPU, PlacementOrigin, PlacementResources, PlacementSpec, PlacementStatus,
 };
 pub use sync_target::{
-    FreeDevicesOnNodes, GPUInventory, GPUPartition, SyncTarget, SyncTargetFeatures, SyncTargetSpec,
-    SyncTargetStatus,
+    AccountedPlacement, FreeDevicesOnNodes, GPUInventory, GPUPartition, SyncTarget,
+    SyncTargetFeatures, SyncTargetSpec, SyncTargetStatus,
 };
 
 pub const GROUP: &str = "compute.trellis.dev";

@@ -205,8 +205,8 @@ macro_rules! api_object {
 
 pub(crate) use api_object;
 
-/// For `skip_serializing_if`: counts that are zero stay off the wire, as Kubernetes' `omitempty`
-/// leaves them. Shared by every kind's status layout, hence here beside the envelope.
-pub(crate) fn is_zero(n: &i32) -> bool {
-    *n == 0
+/// For `skip_serializing_if`: counts (and ids) that are zero stay off the wire, as Kubernetes'
+/// `omitempty` leaves them. Shared by every kind's layout, hence here beside the envelope.
+pub(crate) fn is_zero<N: Default + PartialEq>(n: &N) -> bool {
+    *n == N::default()
 }

@@ -54,6 +54,32 @@ pub mod reasons {
     /// `Degraded` is True: replicas must move but no other target has room; they are left
     /// where they are.
     pub const NO_ALTERNATIVE_CAPACITY: &str = "NoAlternativeCapacity";
+    /// `Degraded` is True: a target's replicas cannot start or keep running (the message
+    /// carries the target's own reason, e.g. `ImagePullBackOff`).
+    pub const REPLICAS_FAILING: &str = "ReplicasFailing";
+
+    // Reasons of conditions that hold, and of the conditions that wait on nothing in
+    // particular: a condition always carries a reason.
+
+    /// `QuotaReserved` is True.
+    pub const QUOTA_RESERVED: &str = "QuotaReserved";
+    /// `Scheduled` is True.
+    pub const SCHEDULED: &str = "Scheduled";
+    /// `Synced` is True: every target's Placement has the current spec and its syncer has
+    /// reported on it.
+    pub const SYNCED: &str = "Synced";
+    /// `Synced` is False: a Placement was just written or its syncer has not reported yet.
+    pub const SYNC_PENDING: &str = "SyncPending";
+    /// `Available` is True.
+    pub const MINIMUM_REPLICAS_AVAILABLE: &str = "MinimumReplicasAvailable";
+    /// `Available` is False.
+    pub const MINIMUM_REPLICAS_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
+    /// `Ready` is True.
+    pub const ALL_REPLICAS_READY: &str = "AllReplicasReady";
+    /// `Ready` is False.
+    pub const REPLICAS_NOT_READY: &str = "ReplicasNotReady";
+    /// `Degraded` is False.
+    pub const AS_EXPECTED: &str = "AsExpected";
 }
 
 /// The rule `model.uri` must pass; kept beside [`ModelScheme`], whose prefixes it lists.

@@ -17,6 +17,7 @@ pub mod bootstrap;
 pub mod controllers;
 pub mod deletion;
 pub mod discovery;
+pub mod fleet;
 pub mod http;
 pub mod kinds;
 pub mod kubeconfig;

@@ -26,6 +26,8 @@ pub mod conditions {
 pub mod reasons {
     /// The target selector matches no SyncTarget (on `Ready`).
     pub const NO_MATCHING_TARGETS: &str = "NoMatchingTargets";
+    /// The target selector matches SyncTargets and their capacity is counted (on `Ready`).
+    pub const TARGETS_SELECTED: &str = "TargetsSelected";
 }
 
 api_object! {

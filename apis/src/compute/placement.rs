@@ -42,6 +42,11 @@ pub const ORIGIN_UID_LABEL: &str = "trellis.dev/origin-uid";
 /// Label the syncer puts on what it renders on its cluster (Deployment, Service, pods): the
 /// Placement's name.
 pub const PLACEMENT_LABEL: &str = "trellis.dev/placement";
+/// Annotation the hub puts on a Placement whose replicas moved to other targets, with the
+/// RFC 3339 time they moved. The Placement keeps running until its replacements are
+/// available or the ModelDeployment's `failover.gracePeriodSeconds` have passed since then;
+/// the hub then deletes it. It no longer counts as one of the deployment's placements.
+pub const RETIRING_SINCE_ANNOTATION: &str = "trellis.dev/retiring-since";
 
 /// Condition types in a Placement's status, as the syncer reports them.
 pub mod conditions {
@@ -96,6 +101,14 @@ pub struct PlacementSpec {
     /// Replicas to run on this target.
     #[schemars(range(min = 0))]
     pub replicas: i32,
+    /// The hub's booking id for the last change of `replicas`: GPUs the hub counts as taken
+    /// on this target until the target's inventory shows them. Once every replica of this
+    /// spec is bound to a node, the syncer reports this id for this Placement in its
+    /// SyncTarget's `status.accounted`, and the hub stops counting them twice. Ids grow with
+    /// every change; 0 when the hub booked nothing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    #[schemars(range(min = 0))]
+    pub booking: i64,
 }
 
 /// The ModelDeployment a Placement is for.
@@ -225,6 +238,7 @@ mod tests {
                 "resources": {"gpu": {"productName": "NVIDIA-H100-80GB-HBM3", "count": 2},
                     "memory": "64Gi"},
                 "replicas": 2,
+                "booking": 17,
             },
             "status": {
                 "observedGeneration": 1,
@@ -238,6 +252,25 @@ mod tests {
         }));
         let namespace = placement.metadata.namespace.as_deref().unwrap_or_default();
         assert_eq!(target_of_namespace(namespace), Some("eu-1"));
+        assert_eq!(placement.spec.booking, 17);
+    }
+
+    #[test]
+    fn booking_is_optional_and_stays_off_the_wire_when_zero() {
+        let definitions = openapi_definitions::<Placement>();
+        let spec = &definitions["dev.trellis.compute.v1alpha1.PlacementSpec"];
+        assert_eq!(spec["properties"]["booking"]["minimum"], json!(0));
+        assert_eq!(spec["properties"]["booking"]["format"], "int64");
+        let required = spec["required"].as_array().cloned().unwrap_or_default();
+        assert!(!required.contains(&json!("booking")), "{required:?}");
+        let without = json!({"origin": {"workspace": "root:acme:ml", "cluster": "2cynbfy2m0wtjqcs",
+                "namespace": "ml", "name": "llama", "uid": "u", "generation": 1},
+            "model": {"uri": "hf://meta-llama/Llama-3.1-8B-Instruct"},
+            "runtime": {"image": "vllm/vllm-openai:v0.9.1", "port": 8000},
+            "resources": {"gpu": {"productName": "NVIDIA H200", "count": 1}},
+            "replicas": 1});
+        let spec: PlacementSpec = round_trips(without);
+        assert_eq!(spec.booking, 0);
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub mod conditions {
 pub mod reasons {
     /// No heartbeat arrived within the expected period (on `HeartbeatHealthy` and `Ready`).
     pub const HEARTBEAT_MISSED: &str = "HeartbeatMissed";
+    /// Heartbeats arrive within the expected period (on `HeartbeatHealthy`, and on `Ready`
+    /// when the hub lifts a `HeartbeatMissed` it set).
+    pub const HEARTBEAT_RECEIVED: &str = "HeartbeatReceived";
 }
 
 api_object! {
@@ -106,6 +109,25 @@ pub struct SyncTargetStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub incomplete_pools: Vec<String>,
+    /// Placements of this target whose replicas are all bound to nodes, so `gpus` already
+    /// counts their GPUs as allocated: each with the `spec.booking` the syncer had applied
+    /// when it read this inventory. Written in the same update as `gpus`; the hub stops
+    /// holding those GPUs itself up to that booking.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["placement"]))]
+    pub accounted: Vec<AccountedPlacement>,
+}
+
+/// A Placement whose replicas the target's inventory already counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(rename = "dev.trellis.compute.v1alpha1.AccountedPlacement")]
+pub struct AccountedPlacement {
+    /// The Placement's name, in the target's namespace `target-<SyncTarget name>`.
+    pub placement: String,
+    /// The Placement's `spec.booking` whose replicas are all bound to nodes.
+    #[schemars(range(min = 0))]
+    pub booking: i64,
 }
 
 impl SyncTargetStatus {
@@ -251,6 +273,7 @@ mod tests {
                     "partitions": [{"type": "1g.10gb", "total": 7, "available": 3}],
                 }],
                 "incompletePools": ["gpu-node-7"],
+                "accounted": [{"placement": "2cynbfy2m0wtjqcs-ml-llama-5c1f0a9e3d", "booking": 17}],
             },
         }));
         assert_eq!(
@@ -260,6 +283,7 @@ mod tests {
         let status = target.status.unwrap_or_default();
         assert!(!status.inventory_complete());
         assert!(status.features.dra && !status.features.image_volume);
+        assert_eq!(status.accounted[0].booking, 17);
     }
 
     #[test]
@@ -282,6 +306,13 @@ mod tests {
             json!(["type"])
         );
         assert_eq!(status["incompletePools"]["x-kubernetes-list-type"], "set");
+        assert_eq!(
+            status["accounted"]["x-kubernetes-list-map-keys"],
+            json!(["placement"])
+        );
+        let accounted = &definitions["dev.trellis.compute.v1alpha1.AccountedPlacement"];
+        assert_eq!(accounted["required"], json!(["placement", "booking"]));
+        assert_eq!(accounted["properties"]["booking"]["minimum"], json!(0));
         let gpu = &definitions["dev.trellis.compute.v1alpha1.GPUInventory"]["properties"];
         assert_eq!(gpu["freeByNode"]["x-kubernetes-list-type"], "map");
         assert_eq!(
