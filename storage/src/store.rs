@@ -111,6 +111,8 @@ struct Inner {
     committer: GroupCommitter,
     hub: Arc<WatchHub>,
     options: StoreOptions,
+    /// Dropped with the store: the compactor ends then, not at its next tick.
+    _compactor: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Store {
@@ -134,15 +136,17 @@ impl Store {
         let hub = WatchHub::new(backend.clone(), current, options.watch_buffer);
         hub.start();
         let committer = GroupCommitter::start(backend.clone(), hub.clone());
-        if let Some(policy) = options.compaction.clone() {
-            spawn_compactor(Arc::downgrade(&backend), policy);
-        }
+        let compactor = options
+            .compaction
+            .clone()
+            .map(|policy| spawn_compactor(Arc::downgrade(&backend), policy));
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,
                 committer,
                 hub,
                 options,
+                _compactor: compactor,
             }),
         })
     }
@@ -351,8 +355,13 @@ impl Store {
 /// etcd: every interval the compactor marks the shard's current revision, then compacts to the
 /// newest mark at least one retention old. The marks live in the store, not in the process:
 /// a restarted process (or another replica) goes on from the marks its predecessors left, so
-/// a hub restarting more often than the interval still compacts, starting at once.
-fn spawn_compactor(backend: std::sync::Weak<dyn Backend>, policy: CompactionPolicy) {
+/// a hub restarting more often than the interval still compacts, starting at once. The task
+/// ends when the returned sender is dropped (with the store).
+fn spawn_compactor(
+    backend: std::sync::Weak<dyn Backend>,
+    policy: CompactionPolicy,
+) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         // The first tick is at once: a restart does not wait a whole interval.
         let mut tick = tokio::time::interval(policy.interval);
@@ -361,7 +370,10 @@ fn spawn_compactor(backend: std::sync::Weak<dyn Backend>, policy: CompactionPoli
         // replica serves as well.
         let spacing = policy.interval.min(policy.retention) / 2;
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut stopped => return,
+            }
             let Some(backend) = backend.upgrade() else {
                 return;
             };
@@ -370,6 +382,7 @@ fn spawn_compactor(backend: std::sync::Weak<dyn Backend>, policy: CompactionPoli
             }
         }
     });
+    stop
 }
 
 async fn compact_once(
