@@ -14,8 +14,8 @@ use trellis_server::kinds::{
     age_cell, cell_text, core, rbac, schema_of, Column, Grants, Kind, Names, SchemaSource,
     SchemeBuilder, AGE, NAME, READ, WRITE,
 };
-use trellis_server::start::{Server, ServerBuilder, StartOptions};
-use trellis_server::status::StatusCause;
+use trellis_server::machinery::status::StatusCause;
+use trellis_server::serving::start::{Server, ServerBuilder, StartOptions};
 
 // --- What would be the kind's file in `apis/`: its type. -------------------------------------
 

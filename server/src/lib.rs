@@ -1,42 +1,35 @@
-//! The Trellis hub: a Kubernetes API server over [`trellis_storage`].
+//! The Trellis server crate: a Kubernetes API server over [`trellis_storage`], assembled from
+//! API groups and controllers ([`serving::start::ServerBuilder`]). The hub is one assembly;
+//! a test or the edge simulator can be another.
 //!
-//! A request flows through [`http::serve`] (TLS), the layers of [`audit`], [`authn`] (who is
-//! asking) and [`http::limits`], then [`http::dispatch`] (what is it about: [`request_info`];
-//! which workspace; may this user do it there: [`authz`]), then [`discovery`] or the generic
-//! REST layer ([`rest`]),
-//! which applies the per-kind rules of [`registry`] and [`object_meta`] and talks to storage.
-//! Every error a client sees is a [`status::Status`]. [`start`] wires it together for
-//! `trellis start`.
+//! Folders by layer, each depending only on those above it in this list:
+//!
+//! - [`machinery`]: generic API machinery (metadata, selectors, `Status`, patches, apply,
+//!   structural schemas, deletion, request parsing);
+//! - [`kinds`]: one file per built-in kind, per group; a server's [`kinds::Scheme`];
+//! - [`registry`] and [`crds`]: what resources a workspace serves, built-in and from its CRDs;
+//! - [`tenancy`]: workspaces, shards, bootstrap;
+//! - [`security`]: authentication, impersonation, RBAC, audit, TLS;
+//! - [`endpoints`]: the REST layer, discovery, OpenAPI;
+//! - [`controllers`]: the controller runtime, leader election and every controller;
+//!   [`fleet`]: the GPU fleet's pure decisions around the placement engine;
+//! - [`serving`]: listeners, dispatch with its resolved request context, the builder;
+//! - [`cli`]: kubeconfigs and `kubectl ws`.
+//!
+//! A request flows through [`serving::serve`] (TLS), the layers of [`security::audit`],
+//! [`security::authn`] and [`serving::limits`], then [`serving::dispatch`] (what is it about,
+//! which workspace, may this user do it there: [`security::authz`]), then discovery or the REST
+//! layer, which applies the kind's rules and talks to storage. Every error a client sees is a
+//! [`machinery::status::Status`].
 
-pub mod admission;
-pub mod apply;
-pub mod audit;
-pub mod authn;
-pub mod authz;
-pub mod bootstrap;
+pub mod cli;
 pub mod controllers;
-pub mod deletion;
-pub mod discovery;
+pub mod crds;
+pub mod endpoints;
 pub mod fleet;
-pub mod http;
 pub mod kinds;
-pub mod kubeconfig;
-pub mod leader_election;
-pub mod namespace_cache;
-pub mod object_meta;
-pub mod openapi;
-pub mod patch;
-pub mod protobuf;
+pub mod machinery;
 pub mod registry;
-pub mod request_info;
-pub mod rest;
-pub mod revision_splice;
-pub mod schema;
-pub mod selectors;
-pub mod shards;
-pub mod start;
-pub mod state;
-pub mod status;
-pub mod tls;
-pub mod workspaces;
-pub mod ws_plugin;
+pub mod security;
+pub mod serving;
+pub mod tenancy;

@@ -22,11 +22,11 @@ use trellis_storage::{
 
 use super::runtime::committer::{self, parse};
 use super::runtime::{every_shard, Action, Controller, Error, Reconciler, Reflector, Running};
-use crate::deletion::{self, Deleted};
-use crate::object_meta::now_rfc3339;
-use crate::registry::custom::{resource_types, CRD_RESOURCE};
+use crate::crds::served::{resource_types, CRD_RESOURCE};
+use crate::machinery::deletion::{self, Deleted};
+use crate::machinery::object_meta::now_rfc3339;
 use crate::registry::{Registry, ResourceType};
-use crate::shards::ShardMap;
+use crate::tenancy::shards::ShardMap;
 
 /// Held on every CRD until its objects are gone.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";

@@ -12,6 +12,7 @@
 
 pub mod crd;
 pub mod garbage_collector;
+pub mod leader_election;
 pub mod namespace;
 pub mod rbac_aggregation;
 pub mod runtime;
@@ -25,9 +26,9 @@ use std::sync::Arc;
 use trellis_storage::ListScope;
 
 use crate::registry::Registry;
-use crate::shards::{ShardMap, ROOT_SHARD};
-use crate::workspaces::index::WORKSPACES;
-use crate::workspaces::WorkspaceIndex;
+use crate::tenancy::shards::{ShardMap, ROOT_SHARD};
+use crate::tenancy::workspaces::index::WORKSPACES;
+use crate::tenancy::workspaces::WorkspaceIndex;
 use runtime::{Reflector, Running};
 
 /// What every controller of a server may use.

@@ -16,10 +16,10 @@ use trellis_storage::{ListRequest, ListScope, ObjectKey, Preconditions, StorageE
 
 use super::runtime::committer::{self, parse};
 use super::runtime::{Action, Controller, Error, Reconciler, Running};
-use crate::deletion::{self, Deleted};
-use crate::namespace_cache::NamespaceState;
+use crate::machinery::deletion::{self, Deleted};
 use crate::registry::Registry;
-use crate::shards::{Shard, ShardMap};
+use crate::tenancy::namespace_cache::NamespaceState;
+use crate::tenancy::shards::{Shard, ShardMap};
 
 /// How soon a namespace still emptying is looked at again.
 const RETRY: Duration = Duration::from_secs(1);

@@ -16,9 +16,9 @@ use trellis_storage::{ListScope, StoredObject};
 
 use super::runtime::committer::{self, parse};
 use super::runtime::{every_shard, Action, Controller, Error, Reconciler, Reflector, Running};
-use crate::authz::cache::{effective_cluster_roles, StoredClusterRole, CLUSTER_ROLES};
-use crate::authz::rbac::{self, Rule};
 use crate::kinds::Scheme;
+use crate::security::authz::cache::{effective_cluster_roles, StoredClusterRole, CLUSTER_ROLES};
+use crate::security::authz::rbac::{self, Rule};
 
 /// A look at every workspace with ClusterRoles now and then, whatever the triggers said.
 const RESYNC: Duration = Duration::from_secs(300);

@@ -15,8 +15,8 @@ use trellis_storage::{ListScope, ObjectKey};
 
 use super::runtime::committer;
 use super::runtime::{every_shard, Action, Controller, Error, Reconciler, Reflector, Running};
-use crate::namespace_cache::{NamespaceState, NAMESPACES};
-use crate::shards::ShardMap;
+use crate::tenancy::namespace_cache::{NamespaceState, NAMESPACES};
+use crate::tenancy::shards::ShardMap;
 
 const SERVICE_ACCOUNTS: &str = "core/serviceaccounts";
 const DEFAULT: &str = "default";

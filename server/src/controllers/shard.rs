@@ -14,9 +14,9 @@ use trellis_storage::{ListScope, ObjectKey, Store, StoredObject};
 
 use super::runtime::committer::{self, parse};
 use super::runtime::{Action, Change, Controller, Error, Reconciler, Reflector, Running};
-use crate::shards::{ROOT_SHARD, SHARDS};
-use crate::state::ROOT_CLUSTER;
-use crate::workspaces::index::entry_of;
+use crate::tenancy::shards::{ROOT_SHARD, SHARDS};
+use crate::tenancy::workspaces::index::entry_of;
+use crate::tenancy::workspaces::ROOT_CLUSTER;
 
 /// A look at every Shard now and then, whatever the triggers said.
 const RESYNC: Duration = Duration::from_secs(60);

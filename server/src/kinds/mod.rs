@@ -35,15 +35,42 @@ use axum::response::Response;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
 
-use crate::authn::UserInfo;
-use crate::patch::strategic::ListStrategy;
-use crate::registry::Subresources;
-use crate::request_info::ResourceRequest;
-use crate::rest::Target;
-use crate::state::AppState;
-use crate::status::{Status, StatusCause};
+use crate::endpoints::rest::Target;
+pub use crate::machinery::patch::strategic::ListMerge;
+use crate::machinery::request_info::ResourceRequest;
+use crate::machinery::status::{Status, StatusCause};
+use crate::security::authn::UserInfo;
+use crate::serving::state::AppState;
 
 pub use scheme::{Scheme, SchemeBuilder};
+
+/// The subresources a resource serves besides itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Subresources {
+    /// `/status`: writes to the main resource keep the stored status, writes here keep
+    /// everything but the status.
+    pub status: bool,
+    /// `/scale`: an `autoscaling/v1` Scale over these fields.
+    pub scale: Option<ScalePaths>,
+}
+
+impl Subresources {
+    /// Just `/status`.
+    pub fn with_status() -> Subresources {
+        Subresources {
+            status: true,
+            scale: None,
+        }
+    }
+}
+
+/// Where a custom resource keeps what its Scale shows, as JSON paths (`.spec.replicas`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    pub label_selector: Option<String>,
+}
 
 /// A kind's names and scope, as discovery serves them.
 #[derive(Clone, Copy, Debug)]
@@ -174,10 +201,6 @@ pub const READ_WRITE: &[&str] = &[
     "update",
 ];
 
-/// A list field that merges in strategic merge patches and server-side apply, by path from the
-/// object root (list elements add no path segment).
-pub type ListMerge = (&'static [&'static str], ListStrategy);
-
 /// What a request to a kind's endpoint (a never-stored kind, or a subresource served by code)
 /// knows: the server, the workspace, the user, the request.
 pub struct EndpointRequest<'a> {
@@ -293,7 +316,7 @@ pub trait Kind: Send + Sync + 'static {
 
     /// Decodes the kind from protobuf, for kinds client-go's typed clients send as protobuf
     /// (`kubectl create configmap|secret|role…`).
-    fn protobuf(&self) -> Option<crate::protobuf::Converter> {
+    fn protobuf(&self) -> Option<crate::machinery::protobuf::Converter> {
         None
     }
 
@@ -353,7 +376,7 @@ pub fn condition<'a>(object: &'a Value, kind: &str) -> Option<&'a Value> {
 
 /// The Age cell, from `metadata.creationTimestamp`.
 pub fn age_cell(object: &Value) -> Value {
-    Value::String(crate::rest::table::since(
+    Value::String(crate::machinery::age::since(
         object.pointer("/metadata/creationTimestamp"),
     ))
 }

@@ -1,6 +1,6 @@
 //! Our own kinds' schemas, read as a CRD's: the schemars output of a `trellis-apis` type, with
 //! its references inlined into one `openAPIV3Schema`, then parsed by the structural-schema
-//! engine (`crate::schema`). So our own groups are pruned, defaulted and validated (CEL rules
+//! engine (`crate::machinery::schema`). So our own groups are pruned, defaulted and validated (CEL rules
 //! included) exactly as custom resources are, and server-side apply follows their list types.
 //!
 //! schemars speaks JSON Schema; a structural schema is a subset. The translation: references
@@ -11,7 +11,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::schema::Structural;
+use crate::machinery::schema::Structural;
 
 /// An own kind's schema: as published to clients that read CRD-style schemas, and parsed.
 pub struct OwnSchema {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::{own_schema, Kind, SchemaSource};
-use crate::openapi::Documents;
+use crate::endpoints::openapi::Documents;
 use crate::registry::ResourceType;
 
 /// Collects the kinds of the groups a server installs.
@@ -60,7 +60,7 @@ impl SchemeBuilder {
             .collect();
         let mut definitions = generator.take_definitions(true);
         for (name, schema) in definitions.iter_mut() {
-            crate::openapi::kubernetes_style(schema, name.starts_with("dev.trellis."));
+            crate::endpoints::openapi::kubernetes_style(schema, name.starts_with("dev.trellis."));
         }
         let mut resources = Vec::with_capacity(self.kinds.len());
         for (kind, schema_name) in self.kinds.iter().zip(schema_names) {
@@ -77,8 +77,8 @@ impl SchemeBuilder {
                 own,
             )));
         }
-        let openapi = crate::openapi::build(&resources, definitions);
-        let default_roles = crate::authz::defaults::DefaultRoles::new(&resources);
+        let openapi = crate::endpoints::openapi::build(&resources, definitions);
+        let default_roles = crate::security::authz::defaults::DefaultRoles::new(&resources);
         Ok(Scheme {
             resources,
             openapi,
@@ -91,7 +91,7 @@ impl SchemeBuilder {
 pub struct Scheme {
     resources: Vec<Arc<ResourceType>>,
     openapi: Documents,
-    default_roles: Arc<crate::authz::defaults::DefaultRoles>,
+    default_roles: Arc<crate::security::authz::defaults::DefaultRoles>,
 }
 
 impl Scheme {
@@ -149,7 +149,7 @@ impl Scheme {
     }
 
     /// The default ClusterRoles and ClusterRoleBindings, with the kinds' grants.
-    pub fn default_roles(&self) -> &Arc<crate::authz::defaults::DefaultRoles> {
+    pub fn default_roles(&self) -> &Arc<crate::security::authz::defaults::DefaultRoles> {
         &self.default_roles
     }
 }

@@ -7,8 +7,6 @@
 //! version of a resource shares it.
 
 pub mod conversion;
-pub mod crd;
-pub mod custom;
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -17,12 +15,12 @@ use serde_json::Value;
 
 use crate::kinds::own_schema::OwnSchema;
 use crate::kinds::{Column, Endpoint, Grants, Home, Kind, Names, Scheme};
-use crate::patch::strategic::Strategies;
-use crate::schema::Structural;
-use crate::shards::ShardMap;
-use crate::status::StatusCause;
+use crate::machinery::patch::strategic::Strategies;
+use crate::machinery::schema::Structural;
+use crate::machinery::status::StatusCause;
+use crate::tenancy::shards::ShardMap;
 
-pub use custom::{CustomVersion, PrinterColumn};
+pub use crate::crds::served::{CustomVersion, PrinterColumn};
 
 /// One served resource of one API group version.
 #[derive(Clone)]
@@ -77,33 +75,7 @@ impl PartialEq for ResourceType {
     }
 }
 
-/// The subresources a resource serves besides itself.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Subresources {
-    /// `/status`: writes to the main resource keep the stored status, writes here keep
-    /// everything but the status.
-    pub status: bool,
-    /// `/scale`: an `autoscaling/v1` Scale over these fields.
-    pub scale: Option<ScalePaths>,
-}
-
-impl Subresources {
-    /// Just `/status`.
-    pub fn with_status() -> Subresources {
-        Subresources {
-            status: true,
-            scale: None,
-        }
-    }
-}
-
-/// Where a custom resource keeps what its Scale shows, as JSON paths (`.spec.replicas`).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ScalePaths {
-    pub spec_replicas: String,
-    pub status_replicas: String,
-    pub label_selector: Option<String>,
-}
+pub use crate::kinds::{ScalePaths, Subresources};
 
 /// Every resource supports every verb.
 pub const VERBS: &[&str] = &[
@@ -287,7 +259,7 @@ impl ResourceType {
     }
 
     /// The protobuf converter of this kind, if clients may send it as protobuf.
-    pub fn protobuf(&self) -> Option<crate::protobuf::Converter> {
+    pub fn protobuf(&self) -> Option<crate::machinery::protobuf::Converter> {
         self.kind_rules.as_ref().and_then(|k| k.protobuf())
     }
 
@@ -304,14 +276,14 @@ impl ResourceType {
 /// The resources of every workspace: the built-ins and each workspace's custom resources.
 pub struct Registry {
     scheme: Arc<Scheme>,
-    custom: custom::CustomResources,
+    custom: crate::crds::served::CustomResources,
 }
 
 impl Registry {
     pub fn new(scheme: Arc<Scheme>, shards: Arc<ShardMap>) -> Arc<Registry> {
         Arc::new(Registry {
             scheme,
-            custom: custom::CustomResources::new(shards),
+            custom: crate::crds::served::CustomResources::new(shards),
         })
     }
 

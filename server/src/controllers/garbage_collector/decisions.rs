@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::graph::Node;
-use crate::deletion::{Propagation, FOREGROUND, ORPHAN};
+use crate::machinery::deletion::{Propagation, FOREGROUND, ORPHAN};
 
 /// What a dependent's owner turned out to be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,7 +13,7 @@ use std::collections::{BTreeSet, HashMap};
 use serde_json::Value;
 use trellis_storage::{ObjectKey, StoredObject};
 
-use crate::deletion::{self, FOREGROUND, ORPHAN};
+use crate::machinery::deletion::{self, FOREGROUND, ORPHAN};
 
 /// One `ownerReferences` entry.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -32,10 +32,10 @@ use super::runtime::{
     every_shard, Action, Change, Controller, Error, Reconciler, Reflector, Running, Subscription,
     Trigger,
 };
-use crate::deletion;
-use crate::registry::custom::{condition_true, CRD_RESOURCE};
+use crate::crds::served::{condition_true, CRD_RESOURCE};
+use crate::machinery::deletion;
 use crate::registry::{Registry, ResourceType};
-use crate::shards::ShardMap;
+use crate::tenancy::shards::ShardMap;
 use decisions::{DependentAction, OwnerState};
 use graph::{Graph, Node, OwnerRef};
 
@@ -335,11 +335,14 @@ impl Collector {
         } else {
             ""
         };
-        let shard = self
-            .shards
-            .shard_of_resource(&key.cluster, &owner_rt)
-            .await
-            .map_err(|e| Error::Unavailable(format!("{e:?}")))?;
+        let shard = match owner_rt.home() {
+            crate::kinds::Home::RootShard => self.shards.root().clone(),
+            crate::kinds::Home::Workspace => self
+                .shards
+                .shard_for(&key.cluster)
+                .await
+                .map_err(|e| Error::Unavailable(format!("{e:?}")))?,
+        };
         let owner_key = ObjectKey::new(
             key.cluster.clone(),
             owner_rt.storage_resource(),
@@ -457,7 +460,7 @@ impl Reconciler for Collector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::ROOT_CLUSTER;
+    use crate::tenancy::workspaces::ROOT_CLUSTER;
     use bytes::Bytes;
     use serde_json::json;
     use trellis_storage::StoreOptions;

@@ -19,8 +19,8 @@ use serde_json::Value;
 use trellis_storage::{ObjectKey, Preconditions, StorageError, Store, StoredObject};
 
 use super::controller::Error;
-use crate::deletion;
-use crate::object_meta;
+use crate::machinery::deletion;
+use crate::machinery::object_meta;
 use crate::registry::ResourceType;
 
 /// What a commit did.

@@ -35,7 +35,7 @@ use trellis_storage::{
 };
 
 use super::backoff::Backoff;
-use crate::shards::ShardMap;
+use crate::tenancy::shards::ShardMap;
 
 /// Objects read per page of a listing: bounds the memory of a listing beyond what is kept.
 const PAGE: usize = 500;

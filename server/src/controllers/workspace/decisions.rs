@@ -4,8 +4,8 @@
 
 use serde_json::{json, Value};
 
-use crate::deletion;
-use crate::workspaces::{Phase, CONTENT_FINALIZER};
+use crate::machinery::deletion;
+use crate::tenancy::workspaces::{Phase, CONTENT_FINALIZER};
 
 /// What a Workspace needs next.
 #[derive(Debug, PartialEq, Eq)]

@@ -23,12 +23,12 @@ use trellis_storage::{
 
 use super::runtime::committer::{self, parse, Committed};
 use super::runtime::{Action, Controller, Error, Reconciler, Reflector, Running};
-use crate::deletion;
-use crate::object_meta::now_rfc3339;
+use crate::machinery::deletion;
+use crate::machinery::object_meta::now_rfc3339;
 use crate::registry::{Registry, ResourceType};
-use crate::shards::ShardMap;
-use crate::workspaces::index::LOGICAL_CLUSTERS;
-use crate::workspaces::{types, WorkspaceIndex};
+use crate::tenancy::shards::ShardMap;
+use crate::tenancy::workspaces::index::LOGICAL_CLUSTERS;
+use crate::tenancy::workspaces::{types, WorkspaceIndex};
 use decisions::Step;
 
 /// How soon a workspace that waits is looked at again.
@@ -166,7 +166,8 @@ impl WorkspaceReconciler {
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
             committer::create(&shard.store, namespaces, cluster, None, object).await?;
         }
-        crate::authz::owner::initialize_workspace(&shard.store, cluster, workspace).await?;
+        crate::security::authz::owner::initialize_workspace(&shard.store, cluster, workspace)
+            .await?;
         let url = format!("{}/clusters/{path}", ctx.external_url);
         let status = decisions::ready_status(workspace, &url, &now_rfc3339());
         if let Committed::Written(written) = committer::update_status(

@@ -4,9 +4,9 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1;
 use serde_json::Value;
 
+use crate::kinds::Subresources;
 use crate::kinds::{schema_of, Kind, Names, SchemaSource};
-use crate::registry::Subresources;
-use crate::status::StatusCause;
+use crate::machinery::status::StatusCause;
 
 pub struct CustomResourceDefinition;
 
@@ -33,10 +33,10 @@ impl Kind for CustomResourceDefinition {
     }
 
     fn prepare_create(&self, object: &mut Value) {
-        crate::registry::crd::prepare_create(object)
+        crate::crds::rules::prepare_create(object)
     }
 
     fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<StatusCause> {
-        crate::registry::crd::validate(object, old)
+        crate::crds::rules::validate(object, old)
     }
 }

@@ -24,7 +24,7 @@ impl Kind for SelfSubjectReview {
 
     fn endpoint(&self) -> Option<Arc<dyn Endpoint>> {
         Some(Arc::new(
-            crate::authn::self_subject_review::SelfSubjectReviews,
+            crate::security::authn::self_subject_review::SelfSubjectReviews,
         ))
     }
 }

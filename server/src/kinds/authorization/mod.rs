@@ -50,6 +50,6 @@ impl Kind for Review {
     }
 
     fn endpoint(&self) -> Option<Arc<dyn Endpoint>> {
-        Some(Arc::new(crate::authz::reviews::Reviews))
+        Some(Arc::new(crate::security::authz::reviews::Reviews))
     }
 }

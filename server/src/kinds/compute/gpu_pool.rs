@@ -2,11 +2,11 @@
 
 use serde_json::Value;
 
+use crate::kinds::Subresources;
 use crate::kinds::{
     age_cell, cell_count, cell_text, schema_of, Column, Grants, Kind, Names, SchemaSource, AGE,
     NAME, READ, WRITE,
 };
-use crate::registry::Subresources;
 
 pub struct GPUPool;
 

@@ -4,11 +4,11 @@
 
 use serde_json::Value;
 
+use crate::kinds::Subresources;
 use crate::kinds::{
     age_cell, cell_text, condition_status, schema_of, Column, Grants, Kind, Names, SchemaSource,
     AGE, NAME, READ_WRITE,
 };
-use crate::registry::Subresources;
 
 pub struct Placement;
 

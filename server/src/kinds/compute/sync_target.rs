@@ -3,11 +3,11 @@
 
 use serde_json::Value;
 
+use crate::kinds::Subresources;
 use crate::kinds::{
     age_cell, cell_text, condition_status, schema_of, Column, Grants, Kind, Names, SchemaSource,
     AGE, NAME, READ, WRITE,
 };
-use crate::registry::Subresources;
 
 pub struct SyncTarget;
 
@@ -56,7 +56,7 @@ impl Kind for SyncTarget {
             cell_text(o, "/metadata/name"),
             ready.into(),
             gpus.into(),
-            Value::String(crate::rest::table::since(
+            Value::String(crate::machinery::age::since(
                 o.pointer("/status/lastHeartbeatTime"),
             )),
             age_cell(o),

@@ -39,7 +39,7 @@ impl Kind for Lease {
         }
     }
 
-    fn protobuf(&self) -> Option<crate::protobuf::Converter> {
-        Some(crate::protobuf::lease)
+    fn protobuf(&self) -> Option<crate::machinery::protobuf::Converter> {
+        Some(crate::machinery::protobuf::lease)
     }
 }

@@ -39,7 +39,7 @@ impl Kind for ConfigMap {
         }
     }
 
-    fn protobuf(&self) -> Option<crate::protobuf::Converter> {
-        Some(crate::protobuf::config_map)
+    fn protobuf(&self) -> Option<crate::machinery::protobuf::Converter> {
+        Some(crate::machinery::protobuf::config_map)
     }
 }

@@ -4,12 +4,12 @@
 use k8s_openapi::api::core::v1;
 use serde_json::{json, Value};
 
+use crate::kinds::Subresources;
 use crate::kinds::{
     age_cell, cell_text, schema_of, Column, Grants, Kind, ListMerge, Names, SchemaSource, AGE,
     NAME, READ,
 };
-use crate::patch::strategic::ListStrategy;
-use crate::registry::Subresources;
+use crate::machinery::patch::strategic::ListStrategy;
 
 pub struct Namespace;
 
@@ -65,8 +65,8 @@ impl Kind for Namespace {
         &[(&["status", "conditions"], ListStrategy::MergeByKey("type"))]
     }
 
-    fn protobuf(&self) -> Option<crate::protobuf::Converter> {
-        Some(crate::protobuf::namespace)
+    fn protobuf(&self) -> Option<crate::machinery::protobuf::Converter> {
+        Some(crate::machinery::protobuf::namespace)
     }
 }
 

@@ -51,8 +51,8 @@ impl Kind for Secret {
         }
     }
 
-    fn protobuf(&self) -> Option<crate::protobuf::Converter> {
-        Some(crate::protobuf::secret)
+    fn protobuf(&self) -> Option<crate::machinery::protobuf::Converter> {
+        Some(crate::machinery::protobuf::secret)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::kinds::{
     age_cell, cell_count, cell_text, schema_of, Column, Endpoint, Grants, Kind, ListMerge, Names,
     SchemaSource, AGE, NAME, READ, WRITE,
 };
-use crate::patch::strategic::ListStrategy;
+use crate::machinery::patch::strategic::ListStrategy;
 
 pub struct ServiceAccount;
 
@@ -47,8 +47,8 @@ impl Kind for ServiceAccount {
         &[(&["secrets"], ListStrategy::MergeByKey("name"))]
     }
 
-    fn protobuf(&self) -> Option<crate::protobuf::Converter> {
-        Some(crate::protobuf::service_account)
+    fn protobuf(&self) -> Option<crate::machinery::protobuf::Converter> {
+        Some(crate::machinery::protobuf::service_account)
     }
 
     fn endpoint_subresources(&self) -> Vec<(&'static str, Names, Arc<dyn Endpoint>)> {
@@ -60,7 +60,7 @@ impl Kind for ServiceAccount {
                 "TokenRequest",
                 "tokenrequests",
             ),
-            Arc::new(crate::authn::token_request::TokenRequests),
+            Arc::new(crate::security::authn::token_request::TokenRequests),
         )]
     }
 }

@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use k8s_openapi::api::rbac::v1;
 use serde_json::Value;
 
-use crate::authz::escalation::{self, Grant};
 use crate::kinds::{schema_of, Admission, Column, Grants, Kind, Names, SchemaSource};
-use crate::status::Status;
+use crate::machinery::status::Status;
+use crate::security::authz::escalation::{self, Grant};
 
 pub struct ClusterRole;
 
@@ -41,7 +41,7 @@ impl Kind for ClusterRole {
         Grants::default()
     }
 
-    fn protobuf(&self) -> Option<crate::protobuf::Converter> {
-        Some(crate::protobuf::cluster_role)
+    fn protobuf(&self) -> Option<crate::machinery::protobuf::Converter> {
+        Some(crate::machinery::protobuf::cluster_role)
     }
 }

@@ -8,7 +8,7 @@ use crate::kinds::{
     age_cell, cell_text, condition, schema_of, Column, Grants, Kind, Names, SchemaSource, AGE,
     NAME, READ, WRITE,
 };
-use crate::registry::{ScalePaths, Subresources};
+use crate::kinds::{ScalePaths, Subresources};
 
 pub struct ModelDeployment;
 

@@ -5,14 +5,14 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::kinds::Subresources;
 use crate::kinds::{
     age_cell, cell_text, schema_of, Admission, Column, Grants, Home, Kind, Names, SchemaSource,
     AGE, NAME, READ, WRITE,
 };
-use crate::registry::Subresources;
-use crate::selectors::LabelSelector;
-use crate::status::{Status, StatusCause};
-use crate::workspaces::{self, Unroutable};
+use crate::machinery::selectors::LabelSelector;
+use crate::machinery::status::{Status, StatusCause};
+use crate::tenancy::workspaces::{self, Unroutable};
 
 pub struct Workspace;
 
@@ -65,7 +65,7 @@ impl Kind for Workspace {
                 field: "spec.location.selector".into(),
             });
         }
-        crate::authz::owner::record(object, admission.user);
+        crate::security::authz::owner::record(object, admission.user);
         if !causes.is_empty() {
             return Err(Status::invalid(&target.subject(), &target.rt.kind, causes));
         }

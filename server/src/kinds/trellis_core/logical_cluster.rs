@@ -1,8 +1,8 @@
 //! LogicalCluster: the identity of a workspace (its stable id and path), written by the
 //! workspace controller.
 
+use crate::kinds::Subresources;
 use crate::kinds::{schema_of, Home, Kind, Names, SchemaSource};
-use crate::registry::Subresources;
 
 pub struct LogicalCluster;
 

@@ -3,10 +3,10 @@
 
 use serde_json::Value;
 
+use crate::kinds::Subresources;
 use crate::kinds::{
     age_cell, cell_text, schema_of, Column, Home, Kind, Names, SchemaSource, AGE, NAME,
 };
-use crate::registry::Subresources;
 
 pub struct Shard;
 

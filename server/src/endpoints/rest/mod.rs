@@ -1,0 +1,245 @@
+//! The REST layer: one generic implementation of the Kubernetes verbs for every resource,
+//! over the storage layer. Per-kind rules live in the registry and `object_meta`, not here.
+
+mod custom_columns;
+mod filter;
+mod list;
+mod strict_json;
+pub mod subresource;
+pub mod table;
+mod watch;
+mod wildcard;
+mod write;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+use trellis_storage::ObjectKey;
+
+use crate::kinds::Home;
+use crate::machinery::object_meta;
+use crate::machinery::request_info::{ResourceRequest, Verb};
+use crate::machinery::status::{Status, Subject};
+use crate::registry::ResourceType;
+use crate::serving::context::{RequestContext, Scope};
+use crate::serving::query::Query;
+use crate::serving::response;
+use crate::serving::state::AppState;
+use crate::tenancy::shards::Shard;
+use subresource::Subresource;
+
+/// Marks an object of a wildcard list or watch with its workspace's path (its logical cluster
+/// id if this replica does not know the path).
+pub(crate) fn mark_cluster(
+    index: &crate::tenancy::workspaces::WorkspaceIndex,
+    object: &mut Value,
+    cluster: &str,
+) {
+    let path = index
+        .cached_path(cluster)
+        .unwrap_or_else(|| cluster.to_string());
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if let Some(map) = annotations.as_object_mut() {
+            map.insert(
+                trellis_apis::CLUSTER_ANNOTATION.to_string(),
+                Value::String(path),
+            );
+        }
+    }
+}
+
+/// Largest accepted request body, as kube-apiserver's default.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: ResourceRequest,
+    query: Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let (state, cluster) = (ctx.state, ctx.cluster());
+    let Some(rt) = state
+        .registry
+        .lookup(cluster, &request.group, &request.version, &request.resource)
+        .await
+    else {
+        return response::status(Status::not_found_path());
+    };
+    // Kinds and subresources answered by code, never stored (reviews, TokenRequest).
+    let endpoint = match request.subresource.as_deref() {
+        Some(name) => rt.endpoint_subresource(name),
+        None => rt.endpoint(),
+    };
+    if let Some(endpoint) = endpoint {
+        let endpoint_request = crate::kinds::EndpointRequest {
+            state,
+            cluster,
+            user: ctx.user,
+            request: &request,
+            extensions: ctx.extensions,
+        };
+        return endpoint
+            .create(endpoint_request, body)
+            .await
+            .unwrap_or_else(response::status);
+    }
+    let Some(subresource) = Subresource::parse(request.subresource.as_deref(), &rt) else {
+        return response::status(Status::not_found_path());
+    };
+    if !rt.namespaced && request.namespace.is_some() {
+        return response::status(Status::not_found_path());
+    }
+    if subresource != Subresource::None
+        && !matches!(request.verb, Verb::Get | Verb::Update | Verb::Patch)
+    {
+        return response::status(Status::new(
+            405,
+            "MethodNotAllowed",
+            format!(
+                "the server does not allow this method on the requested resource ({} {}/{})",
+                request.verb.as_str(),
+                rt.plural,
+                request.subresource.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let shard = match (&ctx.scope, rt.home()) {
+        (Scope::Workspace(workspace), Home::Workspace) => workspace.shard.clone(),
+        // The tenancy tree lives in the root shard; requests across all workspaces read every
+        // shard themselves, and the root shard stands in.
+        (Scope::Workspace(_), Home::RootShard) | (Scope::AllWorkspaces, _) => {
+            state.shards.root().clone()
+        }
+    };
+    let target = Target {
+        state,
+        ctx,
+        shard: &shard,
+        cluster,
+        rt: &rt,
+        namespace: request.namespace.as_deref(),
+        name: request.name.as_deref(),
+        subresource,
+        rendering: table::rendering(accept),
+    };
+    let result = match request.verb {
+        Verb::Get => target.get(&query).await,
+        Verb::List => list::list(&target, &query).await,
+        Verb::Watch => return watch::watch(&target, &query).await,
+        Verb::Create => write::create(&target, &query, headers, body).await,
+        Verb::Update => write::update(&target, &query, headers, body).await,
+        Verb::Delete => write::delete(&target, &query, body).await,
+        Verb::Patch => write::patch(&target, &query, headers, body).await,
+        Verb::DeleteCollection => write::delete_collection(&target, &query).await,
+    };
+    let mut response = result.unwrap_or_else(response::status);
+    // A deprecated custom resource version says so on every response, as kube-apiserver does.
+    if let Some(warning) = rt
+        .custom
+        .as_ref()
+        .and_then(|c| c.deprecation_warning.as_ref())
+    {
+        let text = format!("299 - {}", Value::String(warning.clone()));
+        if let Ok(value) = axum::http::HeaderValue::from_str(&text) {
+            response.headers_mut().append("warning", value);
+        }
+    }
+    response
+}
+
+/// The resource (and, for single-object verbs, the object) a request addresses.
+pub struct Target<'a> {
+    pub state: &'a AppState,
+    /// The request's workspace and user.
+    pub ctx: &'a RequestContext<'a>,
+    /// The shard holding the addressed objects.
+    pub shard: &'a Shard,
+    pub cluster: &'a str,
+    pub rt: &'a Arc<ResourceType>,
+    pub namespace: Option<&'a str>,
+    pub name: Option<&'a str>,
+    pub subresource: Subresource,
+    /// How reads render objects (plain, Table, metadata only), from `Accept`.
+    pub rendering: table::Rendering,
+}
+
+impl Target<'_> {
+    /// A request across every workspace (`/clusters/*`).
+    pub fn wildcard(&self) -> bool {
+        self.ctx.all_workspaces()
+    }
+
+    pub(crate) fn subject(&self) -> Subject<'_> {
+        Subject {
+            group: &self.rt.group,
+            resource: &self.rt.plural,
+            name: self.name.unwrap_or_default(),
+        }
+    }
+
+    fn key(&self, name: &str) -> ObjectKey {
+        ObjectKey::new(
+            self.cluster,
+            self.rt.storage_resource(),
+            self.namespace.unwrap_or_default(),
+            name,
+        )
+    }
+
+    pub(crate) fn storage_error(&self, err: &trellis_storage::StorageError) -> Status {
+        Status::from_storage(err, &self.subject())
+    }
+
+    /// What a response shows of a stored object: itself, or its Scale.
+    fn output(&self, object: Value) -> Value {
+        match (self.subresource, &self.rt.subresources.scale) {
+            (Subresource::Scale, Some(paths)) => subresource::scale_of(&object, paths),
+            _ => object,
+        }
+    }
+
+    /// Renders one object as the client asked.
+    fn render(&self, object: Value, query: &Query) -> Value {
+        let object = self.output(object);
+        if self.subresource == Subresource::Scale {
+            return object;
+        }
+        match self.rendering {
+            table::Rendering::Object => object,
+            table::Rendering::PartialMetadata => table::partial_metadata(&object),
+            table::Rendering::Table => {
+                let revision = object.pointer("/metadata/resourceVersion").cloned();
+                let metadata = json!({"resourceVersion": revision});
+                table::table(self.rt, vec![object], metadata, query.get("includeObject"))
+            }
+        }
+    }
+
+    async fn get(&self, query: &Query) -> Result<Response, Status> {
+        let key = self.key(self.name.unwrap_or_default());
+        let stored = self
+            .shard
+            .store
+            .get(&key)
+            .await
+            .map_err(|e| self.storage_error(&e))?;
+        if self.subresource == Subresource::None && self.rendering == table::Rendering::Object {
+            // The object as stored plus its revision: no parse and re-encode.
+            let object =
+                object_meta::encode_with_revision(&stored.value, stored.revision, self.rt)?;
+            return Ok(response::json_bytes(StatusCode::OK, object));
+        }
+        let object = object_meta::decode(&stored.value, stored.revision, self.rt)?;
+        Ok(response::json(StatusCode::OK, &self.render(object, query)))
+    }
+}

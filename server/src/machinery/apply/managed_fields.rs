@@ -1,0 +1,613 @@
+//! `metadata.managedFields`: reading, validating and writing the entries, which fields are
+//! never tracked, and recording an ordinary (non-apply) write.
+//!
+//! A manager is identified by name, operation and subresource, and for updaters also by API
+//! version, as kube-apiserver keys them; so `kubectl` applying and `kubectl` editing are two
+//! entries. Entries are written sorted as kube-apiserver sorts them: appliers first, then by
+//! time, manager, API version and subresource.
+
+use serde_json::{json, Map, Value};
+
+use super::compare::compare;
+use super::field_set::{field_path, FieldSet, FieldSetError};
+use super::schema::{MergeRules, Node};
+use crate::machinery::status::StatusCause;
+
+/// The operation of a managedFields entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Operation {
+    Apply,
+    Update,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Apply => "Apply",
+            Operation::Update => "Update",
+        }
+    }
+}
+
+/// One `metadata.managedFields` entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedEntry {
+    pub manager: String,
+    pub operation: Operation,
+    pub api_version: String,
+    /// RFC 3339, as the caller passed it; absent in entries written without one.
+    pub time: Option<String>,
+    /// The subresource (e.g. `status`) the write came through, or empty.
+    pub subresource: String,
+    pub fields: FieldSet,
+}
+
+impl ManagedEntry {
+    /// Whether `self` and `other` are the same manager.
+    pub fn same_manager(&self, other: &ManagedEntry) -> bool {
+        self.manager == other.manager
+            && self.operation == other.operation
+            && self.subresource == other.subresource
+            // An applier keeps its entry across API versions; updaters get one per version.
+            && (self.operation == Operation::Apply || self.api_version == other.api_version)
+    }
+
+    fn to_json(&self) -> Value {
+        let mut entry = Map::new();
+        entry.insert("manager".into(), json!(self.manager));
+        entry.insert("operation".into(), json!(self.operation.as_str()));
+        entry.insert("apiVersion".into(), json!(self.api_version));
+        if let Some(time) = &self.time {
+            entry.insert("time".into(), json!(time));
+        }
+        entry.insert("fieldsType".into(), json!("FieldsV1"));
+        entry.insert("fieldsV1".into(), self.fields.to_fields_v1());
+        if !self.subresource.is_empty() {
+            entry.insert("subresource".into(), json!(self.subresource));
+        }
+        Value::Object(entry)
+    }
+
+    fn from_json(value: &Value) -> Result<ManagedEntry, FieldSetError> {
+        let bad = |why: &str| FieldSetError(format!("invalid managedFields entry: {why}"));
+        let entry = value.as_object().ok_or_else(|| bad("not an object"))?;
+        let text = |key: &str| -> Result<String, FieldSetError> {
+            match entry.get(key) {
+                None | Some(Value::Null) => Ok(String::new()),
+                Some(Value::String(s)) => Ok(s.clone()),
+                Some(_) => Err(bad(&format!("{key} must be a string"))),
+            }
+        };
+        let operation = match text("operation")?.as_str() {
+            "Apply" => Operation::Apply,
+            "Update" => Operation::Update,
+            other => return Err(bad(&format!("unknown operation {other:?}"))),
+        };
+        if text("fieldsType")? != "FieldsV1" {
+            return Err(bad("fieldsType must be FieldsV1"));
+        }
+        let fields = match entry.get("fieldsV1") {
+            None | Some(Value::Null) => FieldSet::new(),
+            Some(v) => FieldSet::from_fields_v1(v)?,
+        };
+        let time = text("time")?;
+        Ok(ManagedEntry {
+            manager: text("manager")?,
+            operation,
+            api_version: text("apiVersion")?,
+            time: (!time.is_empty()).then_some(time),
+            subresource: text("subresource")?,
+            fields,
+        })
+    }
+}
+
+/// Reads an object's managedFields. An error means they are invalid; kube-apiserver then
+/// falls back to the stored object's.
+pub fn read_managed_fields(object: &Value) -> Result<Vec<ManagedEntry>, FieldSetError> {
+    match object.pointer("/metadata/managedFields") {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(entries)) => {
+            let mut out: Vec<ManagedEntry> = Vec::with_capacity(entries.len());
+            for entry in entries.iter().map(ManagedEntry::from_json) {
+                let entry = entry?;
+                // A repeated manager keeps its last entry, as kube-apiserver decodes them.
+                out.retain(|e| !e.same_manager(&entry));
+                out.push(entry);
+            }
+            Ok(out)
+        }
+        Some(_) => Err(FieldSetError("managedFields must be a list".into())),
+    }
+}
+
+/// What kube-apiserver's object validation says about a client-sent managedFields (a 422,
+/// unlike entries that do not decode, which are silently replaced by the stored ones).
+pub fn validate_managed_fields(object: &Value) -> Vec<StatusCause> {
+    let Some(Value::Array(entries)) = object.pointer("/metadata/managedFields") else {
+        return Vec::new();
+    };
+    let mut causes = Vec::new();
+    let mut invalid = |field: String, value: &str, why: &str| {
+        causes.push(StatusCause {
+            kind: "FieldValueInvalid".into(),
+            message: format!("Invalid value: {value:?}: {why}"),
+            field,
+        })
+    };
+    for (i, entry) in entries.iter().enumerate() {
+        let text = |key: &str| entry.get(key).and_then(Value::as_str).unwrap_or_default();
+        let path = |child: &str| format!("metadata.managedFields[{i}].{child}");
+        if !matches!(text("operation"), "Apply" | "Update") {
+            invalid(
+                path("operation"),
+                text("operation"),
+                "must be `Apply` or `Update`",
+            );
+        }
+        if !matches!(text("fieldsType"), "" | "FieldsV1") {
+            invalid(path("fieldsType"), text("fieldsType"), "must be `FieldsV1`");
+        }
+        if let Err(why) = super::field_manager::check_field_manager(text("manager")) {
+            invalid(path("manager"), text("manager"), &why);
+        }
+    }
+    causes
+}
+
+/// Whether the client asked to clear managedFields: `managedFields: []`, or one empty entry.
+pub fn is_reset(object: &Value) -> bool {
+    match object.pointer("/metadata/managedFields") {
+        Some(Value::Array(entries)) => match entries.as_slice() {
+            [] => true,
+            [only] => only.as_object().is_some_and(Map::is_empty),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Writes `entries` into `object`'s metadata, sorted and without empty ones; no entries
+/// leaves no `managedFields` key, as kube-apiserver omits an empty list.
+pub fn write_managed_fields(object: &mut Value, mut entries: Vec<ManagedEntry>) {
+    entries.retain(|e| !e.fields.is_empty());
+    // RFC 3339 times in UTC with seconds compare correctly as text.
+    entries.sort_by(|a, b| {
+        (
+            a.operation,
+            &a.time,
+            &a.manager,
+            &a.api_version,
+            &a.subresource,
+        )
+            .cmp(&(
+                b.operation,
+                &b.time,
+                &b.manager,
+                &b.api_version,
+                &b.subresource,
+            ))
+    });
+    let Some(object) = object.as_object_mut() else {
+        return;
+    };
+    if entries.is_empty() && !object.contains_key("metadata") {
+        return;
+    }
+    let metadata = object
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()));
+    let Some(metadata) = metadata.as_object_mut() else {
+        return;
+    };
+    if entries.is_empty() {
+        metadata.remove("managedFields");
+    } else {
+        let list = entries.iter().map(ManagedEntry::to_json).collect();
+        metadata.insert("managedFields".into(), Value::Array(list));
+    }
+}
+
+/// Undoes a write's managedFields time changes when they are all it changed, so that a
+/// repeated apply or a no-op update stores nothing and bumps no resourceVersion, as
+/// kube-apiserver does. Call it with the stored object, before the write is persisted.
+pub fn keep_times_if_unchanged(old: &Value, new: &mut Value) {
+    let entries = |o: &Value| -> Vec<Value> {
+        let list = o
+            .pointer("/metadata/managedFields")
+            .and_then(Value::as_array);
+        list.into_iter()
+            .flatten()
+            .map(|e| {
+                let mut e = e.clone();
+                if let Some(e) = e.as_object_mut() {
+                    e.remove("time");
+                }
+                e
+            })
+            .collect()
+    };
+    if entries(old) == entries(new) && without_managed_fields(old) == without_managed_fields(new) {
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            match old.pointer("/metadata/managedFields") {
+                Some(stored) => meta.insert("managedFields".into(), stored.clone()),
+                None => meta.remove("managedFields"),
+            };
+        }
+    }
+}
+
+/// A copy of `object` without managedFields: they never take part in merging or comparing.
+pub(crate) fn without_managed_fields(object: &Value) -> Value {
+    let mut copy = object.clone();
+    if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    copy
+}
+
+/// Fields the server sets, which no manager owns: kube-apiserver's list, plus the deletion
+/// fields, which only the server writes. `apiVersion`, `kind` and `metadata` are only dropped
+/// as members: what is below `metadata` is owned as usual.
+pub(crate) fn untracked(set: &FieldSet) -> FieldSet {
+    let mut shallow = FieldSet::new();
+    for top in ["apiVersion", "kind", "metadata"] {
+        shallow.insert(&field_path(&[top]));
+    }
+    let mut deep = FieldSet::new();
+    for field in [
+        "name",
+        "namespace",
+        "creationTimestamp",
+        "selfLink",
+        "uid",
+        "clusterName",
+        "generation",
+        "managedFields",
+        "resourceVersion",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
+        deep.insert(&field_path(&["metadata", field]));
+    }
+    set.difference(&shallow).recursive_difference(&deep)
+}
+
+/// A write that is not an apply.
+#[derive(Clone, Debug)]
+pub struct UpdateOptions<'a> {
+    /// From `?fieldManager=`, else [`super::manager_from_user_agent`].
+    pub manager: &'a str,
+    /// The apiVersion the client wrote in, e.g. `v1` or `example.com/v1`.
+    pub api_version: &'a str,
+    /// Now, RFC 3339 seconds in UTC: `2026-11-27T06:00:00Z`.
+    pub time: &'a str,
+    /// `status` (or another subresource) when the write came through one.
+    pub subresource: Option<&'a str>,
+    /// Fields this endpoint resets whatever the client sends (kube-apiserver's reset fields:
+    /// `status` on the main resource of kinds with a status, the rest on `status`). Nobody
+    /// gains or loses them through this write.
+    pub ignored: &'a [&'a [&'a str]],
+}
+
+/// The field set of `paths`, each a list of field names from the root.
+pub(crate) fn ignored_set(paths: &[&[&str]]) -> FieldSet {
+    let mut set = FieldSet::new();
+    for path in paths {
+        set.insert(&field_path(path));
+    }
+    set
+}
+
+/// Records a create (`old` is `None`), update or non-apply patch in `new`'s managedFields.
+///
+/// Which entries to start from follows kube-apiserver: a write through a subresource cannot
+/// touch managedFields, so the stored ones are used; `managedFields: []` clears them; absent,
+/// empty or invalid ones from the client mean the stored ones; otherwise the client's own
+/// (a client may rewrite managedFields directly). Then the manager takes over what this write
+/// added or changed, everyone loses what it removed, and the manager's time is updated if it
+/// gained anything.
+pub fn track_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    opts: &UpdateOptions,
+    rules: &MergeRules,
+) {
+    let stored = || {
+        old.and_then(|o| read_managed_fields(o).ok())
+            .unwrap_or_default()
+    };
+    let mut entries = if opts.subresource.is_some() {
+        stored()
+    } else if is_reset(new) {
+        Vec::new()
+    } else {
+        match read_managed_fields(new) {
+            Ok(sent) if !sent.is_empty() => sent,
+            _ => stored(),
+        }
+    };
+    let empty = Value::Object(Map::new());
+    let old_plain = without_managed_fields(old.unwrap_or(&empty));
+    let new_plain = without_managed_fields(new);
+    record_update(&old_plain, &new_plain, &mut entries, opts, &rules.root());
+    cap_updaters(&mut entries);
+    write_managed_fields(new, entries);
+}
+
+/// The most updater entries an object keeps; appliers are not capped.
+pub const MAX_UPDATERS: usize = 10;
+
+/// Where the oldest updaters' fields go once there are too many.
+pub const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// Keeps at most [`MAX_UPDATERS`] updater entries, as kube-apiserver does, so that a stream
+/// of differently named clients cannot grow managedFields without bound. Oldest first, each
+/// updater is folded into an `ancient-changes` entry of its API version (the first of a
+/// version becomes that entry), which takes the time of the latest one folded in.
+fn cap_updaters(entries: &mut Vec<ManagedEntry>) {
+    entries.retain(|e| !e.fields.is_empty());
+    let mut updaters: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].operation == Operation::Update)
+        .collect();
+    if updaters.len() <= MAX_UPDATERS {
+        return;
+    }
+    updaters.sort_by(|&a, &b| {
+        let key = |e: &ManagedEntry| {
+            (
+                e.time.clone().unwrap_or_default(),
+                e.manager.clone(),
+                e.api_version.clone(),
+                e.subresource.clone(),
+            )
+        };
+        key(&entries[a]).cmp(&key(&entries[b]))
+    });
+    let mut count = updaters.len();
+    let mut first_of_version: Vec<(String, usize)> = Vec::new();
+    let mut folded = vec![false; entries.len()];
+    for i in updaters {
+        if count <= MAX_UPDATERS {
+            break;
+        }
+        let version = entries[i].api_version.clone();
+        let Some(&(_, first)) = first_of_version.iter().find(|(v, _)| *v == version) else {
+            first_of_version.push((version, i));
+            continue;
+        };
+        let existing = (0..entries.len()).find(|&b| {
+            !folded[b]
+                && entries[b].manager == ANCIENT_CHANGES
+                && entries[b].operation == Operation::Update
+                && entries[b].subresource.is_empty()
+                && entries[b].api_version == version
+        });
+        let bucket = existing.unwrap_or_else(|| {
+            entries[first].manager = ANCIENT_CHANGES.to_string();
+            entries[first].subresource.clear();
+            first
+        });
+        if bucket == i {
+            continue;
+        }
+        let fields = entries[i].fields.clone();
+        entries[bucket].fields = entries[bucket].fields.union(&fields);
+        entries[bucket].time = entries[i].time.clone();
+        folded[i] = true;
+        count -= 1;
+    }
+    let mut index = 0;
+    entries.retain(|_| {
+        index += 1;
+        !folded[index - 1]
+    });
+}
+
+fn record_update(
+    old: &Value,
+    new: &Value,
+    entries: &mut Vec<ManagedEntry>,
+    opts: &UpdateOptions,
+    node: &Node,
+) {
+    let cmp = compare(old, new, node);
+    let ignored = ignored_set(opts.ignored);
+    let changed = untracked(&cmp.modified.union(&cmp.added)).recursive_difference(&ignored);
+    let removed = cmp.removed.recursive_difference(&ignored);
+    for entry in entries.iter_mut() {
+        // An update always wins: what it changed is nobody else's any more.
+        entry.fields = entry.fields.difference(&changed).difference(&removed);
+    }
+    let mine = ManagedEntry {
+        manager: opts.manager.to_string(),
+        operation: Operation::Update,
+        api_version: opts.api_version.to_string(),
+        time: Some(opts.time.to_string()),
+        subresource: opts.subresource.unwrap_or_default().to_string(),
+        fields: changed,
+    };
+    if mine.fields.is_empty() {
+        return;
+    }
+    match entries.iter_mut().find(|e| e.same_manager(&mine)) {
+        Some(previous) => {
+            previous.fields = previous.fields.union(&mine.fields);
+            previous.time = mine.time;
+        }
+        None => entries.push(mine),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn opts(manager: &str) -> UpdateOptions<'_> {
+        UpdateOptions {
+            manager,
+            api_version: "v1",
+            time: "2026-11-27T06:00:00Z",
+            subresource: None,
+            ignored: &[],
+        }
+    }
+
+    fn configmap(data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "c", "namespace": "d", "resourceVersion": "5",
+                            "labels": {"app": "x"}},
+               "data": data})
+    }
+
+    #[test]
+    fn create_records_the_update_without_server_fields() {
+        let mut obj = configmap(json!({"a": "1"}));
+        track_update(
+            None,
+            &mut obj,
+            &opts("kubectl-create"),
+            &MergeRules::builtin("ConfigMap"),
+        );
+        assert_eq!(
+            obj["metadata"]["managedFields"],
+            json!([{"manager": "kubectl-create", "operation": "Update", "apiVersion": "v1",
+                    "time": "2026-11-27T06:00:00Z", "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:data": {".": {}, "f:a": {}},
+                                 "f:metadata": {"f:labels": {".": {}, "f:app": {}}}}}])
+        );
+    }
+
+    #[test]
+    fn an_update_takes_changed_fields_from_others_and_drops_empty_entries() {
+        let rules = MergeRules::builtin("ConfigMap");
+        let mut v1 = configmap(json!({"a": "1"}));
+        track_update(None, &mut v1, &opts("first"), &rules);
+        let mut v2 = configmap(json!({"a": "2"}));
+        v2["metadata"]["labels"] = json!({"app": "y"});
+        track_update(Some(&v1), &mut v2, &opts("second"), &rules);
+        let entries = read_managed_fields(&v2).unwrap();
+        let first = entries.iter().find(|e| e.manager == "first").unwrap();
+        assert_eq!(
+            first.fields.to_json_string(),
+            r#"{"f:data":{},"f:metadata":{"f:labels":{}}}"#
+        );
+        let mut v3 = v2.clone();
+        v3["data"] = json!({"a": "3"});
+        v3["metadata"]["labels"] = json!({"app": "z"});
+        v3["metadata"]["managedFields"] = Value::Null;
+        track_update(Some(&v2), &mut v3, &opts("second"), &rules);
+        let managers: Vec<String> = read_managed_fields(&v3)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.manager)
+            .collect();
+        assert_eq!(managers, ["first", "second"]);
+        // A write that changes nothing leaves managedFields as they were.
+        let mut v4 = v3.clone();
+        track_update(Some(&v3), &mut v4, &opts("third"), &rules);
+        assert_eq!(v4, v3);
+    }
+
+    #[test]
+    fn client_sent_managed_fields_are_used_reset_or_ignored() {
+        let rules = MergeRules::builtin("ConfigMap");
+        let mut stored = configmap(json!({"a": "1"}));
+        track_update(None, &mut stored, &opts("first"), &rules);
+
+        let mut cleared = stored.clone();
+        cleared["metadata"]["managedFields"] = json!([]);
+        track_update(Some(&stored), &mut cleared, &opts("second"), &rules);
+        assert!(cleared["metadata"].get("managedFields").is_none());
+
+        let mut invalid = stored.clone();
+        invalid["metadata"]["managedFields"] = json!([{"manager": "x", "fieldsType": "nope"}]);
+        track_update(Some(&stored), &mut invalid, &opts("second"), &rules);
+        assert_eq!(
+            invalid["metadata"]["managedFields"],
+            stored["metadata"]["managedFields"]
+        );
+
+        let mut rewritten = stored.clone();
+        rewritten["metadata"]["managedFields"][0]["manager"] = json!("renamed");
+        track_update(Some(&stored), &mut rewritten, &opts("second"), &rules);
+        assert_eq!(
+            rewritten["metadata"]["managedFields"][0]["manager"],
+            "renamed"
+        );
+
+        let mut via_status = stored.clone();
+        via_status["metadata"]["managedFields"] = json!([]);
+        let status = UpdateOptions {
+            subresource: Some("status"),
+            ..opts("second")
+        };
+        track_update(Some(&stored), &mut via_status, &status, &rules);
+        assert_eq!(
+            via_status["metadata"]["managedFields"],
+            stored["metadata"]["managedFields"]
+        );
+    }
+
+    #[test]
+    fn the_oldest_updaters_fold_into_ancient_changes() {
+        let rules = MergeRules::builtin("ConfigMap");
+        let mut obj = configmap(json!({}));
+        for n in 0..=MAX_UPDATERS {
+            let mut next = obj.clone();
+            next["data"][format!("k{n:02}")] = json!("v");
+            let time = format!("2026-11-27T06:{n:02}:00Z");
+            let manager = format!("m{n:02}");
+            let update = UpdateOptions {
+                time: &time,
+                ..opts(&manager)
+            };
+            track_update(Some(&obj), &mut next, &update, &rules);
+            obj = next;
+        }
+        let entries = read_managed_fields(&obj).unwrap();
+        assert_eq!(entries.len(), MAX_UPDATERS);
+        let ancient = entries
+            .iter()
+            .find(|e| e.manager == ANCIENT_CHANGES)
+            .unwrap();
+        assert_eq!(ancient.time.as_deref(), Some("2026-11-27T06:01:00Z"));
+        assert_eq!(
+            ancient.fields.to_json_string(),
+            r#"{"f:data":{"f:k00":{},"f:k01":{}}}"#
+        );
+    }
+
+    #[test]
+    fn malformed_entries_are_invalid() {
+        let obj = json!({"metadata": {"managedFields": [
+            {"manager": "ok", "operation": "Update", "fieldsType": "FieldsV1"},
+            {"manager": "a\u{7}", "operation": "Merge", "fieldsType": "FieldsV2"}]}});
+        let fields: Vec<String> = validate_managed_fields(&obj)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "metadata.managedFields[1].operation",
+                "metadata.managedFields[1].fieldsType",
+                "metadata.managedFields[1].manager"
+            ]
+        );
+    }
+
+    #[test]
+    fn subresource_writes_are_their_own_entries() {
+        let rules = MergeRules::builtin("Namespace");
+        let old = json!({"metadata": {"name": "n"}, "status": {"phase": "Active"}});
+        let mut new = json!({"metadata": {"name": "n"}, "status": {"phase": "Terminating"}});
+        let status = UpdateOptions {
+            subresource: Some("status"),
+            ..opts("controller")
+        };
+        track_update(Some(&old), &mut new, &status, &rules);
+        assert_eq!(new["metadata"]["managedFields"][0]["subresource"], "status");
+    }
+}

@@ -1,0 +1,13 @@
+//! Serving: assembling and starting a server ([`start`]), the TLS listeners and connection
+//! limits ([`serve`], [`limits`]), and the single entry point that turns a request into a
+//! resolved context and dispatches it ([`dispatch`], [`context`]), with the state every request
+//! shares ([`state`]) and response helpers.
+
+pub mod context;
+pub mod dispatch;
+pub mod limits;
+pub mod query;
+pub mod response;
+pub mod serve;
+pub mod start;
+pub mod state;

@@ -1,0 +1,375 @@
+//! Assembling and starting a server. A [`ServerBuilder`] takes the API groups a server serves
+//! and the controllers it runs (the hub installs all of Trellis'; a test or the edge simulator
+//! installs others), opens the stores, makes sure the PKI and kubeconfig exist, bootstraps the
+//! system namespaces and serves. The [`Server`] it returns owns every task it started and
+//! stops them all on [`Server::shutdown`]. `trellis start` is [`start`], the hub.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use trellis_storage::{ShardSpec, Store, StoreOptions};
+
+use crate::controllers::runtime::Running;
+use crate::controllers::{self, ControllerContext, Wire};
+use crate::kinds::scheme::Install;
+use crate::kinds::Scheme;
+use crate::registry::Registry;
+use crate::serving::state::AppState;
+use crate::tenancy::shards::{Shard, ShardMap, ROOT_SHARD};
+use crate::tenancy::workspaces::WorkspaceIndex;
+use crate::tenancy::workspaces::ROOT_CLUSTER;
+use crate::{cli::kubeconfig, security::tls, tenancy::bootstrap};
+
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    /// Everything the hub writes goes here: the SQLite store, the PKI, the kubeconfig.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `postgres://…` to use Postgres; the embedded SQLite store otherwise.
+    pub store: Option<String>,
+    /// Extra names (DNS or IP) for the serving certificate.
+    pub tls_sans: Vec<String>,
+    /// More shards besides the `--store` one (`root`): name and database (a `postgres://`
+    /// URL, or a SQLite file path).
+    pub shards: Vec<(String, String)>,
+    /// Authentication, audit, rate limits and the plain-HTTP listener.
+    pub security: SecurityOptions,
+}
+
+/// The `trellis start` flags of [`crate::security::authn`], [`crate::security::audit`] and [`crate::serving::limits`].
+#[derive(Clone, Debug)]
+pub struct SecurityOptions {
+    /// Static bearer tokens (kube-apiserver's CSV format).
+    pub token_file: Option<PathBuf>,
+    pub oidc: Option<crate::security::authn::oidc::OidcOptions>,
+    /// JSON lines, one per request.
+    pub audit_log: Option<PathBuf>,
+    /// Plain HTTP on this address as well; it must be a loopback address.
+    pub insecure_listen: Option<SocketAddr>,
+    /// Per-user rate limit (0: none) and burst.
+    pub max_requests_per_second_per_user: f64,
+    pub max_request_burst_per_user: f64,
+    /// Handshake and idle timeouts of connections, and how many one client may hold.
+    pub connections: crate::serving::serve::ConnectionLimits,
+}
+
+impl Default for SecurityOptions {
+    fn default() -> SecurityOptions {
+        SecurityOptions {
+            token_file: None,
+            oidc: None,
+            audit_log: None,
+            insecure_listen: None,
+            max_requests_per_second_per_user: crate::serving::limits::DEFAULT_RATE,
+            max_request_burst_per_user: crate::serving::limits::DEFAULT_BURST,
+            connections: crate::serving::serve::ConnectionLimits::default(),
+        }
+    }
+}
+
+/// A running server: where it listens and where its kubeconfig is. It owns every task it
+/// started (listeners and connections, caches, watches, leader election and controllers).
+pub struct Server {
+    pub addr: SocketAddr,
+    /// The plain-HTTP listener's address, with `--insecure-listen`.
+    pub insecure_addr: Option<SocketAddr>,
+    pub kubeconfig: PathBuf,
+    running: Running,
+}
+
+/// How long tasks may take to stop on shutdown before they are aborted.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+impl Server {
+    /// Stops everything the server started and waits for it: no listener, connection, watch,
+    /// cache or controller of it is left running.
+    pub async fn shutdown(self) {
+        self.running.shutdown(SHUTDOWN_GRACE).await;
+    }
+}
+
+/// Assembles a server from API groups and controllers.
+pub struct ServerBuilder {
+    options: StartOptions,
+    groups: Vec<Install>,
+    controllers: Vec<Wire>,
+}
+
+impl ServerBuilder {
+    /// A server serving nothing and running no controller yet.
+    pub fn new(options: StartOptions) -> ServerBuilder {
+        ServerBuilder {
+            options,
+            groups: Vec::new(),
+            controllers: Vec::new(),
+        }
+    }
+
+    /// The hub: every group and controller of Trellis.
+    pub fn hub(options: StartOptions) -> ServerBuilder {
+        let builder = Scheme::HUB
+            .iter()
+            .fold(ServerBuilder::new(options), |b, group| b.install(*group));
+        controllers::HUB
+            .iter()
+            .fold(builder, |b, controller| b.controller(*controller))
+    }
+
+    /// Serves a group's kinds (its `install` list).
+    pub fn install(mut self, group: Install) -> ServerBuilder {
+        self.groups.push(group);
+        self
+    }
+
+    /// Runs a controller (on the leader replica).
+    pub fn controller(mut self, controller: Wire) -> ServerBuilder {
+        self.controllers.push(controller);
+        self
+    }
+
+    pub async fn start(self) -> anyhow::Result<Server> {
+        let scheme = Scheme::of(&self.groups).map_err(|e| anyhow::anyhow!("the scheme: {e}"))?;
+        start_server(self.options, Arc::new(scheme), self.controllers).await
+    }
+}
+
+/// `trellis start`: the hub.
+pub async fn start(options: StartOptions) -> anyhow::Result<Server> {
+    ServerBuilder::hub(options).start().await
+}
+
+async fn start_server(
+    options: StartOptions,
+    scheme: Arc<Scheme>,
+    controllers: Vec<Wire>,
+) -> anyhow::Result<Server> {
+    let mut running = Running::new();
+    if let Some(addr) = options.security.insecure_listen {
+        check_loopback(addr)?;
+    }
+    let data_dir = &options.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let store = match &options.store {
+        Some(url) => Store::open_postgres(url, StoreOptions::default())
+            .await
+            .context("opening the Postgres store")?,
+        None => Store::open_sqlite(data_dir.join("store.db"), StoreOptions::default())
+            .await
+            .context("opening the embedded store")?,
+    };
+    let mut names = std::collections::BTreeSet::new();
+    for (name, _) in &options.shards {
+        anyhow::ensure!(names.insert(name), "shard {name:?} is given twice");
+    }
+    let others = trellis_storage::Shards::open(
+        options
+            .shards
+            .iter()
+            .map(|(name, location)| (name.clone(), ShardSpec::parse(location))),
+        StoreOptions::default(),
+    )
+    .await
+    .context("opening the shards")?;
+    bootstrap::ensure_namespaces(&store, ROOT_CLUSTER)
+        .await
+        .context("creating the system namespaces")?;
+    bootstrap::ensure_root(&store)
+        .await
+        .context("creating the root workspace's objects")?;
+    let root_location = options
+        .store
+        .clone()
+        .unwrap_or_else(|| data_dir.join("store.db").display().to_string());
+    let mut locations = vec![(ROOT_SHARD.to_string(), root_location)];
+    locations.extend(options.shards.iter().cloned());
+    bootstrap::ensure_shards(&store, &locations)
+        .await
+        .context("recording the shards")?;
+
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("listening on {}", options.listen))?;
+    let addr = listener.local_addr()?;
+    let names = tls::default_names(&addr, &options.tls_sans);
+    let pki = tls::load_or_create(data_dir, &names).context("preparing certificates")?;
+    let tls_config = tls::server_config(&pki).context("configuring TLS")?;
+
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else if addr.is_ipv6() {
+        format!("[{}]", addr.ip())
+    } else {
+        addr.ip().to_string()
+    };
+    let external_url = format!("https://{host}:{}", addr.port());
+    let server_url = format!("{external_url}/clusters/root");
+    let kubeconfig = data_dir.join("admin.kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        kubeconfig::render(&server_url, &pki.ca_cert_pem, &pki.admin),
+    )
+    .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&kubeconfig, std::fs::Permissions::from_mode(0o600))?;
+    }
+
+    let workspaces = WorkspaceIndex::new(store.clone());
+    {
+        let workspaces = workspaces.clone();
+        running.spawn(async move { workspaces.watch().await });
+    }
+    let mut shards = vec![Shard::new(ROOT_SHARD, store.clone())];
+    shards.extend(
+        others
+            .iter()
+            .map(|(name, store)| Shard::new(name, store.clone())),
+    );
+    let shards = ShardMap::new(shards, workspaces.clone());
+    let registry = Registry::new(scheme.clone(), shards.clone());
+    for watch in registry.watches() {
+        running.spawn(watch);
+    }
+    let context = ControllerContext {
+        shards: shards.clone(),
+        registry: registry.clone(),
+        index: workspaces.clone(),
+        external_url,
+    };
+    running.spawn(crate::controllers::leader_election::run_until(
+        store.clone(),
+        move || controllers::spawn(&controllers, &context),
+        running.token(),
+    ));
+    let authorizer = crate::security::authz::Authorizer::spawn(
+        &shards,
+        scheme.default_roles(),
+        &running.token(),
+    );
+    let state = Arc::new(AppState {
+        shards,
+        registry,
+        workspaces,
+        authorizer,
+    });
+    let router = axum::Router::new()
+        .fallback(crate::serving::dispatch::dispatch)
+        .with_state(state.clone());
+    let router = security_layers(router, &options.security, &pki, state, &running.token()).await?;
+    let insecure = match options.security.insecure_listen {
+        Some(insecure) => Some(insecure_listener(insecure).await?),
+        None => None,
+    };
+    let insecure_addr = insecure.as_ref().and_then(|l| l.local_addr().ok());
+    let limits = options.security.connections;
+    if let Some(insecure) = insecure {
+        running.spawn(crate::serving::serve::serve_insecure(
+            insecure,
+            router.clone(),
+            limits,
+        ));
+    }
+    running.spawn(crate::serving::serve::serve(
+        listener, tls_config, router, limits,
+    ));
+    Ok(Server {
+        addr,
+        insecure_addr,
+        kubeconfig,
+        running,
+    })
+}
+
+/// Authentication, the per-user rate limit, the body deadline, impersonation and the audit log
+/// around `router` (outermost first: audit, authentication, rate limit, body deadline,
+/// impersonation).
+async fn security_layers(
+    router: axum::Router,
+    options: &SecurityOptions,
+    pki: &tls::Pki,
+    state: Arc<AppState>,
+    stop: &CancellationToken,
+) -> anyhow::Result<axum::Router> {
+    use crate::security::authn::{
+        self, oidc::OidcAuthenticator, service_account, token_file, x509,
+    };
+    let token_file = match &options.token_file {
+        Some(path) => Some(token_file::TokenFile::load(path)?),
+        None => None,
+    };
+    let oidc = match &options.oidc {
+        Some(oidc) => {
+            let oidc = Arc::new(OidcAuthenticator::new(oidc.clone())?);
+            oidc.spawn_refresh(stop.clone());
+            Some(oidc)
+        }
+        None => None,
+    };
+    let service_accounts =
+        service_account::ServiceAccountTokens::load_or_create(&state.shards.root().store)
+            .await
+            .context("loading the ServiceAccount signing key")?;
+    let authenticator = Arc::new(authn::Authenticator {
+        certificates: Some(x509::CertificateAuthenticator::new(tls::client_verifier(
+            pki,
+        )?)),
+        token_file,
+        service_accounts: Arc::new(service_accounts),
+        oidc,
+    });
+    let limiter = crate::serving::limits::RateLimiter::new(
+        options.max_requests_per_second_per_user,
+        options.max_request_burst_per_user,
+    );
+    let mut router = router
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authn::impersonation::impersonate,
+        ))
+        .layer(axum::middleware::from_fn(
+            crate::serving::limits::body_deadline,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            limiter,
+            crate::serving::limits::rate_limit,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            authn::AuthnLayer {
+                authenticator,
+                state,
+            },
+            authn::authenticate,
+        ));
+    if let Some(path) = &options.audit_log {
+        let log = crate::security::audit::AuditLog::open(path)
+            .await
+            .with_context(|| format!("opening the audit log {}", path.display()))?;
+        router = router.layer(axum::middleware::from_fn_with_state(
+            log,
+            crate::security::audit::record,
+        ));
+    }
+    Ok(router)
+}
+
+/// The plain-HTTP listener: loopback only, so that nothing unencrypted leaves the machine.
+async fn insecure_listener(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    check_loopback(addr)?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))
+}
+
+fn check_loopback(addr: SocketAddr) -> anyhow::Result<()> {
+    if !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "--insecure-listen {addr}: plain HTTP is only served on a loopback address (127.0.0.1 or ::1)"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,28 @@
+//! The state every request shares.
+
+use std::sync::Arc;
+
+use trellis_storage::Store;
+
+use crate::registry::Registry;
+use crate::tenancy::shards::ShardMap;
+use crate::tenancy::workspaces::WorkspaceIndex;
+
+pub struct AppState {
+    /// The databases, and which one holds each logical cluster.
+    pub shards: Arc<ShardMap>,
+    pub registry: Arc<Registry>,
+    pub workspaces: Arc<WorkspaceIndex>,
+    /// RBAC of every workspace, for the authorization step of dispatch.
+    pub authorizer: Arc<crate::security::authz::Authorizer>,
+}
+
+impl AppState {
+    /// The store holding a logical cluster's objects (its shard's).
+    pub async fn store_for(
+        &self,
+        cluster: &str,
+    ) -> Result<Store, crate::tenancy::workspaces::Unroutable> {
+        Ok(self.shards.shard_for(cluster).await?.store.clone())
+    }
+}
