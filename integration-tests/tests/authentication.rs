@@ -366,6 +366,30 @@ async fn service_account_tokens_stay_in_their_workspace(hub: &Hub) {
     let err = hub.fails(&["create", "token", "default", "--duration=1m"]);
     assert!(err.contains("10 minutes"), "{err}");
 
+    // TokenReview: listed in discovery, answers who a token is, and refuses a forged one.
+    assert!(hub
+        .ok(&["api-resources", "--api-group=authentication.k8s.io"])
+        .contains("tokenreviews"));
+    let review = |token: &str, audiences: &str| {
+        let body = format!(
+            r#"{{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {{"token": "{token}", "audiences": {audiences}}}}}"#
+        );
+        hub.ok(&[
+            "create",
+            "-f",
+            &write_file(dir.path(), "review.json", &body),
+            "-o",
+            "jsonpath={.status.authenticated} {.status.user.username} {.status.error}",
+        ])
+    };
+    assert_eq!(
+        review(token, "[]").trim(),
+        "true system:serviceaccount:default:default"
+    );
+    let forged = format!("{}x", token);
+    assert!(review(&forged, "[]").starts_with("false "));
+    assert!(review(token, r#"["vault"]"#).contains("invalid for the target audiences"));
+
     let in_root = token_kubeconfig(
         hub,
         dir.path(),

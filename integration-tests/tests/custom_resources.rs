@@ -382,6 +382,21 @@ async fn schemas_and_rules(hub: &Hub) {
 /// `None`), and the deprecated one warns.
 async fn several_versions(hub: &Hub) {
     let dir = tempfile::tempdir().unwrap();
+    // A create answers with kube-apiserver's defaults and the status started, before the
+    // controller has run.
+    let minimal = r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gizmos.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced", "names": {"plural": "gizmos", "kind": "Gizmo"},
+          "versions": [{"name": "v2", "served": true, "storage": true,
+            "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}"#;
+    let created = hub.ok(&[
+        "create",
+        "-f",
+        &write_file(dir.path(), "gizmos.json", minimal),
+        "-o",
+        "jsonpath={.spec.names.singular} {.spec.names.listKind} {.spec.conversion.strategy} {.status.storedVersions} {.status.acceptedNames.plural}|",
+    ]);
+    assert_eq!(created, r#"gizmo GizmoList None ["v2"] |"#);
     let two_versions = CRD.replace(
         "  versions:\n  - name: v1\n",
         "  versions:\n  - name: v1beta1\n    served: true\n    storage: false\n    deprecated: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        x-kubernetes-preserve-unknown-fields: true\n  - name: v1\n",

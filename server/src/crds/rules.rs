@@ -30,6 +30,28 @@ fn invalid(field: &str, value: &Value, why: &str) -> StatusCause {
 
 /// A new CRD holds the cleanup finalizer, so its objects go before it does.
 pub fn prepare_create(crd: &mut Value) {
+    // As kube-apiserver answers a create: the status starts empty but for the stored version,
+    // so clients can read it back at once (the CRD controller accepts the names and establishes
+    // it next).
+    let stored = crd
+        .pointer("/spec/versions")
+        .and_then(Value::as_array)
+        .and_then(|versions| {
+            versions
+                .iter()
+                .find(|v| v.get("storage").and_then(Value::as_bool) == Some(true))
+        })
+        .and_then(|v| v.get("name"))
+        .cloned();
+    if let Some(map) = crd.as_object_mut() {
+        map.insert(
+            "status".into(),
+            json!({
+                "acceptedNames": {"kind": "", "plural": ""},
+                "storedVersions": stored.into_iter().collect::<Vec<_>>(),
+            }),
+        );
+    }
     let Some(meta) = crd.get_mut("metadata").and_then(Value::as_object_mut) else {
         return;
     };
@@ -37,6 +59,34 @@ pub fn prepare_create(crd: &mut Value) {
     if let Some(list) = finalizers.as_array_mut() {
         if !list.iter().any(|f| f.as_str() == Some(CLEANUP_FINALIZER)) {
             list.push(json!(CLEANUP_FINALIZER));
+        }
+    }
+}
+
+/// kube-apiserver's defaults for every CRD write: `spec.names.singular` (the kind in lower
+/// case), `spec.names.listKind` (`<Kind>List`) and `spec.conversion.strategy: None`.
+pub fn apply_defaults(crd: &mut Value) {
+    let kind = text(crd, "/spec/names/kind").map(str::to_string);
+    if let (Some(kind), Some(names)) = (
+        kind,
+        crd.pointer_mut("/spec/names")
+            .and_then(Value::as_object_mut),
+    ) {
+        names
+            .entry("singular")
+            .or_insert_with(|| json!(kind.to_lowercase()));
+        names
+            .entry("listKind")
+            .or_insert_with(|| json!(format!("{kind}List")));
+    }
+    if let Some(spec) = crd.get_mut("spec").and_then(Value::as_object_mut) {
+        let conversion = spec
+            .entry("conversion")
+            .or_insert_with(|| json!({"strategy": "None"}));
+        if let Some(conversion) = conversion.as_object_mut() {
+            conversion
+                .entry("strategy")
+                .or_insert_with(|| json!("None"));
         }
     }
 }

@@ -268,6 +268,14 @@ pub trait Kind: Send + Sync + 'static {
     /// `deletionTimestamp` (a Namespace's phase becomes `Terminating`).
     fn mark_deleting(&self, _object: &mut Value) {}
 
+    /// Whether objects carry `metadata.generation`, counting changes of everything but metadata
+    /// and status: kube-apiserver sets it only for kinds with a spec that controllers act on (a
+    /// CRD, a Deployment), not for ConfigMaps, Secrets, Namespaces or RBAC objects. Our own
+    /// kinds have it, as custom resources do.
+    fn tracks_generation(&self) -> bool {
+        matches!(self.schema(), SchemaSource::Own(_))
+    }
+
     /// Normalizes an object before every create and update.
     fn prepare(&self, _object: &mut Value) {}
 

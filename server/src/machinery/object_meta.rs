@@ -163,7 +163,11 @@ pub fn prepare_create(
     meta.insert("name".into(), Value::String(name.clone()));
     meta.insert("uid".into(), Value::String(uid.clone()));
     meta.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
-    meta.insert("generation".into(), Value::from(1));
+    if rt.tracks_generation() {
+        meta.insert("generation".into(), Value::from(1));
+    } else {
+        meta.remove("generation");
+    }
     meta.remove("resourceVersion");
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
@@ -219,18 +223,22 @@ pub fn prepare_update(
             None => meta.remove(field),
         };
     }
-    let generation = old_meta
-        .get("generation")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    meta.insert(
-        "generation".into(),
-        Value::from(if changed_spec {
-            generation + 1
-        } else {
-            generation
-        }),
-    );
+    if rt.tracks_generation() {
+        let generation = old_meta
+            .get("generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        meta.insert(
+            "generation".into(),
+            Value::from(if changed_spec {
+                generation + 1
+            } else {
+                generation
+            }),
+        );
+    } else {
+        meta.remove("generation");
+    }
     meta.remove("resourceVersion");
     rt.prepare(object, false);
     Ok(())
@@ -306,7 +314,10 @@ mod tests {
         assert!(name.starts_with("cfg-") && name.len() == 9);
         assert_eq!(obj["metadata"]["uid"], uid);
         assert_eq!(obj["metadata"]["namespace"], "default");
-        assert_eq!(obj["metadata"]["generation"], 1);
+        assert!(
+            obj["metadata"].get("generation").is_none(),
+            "ConfigMaps have none"
+        );
         assert_eq!(obj["kind"], "ConfigMap");
         assert_eq!(obj["apiVersion"], "v1");
         assert!(obj["metadata"].get("resourceVersion").is_none());
@@ -338,16 +349,22 @@ mod tests {
 
     #[test]
     fn update_keeps_identity_and_counts_generations() {
-        let cm = lookup_builtin("", "v1", "configmaps").unwrap();
-        let existing = json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "x", "uid": "u1", "creationTimestamp": "t", "generation": 1}, "data": {"a": "1"}});
-        let mut same_spec = json!({"metadata": {"name": "x", "uid": "forged", "labels": {"l": "v"}}, "data": {"a": "1"}});
-        prepare_update(&mut same_spec, &existing, cm).unwrap();
+        let md = lookup_builtin("serving.trellis.dev", "v1alpha1", "modeldeployments").unwrap();
+        let existing = json!({"apiVersion": "serving.trellis.dev/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": "x", "uid": "u1", "creationTimestamp": "t", "generation": 1}, "spec": {"replicas": 1}});
+        let mut same_spec = json!({"metadata": {"name": "x", "uid": "forged", "labels": {"l": "v"}}, "spec": {"replicas": 1}});
+        prepare_update(&mut same_spec, &existing, md).unwrap();
         assert_eq!(same_spec["metadata"]["uid"], "u1");
         assert_eq!(same_spec["metadata"]["generation"], 1);
-        let mut new_spec = json!({"metadata": {"name": "x"}, "data": {"a": "2"}});
-        prepare_update(&mut new_spec, &existing, cm).unwrap();
+        let mut new_spec = json!({"metadata": {"name": "x"}, "spec": {"replicas": 2}});
+        prepare_update(&mut new_spec, &existing, md).unwrap();
         assert_eq!(new_spec["metadata"]["generation"], 2);
+        // Kinds without a generation lose one a client sent.
+        let cm = lookup_builtin("", "v1", "configmaps").unwrap();
+        let existing = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "uid": "u2"}});
+        let mut update = json!({"metadata": {"name": "c", "generation": 7}, "data": {"a": "1"}});
+        prepare_update(&mut update, &existing, cm).unwrap();
+        assert!(update["metadata"].get("generation").is_none());
     }
 
     #[test]

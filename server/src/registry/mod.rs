@@ -180,6 +180,15 @@ impl ResourceType {
         })
     }
 
+    /// Whether objects carry `metadata.generation` (custom resources always do).
+    pub fn tracks_generation(&self) -> bool {
+        self.custom.is_some()
+            || self
+                .kind_rules
+                .as_ref()
+                .is_some_and(|k| k.tracks_generation())
+    }
+
     /// Where this resource's objects are stored.
     pub fn home(&self) -> Home {
         self.kind_rules

@@ -251,16 +251,18 @@ async fn start_server(
         scheme.default_roles(),
         &running.token(),
     );
+    let authenticator = authenticator(&options.security, &pki, &store, &running.token()).await?;
     let state = Arc::new(AppState {
         shards,
         registry,
         workspaces,
         authorizer,
+        authenticator,
     });
     let router = axum::Router::new()
         .fallback(crate::serving::dispatch::dispatch)
         .with_state(state.clone());
-    let router = security_layers(router, &options.security, &pki, state, &running.token()).await?;
+    let router = security_layers(router, &options.security, state).await?;
     let insecure = match options.security.insecure_listen {
         Some(insecure) => Some(insecure_listener(insecure).await?),
         None => None,
@@ -285,16 +287,14 @@ async fn start_server(
     })
 }
 
-/// Authentication, the per-user rate limit, the body deadline, impersonation and the audit log
-/// around `router` (outermost first: audit, authentication, rate limit, body deadline,
-/// impersonation).
-async fn security_layers(
-    router: axum::Router,
+/// Who may authenticate, and how: hub-CA certificates, the token file, ServiceAccount tokens
+/// (signing key shared by every replica through the root store), OIDC.
+async fn authenticator(
     options: &SecurityOptions,
     pki: &tls::Pki,
-    state: Arc<AppState>,
+    root: &Store,
     stop: &CancellationToken,
-) -> anyhow::Result<axum::Router> {
+) -> anyhow::Result<Arc<crate::security::authn::Authenticator>> {
     use crate::security::authn::{
         self, oidc::OidcAuthenticator, service_account, token_file, x509,
     };
@@ -310,18 +310,28 @@ async fn security_layers(
         }
         None => None,
     };
-    let service_accounts =
-        service_account::ServiceAccountTokens::load_or_create(&state.shards.root().store)
-            .await
-            .context("loading the ServiceAccount signing key")?;
-    let authenticator = Arc::new(authn::Authenticator {
+    let service_accounts = service_account::ServiceAccountTokens::load_or_create(root)
+        .await
+        .context("loading the ServiceAccount signing key")?;
+    Ok(Arc::new(authn::Authenticator {
         certificates: Some(x509::CertificateAuthenticator::new(tls::client_verifier(
             pki,
         )?)),
         token_file,
         service_accounts: Arc::new(service_accounts),
         oidc,
-    });
+    }))
+}
+
+/// Authentication, the per-user rate limit, the body deadline, impersonation and the audit log
+/// around `router` (outermost first: audit, authentication, rate limit, body deadline,
+/// impersonation).
+async fn security_layers(
+    router: axum::Router,
+    options: &SecurityOptions,
+    state: Arc<AppState>,
+) -> anyhow::Result<axum::Router> {
+    use crate::security::authn;
     let limiter = crate::serving::limits::RateLimiter::new(
         options.max_requests_per_second_per_user,
         options.max_request_burst_per_user,
@@ -340,7 +350,7 @@ async fn security_layers(
         ))
         .layer(axum::middleware::from_fn_with_state(
             authn::AuthnLayer {
-                authenticator,
+                authenticator: state.authenticator.clone(),
                 state,
             },
             authn::authenticate,

@@ -15,6 +15,8 @@ pub struct AppState {
     pub workspaces: Arc<WorkspaceIndex>,
     /// RBAC of every workspace, for the authorization step of dispatch.
     pub authorizer: Arc<crate::security::authz::Authorizer>,
+    /// Who a credential is (the authentication layer, and TokenReviews).
+    pub authenticator: Arc<crate::security::authn::Authenticator>,
 }
 
 impl AppState {

@@ -193,14 +193,15 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn configmaps() -> &'static ResourceType {
+    /// A kind that counts generations.
+    fn tracked() -> &'static ResourceType {
         crate::kinds::scheme::test_hub()
-            .lookup("", "v1", "configmaps")
+            .lookup("serving.trellis.dev", "v1alpha1", "modeldeployments")
             .unwrap()
     }
 
     fn current() -> Value {
-        json!({"apiVersion": "v1", "kind": "ConfigMap",
+        json!({"apiVersion": "serving.trellis.dev/v1alpha1", "kind": "ModelDeployment",
             "metadata": {"name": "x", "namespace": "ns", "uid": "u1",
                 "creationTimestamp": "2026-01-01T00:00:00Z", "generation": 3},
             "data": {"a": "1"}})
@@ -208,14 +209,11 @@ mod tests {
 
     #[test]
     fn nothing_is_written_when_nothing_changed() {
-        assert_eq!(
-            plan_update(configmaps(), &current(), current()).unwrap(),
-            None
-        );
+        assert_eq!(plan_update(tracked(), &current(), current()).unwrap(), None);
         // The resourceVersion a reader put back is not a change.
         let mut read = current();
         read["metadata"]["resourceVersion"] = json!("17");
-        assert_eq!(plan_update(configmaps(), &current(), read).unwrap(), None);
+        assert_eq!(plan_update(tracked(), &current(), read).unwrap(), None);
     }
 
     #[test]
@@ -223,7 +221,7 @@ mod tests {
         let mut desired = current();
         desired["data"]["a"] = json!("2");
         desired["metadata"]["uid"] = json!("forged");
-        let Some(Write::Update(written)) = plan_update(configmaps(), &current(), desired).unwrap()
+        let Some(Write::Update(written)) = plan_update(tracked(), &current(), desired).unwrap()
         else {
             panic!("expected an update")
         };
@@ -240,7 +238,7 @@ mod tests {
         let mut desired = current();
         desired["metadata"]["labels"] = json!({"l": "v"});
         desired["status"] = json!({"ready": true});
-        let Some(Write::Update(written)) = plan_update(configmaps(), &current(), desired).unwrap()
+        let Some(Write::Update(written)) = plan_update(tracked(), &current(), desired).unwrap()
         else {
             panic!("expected an update")
         };
@@ -256,7 +254,7 @@ mod tests {
         let mut desired = deleting.clone();
         desired["metadata"]["finalizers"] = json!([]);
         assert_eq!(
-            plan_update(configmaps(), &deleting, desired).unwrap(),
+            plan_update(tracked(), &deleting, desired).unwrap(),
             Some(Write::Delete)
         );
         // An update cannot take the deletion back either.
@@ -266,7 +264,7 @@ mod tests {
             .unwrap()
             .remove("deletionTimestamp");
         undeleted["data"]["a"] = json!("2");
-        let Some(Write::Update(written)) = plan_update(configmaps(), &deleting, undeleted).unwrap()
+        let Some(Write::Update(written)) = plan_update(tracked(), &deleting, undeleted).unwrap()
         else {
             panic!("expected an update")
         };
@@ -284,7 +282,7 @@ mod tests {
             .unwrap();
         let Committed::Created(created) = create(
             &store,
-            configmaps(),
+            tracked(),
             "c1",
             Some("ns"),
             json!({"metadata": {"name": "x"}, "data": {"a": "1"}}),
@@ -299,7 +297,7 @@ mod tests {
         assert!(matches!(
             create(
                 &store,
-                configmaps(),
+                tracked(),
                 "c1",
                 Some("ns"),
                 json!({"metadata": {"name": "x"}})
@@ -310,23 +308,23 @@ mod tests {
         ));
         let mut desired = object.clone();
         desired["data"]["a"] = json!("2");
-        let Committed::Written(written) = update(&store, configmaps(), &created, desired.clone())
+        let Committed::Written(written) = update(&store, tracked(), &created, desired.clone())
             .await
             .unwrap()
         else {
             panic!("expected a write")
         };
         assert!(matches!(
-            update(&store, configmaps(), &written, desired.clone())
+            update(&store, tracked(), &written, desired.clone())
                 .await
                 .unwrap(),
             Committed::Unchanged
         ));
         // Written from a stale read: a conflict, for the runtime to requeue.
         desired["data"]["a"] = json!("3");
-        let stale = update(&store, configmaps(), &created, desired).await;
+        let stale = update(&store, tracked(), &created, desired).await;
         assert!(stale.is_err_and(|e| e.is_conflict()));
-        let status = update_status(&store, configmaps(), &written, json!({"n": 1}))
+        let status = update_status(&store, tracked(), &written, json!({"n": 1}))
             .await
             .unwrap();
         assert!(matches!(status, Committed::Written(_)));
@@ -335,7 +333,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(
-            update_status(&store, configmaps(), &written, json!({"n": 2}))
+            update_status(&store, tracked(), &written, json!({"n": 2}))
                 .await
                 .unwrap(),
             Committed::Gone

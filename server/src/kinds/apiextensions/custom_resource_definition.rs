@@ -32,6 +32,14 @@ impl Kind for CustomResourceDefinition {
         SchemaSource::Upstream(schema_of::<v1::CustomResourceDefinition>)
     }
 
+    fn tracks_generation(&self) -> bool {
+        true
+    }
+
+    fn prepare(&self, object: &mut Value) {
+        crate::crds::rules::apply_defaults(object)
+    }
+
     fn prepare_create(&self, object: &mut Value) {
         crate::crds::rules::prepare_create(object)
     }

@@ -125,7 +125,8 @@ impl Authenticator {
         self.authenticate_token(state, token).await
     }
 
-    async fn authenticate_token(&self, state: &AppState, token: &str) -> Outcome {
+    /// Who a bearer token is.
+    pub async fn authenticate_token(&self, state: &AppState, token: &str) -> Outcome {
         if let Some(user) = self.token_file.as_ref().and_then(|f| f.authenticate(token)) {
             return Outcome::User(user);
         }

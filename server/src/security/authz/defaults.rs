@@ -179,6 +179,19 @@ fn cluster_roles(resources: &[Arc<ResourceType>]) -> Vec<Value> {
             None,
         ),
         role(
+            "system:auth-delegator",
+            json!({}),
+            &[
+                Rule::new(&["create"], &["authentication.k8s.io"], &["tokenreviews"]),
+                Rule::new(
+                    &["create"],
+                    &["authorization.k8s.io"],
+                    &["subjectaccessreviews"],
+                ),
+            ],
+            None,
+        ),
+        role(
             "system:basic-user",
             json!({}),
             &[
