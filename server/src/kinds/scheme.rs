@@ -160,3 +160,13 @@ pub fn test_hub() -> &'static Scheme {
     static HUB: std::sync::LazyLock<Scheme> = std::sync::LazyLock::new(Scheme::hub);
     &HUB
 }
+
+/// A resource of the hub's scheme, for unit tests.
+#[cfg(test)]
+pub fn lookup_builtin(
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Option<&'static Arc<ResourceType>> {
+    test_hub().lookup(group, version, plural)
+}

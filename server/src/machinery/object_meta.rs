@@ -287,13 +287,7 @@ pub fn with_revision(value: &[u8], revision: u64) -> Result<Value, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    fn lookup_builtin(
-        group: &str,
-        version: &str,
-        plural: &str,
-    ) -> Option<&'static std::sync::Arc<crate::registry::ResourceType>> {
-        crate::kinds::scheme::test_hub().lookup(group, version, plural)
-    }
+    use crate::kinds::scheme::lookup_builtin;
     use serde_json::json;
 
     #[test]

@@ -40,13 +40,7 @@ pub fn to_stored(rt: &ResourceType, object: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    fn lookup_builtin(
-        group: &str,
-        version: &str,
-        plural: &str,
-    ) -> Option<&'static std::sync::Arc<crate::registry::ResourceType>> {
-        crate::kinds::scheme::test_hub().lookup(group, version, plural)
-    }
+    use crate::kinds::scheme::lookup_builtin;
     use serde_json::json;
 
     #[test]

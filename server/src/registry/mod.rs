@@ -406,15 +406,7 @@ pub fn resources_of<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::scheme::test_hub;
-
-    fn lookup_builtin(
-        group: &str,
-        version: &str,
-        plural: &str,
-    ) -> Option<&'static Arc<ResourceType>> {
-        test_hub().lookup(group, version, plural)
-    }
+    use crate::kinds::scheme::{lookup_builtin, test_hub};
 
     fn builtin() -> &'static [Arc<ResourceType>] {
         test_hub().resources()

@@ -139,13 +139,7 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    fn lookup_builtin(
-        group: &str,
-        version: &str,
-        plural: &str,
-    ) -> Option<&'static std::sync::Arc<crate::registry::ResourceType>> {
-        crate::kinds::scheme::test_hub().lookup(group, version, plural)
-    }
+    use crate::kinds::scheme::lookup_builtin;
 
     #[test]
     fn accept_headers() {

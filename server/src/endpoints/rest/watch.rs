@@ -404,14 +404,8 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kinds::scheme::lookup_builtin;
     use crate::serving::query::Query;
-    fn lookup_builtin(
-        group: &str,
-        version: &str,
-        plural: &str,
-    ) -> Option<&'static std::sync::Arc<crate::registry::ResourceType>> {
-        crate::kinds::scheme::test_hub().lookup(group, version, plural)
-    }
     use trellis_storage::{ObjectKey, StoredObject};
 
     fn stored(labels: Value, revision: u64) -> StoredObject {

@@ -1,47 +1,14 @@
 //! ClusterRole: checked on every write for escalation (the writer must hold its rules).
 
-use async_trait::async_trait;
 use k8s_openapi::api::rbac::v1;
-use serde_json::Value;
 
-use crate::kinds::{schema_of, Admission, Column, Grants, Kind, Names, SchemaSource};
-use crate::machinery::status::Status;
-use crate::security::authz::escalation::{self, Grant};
+use super::RbacKind;
+use crate::kinds::{schema_of, Names};
+use crate::security::authz::escalation::Grant;
 
-pub struct ClusterRole;
-
-#[async_trait]
-impl Kind for ClusterRole {
-    fn names(&self) -> Names {
-        Names::cluster(super::GROUP, "v1", "ClusterRole", "clusterroles")
-    }
-
-    fn schema(&self) -> SchemaSource {
-        SchemaSource::Upstream(schema_of::<v1::ClusterRole>)
-    }
-
-    async fn admit(
-        &self,
-        admission: &Admission<'_, '_>,
-        object: &mut Value,
-        _old: Option<&Value>,
-    ) -> Result<(), Status> {
-        escalation::check(admission, object, Grant::Rules)
-    }
-
-    fn columns(&self) -> &'static [Column] {
-        super::ROLE_COLUMNS
-    }
-
-    fn cells(&self, o: &Value) -> Vec<Value> {
-        super::role_cells(o)
-    }
-
-    fn grants(&self) -> Grants {
-        Grants::default()
-    }
-
-    fn protobuf(&self) -> Option<crate::machinery::protobuf::Converter> {
-        Some(crate::machinery::protobuf::cluster_role)
-    }
-}
+pub const CLUSTER_ROLE: RbacKind = RbacKind {
+    names: Names::cluster(super::GROUP, "v1", "ClusterRole", "clusterroles"),
+    schema: schema_of::<v1::ClusterRole>,
+    grant: Grant::Rules,
+    protobuf: crate::machinery::protobuf::cluster_role,
+};

@@ -1,36 +1,98 @@
 //! `rbac.authorization.k8s.io/v1`: Roles, ClusterRoles and their bindings. Writes are checked
-//! for escalation (`authz::escalation`); the default ClusterRoles are built from every kind's
-//! [`Grants`](super::Grants) (`authz::defaults`).
+//! for escalation (`security::authz::escalation`); the default ClusterRoles are built from
+//! every kind's [`Grants`](super::Grants) (`security::authz::defaults`).
+//!
+//! The four kinds differ only in names, schema, what they grant and their columns, so each
+//! file is one [`RbacKind`] value and the rules are written once here.
 
 mod cluster_role;
 mod cluster_role_binding;
 mod role;
 mod role_binding;
 
-pub use cluster_role::ClusterRole;
-pub use cluster_role_binding::ClusterRoleBinding;
-pub use role::Role;
-pub use role_binding::RoleBinding;
+pub use cluster_role::CLUSTER_ROLE;
+pub use cluster_role_binding::CLUSTER_ROLE_BINDING;
+pub use role::ROLE;
+pub use role_binding::ROLE_BINDING;
 
+use async_trait::async_trait;
 use serde_json::Value;
 
-use super::{age_cell, cell_text, Column, Grants, SchemeBuilder, AGE, NAME, READ};
+use super::{
+    age_cell, cell_text, Admission, Column, Grants, Kind, Names, SchemaSource, SchemeBuilder, AGE,
+    NAME, READ,
+};
+use crate::machinery::protobuf::Converter;
+use crate::machinery::status::Status;
+use crate::security::authz::escalation::{self, Grant};
 
 pub const GROUP: &str = "rbac.authorization.k8s.io";
 
 pub fn install(scheme: &mut SchemeBuilder) {
-    scheme.add(Role);
-    scheme.add(RoleBinding);
-    scheme.add(ClusterRole);
-    scheme.add(ClusterRoleBinding);
+    scheme.add(ROLE);
+    scheme.add(ROLE_BINDING);
+    scheme.add(CLUSTER_ROLE);
+    scheme.add(CLUSTER_ROLE_BINDING);
 }
 
-/// Roles and bindings inside a namespace: admins manage them, viewers read them.
-const NAMESPACED_GRANTS: Grants = Grants {
-    view: READ,
-    edit: &[],
-    admin: &["*"],
-};
+/// One RBAC kind: a role (granting its rules) or a binding (granting its role's).
+pub struct RbacKind {
+    names: Names,
+    schema: fn(&mut schemars::SchemaGenerator) -> String,
+    grant: Grant,
+    protobuf: Converter,
+}
+
+#[async_trait]
+impl Kind for RbacKind {
+    fn names(&self) -> Names {
+        self.names
+    }
+
+    fn schema(&self) -> SchemaSource {
+        SchemaSource::Upstream(self.schema)
+    }
+
+    async fn admit(
+        &self,
+        admission: &Admission<'_, '_>,
+        object: &mut Value,
+        _old: Option<&Value>,
+    ) -> Result<(), Status> {
+        escalation::check(admission, object, self.grant)
+    }
+
+    fn columns(&self) -> &'static [Column] {
+        match self.grant {
+            Grant::Rules => ROLE_COLUMNS,
+            Grant::Binding => BINDING_COLUMNS,
+        }
+    }
+
+    fn cells(&self, o: &Value) -> Vec<Value> {
+        match self.grant {
+            Grant::Rules => role_cells(o),
+            Grant::Binding => binding_cells(o),
+        }
+    }
+
+    fn grants(&self) -> Grants {
+        // Roles and bindings inside a namespace: admins manage them, viewers read them.
+        if self.names.namespaced {
+            Grants {
+                view: READ,
+                edit: &[],
+                admin: &["*"],
+            }
+        } else {
+            Grants::default()
+        }
+    }
+
+    fn protobuf(&self) -> Option<Converter> {
+        Some(self.protobuf)
+    }
+}
 
 const ROLE_COLUMNS: &[Column] = &[NAME, ("Created At", "date", 0)];
 

@@ -1,47 +1,14 @@
 //! Role: checked on every write for escalation (the writer must hold its rules).
 
-use async_trait::async_trait;
 use k8s_openapi::api::rbac::v1;
-use serde_json::Value;
 
-use crate::kinds::{schema_of, Admission, Column, Grants, Kind, Names, SchemaSource};
-use crate::machinery::status::Status;
-use crate::security::authz::escalation::{self, Grant};
+use super::RbacKind;
+use crate::kinds::{schema_of, Names};
+use crate::security::authz::escalation::Grant;
 
-pub struct Role;
-
-#[async_trait]
-impl Kind for Role {
-    fn names(&self) -> Names {
-        Names::namespaced(super::GROUP, "v1", "Role", "roles")
-    }
-
-    fn schema(&self) -> SchemaSource {
-        SchemaSource::Upstream(schema_of::<v1::Role>)
-    }
-
-    async fn admit(
-        &self,
-        admission: &Admission<'_, '_>,
-        object: &mut Value,
-        _old: Option<&Value>,
-    ) -> Result<(), Status> {
-        escalation::check(admission, object, Grant::Rules)
-    }
-
-    fn columns(&self) -> &'static [Column] {
-        super::ROLE_COLUMNS
-    }
-
-    fn cells(&self, o: &Value) -> Vec<Value> {
-        super::role_cells(o)
-    }
-
-    fn grants(&self) -> Grants {
-        super::NAMESPACED_GRANTS
-    }
-
-    fn protobuf(&self) -> Option<crate::machinery::protobuf::Converter> {
-        Some(crate::machinery::protobuf::role)
-    }
-}
+pub const ROLE: RbacKind = RbacKind {
+    names: Names::namespaced(super::GROUP, "v1", "Role", "roles"),
+    schema: schema_of::<v1::Role>,
+    grant: Grant::Rules,
+    protobuf: crate::machinery::protobuf::role,
+};
