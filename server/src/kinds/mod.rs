@@ -39,7 +39,7 @@ use crate::endpoints::rest::Target;
 pub use crate::machinery::patch::strategic::ListMerge;
 use crate::machinery::request_info::ResourceRequest;
 use crate::machinery::status::{Status, StatusCause};
-use crate::security::authn::UserInfo;
+use crate::security::authn::user::UserInfo;
 use crate::serving::state::AppState;
 
 pub use scheme::{Scheme, SchemeBuilder};

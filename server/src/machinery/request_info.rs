@@ -6,6 +6,8 @@
 
 /// The workspace part of a path: `/clusters/<path-or-id>/…`; bare paths mean `root`.
 pub const ROOT_WORKSPACE: &str = "root";
+/// Largest accepted request body, as kube-apiserver's default.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// The workspace part of `/clusters/*/…`: one resource across every workspace.
 pub const ALL_WORKSPACES: &str = "*";
 

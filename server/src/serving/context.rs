@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::http::Extensions;
 
-use crate::security::authn::UserInfo;
+use crate::security::authn::user::UserInfo;
 use crate::serving::state::AppState;
 use crate::tenancy::shards::Shard;
 

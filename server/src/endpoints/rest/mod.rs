@@ -54,8 +54,7 @@ pub(crate) fn mark_cluster(
     }
 }
 
-/// Largest accepted request body, as kube-apiserver's default.
-pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+pub use crate::machinery::request_info::MAX_BODY_BYTES;
 
 pub async fn handle(
     ctx: &RequestContext<'_>,

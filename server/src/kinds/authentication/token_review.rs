@@ -45,9 +45,9 @@ impl Endpoint for Reviews {
                 "tokenreviews only supports create".to_string(),
             ));
         }
-        let bytes = axum::body::to_bytes(body, crate::endpoints::rest::MAX_BODY_BYTES)
+        let bytes = axum::body::to_bytes(body, crate::machinery::request_info::MAX_BODY_BYTES)
             .await
-            .map_err(|_| Status::too_large(crate::endpoints::rest::MAX_BODY_BYTES))?;
+            .map_err(|_| Status::too_large(crate::machinery::request_info::MAX_BODY_BYTES))?;
         let mut review: Value = serde_json::from_slice(&bytes)
             .or_else(|_| serde_yaml_ng::from_slice(&bytes))
             .map_err(|e| Status::bad_request(format!("the request body is not valid JSON: {e}")))?;

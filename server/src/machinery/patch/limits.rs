@@ -22,7 +22,7 @@ pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 /// The most a patch may copy, and the largest object it may produce: the request body limit,
 /// as kube-apiserver sets its JSON patch copy limit (no object is bigger than a request could
 /// carry).
-pub const MAX_PATCH_BYTES: usize = crate::endpoints::rest::MAX_BODY_BYTES;
+pub const MAX_PATCH_BYTES: usize = crate::machinery::request_info::MAX_BODY_BYTES;
 
 /// How deeply a patched object may nest (JSON parsing stops at 128 levels anyway, so deeper
 /// objects could not even be read back).

@@ -25,6 +25,7 @@ pub mod self_subject_review;
 pub mod service_account;
 pub mod token_file;
 pub mod token_request;
+pub mod user;
 pub mod x509;
 
 use std::sync::Arc;
@@ -39,36 +40,7 @@ use crate::machinery::status::Status;
 use crate::serving::response;
 use crate::serving::state::AppState;
 
-/// The authenticated subject of a request, as Kubernetes' `user.Info`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UserInfo {
-    pub name: String,
-    pub uid: String,
-    pub groups: Vec<String>,
-    pub extra: std::collections::BTreeMap<String, Vec<String>>,
-}
-
-/// Members of this group bypass authorization everywhere, as in Kubernetes.
-pub const SYSTEM_MASTERS: &str = "system:masters";
-/// Every authenticated user is in this group.
-pub const AUTHENTICATED: &str = "system:authenticated";
-/// The user of a request without credentials (only ever on the public endpoints).
-pub const ANONYMOUS: &str = "system:anonymous";
-pub const UNAUTHENTICATED: &str = "system:unauthenticated";
-
-impl UserInfo {
-    pub fn is_master(&self) -> bool {
-        self.groups.iter().any(|g| g == SYSTEM_MASTERS)
-    }
-
-    pub fn anonymous() -> UserInfo {
-        UserInfo {
-            name: ANONYMOUS.to_string(),
-            groups: vec![UNAUTHENTICATED.to_string()],
-            ..UserInfo::default()
-        }
-    }
-}
+pub use user::{UserInfo, ANONYMOUS, AUTHENTICATED, SYSTEM_MASTERS, UNAUTHENTICATED};
 
 /// The 401 every refused credential gets. It says nothing about why: the reason is logged.
 pub fn unauthorized() -> Status {

@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde_json::json;
 
 use super::UserInfo;
-use crate::endpoints::rest::MAX_BODY_BYTES;
+use crate::machinery::request_info::MAX_BODY_BYTES;
 use crate::machinery::request_info::{ResourceRequest, Verb};
 use crate::machinery::status::Status;
 use crate::serving::response;

@@ -19,7 +19,7 @@ use super::service_account::{
     ServiceAccountRef, ServiceAccountTokens, API_AUDIENCE, DEFAULT_EXPIRATION, MAX_EXPIRATION,
     MIN_EXPIRATION,
 };
-use crate::endpoints::rest::MAX_BODY_BYTES;
+use crate::machinery::request_info::MAX_BODY_BYTES;
 use crate::machinery::request_info::{ResourceRequest, Verb};
 use crate::machinery::status::{Status, StatusCause, Subject};
 use crate::serving::response;

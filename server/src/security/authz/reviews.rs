@@ -10,7 +10,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{entry, rbac::Rule, Attributes, Entry, ResourceAttributes};
-use crate::endpoints::rest::MAX_BODY_BYTES;
+use crate::machinery::request_info::MAX_BODY_BYTES;
 use crate::machinery::request_info::{ResourceRequest, Verb};
 use crate::machinery::status::Status;
 use crate::security::authn::UserInfo;
