@@ -13,6 +13,7 @@
 pub mod crd;
 pub mod garbage_collector;
 pub mod namespace;
+pub mod placement;
 pub mod rbac_aggregation;
 pub mod runtime;
 pub mod service_account;
@@ -51,6 +52,7 @@ pub const HUB: &[Wire] = &[
     namespace_finalization,
     service_account::wire,
     garbage_collection,
+    placement::wire,
 ];
 
 /// Starts `controllers`; the returned [`Running`] stops them all.
