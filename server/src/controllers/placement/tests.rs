@@ -439,3 +439,89 @@ fn a_wake_is_just_after_its_second_begins() {
     assert_eq!(until(NOW + 2, now_ms).as_millis(), 1550);
     assert_eq!(until(NOW - 2, now_ms).as_millis(), 50, "never in the past");
 }
+
+#[test]
+fn a_target_that_never_reported_is_marked_once() {
+    let mut silent = target("eu-9", &[], NOW);
+    silent.status = None;
+    let mut fleet = Fleet::new(vec![silent], vec![]);
+    let first = fleet.pass();
+    assert_eq!(first.targets.len(), 1);
+    assert_eq!(first.targets[0].conditions[0].reason, "HeartbeatMissed");
+    assert!(
+        first.targets[0].taints.is_empty(),
+        "never reported: not tainted"
+    );
+    assert_eq!(first.wake_at, None);
+    // Read back as stored (through JSON): nothing more to write.
+    let stored = serde_json::to_value(&fleet.targets[0]).expect("JSON");
+    fleet.targets[0] = serde_json::from_value(stored).expect("a SyncTarget");
+    let second = fleet.pass();
+    assert!(second.is_empty(), "{second:?}");
+}
+
+/// A pass over 1,000 deployments on 50 targets, first placing them all, then over its own
+/// writes; prints `bench:` lines beside the engine's own placement of the same snapshot.
+/// Run with `cargo test --release -p trellis-server --lib pass_over_a_thousand -- --ignored
+/// --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn pass_over_a_thousand_deployments() {
+    let targets = (0..50)
+        .map(|i| target(&format!("t-{i}"), &[(8, 16)], NOW - 5))
+        .collect();
+    let deployments = (0..1000)
+        .map(|i| deployment(&format!("d-{i}"), 2, 2))
+        .collect();
+    let mut fleet = Fleet::new(targets, deployments);
+    if let Some(pool) = fleet.pools.first_mut() {
+        pool.spec.tenants[0].quotas[0].nominal_quota = 100_000;
+    }
+    let started = std::time::Instant::now();
+    let first = fleet.pass();
+    let placing = started.elapsed();
+    assert_eq!(first.placements.len(), 1000, "every deployment placed");
+    let started = std::time::Instant::now();
+    let again = fleet.pass();
+    let settled = started.elapsed();
+    assert!(again.is_empty());
+    // The baseline: the engine alone on the same (settled) fleet.
+    let read = fleet.read();
+    let targets: Vec<(&str, &SyncTarget)> = read
+        .targets
+        .iter()
+        .map(|a| (a.workspace, a.object))
+        .collect();
+    let pools: Vec<(&str, &GPUPool)> = read.pools.iter().map(|a| (a.workspace, a.object)).collect();
+    let deployments: Vec<(&str, &ModelDeployment)> = read
+        .deployments
+        .iter()
+        .map(|a| (a.workspace, a.object))
+        .collect();
+    let placements: Vec<(&str, &Placement)> = read
+        .placements
+        .iter()
+        .map(|a| (a.workspace, a.object))
+        .collect();
+    let snapshot = crate::fleet::snapshot::build_snapshot(
+        &crate::fleet::snapshot::FleetObjects {
+            targets: &targets,
+            pools: &pools,
+            deployments: &deployments,
+            placements: &placements,
+        },
+        fleet.now,
+    );
+    let started = std::time::Instant::now();
+    trellis_placement::place(&snapshot.snapshot, &mut Ledger::new());
+    let engine = started.elapsed();
+    println!("bench: placement_engine_1000 {} ms", engine.as_millis());
+    println!(
+        "bench: placement_pass_first_1000 {} ms",
+        placing.as_millis()
+    );
+    println!(
+        "bench: placement_pass_settled_1000 {} ms",
+        settled.as_millis()
+    );
+}
