@@ -17,11 +17,13 @@
 //! ledger of booked GPUs and its booking ids are global, so per-workspace keys would only
 //! split one computation into many that must all see the same ledger. A pass of 1,000
 //! deployments places in about 10 ms; the rest is linear in the objects. Any change of the
-//! four resources queues the key (a ModelDeployment's or GPUPool's status alone does not:
-//! only this controller writes it); the work queue holds it once however many changes come,
-//! and passes start at least [`MIN_INTERVAL`] apart, so a burst of changes is one or two
-//! passes. The pass asks to run again at the earliest time something is due (a heartbeat
-//! going stale, a failover deadline, a grace period) and a resync looks every [`RESYNC`].
+//! four resources queues the key, but for changes no decision depends on: a ModelDeployment's
+//! or GPUPool's status alone (only this controller writes it), and a heartbeat alone of a
+//! target that is still fresh (see [`objects::target_changed`]). The work queue holds the key
+//! once however many changes come, and passes start at least [`MIN_INTERVAL`] apart, so a
+//! burst of changes is one or two passes. The pass asks to run again at the earliest time
+//! something is due (a heartbeat going stale, a failover deadline, a grace period), and a
+//! resync looks every [`RESYNC`].
 //!
 //! The pass itself is [`pass::pass`], pure; this module reads the reflectors, calls it and
 //! writes with the committer, many writes at once: SyncTarget health as one preconditioned
@@ -62,7 +64,7 @@ use crate::deletion::{self, Deleted, Propagation};
 use crate::kinds::Scheme;
 use crate::registry::ResourceType;
 use crate::state::ROOT_CLUSTER;
-use objects::{keep, spec_or_metadata_changed, with_health, with_placement, Kept};
+use objects::{keep, spec_or_metadata_changed, target_changed, with_health, with_placement, Kept};
 use pass::{At, FleetRead, Pass, PlacementWrite};
 
 /// Passes start at least this far apart: changes arriving meanwhile are taken by the next.
@@ -73,8 +75,12 @@ pub const RESYNC: Duration = Duration::from_secs(60);
 const CONCURRENT_WRITES: usize = 16;
 /// How long a pass waits for its reflectors to see its own writes.
 const CATCH_UP: Duration = Duration::from_secs(10);
-/// How soon to look again when something was not available (a workspace path, a shard).
+/// How soon to look again after a write lost a race, or the reflectors were slow to show
+/// the pass's own writes.
 const RETRY: Duration = Duration::from_secs(2);
+/// How soon to look again when objects were left out because their workspace path is not
+/// known (a workspace being created or deleted).
+const UNRESOLVED_RETRY: Duration = Duration::from_secs(10);
 
 /// The one key of the controller: the whole fleet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -148,7 +154,9 @@ pub fn wire(running: &mut Running, ctx: &ControllerContext) {
     running.spawn(placements.run(running.token()));
     running.spawn(deployments.run(running.token()));
     let controller = Controller::new("placement")
-        .watches(&targets, |_| Some(WholeFleet))
+        .watches(&targets, |change| {
+            target_changed(change, clock().0).then_some(WholeFleet)
+        })
         .watches(&pools, |change| {
             spec_or_metadata_changed(change).then_some(WholeFleet)
         })
@@ -369,8 +377,9 @@ impl PlacementReconciler {
             return Err(e);
         }
         let wake = plan.wake_at.map(|at| until(at, now_ms));
-        let soon = (raced > 0 || unresolved > 0 || !caught_up).then_some(RETRY);
-        Ok(match [wake, soon].into_iter().flatten().min() {
+        let soon = (raced > 0 || !caught_up).then_some(RETRY);
+        let later = (unresolved > 0).then_some(UNRESOLVED_RETRY);
+        Ok(match [wake, soon, later].into_iter().flatten().min() {
             Some(after) => Action::requeue(after),
             None => Action::await_change(),
         })

@@ -1,7 +1,7 @@
 //! The fleet's objects as the placement controller keeps and writes them: what its reflectors
 //! keep of each stored object ([`Kept`]: the typed object, parsed once per change, beside the
 //! stored bytes its writes are preconditioned on), which changes are worth a pass
-//! ([`spec_or_metadata_changed`]), and the JSON of the writes that are not plain status
+//! ([`spec_or_metadata_changed`], [`target_changed`]), and the JSON of the writes that are not plain status
 //! writes (a SyncTarget's health, a Placement's spec, labels and retiring mark). Pure
 //! functions, tested below.
 
@@ -10,10 +10,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use trellis_apis::compute::placement::RETIRING_SINCE_ANNOTATION;
-use trellis_apis::compute::Placement;
+use trellis_apis::compute::{Placement, SyncTarget, SyncTargetStatus};
 use trellis_storage::StoredObject;
 
 use crate::controllers::runtime::{Change, Error};
+use crate::fleet::health;
 
 /// One stored object as a reflector keeps it.
 #[derive(Debug)]
@@ -71,10 +72,44 @@ impl SpecAndMetadata for trellis_apis::compute::GPUPool {
 pub fn spec_or_metadata_changed<K: SpecAndMetadata>(change: &Change<'_, Kept<K>>) -> bool {
     match (&change.old, &change.new) {
         (Some(old), Some(new)) => {
-            old.object.metadata() != new.object.metadata() || !old.object.same_spec(&new.object)
+            !same_metadata(old.object.metadata(), new.object.metadata())
+                || !old.object.same_spec(&new.object)
         }
         _ => true,
     }
+}
+
+/// Whether a SyncTarget change is worth a pass at `now` (seconds since the epoch): anything
+/// but a heartbeat alone of a target whose previous heartbeat is still fresh. Such a
+/// heartbeat changes no decision; it only moves the time the target would go stale, and the
+/// pass that last read the target asked to look again no later than the old time, when the
+/// new heartbeat is read. So a fleet of healthy targets costs a pass every half minute or so,
+/// not one per heartbeat.
+pub fn target_changed(change: &Change<'_, Kept<SyncTarget>>, now: i64) -> bool {
+    let (Some(old), Some(new)) = (&change.old, &change.new) else {
+        return true;
+    };
+    let (old, new) = (&old.object, &new.object);
+    let (Some(old_status), Some(new_status)) = (&old.status, &new.status) else {
+        return true;
+    };
+    let heartbeat_only = same_metadata(&old.metadata, &new.metadata)
+        && old.spec == new.spec
+        && SyncTargetStatus {
+            last_heartbeat_time: new_status.last_heartbeat_time.clone(),
+            ..old_status.clone()
+        } == *new_status;
+    !(heartbeat_only && health::heartbeat_healthy(old, now))
+}
+
+/// Metadata equal but for what every write changes (`managedFields`, `resourceVersion`).
+fn same_metadata(a: &ObjectMeta, b: &ObjectMeta) -> bool {
+    let bare = |m: &ObjectMeta| ObjectMeta {
+        managed_fields: None,
+        resource_version: None,
+        ..m.clone()
+    };
+    a == b || bare(a) == bare(b)
 }
 
 /// `current` (a stored SyncTarget) with the taints and conditions health asks for; the
@@ -227,6 +262,44 @@ mod tests {
         assert!(change(Some(md(2, 0)), Some(md(3, 0))), "scaled");
         assert!(change(None, Some(md(2, 0))), "created");
         assert!(change(Some(md(2, 0)), None), "deleted");
+    }
+
+    fn target(heartbeat: &str, free: i32) -> Arc<Kept<SyncTarget>> {
+        let value = json!({
+            "metadata": {"name": "eu-1", "uid": "u2"},
+            "spec": {},
+            "status": {"lastHeartbeatTime": heartbeat,
+                "gpus": [{"productName": "NVIDIA H200", "totalDevices": 16,
+                    "availableDevices": free,
+                    "freeByNode": [{"freeDevices": free / 2, "nodes": 2}]}]},
+        });
+        Arc::new(keep(&stored(value)).expect("a SyncTarget"))
+    }
+
+    #[test]
+    fn a_heartbeat_alone_brings_no_pass_while_the_target_is_fresh() {
+        let key = ObjectKey::new("c1", "compute.trellis.dev/synctargets", "", "eu-1");
+        // 2025-06-15T15:06:40Z.
+        let now = 1_750_000_000;
+        let change = |old: Arc<Kept<SyncTarget>>, new: Arc<Kept<SyncTarget>>, now: i64| {
+            target_changed(
+                &Change {
+                    key: &key,
+                    uid: None,
+                    old: Some(old),
+                    new: Some(new),
+                    deleted: false,
+                },
+                now,
+            )
+        };
+        let earlier = target("2025-06-15T15:06:30Z", 16);
+        let beat = target("2025-06-15T15:06:40Z", 16);
+        assert!(!change(earlier.clone(), beat.clone(), now));
+        // The previous heartbeat was stale: the target comes back, a pass lifts its taint.
+        assert!(change(earlier.clone(), beat.clone(), now + 60));
+        // The inventory moved with the heartbeat.
+        assert!(change(earlier, target("2025-06-15T15:06:40Z", 8), now));
     }
 
     #[test]
