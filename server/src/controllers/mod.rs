@@ -14,6 +14,7 @@ pub mod crd;
 pub mod garbage_collector;
 pub mod leader_election;
 pub mod namespace;
+pub mod placement;
 pub mod rbac_aggregation;
 pub mod runtime;
 pub mod service_account;
@@ -52,6 +53,7 @@ pub const HUB: &[Wire] = &[
     namespace_finalization,
     service_account::wire,
     garbage_collection,
+    placement::wire,
 ];
 
 /// Starts `controllers`; the returned [`Running`] stops them all.
