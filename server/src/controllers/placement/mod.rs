@@ -60,10 +60,10 @@ use trellis_storage::{ListScope, Preconditions, StorageError, Store};
 use super::runtime::committer::{self, parse, Committed};
 use super::runtime::{every_shard, Action, Controller, Error, Reconciler, Reflector, Running};
 use super::ControllerContext;
-use crate::deletion::{self, Deleted, Propagation};
 use crate::kinds::Scheme;
+use crate::machinery::deletion::{self, Deleted, Propagation};
 use crate::registry::ResourceType;
-use crate::state::ROOT_CLUSTER;
+use crate::tenancy::workspaces::ROOT_CLUSTER;
 use objects::{keep, spec_or_metadata_changed, target_changed, with_health, with_placement, Kept};
 use pass::{At, FleetRead, Pass, PlacementWrite};
 
