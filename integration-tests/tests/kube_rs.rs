@@ -22,6 +22,15 @@ fn configmap(name: &str, data: &[(&str, &str)]) -> ConfigMap {
     .unwrap()
 }
 
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn api_code(err: kube::Error) -> u16 {
     match err {
         kube::Error::Api(status) => status.code,
@@ -138,13 +147,17 @@ async fn reflectors_stay_exact_through_a_thousand_updates(hub: &Hub) {
         .unwrap();
     }
     let mut readers = Vec::new();
+    // The reflectors' tasks end with the test: once the hub stops, a watcher left running
+    // would retry against a closed port for as long as the process lives.
+    let mut tasks = Vec::new();
     for config in [
         watcher::Config::default(),
         watcher::Config::default().streaming_lists(),
     ] {
         let (reader, writer) = reflector::store::<ConfigMap>();
-        let stream = reflector(writer, watcher(api.clone(), config)).applied_objects();
-        tokio::spawn(stream.for_each(|_| async {}));
+        let stream = reflector(writer, watcher(api.clone(), config).default_backoff())
+            .applied_objects();
+        tasks.push(AbortOnDrop(tokio::spawn(stream.for_each(|_| async {}))));
         tokio::time::timeout(Duration::from_secs(10), reader.wait_until_ready())
             .await
             .expect("reflector ready in time")
