@@ -155,8 +155,8 @@ async fn reflectors_stay_exact_through_a_thousand_updates(hub: &Hub) {
         watcher::Config::default().streaming_lists(),
     ] {
         let (reader, writer) = reflector::store::<ConfigMap>();
-        let stream = reflector(writer, watcher(api.clone(), config).default_backoff())
-            .applied_objects();
+        let stream =
+            reflector(writer, watcher(api.clone(), config).default_backoff()).applied_objects();
         tasks.push(AbortOnDrop(tokio::spawn(stream.for_each(|_| async {}))));
         tokio::time::timeout(Duration::from_secs(10), reader.wait_until_ready())
             .await
