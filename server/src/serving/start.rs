@@ -222,7 +222,7 @@ async fn start_server(
     let workspaces = WorkspaceIndex::new(store.clone());
     {
         let workspaces = workspaces.clone();
-        running.spawn(async move { workspaces.watch().await });
+        running.spawn_until_stopped(async move { workspaces.watch().await });
     }
     let mut shards = vec![Shard::new(ROOT_SHARD, store.clone())];
     shards.extend(
@@ -233,7 +233,7 @@ async fn start_server(
     let shards = ShardMap::new(shards, workspaces.clone());
     let registry = Registry::new(scheme.clone(), shards.clone());
     for watch in registry.watches() {
-        running.spawn(watch);
+        running.spawn_until_stopped(watch);
     }
     let context = ControllerContext {
         shards: shards.clone(),
@@ -270,13 +270,13 @@ async fn start_server(
     let insecure_addr = insecure.as_ref().and_then(|l| l.local_addr().ok());
     let limits = options.security.connections;
     if let Some(insecure) = insecure {
-        running.spawn(crate::serving::serve::serve_insecure(
+        running.spawn_until_stopped(crate::serving::serve::serve_insecure(
             insecure,
             router.clone(),
             limits,
         ));
     }
-    running.spawn(crate::serving::serve::serve(
+    running.spawn_until_stopped(crate::serving::serve::serve(
         listener, tls_config, router, limits,
     ));
     Ok(Server {

@@ -71,6 +71,18 @@ impl Running {
         self.tasks.spawn(task);
     }
 
+    /// Runs `task`, which knows nothing of stopping, until everything stops: it is dropped at
+    /// once then, without waiting for the grace period.
+    pub fn spawn_until_stopped(&mut self, task: impl Future<Output = ()> + Send + 'static) {
+        let stop = self.stop.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = task => {}
+            }
+        });
+    }
+
     /// How many tasks are still running.
     pub fn len(&self) -> usize {
         self.tasks.len()
