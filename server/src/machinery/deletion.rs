@@ -151,37 +151,6 @@ pub async fn delete(
         .map(Deleted::Pending)
 }
 
-/// Takes `finalizer` off a stored object; if that was the last thing holding an object being
-/// deleted, the object goes. Used by controllers, which own their finalizers.
-pub async fn remove_finalizer(
-    store: &Store,
-    stored: &StoredObject,
-    finalizer: &str,
-) -> Result<(), StorageError> {
-    let mut object: Value = serde_json::from_slice(&stored.value)
-        .map_err(|e| StorageError::Internal(format!("stored object is not JSON: {e}")))?;
-    if let Some(list) = object
-        .pointer_mut("/metadata/finalizers")
-        .and_then(Value::as_array_mut)
-    {
-        list.retain(|f| f.as_str() != Some(finalizer));
-    }
-    let precondition = Preconditions::revision(stored.revision);
-    if update_completes_deletion(&object) {
-        return store
-            .delete(stored.key.clone(), precondition)
-            .await
-            .map(drop);
-    }
-    let bytes = Bytes::from(
-        serde_json::to_vec(&object).map_err(|e| StorageError::Internal(e.to_string()))?,
-    );
-    store
-        .update(stored.key.clone(), bytes, precondition)
-        .await
-        .map(drop)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

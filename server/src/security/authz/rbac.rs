@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Attributes;
-use crate::security::authn::UserInfo;
 
 /// One rule of a Role or ClusterRole (`rbac.authorization.k8s.io/v1` `PolicyRule`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -143,13 +142,6 @@ pub fn subjects_of(binding: &Value) -> Vec<SubjectKey> {
                 _ => None,
             }
         })
-        .collect()
-}
-
-/// The keys a user is found under: its name, then each group.
-pub fn keys_of(user: &UserInfo) -> Vec<SubjectKey> {
-    std::iter::once(SubjectKey::User(user.name.clone()))
-        .chain(user.groups.iter().cloned().map(SubjectKey::Group))
         .collect()
 }
 

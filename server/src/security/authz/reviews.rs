@@ -22,15 +22,6 @@ pub const SELF_SUBJECT_ACCESS_REVIEWS: &str = "selfsubjectaccessreviews";
 pub const SUBJECT_ACCESS_REVIEWS: &str = "subjectaccessreviews";
 pub const SELF_SUBJECT_RULES_REVIEWS: &str = "selfsubjectrulesreviews";
 
-/// Whether dispatch should hand the request to [`handle`].
-pub fn is_review(request: &ResourceRequest) -> bool {
-    request.group == GROUP
-        && matches!(
-            request.resource.as_str(),
-            SELF_SUBJECT_ACCESS_REVIEWS | SUBJECT_ACCESS_REVIEWS | SELF_SUBJECT_RULES_REVIEWS
-        )
-}
-
 /// Whether a request is a review of the requesting user itself.
 pub fn is_self_review(target: &crate::machinery::request_info::Target) -> bool {
     matches!(target, crate::machinery::request_info::Target::Resource(r)
