@@ -992,7 +992,7 @@ async fn describe_garbage_collection(hub: &Hub) -> Result<()> {
         .len();
     let shards = trellis_server::tenancy::shards::ShardMap::single(store.clone());
     let registry = trellis_server::registry::Registry::new(
-        std::sync::Arc::new(trellis_server::kinds::Scheme::hub()),
+        std::sync::Arc::new(trellis_server::serving::hub::scheme()),
         shards.clone(),
     );
     let started = Instant::now();

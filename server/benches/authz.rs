@@ -211,7 +211,11 @@ async fn run() -> Result<()> {
     .await?;
     let cache = trellis_server::security::authz::cache::RbacCache::spawn(
         store.clone(),
-        trellis_server::kinds::Scheme::hub().default_roles().clone(),
+        std::sync::Arc::new(
+            trellis_server::security::authz::defaults::DefaultRoles::new(
+                trellis_server::serving::hub::scheme().resources(),
+            ),
+        ),
         tokio_util::sync::CancellationToken::new(),
     );
     cache.catch_up(&store).await?;

@@ -6,8 +6,9 @@
 //!
 //! - [`machinery`]: generic API machinery (metadata, selectors, `Status`, patches, apply,
 //!   structural schemas, deletion, request parsing);
-//! - [`kinds`]: one file per built-in kind, per group; a server's [`kinds::Scheme`];
-//! - [`registry`] and [`crds`]: what resources a workspace serves, built-in and from its CRDs;
+//! - [`kinds`]: one file per built-in kind, per group; how a server's kinds are assembled ([`kinds::SchemeBuilder`]);
+//! - [`registry`] and [`crds`]: what resources a workspace serves: the server's scheme of
+//!   built-in kinds, and those of the workspace's CRDs;
 //! - [`tenancy`]: workspaces, shards, bootstrap;
 //! - [`security`]: authentication, impersonation, RBAC, audit, TLS;
 //! - [`endpoints`]: the REST layer, discovery, OpenAPI;

@@ -17,9 +17,20 @@ pub struct AppState {
     pub authorizer: Arc<crate::security::authz::Authorizer>,
     /// Who a credential is (the authentication layer, and TokenReviews).
     pub authenticator: Arc<crate::security::authn::Authenticator>,
+    /// The OpenAPI documents of the built-in kinds.
+    pub openapi: crate::endpoints::openapi::Documents,
 }
 
 impl AppState {
+    /// The state behind a kind's hook or endpoint ([`crate::kinds::ServerState`]).
+    pub fn of(
+        server: &crate::kinds::ServerState,
+    ) -> Result<&AppState, crate::machinery::status::Status> {
+        server.downcast_ref::<AppState>().ok_or_else(|| {
+            crate::machinery::status::Status::internal("a hook ran outside a Trellis server")
+        })
+    }
+
     /// The store holding a logical cluster's objects (its shard's).
     pub async fn store_for(
         &self,

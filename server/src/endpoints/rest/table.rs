@@ -139,7 +139,7 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::scheme::lookup_builtin;
+    use crate::registry::scheme::test_lookup as lookup_builtin;
 
     #[test]
     fn accept_headers() {
