@@ -36,10 +36,12 @@ use axum::response::Response;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
 
-pub use crate::machinery::patch::strategic::ListMerge;
-use crate::machinery::request_info::ResourceRequest;
-use crate::machinery::status::{Status, StatusCause, Subject};
-use crate::security::authn::user::UserInfo;
+// What a kind's file names, for kinds written outside this crate too.
+pub use crate::machinery::patch::strategic::{ListMerge, ListStrategy};
+pub use crate::machinery::protobuf::Converter;
+pub use crate::machinery::request_info::{ResourceRequest, Verb};
+pub use crate::machinery::status::{Status, StatusCause, Subject};
+pub use crate::security::authn::user::UserInfo;
 
 pub use scheme::{Install, SchemeBuilder};
 

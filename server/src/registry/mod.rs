@@ -15,9 +15,7 @@ use std::sync::Arc;
 
 use crate::tenancy::shards::ShardMap;
 
-pub use resource_type::{
-    CustomVersion, PrinterColumn, ResourceType, ScalePaths, Subresources, VERBS,
-};
+pub use resource_type::{PrinterColumn, ResourceType, ScalePaths};
 pub use scheme::Scheme;
 
 /// The resources of every workspace: the built-ins and each workspace's custom resources.

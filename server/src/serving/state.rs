@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use trellis_storage::Store;
-
 use crate::registry::Registry;
 use crate::tenancy::shards::ShardMap;
 use crate::tenancy::workspaces::WorkspaceIndex;
@@ -29,13 +27,5 @@ impl AppState {
         server.downcast_ref::<AppState>().ok_or_else(|| {
             crate::machinery::status::Status::internal("a hook ran outside a Trellis server")
         })
-    }
-
-    /// The store holding a logical cluster's objects (its shard's).
-    pub async fn store_for(
-        &self,
-        cluster: &str,
-    ) -> Result<Store, crate::tenancy::workspaces::Unroutable> {
-        Ok(self.shards.shard_for(cluster).await?.store.clone())
     }
 }

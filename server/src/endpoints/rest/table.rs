@@ -6,7 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
-pub use crate::machinery::age::{human_duration, since};
+pub use crate::machinery::age::since;
 
 use super::custom_columns;
 use crate::registry::ResourceType;
@@ -139,6 +139,7 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::machinery::age::human_duration;
     use crate::registry::scheme::test_lookup as lookup_builtin;
 
     #[test]

@@ -355,6 +355,7 @@ async fn validate_and_admit(
 
 fn check_valid(target: &Target, object: &Value, old: Option<&Value>) -> Result<(), Status> {
     let mut causes = target.rt.validate(object, old);
+    causes.extend(apply::validate_managed_fields(object));
     if let Some(structural) = target.rt.structural() {
         causes.extend(
             structural
@@ -578,6 +579,8 @@ async fn rewrite(
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("name".into(), Value::String(name.to_string()));
         }
+        // A write that changes nothing but the managers' times stores nothing.
+        apply::keep_times_if_unchanged(&current, &mut object);
         let added = deletion::new_finalizers_while_deleting(&current, &object);
         if !added.is_empty() {
             return Err(Status::invalid(

@@ -40,7 +40,7 @@ use crate::machinery::status::Status;
 use crate::serving::response;
 use crate::tenancy::shards::ShardMap;
 
-pub use user::{UserInfo, ANONYMOUS, AUTHENTICATED, SYSTEM_MASTERS, UNAUTHENTICATED};
+pub use user::{UserInfo, ANONYMOUS, AUTHENTICATED, UNAUTHENTICATED};
 
 /// The 401 every refused credential gets. It says nothing about why: the reason is logged.
 pub fn unauthorized() -> Status {
