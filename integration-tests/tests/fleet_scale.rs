@@ -109,9 +109,12 @@ where
 async fn targets(hub: &Hub, targets: &[(&str, &[(i64, i64)])]) -> tokio::task::JoinHandle<()> {
     let api: Api<SyncTarget> = Api::all(client(hub, PROVIDER).await);
     for (name, free) in targets {
-        api.create(&PostParams::default(), &SyncTarget::new(name, Default::default()))
-            .await
-            .expect("create target");
+        api.create(
+            &PostParams::default(),
+            &SyncTarget::new(name, Default::default()),
+        )
+        .await
+        .expect("create target");
         report(&api, name, &syncer_status(free)).await;
     }
     let names: Vec<String> = targets.iter().map(|(n, _)| n.to_string()).collect();
@@ -332,8 +335,9 @@ async fn two_hundred_deployments_from_ten_tenants_never_double_book_a_gpu(hub: &
             "{target}: replicas of {sizes:?} GPUs do not fit nodes with {node_free:?} free"
         );
         for p in placements {
-            *by_tenant.entry(p.spec.origin.workspace.clone()).or_default() +=
-                i64::from(p.spec.resources.gpu.count) * i64::from(p.spec.replicas);
+            *by_tenant
+                .entry(p.spec.origin.workspace.clone())
+                .or_default() += i64::from(p.spec.resources.gpu.count) * i64::from(p.spec.replicas);
         }
     }
     eprintln!("bench: gpu_overcommit 0 gpus ({booked} of 320 GPUs booked)");
@@ -389,8 +393,7 @@ async fn spread_follows_capacity_and_tenants_borrow_up_to_their_limit(hub: &Hub)
         &[("root:acme".into(), 8, 4), ("root:globex".into(), 16, 0)],
     )
     .await;
-    let acme: Api<ModelDeployment> =
-        Api::namespaced(client(hub, "root:acme").await, "default");
+    let acme: Api<ModelDeployment> = Api::namespaced(client(hub, "root:acme").await, "default");
 
     // Spread: six one-GPU replicas over 16 and 8 free GPUs go four and two.
     acme.create(
