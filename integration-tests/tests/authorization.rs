@@ -717,9 +717,123 @@ async fn a_role_grants_exactly_its_verbs(hub: &Hub) {
     );
 }
 
+/// The default ClusterRoles and bindings are objects clients can read in every workspace:
+/// listed, fetched, with aggregated rules as the workspace sees them; a stored one of the same
+/// name replaces a default, and the first write to a default stores it.
+async fn default_cluster_roles_are_readable_objects(hub: &Hub) {
+    hub.ok(&["ws", "create", "team"]);
+    let team = format!("{}/clusters/root:team", base_url(hub));
+    let in_team = |args: &[&str]| {
+        let mut full = vec!["--server", team.as_str()];
+        full.extend_from_slice(args);
+        hub.ok(&full)
+    };
+    let names = in_team(&["get", "clusterroles", "-o", "name"]);
+    for role in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:aggregate-to-view",
+        "system:auth-delegator",
+        "system:public-info-viewer",
+        "system:basic-user",
+    ] {
+        assert!(
+            names
+                .lines()
+                .any(|l| l == format!("clusterrole.rbac.authorization.k8s.io/{role}")),
+            "{role} listed: {names}"
+        );
+    }
+    let bindings = in_team(&["get", "clusterrolebindings", "-o", "name"]);
+    assert!(bindings.contains("clusterrolebinding.rbac.authorization.k8s.io/system:basic-user"));
+    // `view` holds what the kinds grant viewers (configmaps among them), aggregated.
+    let view = in_team(&["get", "clusterrole", "view", "-o", "json"]);
+    let view: serde_json::Value = serde_json::from_str(&view).expect("json");
+    let grants = |role: &serde_json::Value, resource: &str| {
+        role["rules"].as_array().is_some_and(|rules| {
+            rules.iter().any(|r| {
+                r["resources"]
+                    .as_array()
+                    .is_some_and(|rs| rs.iter().any(|x| x == resource))
+            })
+        })
+    };
+    assert!(grants(&view, "configmaps"), "{view}");
+    assert!(view["aggregationRule"].is_object());
+    assert!(!view["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty());
+    // A stored role labelled to aggregate into view adds its rules to view, here only.
+    let dir = tempfile::tempdir().unwrap();
+    let widgets = write_file(
+        dir.path(),
+        "widgets.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: widget-viewer
+  labels: {rbac.authorization.k8s.io/aggregate-to-view: \"true\"}
+rules:
+- apiGroups: [example.com]
+  resources: [widgets]
+  verbs: [get]
+",
+    );
+    in_team(&["apply", "-f", &widgets]);
+    let aggregated = || {
+        let view = in_team(&["get", "clusterrole", "view", "-o", "json"]);
+        serde_json::from_str::<serde_json::Value>(&view).expect("json")
+    };
+    wait_until(|| grants(&aggregated(), "widgets"));
+    let root_view: serde_json::Value =
+        serde_json::from_str(&hub.ok(&["get", "clusterrole", "view", "-o", "json"])).unwrap();
+    assert!(!grants(&root_view, "widgets"), "other workspaces unchanged");
+    // A write to a default stores it; it is then listed once, with the change.
+    in_team(&["label", "clusterrole", "edit", "team=yes"]);
+    assert_eq!(
+        in_team(&[
+            "get",
+            "clusterrole",
+            "edit",
+            "-o",
+            "jsonpath={.metadata.labels.team}"
+        ]),
+        "yes"
+    );
+    let names = in_team(&["get", "clusterroles", "-o", "name"]);
+    assert_eq!(
+        names
+            .lines()
+            .filter(|l| *l == "clusterrole.rbac.authorization.k8s.io/edit")
+            .count(),
+        1,
+        "{names}"
+    );
+    // Label selectors apply to the defaults too.
+    let selected = in_team(&[
+        "get",
+        "clusterroles",
+        "-l",
+        "rbac.authorization.k8s.io/aggregate-to-edit=true",
+        "-o",
+        "name",
+    ]);
+    assert!(
+        selected.contains("clusterrole.rbac.authorization.k8s.io/view"),
+        "{selected}"
+    );
+    assert!(!selected.contains("/cluster-admin"), "{selected}");
+    let (ok, _, err) = hub.kubectl(&["get", "clusterrole", "no-such-role"]);
+    assert!(!ok && err.contains("NotFound"), "{err}");
+}
+
 on_both_stores!(
     users_are_confined_to_their_workspaces,
-    a_role_grants_exactly_its_verbs
+    a_role_grants_exactly_its_verbs,
+    default_cluster_roles_are_readable_objects,
 );
 
 /// A kube-rs client for `user` (a client certificate from the replica's CA).

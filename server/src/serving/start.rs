@@ -263,6 +263,7 @@ async fn start_server(
         workspaces,
         authorizer,
         authenticator,
+        default_roles,
         openapi,
     });
     let router = axum::Router::new()

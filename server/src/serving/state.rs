@@ -15,6 +15,8 @@ pub struct AppState {
     pub authorizer: Arc<crate::security::authz::Authorizer>,
     /// Who a credential is (the authentication layer, and TokenReviews).
     pub authenticator: Arc<crate::security::authn::Authenticator>,
+    /// The default ClusterRoles and ClusterRoleBindings every workspace reads.
+    pub default_roles: Arc<crate::security::authz::defaults::DefaultRoles>,
     /// The OpenAPI documents of the built-in kinds.
     pub openapi: crate::endpoints::openapi::Documents,
 }

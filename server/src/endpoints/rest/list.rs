@@ -181,8 +181,24 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
     .await?
     .map_err(|e| list_error(target, query, e))?;
     let mut metadata = json!({"resourceVersion": read.revision.to_string()});
-    if let Some(token) = read.continue_token {
-        metadata["continue"] = Value::String(token);
+    match read.continue_token {
+        Some(token) => metadata["continue"] = Value::String(token),
+        // The last page: the defaults no stored object replaces.
+        None if !target.wildcard() => {
+            for object in super::defaults::unshadowed(target).await? {
+                if !filter.matches(&object) {
+                    continue;
+                }
+                if raw {
+                    raw_items.push(serde_json::to_vec(&object).map_err(|e| {
+                        Status::internal(format!("encoding a default object: {e}"))
+                    })?);
+                } else {
+                    items.push(object);
+                }
+            }
+        }
+        None => {}
     }
     if raw {
         return Ok(response::json_bytes(

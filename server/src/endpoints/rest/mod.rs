@@ -2,6 +2,7 @@
 //! over the storage layer. Per-kind rules live in the registry and `object_meta`, not here.
 
 mod custom_columns;
+mod defaults;
 mod filter;
 mod list;
 mod strict_json;
@@ -225,13 +226,20 @@ impl Target<'_> {
     }
 
     async fn get(&self, query: &Query) -> Result<Response, Status> {
-        let key = self.key(self.name.unwrap_or_default());
-        let stored = self
-            .shard
-            .store
-            .get(&key)
-            .await
-            .map_err(|e| self.storage_error(&e))?;
+        let name = self.name.unwrap_or_default();
+        let key = self.key(name);
+        let stored = match self.shard.store.get(&key).await {
+            Ok(stored) => stored,
+            Err(e @ trellis_storage::StorageError::NotFound(_)) => {
+                return match defaults::named(self, name) {
+                    Some(object) if self.subresource == Subresource::None => {
+                        Ok(response::json(StatusCode::OK, &self.render(object, query)))
+                    }
+                    _ => Err(self.storage_error(&e)),
+                };
+            }
+            Err(e) => return Err(self.storage_error(&e)),
+        };
         if self.subresource == Subresource::None && self.rendering == table::Rendering::Object {
             // The object as stored plus its revision: no parse and re-encode.
             let object =

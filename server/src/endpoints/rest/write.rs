@@ -16,6 +16,7 @@ use crate::machinery::object_meta;
 use crate::machinery::patch::PatchType;
 use crate::machinery::status::{Status, StatusCause, Subject};
 use crate::registry::ResourceType;
+use crate::security::authz::defaults::DEFAULT_REVISION;
 use crate::serving::query::Query;
 use crate::serving::response;
 
@@ -549,11 +550,35 @@ async fn rewrite(
     let name = target.name.unwrap_or_default();
     let dry = dry_run(query)?;
     let store = &target.shard.store;
+    // The revision of a default this write stored first (`defaults`).
+    let mut materialized = None;
     for _ in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
-        let existing = store
-            .get(&target.key(name))
-            .await
-            .map_err(|e| target.storage_error(&e))?;
+        let existing = match store.get(&target.key(name)).await {
+            Ok(existing) => existing,
+            Err(e @ StorageError::NotFound(_)) => match super::defaults::named(target, name) {
+                // A write to a default stores it first, as it is; then goes on as usual.
+                Some(default) if !dry && target.subresource == Subresource::None => {
+                    let mut default = default;
+                    if let Some(meta) = default.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.remove("resourceVersion");
+                    }
+                    let uid = default
+                        .pointer("/metadata/uid")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    let bytes = encode_stored(target, &default)?;
+                    match store.create(target.key(name), uid, bytes).await {
+                        Ok(stored) => materialized = Some(stored.revision),
+                        Err(StorageError::AlreadyExists(_)) => {}
+                        Err(e) => return Err(target.storage_error(&e)),
+                    }
+                    continue;
+                }
+                _ => return Err(target.storage_error(&e)),
+            },
+            Err(e) => return Err(target.storage_error(&e)),
+        };
         let current = object_meta::decode(&existing.value, existing.revision, target.rt)?;
         let (mut object, warnings) = compute(&current)?;
         match target.subresource {
@@ -564,6 +589,13 @@ async fn rewrite(
             _ => {}
         }
         let requested = object_meta::requested_revision(&object)?;
+        // The client read the default this write just stored: that is the same object.
+        let requested = match requested {
+            Some(DEFAULT_REVISION) if materialized == Some(existing.revision) => {
+                Some(existing.revision)
+            }
+            other => other,
+        };
         if requested.is_some_and(|rev| rev != existing.revision) {
             return Err(target.storage_error(&StorageError::Conflict {
                 key: name.to_string(),

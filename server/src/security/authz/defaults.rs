@@ -60,17 +60,42 @@ fn aggregate_label(to: &str) -> Value {
 /// nothing stored.
 pub struct DefaultRoles {
     cluster_roles: Vec<Value>,
+    cluster_role_bindings: Vec<Value>,
     effective: Arc<HashMap<String, Rules>>,
 }
+
+/// The resourceVersion the defaults show: older than anything stored. A write naming it
+/// stores the default first (`endpoints::rest`), as if it had always been there.
+pub const DEFAULT_REVISION: u64 = 1;
 
 impl DefaultRoles {
     /// The defaults of a server serving `resources`.
     pub fn new(resources: &[Arc<ResourceType>]) -> DefaultRoles {
-        let cluster_roles = cluster_roles(resources);
+        let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let mut cluster_roles = cluster_roles(resources);
+        let mut cluster_role_bindings: Vec<Value> = CLUSTER_ROLE_BINDINGS
+            .iter()
+            .map(|(name, role, group)| cluster_role_binding(name, role, group))
+            .collect();
+        for object in cluster_roles.iter_mut().chain(&mut cluster_role_bindings) {
+            stamp(object, &created);
+        }
         let effective = Arc::new(effective_cluster_roles(&cluster_roles, &HashMap::new()));
         DefaultRoles {
             cluster_roles,
+            cluster_role_bindings,
             effective,
+        }
+    }
+
+    /// The default objects stored as `resource` would be (`rbac.authorization.k8s.io/
+    /// clusterroles`), none for other resources: what every workspace reads where it stores
+    /// none of the same name.
+    pub fn objects(&self, resource: &str) -> &[Value] {
+        match resource {
+            super::cache::CLUSTER_ROLES => &self.cluster_roles,
+            super::cache::CLUSTER_ROLE_BINDINGS => &self.cluster_role_bindings,
+            _ => &[],
         }
     }
 
@@ -84,6 +109,52 @@ impl DefaultRoles {
     pub fn effective(&self) -> &Arc<HashMap<String, Rules>> {
         &self.effective
     }
+}
+
+/// The metadata a default shows as an object: a uid derived from its kind and name (the same
+/// on every replica), the server's start as its creation, and [`DEFAULT_REVISION`].
+fn stamp(object: &mut Value, created: &str) {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let kind = object["kind"].as_str().unwrap_or_default().to_string();
+    let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
+    let half = |salt: &str| {
+        let mut h = DefaultHasher::new();
+        (salt, &kind, name).hash(&mut h);
+        h.finish()
+    };
+    let (a, b) = (half("a"), half("b"));
+    let uid = format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xffff,
+        b >> 48,
+        b & 0xffff_ffff_ffff
+    );
+    meta.insert("uid".into(), json!(uid));
+    meta.insert("creationTimestamp".into(), json!(created));
+    meta.insert(
+        "resourceVersion".into(),
+        json!(DEFAULT_REVISION.to_string()),
+    );
+}
+
+/// A default ClusterRoleBinding as the object it stands for.
+fn cluster_role_binding(name: &str, role: &str, group: &str) -> Value {
+    json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {
+            "name": name,
+            "labels": {BOOTSTRAPPING: "rbac-defaults"},
+            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+        },
+        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": group}],
+    })
 }
 
 /// What `view`, `edit` or `admin` (as `pick` chooses) gets on `resources`: one rule per group
@@ -192,6 +263,15 @@ fn cluster_roles(resources: &[Arc<ResourceType>]) -> Vec<Value> {
             None,
         ),
         role(
+            "system:public-info-viewer",
+            json!({}),
+            &[Rule::non_resource(
+                &["get"],
+                &["/healthz", "/livez", "/readyz", "/version", "/version/"],
+            )],
+            None,
+        ),
+        role(
             "system:basic-user",
             json!({}),
             &[
@@ -222,6 +302,11 @@ pub const CLUSTER_ROLE_BINDINGS: &[(&str, &str, &str)] = &[
     (
         "system:basic-user",
         "system:basic-user",
+        crate::security::authn::AUTHENTICATED,
+    ),
+    (
+        "system:public-info-viewer",
+        "system:public-info-viewer",
         crate::security::authn::AUTHENTICATED,
     ),
 ];
