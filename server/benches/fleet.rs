@@ -336,6 +336,11 @@ async fn overcommit(provider: &Client) -> Result<(i64, i64)> {
 }
 
 fn main() -> Result<()> {
+    // `RUST_LOG=trellis_server=debug` shows the placement controller's passes.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
