@@ -2,11 +2,14 @@
 //! watcher seeing it `Scheduled=True`, with 1,000 deployments from 10 tenants at once, on
 //! Postgres; against the same hub's plain path, a ConfigMap create → a watcher seeing it.
 //!
-//! Run with `cargo bench -p trellis-server --bench fleet`. Prints `bench: <name> <value> <unit>`:
-//! - `place_e2e_p99_ms` (target ≤ 20) and `place_e2e_p50_ms`, with
-//!   `create_watch_p99_ms`, the baseline, and their ratio;
-//! - `place_e2e_per_s` (target ≥ 200): deployments scheduled per second, first create to last
-//!   `Scheduled` seen;
+//! Run with `cargo bench -p trellis-server --bench fleet`. Two phases, each of 1,000
+//! deployments and, before them, 1,000 ConfigMaps for the baseline: creates paced at
+//! `TRELLIS_BENCH_RATE` per second in all (default 200, the throughput target), then a burst
+//! as fast as the clients go. Prints `bench: <name> <value> <unit>`:
+//! - `place_e2e_p99_ms` (target ≤ 20) and `place_e2e_p50_ms` of the paced phase, with
+//!   `create_watch_p99_ms`, the baseline, and their ratio; the same with `_burst`;
+//! - `place_e2e_per_s` (target ≥ 200): deployments scheduled per second in the burst, first
+//!   create to last `Scheduled` seen;
 //! - `gpu_overcommit` (must be 0): GPUs booked beyond what a target's nodes have free, counting
 //!   a replica of N GPUs only on a node with N free.
 //!
@@ -201,6 +204,18 @@ fn deployment(name: &str, gpus: i32) -> ModelDeployment {
     md
 }
 
+fn config_map(name: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some([("bench".to_string(), "1".to_string())].into()),
+            ..Default::default()
+        },
+        data: Some([("a".to_string(), "b".to_string())].into()),
+        ..Default::default()
+    }
+}
+
 fn scheduled(md: &ModelDeployment) -> bool {
     md.status.as_ref().is_some_and(|s| {
         s.conditions
@@ -236,12 +251,14 @@ where
     (seen, task)
 }
 
-/// Creates `per_tenant` objects in each tenant, `in_flight` at a time per tenant; when each
-/// create was acknowledged, by uid, and when the first was sent.
+/// Creates `per_tenant` objects in each tenant, `in_flight` at a time per tenant, paced to
+/// `rate` per second in all (as fast as they go with none); when each create was
+/// acknowledged, by uid, and when the first was sent.
 async fn create_all<K>(
     tenants: &[Client],
     per_tenant: usize,
     in_flight: usize,
+    rate: Option<f64>,
     make: fn(usize) -> K,
 ) -> Result<(HashMap<String, Instant>, Instant)>
 where
@@ -255,14 +272,23 @@ where
         + 'static,
 {
     let started = Instant::now();
+    // Each tenant's share of the rate, its creates offset from the others'.
+    let every = rate.map(|r| Duration::from_secs_f64(tenants.len() as f64 / r));
     let mut tasks = tokio::task::JoinSet::new();
-    for client in tenants {
+    for (t, client) in tenants.iter().enumerate() {
         let api: Api<K> = Api::namespaced(client.clone(), "default");
+        let offset = every.map(|e| e.mul_f64(t as f64 / tenants.len() as f64));
         tasks.spawn(async move {
             let acked = futures::stream::iter(0..per_tenant)
                 .map(|i| {
                     let api = api.clone();
+                    let at = every
+                        .zip(offset)
+                        .map(|(every, offset)| started + offset + every * i as u32);
                     async move {
+                        if let Some(at) = at {
+                            tokio::time::sleep_until(at.into()).await;
+                        }
                         let created = api.create(&PostParams::default(), &make(i)).await?;
                         Ok::<_, kube::Error>((created.meta().uid.clone(), Instant::now()))
                     }
@@ -349,6 +375,7 @@ fn main() -> Result<()> {
 
 async fn run() -> Result<()> {
     let in_flight: usize = env_or("TRELLIS_BENCH_IN_FLIGHT", 4)?;
+    let rate: f64 = env_or("TRELLIS_BENCH_RATE", 200.0)?;
     let pg = PostgresCluster::start(ClusterOptions::default())?;
     let db = pg.create_database("bench_fleet").await?;
     let dir = tempfile::Builder::new()
@@ -389,60 +416,79 @@ async fn run() -> Result<()> {
          {PER_TENANT} deployments, {in_flight} in flight per tenant"
     );
 
-    // Baseline: a plain object's create → watch on the same hub.
-    let (cm_seen, cm_watch) = watch::<ConfigMap>(Api::all(all.clone()), |cm| {
-        cm.metadata
-            .labels
-            .as_ref()
-            .is_some_and(|l| l.contains_key("bench"))
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (acked, _) = create_all(&tenants, PER_TENANT, in_flight, |i| ConfigMap {
-        metadata: ObjectMeta {
-            name: Some(format!("cm-{i}")),
-            labels: Some([("bench".to_string(), "1".to_string())].into()),
-            ..Default::default()
-        },
-        data: Some([("a".to_string(), "b".to_string())].into()),
-        ..Default::default()
-    })
-    .await?;
-    let baseline = latencies(&acked, &cm_seen).await?;
-    cm_watch.abort();
+    // Paced at `rate`: the latency of one deployment among a steady stream; then a burst of
+    // as many as the clients send, for throughput (and latency under it, for context).
+    for (phase, rate) in [("", Some(rate)), ("_burst", None)] {
+        match rate {
+            Some(rate) => println!("# creates paced at {rate}/s in all"),
+            None => println!("# creates as fast as {in_flight} in flight per tenant go"),
+        }
+        // Baseline: a plain object's create → watch on the same hub.
+        let (cm_seen, cm_watch) = watch::<ConfigMap>(Api::all(all.clone()), |cm| {
+            cm.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key("bench"))
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let make_cm: fn(usize) -> ConfigMap = if rate.is_some() {
+            |i| config_map(&format!("p-{i}"))
+        } else {
+            |i| config_map(&format!("b-{i}"))
+        };
+        let (acked, _) = create_all(&tenants, PER_TENANT, in_flight, rate, make_cm).await?;
+        let baseline = latencies(&acked, &cm_seen).await?;
+        cm_watch.abort();
 
-    // Deployments: create → Scheduled seen.
-    let (md_seen, md_watch) = watch::<ModelDeployment>(Api::all(all.clone()), scheduled);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (acked, started) = create_all(&tenants, PER_TENANT, in_flight, |i| {
-        deployment(&format!("m-{i}"), SIZES[i % SIZES.len()])
-    })
-    .await?;
-    let placed = latencies(&acked, &md_seen).await?;
-    let last = md_seen
-        .lock()
-        .expect("lock")
-        .values()
-        .max()
-        .copied()
-        .unwrap_or(started);
-    md_watch.abort();
+        // Deployments: create → Scheduled seen.
+        let (md_seen, md_watch) = watch::<ModelDeployment>(Api::all(all.clone()), scheduled);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let make_md: fn(usize) -> ModelDeployment = if rate.is_some() {
+            |i| deployment(&format!("p-{i}"), SIZES[i % SIZES.len()])
+        } else {
+            |i| deployment(&format!("b-{i}"), SIZES[i % SIZES.len()])
+        };
+        let (acked, started) = create_all(&tenants, PER_TENANT, in_flight, rate, make_md).await?;
+        let placed = latencies(&acked, &md_seen).await?;
+        let last = md_seen
+            .lock()
+            .expect("lock")
+            .values()
+            .max()
+            .copied()
+            .unwrap_or(started);
+        md_watch.abort();
+
+        let ms = |us: u64| us as f64 / 1000.0;
+        let p99 = ms(percentile(&placed, 0.99));
+        let base_p99 = ms(percentile(&baseline, 0.99));
+        report(
+            &format!("place_e2e{phase}_p50_ms"),
+            ms(percentile(&placed, 0.50)),
+            "ms",
+        );
+        report(&format!("place_e2e{phase}_p99_ms"), p99, "ms");
+        report(
+            &format!("create_watch{phase}_p50_ms"),
+            ms(percentile(&baseline, 0.50)),
+            "ms",
+        );
+        report(&format!("create_watch{phase}_p99_ms"), base_p99, "ms");
+        report(
+            &format!("place_e2e{phase}_p99_vs_create_watch"),
+            p99 / base_p99.max(0.001),
+            "x",
+        );
+        let elapsed = last.saturating_duration_since(started).as_secs_f64();
+        let name = if rate.is_some() {
+            "place_e2e_paced_per_s"
+        } else {
+            "place_e2e_per_s"
+        };
+        report(name, placed.len() as f64 / elapsed.max(1e-9), "ops/s");
+    }
     let (over, booked) = overcommit(&provider).await?;
     beat.abort();
-
-    let ms = |us: u64| us as f64 / 1000.0;
-    let p99 = ms(percentile(&placed, 0.99));
-    let base_p99 = ms(percentile(&baseline, 0.99));
-    report("place_e2e_p50_ms", ms(percentile(&placed, 0.50)), "ms");
-    report("place_e2e_p99_ms", p99, "ms");
-    report("create_watch_p50_ms", ms(percentile(&baseline, 0.50)), "ms");
-    report("create_watch_p99_ms", base_p99, "ms");
-    report("place_e2e_p99_vs_create_watch", p99 / base_p99, "x");
-    let elapsed = last.saturating_duration_since(started).as_secs_f64();
-    report(
-        "place_e2e_per_s",
-        placed.len() as f64 / elapsed.max(1e-9),
-        "ops/s",
-    );
     println!("# {booked} GPUs booked on {TARGETS} targets");
     report("gpu_overcommit", over as f64, "gpus");
     hub.shutdown().await;

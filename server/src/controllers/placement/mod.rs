@@ -68,11 +68,14 @@ use objects::{keep, spec_or_metadata_changed, target_changed, with_health, with_
 use pass::{At, FleetRead, Pass, PlacementWrite};
 
 /// Passes start at least this far apart: changes arriving meanwhile are taken by the next.
-pub const MIN_INTERVAL: Duration = Duration::from_millis(200);
+/// Short, so that a deployment waits for at most the pass in progress: a burst of creates is
+/// taken in batches as fast as the passes go.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(20);
 /// A pass now and then, whatever the triggers said.
 pub const RESYNC: Duration = Duration::from_secs(60);
-/// Writes of one pass in flight at once.
-const CONCURRENT_WRITES: usize = 16;
+/// Writes of one pass in flight at once: enough for Postgres to commit them in groups (one
+/// flush for many), which is what bounds a pass of hundreds of writes.
+const CONCURRENT_WRITES: usize = 64;
 /// How long a pass waits for its reflectors to see its own writes.
 const CATCH_UP: Duration = Duration::from_secs(10);
 /// How soon to look again after a write lost a race, or the reflectors were slow to show
