@@ -8,7 +8,7 @@
 //! - the ServiceAccount `target-NAME/syncer`;
 //! - Role and RoleBinding `trellis-syncer` in `target-NAME`: read Placements (`get`, `list`,
 //!   `watch`) and write their status (`get`, `patch`, `update` of `placements/status`);
-//! - ClusterRole and ClusterRoleBinding `trellis-syncer:NAME`: `get`, `list`, `watch` the
+//! - ClusterRole and ClusterRoleBinding `trellis-syncer-NAME`: `get`, `list`, `watch` the
 //!   SyncTarget `NAME` and `get`, `patch`, `update` its status, by `resourceNames`.
 //!
 //! Nothing else: the token reads no other namespace, no other SyncTarget, and works in no
@@ -39,7 +39,7 @@ pub fn target_namespace(target: &str) -> String {
 
 /// The ClusterRole and ClusterRoleBinding of `target`'s syncer.
 pub fn cluster_role(target: &str) -> String {
-    format!("trellis-syncer:{target}")
+    format!("trellis-syncer-{target}")
 }
 
 /// Every object `create` applies, in order.
@@ -160,21 +160,28 @@ pub async fn create(
     let params = PatchParams::apply(FIELD_MANAGER).force();
     for object in objects(target) {
         let (api, name) = api_for(&client, &object)?;
-        api.patch(&name, &params, &Patch::Apply(&object))
-            .await
-            .with_context(|| format!("applying {} {name} in {workspace}", object["kind"]))?;
+        // The hub's placement controller creates the target's namespace as soon as the
+        // SyncTarget exists: an apply racing it gets 409 AlreadyExists, and the next one
+        // updates.
+        let mut attempts = 0;
+        loop {
+            match api.patch(&name, &params, &Patch::Apply(&object)).await {
+                Err(kube::Error::Api(e)) if e.code == 409 && attempts < 5 => attempts += 1,
+                done => {
+                    done.with_context(|| {
+                        format!("applying {} {name} in {workspace}", object["kind"])
+                    })?;
+                    break;
+                }
+            }
+        }
     }
     let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
         Api::namespaced(client.clone(), &target_namespace(target));
     let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
         "spec": {"expirationSeconds": duration_seconds}});
     let answer: Value = accounts
-        .create_subresource(
-            "token",
-            SERVICE_ACCOUNT,
-            &PostParams::default(),
-            &request,
-        )
+        .create_subresource("token", SERVICE_ACCOUNT, &PostParams::default(), &request)
         .await
         .context("minting the syncer's token")?;
     let token = answer["status"]["token"]

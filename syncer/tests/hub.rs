@@ -1,0 +1,418 @@
+//! The syncer against a real hub (in this process, on both stores) and the real kubectl:
+//! registration with `trellis synctarget create`, what the syncer's token may and may not do,
+//! the `trellis-syncer` binary heartbeating while its cluster is away, and the syncer's
+//! reports (inventory, Placement status) reaching the hub's placement controller.
+//!
+//! The edge side is covered by the pure functions' unit tests for now. Seam for the edge
+//! simulator (`trellis-edge`, branch `edge`): start it, pass its kubeconfig to the binary as
+//! `--kubeconfig` in `the_syncer_binary_heartbeats` (instead of the closed port), and assert
+//! the Deployment, Service and Placement status there; nothing in the syncer changes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::Api;
+use serde_json::json;
+use trellis_apis::compute::Placement;
+use trellis_integration_tests::{
+    kubectl_with_kubeconfig, on_both_stores, trellis_binary, write_file, Hub,
+};
+use trellis_syncer::inventory::dra::DraGpus;
+use trellis_syncer::inventory::nodes::NodeGpus;
+use trellis_syncer::inventory::{build, Inventory};
+use trellis_syncer::placement_status::{status, Observed};
+use trellis_syncer::render::service::endpoint;
+use trellis_syncer::shell::{clients, hub as to_hub};
+use trellis_syncer::target_status::Report;
+
+const PROVIDER: &str = "root:platform";
+const TENANT: &str = "root:acme";
+
+const POOL: &str = r#"
+apiVersion: compute.trellis.dev/v1alpha1
+kind: GPUPool
+metadata: {name: h200}
+spec:
+  classes:
+  - name: h200
+    match: {productName: NVIDIA-H200}
+  tenants:
+  - workspace: root:acme
+    quotas: [{class: h200, nominalQuota: 16}]
+"#;
+
+const DEPLOYMENT: &str = r#"
+apiVersion: serving.trellis.dev/v1alpha1
+kind: ModelDeployment
+metadata: {name: llama, namespace: default}
+spec:
+  model: {uri: "oci://ghcr.io/acme/llama-3.1-8b:v1", servedName: llama-8b}
+  runtime: {image: "vllm/vllm-openai:v0.9.1"}
+  resources: {gpu: {class: h200, count: 2}}
+  replicas: 1
+  placement: {pool: "root:platform/h200"}
+"#;
+
+/// The hub's URL without a workspace.
+fn base(hub: &Hub) -> String {
+    let server = hub.ok(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    server.trim_end_matches("/clusters/root").to_string()
+}
+
+/// kubectl as the admin in `workspace`, which must succeed.
+fn admin(hub: &Hub, workspace: &str, args: &[&str]) -> String {
+    let server = format!("{}/clusters/{workspace}", base(hub));
+    let mut full = vec!["--server", server.as_str()];
+    full.extend_from_slice(args);
+    hub.ok(&full)
+}
+
+/// `trellis synctarget create NAME` in the provider workspace; the syncer's kubeconfig.
+fn register(hub: &Hub, dir: &Path, name: &str) -> PathBuf {
+    let out = dir.join(format!("{name}.kubeconfig"));
+    let run = Command::new(trellis_binary())
+        .args(["synctarget", "create", name, "--workspace", PROVIDER, "-o"])
+        .arg(&out)
+        .arg("--kubeconfig")
+        .arg(hub.kubeconfig())
+        .output()
+        .expect("run trellis synctarget create");
+    assert!(
+        run.status.success(),
+        "synctarget create: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    out
+}
+
+fn polls(what: &str, limit: Duration, mut done: impl FnMut() -> Option<String>) {
+    let deadline = Instant::now() + limit;
+    let mut last = None;
+    while Instant::now() < deadline {
+        match done() {
+            None => return,
+            Some(seen) => last = Some(seen),
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    panic!("{what}: not reached in {limit:?}; last seen {last:?}");
+}
+
+/// A free loopback port nothing listens on.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn registration_rbac_heartbeat_and_status(hub: &Hub) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for ws in ["platform", "acme"] {
+        hub.ok(&["ws", "create", ws]);
+    }
+    let eu1 = register(hub, dir.path(), "eu-1");
+    let eu2 = register(hub, dir.path(), "eu-2");
+    // Registering again changes nothing but the token.
+    let eu1 = {
+        let again = register(hub, dir.path(), "eu-1");
+        assert_eq!(again, eu1);
+        again
+    };
+    the_token_reaches_its_own_target_only(hub, &eu1, &eu2);
+    the_syncer_binary_heartbeats(hub, &eu1, dir.path());
+    reports_reach_the_placement_controller(hub, &eu1).await;
+}
+
+fn the_token_reaches_its_own_target_only(hub: &Hub, eu1: &Path, eu2: &Path) {
+    let as_syncer = |args: &[&str]| kubectl_with_kubeconfig(eu1, args);
+    let allowed = |args: &[&str]| {
+        let (ok, _, err) = as_syncer(args);
+        assert!(ok, "the syncer may {args:?}: {err}");
+    };
+    let forbidden = |args: &[&str]| {
+        let (ok, out, err) = as_syncer(args);
+        assert!(!ok, "the syncer may not {args:?}, got {out}");
+        assert!(
+            err.contains("Forbidden") || err.contains("forbidden"),
+            "{args:?}: {err}"
+        );
+    };
+    let (_, who, _) = as_syncer(&[
+        "auth",
+        "whoami",
+        "-o",
+        "jsonpath={.status.userInfo.username}",
+    ]);
+    assert_eq!(who, "system:serviceaccount:target-eu-1:syncer");
+    allowed(&["get", "placements", "-n", "target-eu-1"]);
+    allowed(&["get", "synctarget", "eu-1"]);
+    allowed(&[
+        "patch",
+        "synctarget",
+        "eu-1",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"kubernetesVersion":"v1.37.1"}}"#,
+    ]);
+    // Another target's Placements and status.
+    forbidden(&["get", "placements", "-n", "target-eu-2"]);
+    forbidden(&["get", "synctarget", "eu-2"]);
+    forbidden(&["get", "synctargets"]);
+    forbidden(&[
+        "patch",
+        "synctarget",
+        "eu-2",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"kubernetesVersion":"v1.37.1"}}"#,
+    ]);
+    // Its own target's spec, its Placements' spec, anything else in its namespace.
+    forbidden(&["label", "synctarget", "eu-1", "tier=gpu"]);
+    forbidden(&["delete", "synctarget", "eu-1"]);
+    forbidden(&["get", "secrets", "-n", "target-eu-1"]);
+    forbidden(&["get", "configmaps", "-n", "target-eu-1"]);
+    forbidden(&["create", "token", "syncer", "-n", "target-eu-1"]);
+    forbidden(&["get", "gpupools"]);
+    // A tenant workspace: the token is not valid there at all.
+    let tenant = format!("{}/clusters/{TENANT}", base(hub));
+    let (ok, _, err) = as_syncer(&["--server", &tenant, "get", "namespaces"]);
+    // 401: kubectl says "the server has asked for the client to provide credentials".
+    assert!(
+        !ok && (err.contains("Unauthorized") || err.contains("provide credentials")),
+        "{err}"
+    );
+    // The other target's token is limited the same way, the other way round.
+    let (ok, _, _) = kubectl_with_kubeconfig(eu2, &["get", "placements", "-n", "target-eu-1"]);
+    assert!(!ok);
+    assert!(kubectl_with_kubeconfig(eu2, &["get", "placements", "-n", "target-eu-2"]).0);
+}
+
+fn the_syncer_binary_heartbeats(hub: &Hub, eu1: &Path, dir: &Path) {
+    // A cluster that is not there: the syncer still heartbeats, saying so.
+    let edge = write_file(
+        dir,
+        "edge.kubeconfig",
+        &json!({"apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "edge", "cluster": {
+                "server": format!("https://127.0.0.1:{}", closed_port()),
+                "insecure-skip-tls-verify": true}}],
+            "users": [{"name": "edge", "user": {"token": "x"}}],
+            "contexts": [{"name": "edge", "context": {"cluster": "edge", "user": "edge"}}],
+            "current-context": "edge"})
+        .to_string(),
+    );
+    let _syncer = Killed(
+        Command::new(env!("CARGO_BIN_EXE_trellis-syncer"))
+            .args(["--hub-kubeconfig"])
+            .arg(eu1)
+            .args(["--target", "root:platform:eu-1", "--kubeconfig", &edge])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start trellis-syncer"),
+    );
+    let jsonpath = "jsonpath={.status.lastHeartbeatTime}/{.status.conditions[?(@.type==\"SyncerReady\")].status}/{.status.conditions[?(@.type==\"SyncerReady\")].reason}/{.status.conditions[?(@.type==\"Ready\")].status}";
+    let first = std::cell::RefCell::new(String::new());
+    polls(
+        "SyncerReady False, ClusterUnreachable",
+        Duration::from_secs(20),
+        || {
+            let seen = admin(
+                hub,
+                PROVIDER,
+                &["get", "synctarget", "eu-1", "-o", jsonpath],
+            );
+            let parts: Vec<&str> = seen.split('/').collect();
+            if parts.len() == 4
+                && !parts[0].is_empty()
+                && parts[1..] == ["False", "ClusterUnreachable", "False"]
+            {
+                *first.borrow_mut() = parts[0].to_string();
+                None
+            } else {
+                Some(seen)
+            }
+        },
+    );
+    // It keeps beating (every second while it waits for its cluster, at most every 10 s).
+    polls("a later heartbeat", Duration::from_secs(15), || {
+        let seen = admin(
+            hub,
+            PROVIDER,
+            &[
+                "get",
+                "synctarget",
+                "eu-1",
+                "-o",
+                "jsonpath={.status.lastHeartbeatTime}",
+            ],
+        );
+        (seen == *first.borrow()).then_some(seen)
+    });
+}
+
+/// Two nodes of eight H200s, all free, as GPU feature discovery labels them.
+fn two_free_nodes() -> Inventory {
+    let node = |name: &str| NodeGpus {
+        name: name.into(),
+        usable: true,
+        product: Some("NVIDIA-H200".into()),
+        memory_mib: Some(143_771),
+        family: Some("hopper".into()),
+        compute: Some("9.0".into()),
+        gpus: 8,
+        replicas: 1,
+        ..NodeGpus::default()
+    };
+    build(
+        &[node("gpu-node-1"), node("gpu-node-2")],
+        &[],
+        &DraGpus::default(),
+    )
+}
+
+async fn reports_reach_the_placement_controller(hub: &Hub, eu1: &Path) {
+    let client = clients::hub(eu1, PROVIDER)
+        .await
+        .expect("the syncer's hub client");
+    let report = Report {
+        kubernetes_version: Some("v1.37.1".into()),
+        inventory: two_free_nodes(),
+        ..Report::default()
+    };
+    to_hub::report(&client, "eu-1", &report)
+        .await
+        .expect("heartbeat");
+    let gpus = admin(
+        hub,
+        PROVIDER,
+        &[
+            "get",
+            "synctarget",
+            "eu-1",
+            "-o",
+            "jsonpath={.status.gpus[0].freeByNode}",
+        ],
+    );
+    let gpus: serde_json::Value = serde_json::from_str(&gpus).expect("json");
+    assert_eq!(gpus, json!([{"freeDevices": 8, "nodes": 2}]));
+    let forbidden = to_hub::report(&client, "eu-2", &report).await;
+    assert!(
+        matches!(forbidden, Err(kube::Error::Api(ref e)) if e.code == 403),
+        "{forbidden:?}"
+    );
+    // Keep beating while the hub places.
+    let beating = tokio::spawn({
+        let client = client.clone();
+        let report = report.clone();
+        async move {
+            loop {
+                let _ = to_hub::report(&client, "eu-1", &report).await;
+                tokio::time::sleep(Duration::from_secs(3)).await;
+            }
+        }
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    admin(
+        hub,
+        PROVIDER,
+        &["apply", "-f", &write_file(dir.path(), "pool.yaml", POOL)],
+    );
+    admin(
+        hub,
+        TENANT,
+        &[
+            "apply",
+            "-f",
+            &write_file(dir.path(), "md.yaml", DEPLOYMENT),
+        ],
+    );
+    // The hub places the deployment on eu-1; the syncer sees the Placement.
+    let placements: Api<Placement> = Api::namespaced(client.clone(), "target-eu-1");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let placement = loop {
+        let list = placements
+            .list(&Default::default())
+            .await
+            .expect("the syncer lists its Placements");
+        if let Some(p) = list.items.into_iter().next() {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no Placement for eu-1");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(placement.spec.resources.gpu.product_name, "NVIDIA-H200");
+    assert_eq!(
+        (placement.spec.replicas, placement.spec.resources.gpu.count),
+        (1, 2)
+    );
+    let name = placement.metadata.name.clone().unwrap_or_default();
+    // Its replica runs: the status as the syncer computes it from its Deployment.
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name, "generation": 1, "annotations": {
+            "trellis.dev/placement-generation": placement.metadata.generation.unwrap_or(0).to_string()}},
+        "spec": {"selector": {}, "template": {}},
+        "status": {"replicas": 1, "readyReplicas": 1, "observedGeneration": 1},
+    }))
+    .expect("deployment");
+    let reported = status(
+        &placement,
+        &Observed {
+            deployment: Some(&deployment),
+            pods: &[],
+            endpoint: Some(endpoint(&name, "root-acme-default-x", 8000)),
+            error: None,
+        },
+        trellis_syncer::time::now(),
+        300,
+    );
+    to_hub::placement_status(&client, "target-eu-1", &name, &reported)
+        .await
+        .expect("status");
+    let back = placements.get_status(&name).await.expect("read back");
+    assert_eq!(back.status, Some(reported));
+    // The hub reads it: the tenant's deployment is available.
+    admin(
+        hub,
+        TENANT,
+        &[
+            "wait",
+            "--for=condition=Available",
+            "modeldeployment/llama",
+            "-n",
+            "default",
+            "--timeout=60s",
+        ],
+    );
+    // Not another target's Placements.
+    let theirs: Api<Placement> = Api::namespaced(client.clone(), "target-eu-2");
+    let denied = to_hub::placement_status(&client, "target-eu-2", &name, &Default::default()).await;
+    assert!(
+        matches!(denied, Err(kube::Error::Api(ref e)) if e.code == 403),
+        "{denied:?}"
+    );
+    assert!(theirs.list(&Default::default()).await.is_err());
+    beating.abort();
+}
+
+on_both_stores!(registration_rbac_heartbeat_and_status);
