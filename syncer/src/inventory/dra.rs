@@ -80,7 +80,7 @@ pub fn mebibytes(quantity: &str) -> Option<i64> {
         _ => return None,
     };
     let mib = (number * factor).round();
-    (mib.is_finite() && mib >= 0.0 && mib < 9e15).then_some(mib as i64)
+    (mib.is_finite() && (0.0..9e15).contains(&mib)).then_some(mib as i64)
 }
 
 /// `9.0.0` → `9.0`.
