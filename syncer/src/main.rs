@@ -71,8 +71,21 @@ async fn main() -> anyhow::Result<()> {
         unschedulable_timeout: cli.unschedulable_timeout,
         image_volume: cli.image_volume,
     };
-    run(options, async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    run(options, shutdown()).await
+}
+
+/// SIGINT, or SIGTERM (how Kubernetes stops a pod).
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -146,3 +146,86 @@ pub fn deployment(deployment: &mut Deployment) {
         status.conditions = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::inventory::nodes::NodeGpus;
+    use crate::inventory::pods::PodGpus;
+    use crate::placement_status::PodState;
+
+    #[test]
+    fn a_trimmed_node_reads_the_same_and_keeps_no_bulk() {
+        let mut n: Node = serde_json::from_value(json!({
+            "metadata": {"name": "gpu-node-1", "annotations": {"big": "x".repeat(4096)},
+                "managedFields": [{"manager": "kubelet"}],
+                "labels": {"nvidia.com/gpu.product": "NVIDIA-H200", "nvidia.com/gpu.memory": "143771",
+                    "nvidia.com/gpu.family": "hopper", "nvidia.com/gpu.compute.major": "9",
+                    "nvidia.com/gpu.compute.minor": "0", "kubernetes.io/hostname": "gpu-node-1"}},
+            "spec": {"unschedulable": false, "taints": [{"key": "k", "effect": "NoSchedule"}]},
+            "status": {
+                "allocatable": {"nvidia.com/gpu": "8", "nvidia.com/mig-1g.18gb": "0", "cpu": "192"},
+                "capacity": {"nvidia.com/gpu": "8"},
+                "conditions": [{"type": "Ready", "status": "True", "message": "kubelet is posting"},
+                    {"type": "MemoryPressure", "status": "False"}],
+                "images": [{"names": ["vllm/vllm-openai:v0.9.1"], "sizeBytes": 1}],
+            },
+        }))
+        .expect("node");
+        let before = NodeGpus::from_node(&n);
+        node(&mut n);
+        assert_eq!(NodeGpus::from_node(&n), before);
+        let kept = serde_json::to_value(&n).expect("json");
+        assert!(kept["metadata"].get("annotations").is_none());
+        assert!(kept["metadata"].get("managedFields").is_none());
+        assert!(kept["metadata"]["labels"]
+            .get("kubernetes.io/hostname")
+            .is_none());
+        assert!(kept["status"].get("images").is_none());
+        assert_eq!(
+            kept["status"]["conditions"].as_array().map(Vec::len),
+            Some(1)
+        );
+        assert_eq!(kept["status"]["allocatable"].get("cpu"), None);
+    }
+
+    #[test]
+    fn a_trimmed_pod_reads_the_same() {
+        let mut p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "llama-1", "namespace": "ns",
+                "labels": {"trellis.dev/placement": "p", "pod-template-hash": "abc"},
+                "annotations": {"trellis.dev/template-hash": "t", "other": "x"},
+                "managedFields": [{"manager": "kube-scheduler"}]},
+            "spec": {"nodeName": "gpu-node-1",
+                "containers": [{"name": "runtime", "image": "vllm/vllm-openai:v0.9.1",
+                    "env": [{"name": "A", "value": "b"}],
+                    "resources": {"limits": {"nvidia.com/gpu": "2", "memory": "64Gi"}}}],
+                "initContainers": [{"name": "fetch-model", "image": "oras",
+                    "resources": {"limits": {"nvidia.com/gpu": "1"}}}],
+                "volumes": [{"name": "model", "emptyDir": {}}]},
+            "status": {"phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": "0/3 nodes are available", "lastTransitionTime": "2025-06-15T15:00:00Z"},
+                    {"type": "Ready", "status": "False"}],
+                "containerStatuses": [{"name": "runtime", "ready": false, "restartCount": 0,
+                    "image": "vllm/vllm-openai:v0.9.1", "imageID": "",
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}]},
+        }))
+        .expect("pod");
+        let (gpus, state) = (PodGpus::from_pod(&p), PodState::from_pod(&p));
+        pod(&mut p);
+        assert_eq!(PodGpus::from_pod(&p), gpus);
+        assert_eq!(PodState::from_pod(&p), state);
+        assert_eq!(gpus.gpus, 2);
+        let kept = serde_json::to_value(&p).expect("json");
+        assert!(kept["spec"].get("volumes").is_none());
+        assert!(kept["spec"]["containers"][0].get("image").is_none());
+        assert!(kept["spec"]["containers"][0].get("env").is_none());
+        assert_eq!(
+            kept["metadata"]["labels"],
+            json!({"trellis.dev/placement": "p"})
+        );
+    }
+}
