@@ -83,6 +83,10 @@ enum SynctargetCommand {
         /// The token's lifetime in seconds (the hub grants at most 48 hours).
         #[arg(long, default_value_t = 48 * 3600)]
         duration_seconds: i64,
+        /// Write the token to this file and have the kubeconfig name it (`tokenFile`): running
+        /// the command again renews a running syncer's token in place.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -181,6 +185,7 @@ async fn main() -> anyhow::Result<()> {
                     output,
                     kubeconfig,
                     duration_seconds,
+                    token_file,
                 },
         } => {
             trellis_server::cli::synctarget::create(
@@ -189,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
                 &name,
                 duration_seconds,
                 &output,
+                token_file.as_deref(),
             )
             .await?;
             println!(

@@ -14,8 +14,10 @@
 //! Nothing else: the token reads no other namespace, no other SyncTarget, and works in no
 //! other workspace (a ServiceAccount token is valid only in the workspace that minted it;
 //! the workspace's own accounts may enter it without a workspace-access binding). The token
-//! is a TokenRequest of the longest lifetime the hub grants (48 hours; `--duration`); running
-//! the command again mints a fresh one.
+//! is a TokenRequest of the longest lifetime the hub grants (48 hours; `--duration-seconds`);
+//! running the command again mints a fresh one. With `--token-file F` the token goes to `F`
+//! and the kubeconfig names the file (`tokenFile`): a syncer reads it again every minute, so
+//! running the command again (e.g. daily) renews a running syncer's credentials in place.
 
 use std::path::Path;
 
@@ -80,15 +82,33 @@ pub fn objects(target: &str) -> Vec<Value> {
     ]
 }
 
-/// The syncer's kubeconfig: `server` (the workspace URL), the hub's CA, the token.
-pub fn syncer_kubeconfig(server: &str, ca_data: &str, token: &str, target: &str) -> String {
+/// How the syncer's kubeconfig holds its token.
+#[derive(Clone, Copy, Debug)]
+pub enum Credential<'a> {
+    /// The token itself.
+    Token(&'a str),
+    /// A file holding the token, read again by clients every minute.
+    TokenFile(&'a Path),
+}
+
+/// The syncer's kubeconfig: `server` (the workspace URL), the hub's CA, the credential.
+pub fn syncer_kubeconfig(
+    server: &str,
+    ca_data: &str,
+    credential: Credential,
+    target: &str,
+) -> String {
     let user = format!("syncer-{target}");
+    let credential = match credential {
+        Credential::Token(token) => json!({"token": token}),
+        Credential::TokenFile(path) => json!({"tokenFile": path.display().to_string()}),
+    };
     let config = json!({
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "trellis", "cluster": {
             "server": server, "certificate-authority-data": ca_data}}],
-        "users": [{"name": user, "user": {"token": token}}],
+        "users": [{"name": user, "user": credential}],
         "contexts": [{"name": user, "context": {"cluster": "trellis", "user": user}}],
         "current-context": user,
         "preferences": {},
@@ -140,6 +160,7 @@ pub async fn create(
     target: &str,
     duration_seconds: i64,
     out: &Path,
+    token_file: Option<&Path>,
 ) -> anyhow::Result<()> {
     let file = Kubeconfig::read_from(admin_kubeconfig)
         .with_context(|| format!("reading {}", admin_kubeconfig.display()))?;
@@ -187,8 +208,24 @@ pub async fn create(
     let token = answer["status"]["token"]
         .as_str()
         .context("the TokenRequest answer has no token")?;
-    std::fs::write(out, syncer_kubeconfig(&server, &ca_data, token, target))
-        .with_context(|| format!("writing {}", out.display()))?;
+    let absolute;
+    let credential = match token_file {
+        Some(path) => {
+            // Written whole under another name, then renamed: a syncer never reads half a token.
+            let partial = path.with_extension("partial");
+            std::fs::write(&partial, token)
+                .and_then(|()| std::fs::rename(&partial, path))
+                .with_context(|| format!("writing {}", path.display()))?;
+            absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+            Credential::TokenFile(&absolute)
+        }
+        None => Credential::Token(token),
+    };
+    std::fs::write(
+        out,
+        syncer_kubeconfig(&server, &ca_data, credential, target),
+    )
+    .with_context(|| format!("writing {}", out.display()))?;
     Ok(())
 }
 
@@ -230,7 +267,7 @@ mod tests {
         let config: Value = serde_json::from_str(&syncer_kubeconfig(
             "https://h/clusters/root:p",
             "Q0E=",
-            "t",
+            Credential::Token("t"),
             "eu-1",
         ))
         .unwrap_or_default();
@@ -238,6 +275,18 @@ mod tests {
         assert_eq!(
             config["clusters"][0]["cluster"]["server"],
             "https://h/clusters/root:p"
+        );
+        let file = Path::new("/etc/trellis/token");
+        let config: Value = serde_json::from_str(&syncer_kubeconfig(
+            "https://h/clusters/root:p",
+            "Q0E=",
+            Credential::TokenFile(file),
+            "eu-1",
+        ))
+        .unwrap_or_default();
+        assert_eq!(
+            config["users"][0]["user"],
+            json!({"tokenFile": "/etc/trellis/token"})
         );
     }
 }

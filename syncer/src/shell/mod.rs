@@ -10,8 +10,8 @@
 //! - [`work`]: apply each Placement's objects, remove what is no longer assigned, report
 //!   Placement status.
 //!
-//! Seam for the edge simulator: everything edge-facing takes a `kube::Client`; the
-//! end-to-end test with `trellis-edge` passes its kubeconfig as `--kubeconfig`.
+//! SEAM(trellis-edge): everything edge-facing takes a `kube::Client`; the end-to-end test
+//! with the edge simulator passes its kubeconfig as `--kubeconfig` (see `tests/hub.rs`).
 
 pub mod clients;
 pub mod heartbeat;
