@@ -26,16 +26,10 @@ use trellis_apis::compute::{Placement, PlacementStatus};
 use crate::naming::PLACEMENT_GENERATION_ANNOTATION;
 use crate::time::{seconds, time_at};
 
-/// `Available` True.
-pub const MINIMUM_REPLICAS_AVAILABLE: &str = "MinimumReplicasAvailable";
-/// `Available` False.
-pub const MINIMUM_REPLICAS_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
-/// `Progressing` True: every replica is ready.
-pub const REPLICAS_READY: &str = "ReplicasReady";
-/// `Progressing` True: replicas are being created, scheduled or started.
-pub const REPLICAS_STARTING: &str = "ReplicasStarting";
-/// `Progressing` False: the Placement cannot be rendered (the message says why).
-pub const RENDER_FAILED: &str = "RenderFailed";
+pub use trellis_apis::compute::placement::reasons::{
+    MINIMUM_REPLICAS_AVAILABLE, MINIMUM_REPLICAS_UNAVAILABLE, RENDER_FAILED, REPLICAS_READY,
+    REPLICAS_STARTING,
+};
 
 /// What the status needs of one pod of the Placement.
 #[derive(Clone, Debug, Default, PartialEq)]

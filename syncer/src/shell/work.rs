@@ -145,6 +145,26 @@ async fn remove(
     Ok(())
 }
 
+/// (namespace, Placement) of each of `objects` (this syncer's, by their labels) made for a
+/// Placement not in `assigned`.
+pub fn orphans<'a, K: kube::Resource + 'a>(
+    objects: impl IntoIterator<Item = &'a K>,
+    assigned: &BTreeSet<String>,
+) -> BTreeSet<(String, String)> {
+    objects
+        .into_iter()
+        .filter_map(|o| {
+            let placement = o.meta().labels.as_ref()?.get(PLACEMENT_LABEL)?;
+            (!assigned.contains(placement)).then(|| {
+                (
+                    o.meta().namespace.clone().unwrap_or_default(),
+                    placement.clone(),
+                )
+            })
+        })
+        .collect()
+}
+
 /// What the loop remembers between passes.
 #[derive(Default)]
 struct Memory {
@@ -246,27 +266,17 @@ async fn pass(
         }
     }
     // 2. Remove what is no longer assigned.
-    let mut orphans: BTreeSet<(String, String)> = stores
-        .deployments
-        .state()
-        .iter()
-        .filter_map(|d| {
-            let placement = d.labels().get(PLACEMENT_LABEL)?;
-            (!assigned.contains(placement))
-                .then(|| (d.namespace().unwrap_or_default(), placement.clone()))
-        })
-        .collect();
+    let mut orphans = orphans(
+        stores.deployments.state().iter().map(|d| d.as_ref()),
+        &assigned,
+    );
     if full {
         let services: Api<Service> = Api::all(edge.clone());
         match services
             .list(&ListParams::default().labels(&owned_selector(&target.name)))
             .await
         {
-            Ok(list) => orphans.extend(list.iter().filter_map(|s| {
-                let placement = s.labels().get(PLACEMENT_LABEL)?;
-                (!assigned.contains(placement))
-                    .then(|| (s.namespace().unwrap_or_default(), placement.clone()))
-            })),
+            Ok(list) => orphans.extend(self::orphans(list.iter(), &assigned)),
             Err(e) => tracing::warn!(error = %e, "listing services failed"),
         }
     }
@@ -349,5 +359,42 @@ async fn report(
     let name = name_of(placement);
     if let Err(e) = super::hub::placement_status(hub, &target.namespace(), &name, &wanted).await {
         tracing::warn!(placement = %name, error = %e, "writing the status failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn only_objects_of_placements_no_longer_assigned_are_orphans() {
+        let deployment = |ns: &str, placement: Option<&str>| -> Deployment {
+            let labels = placement.map(|p| json!({"trellis.dev/placement": p}));
+            serde_json::from_value(json!({
+                "metadata": {"name": "d", "namespace": ns, "labels": labels},
+                "spec": {"selector": {}, "template": {}},
+            }))
+            .expect("deployment")
+        };
+        let objects = [
+            deployment("a", Some("kept")),
+            deployment("a", Some("gone")),
+            deployment("b", Some("gone")),
+            deployment("c", None),
+        ];
+        let assigned = BTreeSet::from(["kept".to_string()]);
+        let got: Vec<(String, String)> = orphans(objects.iter(), &assigned).into_iter().collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_string(), "gone".to_string()),
+                ("b".to_string(), "gone".to_string())
+            ]
+        );
+        // With nothing assigned everything labelled is an orphan: which is why a pass runs
+        // only once the hub's Placements have been listed.
+        assert_eq!(orphans(objects.iter(), &BTreeSet::new()).len(), 3);
     }
 }
