@@ -144,6 +144,7 @@ async fn registration_rbac_heartbeat_and_status(hub: &Hub) {
         .expect("kubeconfig")
         .contains(&first));
     the_token_reaches_its_own_target_only(hub, &eu1, &eu2);
+    the_readmes_plain_kubectl_steps_do_the_same(hub, dir.path());
     the_syncer_binary_heartbeats(hub, &eu1, dir.path());
     reports_reach_the_placement_controller(hub, &eu1).await;
 }
@@ -212,6 +213,169 @@ fn the_token_reaches_its_own_target_only(hub: &Hub, eu1: &Path, eu2: &Path) {
     let (ok, _, _) = kubectl_with_kubeconfig(eu2, &["get", "placements", "-n", "target-eu-1"]);
     assert!(!ok);
     assert!(kubectl_with_kubeconfig(eu2, &["get", "placements", "-n", "target-eu-2"]).0);
+}
+
+/// The README's plain-kubectl registration, command by command, for target `eu-3`.
+fn the_readmes_plain_kubectl_steps_do_the_same(hub: &Hub, dir: &Path) {
+    let admin = dir.join("platform-admin.kubeconfig");
+    std::fs::copy(hub.kubeconfig(), &admin).expect("copy the admin kubeconfig");
+    let syncer = dir.join("eu-3.kubeconfig");
+    let run = |kubeconfig: &Path, args: &[&str]| {
+        let (ok, out, err) = kubectl_with_kubeconfig(kubeconfig, args);
+        assert!(ok, "kubectl {args:?}: {err}");
+        out
+    };
+    run(&admin, &["ws", "root:platform"]);
+    let target = r#"{"apiVersion": "compute.trellis.dev/v1alpha1", "kind": "SyncTarget", "metadata": {"name": "eu-3"}}"#;
+    run(
+        &admin,
+        &["apply", "-f", &write_file(dir, "eu-3.json", target)],
+    );
+    run(
+        &admin,
+        &[
+            "wait",
+            "--for=create",
+            "namespace/target-eu-3",
+            "--timeout=30s",
+        ],
+    );
+    let manifest = r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: syncer, namespace: target-eu-3}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: trellis-syncer, namespace: target-eu-3}
+rules:
+- {apiGroups: [compute.trellis.dev], resources: [placements], verbs: [get, list, watch]}
+- {apiGroups: [compute.trellis.dev], resources: [placements/status], verbs: [get, patch, update]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: trellis-syncer-eu-3}
+rules:
+- {apiGroups: [compute.trellis.dev], resources: [synctargets], resourceNames: [eu-3], verbs: [get, list, watch]}
+- {apiGroups: [compute.trellis.dev], resources: [synctargets/status], resourceNames: [eu-3], verbs: [get, patch, update]}
+"#;
+    run(
+        &admin,
+        &[
+            "apply",
+            "-f",
+            &write_file(dir, "syncer-rbac.yaml", manifest),
+        ],
+    );
+    run(
+        &admin,
+        &[
+            "create",
+            "rolebinding",
+            "trellis-syncer",
+            "-n",
+            "target-eu-3",
+            "--role=trellis-syncer",
+            "--serviceaccount=target-eu-3:syncer",
+        ],
+    );
+    run(
+        &admin,
+        &[
+            "create",
+            "clusterrolebinding",
+            "trellis-syncer-eu-3",
+            "--clusterrole=trellis-syncer-eu-3",
+            "--serviceaccount=target-eu-3:syncer",
+        ],
+    );
+    let ca = run(
+        &admin,
+        &[
+            "config",
+            "view",
+            "--minify",
+            "--raw",
+            "-o",
+            "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+        ],
+    );
+    let ca = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ca.trim())
+        .expect("the CA is base64");
+    let ca_file = dir.join("hub-ca.crt");
+    std::fs::write(&ca_file, ca).expect("write the CA");
+    let server = run(
+        &admin,
+        &[
+            "config",
+            "view",
+            "--minify",
+            "-o",
+            "jsonpath={.clusters[0].cluster.server}",
+        ],
+    );
+    assert!(server.ends_with("/clusters/root:platform"), "{server}");
+    run(
+        &syncer,
+        &[
+            "config",
+            "set-cluster",
+            "hub",
+            "--embed-certs",
+            &format!("--certificate-authority={}", ca_file.display()),
+            &format!("--server={server}"),
+        ],
+    );
+    let token = run(
+        &admin,
+        &[
+            "create",
+            "token",
+            "syncer",
+            "-n",
+            "target-eu-3",
+            "--duration=48h",
+        ],
+    );
+    run(
+        &syncer,
+        &[
+            "config",
+            "set-credentials",
+            "syncer",
+            &format!("--token={}", token.trim()),
+        ],
+    );
+    run(
+        &syncer,
+        &[
+            "config",
+            "set-context",
+            "syncer",
+            "--cluster=hub",
+            "--user=syncer",
+        ],
+    );
+    run(&syncer, &["config", "use-context", "syncer"]);
+    let who = run(
+        &syncer,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(who, "system:serviceaccount:target-eu-3:syncer");
+    run(&syncer, &["get", "placements", "-n", "target-eu-3"]);
+    run(&syncer, &["get", "synctarget", "eu-3"]);
+    assert!(!kubectl_with_kubeconfig(&syncer, &["get", "placements", "-n", "target-eu-1"]).0);
+    assert!(!kubectl_with_kubeconfig(&syncer, &["get", "synctarget", "eu-1"]).0);
+    let written = std::fs::read_to_string(&syncer).expect("kubeconfig");
+    assert!(
+        !written.contains("client-key-data"),
+        "no admin credentials: {written}"
+    );
 }
 
 fn the_syncer_binary_heartbeats(hub: &Hub, eu1: &Path, dir: &Path) {
