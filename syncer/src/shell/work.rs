@@ -57,7 +57,9 @@ where
     Ok(())
 }
 
-/// Applies everything `rendered` holds; removes claim templates of older renderings.
+/// Applies everything `rendered` holds, then removes claim templates of older renderings
+/// (after the Deployment names the new one: claims already made from an old template belong
+/// to their pods and stay).
 async fn apply_rendered(
     edge: &kube::Client,
     rendered: &Rendered,
@@ -65,9 +67,21 @@ async fn apply_rendered(
 ) -> kube::Result<()> {
     let namespace = rendered.namespace.metadata.name.clone().unwrap_or_default();
     apply(&Api::<Namespace>::all(edge.clone()), &rendered.namespace).await?;
+    let templates: Api<ResourceClaimTemplate> = Api::namespaced(edge.clone(), &namespace);
     if let Some(template) = &rendered.claim_template {
-        let templates: Api<ResourceClaimTemplate> = Api::namespaced(edge.clone(), &namespace);
         apply(&templates, template).await?;
+    }
+    apply(
+        &Api::<Deployment>::namespaced(edge.clone(), &namespace),
+        &rendered.deployment,
+    )
+    .await?;
+    apply(
+        &Api::<Service>::namespaced(edge.clone(), &namespace),
+        &rendered.service,
+    )
+    .await?;
+    if let Some(template) = &rendered.claim_template {
         let placement = rendered
             .deployment
             .labels()
@@ -86,16 +100,6 @@ async fn apply_rendered(
             }
         }
     }
-    apply(
-        &Api::<Deployment>::namespaced(edge.clone(), &namespace),
-        &rendered.deployment,
-    )
-    .await?;
-    apply(
-        &Api::<Service>::namespaced(edge.clone(), &namespace),
-        &rendered.service,
-    )
-    .await?;
     Ok(())
 }
 
