@@ -1,7 +1,8 @@
 //! The syncer against a real hub (in this process, on both stores) and the real kubectl:
 //! registration with `trellis synctarget create`, what the syncer's token may and may not do,
-//! the `trellis-syncer` binary heartbeating while its cluster is away, and the syncer's
-//! reports (inventory, Placement status) reaching the hub's placement controller.
+//! the `trellis-syncer` binary heartbeating while its cluster is away and resuming after the
+//! network to the hub was cut, and the syncer's reports (inventory, Placement status) reaching
+//! the hub's placement controller.
 //!
 //! The edge side is covered by the pure functions' unit tests for now. Seam for the edge
 //! simulator (`trellis-edge`, branch `edge`): start it, pass its kubeconfig to the binary as
@@ -395,10 +396,35 @@ fn the_syncer_binary_heartbeats(hub: &Hub, eu1: &Path, dir: &Path) {
             "current-context": "edge"})
         .to_string(),
     );
+    // The syncer reaches the hub through a proxy the test can cut.
+    let hub_address: std::net::SocketAddr = base(hub)
+        .trim_start_matches("https://")
+        .parse()
+        .expect("the hub listens on an address");
+    let proxy = Proxy::start(hub_address);
+    let mut via_proxy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(eu1).expect("kubeconfig")).expect("json");
+    via_proxy["clusters"][0]["cluster"]["server"] = json!(format!(
+        "https://127.0.0.1:{}/clusters/{PROVIDER}",
+        proxy.port
+    ));
+    let via_proxy = write_file(dir, "eu-1-via-proxy.kubeconfig", &via_proxy.to_string());
+    let heartbeat = || {
+        admin(
+            hub,
+            PROVIDER,
+            &[
+                "get",
+                "synctarget",
+                "eu-1",
+                "-o",
+                "jsonpath={.status.lastHeartbeatTime}",
+            ],
+        )
+    };
     let _syncer = Killed(
         Command::new(env!("CARGO_BIN_EXE_trellis-syncer"))
-            .args(["--hub-kubeconfig"])
-            .arg(eu1)
+            .args(["--hub-kubeconfig", &via_proxy])
             .args(["--target", "root:platform:eu-1", "--kubeconfig", &edge])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -443,6 +469,90 @@ fn the_syncer_binary_heartbeats(hub: &Hub, eu1: &Path, dir: &Path) {
         );
         (seen == *first.borrow()).then_some(seen)
     });
+    // The network between syncer and hub is cut, then back: heartbeats resume by themselves.
+    proxy.cut();
+    std::thread::sleep(Duration::from_secs(4));
+    let during = heartbeat();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(heartbeat(), during, "no heartbeat crosses a cut network");
+    proxy.restore();
+    polls("a heartbeat after the cut", Duration::from_secs(30), || {
+        let seen = heartbeat();
+        (seen == during).then_some(seen)
+    });
+}
+
+/// A TCP proxy to `upstream` on a port of its own, whose connections can be cut (dropped, and
+/// new ones refused until restored), on a thread and runtime of its own.
+struct Proxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Proxy {
+    fn start(upstream: std::net::SocketAddr) -> Proxy {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("proxy port");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("address").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let generation = Arc::new(AtomicU64::new(0));
+        let (cut2, generation2) = (cut.clone(), generation.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("proxy runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    let Ok((mut client, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    if cut2.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let born = generation2.load(Ordering::SeqCst);
+                    let generation = generation2.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                            return;
+                        };
+                        let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                        let mut copy = std::pin::pin!(copy);
+                        loop {
+                            tokio::select! {
+                                _ = &mut copy => return,
+                                _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                                    if generation.load(Ordering::SeqCst) != born {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    });
+                }
+            });
+        });
+        Proxy {
+            port,
+            cut,
+            generation,
+        }
+    }
+
+    /// Drops every connection and refuses new ones.
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Two nodes of eight H200s, all free, as GPU feature discovery labels them.
