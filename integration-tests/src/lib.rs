@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use trellis_server::serving::start::{start, SecurityOptions, Server, StartOptions};
+use trellis_server::{start, SecurityOptions, Server, StartOptions};
 use trellis_testkit::{PostgresCluster, TestDatabase};
 
 /// Which store a hub runs on.
@@ -156,7 +156,7 @@ pub fn user_kubeconfig(
     user: &str,
     groups: &[&str],
 ) -> PathBuf {
-    let pair = trellis_server::security::tls::issue_client_certificate(data_dir, user, groups)
+    let pair = trellis_server::internals::issue_client_certificate(data_dir, user, groups)
         .expect("client certificate");
     let admin: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(admin_kubeconfig).expect("kubeconfig"))
@@ -168,7 +168,7 @@ pub fn user_kubeconfig(
     let path = admin_kubeconfig.with_file_name(format!("{user}.kubeconfig"));
     std::fs::write(
         &path,
-        trellis_server::cli::kubeconfig::render(server, &ca, &pair),
+        trellis_server::internals::render_kubeconfig(server, &ca, &pair),
     )
     .expect("write kubeconfig");
     path

@@ -10,12 +10,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use trellis_integration_tests::{kubectl_with_kubeconfig, user_kubeconfig, write_file};
+use trellis_server::kinds::StatusCause;
 use trellis_server::kinds::{
     age_cell, cell_text, core, rbac, schema_of, Column, Grants, Kind, Names, SchemaSource,
     SchemeBuilder, AGE, NAME, READ, WRITE,
 };
-use trellis_server::machinery::status::StatusCause;
-use trellis_server::serving::start::{Server, ServerBuilder, StartOptions};
+use trellis_server::{Server, ServerBuilder, StartOptions};
 
 // --- What would be the kind's file in `apis/`: its type. -------------------------------------
 

@@ -18,10 +18,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use trellis_integration_tests::{
     kubectl_with_kubeconfig, on_both_stores, write_file, Backend, Hub,
 };
-use trellis_server::security::authn::service_account::{
-    ServiceAccountRef, ServiceAccountTokens, API_AUDIENCE,
-};
-use trellis_server::serving::start::SecurityOptions;
+use trellis_server::internals::{ServiceAccountRef, ServiceAccountTokens, API_AUDIENCE};
+use trellis_server::SecurityOptions;
 
 const ALICE_TOKEN: &str = "alice-token-0123456789";
 const FUZZ_TOKEN: &str = "fuzz-admin-token-0123456789";
@@ -64,7 +62,7 @@ impl ClientCert {
         dn.push(rcgen::DnType::CommonName, "trellis-ca");
         params.distinguished_name = dn;
         let issuer = rcgen::Issuer::new(params, rcgen::KeyPair::generate().unwrap());
-        let pair = trellis_server::security::tls::client_certificate(
+        let pair = trellis_server::internals::client_certificate(
             &issuer,
             "trellis-admin",
             &["system:masters"],
@@ -814,7 +812,7 @@ async fn tokens_and_whoami_on_postgres() {
 /// one; expired ones, ones for another client and ones signed with another key get 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oidc_id_tokens_from_a_jwks_file() {
-    use trellis_server::security::authn::oidc::OidcOptions;
+    use trellis_server::OidcOptions;
     let dir = tempfile::tempdir().unwrap();
     let issuer = "https://idp.example.com";
     let key = rcgen::KeyPair::generate().unwrap();
@@ -889,7 +887,7 @@ async fn replicas_accept_each_others_service_account_tokens() {
         let data_dir = dir.path().join(name);
         let url = db.url().to_string();
         async move {
-            trellis_server::serving::start::start(trellis_server::serving::start::StartOptions {
+            trellis_server::start(trellis_server::StartOptions {
                 data_dir,
                 listen: "127.0.0.1:0".parse().unwrap(),
                 store: Some(url),
@@ -996,7 +994,7 @@ async fn closed_within<S: tokio::io::AsyncRead + Unpin>(stream: &mut S, wait: Du
 /// a watch longer than the limit is not cut; one client holds only so many connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_are_closed_and_clients_capped() {
-    use trellis_server::serving::serve::ConnectionLimits;
+    use trellis_server::ConnectionLimits;
     let hub = Hub::start_with(
         Backend::Sqlite,
         SecurityOptions {
@@ -1111,7 +1109,7 @@ async fn idle_connections_are_closed_and_clients_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_plain_listener_is_loopback_only_and_authenticated() {
     let dir = tempfile::tempdir().unwrap();
-    let options = |listen: &str| trellis_server::serving::start::StartOptions {
+    let options = |listen: &str| trellis_server::StartOptions {
         data_dir: dir.path().join("data"),
         listen: "127.0.0.1:0".parse().unwrap(),
         store: None,
@@ -1123,14 +1121,12 @@ async fn the_plain_listener_is_loopback_only_and_authenticated() {
             ..SecurityOptions::default()
         },
     };
-    let err = trellis_server::serving::start::start(options("0.0.0.0:0"))
+    let err = trellis_server::start(options("0.0.0.0:0"))
         .await
         .err()
         .expect("a non-loopback plain listener is refused");
     assert!(err.to_string().contains("loopback"), "{err}");
-    let started = trellis_server::serving::start::start(options("127.0.0.1:0"))
-        .await
-        .unwrap();
+    let started = trellis_server::start(options("127.0.0.1:0")).await.unwrap();
     let addr = started.insecure_addr.expect("plain listener");
     let (ok, _, err) = kubectl_with_kubeconfig(
         &started.kubeconfig,

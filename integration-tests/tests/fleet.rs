@@ -545,6 +545,26 @@ async fn replicas_leave_a_silent_target_once_their_replacement_is_available(hub:
         elsewhere => panic!("a replica of eight H200s on {elsewhere}"),
     };
     assert_eq!(fleet.placements_of(&uid), vec![format!("target-{home} 1")]);
+    // A second deployment may only run on home (its selector matches home alone), in the
+    // node mistral left free.
+    fleet.ok(PROVIDER, &["label", "synctarget", &home, "pinned=yes"]);
+    fleet.apply(
+        ACME,
+        "pinned.yaml",
+        &deployment(
+            "pinned",
+            1,
+            4,
+            "    targetSelector: {matchLabels: {pinned: \"yes\"}}",
+            failover,
+        ),
+    );
+    fleet.wait_for(ACME, "pinned", "Scheduled");
+    let pinned_uid = fleet.md(ACME, "pinned", "{.metadata.uid}");
+    assert_eq!(
+        fleet.placements_of(&pinned_uid),
+        vec![format!("target-{home} 1")]
+    );
 
     // Step "silence": home's syncer stops; after the 40 s heartbeat timeout the hub marks it
     // unreachable (NoExecute) and not Ready.
@@ -659,6 +679,50 @@ async fn replicas_leave_a_silent_target_once_their_replacement_is_available(hub:
     assert_eq!(
         fleet.md(ACME, "mistral", "{.status.placements[0].endpoint}"),
         format!("http://{other}.gpu.example:8000")
+    );
+
+    // Step "nowhere to go": the pinned deployment has no other target; its replica stays
+    // where it is (never deleted first), and the deployment says why.
+    eventually(
+        "pinned degraded",
+        || fleet.condition(ACME, "pinned", "Degraded"),
+        |c| c == "True/NoAlternativeCapacity",
+    );
+    assert_eq!(
+        fleet.placements_of(&pinned_uid),
+        vec![format!("target-{home} 1")],
+        "a replica with nowhere to go is kept"
+    );
+
+    // Step "back": home heartbeats again; the hub lifts the taint, and the pinned replica is
+    // not doubled.
+    fleet.syncer_reports(&home, &[(8, 1), (4, 1)]);
+    fleet.beating.lock().expect("lock").insert(home.clone());
+    eventually(
+        "the taint lifted",
+        || {
+            fleet.ok(
+                PROVIDER,
+                &[
+                    "get",
+                    "synctarget",
+                    &home,
+                    "-o",
+                    "jsonpath={.spec.taints[*].key}",
+                ],
+            )
+        },
+        |taints| taints.is_empty(),
+    );
+    eventually(
+        "pinned no longer degraded",
+        || fleet.condition(ACME, "pinned", "Degraded"),
+        |c| !c.starts_with("True"),
+    );
+    assert_eq!(
+        fleet.placements_of(&pinned_uid),
+        vec![format!("target-{home} 1")],
+        "no duplicate on the returning target"
     );
 }
 

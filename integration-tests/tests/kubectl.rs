@@ -6,7 +6,7 @@
 use std::process::Command;
 
 use trellis_integration_tests::{kubectl_path, on_both_stores, wait_until, write_file, Hub};
-use trellis_server::serving::start::{start, StartOptions};
+use trellis_server::{start, StartOptions};
 
 async fn kubectl_round_trip(hub: &Hub) {
     let version = hub.ok(&["version"]);

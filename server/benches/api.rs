@@ -5,7 +5,7 @@
 //! lines `bench: <name> <value> <unit>`; lines starting with `#` are commentary, and
 //! `# warning:` lines flag a result that should not be trusted.
 //!
-//! The hub runs in this process (`trellis_server::serving::start::start` on 127.0.0.1:0) on a Postgres
+//! The hub runs in this process (`trellis_server::start` on 127.0.0.1:0) on a Postgres
 //! store: a private throwaway cluster with its durability defaults (fsync on), from
 //! `trellis-testkit`. Every request goes through kube-rs (`kube::Client`, rustls), which speaks
 //! HTTP/1.1 only: one TLS connection per request in flight, so 1,000 watchers hold 1,000
@@ -49,7 +49,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
-use trellis_server::serving::start::{start, StartOptions};
+use trellis_server::{start, StartOptions};
 use trellis_storage::{ListRequest, ListScope, ObjectKey, ReadRevision, Store, StoreOptions};
 use trellis_testkit::bench::{env_or, median, percentile, report, Sections};
 use trellis_testkit::{ClusterOptions, PostgresCluster, TestDatabase};
@@ -293,7 +293,7 @@ struct Hub {
     client: Client,
     db_url: String,
     /// Stopped (every task it started) when the bench's hub is dropped.
-    _server: trellis_server::serving::start::Server,
+    _server: trellis_server::Server,
     // Dropped last: the data directory and the database.
     _dir: tempfile::TempDir,
     _db: TestDatabase,
@@ -312,8 +312,8 @@ impl Hub {
             tls_sans: Vec::new(),
             shards: Vec::new(),
             // A thousand watchers, one connection each, all from 127.0.0.1.
-            security: trellis_server::serving::start::SecurityOptions {
-                connections: trellis_server::serving::serve::ConnectionLimits {
+            security: trellis_server::SecurityOptions {
+                connections: trellis_server::ConnectionLimits {
                     max_per_client: 0,
                     ..Default::default()
                 },
@@ -990,15 +990,14 @@ async fn describe_garbage_collection(hub: &Hub) -> Result<()> {
         .await?
         .items
         .len();
-    let shards = trellis_server::tenancy::shards::ShardMap::single(store.clone());
-    let registry = trellis_server::registry::Registry::new(
-        std::sync::Arc::new(trellis_server::kinds::Scheme::hub()),
+    let shards = trellis_server::controller::ShardMap::single(store.clone());
+    let registry = trellis_server::controller::Registry::new(
+        std::sync::Arc::new(trellis_server::hub::scheme()),
         shards.clone(),
     );
     let started = Instant::now();
-    let mut running = trellis_server::controllers::runtime::Running::new();
-    let collector =
-        trellis_server::controllers::garbage_collector::wire(&mut running, shards, registry);
+    let mut running = trellis_server::controller::Running::new();
+    let collector = trellis_server::internals::garbage_collector(&mut running, shards, registry);
     collector.wait_synced().await;
     println!(
         "# the garbage collector's start (every resource listed, {} objects in the owner graph) \

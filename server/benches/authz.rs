@@ -29,7 +29,7 @@ use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::json;
-use trellis_server::serving::start::{start, StartOptions};
+use trellis_server::{start, StartOptions};
 use trellis_testkit::bench::{env_or, median, report};
 use trellis_testkit::{ClusterOptions, PostgresCluster};
 
@@ -159,7 +159,7 @@ async fn run() -> Result<()> {
     }
 
     let pair =
-        trellis_server::security::tls::issue_client_certificate(dir.path(), "reader", &["team-3"])?;
+        trellis_server::internals::issue_client_certificate(dir.path(), "reader", &["team-3"])?;
     let admin_config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&started.kubeconfig)?)?;
     let server = admin_config["clusters"][0]["cluster"]["server"]
@@ -169,7 +169,7 @@ async fn run() -> Result<()> {
     let reader_path = dir.path().join("reader.kubeconfig");
     std::fs::write(
         &reader_path,
-        trellis_server::cli::kubeconfig::render(server, &ca, &pair),
+        trellis_server::internals::render_kubeconfig(server, &ca, &pair),
     )?;
     let reader: Api<ConfigMap> = Api::namespaced(client(&reader_path).await?, NAMESPACE);
     // The reader is allowed, and not by accident: a Role it lacks is refused.
@@ -209,21 +209,23 @@ async fn run() -> Result<()> {
         },
     )
     .await?;
-    let cache = trellis_server::security::authz::cache::RbacCache::spawn(
+    let cache = trellis_server::internals::RbacCache::spawn(
         store.clone(),
-        trellis_server::kinds::Scheme::hub().default_roles().clone(),
+        std::sync::Arc::new(trellis_server::internals::DefaultRoles::new(
+            trellis_server::hub::scheme().resources(),
+        )),
         tokio_util::sync::CancellationToken::new(),
     );
     cache.catch_up(&store).await?;
-    let user = trellis_server::security::authn::UserInfo {
+    let user = trellis_server::internals::UserInfo {
         name: "reader".into(),
         groups: vec!["team-3".into(), "system:authenticated".into()],
         ..Default::default()
     };
-    let access = trellis_server::security::authz::Attributes::non_resource("access", "/");
-    let get = trellis_server::security::authz::Attributes {
+    let access = trellis_server::internals::Attributes::non_resource("access", "/");
+    let get = trellis_server::internals::Attributes {
         verb: "get".into(),
-        resource: Some(trellis_server::security::authz::ResourceAttributes {
+        resource: Some(trellis_server::internals::ResourceAttributes {
             api_group: String::new(),
             resource: "configmaps".into(),
             subresource: None,

@@ -42,7 +42,7 @@ enum Command {
         tls_sans: Vec<String>,
         /// Another database to place workspaces on, NAME=postgres://… (repeatable). The
         /// --store database is the shard `root`, which also holds the workspace tree.
-        #[arg(long = "shard", value_parser = trellis_server::tenancy::shards::parse_shard_flag)]
+        #[arg(long = "shard", value_parser = trellis_server::parse_shard_flag)]
         shards: Vec<(String, String)>,
         #[command(flatten)]
         security: SecurityFlags,
@@ -127,19 +127,19 @@ struct SecurityFlags {
     #[arg(long)]
     insecure_listen: Option<std::net::SocketAddr>,
     /// Requests per second each user may make on average (0: unlimited; system:masters exempt).
-    #[arg(long, default_value_t = trellis_server::serving::limits::DEFAULT_RATE)]
+    #[arg(long, default_value_t = trellis_server::DEFAULT_RATE)]
     max_requests_per_second_per_user: f64,
     /// Requests each user may make in a burst.
-    #[arg(long, default_value_t = trellis_server::serving::limits::DEFAULT_BURST)]
+    #[arg(long, default_value_t = trellis_server::DEFAULT_BURST)]
     max_request_burst_per_user: f64,
     /// Connections one client address may hold open at once (0: unlimited).
-    #[arg(long, default_value_t = trellis_server::serving::serve::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    #[arg(long, default_value_t = trellis_server::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
     max_connections_per_client: usize,
 }
 
 impl SecurityFlags {
-    fn options(self) -> trellis_server::serving::start::SecurityOptions {
-        use trellis_server::security::authn::oidc::OidcOptions;
+    fn options(self) -> trellis_server::SecurityOptions {
+        use trellis_server::OidcOptions;
         let oidc = match (self.oidc_issuer_url, self.oidc_client_id) {
             (Some(issuer), Some(client)) => Some(OidcOptions {
                 jwks_file: self.oidc_jwks_file,
@@ -152,14 +152,14 @@ impl SecurityFlags {
             }),
             _ => None,
         };
-        trellis_server::serving::start::SecurityOptions {
+        trellis_server::SecurityOptions {
             token_file: self.token_file,
             oidc,
             audit_log: self.audit_log,
             insecure_listen: self.insecure_listen,
             max_requests_per_second_per_user: self.max_requests_per_second_per_user,
             max_request_burst_per_user: self.max_request_burst_per_user,
-            connections: trellis_server::serving::serve::ConnectionLimits {
+            connections: trellis_server::ConnectionLimits {
                 max_per_client: self.max_connections_per_client,
                 ..Default::default()
             },
@@ -176,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Ws { args } => trellis_server::cli::ws_plugin::run(&args).await,
+        Command::Ws { args } => trellis_server::run_ws_plugin(&args).await,
         Command::Synctarget {
             command:
                 SynctargetCommand::Create {
@@ -188,7 +188,7 @@ async fn main() -> anyhow::Result<()> {
                     token_file,
                 },
         } => {
-            trellis_server::cli::synctarget::create(
+            trellis_server::create_sync_target(
                 &kubeconfig,
                 &workspace,
                 &name,
@@ -215,16 +215,14 @@ async fn main() -> anyhow::Result<()> {
             shards,
             security,
         } => {
-            let started = trellis_server::serving::start::start(
-                trellis_server::serving::start::StartOptions {
-                    data_dir,
-                    listen,
-                    store,
-                    tls_sans,
-                    shards,
-                    security: security.options(),
-                },
-            )
+            let started = trellis_server::start(trellis_server::StartOptions {
+                data_dir,
+                listen,
+                store,
+                tls_sans,
+                shards,
+                security: security.options(),
+            })
             .await?;
             println!(
                 "trellis is ready on https://{}; kubeconfig: {}",

@@ -3,7 +3,7 @@
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = trellis_server::cli::ws_plugin::run(&args).await {
+    if let Err(e) = trellis_server::run_ws_plugin(&args).await {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -150,13 +150,8 @@ async fn round(store: &Store, me: &str) -> Result<bool, StorageError> {
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs `start` (which starts the controllers) while this process leads, and stops what it
-/// started when leadership is lost. Runs for the life of the process.
-pub async fn run(store: Store, start: impl Fn() -> Running) {
-    run_until(store, start, CancellationToken::new()).await
-}
-
-/// [`run`] until `stop` is cancelled; then the controllers are stopped (and the lease is left
-/// to expire).
+/// started when leadership is lost, until `stop` is cancelled; then the controllers are
+/// stopped (and the lease is left to expire).
 pub async fn run_until(store: Store, start: impl Fn() -> Running, stop: CancellationToken) {
     let me = identity();
     let mut running: Option<Running> = None;

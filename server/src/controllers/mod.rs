@@ -8,7 +8,7 @@
 //! Every controller is built from [`runtime`] (shared reflectors, the work queue, `Action`s
 //! and backoff, the committer) and split the same way: a `wire` function that picks the
 //! reflectors and triggers, a reconciler that reads and writes, and pure decision functions
-//! with their unit tests. Each is one value ([`Wire`]); a server runs the list it is assembled with ([`HUB`] for the hub).
+//! with their unit tests. Each is one value ([`Wire`]); a server runs the list it is assembled with (`serving::hub::CONTROLLERS` for the hub).
 
 pub mod crd;
 pub mod garbage_collector;
@@ -40,21 +40,12 @@ pub struct ControllerContext {
     pub index: Arc<WorkspaceIndex>,
     /// `https://host:port`, for the URLs controllers write (a Workspace's).
     pub external_url: String,
+    /// The default ClusterRoles of the server's scheme, which aggregation completes.
+    pub default_roles: Arc<crate::security::authz::defaults::DefaultRoles>,
 }
 
 /// A controller as a value: starts it (its reflectors, triggers and workers) into `running`.
 pub type Wire = fn(&mut Running, &ControllerContext);
-
-/// The hub's controllers.
-pub const HUB: &[Wire] = &[
-    tenancy,
-    rbac_aggregation::wire,
-    crd_establishing,
-    namespace_finalization,
-    service_account::wire,
-    garbage_collection,
-    placement::wire,
-];
 
 /// Starts `controllers`; the returned [`Running`] stops them all.
 pub fn spawn(controllers: &[Wire], ctx: &ControllerContext) -> Running {

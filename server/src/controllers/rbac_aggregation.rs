@@ -16,8 +16,9 @@ use trellis_storage::{ListScope, StoredObject};
 
 use super::runtime::committer::{self, parse};
 use super::runtime::{every_shard, Action, Controller, Error, Reconciler, Reflector, Running};
-use crate::kinds::Scheme;
+use crate::registry::Scheme;
 use crate::security::authz::cache::{effective_cluster_roles, StoredClusterRole, CLUSTER_ROLES};
+use crate::security::authz::defaults::DefaultRoles;
 use crate::security::authz::rbac::{self, Rule};
 
 /// A look at every workspace with ClusterRoles now and then, whatever the triggers said.
@@ -40,12 +41,21 @@ pub fn wire(running: &mut Running, ctx: &super::ControllerContext) {
             clusters.dedup();
             clusters
         });
-    running.spawn(controller.run(Arc::new(Aggregation { roles, scheme }), running.token()));
+    let defaults = ctx.default_roles.clone();
+    running.spawn(controller.run(
+        Arc::new(Aggregation {
+            roles,
+            scheme,
+            defaults,
+        }),
+        running.token(),
+    ));
 }
 
 struct Aggregation {
     roles: Reflector<StoredObject>,
     scheme: Arc<Scheme>,
+    defaults: Arc<DefaultRoles>,
 }
 
 impl Reconciler for Aggregation {
@@ -68,7 +78,7 @@ impl Reconciler for Aggregation {
             "v1",
             "clusterroles",
         )?;
-        let defaults = self.scheme.default_roles().cluster_roles();
+        let defaults = self.defaults.cluster_roles();
         for (name, rules) in desired_rules(defaults, &named) {
             let Some((stored, object)) = objects.iter().find(|(s, _)| s.key.name == name) else {
                 continue;
@@ -130,9 +140,7 @@ mod tests {
     }
 
     fn defaults() -> &'static [Value] {
-        crate::kinds::scheme::test_hub()
-            .default_roles()
-            .cluster_roles()
+        crate::serving::hub::test_default_roles().cluster_roles()
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub fn needs_default_account(namespace: Option<&NamespaceState>, has_default: bo
 
 struct DefaultAccounts {
     shards: Arc<ShardMap>,
-    scheme: Arc<crate::kinds::Scheme>,
+    scheme: Arc<crate::registry::Scheme>,
     /// The `default` accounts (keys only).
     accounts: Reflector<()>,
 }

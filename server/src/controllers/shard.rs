@@ -26,7 +26,7 @@ pub fn wire(
     running: &mut Running,
     root: Store,
     workspaces: &Reflector<StoredObject>,
-    scheme: Arc<crate::kinds::Scheme>,
+    scheme: Arc<crate::registry::Scheme>,
 ) {
     let shards = Reflector::whole(
         "shards",
@@ -76,7 +76,7 @@ fn placement(change: &Change<'_, StoredObject>) -> (Option<String>, Option<Strin
 
 struct ShardReconciler {
     store: Store,
-    scheme: Arc<crate::kinds::Scheme>,
+    scheme: Arc<crate::registry::Scheme>,
     shards: Reflector<StoredObject>,
     counts: Arc<Mutex<HashMap<String, u64>>>,
 }

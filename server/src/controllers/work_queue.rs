@@ -84,10 +84,12 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().queue.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

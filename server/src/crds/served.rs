@@ -15,50 +15,12 @@ use trellis_storage::{ListRequest, ListScope, Store};
 
 use crate::kinds::{ScalePaths, Subresources};
 use crate::machinery::schema::Structural;
-use crate::registry::ResourceType;
+use crate::registry::resource_type::ResourceType;
+use crate::registry::resource_type::{CustomVersion, PrinterColumn};
 use crate::tenancy::shards::ShardMap;
 
 /// Where CustomResourceDefinitions are stored.
 pub const CRD_RESOURCE: &str = "apiextensions.k8s.io/customresourcedefinitions";
-
-/// What a custom resource's version adds to its [`ResourceType`].
-#[derive(Debug)]
-pub struct CustomVersion {
-    /// The CRD's name, `<plural>.<group>`.
-    pub crd_name: String,
-    /// The version objects are stored in; reads in another version only change `apiVersion`
-    /// (conversion strategy `None`).
-    pub storage_version: String,
-    /// `openAPIV3Schema`, as written in the CRD; published in OpenAPI.
-    pub schema: Option<Value>,
-    /// The same schema, parsed once for pruning, defaulting and validation (CEL included).
-    pub structural: Option<Arc<Structural>>,
-    pub columns: Vec<PrinterColumn>,
-    /// From `selectableFields`, without the leading dot (`spec.color`).
-    pub selectable_fields: Vec<String>,
-    /// The CRD is being deleted: its objects can be read and deleted, not created.
-    pub terminating: bool,
-    /// A deprecated version's warning, sent with every response that uses it.
-    pub deprecation_warning: Option<String>,
-}
-
-impl PartialEq for CustomVersion {
-    fn eq(&self, other: &Self) -> bool {
-        self.crd_name == other.crd_name && self.schema == other.schema
-    }
-}
-
-/// An `additionalPrinterColumns` entry.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PrinterColumn {
-    pub name: String,
-    pub type_: String,
-    pub format: String,
-    pub description: String,
-    pub priority: i64,
-    /// Without the leading `$`: `.spec.replicas`.
-    pub json_path: String,
-}
 
 /// Whether `crd` has condition `kind` with status True.
 pub fn condition_true(crd: &Value, kind: &str) -> bool {

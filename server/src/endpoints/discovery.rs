@@ -227,7 +227,7 @@ mod tests {
 
     #[test]
     fn core_resources_are_listed_with_short_names() {
-        let builtin = crate::kinds::scheme::test_hub().resources();
+        let builtin = crate::serving::hub::test_hub().resources();
         let list = resource_list(builtin, "/api/v1").unwrap();
         assert_eq!(list["groupVersion"], "v1");
         let entries = list["resources"].as_array().unwrap();
@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn groups_have_preferred_versions() {
-        let list = api_group_list(crate::kinds::scheme::test_hub().resources());
+        let list = api_group_list(crate::serving::hub::test_hub().resources());
         let rbac = list["groups"]
             .as_array()
             .unwrap()
@@ -262,7 +262,7 @@ mod tests {
         let accept = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
         assert!(wants_aggregated(Some(accept)));
         assert!(!wants_aggregated(Some("application/json")));
-        let core = aggregated(crate::kinds::scheme::test_hub().resources(), true);
+        let core = aggregated(crate::serving::hub::test_hub().resources(), true);
         let v1 = &core["items"][0]["versions"][0];
         assert_eq!(v1["version"], "v1");
         let ns = v1["resources"]
@@ -285,7 +285,7 @@ mod tests {
             "TokenRequest"
         );
         assert_eq!(sa["subresources"][0]["verbs"], json!(["create"]));
-        let apis = aggregated(crate::kinds::scheme::test_hub().resources(), false);
+        let apis = aggregated(crate::serving::hub::test_hub().resources(), false);
         let crd_group = apis["items"]
             .as_array()
             .unwrap()

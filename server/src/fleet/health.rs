@@ -191,6 +191,7 @@ pub fn failover_deadline(spec: &SyncTargetSpec, failover: &Failover) -> Option<i
 }
 
 /// Whether those replicas are due to leave at `now`.
+#[cfg(test)]
 pub fn failover_due(spec: &SyncTargetSpec, failover: &Failover, now: i64) -> bool {
     failover_deadline(spec, failover).is_some_and(|at| now >= at)
 }

@@ -55,10 +55,7 @@ pub mod pool_status;
 pub mod render;
 pub mod snapshot;
 pub mod status;
-mod time;
-
-pub use keys::{pool_key, split_key, target_key, WORKSPACE_LABEL};
-pub use time::{parse_rfc3339, rfc3339, seconds, time_at};
+pub mod time;
 
 #[cfg(test)]
 mod fixtures;

@@ -7,7 +7,7 @@
 //! stored (reviews), the handler that answers them. Generic code (the REST layer, OpenAPI,
 //! discovery, RBAC defaults, shard routing) asks the kind through this trait and never matches
 //! on kind names. A group's `install` lists its kinds; a server is assembled from groups
-//! ([`scheme::SchemeBuilder`]), so the hub and another server (a test's, the edge simulator's)
+//! ([`scheme::SchemeBuilder`], turned into a server's `registry::Scheme`), so the hub and another server (a test's, the edge simulator's)
 //! serve different kinds from the same crate.
 //!
 //! To add a kind: a type in `trellis-apis` (or a k8s-openapi one), a file here implementing
@@ -20,6 +20,7 @@ pub mod compute;
 pub mod coordination;
 pub mod core;
 pub mod events;
+pub mod openapi_style;
 pub mod own_schema;
 pub mod rbac;
 pub mod scheme;
@@ -35,14 +36,14 @@ use axum::response::Response;
 use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
 
-use crate::endpoints::rest::Target;
-pub use crate::machinery::patch::strategic::ListMerge;
-use crate::machinery::request_info::ResourceRequest;
-use crate::machinery::status::{Status, StatusCause};
-use crate::security::authn::user::UserInfo;
-use crate::serving::state::AppState;
+// What a kind's file names, for kinds written outside this crate too.
+pub use crate::machinery::patch::strategic::{ListMerge, ListStrategy};
+pub use crate::machinery::protobuf::Converter;
+pub use crate::machinery::request_info::{ResourceRequest, Verb};
+pub use crate::machinery::status::{Status, StatusCause, Subject};
+pub use crate::security::authn::user::UserInfo;
 
-pub use scheme::{Scheme, SchemeBuilder};
+pub use scheme::{Install, SchemeBuilder};
 
 /// The subresources a resource serves besides itself.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -201,10 +202,15 @@ pub const READ_WRITE: &[&str] = &[
     "update",
 ];
 
+/// The server a hook or endpoint runs in, as this layer sees it: opaque. Kinds sit below the
+/// server's state (which holds the registry of kinds), so the few hooks that need the state
+/// (a TokenReview asks the authenticator) get it with `serving::state::AppState::of`.
+pub type ServerState = dyn std::any::Any + Send + Sync;
+
 /// What a request to a kind's endpoint (a never-stored kind, or a subresource served by code)
 /// knows: the server, the workspace, the user, the request.
 pub struct EndpointRequest<'a> {
-    pub state: &'a AppState,
+    pub server: &'a ServerState,
     pub cluster: &'a str,
     pub user: &'a UserInfo,
     pub request: &'a ResourceRequest,
@@ -218,9 +224,15 @@ pub trait Endpoint: Send + Sync {
     async fn create(&self, request: EndpointRequest<'_>, body: Body) -> Result<Response, Status>;
 }
 
-/// What admission sees of a write: the target and the user.
-pub struct Admission<'a, 'b> {
-    pub target: &'a Target<'b>,
+/// What admission sees of a write: where it goes and who asks.
+pub struct Admission<'a> {
+    pub server: &'a ServerState,
+    pub cluster: &'a str,
+    /// The shard holding the workspace.
+    pub shard: &'a str,
+    pub namespace: Option<&'a str>,
+    /// What errors name: the resource and the object.
+    pub subject: Subject<'a>,
     pub user: Option<&'a UserInfo>,
     /// Admin of the workspace from above (or `system:masters`): RBAC inside it does not limit.
     pub admin: bool,
@@ -292,7 +304,7 @@ pub trait Kind: Send + Sync + 'static {
     /// after validation, before storage).
     async fn admit(
         &self,
-        _admission: &Admission<'_, '_>,
+        _admission: &Admission<'_>,
         _object: &mut Value,
         _old: Option<&Value>,
     ) -> Result<(), Status> {

@@ -287,7 +287,7 @@ pub fn with_revision(value: &[u8], revision: u64) -> Result<Value, Status> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::scheme::lookup_builtin;
+    use crate::registry::scheme::test_lookup as lookup_builtin;
     use serde_json::json;
 
     #[test]

@@ -40,7 +40,7 @@ pub fn to_stored(rt: &ResourceType, object: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::scheme::lookup_builtin;
+    use crate::registry::scheme::test_lookup as lookup_builtin;
     use serde_json::json;
 
     #[test]

@@ -47,7 +47,8 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             return response::status(status);
         }
         if let Err(status) =
-            authz::check_wildcard(&state, user, &info.target, parts.method.as_str()).await
+            authz::check_wildcard(&state.authorizer, user, &info.target, parts.method.as_str())
+                .await
         {
             return response::status(status);
         }
@@ -85,9 +86,9 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
         return response::status(status);
     }
     let admin = match authz::check_request(
-        &state,
+        &state.authorizer,
         user,
-        &workspace,
+        (&workspace.addressed, &workspace.cluster, &workspace.shard),
         &info.target,
         parts.method.as_str(),
     )
@@ -159,7 +160,7 @@ async fn non_resource(
         Scope::AllWorkspaces => state.registry.scheme().resources().to_vec(),
     };
     if let Some(rest) = path.strip_prefix("/openapi/v3") {
-        let docs = state.registry.scheme().openapi();
+        let docs = &state.openapi;
         return openapi_v3(docs, &resources, rest.trim_start_matches('/'), query);
     }
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
@@ -183,10 +184,7 @@ async fn non_resource(
         // The protobuf encoding is not served: a client asking only for it gets 406 and reads
         // the v3 documents instead.
         "/openapi/v2" if !accepts_json(accept) => response::status(Status::not_found_path()),
-        "/openapi/v2" => response::json(
-            StatusCode::OK,
-            &openapi::v2(state.registry.scheme().openapi(), &resources),
-        ),
+        "/openapi/v2" => response::json(StatusCode::OK, &openapi::v2(&state.openapi, &resources)),
         path => match discovery::resource_list(&resources, path) {
             Some(list) => response::json(StatusCode::OK, &list),
             None => response::status(Status::not_found_path()),

@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod dispatch;
+pub mod hub;
 pub mod limits;
 pub mod query;
 pub mod response;

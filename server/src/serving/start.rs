@@ -16,8 +16,8 @@ use trellis_storage::{ShardSpec, Store, StoreOptions};
 use crate::controllers::runtime::Running;
 use crate::controllers::{self, ControllerContext, Wire};
 use crate::kinds::scheme::Install;
-use crate::kinds::Scheme;
-use crate::registry::Registry;
+use crate::registry::{Registry, Scheme};
+use crate::security::authz::defaults::DefaultRoles;
 use crate::serving::state::AppState;
 use crate::tenancy::shards::{Shard, ShardMap, ROOT_SHARD};
 use crate::tenancy::workspaces::WorkspaceIndex;
@@ -111,10 +111,10 @@ impl ServerBuilder {
 
     /// The hub: every group and controller of Trellis.
     pub fn hub(options: StartOptions) -> ServerBuilder {
-        let builder = Scheme::HUB
+        let builder = crate::serving::hub::GROUPS
             .iter()
             .fold(ServerBuilder::new(options), |b, group| b.install(*group));
-        controllers::HUB
+        crate::serving::hub::CONTROLLERS
             .iter()
             .fold(builder, |b, controller| b.controller(*controller))
     }
@@ -232,6 +232,9 @@ async fn start_server(
     );
     let shards = ShardMap::new(shards, workspaces.clone());
     let registry = Registry::new(scheme.clone(), shards.clone());
+    let default_roles = Arc::new(DefaultRoles::new(scheme.resources()));
+    let openapi =
+        crate::endpoints::openapi::build(scheme.resources(), scheme.definitions().clone());
     for watch in registry.watches() {
         running.spawn_until_stopped(watch);
     }
@@ -240,6 +243,7 @@ async fn start_server(
         registry: registry.clone(),
         index: workspaces.clone(),
         external_url,
+        default_roles: default_roles.clone(),
     };
     running.spawn(crate::controllers::leader_election::run_until(
         store.clone(),
@@ -248,7 +252,8 @@ async fn start_server(
     ));
     let authorizer = crate::security::authz::Authorizer::spawn(
         &shards,
-        scheme.default_roles(),
+        &workspaces,
+        &default_roles,
         &running.token(),
     );
     let authenticator = authenticator(&options.security, &pki, &store, &running.token()).await?;
@@ -258,6 +263,7 @@ async fn start_server(
         workspaces,
         authorizer,
         authenticator,
+        openapi,
     });
     let router = axum::Router::new()
         .fallback(crate::serving::dispatch::dispatch)
@@ -338,7 +344,7 @@ async fn security_layers(
     );
     let mut router = router
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            state.authorizer.clone(),
             authn::impersonation::impersonate,
         ))
         .layer(axum::middleware::from_fn(
@@ -351,7 +357,7 @@ async fn security_layers(
         .layer(axum::middleware::from_fn_with_state(
             authn::AuthnLayer {
                 authenticator: state.authenticator.clone(),
-                state,
+                shards: state.shards.clone(),
             },
             authn::authenticate,
         ));

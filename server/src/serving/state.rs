@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use trellis_storage::Store;
-
 use crate::registry::Registry;
 use crate::tenancy::shards::ShardMap;
 use crate::tenancy::workspaces::WorkspaceIndex;
@@ -17,14 +15,17 @@ pub struct AppState {
     pub authorizer: Arc<crate::security::authz::Authorizer>,
     /// Who a credential is (the authentication layer, and TokenReviews).
     pub authenticator: Arc<crate::security::authn::Authenticator>,
+    /// The OpenAPI documents of the built-in kinds.
+    pub openapi: crate::endpoints::openapi::Documents,
 }
 
 impl AppState {
-    /// The store holding a logical cluster's objects (its shard's).
-    pub async fn store_for(
-        &self,
-        cluster: &str,
-    ) -> Result<Store, crate::tenancy::workspaces::Unroutable> {
-        Ok(self.shards.shard_for(cluster).await?.store.clone())
+    /// The state behind a kind's hook or endpoint ([`crate::kinds::ServerState`]).
+    pub fn of(
+        server: &crate::kinds::ServerState,
+    ) -> Result<&AppState, crate::machinery::status::Status> {
+        server.downcast_ref::<AppState>().ok_or_else(|| {
+            crate::machinery::status::Status::internal("a hook ran outside a Trellis server")
+        })
     }
 }

@@ -270,24 +270,4 @@ mod tests {
         assert!(parse_shard_flag("S_1=x").is_err());
         assert!(parse_shard_flag("s1=").is_err());
     }
-
-    #[test]
-    fn tenancy_kinds_live_in_the_root_shard() {
-        use crate::kinds::Home;
-        let hub = crate::kinds::scheme::test_hub();
-        let home = |g, v, p| hub.lookup(g, v, p).map(|rt| rt.home());
-        assert_eq!(
-            home("tenancy.trellis.dev", "v1alpha1", "workspaces"),
-            Some(Home::RootShard)
-        );
-        assert_eq!(
-            home("core.trellis.dev", "v1alpha1", "logicalclusters"),
-            Some(Home::RootShard)
-        );
-        assert_eq!(home("", "v1", "configmaps"), Some(Home::Workspace));
-        assert_eq!(
-            home("coordination.k8s.io", "v1", "leases"),
-            Some(Home::Workspace)
-        );
-    }
 }

@@ -523,7 +523,7 @@ mod tests {
             json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1", "namespace": "ns",
                 "ownerReferences": owned_by("v1", "ConfigMap", "owner", "o1")}})).await;
         let shards = ShardMap::single(store.clone());
-        let registry = Registry::new(Arc::new(crate::kinds::Scheme::hub()), shards.clone());
+        let registry = Registry::new(Arc::new(crate::serving::hub::scheme()), shards.clone());
         let mut running = Running::new();
         let collector = wire(&mut running, shards, registry);
         tokio::time::timeout(Duration::from_secs(20), collector.wait_synced())

@@ -100,6 +100,7 @@ pub struct Pass {
 
 impl Pass {
     /// Whether the pass writes anything.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.targets.is_empty()
             && self.placements.is_empty()

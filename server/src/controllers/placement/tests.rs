@@ -18,7 +18,7 @@ use trellis_placement::Ledger;
 
 use super::pass::{pass, At, FleetRead, Pass, PlacementWrite};
 use super::until;
-use crate::fleet::time_at;
+use crate::fleet::time::time_at;
 
 /// 2025-06-15T15:06:40Z.
 const NOW: i64 = 1_750_000_000;
@@ -28,7 +28,7 @@ const TENANT: &str = "root:acme";
 const TENANT_ID: &str = "2cynbfy2m0wtjqcs";
 
 fn rfc3339(seconds: i64) -> String {
-    crate::fleet::rfc3339(seconds)
+    crate::fleet::time::rfc3339(seconds)
 }
 
 /// A target of 8-GPU H200 nodes (the real reading: `NVIDIA H200`, 143771 MiB, Hopper) as its

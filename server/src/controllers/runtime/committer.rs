@@ -86,7 +86,7 @@ fn without_revision(object: &Value) -> std::borrow::Cow<'_, Value> {
 /// A built-in type of the server's scheme, for the writes of controllers that know what they
 /// write.
 pub fn builtin<'s>(
-    scheme: &'s crate::kinds::Scheme,
+    scheme: &'s crate::registry::Scheme,
     group: &str,
     version: &str,
     plural: &str,
@@ -195,7 +195,7 @@ mod tests {
 
     /// A kind that counts generations.
     fn tracked() -> &'static ResourceType {
-        crate::kinds::scheme::test_hub()
+        crate::registry::scheme::test_scheme()
             .lookup("serving.trellis.dev", "v1alpha1", "modeldeployments")
             .unwrap()
     }

@@ -143,8 +143,8 @@ mod tests {
             },
             "status": {"conditions": [{"type": "Established", "status": "True"}]},
         });
-        let hub = crate::kinds::scheme::test_hub();
-        let docs = hub.openapi();
+        let hub = crate::serving::hub::test_hub();
+        let docs = crate::serving::hub::test_openapi();
         let mut resources = hub.resources().to_vec();
         resources.extend(resource_types(&crd).into_iter().map(Arc::new));
         let index: Value = serde_json::from_slice(&v3_index(docs, &resources)).unwrap();

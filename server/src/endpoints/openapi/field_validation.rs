@@ -167,7 +167,7 @@ fn walk(
 mod tests {
     use super::*;
     fn documents() -> &'static crate::endpoints::openapi::Documents {
-        crate::kinds::scheme::test_hub().openapi()
+        crate::serving::hub::test_openapi()
     }
     use serde_json::json;
 

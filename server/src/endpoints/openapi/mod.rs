@@ -4,7 +4,7 @@
 //! Schemas come from k8s-openapi (generated from Kubernetes' own OpenAPI, descriptions
 //! included), so they are the upstream definitions under the upstream names; our own kinds'
 //! come from their `trellis-apis` types. The documents are the same in every workspace and
-//! built once per server, with its scheme (`kinds::Scheme`).
+//! built once per server, from its scheme (`registry::Scheme`).
 
 mod custom;
 mod field_validation;
@@ -147,67 +147,6 @@ fn hash(bytes: &[u8]) -> String {
     format!("{:016X}", h.finish())
 }
 
-/// Rewrites schemars' `Option<T>` form, `anyOf: [{$ref}, {enum: [null], nullable: true}]`, the
-/// way Kubernetes publishes an optional reference, `allOf: [{$ref}]` with `nullable: true`:
-/// `kubectl explain` follows `allOf` and not `anyOf`. With `rewrap`, descriptions (from our
-/// doc comments) lose their hard line breaks, paragraphs kept, as `kubectl explain` wraps text
-/// itself.
-pub fn kubernetes_style(schema: &mut Value, rewrap: bool) {
-    match schema {
-        Value::Object(map) => {
-            if let Some(Value::String(description)) = map.get_mut("description").filter(|_| rewrap)
-            {
-                *description = unwrap_lines(description);
-            }
-            let optional = map
-                .get("anyOf")
-                .and_then(Value::as_array)
-                .and_then(|branches| {
-                    let is_null = |b: &Value| {
-                        b.get("enum")
-                            .and_then(Value::as_array)
-                            .is_some_and(|e| e == &[Value::Null])
-                            || b.get("const").is_some_and(Value::is_null)
-                            || b.get("type").and_then(Value::as_str) == Some("null")
-                    };
-                    match branches.as_slice() {
-                        [some, null] | [null, some] if is_null(null) && !is_null(some) => {
-                            Some(some.clone())
-                        }
-                        _ => None,
-                    }
-                });
-            if let Some(some) = optional {
-                map.remove("anyOf");
-                map.insert("allOf".into(), Value::Array(vec![some]));
-                map.insert("nullable".into(), Value::Bool(true));
-            }
-            for value in map.values_mut() {
-                kubernetes_style(value, rewrap);
-            }
-        }
-        Value::Array(items) => items
-            .iter_mut()
-            .for_each(|item| kubernetes_style(item, rewrap)),
-        _ => {}
-    }
-}
-
-/// Joins the lines of each paragraph of `text` with spaces.
-fn unwrap_lines(text: &str) -> String {
-    text.split("\n\n")
-        .map(|paragraph| {
-            paragraph
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .collect::<Vec<_>>()
-        .join("\n\n")
-}
-
 /// The documents of `resources` (a scheme's built-in kinds), whose schemas are `schemas`.
 pub fn build(resources: &[Arc<ResourceType>], mut schemas: Map<String, Value>) -> Documents {
     // k8s-openapi types "any JSON value" as an object; Kubernetes publishes it untyped.
@@ -262,11 +201,11 @@ pub fn build(resources: &[Arc<ResourceType>], mut schemas: Map<String, Value>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::scheme::test_hub;
+    use crate::serving::hub::{test_hub, test_openapi};
 
     #[test]
     fn every_builtin_kind_has_a_schema_marked_with_its_gvk() {
-        let docs = test_hub().openapi();
+        let docs = test_openapi();
         for rt in test_hub().resources() {
             let name = rt
                 .schema_name
@@ -288,7 +227,7 @@ mod tests {
 
     #[test]
     fn index_points_at_hashed_documents_with_field_validation() {
-        let docs = test_hub().openapi();
+        let docs = test_openapi();
         let index: Value = serde_json::from_slice(&v3_index(docs, test_hub().resources())).unwrap();
         let url = index["paths"]["api/v1"]["serverRelativeURL"]
             .as_str()

@@ -160,8 +160,8 @@ mod tests {
 
     #[test]
     fn v2_has_definitions_and_body_parameters() {
-        let hub = crate::kinds::scheme::test_hub();
-        let doc = v2(hub.openapi(), hub.resources());
+        let hub = crate::serving::hub::test_hub();
+        let doc = v2(crate::serving::hub::test_openapi(), hub.resources());
         assert_eq!(doc["swagger"], "2.0");
         let cm = &doc["definitions"]["io.k8s.api.core.v1.ConfigMap"];
         assert_eq!(

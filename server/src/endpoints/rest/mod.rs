@@ -78,7 +78,7 @@ pub async fn handle(
     };
     if let Some(endpoint) = endpoint {
         let endpoint_request = crate::kinds::EndpointRequest {
-            state,
+            server: state,
             cluster,
             user: ctx.user,
             request: &request,

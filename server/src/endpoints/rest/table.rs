@@ -6,7 +6,7 @@
 
 use serde_json::{json, Map, Value};
 
-pub use crate::machinery::age::{human_duration, since};
+pub use crate::machinery::age::since;
 
 use super::custom_columns;
 use crate::registry::ResourceType;
@@ -139,7 +139,8 @@ pub fn table(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::scheme::lookup_builtin;
+    use crate::machinery::age::human_duration;
+    use crate::registry::scheme::test_lookup as lookup_builtin;
 
     #[test]
     fn accept_headers() {

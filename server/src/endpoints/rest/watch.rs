@@ -404,7 +404,7 @@ impl Feed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::kinds::scheme::lookup_builtin;
+    use crate::registry::scheme::test_lookup as lookup_builtin;
     use crate::serving::query::Query;
     use trellis_storage::{ObjectKey, StoredObject};
 

@@ -112,11 +112,7 @@ fn validate_fields(
                 ..Default::default()
             }
         }
-        (None, Some(root)) => openapi::check(
-            object,
-            root,
-            &target.state.registry.scheme().openapi().schemas,
-        ),
+        (None, Some(root)) => openapi::check(object, root, &target.state.openapi.schemas),
         (None, None) => openapi::FieldReport::default(),
     };
     if !report.wrong_types.is_empty() {
@@ -344,7 +340,11 @@ async fn validate_and_admit(
     check_valid(target, object, old)?;
     if let Some(kind) = &target.rt.kind_rules {
         let admission = crate::kinds::Admission {
-            target,
+            server: target.state,
+            cluster: target.cluster,
+            shard: &target.shard.name,
+            namespace: target.namespace,
+            subject: target.subject(),
             user: Some(target.ctx.user).filter(|u| !u.name.is_empty()),
             admin: target.ctx.admin,
         };
@@ -355,6 +355,7 @@ async fn validate_and_admit(
 
 fn check_valid(target: &Target, object: &Value, old: Option<&Value>) -> Result<(), Status> {
     let mut causes = target.rt.validate(object, old);
+    causes.extend(apply::validate_managed_fields(object));
     if let Some(structural) = target.rt.structural() {
         causes.extend(
             structural
@@ -578,6 +579,8 @@ async fn rewrite(
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
             meta.insert("name".into(), Value::String(name.to_string()));
         }
+        // A write that changes nothing but the managers' times stores nothing.
+        apply::keep_times_if_unchanged(&current, &mut object);
         let added = deletion::new_finalizers_while_deleting(&current, &object);
         if !added.is_empty() {
             return Err(Status::invalid(
@@ -761,7 +764,7 @@ mod tests {
     async fn read(media_type: &str, body: &str) -> Result<Value, Status> {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, media_type.parse().unwrap());
-        let cm = crate::kinds::scheme::test_hub()
+        let cm = crate::registry::scheme::test_scheme()
             .lookup("", "v1", "configmaps")
             .unwrap();
         read_object(&headers, Body::from(body.to_string()), cm)

@@ -18,6 +18,7 @@ use crate::machinery::status::Status;
 use crate::security::authn::service_account::API_AUDIENCE;
 use crate::security::authn::Outcome;
 use crate::serving::response;
+use crate::serving::state::AppState;
 
 pub struct TokenReview;
 
@@ -68,10 +69,10 @@ impl Endpoint for Reviews {
                     .collect()
             })
             .unwrap_or_default();
-        let outcome = r
-            .state
+        let state = AppState::of(r.server)?;
+        let outcome = state
             .authenticator
-            .authenticate_token(r.state, &token)
+            .authenticate_token(&state.shards, &token)
             .await;
         review["status"] = status_of(outcome, &wanted)?;
         review["apiVersion"] = json!("authentication.k8s.io/v1");

@@ -5,7 +5,14 @@ use std::sync::Arc;
 
 use k8s_openapi::api::authorization::v1;
 
-use super::{schema_of, Endpoint, Kind, Names, SchemaSource, SchemeBuilder};
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::response::Response;
+
+use super::{schema_of, Endpoint, EndpointRequest, Kind, Names, SchemaSource, SchemeBuilder};
+use crate::machinery::status::Status;
+use crate::security::authz::reviews;
+use crate::serving::state::AppState;
 
 pub const GROUP: &str = "authorization.k8s.io";
 
@@ -50,6 +57,17 @@ impl Kind for Review {
     }
 
     fn endpoint(&self) -> Option<Arc<dyn Endpoint>> {
-        Some(Arc::new(crate::security::authz::reviews::Reviews))
+        Some(Arc::new(Reviews))
+    }
+}
+
+/// The endpoint of the three review kinds: answered and forgotten, never stored.
+struct Reviews;
+
+#[async_trait]
+impl Endpoint for Reviews {
+    async fn create(&self, r: EndpointRequest<'_>, body: Body) -> Result<Response, Status> {
+        let state = AppState::of(r.server)?;
+        Ok(reviews::handle(&state.authorizer, r.user, r.cluster, r.request, body).await)
     }
 }

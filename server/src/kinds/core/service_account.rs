@@ -3,14 +3,20 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::response::Response;
 use k8s_openapi::api::core::v1;
 use serde_json::Value;
 
 use crate::kinds::{
-    age_cell, cell_count, cell_text, schema_of, Column, Endpoint, Grants, Kind, ListMerge, Names,
-    SchemaSource, AGE, NAME, READ, WRITE,
+    age_cell, cell_count, cell_text, schema_of, Column, Endpoint, EndpointRequest, Grants, Kind,
+    ListMerge, Names, SchemaSource, AGE, NAME, READ, WRITE,
 };
 use crate::machinery::patch::strategic::ListStrategy;
+use crate::machinery::status::Status;
+use crate::security::authn::token_request;
+use crate::serving::state::AppState;
 
 pub struct ServiceAccount;
 
@@ -60,7 +66,18 @@ impl Kind for ServiceAccount {
                 "TokenRequest",
                 "tokenrequests",
             ),
-            Arc::new(crate::security::authn::token_request::TokenRequests),
+            Arc::new(TokenRequests),
         )]
+    }
+}
+
+/// `serviceaccounts/<name>/token`: mints a token, stores nothing.
+struct TokenRequests;
+
+#[async_trait]
+impl Endpoint for TokenRequests {
+    async fn create(&self, r: EndpointRequest<'_>, body: Body) -> Result<Response, Status> {
+        let state = AppState::of(r.server)?;
+        token_request::create(&state.shards, r.cluster, r.request, r.extensions, body).await
     }
 }

@@ -55,7 +55,7 @@ impl Kind for RbacKind {
 
     async fn admit(
         &self,
-        admission: &Admission<'_, '_>,
+        admission: &Admission<'_>,
         object: &mut Value,
         _old: Option<&Value>,
     ) -> Result<(), Status> {

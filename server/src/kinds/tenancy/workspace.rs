@@ -12,6 +12,7 @@ use crate::kinds::{
 };
 use crate::machinery::selectors::LabelSelector;
 use crate::machinery::status::{Status, StatusCause};
+use crate::serving::state::AppState;
 use crate::tenancy::workspaces::{self, Unroutable};
 
 pub struct Workspace;
@@ -43,15 +44,15 @@ impl Kind for Workspace {
 
     async fn admit(
         &self,
-        admission: &Admission<'_, '_>,
+        admission: &Admission<'_>,
         object: &mut Value,
         old: Option<&Value>,
     ) -> Result<(), Status> {
         if old.is_some() {
             return Ok(());
         }
-        let target = admission.target;
-        let parent_type = match target.state.workspaces.type_of(target.cluster).await {
+        let state = AppState::of(admission.server)?;
+        let parent_type = match state.workspaces.type_of(admission.cluster).await {
             Ok(t) => t,
             Err(Unroutable::Unavailable(e)) => return Err(Status::unavailable(e, 1)),
             Err(_) => "universal".to_string(),
@@ -67,7 +68,7 @@ impl Kind for Workspace {
         }
         crate::security::authz::owner::record(object, admission.user);
         if !causes.is_empty() {
-            return Err(Status::invalid(&target.subject(), &target.rt.kind, causes));
+            return Err(Status::invalid(&admission.subject, "Workspace", causes));
         }
         // Placed now, in the same write; with no shard matching, the workspace stays
         // Scheduling and the controller tries again.
@@ -76,10 +77,10 @@ impl Kind for Workspace {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        match target.state.shards.place(&cluster, selector.as_ref()).await {
+        match state.shards.place(&cluster, selector.as_ref()).await {
             Ok(Some(shard)) => object["status"]["shard"] = Value::String(shard),
             Ok(None) => {}
-            Err(e) => return Err(target.storage_error(&e)),
+            Err(e) => return Err(Status::from_storage(&e, &admission.subject)),
         }
         Ok(())
     }

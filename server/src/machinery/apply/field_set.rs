@@ -197,6 +197,7 @@ impl FieldSet {
     }
 
     /// Whether `path` is a member.
+    #[cfg(test)]
     pub fn has(&self, path: &[PathElement]) -> bool {
         match path {
             [] => false,

@@ -227,7 +227,14 @@ pub fn keep_times_if_unchanged(old: &Value, new: &mut Value) {
             })
             .collect()
     };
-    if entries(old) == entries(new) && without_managed_fields(old) == without_managed_fields(new) {
+    let rest = |o: &Value| {
+        let mut copy = without_managed_fields(o);
+        if let Some(meta) = copy.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("resourceVersion");
+        }
+        copy
+    };
+    if entries(old) == entries(new) && rest(old) == rest(new) {
         if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
             match old.pointer("/metadata/managedFields") {
                 Some(stored) => meta.insert("managedFields".into(), stored.clone()),

@@ -19,15 +19,12 @@ pub mod managed_fields;
 pub mod merge;
 pub mod schema;
 
-pub use conflict::{conflict_message, ApplyError, Conflict};
-pub use field_manager::{apply_field_manager, field_manager, FIELD_MANAGER_MAX_LENGTH};
-pub use field_set::{FieldSet, PathElement};
+pub use field_manager::{apply_field_manager, field_manager};
 pub use managed_fields::{
-    is_reset, keep_times_if_unchanged, read_managed_fields, track_update, validate_managed_fields,
-    write_managed_fields, ManagedEntry, Operation, UpdateOptions,
+    keep_times_if_unchanged, track_update, validate_managed_fields, UpdateOptions,
 };
 pub use merge::{apply, ApplyOptions};
-pub use schema::{ListType, MergeRules};
+pub use schema::MergeRules;
 
 #[cfg(test)]
 mod tests;

@@ -25,10 +25,10 @@ pub enum MergeRules<'a> {
 
 #[cfg(test)]
 impl MergeRules<'static> {
-    /// The rules of the hub's built-in `kind`, e.g. `ConfigMap` (ObjectMeta's alone for a kind
-    /// the hub does not serve).
+    /// The rules of a built-in `kind` of the test scheme, e.g. `ConfigMap` (ObjectMeta's alone for a kind
+    /// it does not have).
     pub fn builtin(kind: &str) -> MergeRules<'static> {
-        let strategies = crate::kinds::scheme::test_hub()
+        let strategies = crate::registry::scheme::test_scheme()
             .resources()
             .iter()
             .find(|r| r.kind == kind)

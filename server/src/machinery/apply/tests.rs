@@ -2,6 +2,9 @@
 
 use serde_json::{json, Value};
 
+use super::conflict::*;
+use super::managed_fields::*;
+use super::schema::*;
 use super::*;
 
 const T1: &str = "2026-11-27T06:00:00Z";

@@ -29,7 +29,7 @@ mod validate;
 use serde_json::Value;
 
 pub use field_error::FieldError;
-pub use structural::{AdditionalProperties, Pattern, Structural, MAX_SCHEMA_DEPTH};
+pub use structural::Structural;
 
 /// Where the schema sits in the CRD when none is given; `parse`'s errors are relative to it.
 const DEFAULT_PREFIX: &str = "openAPIV3Schema";

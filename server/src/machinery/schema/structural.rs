@@ -4,7 +4,7 @@
 //!
 //! Reading never fails: what cannot be read (a keyword of the wrong JSON type, a bad regex, a
 //! CEL rule that does not compile) is reported into the error list and left out of the tree.
-//! Whether the tree is *structural* is decided afterwards, by [`super::check`].
+//! Whether the tree is *structural* is decided afterwards, by `check.rs`.
 
 use std::collections::BTreeMap;
 

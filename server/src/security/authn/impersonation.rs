@@ -33,9 +33,9 @@ use super::{UserInfo, ANONYMOUS, AUTHENTICATED, UNAUTHENTICATED};
 use crate::machinery::request_info;
 use crate::machinery::request_info::ALL_WORKSPACES;
 use crate::machinery::status::Status;
+use crate::security::authz::Authorizer;
 use crate::security::authz::{self, Attributes, ResourceAttributes, SERVICE_ACCOUNT_PREFIX};
 use crate::serving::response;
-use crate::serving::state::AppState;
 use crate::tenancy::workspaces::ROOT_CLUSTER;
 
 pub const USER_HEADER: &str = "impersonate-user";
@@ -256,7 +256,7 @@ fn check_binding(requested: &Requested, cluster: &str, wildcard: bool) -> Result
 /// The impersonation layer, after authentication and the rate limit: authorizes the
 /// impersonation in the request's workspace and replaces the user, or answers 400/403.
 pub async fn impersonate(
-    State(state): State<Arc<AppState>>,
+    State(authz): State<Arc<Authorizer>>,
     mut request: Request<Body>,
     next: Next,
 ) -> Response {
@@ -269,7 +269,7 @@ pub async fn impersonate(
     let real = request.extensions().get::<UserInfo>().cloned();
     let workspace = request_info::parse(request.method().as_str(), request.uri().path(), false)
         .map(|info| info.workspace);
-    let user = match act_as(&state, real, workspace, &requested).await {
+    let user = match act_as(&authz, real, workspace, &requested).await {
         Ok(user) => user,
         Err(status) => return response::status(status),
     };
@@ -290,7 +290,7 @@ pub async fn impersonate(
 
 /// The user `request` may act as, after every check.
 async fn act_as(
-    state: &AppState,
+    authz: &Authorizer,
     real: Option<UserInfo>,
     workspace: Result<String, request_info::UnknownPath>,
     requested: &Requested,
@@ -301,8 +301,8 @@ async fn act_as(
     let cluster = if wildcard {
         ROOT_CLUSTER.to_string()
     } else {
-        state
-            .workspaces
+        authz
+            .workspaces()
             .resolve(&workspace)
             .await
             .map_err(|unroutable| unroutable.into_status(&workspace))?
@@ -312,7 +312,7 @@ async fn act_as(
     super::check_bound_cluster(Some(&real), (!wildcard).then_some(cluster.as_str()))?;
     check_binding(requested, &cluster, wildcard)?;
     for attrs in checks(requested) {
-        if !authz::allows_in(state, &real, &cluster, &attrs).await? {
+        if !authz::allows_in(authz, &real, &cluster, &attrs).await? {
             return Err(attrs.forbidden(&real.name));
         }
     }

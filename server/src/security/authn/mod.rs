@@ -38,9 +38,9 @@ use axum::response::Response;
 
 use crate::machinery::status::Status;
 use crate::serving::response;
-use crate::serving::state::AppState;
+use crate::tenancy::shards::ShardMap;
 
-pub use user::{UserInfo, ANONYMOUS, AUTHENTICATED, SYSTEM_MASTERS, UNAUTHENTICATED};
+pub use user::{UserInfo, ANONYMOUS, AUTHENTICATED, UNAUTHENTICATED};
 
 /// The 401 every refused credential gets. It says nothing about why: the reason is logged.
 pub fn unauthorized() -> Status {
@@ -71,7 +71,7 @@ impl Authenticator {
     /// Authenticates a request from its certificate chain and `Authorization` header.
     pub async fn authenticate(
         &self,
-        state: &AppState,
+        shards: &ShardMap,
         extensions: &Extensions,
         authorization: Option<&[u8]>,
     ) -> Outcome {
@@ -94,11 +94,11 @@ impl Authenticator {
         let Some(token) = bearer_token(authorization) else {
             return Outcome::Refused("the Authorization header is not a bearer token".to_string());
         };
-        self.authenticate_token(state, token).await
+        self.authenticate_token(shards, token).await
     }
 
-    /// Who a bearer token is.
-    pub async fn authenticate_token(&self, state: &AppState, token: &str) -> Outcome {
+    /// Who a bearer token is; ServiceAccount tokens are checked against the account in `shards`.
+    pub async fn authenticate_token(&self, shards: &ShardMap, token: &str) -> Outcome {
         if let Some(user) = self.token_file.as_ref().and_then(|f| f.authenticate(token)) {
             return Outcome::User(user);
         }
@@ -123,8 +123,8 @@ impl Authenticator {
         // The account must still exist, and be the one the token was minted for (not a new
         // account of the same name).
         let account = &verified.account;
-        let store = match state.store_for(&account.cluster).await {
-            Ok(store) => store,
+        let store = match shards.shard_for(&account.cluster).await {
+            Ok(shard) => shard.store.clone(),
             Err(crate::tenancy::workspaces::Unroutable::Unavailable(e)) => {
                 return Outcome::Unavailable(e.to_string())
             }
@@ -168,7 +168,7 @@ pub fn is_public(path: &str) -> bool {
 #[derive(Clone)]
 pub struct AuthnLayer {
     pub authenticator: Arc<Authenticator>,
-    pub state: Arc<AppState>,
+    pub shards: Arc<ShardMap>,
 }
 
 /// The authentication layer: puts the [`UserInfo`] into the request's extensions (and a copy
@@ -185,7 +185,7 @@ pub async fn authenticate(
             .map(|v| v.as_bytes());
         layer
             .authenticator
-            .authenticate(&layer.state, request.extensions(), authorization)
+            .authenticate(&layer.shards, request.extensions(), authorization)
             .await
     };
     let user = match outcome {

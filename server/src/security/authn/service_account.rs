@@ -1,5 +1,5 @@
 //! ServiceAccount tokens: JWTs the hub signs (ES256) for one ServiceAccount of one workspace,
-//! minted through the TokenRequest subresource ([`super::token_request`]).
+//! minted through the TokenRequest subresource (`token_request.rs`).
 //!
 //! A token says who (`sub: system:serviceaccount:<ns>:<name>`, the account's uid), where (the
 //! logical cluster id, claim `trellis.dev/cluster`), for whom (`aud`) and until when (`exp`).

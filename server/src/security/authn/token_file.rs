@@ -101,14 +101,6 @@ impl TokenFile {
     pub fn authenticate(&self, token: &str) -> Option<UserInfo> {
         self.users.get(token).cloned()
     }
-
-    pub fn len(&self) -> usize {
-        self.users.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.users.is_empty()
-    }
 }
 
 /// One CSV record: commas separate fields; a field may be double-quoted, with `""` for a
@@ -173,7 +165,7 @@ mod tests {
              third,carol,u-3,admins\n",
         )
         .unwrap();
-        assert_eq!(file.len(), 3);
+        assert_eq!(file.users.len(), 3);
         let alice = file.authenticate("s3cret").unwrap();
         assert_eq!(alice.name, "alice");
         assert_eq!(alice.uid, "u-1");

@@ -23,7 +23,7 @@ use crate::machinery::request_info::MAX_BODY_BYTES;
 use crate::machinery::request_info::{ResourceRequest, Verb};
 use crate::machinery::status::{Status, StatusCause, Subject};
 use crate::serving::response;
-use crate::serving::state::AppState;
+use crate::tenancy::shards::ShardMap;
 
 /// What a TokenRequest asks for.
 #[derive(Debug, PartialEq)]
@@ -131,23 +131,10 @@ pub fn parse_spec(name: &str, body: &[u8]) -> Result<TokenSpec, Status> {
     })
 }
 
-/// Mints a token for the ServiceAccount the request names, in `cluster`.
-/// `serviceaccounts/<name>/token`: mints a token, stores nothing.
-pub struct TokenRequests;
-
-#[async_trait::async_trait]
-impl crate::kinds::Endpoint for TokenRequests {
-    async fn create(
-        &self,
-        r: crate::kinds::EndpointRequest<'_>,
-        body: Body,
-    ) -> Result<Response, Status> {
-        create(r.state, r.cluster, r.request, r.extensions, body).await
-    }
-}
-
+/// `serviceaccounts/<name>/token`: mints a token for the ServiceAccount the request names,
+/// in `cluster`; stores nothing.
 pub async fn create(
-    state: &AppState,
+    shards: &ShardMap,
     cluster: &str,
     request: &ResourceRequest,
     extensions: &Extensions,
@@ -176,10 +163,12 @@ pub async fn create(
         name: name.to_string(),
         uid: String::new(),
     };
-    let store = state
-        .store_for(cluster)
+    let store = shards
+        .shard_for(cluster)
         .await
-        .map_err(|e| Status::unavailable(format!("the workspace's store: {e:?}"), 1))?;
+        .map_err(|e| Status::unavailable(format!("the workspace's store: {e:?}"), 1))?
+        .store
+        .clone();
     let subject = Subject {
         group: "",
         resource: "serviceaccounts",

@@ -225,18 +225,3 @@ pub const CLUSTER_ROLE_BINDINGS: &[(&str, &str, &str)] = &[
         crate::security::authn::AUTHENTICATED,
     ),
 ];
-
-/// A default ClusterRoleBinding as the object it stands for.
-pub fn cluster_role_binding(name: &str, role: &str, group: &str) -> Value {
-    json!({
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {
-            "name": name,
-            "labels": {BOOTSTRAPPING: "rbac-defaults"},
-            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
-        },
-        "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
-        "subjects": [{"apiGroup": RBAC_GROUP, "kind": "Group", "name": group}],
-    })
-}

@@ -12,6 +12,7 @@ use super::rbac::{self, RoleRef, Rule};
 use super::{Attributes, ResourceAttributes};
 use crate::kinds::Admission;
 use crate::machinery::status::{Status, Subject};
+use crate::serving::state::AppState;
 
 fn attrs(verb: &str, resource: &str, namespace: &str, name: &str) -> Attributes {
     Attributes {
@@ -36,20 +37,20 @@ pub enum Grant {
 
 /// Refuses a write of an RBAC `object` (a role or binding, as `grant` says) that would grant
 /// more than the requesting user holds, as kube-apiserver's escalation check does.
-pub fn check(admission: &Admission<'_, '_>, object: &Value, grant: Grant) -> Result<(), Status> {
-    let target = admission.target;
-    let rt = target.rt;
+pub fn check(admission: &Admission<'_>, object: &Value, grant: Grant) -> Result<(), Status> {
+    let resource = admission.subject.resource;
     let Some(user) = admission.user else {
         return Ok(());
     };
     if admission.admin || user.is_master() {
         return Ok(());
     }
-    let Some(cache) = target.state.authorizer.cache_of_shard(&target.shard.name) else {
+    let state = AppState::of(admission.server)?;
+    let Some(cache) = state.authorizer.cache_of_shard(admission.shard) else {
         return Err(Status::unavailable("no RBAC cache for this shard", 1));
     };
-    let cluster = target.cluster;
-    let namespace = target.namespace.unwrap_or_default();
+    let cluster = admission.cluster;
+    let namespace = admission.namespace.unwrap_or_default();
     let name = object
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -57,7 +58,7 @@ pub fn check(admission: &Admission<'_, '_>, object: &Value, grant: Grant) -> Res
     let (granted, allowed_by): (Vec<Rule>, Attributes) = match grant {
         Grant::Rules => (
             rbac::rules_of(object),
-            attrs("escalate", &rt.plural, namespace, name),
+            attrs("escalate", resource, namespace, name),
         ),
         Grant::Binding => {
             let Some(role) = rbac::role_ref_of(object) else {
@@ -93,7 +94,7 @@ pub fn check(admission: &Admission<'_, '_>, object: &Value, grant: Grant) -> Res
     Err(Status::forbidden(
         &Subject {
             group: RBAC_GROUP,
-            resource: &rt.plural,
+            resource,
             name,
         },
         &format!(

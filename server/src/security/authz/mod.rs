@@ -34,9 +34,8 @@ use std::sync::Arc;
 use crate::machinery::request_info::{ResourceRequest, Target};
 use crate::machinery::status::Status;
 use crate::security::authn::UserInfo;
-use crate::serving::state::AppState;
 use crate::tenancy::shards::{Shard, ShardMap};
-use crate::tenancy::workspaces::ROOT_CLUSTER;
+use crate::tenancy::workspaces::{WorkspaceIndex, ROOT_CLUSTER};
 use cache::RbacCache;
 
 /// What a request asks to do, as RBAC sees it.
@@ -151,6 +150,8 @@ pub enum Decision {
 /// The hub's authorizer: the RBAC cache of its store.
 pub struct Authorizer {
     shards: Arc<ShardMap>,
+    /// For the paths of workspaces, whose ancestors' admins are admins here.
+    workspaces: Arc<WorkspaceIndex>,
     /// shard name → the RBAC cache of its store.
     caches: HashMap<String, Arc<RbacCache>>,
 }
@@ -159,6 +160,7 @@ impl Authorizer {
     /// Starts the RBAC cache of every shard (each watches only its own store).
     pub fn spawn(
         shards: &Arc<ShardMap>,
+        workspaces: &Arc<WorkspaceIndex>,
         defaults: &Arc<defaults::DefaultRoles>,
         stop: &tokio_util::sync::CancellationToken,
     ) -> Arc<Authorizer> {
@@ -172,7 +174,13 @@ impl Authorizer {
                 })
                 .collect(),
             shards: shards.clone(),
+            workspaces: workspaces.clone(),
         })
+    }
+
+    /// The index of workspaces this authorizer reads paths from.
+    pub fn workspaces(&self) -> &Arc<WorkspaceIndex> {
+        &self.workspaces
     }
 
     /// The RBAC cache of a shard, as it is (for a request whose workspace's cache
@@ -207,7 +215,7 @@ impl Authorizer {
 
 /// Whether RBAC in `cluster` allows `user` the request (`system:masters` always).
 pub async fn authorize(
-    state: &AppState,
+    authz: &Authorizer,
     user: &UserInfo,
     cluster: &str,
     attrs: &Attributes,
@@ -215,7 +223,7 @@ pub async fn authorize(
     if user.is_master() {
         return Ok(Decision::Allow);
     }
-    let cache = state.authorizer.cache_for(cluster).await?;
+    let cache = authz.cache_for(cluster).await?;
     Ok(if cache.allows(cluster, user, attrs) {
         Decision::Allow
     } else {
@@ -236,12 +244,12 @@ pub enum Entry {
 
 /// Whether `user` may enter the workspace `cluster`, and as what (see the module
 /// documentation).
-pub async fn entry(state: &AppState, user: &UserInfo, cluster: &str) -> Result<Entry, Status> {
+pub async fn entry(authz: &Authorizer, user: &UserInfo, cluster: &str) -> Result<Entry, Status> {
     if user.is_master() {
         return Ok(Entry::Admin);
     }
-    let cache = state.authorizer.cache_for(cluster).await?;
-    if ancestor_admin(state, user, cluster).await {
+    let cache = authz.cache_for(cluster).await?;
+    if ancestor_admin(authz, user, cluster).await {
         return Ok(Entry::Admin);
     }
     Ok(if may_enter(&cache, user, cluster) {
@@ -255,19 +263,15 @@ pub async fn entry(state: &AppState, user: &UserInfo, cluster: &str) -> Result<E
 /// admins of it (and `system:masters`) may; members as RBAC inside says; others may not.
 /// For checks that are not the request itself (impersonation).
 pub async fn allows_in(
-    state: &AppState,
+    authz: &Authorizer,
     user: &UserInfo,
     cluster: &str,
     attrs: &Attributes,
 ) -> Result<bool, Status> {
-    Ok(match entry(state, user, cluster).await? {
+    Ok(match entry(authz, user, cluster).await? {
         Entry::Admin => true,
         Entry::Denied => false,
-        Entry::Member => state
-            .authorizer
-            .cache_for(cluster)
-            .await?
-            .allows(cluster, user, attrs),
+        Entry::Member => authz.cache_for(cluster).await?.allows(cluster, user, attrs),
     })
 }
 
@@ -297,15 +301,15 @@ pub const SERVICE_ACCOUNT_PREFIX: &str = "system:serviceaccount:";
 
 /// Whether RBAC in the parent of `cluster` (or further up) grants `user` verb `admin` on the
 /// workspace's `workspaces/content`.
-async fn ancestor_admin(state: &AppState, user: &UserInfo, cluster: &str) -> bool {
-    let Some(mut path) = state.workspaces.path_of(cluster).await else {
+async fn ancestor_admin(authz: &Authorizer, user: &UserInfo, cluster: &str) -> bool {
+    let Some(mut path) = authz.workspaces.path_of(cluster).await else {
         return false;
     };
     while let Some((parent_path, name)) = path.rsplit_once(':') {
-        let Ok(parent) = state.workspaces.resolve(parent_path).await else {
+        let Ok(parent) = authz.workspaces.resolve(parent_path).await else {
             return false;
         };
-        let Ok(cache) = state.authorizer.cache_for(&parent.cluster).await else {
+        let Ok(cache) = authz.cache_for(&parent.cluster).await else {
             return false;
         };
         if cache.allows(&parent.cluster, user, &parent_admin(name)) {
@@ -348,13 +352,12 @@ fn is_public(path: &str) -> bool {
 /// request, in workspace `cluster` (written `workspace` in the URL). Whether the user is admin
 /// there from above (or `system:masters`), which [`escalation`] needs to know for RBAC writes.
 pub async fn check_request(
-    state: &AppState,
+    authz: &Authorizer,
     user: &UserInfo,
-    resolved: &crate::serving::context::Workspace,
+    (workspace, cluster, shard): (&str, &str, &Shard),
     target: &Target,
     method: &str,
 ) -> Result<bool, Status> {
-    let (workspace, cluster) = (resolved.addressed.as_str(), resolved.cluster.as_str());
     if user.is_master() {
         return Ok(true);
     }
@@ -363,7 +366,7 @@ pub async fn check_request(
         Target::NonResource(path) => Attributes::non_resource(&method.to_ascii_lowercase(), path),
         Target::Resource(request) => Attributes::of_request(request),
     };
-    let cache = state.authorizer.cache_of(&resolved.shard).await?;
+    let cache = authz.cache_of(shard).await?;
     let member = may_enter(&cache, user, cluster);
     // The common case first: a member whose request RBAC in the workspace allows.
     if member && cache.allows(cluster, user, &attrs) {
@@ -372,14 +375,14 @@ pub async fn check_request(
             .as_ref()
             .is_some_and(|r| r.api_group == defaults::RBAC_GROUP)
             && matches!(attrs.verb.as_str(), "create" | "update" | "patch");
-        return Ok(rbac_write && ancestor_admin(state, user, cluster).await);
+        return Ok(rbac_write && ancestor_admin(authz, user, cluster).await);
     }
     // Self reviews are open to anyone authenticated: they only tell users about themselves,
     // and say "no" where the user may not enter.
     if !member && reviews::is_self_review(target) && cache.allows(cluster, user, &attrs) {
         return Ok(false);
     }
-    if ancestor_admin(state, user, cluster).await {
+    if ancestor_admin(authz, user, cluster).await {
         return Ok(true);
     }
     if !member {
@@ -399,7 +402,7 @@ pub async fn check_request(
 /// The authorization of a request across all workspaces (`/clusters/*`): cluster-wide grants
 /// in root only.
 pub async fn check_wildcard(
-    state: &AppState,
+    authz: &Authorizer,
     user: &UserInfo,
     target: &Target,
     method: &str,
@@ -412,7 +415,7 @@ pub async fn check_wildcard(
         Target::NonResource(path) => Attributes::non_resource(&method.to_ascii_lowercase(), path),
         Target::Resource(request) => Attributes::of_request(request),
     };
-    match authorize(state, user, ROOT_CLUSTER, &attrs).await? {
+    match authorize(authz, user, ROOT_CLUSTER, &attrs).await? {
         Decision::Allow => Ok(()),
         Decision::Deny(_) => Err(Status::new(
             403,

@@ -9,13 +9,12 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{entry, rbac::Rule, Attributes, Entry, ResourceAttributes};
+use super::{entry, rbac::Rule, Attributes, Authorizer, Entry, ResourceAttributes};
 use crate::machinery::request_info::MAX_BODY_BYTES;
 use crate::machinery::request_info::{ResourceRequest, Verb};
 use crate::machinery::status::Status;
 use crate::security::authn::UserInfo;
 use crate::serving::response;
-use crate::serving::state::AppState;
 
 pub const GROUP: &str = "authorization.k8s.io";
 pub const SELF_SUBJECT_ACCESS_REVIEWS: &str = "selfsubjectaccessreviews";
@@ -31,36 +30,22 @@ pub fn is_self_review(target: &crate::machinery::request_info::Target) -> bool {
             || (r.group == "authentication.k8s.io" && r.resource == "selfsubjectreviews"))
 }
 
-/// The endpoint of the three review kinds: answered and forgotten, never stored.
-pub struct Reviews;
-
-#[async_trait::async_trait]
-impl crate::kinds::Endpoint for Reviews {
-    async fn create(
-        &self,
-        r: crate::kinds::EndpointRequest<'_>,
-        body: Body,
-    ) -> Result<Response, Status> {
-        Ok(handle(r.state, r.user, r.cluster, r.request, body).await)
-    }
-}
-
 /// Answers a review posted by `user` in workspace `cluster` (already authorized to create it).
 pub async fn handle(
-    state: &AppState,
+    authz: &Authorizer,
     user: &UserInfo,
     cluster: &str,
     request: &ResourceRequest,
     body: Body,
 ) -> Response {
-    match review(state, user, cluster, request, body).await {
+    match review(authz, user, cluster, request, body).await {
         Ok(object) => response::json(StatusCode::CREATED, &object),
         Err(status) => response::status(status),
     }
 }
 
 async fn review(
-    state: &AppState,
+    authz: &Authorizer,
     user: &UserInfo,
     cluster: &str,
     request: &ResourceRequest,
@@ -110,13 +95,13 @@ async fn review(
                 .get("namespace")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            rules_review(state, user, cluster, namespace).await?
+            rules_review(authz, user, cluster, namespace).await?
         }
         SUBJECT_ACCESS_REVIEWS => {
             let subject = subject_of(&spec)?;
-            access_review(state, &subject, cluster, &spec).await?
+            access_review(authz, &subject, cluster, &spec).await?
         }
-        _ => access_review(state, user, cluster, &spec).await?,
+        _ => access_review(authz, user, cluster, &spec).await?,
     };
     object["status"] = status;
     if !object.get("metadata").is_some_and(Value::is_object) {
@@ -196,13 +181,13 @@ fn attributes_of(spec: &Value) -> Result<Attributes, Status> {
 }
 
 async fn access_review(
-    state: &AppState,
+    authz: &Authorizer,
     user: &UserInfo,
     cluster: &str,
     spec: &Value,
 ) -> Result<Value, Status> {
     let attrs = attributes_of(spec)?;
-    match entry(state, user, cluster).await? {
+    match entry(authz, user, cluster).await? {
         Entry::Admin => {
             return Ok(json!({"allowed": true, "reason": "admin of this workspace"}));
         }
@@ -214,8 +199,7 @@ async fn access_review(
         }
         Entry::Member => {}
     }
-    let allowed = state
-        .authorizer
+    let allowed = authz
         .cache_for(cluster)
         .await?
         .allows(cluster, user, &attrs);
@@ -227,18 +211,17 @@ async fn access_review(
 }
 
 async fn rules_review(
-    state: &AppState,
+    authz: &Authorizer,
     user: &UserInfo,
     cluster: &str,
     namespace: &str,
 ) -> Result<Value, Status> {
-    let rules = match entry(state, user, cluster).await? {
+    let rules = match entry(authz, user, cluster).await? {
         Entry::Admin => vec![
             Rule::new(&["*"], &["*"], &["*"]),
             Rule::non_resource(&["*"], &["*"]),
         ],
-        Entry::Member => state
-            .authorizer
+        Entry::Member => authz
             .cache_for(cluster)
             .await?
             .rules(cluster, user, namespace),
