@@ -6,6 +6,7 @@
 //! - [`trim`]: what the reflectors keep of each object (memory: a 5,000-node cluster).
 //! - [`stores`]: reflectors on both sides, resuming with backoff after restarts and cuts.
 //! - [`hub`]: the writes to the hub (SyncTarget status, Placement status), server-side apply.
+//! - [`edge`]: the writes to the cluster (apply what a Placement renders, delete orphans).
 //! - [`heartbeat`]: the SyncTarget status every period, and early when the reading changes.
 //! - [`work`]: apply each Placement's objects, remove what is no longer assigned, report
 //!   Placement status.
@@ -14,6 +15,7 @@
 //! with the edge simulator passes its kubeconfig as `--kubeconfig` (see `tests/hub.rs`).
 
 pub mod clients;
+pub mod edge;
 pub mod heartbeat;
 pub mod hub;
 pub mod probe;

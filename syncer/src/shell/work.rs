@@ -19,22 +19,20 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
-use k8s_openapi::api::resource::v1::ResourceClaimTemplate;
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::Service;
+use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use serde::Serialize;
 use tokio::time::{sleep, Instant};
 use trellis_apis::compute::Placement;
 
+use super::edge::{apply_rendered, orphans, remove};
 use super::probe::Cluster;
 use super::stores::Stores;
 use crate::naming::{fnv1a64, name_of, owned_selector, PLACEMENT_LABEL};
 use crate::placement_status::{status, Observed, PodState};
-use crate::render::{render, service, EdgeOptions, Rendered};
+use crate::render::{render, service, EdgeOptions};
 use crate::target::TargetRef;
-use crate::FIELD_MANAGER;
 
 /// Changes arriving within this are taken by one pass.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -42,132 +40,6 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 const TICK: Duration = Duration::from_secs(5);
 /// Everything is applied again this often.
 const REAPPLY: Duration = Duration::from_secs(300);
-
-fn apply_params() -> PatchParams {
-    PatchParams::apply(FIELD_MANAGER).force()
-}
-
-async fn apply<K>(api: &Api<K>, object: &K) -> kube::Result<()>
-where
-    K: kube::Resource + Clone + Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let name = object.meta().name.clone().unwrap_or_default();
-    api.patch(&name, &apply_params(), &Patch::Apply(object))
-        .await?;
-    Ok(())
-}
-
-/// Applies everything `rendered` holds, then removes claim templates of older renderings
-/// (after the Deployment names the new one: claims already made from an old template belong
-/// to their pods and stay).
-async fn apply_rendered(
-    edge: &kube::Client,
-    rendered: &Rendered,
-    target: &str,
-) -> kube::Result<()> {
-    let namespace = rendered.namespace.metadata.name.clone().unwrap_or_default();
-    apply(&Api::<Namespace>::all(edge.clone()), &rendered.namespace).await?;
-    let templates: Api<ResourceClaimTemplate> = Api::namespaced(edge.clone(), &namespace);
-    if let Some(template) = &rendered.claim_template {
-        apply(&templates, template).await?;
-    }
-    apply(
-        &Api::<Deployment>::namespaced(edge.clone(), &namespace),
-        &rendered.deployment,
-    )
-    .await?;
-    apply(
-        &Api::<Service>::namespaced(edge.clone(), &namespace),
-        &rendered.service,
-    )
-    .await?;
-    if let Some(template) = &rendered.claim_template {
-        let placement = rendered
-            .deployment
-            .labels()
-            .get(PLACEMENT_LABEL)
-            .cloned()
-            .unwrap_or_default();
-        let selector = format!("{},{PLACEMENT_LABEL}={placement}", owned_selector(target));
-        for old in templates
-            .list(&ListParams::default().labels(&selector))
-            .await?
-        {
-            if old.metadata.name != template.metadata.name {
-                templates
-                    .delete(&old.name_any(), &DeleteParams::default())
-                    .await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Deletes what this syncer made for the Placement `placement` in `namespace`.
-async fn remove(
-    edge: &kube::Client,
-    namespace: &str,
-    placement: &str,
-    target: &str,
-    dra: bool,
-) -> kube::Result<()> {
-    let selector = format!("{},{PLACEMENT_LABEL}={placement}", owned_selector(target));
-    let by_label = ListParams::default().labels(&selector);
-    let gone = |r: kube::Result<()>| match r {
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        other => other,
-    };
-    let services: Api<Service> = Api::namespaced(edge.clone(), namespace);
-    for s in services.list(&by_label).await? {
-        gone(
-            services
-                .delete(&s.name_any(), &DeleteParams::default())
-                .await
-                .map(|_| ()),
-        )?;
-    }
-    let deployments: Api<Deployment> = Api::namespaced(edge.clone(), namespace);
-    for d in deployments.list(&by_label).await? {
-        gone(
-            deployments
-                .delete(&d.name_any(), &DeleteParams::background())
-                .await
-                .map(|_| ()),
-        )?;
-    }
-    if dra {
-        let templates: Api<ResourceClaimTemplate> = Api::namespaced(edge.clone(), namespace);
-        for t in templates.list(&by_label).await? {
-            gone(
-                templates
-                    .delete(&t.name_any(), &DeleteParams::default())
-                    .await
-                    .map(|_| ()),
-            )?;
-        }
-    }
-    Ok(())
-}
-
-/// (namespace, Placement) of each of `objects` (this syncer's, by their labels) made for a
-/// Placement not in `assigned`.
-pub fn orphans<'a, K: kube::Resource + 'a>(
-    objects: impl IntoIterator<Item = &'a K>,
-    assigned: &BTreeSet<String>,
-) -> BTreeSet<(String, String)> {
-    objects
-        .into_iter()
-        .filter_map(|o| {
-            let placement = o.meta().labels.as_ref()?.get(PLACEMENT_LABEL)?;
-            (!assigned.contains(placement)).then(|| {
-                (
-                    o.meta().namespace.clone().unwrap_or_default(),
-                    placement.clone(),
-                )
-            })
-        })
-        .collect()
-}
 
 /// What the loop remembers between passes.
 #[derive(Default)]
@@ -280,7 +152,7 @@ async fn pass(
             .list(&ListParams::default().labels(&owned_selector(&target.name)))
             .await
         {
-            Ok(list) => orphans.extend(self::orphans(list.iter(), &assigned)),
+            Ok(list) => orphans.extend(super::edge::orphans(list.iter(), &assigned)),
             Err(e) => tracing::warn!(error = %e, "listing services failed"),
         }
     }
@@ -363,42 +235,5 @@ async fn report(
     let name = name_of(placement);
     if let Err(e) = super::hub::placement_status(hub, &target.namespace(), &name, &wanted).await {
         tracing::warn!(placement = %name, error = %e, "writing the status failed");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    #[test]
-    fn only_objects_of_placements_no_longer_assigned_are_orphans() {
-        let deployment = |ns: &str, placement: Option<&str>| -> Deployment {
-            let labels = placement.map(|p| json!({"trellis.dev/placement": p}));
-            serde_json::from_value(json!({
-                "metadata": {"name": "d", "namespace": ns, "labels": labels},
-                "spec": {"selector": {}, "template": {}},
-            }))
-            .expect("deployment")
-        };
-        let objects = [
-            deployment("a", Some("kept")),
-            deployment("a", Some("gone")),
-            deployment("b", Some("gone")),
-            deployment("c", None),
-        ];
-        let assigned = BTreeSet::from(["kept".to_string()]);
-        let got: Vec<(String, String)> = orphans(objects.iter(), &assigned).into_iter().collect();
-        assert_eq!(
-            got,
-            vec![
-                ("a".to_string(), "gone".to_string()),
-                ("b".to_string(), "gone".to_string())
-            ]
-        );
-        // With nothing assigned everything labelled is an orphan: which is why a pass runs
-        // only once the hub's Placements have been listed.
-        assert_eq!(orphans(objects.iter(), &BTreeSet::new()).len(), 3);
     }
 }
