@@ -24,18 +24,8 @@ const ANSWER: Duration = Duration::from_secs(5);
 
 /// The reading of the stores: inventory and accounted Placements.
 pub fn read(stores: &Stores) -> (Inventory, Vec<trellis_apis::compute::AccountedPlacement>) {
-    let nodes: Vec<NodeGpus> = stores
-        .nodes
-        .state()
-        .iter()
-        .map(|n| NodeGpus::from_node(n))
-        .collect();
-    let pods: Vec<PodGpus> = stores
-        .pods
-        .state()
-        .iter()
-        .map(|p| PodGpus::from_pod(p))
-        .collect();
+    let nodes: Vec<NodeGpus> = stores.nodes.state().iter().map(|n| (**n).clone()).collect();
+    let pods: Vec<PodGpus> = stores.pods.state().iter().map(|p| p.gpus.clone()).collect();
     let slices = stores
         .slices
         .as_ref()

@@ -3,7 +3,7 @@
 //! - [`clients`]: the hub client (kubeconfig, pointed at the target's workspace) and the edge
 //!   client (kubeconfig, or in-cluster via `kube::Config::infer`).
 //! - [`probe`]: what the cluster is (version, DRA, image volumes).
-//! - [`trim`]: what the reflectors keep of each object (memory: a 5,000-node cluster).
+//! - [`summaries`], [`trim`]: what is kept of each object (memory: a 5,000-node cluster).
 //! - [`stores`]: reflectors on both sides, resuming with backoff after restarts and cuts.
 //! - [`hub`]: the writes to the hub (SyncTarget status, Placement status), server-side apply.
 //! - [`edge`]: the writes to the cluster (apply what a Placement renders, delete orphans).
@@ -20,6 +20,7 @@ pub mod heartbeat;
 pub mod hub;
 pub mod probe;
 pub mod stores;
+pub mod summaries;
 pub mod trim;
 pub mod work;
 

@@ -1,8 +1,9 @@
 //! The syncer's reflectors: on the hub, the Placements of its target's namespace; on the
-//! cluster, Nodes, Pods, the Deployments it made and, with DRA, ResourceSlices and
-//! ResourceClaims. Each is a kube-runtime watcher with the default backoff: after a hub or
-//! cluster restart or a network cut it relists or resumes by itself, and the stores keep
-//! serving the last state meanwhile. Objects are trimmed ([`super::trim`]) as they arrive.
+//! cluster, Nodes and Pods (as compact summaries, [`super::summaries`]), the Deployments it
+//! made and, with DRA, ResourceSlices and ResourceClaims. Each is a kube-runtime watcher with
+//! the default backoff: after a hub or cluster restart or a network cut it relists or resumes
+//! by itself, and the stores keep serving the last state meanwhile. Objects are trimmed
+//! ([`super::trim`]) as they arrive.
 //! Every event wakes the work loop and the heartbeat (both debounce).
 
 use std::fmt::Debug;
@@ -11,7 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::resource::v1::{ResourceClaim, ResourceSlice};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{watcher, WatchStreamExt};
@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use trellis_apis::compute::Placement;
 
 use super::probe::Cluster;
+use super::summaries::{self, NodeSummary, PodSummary, Summaries};
 use crate::naming::owned_selector;
 use crate::target::TargetRef;
 
@@ -29,8 +30,9 @@ use crate::target::TargetRef;
 #[derive(Clone)]
 pub struct Stores {
     pub placements: Store<Placement>,
-    pub nodes: Store<Node>,
-    pub pods: Store<Pod>,
+    /// Nodes and Pods as compact summaries (see [`summaries`]), not objects.
+    pub nodes: Arc<Summaries<NodeSummary>>,
+    pub pods: Arc<Summaries<PodSummary>>,
     pub deployments: Store<Deployment>,
     pub slices: Option<Store<ResourceSlice>>,
     pub claims: Option<Store<ResourceClaim>>,
@@ -90,22 +92,8 @@ impl Stores {
             vec![work.clone()],
             &mut tasks,
         );
-        let nodes = reflect(
-            "nodes",
-            Api::all(edge.clone()),
-            watcher::Config::default().any_semantic(),
-            super::trim::node,
-            both(),
-            &mut tasks,
-        );
-        let pods = reflect(
-            "pods",
-            Api::all(edge.clone()),
-            watcher::Config::default().any_semantic(),
-            super::trim::pod,
-            both(),
-            &mut tasks,
-        );
+        let nodes = summaries::nodes(edge, both(), &mut tasks);
+        let pods = summaries::pods(edge, both(), &mut tasks);
         let deployments = reflect(
             "deployments",
             Api::all(edge.clone()),
@@ -120,7 +108,7 @@ impl Stores {
                     "resourceslices",
                     Api::all(edge.clone()),
                     watcher::Config::default().any_semantic(),
-                    |s: &mut ResourceSlice| s.metadata.managed_fields = None,
+                    super::trim::resource_slice,
                     both(),
                     &mut tasks,
                 )),
@@ -128,10 +116,7 @@ impl Stores {
                     "resourceclaims",
                     Api::all(edge.clone()),
                     watcher::Config::default().any_semantic(),
-                    |c: &mut ResourceClaim| {
-                        c.metadata.managed_fields = None;
-                        c.spec = Default::default();
-                    },
+                    super::trim::resource_claim,
                     both(),
                     &mut tasks,
                 )),
@@ -157,8 +142,8 @@ impl Stores {
         use futures::FutureExt;
         let ready =
             |r: Option<Result<(), reflector::store::WriterDropped>>| matches!(r, Some(Ok(())));
-        ready(self.nodes.wait_until_ready().now_or_never())
-            && ready(self.pods.wait_until_ready().now_or_never())
+        self.nodes.ready()
+            && self.pods.ready()
             && ready(self.deployments.wait_until_ready().now_or_never())
             && self
                 .slices

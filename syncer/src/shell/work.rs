@@ -22,14 +22,14 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
+use kube::Api;
 use tokio::time::{sleep, Instant};
 use trellis_apis::compute::Placement;
 
 use super::edge::{apply_rendered, orphans, remove};
 use super::probe::Cluster;
 use super::stores::Stores;
-use crate::naming::{fnv1a64, name_of, owned_selector, PLACEMENT_LABEL};
+use crate::naming::{fnv1a64, name_of, owned_selector};
 use crate::placement_status::{status, Observed, PodState};
 use crate::render::{render, service, EdgeOptions};
 use crate::target::TargetRef;
@@ -175,10 +175,10 @@ async fn pass(
     // 3. Report.
     let mut pods: HashMap<(String, String), Vec<PodState>> = HashMap::new();
     for pod in stores.pods.state() {
-        if let Some(placement) = pod.labels().get(PLACEMENT_LABEL) {
-            pods.entry((pod.namespace().unwrap_or_default(), placement.clone()))
+        if let (Some(placement), Some(state)) = (&pod.gpus.placement, &pod.state) {
+            pods.entry((pod.namespace.clone(), placement.clone()))
                 .or_default()
-                .push(PodState::from_pod(&pod));
+                .push(state.clone());
         }
     }
     let now = crate::time::now();
