@@ -84,6 +84,33 @@ fn key<K: Resource>(object: &K) -> String {
     )
 }
 
+/// One watch event into `map` (a relist collects into `buffer` and replaces `map` whole at
+/// its end); whether a list just completed.
+pub fn apply_event<K: Resource, S>(
+    map: &mut HashMap<String, Arc<S>>,
+    buffer: &mut HashMap<String, Arc<S>>,
+    event: watcher::Event<K>,
+    summarize: fn(&K) -> S,
+) -> bool {
+    match event {
+        watcher::Event::Apply(o) => {
+            map.insert(key(&o), Arc::new(summarize(&o)));
+        }
+        watcher::Event::Delete(o) => {
+            map.remove(&key(&o));
+        }
+        watcher::Event::Init => buffer.clear(),
+        watcher::Event::InitApply(o) => {
+            buffer.insert(key(&o), Arc::new(summarize(&o)));
+        }
+        watcher::Event::InitDone => {
+            *map = std::mem::take(buffer);
+            return true;
+        }
+    }
+    false
+}
+
 /// Watches `api`, keeping `summarize` of each object; wakes `wake` on every change.
 pub fn watch<K, S>(
     name: &'static str,
@@ -116,21 +143,8 @@ where
             let Ok(mut map) = shared.map.write() else {
                 return;
             };
-            match event {
-                watcher::Event::Apply(o) => {
-                    map.insert(key(&o), Arc::new(summarize(&o)));
-                }
-                watcher::Event::Delete(o) => {
-                    map.remove(&key(&o));
-                }
-                watcher::Event::Init => buffer.clear(),
-                watcher::Event::InitApply(o) => {
-                    buffer.insert(key(&o), Arc::new(summarize(&o)));
-                }
-                watcher::Event::InitDone => {
-                    *map = std::mem::take(&mut buffer);
-                    shared.ready.store(true, Ordering::Release);
-                }
+            if apply_event(&mut map, &mut buffer, event, summarize) {
+                shared.ready.store(true, Ordering::Release);
             }
             drop(map);
             wake.iter().for_each(|n| n.notify_one());
@@ -167,4 +181,58 @@ pub fn pods(
         wake,
         tasks,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(name: &str, node: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "ns", "labels": {"trellis.dev/placement": "p"}},
+            "spec": {"nodeName": node, "containers": [{"name": "c",
+                "resources": {"limits": {"nvidia.com/gpu": "2"}}}]},
+            "status": {"phase": "Running"},
+        }))
+        .expect("pod")
+    }
+
+    type Map = HashMap<String, Arc<PodSummary>>;
+
+    fn apply(map: &mut Map, buffer: &mut Map, event: watcher::Event<Pod>) -> bool {
+        apply_event(map, buffer, event, PodSummary::from_pod)
+    }
+
+    #[test]
+    fn a_relist_replaces_everything_and_events_update_in_between() {
+        let (mut map, mut buffer) = (Map::new(), Map::new());
+        let (m, b) = (&mut map, &mut buffer);
+        assert!(!apply(m, b, watcher::Event::Init));
+        assert!(!apply(m, b, watcher::Event::InitApply(pod("a", "n1"))));
+        assert!(!apply(m, b, watcher::Event::InitApply(pod("b", "n1"))));
+        assert!(apply(m, b, watcher::Event::InitDone));
+        assert!(!apply(m, b, watcher::Event::Apply(pod("a", "n2"))));
+        assert!(!apply(m, b, watcher::Event::Delete(pod("b", "n1"))));
+        let summary = m.get("ns/a").cloned().expect("a");
+        assert_eq!(m.len(), 1);
+        assert_eq!(summary.gpus.node.as_deref(), Some("n2"));
+        assert_eq!(summary.gpus.gpus, 2);
+        assert!(summary.state.is_some());
+        // A relist after a cut: what went away meanwhile is gone after it.
+        apply(m, b, watcher::Event::Init);
+        apply(m, b, watcher::Event::InitApply(pod("c", "n3")));
+        assert_eq!(
+            m.len(),
+            1,
+            "the old state serves until the relist completes"
+        );
+        assert!(m.contains_key("ns/a"));
+        assert!(apply(m, b, watcher::Event::InitDone));
+        assert_eq!(
+            m.keys().cloned().collect::<Vec<_>>(),
+            vec!["ns/c".to_string()]
+        );
+    }
 }
