@@ -15,7 +15,7 @@
 //! - [`controllers`]: the controller runtime, leader election and every controller;
 //!   [`fleet`]: the GPU fleet's pure decisions around the placement engine;
 //! - [`serving`]: listeners, dispatch with its resolved request context, the builder;
-//! - [`cli`]: kubeconfigs and `kubectl ws`.
+//! - [`cli`]: kubeconfigs, `kubectl ws` and `trellis synctarget create`.
 //!
 //! A request flows through [`serving::serve`] (TLS), the layers of [`security::audit`],
 //! [`security::authn`] and [`serving::limits`], then [`serving::dispatch`] (what is it about,
@@ -36,6 +36,7 @@ mod serving;
 mod tenancy;
 
 // What a program built on this crate uses: assembling and running a server.
+pub use cli::synctarget::create as create_sync_target;
 pub use cli::ws_plugin::run as run_ws_plugin;
 pub use security::authn::oidc::OidcOptions;
 pub use serving::limits::{DEFAULT_BURST, DEFAULT_RATE};

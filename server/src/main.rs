@@ -47,11 +47,46 @@ enum Command {
         #[command(flatten)]
         security: SecurityFlags,
     },
+    /// Register edge clusters: `trellis synctarget create NAME --workspace PATH -o FILE`.
+    Synctarget {
+        #[command(subcommand)]
+        command: SynctargetCommand,
+    },
     /// Move between workspaces in the current kubeconfig (also the kubectl plugin `kubectl ws`).
     Ws {
         /// `<path>`, `..`, `-`, `.`, `tree`, or `create <name> [--type T] [--enter]`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SynctargetCommand {
+    /// Create (or update) a SyncTarget, its namespace and its syncer's ServiceAccount and
+    /// RBAC in a provider workspace, and write the syncer's kubeconfig.
+    Create {
+        /// The SyncTarget's name.
+        name: String,
+        /// The provider workspace, e.g. root:platform.
+        #[arg(long)]
+        workspace: String,
+        /// Where to write the syncer's kubeconfig.
+        #[arg(short = 'o', long = "output", default_value = "syncer.kubeconfig")]
+        output: PathBuf,
+        /// An admin kubeconfig of the running hub.
+        #[arg(
+            long,
+            default_value = ".trellis/admin.kubeconfig",
+            env = "TRELLIS_ADMIN_KUBECONFIG"
+        )]
+        kubeconfig: PathBuf,
+        /// The token's lifetime in seconds (the hub grants at most 48 hours).
+        #[arg(long, default_value_t = 48 * 3600)]
+        duration_seconds: i64,
+        /// Write the token to this file and have the kubeconfig name it (`tokenFile`): running
+        /// the command again renews a running syncer's token in place.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -142,6 +177,36 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Ws { args } => trellis_server::run_ws_plugin(&args).await,
+        Command::Synctarget {
+            command:
+                SynctargetCommand::Create {
+                    name,
+                    workspace,
+                    output,
+                    kubeconfig,
+                    duration_seconds,
+                    token_file,
+                },
+        } => {
+            trellis_server::create_sync_target(
+                &kubeconfig,
+                &workspace,
+                &name,
+                duration_seconds,
+                &output,
+                token_file.as_deref(),
+            )
+            .await?;
+            println!(
+                "SyncTarget {name} registered in {workspace}; syncer kubeconfig: {}",
+                output.display()
+            );
+            println!(
+                "  trellis-syncer --hub-kubeconfig {} --target {workspace}:{name}",
+                output.display()
+            );
+            Ok(())
+        }
         Command::Start {
             data_dir,
             listen,

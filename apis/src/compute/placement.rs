@@ -65,6 +65,19 @@ pub mod reasons {
     pub const IMAGE_PULL_BACK_OFF: &str = "ImagePullBackOff";
     /// The runtime keeps crashing, e.g. out of GPU memory (`Progressing` False).
     pub const CRASH_LOOP_BACK_OFF: &str = "CrashLoopBackOff";
+    /// The syncer cannot turn the Placement into objects on its cluster, or the cluster
+    /// refuses them; the message says why (`Progressing` False).
+    pub const RENDER_FAILED: &str = "RenderFailed";
+    /// Every replica is ready (`Progressing` True).
+    pub const REPLICAS_READY: &str = "ReplicasReady";
+    /// Replicas are being created, scheduled or started (`Progressing` True). A replica
+    /// that waits for a node longer than the syncer's unschedulable timeout turns this into
+    /// `Unschedulable` (`Progressing` False).
+    pub const REPLICAS_STARTING: &str = "ReplicasStarting";
+    /// At least one replica is ready (`Available` True).
+    pub const MINIMUM_REPLICAS_AVAILABLE: &str = "MinimumReplicasAvailable";
+    /// No replica is ready (`Available` False).
+    pub const MINIMUM_REPLICAS_UNAVAILABLE: &str = "MinimumReplicasUnavailable";
 }
 
 api_object! {

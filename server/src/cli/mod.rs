@@ -1,4 +1,6 @@
-//! The command line's own pieces: writing kubeconfigs and the `kubectl ws` plugin.
+//! The command line's own pieces: writing kubeconfigs, the `kubectl ws` plugin and
+//! `trellis synctarget create` (registering an edge cluster and its syncer's credentials).
 
 pub mod kubeconfig;
+pub mod synctarget;
 pub mod ws_plugin;

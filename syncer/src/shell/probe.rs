@@ -1,0 +1,97 @@
+//! What the edge cluster is: its version, whether it serves `resource.k8s.io/v1` (then GPUs
+//! are DRA devices and Placements claim them), and whether pods may mount OCI images as
+//! volumes (asked by flag, or assumed from Kubernetes 1.35, where `ImageVolume` is on by
+//! default). Until the cluster answers, the syncer heartbeats with `Ready` False so the hub
+//! knows it is alive but cannot take work.
+
+use std::time::Duration;
+
+use trellis_apis::compute::SyncTargetFeatures;
+
+use crate::render::GpuMode;
+use crate::target::TargetRef;
+use crate::target_status::Report;
+
+/// The cluster as probed at start.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Cluster {
+    pub version: Option<String>,
+    pub features: SyncTargetFeatures,
+}
+
+impl Cluster {
+    pub fn gpu_mode(&self) -> GpuMode {
+        if self.features.dra {
+            GpuMode::Dra
+        } else {
+            GpuMode::DevicePlugin
+        }
+    }
+}
+
+/// Whether `major.minor` is at least 1.35.
+pub fn image_volume_by_default(major: &str, minor: &str) -> bool {
+    let minor: u32 = minor
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or(0);
+    major == "1" && minor >= 35
+}
+
+/// Probes the cluster once.
+pub async fn probe(edge: &kube::Client, image_volume: Option<bool>) -> kube::Result<Cluster> {
+    let version = edge.apiserver_version().await?;
+    let dra = match edge.list_api_group_resources("resource.k8s.io/v1").await {
+        Ok(list) => list.resources.iter().any(|r| r.name == "resourceslices"),
+        Err(kube::Error::Api(e)) if e.code == 404 => false,
+        Err(e) => return Err(e),
+    };
+    Ok(Cluster {
+        features: SyncTargetFeatures {
+            dra,
+            image_volume: image_volume
+                .unwrap_or_else(|| image_volume_by_default(&version.major, &version.minor)),
+        },
+        version: Some(version.git_version),
+    })
+}
+
+/// Probes until the cluster answers, heartbeating `Ready` False to the hub meanwhile.
+pub async fn wait_for(
+    edge: &kube::Client,
+    image_volume: Option<bool>,
+    target: &TargetRef,
+    hub: &kube::Client,
+) -> Cluster {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match probe(edge, image_volume).await {
+            Ok(cluster) => return cluster,
+            Err(e) => {
+                tracing::warn!(error = %e, "the cluster does not answer; trying again");
+                let report = Report {
+                    cluster_error: Some(e.to_string()),
+                    ..Report::default()
+                };
+                if let Err(e) = super::hub::report(hub, &target.name, &report).await {
+                    tracing::warn!(error = %e, "heartbeat to the hub failed");
+                }
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_volumes_from_1_35() {
+        assert!(image_volume_by_default("1", "37"));
+        assert!(image_volume_by_default("1", "35+"));
+        assert!(!image_volume_by_default("1", "32"));
+        assert!(!image_volume_by_default("", ""));
+    }
+}
