@@ -828,6 +828,35 @@ rules:
     assert!(!selected.contains("/cluster-admin"), "{selected}");
     let (ok, _, err) = hub.kubectl(&["get", "clusterrole", "no-such-role"]);
     assert!(!ok && err.contains("NotFound"), "{err}");
+    // Server-side apply to a default applies to it as it stands: `view` keeps its aggregation.
+    let view_label = write_file(
+        dir.path(),
+        "view.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: view\n  labels: {team: \"yes\"}\n",
+    );
+    in_team(&["apply", "--server-side", "-f", &view_label]);
+    let view = aggregated();
+    assert_eq!(view["metadata"]["labels"]["team"], "yes");
+    assert!(view["aggregationRule"].is_object(), "{view}");
+    assert!(grants(&view, "configmaps"), "{view}");
+    // RBAC names are path segments, as in Kubernetes: colons are fine, slashes are not.
+    in_team(&[
+        "create",
+        "clusterrole",
+        "team:reader",
+        "--verb=get",
+        "--resource=configmaps",
+    ]);
+    let (ok, _, err) = hub.kubectl(&[
+        "--server",
+        &team,
+        "create",
+        "clusterrole",
+        "team/reader",
+        "--verb=get",
+        "--resource=configmaps",
+    ]);
+    assert!(!ok && err.contains("may not contain '/'"), "{err}");
 }
 
 on_both_stores!(

@@ -37,6 +37,7 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
 
 // What a kind's file names, for kinds written outside this crate too.
+pub use crate::machinery::object_meta::NameRule;
 pub use crate::machinery::patch::strategic::{ListMerge, ListStrategy};
 pub use crate::machinery::protobuf::Converter;
 pub use crate::machinery::request_info::{ResourceRequest, Verb};
@@ -286,6 +287,11 @@ pub trait Kind: Send + Sync + 'static {
     /// kinds have it, as custom resources do.
     fn tracks_generation(&self) -> bool {
         matches!(self.schema(), SchemaSource::Own(_))
+    }
+
+    /// What names of this kind must look like (a DNS-1123 subdomain unless it says).
+    fn name_rule(&self) -> NameRule {
+        NameRule::Subdomain
     }
 
     /// Normalizes an object before every create and update.

@@ -17,6 +17,36 @@ pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
+/// What names of a resource must look like, as kube-apiserver validates them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NameRule {
+    /// A DNS-1123 subdomain: most resources.
+    #[default]
+    Subdomain,
+    /// A DNS-1123 label: Namespaces.
+    Label,
+    /// Anything usable as a URL path segment: RBAC objects (`system:aggregate-to-view`).
+    PathSegment,
+}
+
+/// Why `name` breaks `rule`, in kube-apiserver's words.
+pub fn name_problem_by(name: &str, rule: NameRule) -> Option<String> {
+    match rule {
+        NameRule::Subdomain => name_problem(name, false),
+        NameRule::Label => name_problem(name, true),
+        NameRule::PathSegment => {
+            if name == "." || name == ".." {
+                Some(format!("may not be '{name}'"))
+            } else {
+                ["/", "%"]
+                    .into_iter()
+                    .find(|bad| name.contains(bad))
+                    .map(|bad| format!("may not contain '{bad}'"))
+            }
+        }
+    }
+}
+
 /// Why `name` is not a DNS-1123 subdomain (or label, for namespaces), in kube-apiserver's words.
 pub fn name_problem(name: &str, label_only: bool) -> Option<String> {
     let max = if label_only { 63 } else { 253 };
@@ -128,7 +158,7 @@ pub fn prepare_create(
             ))
         }
     };
-    if let Some(problem) = name_problem(&name, rt.plural == "namespaces") {
+    if let Some(problem) = name_problem_by(&name, rt.name_rule()) {
         return Err(Status::invalid(
             &Subject {
                 group: &rt.group,
@@ -297,6 +327,10 @@ mod tests {
         assert!(name_problem("a.b", true).is_some(), "namespaces are labels");
         assert!(name_problem(&"a".repeat(64), true).is_some());
         assert!(name_problem("-a", false).is_some());
+        assert!(name_problem_by("system:aggregate-to-view", NameRule::PathSegment).is_none());
+        assert!(name_problem_by("a/b", NameRule::PathSegment).is_some());
+        assert!(name_problem_by("..", NameRule::PathSegment).is_some());
+        assert!(name_problem_by("system:x", NameRule::Subdomain).is_some());
     }
 
     #[test]

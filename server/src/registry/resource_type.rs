@@ -170,6 +170,13 @@ impl ResourceType {
         })
     }
 
+    /// What names of this resource must look like.
+    pub fn name_rule(&self) -> crate::kinds::NameRule {
+        self.kind_rules
+            .as_ref()
+            .map_or(crate::kinds::NameRule::Subdomain, |k| k.name_rule())
+    }
+
     /// Whether objects carry `metadata.generation` (custom resources always do).
     pub fn tracks_generation(&self) -> bool {
         self.custom.is_some()

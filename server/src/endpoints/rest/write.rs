@@ -519,14 +519,24 @@ async fn server_side_apply(
     let rules = merge_rules(target);
     let name = target.name.unwrap_or_default();
     match target.shard.store.get(&target.key(name)).await {
-        Err(StorageError::NotFound(_)) if target.subresource == Subresource::None => {
+        // A default (a ClusterRole every workspace has) is applied to as it stands, below.
+        Err(StorageError::NotFound(_))
+            if target.subresource == Subresource::None
+                && super::defaults::named(target, name).is_none() =>
+        {
             let mut created =
                 apply::apply(None, &applied, &options, &rules).map_err(|e| e.to_status())?;
             if let Some(meta) = created.get_mut("metadata").and_then(Value::as_object_mut) {
                 meta.insert("name".into(), Value::String(name.to_string()));
             }
-            return store_new(target, query, created, warnings).await;
+            match store_new(target, query, created, warnings.clone()).await {
+                // Another writer created it meanwhile: apply to what it wrote, as
+                // kube-apiserver's apply does when its create loses the race.
+                Err(status) if status.reason == "AlreadyExists" => {}
+                done => return done,
+            }
         }
+        Err(StorageError::NotFound(_)) if target.subresource == Subresource::None => {}
         Err(e) => return Err(target.storage_error(&e)),
         Ok(_) => {}
     }

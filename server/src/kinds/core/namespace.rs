@@ -18,6 +18,10 @@ impl Kind for Namespace {
         Names::cluster("", "v1", "Namespace", "namespaces").short(&["ns"])
     }
 
+    fn name_rule(&self) -> crate::kinds::NameRule {
+        crate::kinds::NameRule::Label
+    }
+
     fn subresources(&self) -> Subresources {
         Subresources::with_status()
     }

@@ -49,6 +49,11 @@ impl Kind for RbacKind {
         self.names
     }
 
+    /// RBAC names are path segments (`system:aggregate-to-view`), as in Kubernetes.
+    fn name_rule(&self) -> crate::kinds::NameRule {
+        crate::kinds::NameRule::PathSegment
+    }
+
     fn schema(&self) -> SchemaSource {
         SchemaSource::Upstream(self.schema)
     }
