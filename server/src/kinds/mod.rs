@@ -36,7 +36,7 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
 
 use crate::endpoints::rest::Target;
-pub use crate::machinery::patch::strategic::ListMerge;
+pub use crate::machinery::patch::strategic::{ListMerge, ListStrategy};
 use crate::machinery::request_info::ResourceRequest;
 use crate::machinery::status::{Status, StatusCause};
 use crate::security::authn::user::UserInfo;
