@@ -4,7 +4,7 @@
 //! Like kube-scheduler it keeps a cache ([`State`]) of nodes and of what each one's pods hold,
 //! fed by the shared pod, node, slice and claim reflectors, and *assumes* a pod on its node
 //! the moment it decides, before the write is watched back: the next pod already sees the
-//! GPUs taken. One worker decides at a time; nodes are tried from where the last search
+//! GPUs taken. Workers decide under one lock, so no two take the same GPUs; nodes are tried from where the last search
 //! stopped, and at most [`ENOUGH`] feasible ones are scored, so a pod costs the same with
 //! 4 nodes or 10,000. Unschedulable pods are tried again every [`RETRY`].
 //!
@@ -257,7 +257,8 @@ pub fn wire(running: &mut Running, world: &World) {
         })
         .waits_for(&world.nodes)
         .waits_for(&world.claims)
-        .waits_for(&world.slices);
+        .waits_for(&world.slices)
+        .workers(4);
     let reconciler = Arc::new(Scheduler {
         world: world.clone(),
         state,
