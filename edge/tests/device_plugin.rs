@@ -70,6 +70,29 @@ fn gpu_nodes_show_the_fixture_readings() {
         r"{.status.allocatable.nvidia\.com/gpu}",
     );
     assert_eq!(gpus, "4");
+    // Services get an address and kubectl's columns.
+    edge.apply(
+        "svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata: {name: llm, namespace: default}\n\
+         spec: {selector: {app: llm}, ports: [{port: 80, targetPort: 8000}]}\n",
+    );
+    let services = edge.ok(&["get", "services"]);
+    assert_eq!(
+        header(&services),
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{services}"
+    );
+    assert!(
+        services.contains("ClusterIP") && services.contains("80/TCP"),
+        "{services}"
+    );
     // The hub's kinds are not here.
     let (ok, _, err) = edge.kubectl(&["get", "workspaces"]);
     assert!(

@@ -54,6 +54,7 @@ pub fn claim_for(pod: &Pod, claim_name: &str, template: &ResourceClaimTemplate) 
 
 pub fn wire(running: &mut Running, world: &World) {
     let claim_world = world.clone();
+    let pod_world = world.clone();
     let controller = Controller::new("resourceclaim")
         .watches(&world.pods, move |change: &Change<'_, Typed<Pod>>| {
             let mut keys = vec![Key::Pod(change.key.clone())];
@@ -76,17 +77,17 @@ pub fn wire(running: &mut Running, world: &World) {
         })
         .watches(
             &world.claims,
-            |change: &Change<'_, Typed<ResourceClaim>>| {
+            move |change: &Change<'_, Typed<ResourceClaim>>| {
                 let mut keys = vec![Key::Claim(change.key.clone())];
                 // A generated claim appearing or vanishing: its pod.
                 if let Some(claim) = change.new.as_ref().or(change.old.as_ref()) {
                     if let Some(owner) = controller_of(&claim.object.metadata, "Pod") {
-                        keys.push(Key::Pod(ObjectKey::new(
-                            change.key.cluster.clone(),
-                            "core/pods",
-                            change.key.namespace.clone(),
-                            owner.name.clone(),
-                        )));
+                        keys.extend(
+                            pod_world
+                                .key(PODS, &change.key.namespace, &owner.name)
+                                .ok()
+                                .map(Key::Pod),
+                        );
                     }
                 }
                 keys
