@@ -187,6 +187,13 @@ fn a_gpu_deployment_becomes_available_and_what_does_not_fit_stays_pending() {
         message,
         "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
     );
+    let name = pod.trim_start_matches("pod/");
+    let selector = format!("involvedObject.name={name}");
+    let events = edge.ok(&["get", "events", "--field-selector", &selector]);
+    assert!(
+        events.contains("FailedScheduling") && events.contains("3 Insufficient nvidia.com/gpu"),
+        "{events}"
+    );
     let available = edge.jsonpath(&["deployment", "llm"], "{.status.availableReplicas}");
     assert_eq!(available, "3");
 

@@ -74,6 +74,11 @@ pub const RESOURCE_SLICES: Resource = Resource {
     version: "v1",
     plural: "resourceslices",
 };
+pub const EVENTS: Resource = Resource {
+    group: "",
+    version: "v1",
+    plural: "events",
+};
 pub const DEVICE_CLASSES: Resource = Resource {
     group: "resource.k8s.io",
     version: "v1",

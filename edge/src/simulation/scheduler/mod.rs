@@ -8,6 +8,8 @@
 //! stopped, and at most [`ENOUGH`] feasible ones are scored, so a pod costs the same with
 //! 4 nodes or 10,000. Unschedulable pods are tried again every [`RETRY`].
 //!
+//! A pod that fits nowhere also gets a `FailedScheduling` Warning event (once per message).
+//!
 //! DRA: a pod's claims (ResourceClaims named directly or made from templates, see
 //! [`super::dra`]) are allocated devices of the chosen node in the same step: the claim's
 //! `status.allocation` and `reservedFor` are written before the pod is bound.
@@ -19,11 +21,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
+use k8s_openapi::api::core::v1::{Event, EventSource, Node, ObjectReference, Pod, PodCondition};
 use k8s_openapi::api::resource::v1::{
     ResourceClaim, ResourceClaimConsumerReference, ResourceClaimStatus, ResourceSlice,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use trellis_server::controllers::runtime::committer::Committed;
 use trellis_server::controllers::runtime::{
     Action, Change, Controller, Error, Reconciler, Running,
 };
@@ -31,7 +34,7 @@ use trellis_storage::ObjectKey;
 
 use self::fit::{Demand, NodeInfo, Placement, Usage};
 use super::dra::allocation;
-use super::world::{self, Typed, World, PODS, RESOURCE_CLAIMS};
+use super::world::{self, Typed, World, EVENTS, PODS, RESOURCE_CLAIMS};
 use crate::gpu::labels::{DRA_DRIVER, GPU_RESOURCE};
 
 /// Feasible nodes scored per pod.
@@ -318,19 +321,66 @@ impl Scheduler {
     }
 
     async fn unschedulable(&self, pod: &Typed<Pod>, message: String) -> Result<Action, Error> {
+        let message_text = message.clone();
         let condition = PodCondition {
             type_: "PodScheduled".into(),
             status: "False".into(),
             reason: Some("Unschedulable".into()),
-            message: Some(message),
+            message: Some(message_text),
             ..PodCondition::default()
         };
         let mut status = pod.object.status.clone().unwrap_or_default();
         set_condition(status.conditions.get_or_insert_with(Vec::new), condition);
-        self.world
+        let written = self
+            .world
             .update_status(PODS, &pod.stored, world::to_value(&status)?)
             .await?;
+        if !matches!(written, Committed::Unchanged) {
+            self.event(pod, "FailedScheduling", &message).await?;
+        }
         Ok(Action::requeue(RETRY))
+    }
+
+    /// A Warning event about `pod`, as `kubectl describe pod` lists kube-scheduler's: one per
+    /// pod and message (named after both, so a repeated decision adds nothing).
+    async fn event(&self, pod: &Typed<Pod>, reason: &str, message: &str) -> Result<(), Error> {
+        let name = pod.object.metadata.name.clone().unwrap_or_default();
+        let namespace = pod.stored.key.namespace.clone();
+        let now = Time(world::now());
+        let event = Event {
+            metadata: ObjectMeta {
+                name: Some(format!(
+                    "{name}.{:08x}",
+                    super::hash::fnv32a(format!("{reason}/{message}").as_bytes())
+                )),
+                namespace: Some(namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            involved_object: ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(name),
+                namespace: Some(namespace.clone()),
+                uid: pod.object.metadata.uid.clone(),
+                ..ObjectReference::default()
+            },
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            type_: Some("Warning".into()),
+            count: Some(1),
+            first_timestamp: Some(now.clone()),
+            last_timestamp: Some(now),
+            source: Some(EventSource {
+                component: Some(demand::DEFAULT_SCHEDULER.into()),
+                host: None,
+            }),
+            reporting_component: Some(demand::DEFAULT_SCHEDULER.into()),
+            ..Event::default()
+        };
+        self.world
+            .create(EVENTS, Some(&namespace), world::to_value(&event)?)
+            .await?;
+        Ok(())
     }
 
     /// Writes the allocation of `devices` (of `node`) to the pod's claims, and reserves
