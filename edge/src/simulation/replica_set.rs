@@ -4,10 +4,15 @@
 //! reports replicas, ready and available counts. The pods' owner references let the garbage
 //! collector delete them with their ReplicaSet.
 //!
+//! Each ReplicaSet's active and ready pods are counted from the pod cache's changes (an
+//! index by owner uid), so a pass costs its own writes, not a look at every pod; only a
+//! scale-down lists the pods, to choose which go.
+//!
 //! After its own writes it waits for the pod cache to see them before it looks again, as
 //! kube-controller-manager's expectations do: a second look never creates the same pods twice.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
@@ -58,13 +63,13 @@ pub fn deletion_order(pods: &mut [Arc<Typed<Pod>>]) {
     });
 }
 
-/// The status of a ReplicaSet with `pods`.
-pub fn status(rs: &ReplicaSet, pods: &[Arc<Typed<Pod>>]) -> ReplicaSetStatus {
-    let ready = pods.iter().filter(|p| ready(&p.object)).count() as i32;
+/// The status of a ReplicaSet with `replicas` active pods, `ready` of them ready.
+pub fn status(rs: &ReplicaSet, replicas: usize, ready: usize) -> ReplicaSetStatus {
+    let (replicas, ready) = (replicas as i32, ready as i32);
     let old = rs.status.clone().unwrap_or_default();
     ReplicaSetStatus {
-        replicas: pods.len() as i32,
-        fully_labeled_replicas: Some(pods.len() as i32),
+        replicas,
+        fully_labeled_replicas: Some(replicas),
         ready_replicas: Some(ready),
         available_replicas: Some(ready),
         observed_generation: rs.metadata.generation,
@@ -96,7 +101,62 @@ fn new_pod(rs: &ReplicaSet) -> Pod {
     }
 }
 
+/// The active pods of each ReplicaSet (by uid) and whether each is ready, kept from the pod
+/// cache's changes: a pass counts its pods without looking at every pod.
+#[derive(Default)]
+struct Index {
+    by_owner: HashMap<String, HashMap<ObjectKey, bool>>,
+}
+
+impl Index {
+    fn apply(&mut self, change: &Change<'_, Typed<Pod>>) {
+        let owner = |p: &Arc<Typed<Pod>>| {
+            controller_of(&p.object.metadata, "ReplicaSet").map(|o| o.uid.clone())
+        };
+        if let Some(uid) = change.old.as_ref().and_then(owner) {
+            if let Some(pods) = self.by_owner.get_mut(&uid) {
+                pods.remove(change.key);
+                if pods.is_empty() {
+                    self.by_owner.remove(&uid);
+                }
+            }
+        }
+        if let Some(pod) = change.new.as_ref().filter(|p| active(&p.object)) {
+            if let Some(uid) = owner(pod) {
+                self.by_owner
+                    .entry(uid)
+                    .or_default()
+                    .insert(change.key.clone(), ready(&pod.object));
+            }
+        } else if let Some(uid) = change.new.as_ref().and_then(owner) {
+            // Still there but no longer a replica (finished or being deleted).
+            if let Some(pods) = self.by_owner.get_mut(&uid) {
+                pods.remove(change.key);
+            }
+        }
+    }
+
+    /// Active pods and ready ones of the ReplicaSet `uid`.
+    fn counts(&self, uid: &str) -> (usize, usize) {
+        self.by_owner
+            .get(uid)
+            .map(|pods| (pods.len(), pods.values().filter(|r| **r).count()))
+            .unwrap_or((0, 0))
+    }
+}
+
 pub fn wire(running: &mut Running, world: &World) {
+    let index = Arc::new(Mutex::new(Index::default()));
+    let indexing = {
+        let index = index.clone();
+        world
+            .pods
+            .subscribe(move |change: &Change<'_, Typed<Pod>>| {
+                if let Ok(mut index) = index.lock() {
+                    index.apply(change);
+                }
+            })
+    };
     let rs_world = world.clone();
     let controller = Controller::new("replicaset")
         .watches(
@@ -113,16 +173,20 @@ pub fn wire(running: &mut Running, world: &World) {
                 .ok()
         })
         .workers(4);
-    running.spawn(controller.run(
-        Arc::new(ReplicaSets {
-            world: world.clone(),
-        }),
-        running.token(),
-    ));
+    let reconciler = Arc::new(ReplicaSets {
+        world: world.clone(),
+        index,
+    });
+    let stop = running.token();
+    running.spawn(async move {
+        controller.run(reconciler, stop).await;
+        drop(indexing);
+    });
 }
 
 struct ReplicaSets {
     world: World,
+    index: Arc<Mutex<Index>>,
 }
 
 impl ReplicaSets {
@@ -155,13 +219,20 @@ impl Reconciler for ReplicaSets {
         if rs.object.metadata.deletion_timestamp.is_some() {
             return Ok(Action::await_change());
         }
-        let mut pods = self.pods_of(&rs);
+        let uid = rs.object.metadata.uid.clone().unwrap_or_default();
+        let counts = || {
+            self.index
+                .lock()
+                .map(|index| index.counts(&uid))
+                .map_err(|_| Error::Unavailable("the replica set index is poisoned".into()))
+        };
+        let (active, _) = counts()?;
         let want = rs.object.spec.replicas.unwrap_or(1).max(0) as usize;
         let namespace = rs.stored.key.namespace.clone();
-        if pods.len() < want {
+        if active < want {
             let pod = world::to_value(&new_pod(&rs.object))?;
             let results: Vec<Result<Committed, Error>> =
-                futures::stream::iter(0..(want - pods.len()).min(BURST * 8))
+                futures::stream::iter(0..(want - active).min(BURST * 8))
                     .map(|_| {
                         let pod: Value = pod.clone();
                         let namespace = namespace.clone();
@@ -171,17 +242,27 @@ impl Reconciler for ReplicaSets {
                     .collect()
                     .await;
             let mut newest = 0;
+            let mut created = Vec::new();
             for result in results {
                 if let Committed::Created(stored) = result? {
                     newest = newest.max(stored.revision);
+                    created.push(stored.key);
+                }
+            }
+            // Counted at once (the cache's handlers may run just after its revision moves).
+            if let Ok(mut index) = self.index.lock() {
+                let pods = index.by_owner.entry(uid.clone()).or_default();
+                for key in created {
+                    pods.entry(key).or_insert(false);
                 }
             }
             self.world.wait_for(&self.world.pods, newest).await;
             return Ok(Action::requeue(std::time::Duration::from_millis(10)));
         }
-        if pods.len() > want {
+        if active > want {
+            let mut pods = self.pods_of(&rs);
             deletion_order(&mut pods);
-            let extra = pods.len() - want;
+            let extra = pods.len().saturating_sub(want);
             let mut newest = 0;
             for pod in pods.drain(..extra) {
                 if let Some(revision) = self.world.delete(&pod.stored).await? {
@@ -190,7 +271,8 @@ impl Reconciler for ReplicaSets {
             }
             self.world.wait_for(&self.world.pods, newest).await;
         }
-        let status = status(&rs.object, &pods);
+        let (active, ready) = counts()?;
+        let status = status(&rs.object, active, ready);
         self.world
             .update_status(REPLICA_SETS, &rs.stored, world::to_value(&status)?)
             .await?;
