@@ -43,6 +43,7 @@ pub use serving::limits::{DEFAULT_BURST, DEFAULT_RATE};
 pub use serving::serve::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS_PER_CLIENT};
 pub use serving::start::{start, SecurityOptions, Server, ServerBuilder, StartOptions};
 pub use tenancy::shards::parse_shard_flag;
+pub use tenancy::workspaces::ROOT_CLUSTER;
 
 /// The hub's assembly: its API groups and controllers.
 pub mod hub {
@@ -54,6 +55,10 @@ pub mod hub {
 pub mod controller {
     pub use crate::controllers::runtime::*;
     pub use crate::controllers::{ControllerContext, Wire};
+    // Kubernetes' own controllers, for any server serving their kinds.
+    pub use crate::controllers::rbac_aggregation::wire as rbac_aggregation;
+    pub use crate::controllers::service_account::wire as service_accounts;
+    pub use crate::controllers::{crd_establishing, garbage_collection, namespace_finalization};
     pub use crate::registry::{Registry, ResourceType, Scheme};
     pub use crate::tenancy::shards::{Shard, ShardMap};
 }

@@ -47,15 +47,6 @@ pub struct ControllerContext {
 /// A controller as a value: starts it (its reflectors, triggers and workers) into `running`.
 pub type Wire = fn(&mut Running, &ControllerContext);
 
-/// Starts `controllers`; the returned [`Running`] stops them all.
-pub fn spawn(controllers: &[Wire], ctx: &ControllerContext) -> Running {
-    let mut running = Running::new();
-    for wire in controllers {
-        wire(&mut running, ctx);
-    }
-    running
-}
-
 /// The workspace and shard controllers: both follow the Workspaces of the root shard, through
 /// one shared reflector.
 pub fn tenancy(running: &mut Running, ctx: &ControllerContext) {

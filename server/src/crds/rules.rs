@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::controllers::crd::CLEANUP_FINALIZER;
-use crate::machinery::object_meta::name_problem;
+use crate::machinery::names::name_problem;
 use crate::machinery::status::StatusCause;
 
 fn cause(kind: &str, field: &str, message: String) -> StatusCause {

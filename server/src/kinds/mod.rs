@@ -37,7 +37,7 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::Value;
 
 // What a kind's file names, for kinds written outside this crate too.
-pub use crate::machinery::object_meta::NameRule;
+pub use crate::machinery::names::NameRule;
 pub use crate::machinery::patch::strategic::{ListMerge, ListStrategy};
 pub use crate::machinery::protobuf::Converter;
 pub use crate::machinery::request_info::{ResourceRequest, Verb};

@@ -14,15 +14,16 @@ use tokio_util::sync::CancellationToken;
 use trellis_storage::{ShardSpec, Store, StoreOptions};
 
 use crate::controllers::runtime::Running;
-use crate::controllers::{self, ControllerContext, Wire};
+use crate::controllers::{ControllerContext, Wire};
 use crate::kinds::scheme::Install;
 use crate::registry::{Registry, Scheme};
 use crate::security::authz::defaults::DefaultRoles;
 use crate::serving::state::AppState;
 use crate::tenancy::shards::{Shard, ShardMap, ROOT_SHARD};
 use crate::tenancy::workspaces::WorkspaceIndex;
-use crate::tenancy::workspaces::ROOT_CLUSTER;
 use crate::{cli::kubeconfig, security::tls, tenancy::bootstrap};
+
+use crate::tenancy::workspaces::ROOT_CLUSTER;
 
 #[derive(Clone, Debug)]
 pub struct StartOptions {
@@ -92,11 +93,15 @@ impl Server {
     }
 }
 
+/// A controller the builder runs: a [`Wire`], or a closure over options given at assembly
+/// (the edge simulator's node count, delays, GPU mode).
+type AnyWire = Arc<dyn Fn(&mut Running, &ControllerContext) + Send + Sync>;
+
 /// Assembles a server from API groups and controllers.
 pub struct ServerBuilder {
     options: StartOptions,
     groups: Vec<Install>,
-    controllers: Vec<Wire>,
+    controllers: Vec<AnyWire>,
 }
 
 impl ServerBuilder {
@@ -127,7 +132,18 @@ impl ServerBuilder {
 
     /// Runs a controller (on the leader replica).
     pub fn controller(mut self, controller: Wire) -> ServerBuilder {
-        self.controllers.push(controller);
+        self.controllers.push(Arc::new(controller));
+        self
+    }
+
+    /// Runs a controller configured when the server is assembled: a closure that starts it
+    /// into `Running`, as a [`Wire`] does, with what it captured (on the leader replica, and
+    /// again each time this replica becomes the leader).
+    pub fn controller_with(
+        mut self,
+        controller: impl Fn(&mut Running, &ControllerContext) + Send + Sync + 'static,
+    ) -> ServerBuilder {
+        self.controllers.push(Arc::new(controller));
         self
     }
 
@@ -145,7 +161,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Server> {
 async fn start_server(
     options: StartOptions,
     scheme: Arc<Scheme>,
-    controllers: Vec<Wire>,
+    controllers: Vec<AnyWire>,
 ) -> anyhow::Result<Server> {
     let mut running = Running::new();
     if let Some(addr) = options.security.insecure_listen {
@@ -247,7 +263,13 @@ async fn start_server(
     };
     running.spawn(crate::controllers::leader_election::run_until(
         store.clone(),
-        move || controllers::spawn(&controllers, &context),
+        move || {
+            let mut started = Running::new();
+            for wire in &controllers {
+                wire(&mut started, &context);
+            }
+            started
+        },
         running.token(),
     ));
     let authorizer = crate::security::authz::Authorizer::spawn(

@@ -433,7 +433,7 @@ fn check_workspace_syntax(workspace: &str) -> Result<(), String> {
         if segment.is_empty() {
             return Err(format!("segment {} is empty", i + 1));
         }
-        if let Some(problem) = crate::machinery::object_meta::name_problem(segment, false) {
+        if let Some(problem) = crate::machinery::names::name_problem(segment, false) {
             return Err(format!("segment {segment:?}: {problem}"));
         }
     }
