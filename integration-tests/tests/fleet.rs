@@ -726,7 +726,78 @@ async fn replicas_leave_a_silent_target_once_their_replacement_is_available(hub:
     );
 }
 
+/// The name and generation of the one Placement in a target's namespace.
+fn only_placement(fleet: &Fleet, namespace: &str) -> (String, i64) {
+    let out = fleet.ok(
+        PROVIDER,
+        &[
+            "get",
+            "placements",
+            "-n",
+            namespace,
+            "-o",
+            "jsonpath={.items[0].metadata.name} {.items[0].metadata.generation}",
+        ],
+    );
+    let (name, generation) = out.split_once(' ').expect("a placement");
+    (name.to_string(), generation.parse().expect("generation"))
+}
+
+async fn replicas_a_cluster_cannot_schedule_are_placed_elsewhere(hub: &Hub) {
+    let fleet = Fleet::set_up(hub);
+    fleet.apply(ACME, "qwen.yaml", &deployment("qwen", 1, 8, "", ""));
+    fleet.wait_for(ACME, "qwen", "Scheduled");
+    let uid = fleet.md(ACME, "qwen", "{.metadata.uid}");
+    let home = fleet.md(ACME, "qwen", "{.status.placements[0].target}");
+    let other = match home.as_str() {
+        "eu-1" => "eu-2",
+        "eu-2" => "eu-1",
+        elsewhere => panic!("a replica of eight H200s on {elsewhere}"),
+    };
+    // Step "stuck": home's syncer reports the replica unschedulable on its cluster (its GPUs
+    // went elsewhere meanwhile), past its timeout.
+    let namespace = format!("target-{home}");
+    let (name, generation) = only_placement(&fleet, &namespace);
+    let stuck = json!({"status": {
+        "observedGeneration": generation, "replicas": 1, "readyReplicas": 0,
+        "conditions": [
+            {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable",
+                "message": "", "lastTransitionTime": now_rfc3339()},
+            {"type": "Progressing", "status": "False", "reason": "Unschedulable",
+                "message": "0/2 nodes are available: 2 Insufficient nvidia.com/gpu.",
+                "lastTransitionTime": now_rfc3339()},
+        ],
+    }});
+    fleet.syncer_writes("placement", &name, Some(&namespace), &stuck);
+    // Step "re-placed": the replica goes to the other target; the stuck copy retires.
+    eventually(
+        "the replacement",
+        || fleet.placements_of(&uid),
+        |placed| placed.len() == 2,
+    );
+    let placed = fleet.placements_of(&uid);
+    assert!(placed.contains(&format!("target-{other} 1")), "{placed:?}");
+    // Step "handover": once the new copy serves, the stuck one goes.
+    let new_namespace = format!("target-{other}");
+    let (new_name, new_generation) = only_placement(&fleet, &new_namespace);
+    let available = json!({"status": {
+        "observedGeneration": new_generation, "replicas": 1, "readyReplicas": 1,
+        "endpoint": format!("http://{other}.gpu.example:8000"),
+        "conditions": [{"type": "Available", "status": "True",
+            "reason": "MinimumReplicasAvailable", "message": "",
+            "lastTransitionTime": now_rfc3339()}],
+    }});
+    fleet.syncer_writes("placement", &new_name, Some(&new_namespace), &available);
+    eventually(
+        "the stuck copy removed",
+        || fleet.placements_of(&uid),
+        |placed| *placed == vec![format!("target-{other} 1")],
+    );
+    fleet.wait_for(ACME, "qwen", "Ready");
+}
+
 on_both_stores!(
     deployments_are_placed_within_quota_and_out_of_other_tenants_sight,
     replicas_leave_a_silent_target_once_their_replacement_is_available,
+    replicas_a_cluster_cannot_schedule_are_placed_elsewhere,
 );

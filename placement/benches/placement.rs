@@ -139,6 +139,7 @@ fn world() -> Snapshot {
                 },
                 tolerations: Vec::new(),
                 existing: BTreeMap::new(),
+                refused_by: Default::default(),
             }
         })
         .collect();

@@ -7,7 +7,7 @@
 //! replica finds a node, or none is placed and the running ones stay as they are.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 
 use crate::inventory::ProductId;
@@ -57,6 +57,10 @@ pub struct Deployment {
     pub tolerations: Vec<Toleration>,
     /// Where its replicas run now (as last decided); empty for a new deployment.
     pub existing: Assignments,
+    /// Targets whose cluster could not schedule its replicas (the syncer reported them
+    /// unschedulable past its timeout): its replicas leave them, as from a lost target, and
+    /// none are placed there while that report stands.
+    pub refused_by: BTreeSet<String>,
 }
 
 impl Deployment {

@@ -10,7 +10,8 @@
 //!
 //! A regular [`crate::place`] pass does the same for replicas that must leave on their own terms
 //! (a target gone from the snapshot, an untolerated `NoExecute` taint past its
-//! `tolerationSeconds`, a selector that no longer matches).
+//! `tolerationSeconds`, a selector that no longer matches, a cluster that could not schedule
+//! them).
 
 use crate::capacity::Availability;
 use crate::decision::Decision;

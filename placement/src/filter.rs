@@ -12,7 +12,9 @@
 //! the health controller taints a silent target that way, and its grace period is the
 //! toleration's `tolerationSeconds` — when a selector no longer selects the target, or when the
 //! inventory shows their product no longer belongs to the class. A product missing from the
-//! inventory is not proof that the replicas are gone, so it does not evict.
+//! inventory is not proof that the replicas are gone, so it does not evict. A target whose
+//! cluster could not schedule the deployment's replicas (`Deployment::refused_by`, from its
+//! syncer's report) takes none of them and keeps none: they move as from a lost target.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -54,6 +56,8 @@ pub(crate) enum Rejection {
     ProductLeftClass,
     /// Beyond the deployment's `maxTargets`.
     OverMaxTargets,
+    /// Its cluster could not schedule the deployment's replicas.
+    RefusedReplicas,
 }
 
 impl fmt::Display for Rejection {
@@ -72,6 +76,9 @@ impl fmt::Display for Rejection {
             Rejection::NoMatchingProduct => f.write_str("no GPU of the class"),
             Rejection::ProductLeftClass => f.write_str("its GPU product left the class"),
             Rejection::OverMaxTargets => f.write_str("beyond maxTargets"),
+            Rejection::RefusedReplicas => {
+                f.write_str("its cluster could not schedule the replicas")
+            }
         }
     }
 }
@@ -90,6 +97,9 @@ pub(crate) fn admit_new<'t>(s: &Scope<'_>, t: &'t Target) -> Result<&'t Inventor
     }
     if t.unschedulable {
         return Err(Rejection::Unschedulable);
+    }
+    if s.deployment.refused_by.contains(&t.name) {
+        return Err(Rejection::RefusedReplicas);
     }
     if let Some(taint) = taint::first_untolerated(&t.taints, &s.deployment.tolerations) {
         return Err(Rejection::Taint {
@@ -119,6 +129,9 @@ pub(crate) fn keep_running(
     t: &Target,
     product: &ProductId,
 ) -> Result<(), Rejection> {
+    if s.deployment.refused_by.contains(&t.name) {
+        return Err(Rejection::RefusedReplicas);
+    }
     if let Some(taint) = taint::evicting(&t.taints, &s.deployment.tolerations, s.now) {
         return Err(Rejection::Taint {
             key: taint.key.clone(),
@@ -205,6 +218,7 @@ mod tests {
             target_selector: LabelSelector::everything(),
             tolerations: Vec::new(),
             existing: BTreeMap::new(),
+            refused_by: Default::default(),
         }
     }
 

@@ -101,6 +101,7 @@ pub fn deployment(
         target_selector: LabelSelector::everything(),
         tolerations: Vec::new(),
         existing: BTreeMap::new(),
+        refused_by: Default::default(),
     }
 }
 

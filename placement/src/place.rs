@@ -993,6 +993,35 @@ mod tests {
     }
 
     #[test]
+    fn replicas_a_cluster_could_not_schedule_move_and_none_go_back() {
+        let mut d = deployment("a", 8, 2, BinPack, 0);
+        d.existing = shares(&[("eu-1", 2)]);
+        d.refused_by.insert("eu-1".into());
+        // Room elsewhere: both leave eu-1, though it reports room for them.
+        let roomy = snapshot(
+            vec![target("eu-1", &[(8, 4)]), target("eu-2", &[(8, 2)])],
+            vec![d.clone()],
+        );
+        let decisions = place(&roomy, &mut Ledger::new());
+        assert_eq!(decisions[0].outcome, Outcome::Scheduled);
+        assert_eq!(counts(&decisions[0].assignments), vec![("eu-2", 2)]);
+        // Nowhere else: they stay where they are, and the deployment says why.
+        let alone = snapshot(vec![target("eu-1", &[(8, 4)])], vec![d.clone()]);
+        let decisions = place(&alone, &mut Ledger::new());
+        assert_eq!(decisions[0].outcome, Outcome::NoAlternativeCapacity);
+        assert_eq!(counts(&decisions[0].assignments), vec![("eu-1", 2)]);
+        // A new deployment refused by eu-1 is never placed there.
+        let mut fresh = deployment("b", 8, 1, BinPack, 1);
+        fresh.refused_by.insert("eu-1".into());
+        let decisions = place(
+            &snapshot(vec![target("eu-1", &[(8, 4)])], vec![fresh]),
+            &mut Ledger::new(),
+        );
+        assert_ne!(decisions[0].outcome, Outcome::Scheduled);
+        assert!(decisions[0].assignments.is_empty());
+    }
+
+    #[test]
     fn a_selector_that_no_longer_matches_moves_replicas_and_a_child_tenant_has_its_own_quota() {
         let mut east = target("us-1", &[(8, 4)]);
         east.labels.insert("region".into(), "us-east".into());

@@ -215,6 +215,7 @@ fn deployment(i: usize, spec: &DeploymentSpec) -> Deployment {
         },
         tolerations: Vec::new(),
         existing: BTreeMap::new(),
+        refused_by: Default::default(),
     }
 }
 

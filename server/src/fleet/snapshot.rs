@@ -35,6 +35,8 @@ use std::num::NonZeroU32;
 
 use k8s_openapi::api::core::v1::Taint as ApiTaint;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector as ApiSelector;
+use trellis_apis::compute::placement::conditions as placement_conditions;
+use trellis_apis::compute::placement::reasons as placement_reasons;
 use trellis_apis::compute::placement::{target_of_namespace, RETIRING_SINCE_ANNOTATION};
 use trellis_apis::compute::sync_target::conditions as target_conditions;
 use trellis_apis::compute::{GPUInventory, GPUPool, Placement, SyncTarget, SyncTargetStatus};
@@ -135,6 +137,8 @@ pub fn build_snapshot(objects: &FleetObjects<'_>, now: i64) -> FleetSnapshot {
 /// The Placements that count, by deployment uid, and every Placement's origin by name.
 struct PlacementIndex {
     existing: BTreeMap<String, Assignments>,
+    /// Deployment uid → the targets whose syncer reports its current replicas unschedulable.
+    refused: BTreeMap<String, BTreeSet<String>>,
     /// (target key, Placement name) → deployment uid, for the targets' `accounted` lists.
     origins: BTreeMap<(String, String), String>,
 }
@@ -143,6 +147,7 @@ impl PlacementIndex {
     fn new(placements: &[(&str, &Placement)], warnings: &mut Vec<String>) -> Self {
         let mut index = Self {
             existing: BTreeMap::new(),
+            refused: BTreeMap::new(),
             origins: BTreeMap::new(),
         };
         for (workspace, p) in placements {
@@ -165,6 +170,13 @@ impl PlacementIndex {
                 .insert((key.clone(), name.to_string()), uid.clone());
             if p.metadata.deletion_timestamp.is_some() || is_retiring(p) {
                 continue;
+            }
+            if reports_unschedulable(p) {
+                index
+                    .refused
+                    .entry(uid.clone())
+                    .or_default()
+                    .insert(key.clone());
             }
             let Ok(replicas) = u32::try_from(p.spec.replicas) else {
                 warnings.push(format!(
@@ -194,6 +206,27 @@ impl PlacementIndex {
     fn existing(&self, uid: &str) -> Assignments {
         self.existing.get(uid).cloned().unwrap_or_default()
     }
+
+    fn refused(&self, uid: &str) -> BTreeSet<String> {
+        self.refused.get(uid).cloned().unwrap_or_default()
+    }
+}
+
+/// Whether the target's syncer reports that its cluster cannot schedule the Placement's
+/// replicas as they now are (`Progressing` False, `Unschedulable`, after the syncer's timeout,
+/// about the current generation).
+fn reports_unschedulable(p: &Placement) -> bool {
+    let Some(status) = &p.status else {
+        return false;
+    };
+    let current =
+        status.observed_generation.is_some() && status.observed_generation == p.metadata.generation;
+    current
+        && status.conditions.iter().any(|c| {
+            c.type_ == placement_conditions::PROGRESSING
+                && c.status == "False"
+                && c.reason == placement_reasons::UNSCHEDULABLE
+        })
 }
 
 /// Whether a Placement's replicas moved elsewhere and it only waits to be deleted.
@@ -567,6 +600,7 @@ fn convert_deployment(
             effect: Some(TaintEffect::NoExecute),
             toleration_seconds: Some(spec.failover.toleration_seconds),
         }],
+        refused_by: placements.refused(&uid),
         existing,
         namespace,
         name,
@@ -814,6 +848,39 @@ mod tests {
             engine_pool.classes[0].product.as_deref(),
             Some("NVIDIA H200")
         );
+    }
+
+    #[test]
+    fn a_cluster_reporting_replicas_unschedulable_refuses_the_deployment() {
+        use trellis_apis::compute::PlacementStatus;
+        let report = |generation: i64, observed: i64, reason: &str| {
+            let mut p = placement_on("eu-1", "uid-llama", 2, 4);
+            p.metadata.generation = Some(generation);
+            p.status = Some(PlacementStatus {
+                observed_generation: Some(observed),
+                conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                    type_: placement_conditions::PROGRESSING.into(),
+                    status: "False".into(),
+                    reason: reason.into(),
+                    message: "0/2 nodes are available".into(),
+                    last_transition_time: time_at(NOW),
+                    observed_generation: None,
+                }],
+                ..Default::default()
+            });
+            p
+        };
+        let refused = |p: Placement| {
+            let fleet = build(&[], &[], &[llama(3, 2)], &[p]);
+            fleet.snapshot.deployments[0].refused_by.clone()
+        };
+        assert_eq!(
+            refused(report(2, 2, placement_reasons::UNSCHEDULABLE)),
+            BTreeSet::from(["root:platform/eu-1".to_string()])
+        );
+        // About an older spec, or another problem: no refusal.
+        assert!(refused(report(3, 2, placement_reasons::UNSCHEDULABLE)).is_empty());
+        assert!(refused(report(2, 2, placement_reasons::IMAGE_PULL_BACK_OFF)).is_empty());
     }
 
     #[test]
