@@ -85,7 +85,11 @@ async fn run() -> Result<()> {
         store: Some(db.url().to_string()),
         tls_sans: Vec::new(),
         shards: Vec::new(),
-        security: Default::default(),
+        // The per-user rate limit (200/s by default) would measure itself, not authorization.
+        security: trellis_server::SecurityOptions {
+            max_requests_per_second_per_user: 0.0,
+            ..Default::default()
+        },
     })
     .await?;
     let admin = client(&started.kubeconfig).await?;
@@ -234,6 +238,14 @@ async fn run() -> Result<()> {
         }),
         path: String::new(),
     };
+    // The cache's reflectors have listed; give its policy a moment to be built from them.
+    let ready_by = Instant::now() + Duration::from_secs(10);
+    while !(cache.allows("root", &user, &access) && cache.allows("root", &user, &get)) {
+        if Instant::now() > ready_by {
+            return Err("the decision cache refuses the reader".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let timed = Instant::now();
     for _ in 0..DECISIONS {
         if !(cache.allows("root", &user, &access) && cache.allows("root", &user, &get)) {
