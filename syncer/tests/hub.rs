@@ -4,10 +4,9 @@
 //! network to the hub was cut, and the syncer's reports (inventory, Placement status) reaching
 //! the hub's placement controller.
 //!
-//! The edge side is covered by the pure functions' unit tests for now. Seam for the edge
-//! simulator (`trellis-edge`, branch `edge`): start it, pass its kubeconfig to the binary as
-//! `--kubeconfig` in `the_syncer_binary_heartbeats` (instead of the closed port), and assert
-//! the Deployment, Service and Placement status there; nothing in the syncer changes.
+//! Here the syncer's cluster is a closed port (the hub hears `ClusterUnreachable`) and the
+//! test writes the reports itself; the syncer against real edge clusters (`trellis-edge`),
+//! its Deployments, Services, inventory and Placement status, is `tests/gpu_fleet_e2e.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -380,10 +379,8 @@ rules:
 }
 
 fn the_syncer_binary_heartbeats(hub: &Hub, eu1: &Path, dir: &Path) {
-    // A cluster that is not there: the syncer still heartbeats, saying so.
-    // SEAM(trellis-edge): with the edge simulator, start it here and pass its kubeconfig
-    // instead; then assert the Deployment and Service on it, the inventory on the SyncTarget
-    // and the Placement status the running syncer writes (today written by hand below).
+    // A cluster that is not there: the syncer still heartbeats, saying so. (With a cluster
+    // there, see tests/gpu_fleet_e2e.rs.)
     let edge = write_file(
         dir,
         "edge.kubeconfig",

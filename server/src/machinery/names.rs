@@ -42,9 +42,11 @@ pub fn name_problem(name: &str, label_only: bool) -> Option<String> {
     } else {
         name.split('.').collect()
     };
+    // A subdomain's dot-separated parts have no length limit of their own (kube-apiserver's
+    // IsDNS1123Subdomain checks the regular expression and 253 characters): a pod's
+    // generated ResourceClaim, say, is often longer than 63 without a dot.
     let valid_label = |l: &str| {
         !l.is_empty()
-            && l.len() <= 63
             && l.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !l.starts_with('-')
@@ -70,6 +72,11 @@ mod tests {
         assert!(name_problem("My_Config", false).is_some());
         assert!(name_problem("a.b", true).is_some(), "namespaces are labels");
         assert!(name_problem(&"a".repeat(64), true).is_some());
+        assert!(
+            name_problem(&"a".repeat(64), false).is_none(),
+            "parts may be long"
+        );
+        assert!(name_problem(&"a".repeat(254), false).is_some());
         assert!(name_problem("-a", false).is_some());
         assert!(name_problem_by("system:aggregate-to-view", NameRule::PathSegment).is_none());
         assert!(name_problem_by("a/b", NameRule::PathSegment).is_some());

@@ -11,8 +11,8 @@
 //! - [`work`]: apply each Placement's objects, remove what is no longer assigned, report
 //!   Placement status.
 //!
-//! SEAM(trellis-edge): everything edge-facing takes a `kube::Client`; the end-to-end test
-//! with the edge simulator passes its kubeconfig as `--kubeconfig` (see `tests/hub.rs`).
+//! Everything edge-facing takes a `kube::Client`: `tests/gpu_fleet_e2e.rs` runs the binary
+//! against `trellis-edge` clusters (device plugin and DRA) with `--kubeconfig`.
 
 pub mod clients;
 pub mod edge;

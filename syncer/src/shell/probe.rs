@@ -1,6 +1,8 @@
-//! What the edge cluster is: its version, whether it serves `resource.k8s.io/v1` (then GPUs
-//! are DRA devices and Placements claim them), and whether pods may mount OCI images as
-//! volumes (asked by flag, or assumed from Kubernetes 1.35, where `ImageVolume` is on by
+//! What the edge cluster is: its version, whether its GPUs are DRA devices (it serves
+//! `resource.k8s.io/v1` and has the DeviceClass `gpu.nvidia.com` of NVIDIA's DRA driver: then
+//! Placements claim them; a cluster serving the API with GPUs from the device plugin, as every
+//! cluster from Kubernetes 1.34 does, gets `nvidia.com/gpu` limits), and whether pods may mount
+//! OCI images as volumes (asked by flag, or assumed from Kubernetes 1.35, where `ImageVolume` is on by
 //! default). Until the cluster answers, the syncer heartbeats with `Ready` False so the hub
 //! knows it is alive but cannot take work.
 
@@ -8,6 +10,10 @@ use std::time::Duration;
 
 use trellis_apis::compute::SyncTargetFeatures;
 
+use k8s_openapi::api::resource::v1::DeviceClass;
+use kube::Api;
+
+use crate::render::claim_template::DEVICE_CLASS;
 use crate::render::GpuMode;
 use crate::target::TargetRef;
 use crate::target_status::Report;
@@ -41,11 +47,16 @@ pub fn image_volume_by_default(major: &str, minor: &str) -> bool {
 /// Probes the cluster once.
 pub async fn probe(edge: &kube::Client, image_volume: Option<bool>) -> kube::Result<Cluster> {
     let version = edge.apiserver_version().await?;
-    let dra = match edge.list_api_group_resources("resource.k8s.io/v1").await {
+    let serves_dra = match edge.list_api_group_resources("resource.k8s.io/v1").await {
         Ok(list) => list.resources.iter().any(|r| r.name == "resourceslices"),
         Err(kube::Error::Api(e)) if e.code == 404 => false,
         Err(e) => return Err(e),
     };
+    let dra = serves_dra
+        && Api::<DeviceClass>::all(edge.clone())
+            .get_opt(DEVICE_CLASS)
+            .await?
+            .is_some();
     Ok(Cluster {
         features: SyncTargetFeatures {
             dra,
