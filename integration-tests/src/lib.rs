@@ -5,6 +5,7 @@
 //! Every scenario runs on both stores: [`on_both_stores!`] turns one `async fn(&Hub)` into a
 //! test per store.
 
+pub mod fleet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

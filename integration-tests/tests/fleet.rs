@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use trellis_integration_tests::fleet::{now_rfc3339, placement_available, sync_target_status};
 use trellis_integration_tests::{kubectl_with_kubeconfig, on_both_stores, write_file, Hub};
 
 const PROVIDER: &str = "root:platform";
@@ -27,12 +28,6 @@ const ACME: &str = "root:acme";
 const GLOBEX: &str = "root:globex";
 /// How often the test's "syncers" heartbeat (a real one: every 10 s).
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
-
-/// The real reading (`/work/shared/fixtures/gpu/nvidia-h200`): as nvidia-smi and the DRA
-/// driver name the product, its memory and architecture.
-const H200: &str = "NVIDIA H200";
-const H200_MIB: i64 = 143_771;
-const GPUS_PER_NODE: i64 = 8;
 
 const POOL: &str = r#"
 apiVersion: compute.trellis.dev/v1alpha1
@@ -48,13 +43,6 @@ spec:
   - workspace: root:globex
     quotas: [{class: h200, nominalQuota: 8, borrowingLimit: 0}]
 "#;
-
-fn now_rfc3339() -> String {
-    let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    k8s_openapi::jiff::Timestamp::from_second(now)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
 
 /// A ModelDeployment of `replicas` replicas of `gpus` H200s from the pool, in namespace
 /// `default`; `placement` is more YAML under `spec.placement` (a target selector) and `spec`
@@ -163,29 +151,7 @@ impl<'h> Fleet<'h> {
     /// What target `name`'s syncer writes when it starts: Ready, its version, its GPUs as
     /// (free devices, nodes) buckets over nodes of eight, and a heartbeat.
     fn syncer_reports(&self, name: &str, free: &[(i64, i64)]) {
-        let nodes: i64 = free.iter().map(|(_, n)| n).sum();
-        let available: i64 = free.iter().map(|(f, n)| f * n).sum();
-        let now = now_rfc3339();
-        let status = json!({"status": {
-            "conditions": [
-                {"type": "Ready", "status": "True", "reason": "SyncerReady", "message": "",
-                    "lastTransitionTime": now},
-                {"type": "SyncerReady", "status": "True", "reason": "Connected", "message": "",
-                    "lastTransitionTime": now},
-            ],
-            "lastHeartbeatTime": now,
-            "kubernetesVersion": "v1.33.2",
-            "gpus": [{
-                "productName": H200, "memoryMiB": H200_MIB, "architecture": "Hopper",
-                "cudaComputeCapability": "9.0",
-                "totalDevices": nodes * GPUS_PER_NODE,
-                "allocatedDevices": nodes * GPUS_PER_NODE - available,
-                "availableDevices": available,
-                "freeByNode": free.iter()
-                    .map(|(f, n)| json!({"freeDevices": f, "nodes": n}))
-                    .collect::<Vec<_>>(),
-            }],
-        }});
+        let status = sync_target_status(free);
         self.syncer_writes("synctarget", name, None, &status);
     }
 
@@ -633,38 +599,8 @@ async fn replicas_leave_a_silent_target_once_their_replacement_is_available(hub:
     // Step "handover": the new target's syncer reports the replica available; the old copy
     // goes, and the deployment is Ready on the other target.
     let namespace = format!("target-{other}");
-    let name = fleet.ok(
-        PROVIDER,
-        &[
-            "get",
-            "placements",
-            "-n",
-            &namespace,
-            "-o",
-            "jsonpath={.items[0].metadata.name}",
-        ],
-    );
-    let generation = fleet.ok(
-        PROVIDER,
-        &[
-            "get",
-            "placement",
-            &name,
-            "-n",
-            &namespace,
-            "-o",
-            "jsonpath={.metadata.generation}",
-        ],
-    );
-    let status = json!({"status": {
-        "observedGeneration": generation.parse::<i64>().unwrap_or(1),
-        "replicas": 1,
-        "readyReplicas": 1,
-        "endpoint": format!("http://{other}.gpu.example:8000"),
-        "conditions": [{"type": "Available", "status": "True",
-            "reason": "MinimumReplicasAvailable", "message": "",
-            "lastTransitionTime": now_rfc3339()}],
-    }});
+    let (name, generation) = only_placement(&fleet, &namespace);
+    let status = placement_available(generation, &format!("http://{other}.gpu.example:8000"));
     fleet.syncer_writes("placement", &name, Some(&namespace), &status);
     eventually(
         "the old copy removed",
@@ -780,13 +716,8 @@ async fn replicas_a_cluster_cannot_schedule_are_placed_elsewhere(hub: &Hub) {
     // Step "handover": once the new copy serves, the stuck one goes.
     let new_namespace = format!("target-{other}");
     let (new_name, new_generation) = only_placement(&fleet, &new_namespace);
-    let available = json!({"status": {
-        "observedGeneration": new_generation, "replicas": 1, "readyReplicas": 1,
-        "endpoint": format!("http://{other}.gpu.example:8000"),
-        "conditions": [{"type": "Available", "status": "True",
-            "reason": "MinimumReplicasAvailable", "message": "",
-            "lastTransitionTime": now_rfc3339()}],
-    }});
+    let available =
+        placement_available(new_generation, &format!("http://{other}.gpu.example:8000"));
     fleet.syncer_writes("placement", &new_name, Some(&new_namespace), &available);
     eventually(
         "the stuck copy removed",

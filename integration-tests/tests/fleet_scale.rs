@@ -23,12 +23,10 @@ use trellis_apis::serving::{
     GPURequest, ModelDeployment, ModelDeploymentSpec, ModelResources, ModelRuntime, ModelSource,
     PlacementPolicy, PlacementStrategy,
 };
+use trellis_integration_tests::fleet::{now_rfc3339, sync_target_status, H200};
 use trellis_integration_tests::{on_both_stores, Hub};
 
 const PROVIDER: &str = "root:platform";
-const H200: &str = "NVIDIA H200";
-const H200_MIB: i64 = 143_771;
-const GPUS_PER_NODE: i64 = 8;
 
 /// A kube-rs client for `workspace` of the hub, as its admin.
 async fn client(hub: &Hub, workspace: &str) -> kube::Client {
@@ -46,42 +44,6 @@ async fn client(hub: &Hub, workspace: &str) -> kube::Client {
         .parse()
         .expect("workspace URL");
     kube::Client::try_from(config).expect("client")
-}
-
-fn now() -> String {
-    let now = k8s_openapi::jiff::Timestamp::now().as_second();
-    k8s_openapi::jiff::Timestamp::from_second(now)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
-}
-
-/// What a target's syncer reports: Ready, a heartbeat, and its H200s as (free devices,
-/// nodes) buckets over nodes of eight.
-fn syncer_status(free: &[(i64, i64)]) -> serde_json::Value {
-    let nodes: i64 = free.iter().map(|(_, n)| n).sum();
-    let available: i64 = free.iter().map(|(f, n)| f * n).sum();
-    let now = now();
-    json!({"status": {
-        "conditions": [
-            {"type": "Ready", "status": "True", "reason": "SyncerReady", "message": "",
-                "lastTransitionTime": now},
-            {"type": "SyncerReady", "status": "True", "reason": "Connected", "message": "",
-                "lastTransitionTime": now},
-        ],
-        "lastHeartbeatTime": now,
-        "kubernetesVersion": "v1.33.2",
-        "gpus": [{
-            "productName": H200, "memoryMiB": H200_MIB, "architecture": "Hopper",
-            "cudaComputeCapability": "9.0",
-            "totalDevices": nodes * GPUS_PER_NODE,
-            "allocatedDevices": nodes * GPUS_PER_NODE - available,
-            "availableDevices": available,
-            "freeByNode": free.iter()
-                .filter(|(f, _)| *f > 0)
-                .map(|(f, n)| json!({"freeDevices": f, "nodes": n}))
-                .collect::<Vec<_>>(),
-        }],
-    }})
 }
 
 /// Writes status as a syncer does, trying again when the hub wrote the object meanwhile.
@@ -115,13 +77,13 @@ async fn targets(hub: &Hub, targets: &[(&str, &[(i64, i64)])]) -> tokio::task::J
         )
         .await
         .expect("create target");
-        report(&api, name, &syncer_status(free)).await;
+        report(&api, name, &sync_target_status(free)).await;
     }
     let names: Vec<String> = targets.iter().map(|(n, _)| n.to_string()).collect();
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let beat = json!({"status": {"lastHeartbeatTime": now()}});
+            let beat = json!({"status": {"lastHeartbeatTime": now_rfc3339()}});
             for name in &names {
                 // A heartbeat that lost a race with the hub's write: the next one follows.
                 let _ = api
