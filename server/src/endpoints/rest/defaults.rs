@@ -4,6 +4,8 @@
 //! authorization; an aggregated role (`admin`, `edit`, `view`) shows the rules it holds in the
 //! workspace. The first write to a default stores it; from then on it is an ordinary object.
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 
 use super::Target;
@@ -11,44 +13,52 @@ use crate::machinery::status::Status;
 use crate::security::authz::rbac::RoleRef;
 use trellis_storage::StorageError;
 
-/// The defaults of the target's resource, as its workspace sees them (none for most).
-pub(super) fn all(target: &Target) -> Vec<Value> {
+/// The defaults of the target's resource, as stored (none for most resources).
+fn of<'t>(target: &'t Target) -> &'t [Value] {
     if target.namespace.is_some() || target.rt.custom.is_some() {
-        return Vec::new();
-    }
-    let defaults = target
-        .state
-        .default_roles
-        .objects(&target.rt.storage_resource());
-    defaults.iter().map(|d| in_workspace(target, d)).collect()
-}
-
-/// The default named `name`, if the resource has one.
-pub(super) fn named(target: &Target, name: &str) -> Option<Value> {
-    if target.namespace.is_some() || target.rt.custom.is_some() {
-        return None;
+        return &[];
     }
     target
         .state
         .default_roles
         .objects(&target.rt.storage_resource())
+}
+
+/// Whether the target's resource has defaults.
+pub(super) fn exist(target: &Target) -> bool {
+    !of(target).is_empty()
+}
+
+/// The default named `name`, if the resource has one.
+pub(super) fn named(target: &Target, name: &str) -> Option<Value> {
+    of(target)
         .iter()
         .find(|d| d.pointer("/metadata/name").and_then(Value::as_str) == Some(name))
         .map(|d| in_workspace(target, d))
 }
 
-/// The defaults not shadowed by a stored object of the same name.
-pub(super) async fn unshadowed(target: &Target<'_>) -> Result<Vec<Value>, Status> {
+/// The defaults not shadowed by a stored object of the same name: by the names a list read
+/// (`stored`, when it read them all), or else by asking the store.
+pub(super) async fn unshadowed(
+    target: &Target<'_>,
+    stored: Option<&HashSet<String>>,
+) -> Result<Vec<Value>, Status> {
     let mut out = Vec::new();
-    for object in all(target) {
-        let name = object
+    for default in of(target) {
+        let name = default
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        match target.shard.store.get(&target.key(name)).await {
-            Err(StorageError::NotFound(_)) => out.push(object),
-            Ok(_) => {}
-            Err(e) => return Err(target.storage_error(&e)),
+        let replaced = match stored {
+            Some(stored) => stored.contains(name),
+            None => match target.shard.store.get(&target.key(name)).await {
+                Err(StorageError::NotFound(_)) => false,
+                Ok(_) => true,
+                Err(e) => return Err(target.storage_error(&e)),
+            },
+        };
+        if !replaced {
+            out.push(in_workspace(target, default));
         }
     }
     Ok(out)

@@ -167,7 +167,14 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
     let raw = filter.is_empty() && target.rendering == Rendering::Object && !target.wildcard();
     let mut items = Vec::new();
     let mut raw_items: Vec<Vec<u8>> = Vec::new();
+    // The names stored, for the defaults they replace; complete when this is the first page.
+    let mut stored_names = std::collections::HashSet::new();
+    let has_defaults = super::defaults::exist(target);
+    let first_page = query.get("continue").is_none();
     let read = read_pages(&target.shard.store, request, limit, |stored| {
+        if has_defaults {
+            stored_names.insert(stored.key.name.clone());
+        }
         if raw {
             raw_items.push(object_meta::encode_with_revision(
                 &stored.value,
@@ -185,7 +192,8 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
         Some(token) => metadata["continue"] = Value::String(token),
         // The last page: the defaults no stored object replaces.
         None if !target.wildcard() => {
-            for object in super::defaults::unshadowed(target).await? {
+            let seen = first_page.then_some(&stored_names);
+            for object in super::defaults::unshadowed(target, seen).await? {
                 if !filter.matches(&object) {
                     continue;
                 }
