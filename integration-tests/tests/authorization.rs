@@ -828,6 +828,28 @@ rules:
     assert!(!selected.contains("/cluster-admin"), "{selected}");
     let (ok, _, err) = hub.kubectl(&["get", "clusterrole", "no-such-role"]);
     assert!(!ok && err.contains("NotFound"), "{err}");
+    // A write to a default that fails stores nothing: it is still the default.
+    let (ok, _, err) = hub.kubectl(&[
+        "--server",
+        &team,
+        "patch",
+        "clusterrole",
+        "admin",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"labels":{"z":1}}}"#,
+    ]);
+    assert!(!ok && err.contains("BadRequest"), "{err}");
+    assert_eq!(
+        in_team(&[
+            "get",
+            "clusterrole",
+            "admin",
+            "-o",
+            "jsonpath={.metadata.resourceVersion}"
+        ]),
+        "1"
+    );
     // Server-side apply to a default applies to it as it stands: `view` keeps its aggregation.
     let view_label = write_file(
         dir.path(),

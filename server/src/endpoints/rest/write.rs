@@ -560,36 +560,22 @@ async fn rewrite(
     let name = target.name.unwrap_or_default();
     let dry = dry_run(query)?;
     let store = &target.shard.store;
-    // The revision of a default this write stored first (`defaults`).
-    let mut materialized = None;
     for _ in 0..UNCONDITIONAL_UPDATE_ATTEMPTS {
-        let existing = match store.get(&target.key(name)).await {
-            Ok(existing) => existing,
+        // A default (`defaults`) is written to as it stands, and stored by the write.
+        let (revision, current, default) = match store.get(&target.key(name)).await {
+            Ok(existing) => (
+                existing.revision,
+                object_meta::decode(&existing.value, existing.revision, target.rt)?,
+                false,
+            ),
             Err(e @ StorageError::NotFound(_)) => match super::defaults::named(target, name) {
-                // A write to a default stores it first, as it is; then goes on as usual.
-                Some(default) if !dry && target.subresource == Subresource::None => {
-                    let mut default = default;
-                    if let Some(meta) = default.get_mut("metadata").and_then(Value::as_object_mut) {
-                        meta.remove("resourceVersion");
-                    }
-                    let uid = default
-                        .pointer("/metadata/uid")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string();
-                    let bytes = encode_stored(target, &default)?;
-                    match store.create(target.key(name), uid, bytes).await {
-                        Ok(stored) => materialized = Some(stored.revision),
-                        Err(StorageError::AlreadyExists(_)) => {}
-                        Err(e) => return Err(target.storage_error(&e)),
-                    }
-                    continue;
+                Some(default) if target.subresource == Subresource::None => {
+                    (DEFAULT_REVISION, default, true)
                 }
                 _ => return Err(target.storage_error(&e)),
             },
             Err(e) => return Err(target.storage_error(&e)),
         };
-        let current = object_meta::decode(&existing.value, existing.revision, target.rt)?;
         let (mut object, warnings) = compute(&current)?;
         match target.subresource {
             Subresource::Status => object = subresource::only_status(&object, &current),
@@ -599,14 +585,7 @@ async fn rewrite(
             _ => {}
         }
         let requested = object_meta::requested_revision(&object)?;
-        // The client read the default this write just stored: that is the same object.
-        let requested = match requested {
-            Some(DEFAULT_REVISION) if materialized == Some(existing.revision) => {
-                Some(existing.revision)
-            }
-            other => other,
-        };
-        if requested.is_some_and(|rev| rev != existing.revision) {
+        if requested.is_some_and(|rev| rev != revision) {
             return Err(target.storage_error(&StorageError::Conflict {
                 key: name.to_string(),
                 reason: "stale resourceVersion".into(),
@@ -638,7 +617,7 @@ async fn rewrite(
         if !dry && deletion::update_completes_deletion(&object) {
             // The last finalizer is gone: the object goes.
             let gone = store
-                .delete(target.key(name), Preconditions::revision(existing.revision))
+                .delete(target.key(name), Preconditions::revision(revision))
                 .await;
             match gone {
                 Ok(stored) => {
@@ -651,17 +630,31 @@ async fn rewrite(
             }
         }
         if dry {
-            let object = object_meta::decode(&encode(&object)?, existing.revision, target.rt)?;
+            let object = object_meta::decode(&encode(&object)?, revision, target.rt)?;
             return Ok(respond(target, StatusCode::OK, object, &warnings));
         }
-        match store
-            .update(
-                target.key(name),
-                encode_stored(target, &object)?,
-                Preconditions::revision(existing.revision),
-            )
-            .await
-        {
+        let bytes = encode_stored(target, &object)?;
+        let written = if default {
+            let uid = current
+                .pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            match store.create(target.key(name), uid, bytes).await {
+                // Someone stored it meanwhile: write to what they stored.
+                Err(StorageError::AlreadyExists(_)) if requested.is_none() => continue,
+                Err(StorageError::AlreadyExists(key)) => Err(StorageError::Conflict {
+                    key,
+                    reason: "stale resourceVersion".into(),
+                }),
+                other => other,
+            }
+        } else {
+            store
+                .update(target.key(name), bytes, Preconditions::revision(revision))
+                .await
+        };
+        match written {
             Ok(stored) => {
                 let object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
                 return Ok(respond(target, StatusCode::OK, object, &warnings));
