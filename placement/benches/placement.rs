@@ -149,6 +149,7 @@ fn world() -> Snapshot {
         pools: vec![pool],
         targets,
         deployments,
+        charged: Vec::new(),
     }
 }
 

@@ -112,6 +112,7 @@ pub fn snapshot(targets: Vec<Target>, deployments: Vec<Deployment>) -> Snapshot 
         pools: vec![pool(&[("root:acme", 1_000), ("root:beta", 1_000)])],
         targets,
         deployments,
+        charged: Vec::new(),
     }
 }
 

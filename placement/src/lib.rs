@@ -24,7 +24,7 @@
 //!
 //! ```ignore
 //! let mut ledger = Ledger::new(); // kept by the controller between passes
-//! let snapshot = Snapshot { now, health: HealthPolicy::default(), pools, targets, deployments };
+//! let snapshot = Snapshot { now, health: HealthPolicy::default(), pools, targets, deployments, charged: vec![] };
 //! for decision in place(&snapshot, &mut ledger) {
 //!     match decision.outcome {
 //!         Outcome::Scheduled => write_placements(&decision.uid, &decision.assignments, &decision.bookings),
@@ -61,7 +61,7 @@ pub use inventory::{
     MAX_FREE_PER_NODE,
 };
 pub use ledger::{Hold, Ledger, PlacementKey};
-pub use place::{place, Snapshot};
+pub use place::{place, Charge, Snapshot};
 pub use pool::{workspace_covers, GpuClass, GpuPool, Quota, Tenant};
 pub use selector::{LabelSelector, Operator, Requirement};
 pub use taint::{evicting, first_untolerated, Taint, TaintEffect, Toleration, TolerationOperator};

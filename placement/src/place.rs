@@ -37,6 +37,21 @@ pub struct Snapshot {
     pub pools: Vec<GpuPool>,
     pub targets: Vec<Target>,
     pub deployments: Vec<Deployment>,
+    /// Quota in use by deployments this snapshot leaves out: a pass over only the deployments
+    /// that changed charges the others here, as a whole pass would charge their running
+    /// replicas.
+    pub charged: Vec<Charge>,
+}
+
+/// GPUs of a pool's class in use by a tenant's deployment that the pass does not decide on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Charge {
+    /// The pool's name, as [`Deployment::pool`] names it.
+    pub pool: String,
+    pub class: String,
+    /// The tenant's workspace, as [`Deployment::workspace`].
+    pub workspace: String,
+    pub gpus: u64,
 }
 
 /// Decides every deployment of the snapshot, in creation order, and books what it adds in the
@@ -45,6 +60,11 @@ pub fn place(snapshot: &Snapshot, ledger: &mut Ledger) -> Vec<Decision> {
     let world = World::new(snapshot);
     world.catch_up(ledger);
     let mut quotas = QuotaBook::new(&snapshot.pools);
+    for charge in &snapshot.charged {
+        if let Ok(at) = world.quota_ref(&charge.pool, &charge.class, &charge.workspace) {
+            quotas.charge(at, charge.gpus);
+        }
+    }
     let order = world.in_creation_order();
     let resolved: Vec<Result<QuotaRef, (Outcome, String)>> =
         order.iter().map(|d| world.resolve(d)).collect();
@@ -124,31 +144,41 @@ impl<'s> World<'s> {
 
     /// The deployment's pool, class and tenant entry, or why it has none.
     pub(crate) fn resolve(&self, d: &Deployment) -> Result<QuotaRef, (Outcome, String)> {
-        let Some(&pool) = self.pools.get(d.pool.as_str()) else {
+        self.quota_ref(&d.pool, &d.class, &d.workspace)
+    }
+
+    /// The quota entry of a workspace for a pool's class, or why it has none.
+    fn quota_ref(
+        &self,
+        pool: &str,
+        class: &str,
+        workspace: &str,
+    ) -> Result<QuotaRef, (Outcome, String)> {
+        let Some(&index) = self.pools.get(pool) else {
             return Err((
                 Outcome::PoolNotFound,
-                format!("GPU pool {:?} does not exist", d.pool),
+                format!("GPU pool {pool:?} does not exist"),
             ));
         };
-        let p = &self.snap.pools[pool];
-        let Some((class, _)) = p.class(&d.class) else {
+        let p = &self.snap.pools[index];
+        let Some((class_index, _)) = p.class(class) else {
             return Err((
                 Outcome::ClassNotFound,
-                format!("GPU pool {:?} has no class {:?}", p.name, d.class),
+                format!("GPU pool {:?} has no class {class:?}", p.name),
             ));
         };
-        let Some(tenant) = p.tenant_for(&d.workspace) else {
+        let Some(tenant) = p.tenant_for(workspace) else {
             return Err((
                 Outcome::NotAllowed,
                 format!(
-                    "workspace {} is not a tenant of GPU pool {:?}",
-                    d.workspace, p.name
+                    "workspace {workspace} is not a tenant of GPU pool {:?}",
+                    p.name
                 ),
             ));
         };
         Ok(QuotaRef {
-            pool,
-            class,
+            pool: index,
+            class: class_index,
             tenant,
         })
     }

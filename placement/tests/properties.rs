@@ -9,7 +9,10 @@
 //!    changes nothing;
 //! 4. a replica of N GPUs is only ever assigned where a node had at least N free;
 //! 5. quota: no tenant holds more than its nominal quota plus its borrowing limit, and a pool's
-//!    tenants together never more than the pool's nominal quotas.
+//!    tenants together never more than the pool's nominal quotas;
+//! 6. a pass over only the deployments created since the last pass, with the quota of the others
+//!    charged ([`Snapshot::charged`], as the hub's passes over what changed do), decides them
+//!    and books exactly as a pass over everything would.
 //!
 //! The node-level check is written here, independently of the crate's histogram.
 
@@ -18,7 +21,7 @@ use std::num::NonZeroU32;
 
 use proptest::prelude::*;
 use trellis_placement::{
-    place, Decision, Deployment, FreeByNode, GpuClass, GpuPool, GpuProduct, HealthPolicy,
+    place, Charge, Decision, Deployment, FreeByNode, GpuClass, GpuPool, GpuProduct, HealthPolicy,
     Inventory, LabelSelector, Ledger, Outcome, ProductId, ProductInventory, Quota, Snapshot,
     Strategy as Spreading, Target, Tenant,
 };
@@ -238,6 +241,7 @@ fn world(
             .enumerate()
             .map(|(i, d)| deployment(i, d))
             .collect(),
+        charged: Vec::new(),
     }
 }
 
@@ -438,6 +442,54 @@ proptest! {
             if spec.tenant == 2 {
                 prop_assert_eq!(decision.outcome, Outcome::NotAllowed);
             }
+        }
+    }
+
+    /// (6): the deployments created since the last pass, decided alone with the quota of the
+    /// others charged, get the decisions and bookings a pass over everything gives them.
+    #[test]
+    fn a_pass_over_new_deployments_alone_decides_as_a_whole_pass(
+        targets in prop::collection::vec(target_spec(), 1..6),
+        quotas in [(quota_spec(), quota_spec()), (quota_spec(), quota_spec())],
+        older in prop::collection::vec(deployment_spec(), 0..12),
+        newer in prop::collection::vec(deployment_spec(), 1..6),
+    ) {
+        // The new ones are younger than every deployment already decided.
+        let newer: Vec<DeploymentSpec> = newer
+            .into_iter()
+            .map(|d| DeploymentSpec { created: d.created + 10_000, ..d })
+            .collect();
+        let split = older.len();
+        let full = world(&targets, &quotas, &[older, newer].concat());
+        let mut settled = Snapshot { deployments: full.deployments[..split].to_vec(), ..full.clone() };
+        let mut ledger = Ledger::new();
+        let first = place(&settled, &mut ledger);
+        feed_back(&mut settled, &first);
+
+        let mut whole = settled.clone();
+        whole.deployments.extend(full.deployments[split..].iter().cloned());
+        let mut whole_ledger = ledger.clone();
+        let whole_decisions = place(&whole, &mut whole_ledger);
+
+        let charged = settled
+            .deployments
+            .iter()
+            .map(|d| Charge {
+                pool: d.pool.clone(),
+                class: d.class.clone(),
+                workspace: d.workspace.clone(),
+                gpus: d.existing_replicas().min(u64::from(d.replicas)) * u64::from(d.gpus_per_replica.get()),
+            })
+            .collect();
+        let partial = Snapshot { deployments: full.deployments[split..].to_vec(), charged, ..full.clone() };
+        let mut partial_ledger = ledger.clone();
+        let partial_decisions = place(&partial, &mut partial_ledger);
+
+        prop_assert_eq!(&partial_ledger, &whole_ledger);
+        prop_assert_eq!(partial_decisions.len(), full.deployments.len() - split);
+        for decision in &partial_decisions {
+            let same = whole_decisions.iter().find(|d| d.uid == decision.uid);
+            prop_assert_eq!(Some(decision), same);
         }
     }
 }
