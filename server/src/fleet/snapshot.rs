@@ -30,7 +30,7 @@
 //!   replica); the message names the field.
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::num::NonZeroU32;
 
 use k8s_openapi::api::core::v1::Taint as ApiTaint;
@@ -42,10 +42,10 @@ use trellis_apis::compute::sync_target::conditions as target_conditions;
 use trellis_apis::compute::{GPUInventory, GPUPool, Placement, SyncTarget, SyncTargetStatus};
 use trellis_apis::serving::{ModelDeployment, PlacementStrategy};
 use trellis_placement::{
-    Assignments, Decision, Deployment, FreeByNode, GpuClass, GpuPool, GpuProduct, HealthPolicy,
-    Inventory, LabelSelector, Operator, Outcome, PlacementKey, ProductId, ProductInventory, Quota,
-    Requirement, Share, Snapshot, Strategy, Taint, TaintEffect, Target, Tenant, Toleration,
-    TolerationOperator,
+    Assignments, Charge, Decision, Deployment, FreeByNode, GpuClass, GpuPool, GpuProduct,
+    HealthPolicy, Inventory, LabelSelector, Operator, Outcome, PlacementKey, ProductId,
+    ProductInventory, Quota, Requirement, Share, Snapshot, Strategy, Taint, TaintEffect, Target,
+    Tenant, Toleration, TolerationOperator,
 };
 
 use super::keys::{pool_key, target_key, WORKSPACE_LABEL};
@@ -537,45 +537,8 @@ fn convert_deployment(
         })
     };
     let spec = &md.spec;
-    if uid.is_empty() {
-        return Err(refuse(
-            Outcome::NoTargetFits,
-            format!("ModelDeployment {workspace}/{namespace}/{name} has no metadata.uid"),
-        ));
-    }
-    if spec.placement.pool_reference().is_none() {
-        return Err(refuse(
-            Outcome::PoolNotFound,
-            format!(
-                "spec.placement.pool {:?} is not <workspace path>/<GPUPool name>, e.g. root:platform/h200-eu",
-                spec.placement.pool
-            ),
-        ));
-    }
-    let Some(gpus_per_replica) = u32::try_from(spec.resources.gpu.count)
-        .ok()
-        .and_then(NonZeroU32::new)
-    else {
-        return Err(refuse(
-            Outcome::NoTargetFits,
-            format!(
-                "spec.resources.gpu.count is {}: a replica needs at least one GPU",
-                spec.resources.gpu.count
-            ),
-        ));
-    };
-    let max_targets = match spec.placement.max_targets {
-        None => None,
-        Some(m) => match u32::try_from(m).ok().and_then(NonZeroU32::new) {
-            Some(m) => Some(m),
-            None => {
-                return Err(refuse(
-                    Outcome::NoTargetFits,
-                    format!("spec.placement.maxTargets is {m}: no replica may go anywhere"),
-                ))
-            }
-        },
-    };
+    let (gpus_per_replica, max_targets) =
+        engine_limits(workspace, md).map_err(|(outcome, message)| refuse(outcome, message))?;
     Ok(Deployment {
         uid: uid.clone(),
         workspace: workspace.to_string(),
@@ -604,6 +567,97 @@ fn convert_deployment(
         existing,
         namespace,
         name,
+    })
+}
+
+/// A deployment's GPUs per replica and `maxTargets`, or why the engine cannot take it.
+fn engine_limits(
+    workspace: &str,
+    md: &ModelDeployment,
+) -> Result<(NonZeroU32, Option<NonZeroU32>), (Outcome, String)> {
+    let spec = &md.spec;
+    if md.metadata.uid.as_deref().unwrap_or_default().is_empty() {
+        return Err((
+            Outcome::NoTargetFits,
+            format!(
+                "ModelDeployment {workspace}/{}/{} has no metadata.uid",
+                md.metadata.namespace.as_deref().unwrap_or_default(),
+                md.metadata.name.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    if spec.placement.pool_reference().is_none() {
+        return Err((
+            Outcome::PoolNotFound,
+            format!(
+                "spec.placement.pool {:?} is not <workspace path>/<GPUPool name>, e.g. root:platform/h200-eu",
+                spec.placement.pool
+            ),
+        ));
+    }
+    let Some(gpus_per_replica) = u32::try_from(spec.resources.gpu.count)
+        .ok()
+        .and_then(NonZeroU32::new)
+    else {
+        return Err((
+            Outcome::NoTargetFits,
+            format!(
+                "spec.resources.gpu.count is {}: a replica needs at least one GPU",
+                spec.resources.gpu.count
+            ),
+        ));
+    };
+    let max_targets = match spec.placement.max_targets {
+        None => None,
+        Some(m) => match u32::try_from(m).ok().and_then(NonZeroU32::new) {
+            Some(m) => Some(m),
+            None => {
+                return Err((
+                    Outcome::NoTargetFits,
+                    format!("spec.placement.maxTargets is {m}: no replica may go anywhere"),
+                ))
+            }
+        },
+    };
+    Ok((gpus_per_replica, max_targets))
+}
+
+/// Replicas running per deployment uid, as a whole pass counts them from the Placements:
+/// Placements in a target namespace, neither being deleted nor retiring.
+pub fn running_replicas<'a>(
+    placements: impl IntoIterator<Item = &'a Placement>,
+) -> HashMap<&'a str, u64> {
+    let mut running: HashMap<&str, u64> = HashMap::new();
+    for p in placements {
+        let in_target = p
+            .metadata
+            .namespace
+            .as_deref()
+            .and_then(target_of_namespace)
+            .is_some();
+        if !in_target || p.metadata.deletion_timestamp.is_some() || is_retiring(p) {
+            continue;
+        }
+        let replicas = u64::try_from(p.spec.replicas).unwrap_or(0);
+        *running.entry(p.spec.origin.uid.as_str()).or_default() += replicas;
+    }
+    running
+}
+
+/// The quota a deployment's running replicas hold, as a whole pass charges it (at most its
+/// wanted replicas, of its pool's class), for a pass that leaves the deployment out. `None`
+/// for one being deleted or one the engine refuses: a whole pass charges those nothing.
+pub fn quota_charge(workspace: &str, md: &ModelDeployment, running: u64) -> Option<Charge> {
+    if md.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let (gpus_per_replica, _) = engine_limits(workspace, md).ok()?;
+    let wanted = u64::try_from(md.spec.wanted_replicas()).unwrap_or(0);
+    Some(Charge {
+        pool: md.spec.placement.pool.clone(),
+        class: md.spec.resources.gpu.class.clone(),
+        workspace: workspace.to_string(),
+        gpus: running.min(wanted) * u64::from(gpus_per_replica.get()),
     })
 }
 

@@ -45,7 +45,7 @@ pub mod pass;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
@@ -55,11 +55,12 @@ use trellis_apis::compute::placement::target_namespace;
 use trellis_apis::compute::{GPUPool, Placement, SyncTarget};
 use trellis_apis::serving::ModelDeployment;
 use trellis_placement::Ledger;
-use trellis_storage::{ListScope, Preconditions, StorageError, Store};
+use trellis_storage::{ListScope, ObjectKey, Preconditions, StorageError, Store};
 
 use super::runtime::committer::{self, parse, Committed};
 use super::runtime::{every_shard, Action, Controller, Error, Reconciler, Reflector, Running};
 use super::ControllerContext;
+use crate::fleet::snapshot::{quota_charge, running_replicas};
 use crate::machinery::deletion::{self, Deleted, Propagation};
 use crate::registry::ResourceType;
 use crate::registry::Scheme;
@@ -71,6 +72,11 @@ use pass::{At, FleetRead, Pass, PlacementWrite};
 /// Short, so that a deployment waits for at most the pass in progress: a burst of creates is
 /// taken in batches as fast as the passes go.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(20);
+/// After passes over new deployments alone, the whole pass that catches up with everything
+/// they leave out (pools' status) comes once they pause this long...
+const SETTLE_QUIET: Duration = Duration::from_millis(500);
+/// ...or after this long at the latest.
+const SETTLE_LATEST: Duration = Duration::from_secs(10);
 /// A pass now and then, whatever the triggers said.
 pub const RESYNC: Duration = Duration::from_secs(60);
 /// Writes of one pass in flight at once: enough for Postgres to commit them in groups (one
@@ -156,18 +162,57 @@ pub fn wire(running: &mut Running, ctx: &ControllerContext) {
     running.spawn(pools.run(running.token()));
     running.spawn(placements.run(running.token()));
     running.spawn(deployments.run(running.token()));
+    let changes: Arc<Mutex<Changes>> = Arc::default();
     let controller = Controller::new("placement")
-        .watches(&targets, |change| {
-            target_changed(change, clock().0).then_some(WholeFleet)
+        .watches(&targets, {
+            let changes = changes.clone();
+            move |change| {
+                let changed = target_changed(change, clock().0);
+                changes.lock().unwrap_or_else(|e| e.into_inner()).whole |= changed;
+                changed.then_some(WholeFleet)
+            }
         })
-        .watches(&pools, |change| {
-            spec_or_metadata_changed(change).then_some(WholeFleet)
+        .watches(&pools, {
+            let changes = changes.clone();
+            move |change| {
+                let changed = spec_or_metadata_changed(change);
+                changes.lock().unwrap_or_else(|e| e.into_inner()).whole |= changed;
+                changed.then_some(WholeFleet)
+            }
         })
-        .watches(&deployments, |change| {
-            spec_or_metadata_changed(change).then_some(WholeFleet)
+        .watches(&deployments, {
+            let changes = changes.clone();
+            move |change| {
+                let mut changes = changes.lock().unwrap_or_else(|e| e.into_inner());
+                if change.old.is_none() && change.new.is_some() {
+                    changes.created.push(change.key.clone());
+                } else if spec_or_metadata_changed(change) {
+                    changes.whole = true;
+                } else {
+                    return None;
+                }
+                Some(WholeFleet)
+            }
         })
-        .watches(&placements, |_| Some(WholeFleet))
-        .resync(RESYNC, || vec![WholeFleet]);
+        .watches(&placements, {
+            let changes = changes.clone();
+            move |change| {
+                let revision = change.new.as_ref().map(|kept| kept.stored.revision);
+                changes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .placements
+                    .push((change.key.clone(), revision));
+                Some(WholeFleet)
+            }
+        })
+        .resync(RESYNC, {
+            let changes = changes.clone();
+            move || {
+                changes.lock().unwrap_or_else(|e| e.into_inner()).whole = true;
+                vec![WholeFleet]
+            }
+        });
     let reconciler = PlacementReconciler {
         ctx: ctx.clone(),
         types,
@@ -175,21 +220,60 @@ pub fn wire(running: &mut Running, ctx: &ControllerContext) {
         pools,
         placements,
         deployments,
+        changes,
         state: tokio::sync::Mutex::new(State::default()),
     };
     running.spawn(controller.run(Arc::new(reconciler), running.token()));
 }
 
+/// What changed since the last pass, as the reflectors' handlers saw it.
+#[derive(Default)]
+struct Changes {
+    /// Something a pass over new deployments alone cannot stand for: the next pass is whole.
+    whole: bool,
+    /// Deployments seen for the first time.
+    created: Vec<ObjectKey>,
+    /// Placements changed: the key and the revision kept now (`None`: deleted). The pass
+    /// tells its own writes from others'.
+    placements: Vec<(ObjectKey, Option<u64>)>,
+}
+
 /// What the controller keeps between passes (one leadership term).
 #[derive(Default)]
 struct State {
-    /// `None` until the next pass restores it.
+    /// `None` until the next (whole) pass restores it.
     ledger: Option<Ledger>,
     /// Target namespaces known to exist: (logical cluster id, namespace).
     namespaces: HashSet<(String, String)>,
     /// The snapshot's warnings of the last pass, so each is logged once, when it appears.
     warnings: HashSet<String>,
+    /// When the last whole pass ended.
     last_pass: Option<Instant>,
+    /// Placements this controller wrote (key, revision) or deleted (key, `None`) whose
+    /// changes the reflector has not reported yet: their reports need no pass.
+    own: HashSet<(ObjectKey, Option<u64>)>,
+    /// When a whole pass is due: something it found comes due then (a heartbeat going
+    /// stale, a failover deadline, a grace period), or it must retry.
+    due: Option<Instant>,
+    /// After passes over new deployments: a whole pass once they stop for [`SETTLE_QUIET`],
+    /// and at the latest at the second instant (pool status, and everything else such
+    /// passes leave out).
+    settle: Option<(Instant, Instant)>,
+}
+
+impl State {
+    /// When the next whole pass is due, if any.
+    fn next_whole(&self) -> Option<Instant> {
+        let settle = self.settle.map(|(quiet, latest)| quiet.min(latest));
+        [self.due, settle].into_iter().flatten().min()
+    }
+
+    fn action(&self, now: Instant) -> Action {
+        match self.next_whole() {
+            Some(at) => Action::requeue(at.saturating_duration_since(now)),
+            None => Action::await_change(),
+        }
+    }
 }
 
 struct PlacementReconciler {
@@ -199,6 +283,7 @@ struct PlacementReconciler {
     pools: Reflector<Kept<GPUPool>>,
     placements: Reflector<Kept<Placement>>,
     deployments: Reflector<Kept<ModelDeployment>>,
+    changes: Arc<Mutex<Changes>>,
     state: tokio::sync::Mutex<State>,
 }
 
@@ -208,12 +293,51 @@ impl Reconciler for PlacementReconciler {
     async fn reconcile(&self, _: &WholeFleet) -> Result<Action, Error> {
         // One pass at a time (the work queue already ensures it for the one key).
         let mut state = self.state.lock().await;
+        let changes = std::mem::take(&mut *self.changes.lock().unwrap_or_else(|e| e.into_inner()));
+        let now = Instant::now();
+        let mut whole = changes.whole
+            || state.ledger.is_none()
+            || state.next_whole().is_some_and(|at| at <= now);
+        for change in changes.placements {
+            // Someone else's change of a Placement (a syncer's status, a deletion) may free
+            // or take GPUs: only a whole pass sees what.
+            whole |= !state.own.remove(&change);
+        }
+        if !whole && !changes.created.is_empty() {
+            match self.new_deployments(&mut state, &changes.created).await {
+                Ok(true) => return Ok(state.action(Instant::now())),
+                Ok(false) => whole = true,
+                Err(e) => return Err(self.again(e)),
+            }
+        }
+        if !whole {
+            return Ok(state.action(now));
+        }
         if let Some(last) = state.last_pass {
             tokio::time::sleep_until(last + MIN_INTERVAL).await;
         }
+        state.own.clear();
+        state.settle = None;
+        state.due = None;
         let outcome = self.pass(&mut state).await;
         state.last_pass = Some(Instant::now());
-        outcome
+        match outcome {
+            Ok(action) => {
+                if let Action::Requeue(after) = action {
+                    state.due = Some(Instant::now() + after);
+                }
+                Ok(action)
+            }
+            Err(e) => Err(self.again(e)),
+        }
+    }
+}
+
+impl PlacementReconciler {
+    /// A pass that failed is retried whole.
+    fn again(&self, e: Error) -> Error {
+        self.changes.lock().unwrap_or_else(|e| e.into_inner()).whole = true;
+        e
     }
 }
 
@@ -222,8 +346,9 @@ type Landed = Option<(String, u64)>;
 
 /// What a write came to.
 enum Written {
-    /// Landed (or nothing needed writing).
-    Done(Landed),
+    /// Landed (or nothing needed writing), and for a Placement the change its reflector will
+    /// report (see [`State::own`]).
+    Done(Landed, Option<(ObjectKey, Option<u64>)>),
     /// Someone else wrote first, or the object was gone or already there: the next pass
     /// decides again on what is stored.
     Raced,
@@ -266,6 +391,7 @@ impl Op<'_> {
 }
 
 impl PlacementReconciler {
+    /// A whole pass: everything read, decided and written.
     async fn pass(&self, state: &mut State) -> Result<Action, Error> {
         let started = Instant::now();
         let (now, now_ms) = clock();
@@ -274,20 +400,16 @@ impl PlacementReconciler {
         let placements = self.placements.list();
         let deployments = self.deployments.list();
 
-        // Workspace paths, each cluster looked up once.
-        let mut paths: HashMap<&str, Option<String>> = HashMap::new();
-        let clusters = targets
-            .iter()
-            .map(|k| &k.stored.key.cluster)
-            .chain(pools.iter().map(|k| &k.stored.key.cluster))
-            .chain(placements.iter().map(|k| &k.stored.key.cluster))
-            .chain(deployments.iter().map(|k| &k.stored.key.cluster));
-        for cluster in clusters {
-            if !paths.contains_key(cluster.as_str()) {
-                let path = self.path_of(cluster).await;
-                paths.insert(cluster, path);
-            }
-        }
+        let paths = self
+            .paths(
+                targets
+                    .iter()
+                    .map(|k| &k.stored.key.cluster)
+                    .chain(pools.iter().map(|k| &k.stored.key.cluster))
+                    .chain(placements.iter().map(|k| &k.stored.key.cluster))
+                    .chain(deployments.iter().map(|k| &k.stored.key.cluster)),
+            )
+            .await;
         let mut unresolved = 0usize;
         let (targets_at, kept_targets) = resolve(&paths, &targets, &mut unresolved);
         let (pools_at, kept_pools) = resolve(&paths, &pools, &mut unresolved);
@@ -308,7 +430,6 @@ impl PlacementReconciler {
 
         let plan = pass::pass(&read, &mut state.ledger, now);
         let decided_in = started.elapsed();
-        self.log_warnings(state, &plan);
         if plan.restored_ledger {
             tracing::info!(
                 holds = state.ledger.as_ref().map_or(0, |l| l.holds().count()),
@@ -316,18 +437,171 @@ impl PlacementReconciler {
                 "placement: ledger restored from the Placements"
             );
         }
+        let kept = KeptRead {
+            targets: &kept_targets,
+            placements: &kept_placements,
+            deployments: &kept_deployments,
+            pools: &kept_pools,
+        };
+        let wrote = self.write(state, &plan, &kept).await;
+        tracing::debug!(
+            whole = true,
+            decided = plan.decided,
+            unresolved,
+            decided_in = ?decided_in,
+            took = ?started.elapsed(),
+            "placement pass"
+        );
+        let wrote = wrote?;
+        let wake = plan.wake_at.map(|at| until(at, now_ms));
+        let soon = wrote.retry.then_some(RETRY);
+        let later = (unresolved > 0).then_some(UNRESOLVED_RETRY);
+        Ok(match [wake, soon, later].into_iter().flatten().min() {
+            Some(after) => Action::requeue(after),
+            None => Action::await_change(),
+        })
+    }
 
+    /// A pass over the deployments created since the last pass alone ([`pass::fast`]), for
+    /// when nothing else changed: the other deployments only charge their quota. `false`
+    /// when it cannot stand for a whole pass (nothing was decided or written then).
+    async fn new_deployments(
+        &self,
+        state: &mut State,
+        created: &[ObjectKey],
+    ) -> Result<bool, Error> {
+        let started = Instant::now();
+        let (now, _) = clock();
+        let Some(mut ledger) = state.ledger.take() else {
+            return Ok(false);
+        };
+        let targets = self.targets.list();
+        let pools = self.pools.list();
+        let placements = self.placements.list();
+        let deployments = self.deployments.list();
+        let running = running_replicas(placements.iter().map(|k| &k.object));
+        // A deployment that already runs was created while the last whole pass read, which
+        // placed it.
+        let mut seen = HashSet::new();
+        let fresh: Vec<Arc<Kept<ModelDeployment>>> = created
+            .iter()
+            .filter(|key| seen.insert(*key))
+            .filter_map(|key| self.deployments.get(key))
+            .filter(|k| !running.contains_key(k.stored.uid.as_str()))
+            .collect();
+        if fresh.is_empty() {
+            state.ledger = Some(ledger);
+            return Ok(true);
+        }
+        if fresh
+            .iter()
+            .any(|k| k.object.metadata.deletion_timestamp.is_some())
+        {
+            state.ledger = Some(ledger);
+            return Ok(false);
+        }
+        let new: HashSet<&str> = fresh.iter().map(|k| k.stored.uid.as_str()).collect();
+        let paths = self
+            .paths(
+                targets
+                    .iter()
+                    .map(|k| &k.stored.key.cluster)
+                    .chain(pools.iter().map(|k| &k.stored.key.cluster))
+                    .chain(deployments.iter().map(|k| &k.stored.key.cluster)),
+            )
+            .await;
+        let mut unresolved = 0usize;
+        let (targets_at, kept_targets) = resolve(&paths, &targets, &mut unresolved);
+        let (pools_at, kept_pools) = resolve(&paths, &pools, &mut unresolved);
+        let mut new_unresolved = 0usize;
+        let (fresh_at, kept_fresh) = resolve(&paths, &fresh, &mut new_unresolved);
+        if unresolved + new_unresolved > 0 {
+            state.ledger = Some(ledger);
+            return Ok(false);
+        }
+        let charged = deployments
+            .iter()
+            .filter(|k| !new.contains(k.stored.uid.as_str()))
+            .filter_map(|k| {
+                let Some(Some(workspace)) = paths.get(k.stored.key.cluster.as_str()) else {
+                    return None;
+                };
+                let running = running.get(k.stored.uid.as_str()).copied().unwrap_or(0);
+                quota_charge(workspace, &k.object, running)
+            })
+            .collect();
+        let read = FleetRead {
+            targets: targets_at,
+            pools: pools_at,
+            deployments: fresh_at,
+            ..FleetRead::default()
+        };
+        let plan = pass::fast(&read, charged, &mut ledger, now);
+        state.ledger = Some(ledger);
+        let Some(plan) = plan else {
+            return Ok(false);
+        };
+        let decided_in = started.elapsed();
+        let kept = KeptRead {
+            targets: &kept_targets,
+            placements: &[],
+            deployments: &kept_fresh,
+            pools: &kept_pools,
+        };
+        let wrote = self.write(state, &plan, &kept).await;
+        tracing::debug!(
+            whole = false,
+            decided = plan.decided,
+            decided_in = ?decided_in,
+            took = ?started.elapsed(),
+            "placement pass"
+        );
+        let wrote = wrote?;
+        let after = Instant::now();
+        let latest = state
+            .settle
+            .map_or(after + SETTLE_LATEST, |(_, latest)| latest);
+        state.settle = Some((after + SETTLE_QUIET, latest));
+        if wrote.retry {
+            state.due = Some(
+                state
+                    .due
+                    .map_or(after + RETRY, |due| due.min(after + RETRY)),
+            );
+        }
+        Ok(true)
+    }
+
+    /// Workspace paths of the clusters, each looked up once (`None`: not known yet).
+    async fn paths<'a>(
+        &self,
+        clusters: impl Iterator<Item = &'a String>,
+    ) -> HashMap<&'a str, Option<String>> {
+        let mut paths: HashMap<&str, Option<String>> = HashMap::new();
+        for cluster in clusters {
+            if !paths.contains_key(cluster.as_str()) {
+                let path = self.path_of(cluster).await;
+                paths.insert(cluster, path);
+            }
+        }
+        paths
+    }
+
+    /// Writes what a pass decided, many writes at once, and waits until the reflectors show
+    /// them. A Placement write that did not land drops the ledger (the next pass restores it
+    /// from what is stored).
+    async fn write(
+        &self,
+        state: &mut State,
+        plan: &Pass,
+        kept: &KeptRead<'_, '_>,
+    ) -> Result<Wrote, Error> {
+        self.log_warnings(state, plan);
         // Every target has its namespace before anything is placed in it.
-        for target in &kept_targets {
+        for target in kept.targets {
             self.ensure_namespace(state, target).await?;
         }
-        let ops = operations(
-            &plan,
-            &kept_targets,
-            &kept_placements,
-            &kept_deployments,
-            &kept_pools,
-        )?;
+        let ops = operations(plan, kept)?;
         let count = ops.len();
         // (A vector of futures, not a stream over a closure: the reconcile future must be
         // `Send` for every lifetime of the objects written.)
@@ -343,11 +617,15 @@ impl PlacementReconciler {
         let mut placement_missed = false;
         for (placement, result) in results {
             match result {
-                Ok(Written::Done(Some((shard, revision)))) => {
-                    let at = landed.entry(shard).or_default();
-                    *at = (*at).max(revision);
+                Ok(Written::Done(at, own)) => {
+                    if let Some((shard, revision)) = at {
+                        let at = landed.entry(shard).or_default();
+                        *at = (*at).max(revision);
+                    }
+                    if let Some(own) = own {
+                        state.own.insert(own);
+                    }
                 }
-                Ok(Written::Done(None)) => {}
                 Ok(Written::Raced) => {
                     raced += 1;
                     placement_missed |= placement;
@@ -367,24 +645,12 @@ impl PlacementReconciler {
             state.ledger = None;
         }
         let caught_up = self.catch_up(&landed).await;
-        tracing::debug!(
-            decided = plan.decided,
-            writes = count,
-            raced,
-            unresolved,
-            decided_in = ?decided_in,
-            took = ?started.elapsed(),
-            "placement pass"
-        );
+        tracing::debug!(writes = count, raced, caught_up, "placement writes");
         if let Some(e) = failed {
             return Err(e);
         }
-        let wake = plan.wake_at.map(|at| until(at, now_ms));
-        let soon = (raced > 0 || !caught_up).then_some(RETRY);
-        let later = (unresolved > 0).then_some(UNRESOLVED_RETRY);
-        Ok(match [wake, soon, later].into_iter().flatten().min() {
-            Some(after) => Action::requeue(after),
-            None => Action::await_change(),
+        Ok(Wrote {
+            retry: raced > 0 || !caught_up,
         })
     }
 
@@ -445,7 +711,7 @@ impl PlacementReconciler {
                     with_health(&parse(&target.stored)?, &write.taints, &write.conditions)?;
                 let committed =
                     committer::update(&store, &types.targets, &target.stored, desired).await?;
-                Ok(landed(shard, committed))
+                Ok(landed(shard, committed, false))
             }
             Op::Create { target, placement } => {
                 let (shard, store) = self.store_of(&self.targets, &target.stored)?;
@@ -467,14 +733,14 @@ impl PlacementReconciler {
                         "placement: created"
                     );
                 }
-                Ok(landed(shard, committed))
+                Ok(landed(shard, committed, true))
             }
             Op::Update { current, placement } => {
                 let (shard, store) = self.store_of(&self.placements, &current.stored)?;
                 let desired = with_placement(&parse(&current.stored)?, placement)?;
                 let committed =
                     committer::update(&store, &types.placements, &current.stored, desired).await?;
-                Ok(landed(shard, committed))
+                Ok(landed(shard, committed, true))
             }
             Op::Delete { current } => {
                 let (shard, store) = self.store_of(&self.placements, &current.stored)?;
@@ -493,14 +759,24 @@ impl PlacementReconciler {
                 )
                 .await
                 {
-                    Ok(Deleted::Gone(gone)) | Ok(Deleted::Pending(gone)) => {
+                    Ok(deleted @ (Deleted::Gone(_) | Deleted::Pending(_))) => {
+                        let (Deleted::Gone(gone) | Deleted::Pending(gone)) = &deleted;
                         tracing::info!(
                             workspace = %stored.key.cluster,
                             namespace = %stored.key.namespace,
                             placement = %stored.key.name,
                             "placement: deleted"
                         );
-                        Ok(Written::Done(Some((shard, gone.revision))))
+                        // The reflector reports a deletion without its revision, and a
+                        // deletion still pending (a finalizer) as an update.
+                        let own = match deleted {
+                            Deleted::Pending(_) => Some(gone.revision),
+                            _ => None,
+                        };
+                        Ok(Written::Done(
+                            Some((shard, gone.revision)),
+                            Some((stored.key.clone(), own)),
+                        ))
                     }
                     Err(StorageError::NotFound(_)) => Ok(Written::Raced),
                     Err(e) => Err(e.into()),
@@ -511,13 +787,13 @@ impl PlacementReconciler {
                 let committed =
                     committer::update_status(&store, &types.deployments, &current.stored, status)
                         .await?;
-                Ok(landed(shard, committed))
+                Ok(landed(shard, committed, false))
             }
             Op::PoolStatus { current, status } => {
                 let (shard, store) = self.store_of(&self.pools, &current.stored)?;
                 let committed =
                     committer::update_status(&store, &types.pools, &current.stored, status).await?;
-                Ok(landed(shard, committed))
+                Ok(landed(shard, committed, false))
             }
         }
     }
@@ -606,24 +882,40 @@ fn resolve<'a, K>(
     (read, kept)
 }
 
-fn landed(shard: String, committed: Committed) -> Written {
+/// What a write came to; `placement`: the object written is a Placement.
+fn landed(shard: String, committed: Committed, placement: bool) -> Written {
     match committed {
         Committed::Written(stored) | Committed::Created(stored) => {
-            Written::Done(Some((shard, stored.revision)))
+            let own = placement.then(|| (stored.key.clone(), Some(stored.revision)));
+            Written::Done(Some((shard, stored.revision)), own)
         }
-        Committed::Unchanged | Committed::Deleted => Written::Done(None),
+        Committed::Unchanged | Committed::Deleted => Written::Done(None, None),
         Committed::Exists | Committed::Gone => Written::Raced,
     }
 }
 
+/// The objects a pass was given, as kept, at the indexes of its [`FleetRead`].
+struct KeptRead<'k, 'a> {
+    targets: &'k [&'a Kept<SyncTarget>],
+    placements: &'k [&'a Kept<Placement>],
+    deployments: &'k [&'a Kept<ModelDeployment>],
+    pools: &'k [&'a Kept<GPUPool>],
+}
+
+/// What writing a pass came to.
+struct Wrote {
+    /// A write lost a race, or the reflectors were slow to show the writes: look again soon.
+    retry: bool,
+}
+
 /// The writes of `plan`, with the objects they write over.
-fn operations<'a>(
-    plan: &'a Pass,
-    targets: &[&'a Kept<SyncTarget>],
-    placements: &[&'a Kept<Placement>],
-    deployments: &[&'a Kept<ModelDeployment>],
-    pools: &[&'a Kept<GPUPool>],
-) -> Result<Vec<Op<'a>>, Error> {
+fn operations<'a>(plan: &'a Pass, kept: &KeptRead<'_, 'a>) -> Result<Vec<Op<'a>>, Error> {
+    let KeptRead {
+        targets,
+        placements,
+        deployments,
+        pools,
+    } = *kept;
     let missing = || Error::Invalid("a pass named an object it was not given".into());
     let mut ops = Vec::new();
     for write in &plan.targets {

@@ -28,13 +28,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use trellis_apis::compute::placement::target_of_namespace;
 use trellis_apis::compute::{GPUPool, GPUPoolStatus, Placement, SyncTarget};
 use trellis_apis::serving::{ModelDeployment, ModelDeploymentStatus};
-use trellis_placement::{place, Decision, Ledger};
+use trellis_placement::{place, Charge, Decision, Ledger, Outcome};
 
 use crate::fleet::health;
 use crate::fleet::ledger::{prune_ledger, restore_ledger};
 use crate::fleet::pool_status::pool_status;
 use crate::fleet::render::{orphans, render, teardown, Origin, PlacementRef};
-use crate::fleet::snapshot::{build_snapshot, is_retiring, FleetObjects};
+use crate::fleet::snapshot::{build_snapshot, is_retiring, FleetObjects, FleetSnapshot};
 use crate::fleet::status::deployment_status;
 
 /// An object of the fleet with the workspace it lives in.
@@ -200,99 +200,13 @@ pub fn pass(read: &FleetRead<'_>, ledger: &mut Option<Ledger>, now: i64) -> Pass
     // 5. Per deployment: its Placements and status.
     let decision_of: HashMap<&str, &Decision> =
         decisions.iter().map(|d| (d.uid.as_str(), d)).collect();
-    let mut placements_of: HashMap<&str, Vec<(&str, &Placement)>> = HashMap::new();
-    for (workspace, p) in &placements {
-        placements_of
-            .entry(p.spec.origin.uid.as_str())
-            .or_default()
-            .push((workspace, p));
-    }
-    let placement_index: HashMap<PlacementRef, usize> = placements
-        .iter()
-        .enumerate()
-        .map(|(i, (workspace, p))| (PlacementRef::of(workspace, p), i))
-        .collect();
-    let target_index: HashMap<(&str, &str), usize> = read
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(i, at)| {
-            let name = at.object.metadata.name.as_deref().unwrap_or_default();
-            ((at.workspace, name), i)
-        })
-        .collect();
+    let lookup = Lookup::new(read, &placements);
     for (index, at) in read.deployments.iter().enumerate() {
-        let md = at.object;
-        let uid = md.metadata.uid.as_deref().unwrap_or_default();
-        let previous = placements_of.get(uid).map_or(&[][..], Vec::as_slice);
-        if md.metadata.deletion_timestamp.is_some() {
-            out.deletes.extend(
-                teardown(previous)
-                    .iter()
-                    .filter_map(|r| placement_index.get(r).copied()),
-            );
-            continue;
-        }
-        let Some(decision) = decision_of.get(uid) else {
-            continue;
-        };
-        let origin = Origin {
-            workspace: at.workspace,
-            cluster: at.cluster,
-            deployment: md,
-        };
-        let plan = render(&origin, decision, previous, now);
-        let status = deployment_status(md, decision, &plan, previous, &fleet, now);
-        if md.status.as_ref() != Some(&status) {
-            out.deployments.push((index, status));
-        }
-        for desired in plan.writes() {
-            let at = desired.reference();
-            let write = match placement_index.get(&at) {
-                Some(&index) => PlacementWrite::Update {
-                    index,
-                    placement: desired.placement.clone(),
-                },
-                None => {
-                    let target = target_of_namespace(&at.namespace)
-                        .and_then(|name| target_index.get(&(at.workspace.as_str(), name)));
-                    let Some(&target) = target else {
-                        out.warnings.push(format!(
-                            "Placement {}/{}/{} is for a target this pass does not know; not created",
-                            at.workspace, at.namespace, at.name
-                        ));
-                        continue;
-                    };
-                    PlacementWrite::Create {
-                        target,
-                        placement: desired.placement.clone(),
-                    }
-                }
-            };
-            out.placements.push(write);
-        }
-        out.deletes.extend(
-            plan.delete
-                .iter()
-                .filter_map(|r| placement_index.get(r).copied()),
+        let uid = at.object.metadata.uid.as_deref().unwrap_or_default();
+        let decision = decision_of.get(uid).copied();
+        lookup.deployment(
+            &mut out, &mut wake, index, at, decision, &targets, &fleet, now,
         );
-        wake.at(plan.requeue_at);
-        // Replicas on a tainted target move when the deployment's toleration runs out.
-        for (workspace, p) in previous {
-            if is_retiring(p) || p.metadata.deletion_timestamp.is_some() {
-                continue;
-            }
-            let target = p
-                .metadata
-                .namespace
-                .as_deref()
-                .and_then(target_of_namespace)
-                .and_then(|name| target_index.get(&(*workspace, name)));
-            if let Some(&target) = target {
-                let spec = &targets[target].1.spec;
-                wake.at(health::failover_deadline(spec, &md.spec.failover));
-            }
-        }
     }
 
     // 6. Per pool.
@@ -313,9 +227,210 @@ pub fn pass(read: &FleetRead<'_>, ledger: &mut Option<Ledger>, now: i64) -> Pass
     out.deletes.extend(
         orphans(&placements, &live)
             .iter()
-            .filter_map(|r| placement_index.get(r).copied()),
+            .filter_map(|r| lookup.placement_index.get(r).copied()),
     );
 
     out.wake_at = wake.at;
     out
+}
+
+/// A pass over deployments created since the last pass and nothing else: `read` holds every
+/// target and pool, the new deployments, and no Placements (none of them has one yet);
+/// `charged` is the quota the other deployments use. `None` when the pass cannot stand for a
+/// whole one: a target's health is due to change, a new deployment is one the engine refuses,
+/// or one of them is not scheduled (older deployments waiting for room or quota might take
+/// it first in a whole pass, and the whole pass explains refusals with the full picture).
+/// The ledger is left untouched then; otherwise it books what was placed, as [`pass`] would.
+///
+/// Why the decisions equal a whole pass's (the engine's property test (6) checks it): since
+/// the last pass nothing but these deployments changed, so every older deployment keeps what
+/// it has (a whole pass over unchanged inputs is stable), and those that were waiting still
+/// cannot fit (nothing was freed); the new ones are younger than all of them, so a whole pass
+/// would decide them last, against the same free GPUs and quota.
+pub fn fast(
+    read: &FleetRead<'_>,
+    charged: Vec<Charge>,
+    ledger: &mut Ledger,
+    now: i64,
+) -> Option<Pass> {
+    let mut out = Pass::default();
+    let mut wake = Wake { now, at: None };
+    for at in &read.targets {
+        let health = health::assess(at.object, now);
+        if health.taints_changed || health.conditions_changed {
+            return None;
+        }
+    }
+    let targets: Vec<(&str, &SyncTarget)> = read
+        .targets
+        .iter()
+        .map(|at| (at.workspace, at.object))
+        .collect();
+    let pools: Vec<(&str, &GPUPool)> = read.pools.iter().map(|a| (a.workspace, a.object)).collect();
+    let deployments: Vec<(&str, &ModelDeployment)> = read
+        .deployments
+        .iter()
+        .map(|a| (a.workspace, a.object))
+        .collect();
+    let mut fleet = build_snapshot(
+        &FleetObjects {
+            targets: &targets,
+            pools: &pools,
+            deployments: &deployments,
+            placements: &[],
+        },
+        now,
+    );
+    if !fleet.refused.is_empty() || fleet.snapshot.deployments.len() != read.deployments.len() {
+        return None;
+    }
+    fleet.snapshot.charged = charged;
+    let mut trial = ledger.clone();
+    let decisions = place(&fleet.snapshot, &mut trial);
+    if decisions.iter().any(|d| d.outcome != Outcome::Scheduled) {
+        return None;
+    }
+    *ledger = trial;
+    out.warnings.clone_from(&fleet.warnings);
+    out.decided = decisions.len();
+    let decision_of: HashMap<&str, &Decision> =
+        decisions.iter().map(|d| (d.uid.as_str(), d)).collect();
+    let lookup = Lookup::new(read, &[]);
+    for (index, at) in read.deployments.iter().enumerate() {
+        let uid = at.object.metadata.uid.as_deref().unwrap_or_default();
+        let decision = decision_of.get(uid).copied();
+        lookup.deployment(
+            &mut out, &mut wake, index, at, decision, &targets, &fleet, now,
+        );
+    }
+    out.wake_at = wake.at;
+    Some(out)
+}
+
+/// The indexes step 5 of a pass looks objects up in.
+struct Lookup<'a> {
+    /// Deployment uid → its Placements.
+    placements_of: HashMap<&'a str, Vec<(&'a str, &'a Placement)>>,
+    placement_index: HashMap<PlacementRef, usize>,
+    /// (workspace, name) → index into [`FleetRead::targets`].
+    target_index: HashMap<(&'a str, &'a str), usize>,
+}
+
+impl<'a> Lookup<'a> {
+    fn new(read: &FleetRead<'a>, placements: &[(&'a str, &'a Placement)]) -> Self {
+        let mut placements_of: HashMap<&str, Vec<(&str, &Placement)>> = HashMap::new();
+        for (workspace, p) in placements {
+            placements_of
+                .entry(p.spec.origin.uid.as_str())
+                .or_default()
+                .push((workspace, p));
+        }
+        let placement_index = placements
+            .iter()
+            .enumerate()
+            .map(|(i, (workspace, p))| (PlacementRef::of(workspace, p), i))
+            .collect();
+        let target_index = read
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, at)| {
+                let name = at.object.metadata.name.as_deref().unwrap_or_default();
+                ((at.workspace, name), i)
+            })
+            .collect();
+        Lookup {
+            placements_of,
+            placement_index,
+            target_index,
+        }
+    }
+
+    /// One deployment's writes: its Placements (or their teardown) and status, and when to
+    /// look at it again. `targets` are the targets as they will be after the pass's health
+    /// writes, at the indexes of [`FleetRead::targets`].
+    #[allow(clippy::too_many_arguments)]
+    fn deployment(
+        &self,
+        out: &mut Pass,
+        wake: &mut Wake,
+        index: usize,
+        at: &At<'_, ModelDeployment>,
+        decision: Option<&Decision>,
+        targets: &[(&str, &SyncTarget)],
+        fleet: &FleetSnapshot,
+        now: i64,
+    ) {
+        let md = at.object;
+        let uid = md.metadata.uid.as_deref().unwrap_or_default();
+        let previous = self.placements_of.get(uid).map_or(&[][..], Vec::as_slice);
+        if md.metadata.deletion_timestamp.is_some() {
+            out.deletes.extend(
+                teardown(previous)
+                    .iter()
+                    .filter_map(|r| self.placement_index.get(r).copied()),
+            );
+            return;
+        }
+        let Some(decision) = decision else {
+            return;
+        };
+        let origin = Origin {
+            workspace: at.workspace,
+            cluster: at.cluster,
+            deployment: md,
+        };
+        let plan = render(&origin, decision, previous, now);
+        let status = deployment_status(md, decision, &plan, previous, fleet, now);
+        if md.status.as_ref() != Some(&status) {
+            out.deployments.push((index, status));
+        }
+        for desired in plan.writes() {
+            let at = desired.reference();
+            let write = match self.placement_index.get(&at) {
+                Some(&index) => PlacementWrite::Update {
+                    index,
+                    placement: desired.placement.clone(),
+                },
+                None => {
+                    let target = target_of_namespace(&at.namespace)
+                        .and_then(|name| self.target_index.get(&(at.workspace.as_str(), name)));
+                    let Some(&target) = target else {
+                        out.warnings.push(format!(
+                            "Placement {}/{}/{} is for a target this pass does not know; not created",
+                            at.workspace, at.namespace, at.name
+                        ));
+                        continue;
+                    };
+                    PlacementWrite::Create {
+                        target,
+                        placement: desired.placement.clone(),
+                    }
+                }
+            };
+            out.placements.push(write);
+        }
+        out.deletes.extend(
+            plan.delete
+                .iter()
+                .filter_map(|r| self.placement_index.get(r).copied()),
+        );
+        wake.at(plan.requeue_at);
+        // Replicas on a tainted target move when the deployment's toleration runs out.
+        for (workspace, p) in previous {
+            if is_retiring(p) || p.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            let target = p
+                .metadata
+                .namespace
+                .as_deref()
+                .and_then(target_of_namespace)
+                .and_then(|name| self.target_index.get(&(*workspace, name)));
+            if let Some(&target) = target {
+                let spec = &targets[target].1.spec;
+                wake.at(health::failover_deadline(spec, &md.spec.failover));
+            }
+        }
+    }
 }

@@ -16,7 +16,7 @@ use trellis_apis::compute::{GPUPool, Placement, PlacementStatus, SyncTarget};
 use trellis_apis::serving::ModelDeployment;
 use trellis_placement::Ledger;
 
-use super::pass::{pass, At, FleetRead, Pass, PlacementWrite};
+use super::pass::{fast, pass, At, FleetRead, Pass, PlacementWrite};
 use super::until;
 use crate::fleet::time::time_at;
 
@@ -91,6 +91,7 @@ fn deployment(name: &str, replicas: i32, gpus: i32) -> ModelDeployment {
 }
 
 /// The fleet as stored, and the controller's ledger.
+#[derive(Clone)]
 struct Fleet {
     now: i64,
     targets: Vec<SyncTarget>,
@@ -162,6 +163,32 @@ impl Fleet {
         self.ledger = ledger;
         self.apply(&out);
         out
+    }
+
+    /// A pass over the last `new` deployments alone, the others' quota charged as the
+    /// controller charges it; its writes landed. `None`: it stood down (nothing changed).
+    fn fast(&mut self, new: usize) -> Option<Pass> {
+        let split = self.deployments.len() - new;
+        let running = crate::fleet::snapshot::running_replicas(&self.placements);
+        let charged = self.deployments[..split]
+            .iter()
+            .filter_map(|md| {
+                let uid = md.metadata.uid.as_deref().unwrap_or_default();
+                let running = running.get(uid).copied().unwrap_or(0);
+                crate::fleet::snapshot::quota_charge(TENANT, md, running)
+            })
+            .collect();
+        let mut read = self.read();
+        read.deployments.drain(..split);
+        read.placements.clear();
+        let mut ledger = self.ledger.clone().expect("a whole pass ran first");
+        let mut out = fast(&read, charged, &mut ledger, self.now)?;
+        self.ledger = Some(ledger);
+        for (index, _) in &mut out.deployments {
+            *index += split;
+        }
+        self.apply(&out);
+        Some(out)
     }
 
     fn apply(&mut self, out: &Pass) {
@@ -316,6 +343,67 @@ fn a_new_deployment_is_placed_and_a_pass_over_its_own_writes_writes_nothing() {
     fleet.ledger = None;
     let third = fleet.pass();
     assert!(third.restored_ledger && third.is_empty(), "{third:?}");
+}
+
+#[test]
+fn new_deployments_alone_are_placed_as_a_whole_pass_places_them() {
+    let mut fleet = Fleet::new(
+        vec![
+            target("eu-1", &[(8, 2), (4, 1)], NOW - 5),
+            target("eu-2", &[(8, 2)], NOW - 5),
+        ],
+        vec![deployment("llama", 2, 4), deployment("mistral", 1, 8)],
+    );
+    fleet.pass();
+    fleet.at(NOW + 1, &[]);
+    for name in ["qwen", "phi", "gemma"] {
+        let mut md = deployment(name, 1, 4);
+        md.metadata.creation_timestamp = Some(time_at(NOW));
+        fleet.deployments.push(md);
+    }
+    let mut whole = fleet.clone();
+    let by_whole = whole.pass();
+    let by_new = fleet.fast(3).expect("nothing but new deployments changed");
+
+    // The same Placements, bookings, statuses and ledger.
+    assert_eq!(by_new.decided, 3);
+    assert_eq!(by_new.placements, by_whole.placements);
+    assert_eq!(by_new.deployments, by_whole.deployments);
+    assert_eq!(fleet.ledger, whole.ledger);
+    assert_eq!(fleet.where_placed(), whole.where_placed());
+    assert_eq!(fleet.condition(4, "Scheduled").0, "True");
+    // What it leaves to the next whole pass: the pool's status, nothing else.
+    assert!(by_new.pools.is_empty() && !by_whole.pools.is_empty());
+    let settle = fleet.pass();
+    assert_eq!(settle.pools, by_whole.pools);
+    assert!(
+        settle.placements.is_empty() && settle.deployments.is_empty() && settle.deletes.is_empty()
+    );
+}
+
+#[test]
+fn a_pass_over_new_deployments_stands_down_for_a_whole_one() {
+    let mut fleet = Fleet::new(
+        vec![target("eu-1", &[(8, 8)], NOW - 5)],
+        vec![deployment("llama", 6, 8)],
+    );
+    fleet.pass();
+    let ledger = fleet.ledger.clone();
+
+    // Over quota only with what the others use (48 of 64): refused, so a whole pass says why.
+    fleet.deployments.push(deployment("mistral", 3, 8));
+    assert_eq!(fleet.fast(1), None);
+    assert_eq!(fleet.ledger, ledger, "the ledger is untouched");
+    assert!(fleet.where_placed().len() == 1);
+    fleet.deployments.pop();
+
+    // A fitting one, but a target's heartbeat went stale: its health is a whole pass's.
+    fleet.deployments.push(deployment("qwen", 1, 8));
+    fleet.at(NOW + 60, &[]);
+    assert_eq!(fleet.fast(1), None);
+    fleet.at(NOW + 60, &["eu-1"]);
+    assert!(fleet.fast(1).is_some());
+    assert_eq!(fleet.where_placed().len(), 2);
 }
 
 #[test]
