@@ -53,7 +53,10 @@ fn run(command: &mut Command) -> String {
 /// The ConfigMaps of `default`: name → (resourceVersion, data).
 fn configmaps(hub: &Server) -> (String, Vec<(String, String, Value)>) {
     // Raw: `kubectl get -o json` wraps the items in a List without the list's resourceVersion.
-    let list = json(hub, &["get", "--raw", "/api/v1/namespaces/default/configmaps"]);
+    let list = json(
+        hub,
+        &["get", "--raw", "/api/v1/namespaces/default/configmaps"],
+    );
     let rv = list["metadata"]["resourceVersion"]
         .as_str()
         .expect("list resourceVersion")

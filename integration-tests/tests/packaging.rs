@@ -107,7 +107,10 @@ fn the_build_command_is_the_readmes_and_builds_every_binary_copied() {
         .collect();
     assert_eq!(builds.len(), 1, "{builds:?}");
     let build = &builds[0];
-    assert!(build.contains("--release") && build.contains("--locked"), "{build}");
+    assert!(
+        build.contains("--release") && build.contains("--locked"),
+        "{build}"
+    );
     assert!(
         read("README.md").contains(&format!("\n{build}\n")),
         "the README's Container image section shows the build command `{build}`"
@@ -146,7 +149,10 @@ fn the_build_command_is_the_readmes_and_builds_every_binary_copied() {
             let name = path
                 .strip_prefix("/src/target/release/")
                 .unwrap_or_else(|| panic!("{path} is not a release binary"));
-            assert!(built.iter().any(|b| b == name), "{name} is not built by `{build}`");
+            assert!(
+                built.iter().any(|b| b == name),
+                "{name} is not built by `{build}`"
+            );
             name.to_string()
         })
         .collect();
