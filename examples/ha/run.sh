@@ -6,7 +6,8 @@
 #   examples/ha/run.sh --check   # start everything, check it, stop everything
 #
 # Binaries come from $BIN (default: the repository's target/debug; build them with
-# `cargo build -p trellis-server`), files go to $WORK (default: a fresh temporary directory).
+# `cargo build -p trellis-server`), files go to $WORK (default: a fresh temporary directory,
+# removed at exit).
 # With $DATABASE_URL (postgres://…) the replicas use that database; without it the script
 # starts a throwaway Postgres from the local server binaries (initdb, pg_ctl) on a free port.
 # Needs kubectl.
@@ -14,6 +15,9 @@ set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN="${BIN:-$HERE/../../target/debug}"
+# A directory the script made is removed when it exits; one given in $WORK is kept.
+OWN_WORK=false
+[ -z "${WORK:-}" ] && OWN_WORK=true
 WORK="${WORK:-$(mktemp -d)}"
 CHECK_ONLY=false
 [ "${1:-}" = "--check" ] && CHECK_ONLY=true
@@ -25,6 +29,7 @@ cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   if [ -n "$PG_DATA" ]; then as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast stop >/dev/null 2>&1 || true; fi
+  if $OWN_WORK; then rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 
