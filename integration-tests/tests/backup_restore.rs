@@ -284,3 +284,29 @@ async fn start_refuses_a_newer_schema() {
     assert!(stderr.contains(&expected), "{stderr}");
     assert!(!data_dir.join("admin.kubeconfig").exists());
 }
+
+/// What the commands cannot do, they say, naming what to use instead.
+#[test]
+fn backup_and_restore_name_the_postgres_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = "postgres://trellis@127.0.0.1:1/none";
+    let cases: [(&[&str], &str); 4] = [
+        (&["backup", "--to", "x.db", "--store", url], "pg_dump -Fc"),
+        (&["restore", "--from", "x.db", "--store", url], "pg_restore"),
+        (&["restore"], "--from FILE"),
+        (&["restore", "--from", "missing.db"], "no backup at"),
+    ];
+    for (args, expected) in cases {
+        let output = Command::new(trellis_binary())
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .current_dir(dir.path())
+            .output()
+            .expect("run trellis");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "trellis {args:?} succeeded");
+        assert!(stderr.contains(expected), "trellis {args:?}: {stderr}");
+    }
+    assert!(!dir.path().join("store.db").exists());
+}

@@ -19,6 +19,13 @@ pub(crate) async fn backup(store: &Path, to: &Path) -> Result<u64> {
     let (store, to) = (store.to_path_buf(), to.to_path_buf());
     blocking(move || {
         let source = connect(&store)?;
+        let dir = to
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StorageError::Internal(format!("cannot create {}: {e}", dir.display())))?;
         // Written under a temporary name and renamed: a crash never leaves a half backup at `to`.
         let partial = partial_name(&to);
         let _ = std::fs::remove_file(&partial);
@@ -29,9 +36,12 @@ pub(crate) async fn backup(store: &Path, to: &Path) -> Result<u64> {
             copy.pragma_update(None, "journal_mode", "DELETE")?;
             let revision = read_revisions(&copy)?.current;
             drop(copy);
-            std::fs::rename(&partial, &to).map_err(|e| {
-                StorageError::Internal(format!("cannot write {}: {e}", to.display()))
-            })?;
+            // The copy's pages were synced by its commit; the rename is made durable too.
+            std::fs::rename(&partial, &to)
+                .and_then(|()| std::fs::File::open(&dir)?.sync_all())
+                .map_err(|e| {
+                    StorageError::Internal(format!("cannot write {}: {e}", to.display()))
+                })?;
             Ok(revision)
         })();
         if copied.is_err() {
