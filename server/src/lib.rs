@@ -15,7 +15,8 @@
 //! - [`controllers`]: the controller runtime, leader election and every controller;
 //!   [`fleet`]: the GPU fleet's pure decisions around the placement engine;
 //! - [`serving`]: listeners, dispatch with its resolved request context, the builder;
-//! - [`cli`]: kubeconfigs, `kubectl ws` and `trellis synctarget create`.
+//! - [`cli`]: kubeconfigs, `kubectl ws`, `trellis synctarget create`, `trellis backup` and
+//!   `trellis restore`.
 //!
 //! A request flows through [`serving::serve`] (TLS), the layers of [`security::audit`],
 //! [`security::authn`] and [`serving::limits`], then [`serving::dispatch`] (what is it about,
@@ -36,6 +37,7 @@ mod serving;
 mod tenancy;
 
 // What a program built on this crate uses: assembling and running a server.
+pub use cli::backup::{backup as backup_store, restore as restore_store};
 pub use cli::synctarget::create as create_sync_target;
 pub use cli::ws_plugin::run as run_ws_plugin;
 pub use security::authn::oidc::OidcOptions;

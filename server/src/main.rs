@@ -47,6 +47,31 @@ enum Command {
         #[command(flatten)]
         security: SecurityFlags,
     },
+    /// Copy the embedded store of a hub (running or not) into a new file, consistently.
+    /// A Postgres shard is backed up with `pg_dump -Fc` instead.
+    Backup {
+        /// The backup file to write (must not exist).
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, default_value = ".trellis", env = "TRELLIS_DATA_DIR")]
+        data_dir: PathBuf,
+        /// A postgres:// URL: refused, with the pg_dump command to use.
+        #[arg(long, env = "TRELLIS_STORE")]
+        store: Option<String>,
+    },
+    /// Restore the embedded store from a backup (`--from FILE`), or mark a Postgres shard loaded
+    /// with pg_restore restored (`--store URL`): earlier resourceVersions expire (410) and are
+    /// never issued again. Stop the hub first.
+    Restore {
+        /// The backup made by `trellis backup` (embedded store only).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        #[arg(long, default_value = ".trellis", env = "TRELLIS_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The postgres:// URL of a shard just loaded with pg_restore.
+        #[arg(long, env = "TRELLIS_STORE")]
+        store: Option<String>,
+    },
     /// Register edge clusters: `trellis synctarget create NAME --workspace PATH -o FILE`.
     Synctarget {
         #[command(subcommand)]
@@ -177,6 +202,32 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Ws { args } => trellis_server::run_ws_plugin(&args).await,
+        Command::Backup {
+            to,
+            data_dir,
+            store,
+        } => {
+            let revision = trellis_server::backup_store(&data_dir, store.as_deref(), &to).await?;
+            println!(
+                "backed up to {} at resourceVersion {revision}",
+                to.display()
+            );
+            Ok(())
+        }
+        Command::Restore {
+            from,
+            data_dir,
+            store,
+        } => {
+            let restored =
+                trellis_server::restore_store(&data_dir, store.as_deref(), from.as_deref()).await?;
+            println!(
+                "restored at resourceVersion {}; the store continues from {} \
+                 (watches from earlier resourceVersions get 410 Gone and relist)",
+                restored.backup_revision, restored.revision
+            );
+            Ok(())
+        }
         Command::Synctarget {
             command:
                 SynctargetCommand::Create {

@@ -9,6 +9,8 @@
 //! - `sqlite_writes`: the same on SQLite (WAL, `synchronous=FULL`).
 //! - `watch`: delivery latency to 100 watchers under a paced write load.
 //! - `list`: paged list of 10,000 objects in a shard of a million, vs raw SQL and a small shard.
+//! - `backup`: `restore::backup_sqlite` (online, consistent) and `restore::restore_sqlite` of an
+//!   embedded store vs copying its file with the store closed (`std::fs::copy`).
 //!
 //! Environment:
 //! - `TRELLIS_BENCH_OBJECTS`: size of the large list shard: it gets `N / 1000` clusters, the
@@ -16,6 +18,7 @@
 //!   clusters, 1,009,000 objects). Lower it for a quick run; 1,000 leaves the listed cluster alone.
 //! - `TRELLIS_BENCH_SECS`: measured seconds per throughput point (default 5, after 1 s warm-up).
 //! - `TRELLIS_BENCH_WATCH_SECS`: seconds of paced writes in each watch run (default 10).
+//! - `TRELLIS_BENCH_BACKUP_OBJECTS`: objects in the backed-up store (default 100,000).
 //!
 //! Postgres is a private throwaway cluster with its durability defaults (fsync on); SQLite files
 //! live in a temporary directory. Everything listens on loopback only.
@@ -118,6 +121,9 @@ async fn run() -> Result<()> {
     }
     if config.runs("sqlite_writes") {
         bench_sqlite_writes(&config).await?;
+    }
+    if config.runs("backup") {
+        bench_backup().await?;
     }
     if let Some(pg) = &pg {
         if config.runs("watch") {
@@ -564,6 +570,87 @@ fn sqlite_baseline_writer(path: &Path, worker: usize, meter: &Meter) -> Result<(
         insert.execute(rusqlite::params![baseline_key(worker, i), value])?;
         Ok(())
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backup and restore of the embedded store
+
+const BACKUP_REPETITIONS: usize = 3;
+
+async fn bench_backup() -> Result<()> {
+    let objects: u64 = env_or("TRELLIS_BENCH_BACKUP_OBJECTS", 100_000)?;
+    let dir = tempfile::Builder::new()
+        .prefix("trellis-bench-")
+        .tempdir()?;
+    let path = dir.path().join("store.db");
+    let store = Store::open_sqlite(&path, store_options()).await?;
+    let loaders: Vec<JoinHandle<Result<()>>> = (0..16u64)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in (w..objects).step_by(16) {
+                    let name = format!("cm-{i:08}");
+                    let uid = uid(w, i);
+                    let key = ObjectKey::new("backup", RESOURCE, "ns-0", &name);
+                    let value = configmap("ns-0", &name, &uid, 0, PAYLOAD_BYTES);
+                    store.create(key, uid, value).await?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for loader in loaders {
+        loader.await??;
+    }
+    drop(store);
+    // The file copy baseline needs every page in the main file: fold the WAL in.
+    sqlite_connect(&path)?.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    let megabytes = std::fs::metadata(&path)?.len() as f64 / 1e6;
+    println!(
+        "# backup: a store of {objects} objects of {PAYLOAD_BYTES} bytes ({megabytes:.0} MB); \
+         baseline = std::fs::copy of the closed store's file; median of {BACKUP_REPETITIONS}"
+    );
+
+    let timed = |f: &dyn Fn(usize) -> Result<()>| -> Result<f64> {
+        let mut samples = Vec::new();
+        for i in 0..BACKUP_REPETITIONS {
+            let start = Instant::now();
+            f(i)?;
+            samples.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(median(&mut samples))
+    };
+    let copy_ms = timed(&|i| {
+        std::fs::copy(&path, dir.path().join(format!("copy-{i}.db")))?;
+        Ok(())
+    })?;
+    let runtime = tokio::runtime::Handle::current();
+    let backup_ms = tokio::task::block_in_place(|| {
+        timed(&|i| {
+            let to = dir.path().join(format!("backup-{i}.db"));
+            runtime.block_on(trellis_storage::restore::backup_sqlite(&path, &to))?;
+            Ok(())
+        })
+    })?;
+    let restore_ms = tokio::task::block_in_place(|| {
+        timed(&|i| {
+            let target = dir.path().join(format!("restored-{i}/store.db"));
+            let from = dir.path().join("backup-0.db");
+            runtime.block_on(trellis_storage::restore::restore_sqlite(&from, &target))?;
+            Ok(())
+        })
+    })?;
+    report("backup_sqlite_file_copy_baseline", copy_ms, "ms");
+    report("backup_sqlite", backup_ms, "ms");
+    report("backup_sqlite_vs_file_copy", backup_ms / copy_ms, "x");
+    report(
+        "backup_sqlite_throughput",
+        megabytes / (backup_ms / 1e3),
+        "MB/s",
+    );
+    report("restore_sqlite", restore_ms, "ms");
+    report("restore_sqlite_vs_file_copy", restore_ms / copy_ms, "x");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------

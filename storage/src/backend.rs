@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::key::{ListPosition, ListScope, ObjectKey};
 use crate::object::{Event, StoredObject};
+use crate::restore::Restored;
 use crate::write_plan::{WriteOp, WritePlan};
 
 /// The shard's current and compacted revisions, read together.
@@ -86,6 +87,11 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// it (compaction to it makes them useless).
     async fn marked_before(&self, horizon_ms: i64) -> Result<Option<u64>>;
 
+    /// Marks the shard restored from a backup, in one transaction: its revision jumps to
+    /// [`crate::restore::restored_revision`] of the current one, it is compacted to it (the
+    /// event log and the compactor's marks emptied), and the restore is recorded.
+    async fn mark_restored(&self, at_ms: i64, now_micros: u64) -> Result<Restored>;
+
     /// How often the watch hub polls the event log when no wake-up hint arrives.
     fn poll_interval(&self) -> std::time::Duration;
 
@@ -120,6 +126,13 @@ pub(crate) fn check_snapshot(rev: u64, current: u64, compacted: u64) -> Result<(
         });
     }
     Ok(())
+}
+
+/// A revision as the databases store it (a signed 64-bit integer).
+pub(crate) fn revision_param(revision: u64) -> Result<i64> {
+    i64::try_from(revision).map_err(|_| {
+        crate::error::StorageError::Internal(format!("revision {revision} is out of range"))
+    })
 }
 
 /// Merges the objects unchanged since a snapshot with the snapshot state of those changed after

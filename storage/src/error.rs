@@ -32,6 +32,14 @@ pub enum StorageError {
     UnknownOutcome(String),
     #[error("storage internal error: {0}")]
     Internal(String),
+    /// The store was written by a newer binary (its schema version is `found`, this binary
+    /// knows up to `known`): refused rather than read or written.
+    #[error(
+        "the store's schema version {found} is newer than this binary supports ({known}): it \
+         was last opened by a newer trellis. Run that version (or a newer one) on it, or \
+         restore a backup taken before the upgrade; this binary does not downgrade a store"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
 }
 
 impl StorageError {

@@ -13,6 +13,9 @@
 //!   retention window ([`CompactionPolicy`]).
 //! - [`Shards`] opens several independent shards by name; [`ShardsWatch`] follows several at
 //!   once, at a [`CompositeRevision`].
+//! - The schema carries a version ([`SCHEMA_VERSION`]): a newer binary migrates a store forward,
+//!   an older one refuses it ([`StorageError::SchemaTooNew`]). A shard restored from a backup
+//!   jumps its revision and expires every earlier one ([`restore`]).
 
 mod backend;
 pub mod continue_token;
@@ -21,11 +24,13 @@ pub mod group_commit;
 mod key;
 mod object;
 mod postgres;
+pub mod restore;
 mod shard_watch;
 mod shards;
 mod sql;
 mod sqlite;
 mod store;
+mod versioning;
 pub mod watch;
 pub mod write_plan;
 
@@ -34,8 +39,10 @@ pub use continue_token::ContinueToken;
 pub use error::{Result, StorageError};
 pub use key::{ListPosition, ListScope, ObjectKey};
 pub use object::{Event, EventType, SharedEncoding, StoredObject};
+pub use restore::Restored;
 pub use shard_watch::{CompositeRevision, ShardsWatch};
 pub use shards::{ShardSpec, Shards};
 pub use store::{CompactionPolicy, ListRequest, ListResult, ReadRevision, Store, StoreOptions};
+pub use versioning::SCHEMA_VERSION;
 pub use watch::{WatchItem, WatchStream};
 pub use write_plan::{Preconditions, WriteOp};

@@ -442,6 +442,34 @@ fn read_from(path: &Path, offset: u64) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// A client program of the PostgreSQL install the throwaway clusters run on (`pg_dump`,
+/// `pg_restore`, `psql`): from the same directory as their `initdb`, so its version matches
+/// the server's.
+pub fn postgres_binary(name: &str) -> Result<PathBuf, Error> {
+    let bin_dir = find_bin_dir()?;
+    // PATH may hold links to the server's programs only (/usr/local/bin/initdb → …/15/bin/initdb):
+    // look beside the program they point at first.
+    let install_dir = bin_dir
+        .join("initdb")
+        .canonicalize()
+        .ok()
+        .and_then(|initdb| initdb.parent().map(Path::to_path_buf));
+    let found = install_dir
+        .into_iter()
+        .chain([bin_dir])
+        .map(|dir| dir.join(name))
+        .find(|path| is_executable(path));
+    if let Some(path) = found {
+        Ok(path)
+    } else {
+        let path = find_bin_dir()?.join(name);
+        Err(Error::new(format!(
+            "{name} is not installed next to initdb ({})",
+            path.display()
+        )))
+    }
+}
+
 /// Finds a directory holding both `initdb` and `pg_ctl`.
 fn find_bin_dir() -> Result<PathBuf, Error> {
     let mut candidates: Vec<PathBuf> = env::var_os("PATH")

@@ -282,6 +282,8 @@ impl Status {
                 Status::unavailable(format!("storage is unavailable: {why}"), 1)
             }
             E::Internal(why) => Status::internal(why.clone()),
+            // Refused when the store is opened, before any request; here for completeness.
+            E::SchemaTooNew { .. } => Status::internal(err.to_string()),
         }
     }
 }

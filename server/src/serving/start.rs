@@ -153,6 +153,9 @@ impl ServerBuilder {
     }
 }
 
+/// The embedded store's file in the data directory (when no `--store` is given).
+pub(crate) const EMBEDDED_STORE_FILE: &str = "store.db";
+
 /// `trellis start`: the hub.
 pub async fn start(options: StartOptions) -> anyhow::Result<Server> {
     ServerBuilder::hub(options).start().await
@@ -174,7 +177,7 @@ async fn start_server(
         Some(url) => Store::open_postgres(url, StoreOptions::default())
             .await
             .context("opening the Postgres store")?,
-        None => Store::open_sqlite(data_dir.join("store.db"), StoreOptions::default())
+        None => Store::open_sqlite(data_dir.join(EMBEDDED_STORE_FILE), StoreOptions::default())
             .await
             .context("opening the embedded store")?,
     };
@@ -200,7 +203,7 @@ async fn start_server(
     let root_location = options
         .store
         .clone()
-        .unwrap_or_else(|| data_dir.join("store.db").display().to_string());
+        .unwrap_or_else(|| data_dir.join(EMBEDDED_STORE_FILE).display().to_string());
     let mut locations = vec![(ROOT_SHARD.to_string(), root_location)];
     locations.extend(options.shards.iter().cloned());
     bootstrap::ensure_shards(&store, &locations)

@@ -26,6 +26,7 @@ use crate::backend::{Backend, EventsPage, Page, PageQuery, Revisions, Snapshot, 
 use crate::error::{Result, StorageError};
 use crate::key::{ListScope, ObjectKey};
 use crate::object::{Event, EventType, StoredObject};
+use crate::restore::Restored;
 use crate::sql::{self, Param, Placeholder};
 use crate::write_plan::{plan, WriteOp, WritePlan};
 
@@ -333,6 +334,33 @@ impl Backend for PostgresBackend {
                 .await?;
         }
         Ok(rev.map(to_u64))
+    }
+
+    async fn mark_restored(&self, at_ms: i64, now_micros: u64) -> Result<Restored> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_one("SELECT revision FROM trellis_meta FOR UPDATE", &[])
+            .await?;
+        let backup_revision = to_u64(row.get(0));
+        let revision = crate::restore::restored_revision(backup_revision, now_micros);
+        let rev = crate::backend::revision_param(revision)?;
+        tx.execute("UPDATE trellis_meta SET revision = $1", &[&rev])
+            .await?;
+        tx.execute("UPDATE trellis_compaction SET compacted = $1", &[&rev])
+            .await?;
+        tx.batch_execute("DELETE FROM trellis_events; DELETE FROM trellis_revision_marks")
+            .await?;
+        tx.execute(
+            "INSERT INTO trellis_restores (at, backup_rev, rev) VALUES ($1, $2, $3)",
+            &[&at_ms, &to_i64(backup_revision), &rev],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Restored {
+            backup_revision,
+            revision,
+        })
     }
 
     fn poll_interval(&self) -> Duration {

@@ -2,11 +2,12 @@
 //!
 //! Replicas may open the same shard at once: a session advisory lock makes one of them apply
 //! the migrations while the others wait. Each migration runs in its own transaction and is
-//! recorded in `trellis_schema_migrations`.
+//! recorded in `trellis_schema_migrations`; a shard recording a version newer than this binary
+//! knows is refused ([`crate::versioning`]).
 
 use deadpool_postgres::Object;
 
-use crate::error::{Result, StorageError};
+use crate::error::Result;
 
 /// Arbitrary, fixed key of the advisory lock guarding migrations.
 const MIGRATION_LOCK: i64 = 0x7472_656c_6c69_7301;
@@ -76,6 +77,18 @@ const MIGRATIONS: &[(i32, &str)] = &[
     );
     "#,
     ),
+    (
+        3,
+        r#"
+    -- Each time the shard was marked restored from a backup (crate::restore): when (ms since
+    -- the Unix epoch), the revision the backup held, and the revision the shard jumped to.
+    CREATE TABLE trellis_restores (
+        at         bigint NOT NULL,
+        backup_rev bigint NOT NULL,
+        rev        bigint NOT NULL
+    );
+    "#,
+    ),
 ];
 
 pub(crate) async fn migrate(client: &mut Object) -> Result<()> {
@@ -106,14 +119,7 @@ async fn apply(client: &mut Object) -> Result<()> {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    if let Some(newest) = applied.iter().max() {
-        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-        if *newest > known {
-            return Err(StorageError::Internal(format!(
-                "database schema version {newest} is newer than this binary knows ({known})"
-            )));
-        }
-    }
+    crate::versioning::refuse_newer(applied.iter().max().map(|v| i64::from(*v)))?;
     for (version, sql) in MIGRATIONS {
         if applied.contains(version) {
             continue;
@@ -129,4 +135,14 @@ async fn apply(client: &mut Object) -> Result<()> {
         tracing::info!(version, "applied storage migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_ordered_and_end_at_the_schema_version() {
+        let versions: Vec<i64> = super::MIGRATIONS.iter().map(|m| i64::from(m.0)).collect();
+        let expected: Vec<i64> = (1..=crate::versioning::SCHEMA_VERSION).collect();
+        assert_eq!(versions, expected);
+    }
 }

@@ -6,6 +6,7 @@
 //! the process or the machine. Calls are blocking and run on tokio's blocking pool: one writer
 //! connection, and a few reader connections that read WAL snapshots concurrently with it.
 
+pub(crate) mod backup;
 mod schema;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use crate::backend::{self, Backend, EventsPage, Page, PageQuery, Revisions, Snap
 use crate::error::{Result, StorageError};
 use crate::key::{ListScope, ObjectKey};
 use crate::object::{assemble_event, Event, EventType, StoredObject};
+use crate::restore::Restored;
 use crate::sql::{self, Param, Placeholder};
 use crate::write_plan::{plan, WriteOp, WritePlan};
 
@@ -363,6 +365,29 @@ impl Backend for SqliteBackend {
                 )?;
             }
             Ok(rev.map(|r| r as u64))
+        })
+        .await
+    }
+
+    async fn mark_restored(&self, at_ms: i64, now_micros: u64) -> Result<Restored> {
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let backup_revision = read_revisions(&tx)?.current;
+            let revision = crate::restore::restored_revision(backup_revision, now_micros);
+            let rev = backend::revision_param(revision)?;
+            tx.execute("UPDATE trellis_meta SET revision = ?1", [rev])?;
+            tx.execute("UPDATE trellis_compaction SET compacted = ?1", [rev])?;
+            tx.execute("DELETE FROM trellis_events", [])?;
+            tx.execute("DELETE FROM trellis_revision_marks", [])?;
+            tx.execute(
+                "INSERT INTO trellis_restores (at, backup_rev, rev) VALUES (?1, ?2, ?3)",
+                [at_ms, backend::revision_param(backup_revision)?, rev],
+            )?;
+            tx.commit()?;
+            Ok(Restored {
+                backup_revision,
+                revision,
+            })
         })
         .await
     }

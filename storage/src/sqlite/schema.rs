@@ -1,9 +1,10 @@
 //! Versioned schema migrations for the embedded SQLite store, applied at open under
-//! `BEGIN IMMEDIATE` so two processes opening one file do not race.
+//! `BEGIN IMMEDIATE` so two processes opening one file do not race; a file recording a version
+//! newer than this binary knows is refused ([`crate::versioning`]).
 
 use rusqlite::Connection;
 
-use crate::error::{Result, StorageError};
+use crate::error::Result;
 
 /// Ordered migrations; never edit a released one, add a new one. Same tables as Postgres.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -57,6 +58,17 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     "#,
     ),
+    (
+        3,
+        r#"
+    -- Each time the store was marked restored from a backup (crate::restore).
+    CREATE TABLE trellis_restores (
+        at         INTEGER NOT NULL,
+        backup_rev INTEGER NOT NULL,
+        rev        INTEGER NOT NULL
+    );
+    "#,
+    ),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
@@ -72,12 +84,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
         let rows = stmt.query_map([], |row| row.get(0))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-    if let Some(newest) = applied.iter().max().filter(|v| **v > known) {
-        return Err(StorageError::Internal(format!(
-            "database schema version {newest} is newer than this binary knows ({known})"
-        )));
-    }
+    crate::versioning::refuse_newer(applied.iter().max().copied())?;
     for (version, sql) in MIGRATIONS {
         if !applied.contains(version) {
             tx.execute_batch(sql)?;
@@ -90,4 +97,14 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_ordered_and_end_at_the_schema_version() {
+        let versions: Vec<i64> = super::MIGRATIONS.iter().map(|m| m.0).collect();
+        let expected: Vec<i64> = (1..=crate::versioning::SCHEMA_VERSION).collect();
+        assert_eq!(versions, expected);
+    }
 }

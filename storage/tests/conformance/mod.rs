@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use trellis_storage::{
-    EventType, ListRequest, ListScope, ObjectKey, Preconditions, ReadRevision, StorageError, Store,
-    StoreOptions, StoredObject,
+    EventType, ListRequest, ListScope, ObjectKey, Preconditions, ReadRevision, ShardSpec,
+    StorageError, Store, StoreOptions, StoredObject, SCHEMA_VERSION,
 };
 use trellis_testkit::{PostgresCluster, TestDatabase};
 
@@ -43,6 +43,62 @@ impl Backing {
 
     pub async fn open(&self) -> Store {
         self.open_with(test_options()).await
+    }
+
+    pub fn spec(&self) -> ShardSpec {
+        ShardSpec::parse(&self.location())
+    }
+
+    /// Runs SQL on the database directly, as an operator or another binary would.
+    pub async fn execute_sql(&self, sql: &str) {
+        match self {
+            Backing::Postgres(db) => {
+                let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+                    .await
+                    .expect("connect");
+                let connection = tokio::spawn(connection);
+                client.batch_execute(sql).await.expect("run SQL");
+                drop(client);
+                let _ = connection.await;
+            }
+            Backing::Sqlite(_) => rusqlite::Connection::open(self.location())
+                .and_then(|conn| conn.execute_batch(sql))
+                .expect("run SQL"),
+        }
+    }
+
+    /// The schema versions recorded in the database, in order.
+    pub async fn recorded_versions(&self) -> Vec<i64> {
+        match self {
+            Backing::Postgres(db) => {
+                let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+                    .await
+                    .expect("connect");
+                let connection = tokio::spawn(connection);
+                let rows = client
+                    .query(
+                        "SELECT version FROM trellis_schema_migrations ORDER BY version",
+                        &[],
+                    )
+                    .await
+                    .expect("read versions");
+                drop(client);
+                let _ = connection.await;
+                rows.iter().map(|r| i64::from(r.get::<_, i32>(0))).collect()
+            }
+            Backing::Sqlite(_) => {
+                let conn = rusqlite::Connection::open(self.location()).expect("open");
+                let mut stmt = conn
+                    .prepare("SELECT version FROM trellis_schema_migrations ORDER BY version")
+                    .expect("prepare");
+                let versions = stmt
+                    .query_map([], |r| r.get(0))
+                    .expect("read versions")
+                    .collect::<Result<Vec<i64>, _>>()
+                    .expect("versions");
+                versions
+            }
+        }
     }
 
     pub async fn open_with(&self, options: StoreOptions) -> Store {
@@ -809,6 +865,157 @@ pub async fn compaction_survives_restarts(b: Backing) {
     );
 }
 
+/// A store written by an older binary (schema version 1, with objects in it) is migrated
+/// forward at open and keeps its objects and revisions; a store recording a version newer than
+/// this binary knows is refused with an error naming both versions, and left as it was.
+pub async fn schema_migrates_forward_and_refuses_newer(b: Backing) {
+    let store = b.open().await;
+    let mut written = Vec::new();
+    for i in 0..3u64 {
+        written.push(
+            store
+                .create(key("c1", "default", &format!("v1-{i}")), "u", value(i))
+                .await
+                .unwrap(),
+        );
+    }
+    let revision = store.current_revision().await.unwrap();
+    drop(store);
+    assert_eq!(
+        b.recorded_versions().await,
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
+    );
+
+    // Back to what the first release wrote: its tables, version 1 recorded.
+    b.execute_sql(
+        "DROP TABLE trellis_restores; DROP TABLE trellis_revision_marks; \
+         DELETE FROM trellis_schema_migrations WHERE version > 1",
+    )
+    .await;
+    assert_eq!(b.recorded_versions().await, [1]);
+
+    let store = b.open().await;
+    assert_eq!(
+        b.recorded_versions().await,
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        list_all(&store, ListScope::cluster("c1", CM)).await,
+        written
+    );
+    assert_eq!(store.current_revision().await.unwrap(), revision);
+    let next = store
+        .create(key("c1", "default", "after-upgrade"), "u", value(9))
+        .await
+        .unwrap();
+    assert_eq!(next.revision, revision + 1);
+    drop(store);
+
+    // A newer binary has been here.
+    let newer = SCHEMA_VERSION + 1;
+    b.execute_sql(&format!(
+        "INSERT INTO trellis_schema_migrations (version) VALUES ({newer})"
+    ))
+    .await;
+    match open_location(&b.location(), test_options()).await {
+        Err(err @ StorageError::SchemaTooNew { found, known }) => {
+            assert_eq!((found, known), (newer, SCHEMA_VERSION));
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("schema version {newer} is newer"))
+                    && message.contains(&format!("({SCHEMA_VERSION})")),
+                "{message}"
+            );
+        }
+        Err(other) => panic!("expected SchemaTooNew, got {other}"),
+        Ok(_) => panic!("a store of schema version {newer} was opened"),
+    }
+    assert_eq!(b.recorded_versions().await, (1..=newer).collect::<Vec<_>>());
+}
+
+/// A shard marked restored (after loading a backup) keeps every object and its
+/// resourceVersion, continues from a revision beyond any the lost server can have issued, and
+/// answers Expired (410) to a watch or an exact list at any earlier revision; a watch from the
+/// new revision works. Restoring again jumps further still.
+pub async fn restore_expires_earlier_revisions(b: Backing) {
+    let store = b.open().await;
+    let mut written = Vec::new();
+    for i in 0..4u64 {
+        written.push(
+            store
+                .create(key("c1", "default", &format!("o{i}")), "u", value(i))
+                .await
+                .unwrap(),
+        );
+    }
+    let first = written[0].revision;
+    let backup_revision = store.current_revision().await.unwrap();
+    drop(store);
+
+    let restored = trellis_storage::restore::mark_restored(&b.spec())
+        .await
+        .unwrap();
+    assert_eq!(restored.backup_revision, backup_revision);
+    assert!(restored.revision >= backup_revision + trellis_storage::restore::RESTORE_GAP);
+
+    let store = b.open().await;
+    let revs = store.revisions().await.unwrap();
+    assert_eq!(
+        (revs.current, revs.compacted),
+        (restored.revision, restored.revision)
+    );
+    assert_eq!(
+        list_all(&store, ListScope::cluster("c1", CM)).await,
+        written
+    );
+    for old in [first, backup_revision] {
+        match store.watch(ListScope::cluster("c1", CM), Some(old)).await {
+            Err(StorageError::Expired {
+                requested,
+                compacted,
+            }) => {
+                assert_eq!((requested, compacted), (old, restored.revision));
+            }
+            Err(other) => panic!("watch at {old}: expected Expired, got {other}"),
+            Ok(_) => panic!("watch at {old}: expected Expired, got a watch"),
+        }
+        let mut exact = ListRequest::new(ListScope::cluster("c1", CM));
+        exact.revision = ReadRevision::Exact(old);
+        assert!(matches!(
+            store.list(exact).await,
+            Err(StorageError::Expired { .. })
+        ));
+    }
+    // A precondition taken before the backup still holds on an unchanged object.
+    let updated = store
+        .update(
+            key("c1", "default", "o1"),
+            value(11),
+            Preconditions::revision(written[1].revision),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.revision, restored.revision + 1);
+    // A relist and a watch from its revision see what follows.
+    let mut w = store
+        .watch(ListScope::cluster("c1", CM), Some(updated.revision))
+        .await
+        .unwrap();
+    let created = store
+        .create(key("c1", "default", "new"), "u", value(5))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut w).await.object, created);
+    drop(w);
+    drop(store);
+
+    let again = trellis_storage::restore::mark_restored(&b.spec())
+        .await
+        .unwrap();
+    assert_eq!(again.backup_revision, created.revision);
+    assert!(again.revision > created.revision);
+}
+
 /// The SIGKILL test's parent side: a child process writes and reports each acknowledged write;
 /// it is killed mid-flight; every acknowledged write must be there afterwards.
 pub async fn no_acknowledged_write_lost_on_sigkill(b: Backing, child_test_name: &str) {
@@ -950,7 +1157,8 @@ macro_rules! conformance_suite {
             crud, bad_input, lists_are_scoped_and_ordered, paging_is_one_consistent_snapshot,
             read_revision_bounds, watch_delivers_changes_with_previous_state,
             watch_order_with_writers_in_two_instances, slow_watcher_catches_up,
-            compaction_expires_old_revisions, compaction_survives_restarts);
+            compaction_expires_old_revisions, compaction_survives_restarts,
+            schema_migrates_forward_and_refuses_newer, restore_expires_earlier_revisions);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn no_acknowledged_write_lost_on_sigkill() {

@@ -1,0 +1,50 @@
+//! The storage schema's version: what this binary knows, and what it does with a store written
+//! by another binary.
+//!
+//! Each backend keeps ordered forward migrations (`postgres/schema.rs`, `sqlite/schema.rs`, the
+//! same version numbers on both) and records every applied one in `trellis_schema_migrations`.
+//! At open, a store whose newest recorded migration is older than [`SCHEMA_VERSION`] is migrated
+//! forward; one whose newest is newer was written by a newer binary, which may have changed
+//! what the tables mean, so this binary refuses it ([`StorageError::SchemaTooNew`]) instead of
+//! reading or writing it. The check is shared here so both backends refuse the same way.
+
+use crate::error::{Result, StorageError};
+
+/// The newest schema version this binary knows: the last migration of each backend.
+pub const SCHEMA_VERSION: i64 = 3;
+
+/// Refuses a store whose newest applied migration (`None`: a new store) is newer than this
+/// binary's.
+pub(crate) fn refuse_newer(recorded: Option<i64>) -> Result<()> {
+    match recorded {
+        Some(found) if found > SCHEMA_VERSION => Err(StorageError::SchemaTooNew {
+            found,
+            known: SCHEMA_VERSION,
+        }),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn older_equal_and_new_stores_open_newer_ones_are_refused() {
+        assert!(refuse_newer(None).is_ok());
+        assert!(refuse_newer(Some(1)).is_ok());
+        assert!(refuse_newer(Some(SCHEMA_VERSION)).is_ok());
+        let err = refuse_newer(Some(SCHEMA_VERSION + 1)).unwrap_err();
+        assert!(matches!(
+            err,
+            StorageError::SchemaTooNew { found, known } if found == SCHEMA_VERSION + 1 && known == SCHEMA_VERSION
+        ));
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("version {}", SCHEMA_VERSION + 1))
+                && message.contains(&format!("({SCHEMA_VERSION})"))
+                && message.contains("newer trellis"),
+            "{message}"
+        );
+    }
+}
