@@ -11,21 +11,33 @@
 //! Logical cluster ids become workspace paths through the workspace index, as the fleet glue
 //! works with paths.
 //!
-//! One key, [`WholeFleet`]: every pass decides over the whole fleet. Placement is one
-//! decision over all deployments (quota is shared within a pool, capacity within a target,
-//! older deployments go first, a deployment may move between providers' pools) and the
-//! ledger of booked GPUs and its booking ids are global, so per-workspace keys would only
-//! split one computation into many that must all see the same ledger. A pass of 1,000
-//! deployments places in about 10 ms; the rest is linear in the objects. Any change of the
-//! four resources queues the key, but for changes no decision depends on: a ModelDeployment's
-//! or GPUPool's status alone (only this controller writes it), and a heartbeat alone of a
-//! target that is still fresh (see [`objects::target_changed`]). The work queue holds the key
-//! once however many changes come, and passes start at least [`MIN_INTERVAL`] apart, so a
-//! burst of changes is one or two passes. The pass asks to run again at the earliest time
-//! something is due (a heartbeat going stale, a failover deadline, a grace period), and a
-//! resync looks every [`RESYNC`].
+//! One key, [`WholeFleet`]: placement is one decision over all deployments (quota is shared
+//! within a pool, capacity within a target, older deployments go first, a deployment may move
+//! between providers' pools) and the ledger of booked GPUs and its booking ids are global, so
+//! per-workspace keys would only split one computation into many that must all see the same
+//! ledger. The handlers record what changed ([`Changes`]) beside queuing the key, and each
+//! reconcile is one of two passes:
+//! - **Whole** ([`pass::pass`]): everything read and decided, linear in the fleet (about
+//!   10 ms for the engine alone with 1,000 deployments). It runs when anything but new
+//!   deployments changed: a target (but for a heartbeat alone of a target still fresh, see
+//!   [`objects::target_changed`]), a pool's or deployment's spec or metadata, someone else's
+//!   change of a Placement (a syncer's status, a deletion), a time something is due, a write
+//!   that failed or raced, a new leadership term, the resync every [`RESYNC`]. Whole passes
+//!   start at least [`MIN_INTERVAL`] apart.
+//! - **New deployments only** ([`pass::fast`]), when nothing else changed: the targets and
+//!   pools as read, the new deployments, and the quota every other deployment holds as
+//!   charges; cost in the new deployments, not the fleet. The engine's property test shows it
+//!   decides as a whole pass would; it stands down for a whole pass when a target's health is
+//!   due to change or a new deployment does not fit. It leaves the pools' status to a whole
+//!   pass [`SETTLE_QUIET`] after the new deployments pause ([`SETTLE_LATEST`] at the latest).
 //!
-//! The pass itself is [`pass::pass`], pure; this module reads the reflectors, calls it and
+//! Status changes alone of deployments and pools bring no pass (only this controller writes
+//! them), nor do the controller's own Placement writes, which it recognises by key and
+//! revision when the reflector reports them ([`State::own`]). The work queue holds the key
+//! once however many changes come, so a burst of creates is taken in batches as fast as the
+//! passes go.
+//!
+//! Both passes are pure functions ([`pass`]); this module reads the reflectors, calls one and
 //! writes with the committer, many writes at once: SyncTarget health as one preconditioned
 //! update, statuses as status writes (everything else as read), Placements created, updated
 //! or deleted preconditioned on what was read, in namespaces the controller creates once per
@@ -68,9 +80,8 @@ use crate::tenancy::workspaces::ROOT_CLUSTER;
 use objects::{keep, spec_or_metadata_changed, target_changed, with_health, with_placement, Kept};
 use pass::{At, FleetRead, Pass, PlacementWrite};
 
-/// Passes start at least this far apart: changes arriving meanwhile are taken by the next.
-/// Short, so that a deployment waits for at most the pass in progress: a burst of creates is
-/// taken in batches as fast as the passes go.
+/// Whole passes start at least this far apart: changes arriving meanwhile are taken by the
+/// next.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(20);
 /// After passes over new deployments alone, the whole pass that catches up with everything
 /// they leave out (pools' status) comes once they pause this long...

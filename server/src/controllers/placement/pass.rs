@@ -1,5 +1,6 @@
-//! One placement pass over the whole fleet, as a pure function of the objects read, the
-//! ledger and `now`: the fleet glue ([`crate::fleet`]) called in the order its module
+//! The placement passes, pure functions of the objects read, the ledger and `now`: [`pass`]
+//! over the whole fleet and [`fast`] over new deployments alone. A whole pass is the fleet
+//! glue ([`crate::fleet`]) called in the order its module
 //! documents, and its answers gathered into the writes of the pass ([`Pass`]) and the time
 //! to look again. No storage, no clock: the controller reads, calls [`pass`], writes.
 //!
