@@ -18,6 +18,10 @@ pub use object::ApiObject;
 pub const CLUSTER_ANNOTATION: &str = "trellis.dev/cluster";
 /// The path of a logical cluster, on its `LogicalCluster` object.
 pub const PATH_ANNOTATION: &str = "trellis.dev/path";
+/// The W3C `traceparent` of the request that created an object (set only while traces are
+/// exported), which the controllers and the syncer acting on it continue: one trace from a
+/// tenant's ModelDeployment create to the edge's Deployment.
+pub const TRACEPARENT_ANNOTATION: &str = "trellis.dev/traceparent";
 
 /// A reference to a WorkspaceType: its name and the workspace path it is defined in.
 #[derive(

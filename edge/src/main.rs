@@ -60,6 +60,13 @@ struct Cli {
     /// How often each node heartbeats its Ready condition.
     #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
     heartbeat_interval: Duration,
+    /// How log lines are written (to standard error): text, or one JSON object per line.
+    #[arg(long, default_value_t = trellis_telemetry::LogFormat::Text)]
+    log_format: trellis_telemetry::LogFormat,
+    /// Export traces over OTLP/HTTP to this base URL (e.g. http://127.0.0.1:4318); otherwise
+    /// the standard OTEL_EXPORTER_OTLP_ENDPOINT variables decide (unset: no traces).
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -70,13 +77,13 @@ enum Mode {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
     let cli = Cli::parse();
+    let telemetry = trellis_telemetry::init(&trellis_telemetry::TelemetryOptions {
+        service: "trellis-edge".into(),
+        log_format: cli.log_format,
+        otlp_endpoint: cli.otlp_endpoint.clone(),
+    })
+    .map_err(anyhow::Error::msg)?;
     let never_pull = match cli.never_pull_image_regex.as_str() {
         "" => None,
         re => Some(regex::Regex::new(re).context("--never-pull-image-regex")?),
@@ -117,5 +124,6 @@ async fn main() -> anyhow::Result<()> {
     );
     tokio::signal::ctrl_c().await?;
     server.shutdown().await;
+    telemetry.shutdown();
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! test per store.
 
 pub mod fleet;
+pub mod otlp;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};

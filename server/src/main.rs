@@ -20,6 +20,13 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written (to standard error): text, or one JSON object per line.
+    #[arg(long, global = true, default_value_t = trellis_telemetry::LogFormat::Text)]
+    log_format: trellis_telemetry::LogFormat,
+    /// Export traces over OTLP/HTTP to this base URL (e.g. http://127.0.0.1:4318); otherwise
+    /// the standard OTEL_EXPORTER_OTLP_ENDPOINT variables decide (unset: no traces).
+    #[arg(long, global = true)]
+    otlp_endpoint: Option<String>,
 }
 
 // Parsed once: the size of the start flags does not matter.
@@ -194,13 +201,20 @@ impl SecurityFlags {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let telemetry = trellis_telemetry::init(&trellis_telemetry::TelemetryOptions {
+        service: "trellis".into(),
+        log_format: cli.log_format,
+        otlp_endpoint: cli.otlp_endpoint.clone(),
+    })
+    .map_err(anyhow::Error::msg)?;
+    let outcome = run(cli.command).await;
+    telemetry.shutdown();
+    outcome
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Ws { args } => trellis_server::run_ws_plugin(&args).await,
         Command::Backup {
             to,

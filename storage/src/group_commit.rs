@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::backend::Backend;
 use crate::error::{Result, StorageError};
@@ -28,6 +29,9 @@ const RETRY_FOR: Duration = Duration::from_secs(15);
 struct Pending {
     op: WriteOp,
     reply: oneshot::Sender<Result<StoredObject>>,
+    /// The writer's span: a batch's span is a child of its first writer's and follows from
+    /// the others'.
+    span: tracing::Span,
 }
 
 #[derive(Clone)]
@@ -45,7 +49,11 @@ impl GroupCommitter {
     pub(crate) async fn write(&self, op: WriteOp) -> Result<StoredObject> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(Pending { op, reply })
+            .send(Pending {
+                op,
+                reply,
+                span: tracing::Span::current(),
+            })
             .await
             .map_err(|_| StorageError::Unavailable("store is closed".into()))?;
         answer
@@ -59,7 +67,13 @@ async fn run(backend: Arc<dyn Backend>, hub: Arc<WatchHub>, mut rx: mpsc::Receiv
         let mut batch = vec![first];
         fill(&mut rx, &mut batch).await;
         let ops: Vec<WriteOp> = batch.iter().map(|p| p.op.clone()).collect();
-        let outcome = commit_with_retry(backend.as_ref(), &ops).await;
+        let span = tracing::info_span!(parent: batch[0].span.id(), "storage.group_commit", writes = batch.len());
+        for other in &batch[1..] {
+            span.follows_from(other.span.id());
+        }
+        let outcome = commit_with_retry(backend.as_ref(), &ops)
+            .instrument(span)
+            .await;
         finish(&hub, batch, outcome);
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tracing::Instrument;
 
 use crate::backend::{Backend, PageQuery, Revisions, Snapshot};
 use crate::continue_token::ContinueToken;
@@ -166,6 +167,7 @@ impl Store {
         self.inner
             .backend
             .get(key)
+            .instrument(tracing::info_span!("storage.get", resource = %key.resource))
             .await?
             .ok_or_else(|| StorageError::NotFound(describe(key)))
     }
@@ -214,7 +216,12 @@ impl Store {
             WriteOp::Create { value, .. } | WriteOp::Update { value, .. } => validate_value(value)?,
             WriteOp::Delete { .. } => {}
         }
-        self.inner.committer.write(op).await
+        let span = tracing::info_span!(
+            "storage.write",
+            op = op.verb(),
+            resource = %op.key().resource
+        );
+        self.inner.committer.write(op).instrument(span).await
     }
 
     /// One page of a list. Every page of one list reads the same snapshot.
@@ -260,6 +267,7 @@ impl Store {
                 after,
                 limit,
             })
+            .instrument(tracing::info_span!("storage.list", resource = %scope.resource))
             .await?;
         let mut continue_token = None;
         if let Some(limit) = limit {

@@ -80,6 +80,15 @@ pub enum WriteOp {
 }
 
 impl WriteOp {
+    /// `create`, `update` or `delete`.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            WriteOp::Create { .. } => "create",
+            WriteOp::Update { .. } => "update",
+            WriteOp::Delete { .. } => "delete",
+        }
+    }
+
     pub fn key(&self) -> &ObjectKey {
         match self {
             WriteOp::Create { key, .. }

@@ -36,6 +36,13 @@ struct Cli {
     /// and later) when not given.
     #[arg(long)]
     image_volume: Option<bool>,
+    /// How log lines are written (to standard error): text, or one JSON object per line.
+    #[arg(long, default_value_t = trellis_telemetry::LogFormat::Text)]
+    log_format: trellis_telemetry::LogFormat,
+    /// Export traces over OTLP/HTTP to this base URL (e.g. http://127.0.0.1:4318); otherwise
+    /// the standard OTEL_EXPORTER_OTLP_ENDPOINT variables decide (unset: no traces).
+    #[arg(long)]
+    otlp_endpoint: Option<String>,
 }
 
 /// `10s`, `5m`, `1h`, or plain seconds.
@@ -56,13 +63,13 @@ fn humantime_duration(s: &str) -> Result<Duration, String> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    let telemetry = trellis_telemetry::init(&trellis_telemetry::TelemetryOptions {
+        service: "trellis-syncer".into(),
+        log_format: cli.log_format,
+        otlp_endpoint: cli.otlp_endpoint.clone(),
+    })
+    .map_err(anyhow::Error::msg)?;
     let options = Options {
         hub_kubeconfig: cli.hub_kubeconfig,
         target: cli.target,
@@ -71,7 +78,9 @@ async fn main() -> anyhow::Result<()> {
         unschedulable_timeout: cli.unschedulable_timeout,
         image_volume: cli.image_volume,
     };
-    run(options, shutdown()).await
+    let outcome = run(options, shutdown()).await;
+    telemetry.shutdown();
+    outcome
 }
 
 /// SIGINT, or SIGTERM (how Kubernetes stops a pod).

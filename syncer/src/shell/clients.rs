@@ -21,7 +21,7 @@ pub async fn hub(kubeconfig: &Path, workspace: &str) -> anyhow::Result<kube::Cli
     config.cluster_url = url
         .parse()
         .with_context(|| format!("hub workspace URL {url}"))?;
-    kube::Client::try_from(config).context("the hub client")
+    traced(config).context("the hub client")
 }
 
 /// A client for the edge cluster.
@@ -38,5 +38,19 @@ pub async fn edge(kubeconfig: Option<&Path>) -> anyhow::Result<kube::Client> {
             .await
             .context("no --kubeconfig, and neither in-cluster nor $KUBECONFIG configuration")?,
     };
-    kube::Client::try_from(config).context("the cluster client")
+    traced(config).context("the cluster client")
+}
+
+/// A client whose requests carry the current span's trace context (W3C `traceparent`), so
+/// the API server continues the trace of what the syncer is doing: the edge's create of a
+/// Deployment shows in the trace of the ModelDeployment it runs.
+fn traced(config: kube::Config) -> kube::Result<kube::Client> {
+    let inject =
+        tower::util::MapRequestLayer::new(|mut request: http::Request<kube::client::Body>| {
+            trellis_telemetry::inject(&tracing::Span::current(), request.headers_mut());
+            request
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&inject)
+        .build())
 }

@@ -24,6 +24,7 @@ use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::Api;
 use tokio::time::{sleep, Instant};
+use tracing::Instrument;
 use trellis_apis::compute::Placement;
 
 use super::edge::{apply_rendered, orphans, remove};
@@ -82,6 +83,7 @@ pub async fn run(
             &mut memory,
             unschedulable_timeout,
         )
+        .instrument(tracing::info_span!("reconcile", controller = "syncer-work"))
         .await;
     }
 }
@@ -122,7 +124,20 @@ async fn pass(
                 if !full && memory.applied.get(&name) == Some(&hash) {
                     continue;
                 }
-                match apply_rendered(edge, &rendered, &target.name).await {
+                // The Placement's trace (from the tenant's create) goes on to the cluster.
+                let span = tracing::info_span!("placement.apply", placement = %name);
+                if let Some(traceparent) = p
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(trellis_apis::TRACEPARENT_ANNOTATION))
+                {
+                    trellis_telemetry::continue_from(&span, traceparent);
+                }
+                match apply_rendered(edge, &rendered, &target.name)
+                    .instrument(span)
+                    .await
+                {
                     Ok(()) => {
                         memory.applied.insert(name.clone(), hash);
                         memory.errors.remove(&name);

@@ -63,6 +63,7 @@ use std::time::{Duration, SystemTime};
 use futures::StreamExt;
 use serde_json::json;
 use tokio::time::Instant;
+use tracing::Instrument;
 use trellis_apis::compute::placement::target_namespace;
 use trellis_apis::compute::{GPUPool, Placement, SyncTarget};
 use trellis_apis::serving::ModelDeployment;
@@ -374,6 +375,7 @@ enum Op<'a> {
     Create {
         target: &'a Kept<SyncTarget>,
         placement: &'a Placement,
+        trace: Option<&'a str>,
     },
     Update {
         current: &'a Kept<Placement>,
@@ -724,9 +726,30 @@ impl PlacementReconciler {
                     committer::update(&store, &types.targets, &target.stored, desired).await?;
                 Ok(landed(shard, committed, false))
             }
-            Op::Create { target, placement } => {
+            Op::Create {
+                target,
+                placement,
+                trace,
+            } => {
                 let (shard, store) = self.store_of(&self.targets, &target.stored)?;
-                let object = objects::to_value(placement)?;
+                // The deployment's trace goes on through this write and, on the Placement,
+                // to the syncer.
+                let span = tracing::info_span!(
+                    "placement.create",
+                    deployment = %placement.spec.origin.name,
+                    target = %target.stored.key.name,
+                );
+                if let Some(trace) = trace {
+                    trellis_telemetry::continue_from(&span, trace);
+                }
+                let mut object = objects::to_value(placement)?;
+                if let Some(traceparent) = trellis_telemetry::traceparent(&span) {
+                    crate::machinery::object_meta::annotate(
+                        &mut object,
+                        trellis_apis::TRACEPARENT_ANNOTATION,
+                        traceparent,
+                    );
+                }
                 let committed = committer::create(
                     &store,
                     &types.placements,
@@ -734,6 +757,7 @@ impl PlacementReconciler {
                     placement.metadata.namespace.as_deref(),
                     object,
                 )
+                .instrument(span)
                 .await?;
                 if let Committed::Created(created) = &committed {
                     tracing::info!(
@@ -935,9 +959,14 @@ fn operations<'a>(plan: &'a Pass, kept: &KeptRead<'_, 'a>) -> Result<Vec<Op<'a>>
     }
     for write in &plan.placements {
         ops.push(match write {
-            PlacementWrite::Create { target, placement } => Op::Create {
+            PlacementWrite::Create {
+                target,
+                placement,
+                trace,
+            } => Op::Create {
                 target: targets.get(*target).ok_or_else(missing)?,
                 placement,
+                trace: trace.as_deref(),
             },
             PlacementWrite::Update { index, placement } => Op::Update {
                 current: placements.get(*index).ok_or_else(missing)?,

@@ -73,7 +73,12 @@ pub struct TargetWrite {
 pub enum PlacementWrite {
     /// A new one, on the target at this index of [`FleetRead::targets`] (its workspace and
     /// namespace).
-    Create { target: usize, placement: Placement },
+    Create {
+        target: usize,
+        placement: Placement,
+        /// The deployment's trace context (its create's), for the write to continue.
+        trace: Option<String>,
+    },
     /// The one at this index of [`FleetRead::placements`], rendered anew.
     Update { index: usize, placement: Placement },
 }
@@ -406,6 +411,12 @@ impl<'a> Lookup<'a> {
                     PlacementWrite::Create {
                         target,
                         placement: desired.placement.clone(),
+                        trace: md
+                            .metadata
+                            .annotations
+                            .as_ref()
+                            .and_then(|a| a.get(trellis_apis::TRACEPARENT_ANNOTATION))
+                            .cloned(),
                     }
                 }
             };

@@ -205,7 +205,9 @@ impl Fleet {
         }
         for write in &out.placements {
             match write {
-                PlacementWrite::Create { target, placement } => {
+                PlacementWrite::Create {
+                    target, placement, ..
+                } => {
                     let name = self.targets[*target].metadata.name.clone();
                     assert_eq!(
                         placement.metadata.namespace,

@@ -277,7 +277,7 @@ async fn work<R: Reconciler>(
 ) {
     loop {
         let key = queue.next().await;
-        let span = tracing::debug_span!("reconcile", controller = name, key = ?key);
+        let span = tracing::info_span!("reconcile", controller = name, key = ?key);
         let outcome = reconciler.reconcile(&key).instrument(span).await;
         let action = {
             let mut failures = failures.lock().unwrap_or_else(|e| e.into_inner());

@@ -32,6 +32,19 @@ impl Kind for ModelDeployment {
         SchemaSource::Own(schema_of::<trellis_apis::serving::ModelDeployment>)
     }
 
+    /// Keeps the create's trace context (when traces are exported) for the placement
+    /// controller and the syncer to continue.
+    fn prepare_create(&self, object: &mut Value) {
+        let Some(traceparent) = trellis_telemetry::traceparent(&tracing::Span::current()) else {
+            return;
+        };
+        crate::machinery::object_meta::annotate(
+            object,
+            trellis_apis::TRACEPARENT_ANNOTATION,
+            traceparent,
+        );
+    }
+
     fn columns(&self) -> &'static [Column] {
         &[
             NAME,
