@@ -36,6 +36,10 @@ struct Cli {
     /// and later) when not given.
     #[arg(long)]
     image_volume: Option<bool>,
+    /// Serve the syncer's metrics (Prometheus text format, plain HTTP) at
+    /// http://ADDR/metrics, e.g. 127.0.0.1:9464 (port 0: any free one, logged).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `10s`, `5m`, `1h`, or plain seconds.
@@ -70,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         heartbeat: cli.heartbeat_interval,
         unschedulable_timeout: cli.unschedulable_timeout,
         image_volume: cli.image_volume,
+        metrics_addr: cli.metrics_addr,
     };
     run(options, shutdown()).await
 }

@@ -58,6 +58,7 @@ pub async fn run(
     cluster: Cluster,
     stores: Stores,
     unschedulable_timeout: Duration,
+    metrics: std::sync::Arc<super::metrics::Metrics>,
 ) {
     let options = EdgeOptions {
         target: target.name.clone(),
@@ -81,6 +82,7 @@ pub async fn run(
             &stores,
             &mut memory,
             unschedulable_timeout,
+            &metrics,
         )
         .await;
     }
@@ -94,6 +96,7 @@ async fn pass(
     stores: &Stores,
     memory: &mut Memory,
     unschedulable_timeout: Duration,
+    metrics: &super::metrics::Metrics,
 ) {
     let full = memory.last_full.is_none_or(|at| at.elapsed() >= REAPPLY);
     if full {
@@ -106,6 +109,7 @@ async fn pass(
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
     let assigned: BTreeSet<String> = placements.iter().map(|p| name_of(p)).collect();
+    metrics.set_placements(assigned.len());
     // 1. Apply.
     let mut namespaces: BTreeMap<String, String> = BTreeMap::new();
     for p in &placements {
@@ -122,7 +126,9 @@ async fn pass(
                 if !full && memory.applied.get(&name) == Some(&hash) {
                     continue;
                 }
-                match apply_rendered(edge, &rendered, &target.name).await {
+                let applied = apply_rendered(edge, &rendered, &target.name).await;
+                metrics.applied(&applied);
+                match applied {
                     Ok(()) => {
                         memory.applied.insert(name.clone(), hash);
                         memory.errors.remove(&name);
@@ -158,15 +164,16 @@ async fn pass(
     }
     for (namespace, placement) in orphans {
         tracing::info!(%namespace, %placement, "removing what is no longer assigned");
-        if let Err(e) = remove(
+        let removed = remove(
             edge,
             &namespace,
             &placement,
             &target.name,
             options.gpu_mode == crate::render::GpuMode::Dra,
         )
-        .await
-        {
+        .await;
+        metrics.removed(&removed);
+        if let Err(e) = removed {
             tracing::warn!(%placement, error = %e, "removing failed");
         }
     }
