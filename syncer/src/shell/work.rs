@@ -75,9 +75,11 @@ pub async fn run(
             continue;
         }
         pass(
-            &hub,
-            &edge,
-            &target,
+            Sides {
+                hub: &hub,
+                edge: &edge,
+                target: &target,
+            },
             &options,
             &stores,
             &mut memory,
@@ -88,16 +90,22 @@ pub async fn run(
     }
 }
 
+/// The hub, the cluster, and the SyncTarget a pass works for.
+struct Sides<'a> {
+    hub: &'a kube::Client,
+    edge: &'a kube::Client,
+    target: &'a TargetRef,
+}
+
 async fn pass(
-    hub: &kube::Client,
-    edge: &kube::Client,
-    target: &TargetRef,
+    sides: Sides<'_>,
     options: &EdgeOptions,
     stores: &Stores,
     memory: &mut Memory,
     unschedulable_timeout: Duration,
     metrics: &super::metrics::Metrics,
 ) {
+    let Sides { hub, edge, target } = sides;
     let full = memory.last_full.is_none_or(|at| at.elapsed() >= REAPPLY);
     if full {
         memory.last_full = Some(Instant::now());
