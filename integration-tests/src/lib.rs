@@ -365,6 +365,11 @@ impl Replica {
     /// Like [`Replica::start`], using the CA in `ca_from` (another replica's data directory),
     /// so that client certificates of one are valid on the other.
     pub fn start_with_ca(store: &str, ca_from: Option<&Path>) -> Replica {
+        Replica::start_with_args(store, ca_from, &[])
+    }
+
+    /// Like [`Replica::start_with_ca`], with more `trellis start` flags.
+    pub fn start_with_args(store: &str, ca_from: Option<&Path>, args: &[&str]) -> Replica {
         let dir = tempfile::tempdir().expect("temp dir");
         if let Some(from) = ca_from {
             for file in ["ca.crt", "ca.key"] {
@@ -382,6 +387,7 @@ impl Replica {
             ])
             .arg("--data-dir")
             .arg(dir.path())
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()

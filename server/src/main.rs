@@ -51,6 +51,10 @@ enum Command {
         /// --store database is the shard `root`, which also holds the workspace tree.
         #[arg(long = "shard", value_parser = trellis_server::parse_shard_flag)]
         shards: Vec<(String, String)>,
+        /// On SIGTERM, keep serving this long with /readyz failing before closing the
+        /// listeners (so load balancers move away first), e.g. `5s`.
+        #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+        shutdown_delay_duration: std::time::Duration,
         #[command(flatten)]
         security: SecurityFlags,
     },
@@ -278,6 +282,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             store,
             tls_sans,
             shards,
+            shutdown_delay_duration,
             security,
         } => {
             let started = trellis_server::start(trellis_server::StartOptions {
@@ -300,9 +305,18 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     .unwrap_or(started.kubeconfig.clone())
                     .display()
             );
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("shutting down");
-            started.shutdown().await;
+            let mut terminate =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            tracing::info!(
+                delay = ?shutdown_delay_duration,
+                "shutting down: /readyz fails, the leader lease is released"
+            );
+            started.shutdown_after(shutdown_delay_duration).await;
+            tracing::info!("shut down");
             Ok(())
         }
     }

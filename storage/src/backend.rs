@@ -57,6 +57,9 @@ pub(crate) struct EventsPage {
 pub(crate) trait Backend: Send + Sync + 'static {
     async fn revisions(&self) -> Result<Revisions>;
 
+    /// How many live objects each resource has, across every cluster (for metrics).
+    async fn count_by_resource(&self) -> Result<Vec<(String, u64)>>;
+
     async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>>;
 
     async fn list_page(&self, query: &PageQuery) -> Result<Page>;

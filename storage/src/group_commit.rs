@@ -7,6 +7,7 @@
 //! shard's revision lock. (Two batches in flight were measured: the writers split between them
 //! and each fsync served half as many writes, 0.53x the baseline at 16 writers instead of 0.64x.)
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,16 +35,39 @@ struct Pending {
     span: tracing::Span,
 }
 
+/// What the committer has done since the store was opened, for metrics.
+#[derive(Default)]
+pub(crate) struct CommitCounters {
+    batches: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// Committed batches (transactions) and the writes they carried.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    pub batches: u64,
+    pub writes: u64,
+}
+
 #[derive(Clone)]
 pub(crate) struct GroupCommitter {
     queue: mpsc::Sender<Pending>,
+    counters: Arc<CommitCounters>,
 }
 
 impl GroupCommitter {
     pub(crate) fn start(backend: Arc<dyn Backend>, hub: Arc<WatchHub>) -> Self {
         let (queue, rx) = mpsc::channel(MAX_BATCH * 8);
-        tokio::spawn(run(backend, hub, rx));
-        Self { queue }
+        let counters = Arc::new(CommitCounters::default());
+        tokio::spawn(run(backend, hub, rx, counters.clone()));
+        Self { queue, counters }
+    }
+
+    pub(crate) fn stats(&self) -> CommitStats {
+        CommitStats {
+            batches: self.counters.batches.load(Ordering::Relaxed),
+            writes: self.counters.writes.load(Ordering::Relaxed),
+        }
     }
 
     pub(crate) async fn write(&self, op: WriteOp) -> Result<StoredObject> {
@@ -62,7 +86,12 @@ impl GroupCommitter {
     }
 }
 
-async fn run(backend: Arc<dyn Backend>, hub: Arc<WatchHub>, mut rx: mpsc::Receiver<Pending>) {
+async fn run(
+    backend: Arc<dyn Backend>,
+    hub: Arc<WatchHub>,
+    mut rx: mpsc::Receiver<Pending>,
+    counters: Arc<CommitCounters>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         fill(&mut rx, &mut batch).await;
@@ -74,6 +103,12 @@ async fn run(backend: Arc<dyn Backend>, hub: Arc<WatchHub>, mut rx: mpsc::Receiv
         let outcome = commit_with_retry(backend.as_ref(), &ops)
             .instrument(span)
             .await;
+        if outcome.is_ok() {
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            counters
+                .writes
+                .fetch_add(ops.len() as u64, Ordering::Relaxed);
+        }
         finish(&hub, batch, outcome);
     }
 }

@@ -37,6 +37,7 @@ pub mod write_plan;
 pub use backend::Revisions;
 pub use continue_token::ContinueToken;
 pub use error::{Result, StorageError};
+pub use group_commit::CommitStats;
 pub use key::{ListPosition, ListScope, ObjectKey};
 pub use object::{Event, EventType, SharedEncoding, StoredObject};
 pub use restore::Restored;

@@ -157,6 +157,22 @@ impl Store {
         self.inner.backend.revisions().await
     }
 
+    /// How many live objects each resource has, across every cluster of the shard: one
+    /// aggregate query (for metrics, not for every request).
+    pub async fn count_by_resource(&self) -> Result<Vec<(String, u64)>> {
+        self.inner.backend.count_by_resource().await
+    }
+
+    /// Batches the group committer has committed in this process, and the writes in them.
+    pub fn commit_stats(&self) -> crate::group_commit::CommitStats {
+        self.inner.committer.stats()
+    }
+
+    /// How many watch streams this process's hub for the shard feeds now (its fan-out).
+    pub fn watchers(&self) -> usize {
+        self.inner.hub.watchers()
+    }
+
     pub async fn current_revision(&self) -> Result<u64> {
         Ok(self.revisions().await?.current)
     }

@@ -88,6 +88,11 @@ impl WatchHub {
         *self.delivered.borrow()
     }
 
+    /// How many watch streams this hub feeds now.
+    pub(crate) fn watchers(&self) -> usize {
+        self.chunks.receiver_count()
+    }
+
     pub(crate) fn subscribe_delivered(&self) -> watch::Receiver<u64> {
         self.delivered.subscribe()
     }

@@ -43,6 +43,10 @@ struct Cli {
     /// the standard OTEL_EXPORTER_OTLP_ENDPOINT variables decide (unset: no traces).
     #[arg(long)]
     otlp_endpoint: Option<String>,
+    /// Serve the syncer's metrics (Prometheus text format, plain HTTP) at
+    /// http://ADDR/metrics, e.g. 127.0.0.1:9464 (port 0: any free one, logged).
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// `10s`, `5m`, `1h`, or plain seconds.
@@ -77,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
         heartbeat: cli.heartbeat_interval,
         unschedulable_timeout: cli.unschedulable_timeout,
         image_volume: cli.image_volume,
+        metrics_addr: cli.metrics_addr,
     };
     let outcome = run(options, shutdown()).await;
     telemetry.shutdown();

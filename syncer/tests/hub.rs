@@ -419,10 +419,13 @@ fn the_syncer_binary_heartbeats(hub: &Hub, eu1: &Path, dir: &Path) {
             ],
         )
     };
+    let metrics_port = trellis_testkit::free_loopback_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let _syncer = Killed(
         Command::new(env!("CARGO_BIN_EXE_trellis-syncer"))
             .args(["--hub-kubeconfig", &via_proxy])
             .args(["--target", "root:platform:eu-1", "--kubeconfig", &edge])
+            .args(["--metrics-addr", &metrics_addr])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -477,6 +480,32 @@ fn the_syncer_binary_heartbeats(hub: &Hub, eu1: &Path, dir: &Path) {
         let seen = heartbeat();
         (seen == during).then_some(seen)
     });
+    // Its own metrics count both: heartbeats that landed, and those the cut refused.
+    let scraped = syncer_metrics(metrics_port);
+    let count = |result: &str| -> f64 {
+        let series = format!("trellis_syncer_heartbeats_total{{result=\"{result}\"}} ");
+        scraped
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{scraped}"))
+    };
+    assert!(count("ok") >= 2.0, "{scraped}");
+    assert!(count("error") >= 1.0, "{scraped}");
+    assert!(scraped.contains("trellis_syncer_last_heartbeat_timestamp_seconds 1"));
+}
+
+/// The syncer's `/metrics` (plain HTTP on 127.0.0.1:`port`), which must answer 200.
+fn syncer_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the metrics port");
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(tcp, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.contains(" 200 "), "{head}");
+    body.to_string()
 }
 
 /// A TCP proxy to `upstream` on a port of its own, whose connections can be cut (dropped, and

@@ -42,6 +42,8 @@ pub struct ControllerContext {
     pub external_url: String,
     /// The default ClusterRoles of the server's scheme, which aggregation completes.
     pub default_roles: Arc<crate::security::authz::defaults::DefaultRoles>,
+    /// The server's metrics (leadership, placement, the fleet).
+    pub metrics: Arc<crate::machinery::metrics::Metrics>,
 }
 
 /// A controller as a value: starts it (its reflectors, triggers and workers) into `running`.

@@ -8,6 +8,7 @@ pub mod admission;
 pub mod age;
 pub mod apply;
 pub mod deletion;
+pub mod metrics;
 pub mod names;
 pub mod object_meta;
 pub mod patch;

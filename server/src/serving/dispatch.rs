@@ -1,6 +1,7 @@
 //! The one handler every request reaches: parse what it is about, resolve the workspace,
-//! authorize the user there (`authz`), and hand it to discovery, the system endpoints, the
-//! access reviews or the REST layer.
+//! authorize the user there (`authz`), and hand it to discovery, the system endpoints (health,
+//! `/metrics`), the access reviews or the REST layer. Request metrics are taken here, where
+//! the verb and resource are known ([`instrument`]).
 
 use std::sync::Arc;
 
@@ -14,15 +15,18 @@ use crate::machinery::status::Status;
 use crate::registry::ResourceType;
 use crate::security::authn::UserInfo;
 use crate::serving::context::{RequestContext, Scope, Workspace};
+use crate::serving::instrument::{self, Measured};
 use crate::serving::query::Query;
 use crate::serving::response;
-use crate::serving::state::AppState;
+use crate::serving::{health, state::AppState};
+use crate::tenancy::workspaces::ROOT_CLUSTER;
 use crate::{
     endpoints::discovery, endpoints::openapi, endpoints::rest, security::authn, security::authz,
 };
 use tracing::Instrument;
 
 pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>) -> Response {
+    let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let query = Query::parse(parts.uri.query());
     let info =
@@ -30,6 +34,24 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             Ok(info) => info,
             Err(_) => return response::status(Status::not_found_path()),
         };
+    if !state.metrics.enabled() {
+        return route(&state, parts, query, info, body).await;
+    }
+    let measured = Measured::of(&state, &info, &parts.method, &parts.headers, started);
+    let _in_flight = state.metrics.in_flight(measured.mutating());
+    let response = route(&state, parts, query, info, body).await;
+    measured.finish(&state.metrics, response)
+}
+
+/// Authenticates (what the layer found), resolves the workspace, authorizes and hands the
+/// request on.
+async fn route(
+    state: &Arc<AppState>,
+    parts: axum::http::request::Parts,
+    query: Query,
+    info: request_info::RequestInfo,
+    body: Body,
+) -> Response {
     // Put there by authentication; without it only the health and version paths answer.
     static NOBODY: UserInfo = UserInfo {
         name: String::new(),
@@ -53,7 +75,7 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             return response::status(status);
         }
         let ctx = RequestContext {
-            state: &state,
+            state,
             scope: Scope::AllWorkspaces,
             user,
             admin: false,
@@ -76,7 +98,7 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             )),
         };
     }
-    let workspace = match resolve(&state, &info.workspace).await {
+    let workspace = match resolve(state, &info.workspace).await {
         Ok(workspace) => workspace,
         Err(status) => return response::status(status),
     };
@@ -101,7 +123,7 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
     // while the task sleeps, and tag other requests' logs.
     let span = tracing::debug_span!("request", workspace = %info.workspace, method = %parts.method, path = %parts.uri.path());
     let ctx = RequestContext {
-        state: &state,
+        state,
         scope: Scope::Workspace(workspace),
         user,
         admin,
@@ -146,13 +168,15 @@ async fn non_resource(
     headers: &HeaderMap,
 ) -> Response {
     let state = ctx.state;
+    if let Some(response) = health::respond(state, path, query).await {
+        return response;
+    }
     match path {
-        "/healthz" | "/livez" | "/readyz" => {
-            let mut r = Response::new(Body::from("ok"));
-            *r.status_mut() = StatusCode::OK;
-            return r;
-        }
         "/version" => return response::json(StatusCode::OK, &discovery::version()),
+        // The server's own metrics, in root (authorization already asked RBAC there).
+        "/metrics" if state.metrics.enabled() && ctx.cluster() == ROOT_CLUSTER => {
+            return instrument::scrape(state);
+        }
         _ => {}
     }
     let resources = match &ctx.scope {

@@ -13,6 +13,10 @@
 //! - one client address may hold at most so many connections at once (256 by default); more
 //!   are closed as soon as they are accepted, so one client cannot use up the file
 //!   descriptors.
+//!
+//! On shutdown (the `closing` token of [`crate::serving::lifecycle`]) a listener stops
+//! accepting at once, tells every connection to close once its requests in flight are
+//! answered (HTTP/2 says GOAWAY), waits for them (each at most [`DRAIN_GRACE`]) and returns.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -29,6 +33,7 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::security::authn::x509::PeerCertificates;
 
@@ -37,6 +42,8 @@ pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a connection told to close when idle may take to do so.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// How long a connection may take to answer its requests in flight when the server closes.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// How long connections may idle, and how many one client may hold.
 #[derive(Clone, Copy, Debug)]
@@ -62,36 +69,55 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves `router` over TLS on `listener` until the task is dropped.
+/// Serves `router` over TLS on `listener` until `closing` is cancelled (then drains) or the
+/// task is dropped.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     router: axum::Router,
     limits: ConnectionLimits,
+    closing: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    accept_loop(listener, router, limits, move |tcp, peer, router| {
-        let acceptor = acceptor.clone();
-        async move {
-            let tls = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
-                .await
-                .map_err(|_| format!("TLS handshake with {peer} timed out"))??;
-            let certificates = tls.get_ref().1.peer_certificates().map(|chain| {
-                PeerCertificates(Arc::new(
-                    chain.iter().map(|c| c.clone().into_owned()).collect(),
-                ))
-            });
-            connection(tls, router, certificates, limits.idle_timeout).await
-        }
-    })
+    accept_loop(
+        listener,
+        router,
+        limits,
+        closing,
+        move |tcp, peer, router, closing| {
+            let acceptor = acceptor.clone();
+            async move {
+                let tls = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
+                    .await
+                    .map_err(|_| format!("TLS handshake with {peer} timed out"))??;
+                let certificates = tls.get_ref().1.peer_certificates().map(|chain| {
+                    PeerCertificates(Arc::new(
+                        chain.iter().map(|c| c.clone().into_owned()).collect(),
+                    ))
+                });
+                connection(tls, router, certificates, limits.idle_timeout, closing).await
+            }
+        },
+    )
     .await
 }
 
 /// Serves `router` over plain HTTP (`--insecure-listen`; the caller makes sure it is loopback).
-pub async fn serve_insecure(listener: TcpListener, router: axum::Router, limits: ConnectionLimits) {
-    accept_loop(listener, router, limits, move |tcp, _peer, router| {
-        connection(tcp, router, None, limits.idle_timeout)
-    })
+pub async fn serve_insecure(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    closing: CancellationToken,
+) {
+    accept_loop(
+        listener,
+        router,
+        limits,
+        closing,
+        move |tcp, _peer, router, closing| {
+            connection(tcp, router, None, limits.idle_timeout, closing)
+        },
+    )
     .await
 }
 
@@ -101,9 +127,10 @@ async fn accept_loop<F, Fut>(
     listener: TcpListener,
     router: axum::Router,
     limits: ConnectionLimits,
+    closing: CancellationToken,
     handle: F,
 ) where
-    F: Fn(tokio::net::TcpStream, SocketAddr, axum::Router) -> Fut,
+    F: Fn(tokio::net::TcpStream, SocketAddr, axum::Router, CancellationToken) -> Fut,
     Fut: std::future::Future<Output = ConnectionResult> + Send + 'static,
 {
     let clients = Arc::new(ClientConnections::default());
@@ -112,6 +139,7 @@ async fn accept_loop<F, Fut>(
     let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
+            _ = closing.cancelled() => break,
             accepted = listener.accept() => accepted,
             // Reap finished connections as they end, so the set stays small.
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
@@ -131,7 +159,7 @@ async fn accept_loop<F, Fut>(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let connection = handle(tcp, peer, router.clone());
+        let connection = handle(tcp, peer, router.clone(), closing.clone());
         connections.spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
@@ -139,6 +167,10 @@ async fn accept_loop<F, Fut>(
             drop(slot);
         });
     }
+    // Closing: accept nothing more; every connection answers what it has in flight and
+    // closes (each bounded by its drain grace).
+    drop(listener);
+    while connections.join_next().await.is_some() {}
 }
 
 /// Open connections per client address.
@@ -264,6 +296,7 @@ async fn connection<IO>(
     router: axum::Router,
     certificates: Option<PeerCertificates>,
     idle_timeout: Duration,
+    closing: CancellationToken,
 ) -> ConnectionResult
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -302,9 +335,14 @@ where
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut check = idle_timeout;
+    let mut grace = SHUTDOWN_GRACE;
     loop {
         tokio::select! {
             ended = connection.as_mut() => return ended,
+            _ = closing.cancelled() => {
+                grace = DRAIN_GRACE;
+                break;
+            }
             _ = tokio::time::sleep(check) => {}
         }
         match activity.idle_for() {
@@ -313,10 +351,10 @@ where
             None => check = idle_timeout,
         }
     }
-    // Idle too long: close (HTTP/2 says GOAWAY first); a request that slipped in meanwhile
-    // is answered within the grace period.
+    // Idle too long, or the server closes: close (HTTP/2 says GOAWAY first); the requests in
+    // flight (or one that slipped in meanwhile) are answered within the grace period.
     connection.as_mut().graceful_shutdown();
-    match tokio::time::timeout(SHUTDOWN_GRACE, connection).await {
+    match tokio::time::timeout(grace, connection).await {
         Ok(ended) => ended,
         Err(_) => Ok(()),
     }

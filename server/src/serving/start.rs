@@ -2,7 +2,10 @@
 //! and the controllers it runs (the hub installs all of Trellis'; a test or the edge simulator
 //! installs others), opens the stores, makes sure the PKI and kubeconfig exist, bootstraps the
 //! system namespaces and serves. The [`Server`] it returns owns every task it started and
-//! stops them all on [`Server::shutdown`]. `trellis start` is [`start`], the hub.
+//! stops them all on [`Server::shutdown`], gracefully: `/readyz` fails first, the controllers
+//! stop and the leader Lease is released at once, then (after the shutdown delay, if any) the
+//! listeners stop accepting, watches end cleanly and requests in flight are answered.
+//! `trellis start` is [`start`], the hub.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,8 +19,10 @@ use trellis_storage::{ShardSpec, Store, StoreOptions};
 use crate::controllers::runtime::Running;
 use crate::controllers::{ControllerContext, Wire};
 use crate::kinds::scheme::Install;
+use crate::machinery::metrics::Metrics;
 use crate::registry::{Registry, Scheme};
 use crate::security::authz::defaults::DefaultRoles;
+use crate::serving::lifecycle::Lifecycle;
 use crate::serving::state::AppState;
 use crate::tenancy::shards::{Shard, ShardMap, ROOT_SHARD};
 use crate::tenancy::workspaces::WorkspaceIndex;
@@ -80,6 +85,13 @@ pub struct Server {
     pub insecure_addr: Option<SocketAddr>,
     pub kubeconfig: PathBuf,
     running: Running,
+    lifecycle: Arc<Lifecycle>,
+    /// Stops leader election: the controllers stop and the lease is released.
+    leader_stop: CancellationToken,
+    /// Closed when leader election has ended (every sender is held by its task).
+    leader_done: tokio::sync::mpsc::Receiver<()>,
+    /// Closed when every listener has drained.
+    listeners_done: tokio::sync::mpsc::Receiver<()>,
 }
 
 /// How long tasks may take to stop on shutdown before they are aborted.
@@ -87,9 +99,44 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 impl Server {
     /// Stops everything the server started and waits for it: no listener, connection, watch,
-    /// cache or controller of it is left running.
+    /// cache or controller of it is left running. Graceful, with no delay: see
+    /// [`Server::shutdown_after`].
     pub async fn shutdown(self) {
-        self.running.shutdown(SHUTDOWN_GRACE).await;
+        self.shutdown_after(Duration::ZERO).await;
+    }
+
+    /// Graceful shutdown (SIGTERM): `/readyz` fails and the leader Lease is released at once;
+    /// requests are still served for `delay` (so that load balancers see the replica go
+    /// unready first); then the listeners stop accepting, watches end cleanly, requests in
+    /// flight are answered, and everything else stops.
+    pub async fn shutdown_after(self, delay: Duration) {
+        let Server {
+            running,
+            lifecycle,
+            leader_stop,
+            mut leader_done,
+            mut listeners_done,
+            ..
+        } = self;
+        lifecycle.start_draining();
+        leader_stop.cancel();
+        tokio::time::sleep(delay).await;
+        lifecycle.close();
+        let drained = tokio::time::timeout(
+            crate::serving::serve::DRAIN_GRACE + SHUTDOWN_GRACE,
+            listeners_done.recv(),
+        )
+        .await;
+        if drained.is_err() {
+            tracing::warn!("connections did not drain in time; closing them");
+        }
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, leader_done.recv()).await;
+        running.shutdown(SHUTDOWN_GRACE).await;
+    }
+
+    /// Whether the server has begun shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.lifecycle.is_draining()
     }
 }
 
@@ -102,6 +149,7 @@ pub struct ServerBuilder {
     options: StartOptions,
     groups: Vec<Install>,
     controllers: Vec<AnyWire>,
+    metrics: bool,
 }
 
 impl ServerBuilder {
@@ -111,7 +159,15 @@ impl ServerBuilder {
             options,
             groups: Vec::new(),
             controllers: Vec::new(),
+            metrics: true,
         }
+    }
+
+    /// Whether the server keeps metrics and serves `/metrics` (on by default; off only to
+    /// measure what they cost).
+    pub fn metrics(mut self, enabled: bool) -> ServerBuilder {
+        self.metrics = enabled;
+        self
     }
 
     /// The hub: every group and controller of Trellis.
@@ -149,7 +205,13 @@ impl ServerBuilder {
 
     pub async fn start(self) -> anyhow::Result<Server> {
         let scheme = Scheme::of(&self.groups).map_err(|e| anyhow::anyhow!("the scheme: {e}"))?;
-        start_server(self.options, Arc::new(scheme), self.controllers).await
+        start_server(
+            self.options,
+            Arc::new(scheme),
+            self.controllers,
+            Metrics::new(self.metrics),
+        )
+        .await
     }
 }
 
@@ -161,10 +223,14 @@ pub async fn start(options: StartOptions) -> anyhow::Result<Server> {
     ServerBuilder::hub(options).start().await
 }
 
+/// How often `apiserver_storage_objects` is counted anew (kube-apiserver: every minute).
+const COUNT_OBJECTS_EVERY: Duration = Duration::from_secs(30);
+
 async fn start_server(
     options: StartOptions,
     scheme: Arc<Scheme>,
     controllers: Vec<AnyWire>,
+    metrics: Arc<Metrics>,
 ) -> anyhow::Result<Server> {
     let mut running = Running::new();
     if let Some(addr) = options.security.insecure_listen {
@@ -257,24 +323,44 @@ async fn start_server(
     for watch in registry.watches() {
         running.spawn_until_stopped(watch);
     }
+    if metrics.enabled() {
+        running.spawn_until_stopped(crate::serving::instrument::count_storage_objects(
+            shards.clone(),
+            scheme.clone(),
+            metrics.clone(),
+            COUNT_OBJECTS_EVERY,
+        ));
+    }
     let context = ControllerContext {
         shards: shards.clone(),
         registry: registry.clone(),
         index: workspaces.clone(),
         external_url,
         default_roles: default_roles.clone(),
+        metrics: metrics.clone(),
     };
-    running.spawn(crate::controllers::leader_election::run_until(
-        store.clone(),
-        move || {
-            let mut started = Running::new();
-            for wire in &controllers {
-                wire(&mut started, &context);
-            }
-            started
-        },
-        running.token(),
-    ));
+    // Its own token, cancelled first on shutdown (and with everything else).
+    let leader_stop = running.token().child_token();
+    let (leader_running, leader_done) = tokio::sync::mpsc::channel::<()>(1);
+    {
+        let metrics = metrics.clone();
+        let election = crate::controllers::leader_election::run_until(
+            store.clone(),
+            move || {
+                let mut started = Running::new();
+                for wire in &controllers {
+                    wire(&mut started, &context);
+                }
+                started
+            },
+            leader_stop.clone(),
+            move |leading| metrics.set_leader(leading),
+        );
+        running.spawn(async move {
+            election.await;
+            drop(leader_running);
+        });
+    }
     let authorizer = crate::security::authz::Authorizer::spawn(
         &shards,
         &workspaces,
@@ -282,6 +368,7 @@ async fn start_server(
         &running.token(),
     );
     let authenticator = authenticator(&options.security, &pki, &store, &running.token()).await?;
+    let lifecycle = Arc::new(Lifecycle::default());
     let state = Arc::new(AppState {
         shards,
         registry,
@@ -290,6 +377,8 @@ async fn start_server(
         authenticator,
         default_roles,
         openapi,
+        metrics,
+        lifecycle: lifecycle.clone(),
     });
     let router = axum::Router::new()
         .fallback(crate::serving::dispatch::dispatch)
@@ -301,21 +390,36 @@ async fn start_server(
     };
     let insecure_addr = insecure.as_ref().and_then(|l| l.local_addr().ok());
     let limits = options.security.connections;
+    // Each listener holds a sender until it has drained: shutdown waits for all of them.
+    let (listening, listeners_done) = tokio::sync::mpsc::channel::<()>(1);
     if let Some(insecure) = insecure {
-        running.spawn_until_stopped(crate::serving::serve::serve_insecure(
+        let serving = crate::serving::serve::serve_insecure(
             insecure,
             router.clone(),
             limits,
-        ));
+            lifecycle.closing(),
+        );
+        let listening = listening.clone();
+        running.spawn_until_stopped(async move {
+            serving.await;
+            drop(listening);
+        });
     }
-    running.spawn_until_stopped(crate::serving::serve::serve(
-        listener, tls_config, router, limits,
-    ));
+    let serving =
+        crate::serving::serve::serve(listener, tls_config, router, limits, lifecycle.closing());
+    running.spawn_until_stopped(async move {
+        serving.await;
+        drop(listening);
+    });
     Ok(Server {
         addr,
         insecure_addr,
         kubeconfig,
         running,
+        lifecycle,
+        leader_stop,
+        leader_done,
+        listeners_done,
     })
 }
 

@@ -19,6 +19,10 @@ pub struct AppState {
     pub default_roles: Arc<crate::security::authz::defaults::DefaultRoles>,
     /// The OpenAPI documents of the built-in kinds.
     pub openapi: crate::endpoints::openapi::Documents,
+    /// The server's metrics (`/metrics`).
+    pub metrics: Arc<crate::machinery::metrics::Metrics>,
+    /// Serving, draining or closing: `/readyz` and watches follow it.
+    pub lifecycle: Arc<crate::serving::lifecycle::Lifecycle>,
 }
 
 impl AppState {

@@ -196,6 +196,22 @@ impl Backend for PostgresBackend {
             .await
     }
 
+    async fn count_by_resource(&self) -> Result<Vec<(String, u64)>> {
+        self.read(|client| async move {
+            let stmt = client
+                .prepare_cached(
+                    "SELECT resource, count(*) FROM trellis_objects GROUP BY resource ORDER BY 1",
+                )
+                .await?;
+            let rows = client.query(&stmt, &[]).await?;
+            Ok(rows
+                .iter()
+                .map(|row| (row.get::<_, String>(0), to_u64(row.get(1))))
+                .collect())
+        })
+        .await
+    }
+
     async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>> {
         self.read(|client| async move {
             let stmt = client

@@ -175,6 +175,17 @@ impl Backend for SqliteBackend {
         self.read(|tx| read_revisions(tx)).await
     }
 
+    async fn count_by_resource(&self) -> Result<Vec<(String, u64)>> {
+        self.read(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "SELECT resource, count(*) FROM trellis_objects GROUP BY resource ORDER BY 1",
+            )?;
+            let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, u64_at(row, 1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
     async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>> {
         let key = key.clone();
         self.read(move |tx| {

@@ -272,6 +272,41 @@ pub async fn crud(b: Backing) {
     assert_eq!(store.get(&ns).await.unwrap().key.namespace, "");
 }
 
+/// What metrics read: objects per resource (live ones only), batches and writes committed by
+/// this process, and watch streams fed.
+pub async fn counts_and_stats(b: Backing) {
+    let store = b.open().await;
+    let before = store.commit_stats();
+    for name in ["a", "b", "c"] {
+        store
+            .create(key("c1", "default", name), "u", value(1))
+            .await
+            .unwrap();
+    }
+    let secret = ObjectKey::new("c2", "core/secrets", "default", "s");
+    store.create(secret.clone(), "u", value(2)).await.unwrap();
+    store
+        .delete(key("c1", "default", "c"), Preconditions::none())
+        .await
+        .unwrap();
+    let counts = store.count_by_resource().await.unwrap();
+    assert_eq!(
+        counts,
+        vec![(CM.to_string(), 2), ("core/secrets".to_string(), 1)]
+    );
+    let after = store.commit_stats();
+    assert_eq!(after.writes - before.writes, 5);
+    assert!(after.batches > before.batches && after.batches - before.batches <= 5);
+    assert_eq!(store.watchers(), 0);
+    let watch = store
+        .watch(ListScope::cluster("c1", CM), None)
+        .await
+        .unwrap();
+    assert_eq!(store.watchers(), 1);
+    drop(watch);
+    assert_eq!(store.watchers(), 0);
+}
+
 pub async fn bad_input(b: Backing) {
     let store = b.open().await;
     let before = store.current_revision().await.unwrap();
@@ -1154,7 +1189,7 @@ pub async fn child_writer() {
 macro_rules! conformance_suite {
     ($backing:expr) => {
         $crate::conformance_suite!(@tests $backing;
-            crud, bad_input, lists_are_scoped_and_ordered, paging_is_one_consistent_snapshot,
+            crud, counts_and_stats, bad_input, lists_are_scoped_and_ordered, paging_is_one_consistent_snapshot,
             read_revision_bounds, watch_delivers_changes_with_previous_state,
             watch_order_with_writers_in_two_instances, slow_watcher_catches_up,
             compaction_expires_old_revisions, compaction_survives_restarts,

@@ -56,6 +56,7 @@ pub async fn run(
     cluster: Cluster,
     stores: Stores,
     period: Duration,
+    metrics: std::sync::Arc<super::metrics::Metrics>,
 ) {
     let mut last: Option<Report> = None;
     let mut last_write = Instant::now();
@@ -91,7 +92,9 @@ pub async fn run(
         if Instant::now() < due && last.as_ref() == Some(&report) {
             continue;
         }
-        match super::hub::report(&hub, &target.name, &report).await {
+        let sent = super::hub::report(&hub, &target.name, &report).await;
+        metrics.heartbeat(&sent);
+        match sent {
             Ok(_) => {
                 last_write = Instant::now();
                 last = Some(report);

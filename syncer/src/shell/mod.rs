@@ -10,6 +10,7 @@
 //! - [`heartbeat`]: the SyncTarget status every period, and early when the reading changes.
 //! - [`work`]: apply each Placement's objects, remove what is no longer assigned, report
 //!   Placement status.
+//! - [`metrics`]: heartbeats, applies and removals, served on `--metrics-addr`.
 //!
 //! Everything edge-facing takes a `kube::Client`: `tests/gpu_fleet_e2e.rs` runs the binary
 //! against `trellis-edge` clusters (device plugin and DRA) with `--kubeconfig`.
@@ -18,6 +19,7 @@ pub mod clients;
 pub mod edge;
 pub mod heartbeat;
 pub mod hub;
+pub mod metrics;
 pub mod probe;
 pub mod stores;
 pub mod summaries;
@@ -41,6 +43,8 @@ pub struct Options {
     pub unschedulable_timeout: Duration,
     /// Image volumes: `None` to decide from the cluster's version.
     pub image_volume: Option<bool>,
+    /// Serve `/metrics` (plain HTTP) here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// Runs the syncer until `shutdown` resolves.
@@ -48,9 +52,22 @@ pub async fn run(
     options: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let metrics = metrics::Metrics::new()?;
+    let serving = match options.metrics_addr {
+        Some(addr) => {
+            let (bound, serving) = metrics::serve(addr, metrics.clone()).await?;
+            tracing::info!("serving metrics on http://{bound}/metrics");
+            Some(tokio::spawn(serving))
+        }
+        None => None,
+    };
     let hub = clients::hub(&options.hub_kubeconfig, &options.target.workspace).await?;
     let edge = clients::edge(options.edge_kubeconfig.as_deref()).await?;
-    let cluster = probe::wait_for(&edge, options.image_volume, &options.target, &hub).await;
+    let cluster = tokio::select! {
+        cluster = probe::wait_for(&edge, options.image_volume, &options.target, &hub, &metrics) => cluster,
+        _ = &mut shutdown => return Ok(()),
+    };
     tracing::info!(
         target = %options.target,
         version = cluster.version.as_deref().unwrap_or("?"),
@@ -66,6 +83,7 @@ pub async fn run(
         cluster.clone(),
         stores.clone(),
         options.heartbeat,
+        metrics.clone(),
     ));
     let worker = tokio::spawn(work::run(
         hub.clone(),
@@ -74,11 +92,15 @@ pub async fn run(
         cluster,
         stores.clone(),
         options.unschedulable_timeout,
+        metrics,
     ));
     shutdown.await;
     heart.abort();
     worker.abort();
     stores.stop();
+    if let Some(serving) = serving {
+        serving.abort();
+    }
     Ok(())
 }
 

@@ -73,6 +73,7 @@ pub async fn wait_for(
     image_volume: Option<bool>,
     target: &TargetRef,
     hub: &kube::Client,
+    metrics: &super::metrics::Metrics,
 ) -> Cluster {
     let mut delay = Duration::from_secs(1);
     loop {
@@ -84,7 +85,9 @@ pub async fn wait_for(
                     cluster_error: Some(e.to_string()),
                     ..Report::default()
                 };
-                if let Err(e) = super::hub::report(hub, &target.name, &report).await {
+                let sent = super::hub::report(hub, &target.name, &report).await;
+                metrics.heartbeat(&sent);
+                if let Err(e) = sent {
                     tracing::warn!(error = %e, "heartbeat to the hub failed");
                 }
             }

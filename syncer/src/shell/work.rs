@@ -59,6 +59,7 @@ pub async fn run(
     cluster: Cluster,
     stores: Stores,
     unschedulable_timeout: Duration,
+    metrics: std::sync::Arc<super::metrics::Metrics>,
 ) {
     let options = EdgeOptions {
         target: target.name.clone(),
@@ -75,28 +76,38 @@ pub async fn run(
             continue;
         }
         pass(
-            &hub,
-            &edge,
-            &target,
+            Sides {
+                hub: &hub,
+                edge: &edge,
+                target: &target,
+            },
             &options,
             &stores,
             &mut memory,
             unschedulable_timeout,
+            &metrics,
         )
         .instrument(tracing::info_span!("reconcile", controller = "syncer-work"))
         .await;
     }
 }
 
+/// The hub, the cluster, and the SyncTarget a pass works for.
+struct Sides<'a> {
+    hub: &'a kube::Client,
+    edge: &'a kube::Client,
+    target: &'a TargetRef,
+}
+
 async fn pass(
-    hub: &kube::Client,
-    edge: &kube::Client,
-    target: &TargetRef,
+    sides: Sides<'_>,
     options: &EdgeOptions,
     stores: &Stores,
     memory: &mut Memory,
     unschedulable_timeout: Duration,
+    metrics: &super::metrics::Metrics,
 ) {
+    let Sides { hub, edge, target } = sides;
     let full = memory.last_full.is_none_or(|at| at.elapsed() >= REAPPLY);
     if full {
         memory.last_full = Some(Instant::now());
@@ -108,6 +119,7 @@ async fn pass(
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
     let assigned: BTreeSet<String> = placements.iter().map(|p| name_of(p)).collect();
+    metrics.set_placements(assigned.len());
     // 1. Apply.
     let mut namespaces: BTreeMap<String, String> = BTreeMap::new();
     for p in &placements {
@@ -134,10 +146,11 @@ async fn pass(
                 {
                     trellis_telemetry::continue_from(&span, traceparent);
                 }
-                match apply_rendered(edge, &rendered, &target.name)
+                let applied = apply_rendered(edge, &rendered, &target.name)
                     .instrument(span)
-                    .await
-                {
+                    .await;
+                metrics.applied(&applied);
+                match applied {
                     Ok(()) => {
                         memory.applied.insert(name.clone(), hash);
                         memory.errors.remove(&name);
@@ -173,15 +186,16 @@ async fn pass(
     }
     for (namespace, placement) in orphans {
         tracing::info!(%namespace, %placement, "removing what is no longer assigned");
-        if let Err(e) = remove(
+        let removed = remove(
             edge,
             &namespace,
             &placement,
             &target.name,
             options.gpu_mode == crate::render::GpuMode::Dra,
         )
-        .await
-        {
+        .await;
+        metrics.removed(&removed);
+        if let Err(e) = removed {
             tracing::warn!(%placement, error = %e, "removing failed");
         }
     }

@@ -443,6 +443,12 @@ impl PlacementReconciler {
 
         let plan = pass::pass(&read, &mut state.ledger, now);
         let decided_in = started.elapsed();
+        self.record(&plan, decided_in);
+        self.ctx.metrics.set_fleet(&fleet_health(
+            targets.iter().map(|k| &k.object),
+            pools.iter().map(|k| &k.object),
+            now_ms,
+        ));
         if plan.restored_ledger {
             tracing::info!(
                 holds = state.ledger.as_ref().map_or(0, |l| l.holds().count()),
@@ -555,6 +561,7 @@ impl PlacementReconciler {
             return Ok(false);
         };
         let decided_in = started.elapsed();
+        self.record(&plan, decided_in);
         let kept = KeptRead {
             targets: &kept_targets,
             placements: &[],
@@ -583,6 +590,20 @@ impl PlacementReconciler {
             );
         }
         Ok(true)
+    }
+
+    /// A pass's decisions and writes in the metrics.
+    fn record(&self, plan: &Pass, decided_in: std::time::Duration) {
+        let creates = plan
+            .placements
+            .iter()
+            .filter(|w| matches!(w, pass::PlacementWrite::Create { .. }))
+            .count();
+        self.ctx.metrics.placement_pass(
+            decided_in,
+            plan.decided,
+            [creates, plan.placements.len() - creates, plan.deletes.len()],
+        );
     }
 
     /// Workspace paths of the clusters, each looked up once (`None`: not known yet).
@@ -871,6 +892,43 @@ impl PlacementReconciler {
 }
 
 /// Now, in seconds and in milliseconds since the epoch.
+/// The fleet's health for metrics: SyncTargets by their `Ready` condition, the stalest
+/// heartbeat, and each pool class's allocated and total GPUs as its status says.
+fn fleet_health<'a>(
+    targets: impl Iterator<Item = &'a SyncTarget>,
+    pools: impl Iterator<Item = &'a GPUPool>,
+    now_ms: i64,
+) -> crate::machinery::metrics::FleetHealth {
+    let mut health = crate::machinery::metrics::FleetHealth::default();
+    for target in targets {
+        let status = target.status.as_ref();
+        let ready = status.is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        if ready {
+            health.ready_targets += 1;
+        } else {
+            health.unready_targets += 1;
+        }
+        if let Some(beat) = status.and_then(|s| s.last_heartbeat_time.as_ref()) {
+            let age = (now_ms - beat.0.as_millisecond()).max(0) as f64 / 1000.0;
+            health.oldest_heartbeat_seconds = health.oldest_heartbeat_seconds.max(age);
+        }
+    }
+    for pool in pools {
+        let name = pool.metadata.name.clone().unwrap_or_default();
+        for class in pool.status.iter().flat_map(|s| &s.classes) {
+            health.pools.insert(
+                (name.clone(), class.name.clone()),
+                (i64::from(class.allocated), i64::from(class.capacity)),
+            );
+        }
+    }
+    health
+}
+
 fn clock() -> (i64, i64) {
     let ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

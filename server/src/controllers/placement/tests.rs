@@ -617,3 +617,32 @@ fn pass_over_a_thousand_deployments() {
         settled.as_millis()
     );
 }
+
+/// What the metrics hear of the fleet: targets by `Ready`, the stalest heartbeat, and each
+/// pool class's allocated and total GPUs from the pool's status.
+#[test]
+fn fleet_health_for_the_metrics() {
+    let fresh = target("eu-1", &[(8, 2)], NOW - 5);
+    let mut stale = target("eu-2", &[(8, 1)], NOW - 90);
+    if let Some(status) = stale.status.as_mut() {
+        status.conditions[0].status = "False".into();
+    }
+    let mut h200 = pool();
+    h200.status = Some(
+        serde_json::from_value(json!({
+            "classes": [{"name": "h200", "capacity": 24, "allocated": 10}],
+        }))
+        .expect("a GPUPool status"),
+    );
+    let health = super::fleet_health(
+        [&fresh, &stale].into_iter(),
+        [&h200].into_iter(),
+        NOW * 1000,
+    );
+    assert_eq!((health.ready_targets, health.unready_targets), (1, 1));
+    assert_eq!(health.oldest_heartbeat_seconds, 90.0);
+    assert_eq!(
+        health.pools.get(&("h200".to_string(), "h200".to_string())),
+        Some(&(10, 24))
+    );
+}

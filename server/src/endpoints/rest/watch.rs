@@ -4,6 +4,11 @@
 //! events; `sendInitialEvents=true` does the same and marks the end with a BOOKMARK annotated
 //! `k8s.io/initial-events-end`. A revision too old to watch from is a 200 with one ERROR event
 //! carrying a 410 Status, as kube-apiserver answers.
+//!
+//! When the server closes (graceful shutdown) every watch ends cleanly: the chunked response
+//! is finished, so a client sees the end of a watch and re-watches (on another replica),
+//! never a reset connection. Events sent are counted in `apiserver_watch_events_total`, by
+//! built-in resource (custom ones as `other`).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -266,9 +271,24 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         Some(streams) => Ok(Source::Shards(streams)),
         None => store.watch(scope, from).await.map(Source::One),
     };
+    let events_sent = if target.rt.custom.is_some() {
+        target.state.metrics.watch_events(
+            crate::machinery::metrics::OTHER,
+            crate::machinery::metrics::OTHER,
+            crate::machinery::metrics::OTHER,
+        )
+    } else {
+        target
+            .state
+            .metrics
+            .watch_events(&target.rt.group, &target.rt.version, &target.rt.plural)
+    };
+    let closing = target.state.lifecycle.closing();
     let feed = match source {
         Ok(source) => Some(Feed {
             source,
+            closing,
+            events_sent,
             timeout,
             deadline: None,
             bookmarks: bookmarks.then(|| {
@@ -341,6 +361,10 @@ impl Source {
 /// What feeds a watch response after its initial events.
 struct Feed {
     source: Source,
+    /// Cancelled when the server closes: the watch ends then.
+    closing: tokio_util::sync::CancellationToken,
+    /// `apiserver_watch_events_total` of the resource (none with metrics off).
+    events_sent: Option<prometheus::IntCounter>,
     timeout: Duration,
     /// Starts when the first change is awaited, after the initial events.
     deadline: Option<Pin<Box<Sleep>>>,
@@ -359,6 +383,7 @@ impl Feed {
         loop {
             return Some(tokio::select! {
                 _ = deadline.as_mut() => return None,
+                _ = self.closing.cancelled() => return None,
                 _ = async { self.bookmarks.as_mut()?.tick().await; Some(()) }, if self.bookmarks.is_some() => {
                     let meta = json!({"resourceVersion": self.source.revision()});
                     let bookmark = json!({"apiVersion": self.api_version, "kind": self.kind, "metadata": meta});
@@ -387,6 +412,9 @@ impl Feed {
                                 Some(None) => more = false,
                                 None => break,
                             }
+                        }
+                        if let Some(sent) = &self.events_sent {
+                            sent.inc_by(batch.len() as u64);
                         }
                         match batch.len() {
                             0 if more => continue,

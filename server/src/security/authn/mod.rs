@@ -158,10 +158,22 @@ pub fn is_public(path: &str) -> bool {
         },
         None => path,
     };
-    matches!(
-        path.trim_end_matches('/'),
-        "/healthz" | "/livez" | "/readyz" | "/version"
-    )
+    is_public_path(path)
+}
+
+/// The health checks (each alone too: `/readyz/shard-root`) and the version, as a path in a
+/// workspace: public in every workspace.
+pub fn is_public_path(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    let probe = match path.get(1..).and_then(|p| p.split_once('/')) {
+        Some((probe, check)) if !check.is_empty() && !check.contains('/') => probe,
+        Some(_) => return false,
+        None => path.trim_start_matches('/'),
+    };
+    match path.matches('/').count() {
+        1 => matches!(probe, "healthz" | "livez" | "readyz" | "version"),
+        _ => matches!(probe, "healthz" | "livez" | "readyz"),
+    }
 }
 
 /// The state of the authentication layer.
@@ -240,6 +252,8 @@ mod tests {
             "/version",
             "/clusters/root:acme/readyz",
             "/clusters/abc/version",
+            "/readyz/shard-root",
+            "/clusters/root/livez/ping",
         ] {
             assert!(is_public(path), "{path}");
         }
@@ -248,6 +262,9 @@ mod tests {
             "/api",
             "/clusters/readyz",
             "/healthzz",
+            "/version/x",
+            "/readyz/a/b",
+            "/metrics",
             "/clusters/x/api/v1/namespaces",
             "/api/v1/namespaces/default/configmaps/readyz",
         ] {

@@ -249,6 +249,29 @@ fn cluster_roles(resources: &[Arc<ResourceType>]) -> Vec<Value> {
             )],
             None,
         ),
+        // Prometheus and the like: `/metrics` and the health checks, in the workspace (root)
+        // whose `/metrics` they scrape.
+        role(
+            MONITORING,
+            json!({}),
+            &[
+                Rule::non_resource(&[ACCESS_VERB], &["/"]),
+                Rule::non_resource(
+                    &["get"],
+                    &[
+                        "/metrics",
+                        "/metrics/slis",
+                        "/healthz",
+                        "/healthz/*",
+                        "/livez",
+                        "/livez/*",
+                        "/readyz",
+                        "/readyz/*",
+                    ],
+                ),
+            ],
+            None,
+        ),
         role(
             "system:auth-delegator",
             json!({}),
@@ -309,4 +332,8 @@ pub const CLUSTER_ROLE_BINDINGS: &[(&str, &str, &str)] = &[
         "system:public-info-viewer",
         crate::security::authn::AUTHENTICATED,
     ),
+    (MONITORING, MONITORING, MONITORING),
 ];
+
+/// kube-apiserver's monitoring role, and the group it is bound to.
+pub const MONITORING: &str = "system:monitoring";

@@ -342,10 +342,7 @@ pub fn is_public_target(target: &Target) -> bool {
 
 /// Paths anyone may read in any workspace, without entering it.
 fn is_public(path: &str) -> bool {
-    matches!(
-        path,
-        "/healthz" | "/livez" | "/readyz" | "/version" | "/version/"
-    )
+    crate::security::authn::is_public_path(path)
 }
 
 /// The authorization step of the request pipeline: the access check, then RBAC on the

@@ -311,6 +311,19 @@ impl WorkspaceIndex {
         self.read().per_shard.clone()
     }
 
+    /// How many workspaces each (shard, phase) holds, as this replica knows (an unplaced
+    /// workspace's shard is empty): for metrics.
+    pub fn workspaces_per_shard_and_phase(
+        &self,
+    ) -> std::collections::BTreeMap<(String, &'static str), usize> {
+        let mut counts = std::collections::BTreeMap::new();
+        for entry in self.read().by_name.values() {
+            let shard = entry.shard.clone().unwrap_or_default();
+            *counts.entry((shard, entry.phase.as_str())).or_default() += 1;
+        }
+        counts
+    }
+
     /// The WorkspaceType name of a logical cluster (`root` for the root workspace).
     pub async fn type_of(&self, cluster: &str) -> Result<String, Unroutable> {
         if cluster == ROOT_CLUSTER {
