@@ -1,7 +1,8 @@
 //! The one handler every request reaches: parse what it is about, resolve the workspace,
 //! authorize the user there (`authz`), and hand it to discovery, the system endpoints (health,
 //! `/metrics`), the access reviews or the REST layer. Request metrics are taken here, where
-//! the verb and resource are known ([`instrument`]).
+//! the verb and resource are known ([`instrument`]), and so is each request's span (traces,
+//! and the trace id on its log lines).
 
 use std::sync::Arc;
 
@@ -34,13 +35,33 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>
             Ok(info) => info,
             Err(_) => return response::status(Status::not_found_path()),
         };
-    if !state.metrics.enabled() {
-        return route(&state, parts, query, info, body).await;
+    // One span per request: what traces export (a child of the client's trace context), and
+    // what every log line logged while serving it carries (its trace id). Instrument, not
+    // enter: a guard held across an await would stay entered on this thread while the task
+    // sleeps, and tag other requests' lines.
+    let span = {
+        let (verb, resource) = match &info.target {
+            Target::Resource(request) => (request.verb.as_str(), request.resource.as_str()),
+            Target::NonResource(path) => (parts.method.as_str(), path.as_str()),
+        };
+        trellis_telemetry::request_span(&parts.headers, &info.workspace, verb, resource)
+    };
+    async move {
+        let response = if state.metrics.enabled() {
+            let measured = Measured::of(&state, &info, &parts.method, &parts.headers, started);
+            let _in_flight = state.metrics.in_flight(measured.mutating());
+            let response = route(&state, parts, query, info, body).await;
+            measured.finish(&state.metrics, response)
+        } else {
+            route(&state, parts, query, info, body).await
+        };
+        let code = response.status().as_u16();
+        tracing::Span::current().record("code", code);
+        tracing::debug!(code, took = ?started.elapsed(), "served");
+        response
     }
-    let measured = Measured::of(&state, &info, &parts.method, &parts.headers, started);
-    let _in_flight = state.metrics.in_flight(measured.mutating());
-    let response = route(&state, parts, query, info, body).await;
-    measured.finish(&state.metrics, response)
+    .instrument(span)
+    .await
 }
 
 /// Authenticates (what the layer found), resolves the workspace, authorizes and hands the
@@ -64,6 +85,7 @@ async fn route(
         None if authz::is_public_target(&info.target) => &NOBODY,
         None => return response::status(Status::unauthorized()),
     };
+    tracing::Span::current().record("user", user.name.as_str());
     if info.workspace == request_info::ALL_WORKSPACES {
         if let Err(status) = authn::check_bound_cluster(parts.extensions.get(), None) {
             return response::status(status);
@@ -119,9 +141,6 @@ async fn route(
         Ok(admin) => admin,
         Err(status) => return response::status(status),
     };
-    // Instrument, not enter: a guard held across an await would stay entered on this thread
-    // while the task sleeps, and tag other requests' logs.
-    let span = tracing::debug_span!("request", workspace = %info.workspace, method = %parts.method, path = %parts.uri.path());
     let ctx = RequestContext {
         state,
         scope: Scope::Workspace(workspace),
@@ -130,16 +149,8 @@ async fn route(
         extensions: &parts.extensions,
     };
     match info.target {
-        Target::NonResource(path) => {
-            non_resource(&ctx, &path, &query, &parts.headers)
-                .instrument(span)
-                .await
-        }
-        Target::Resource(request) => {
-            rest::handle(&ctx, request, query, &parts.headers, body)
-                .instrument(span)
-                .await
-        }
+        Target::NonResource(path) => non_resource(&ctx, &path, &query, &parts.headers).await,
+        Target::Resource(request) => rest::handle(&ctx, request, query, &parts.headers, body).await,
     }
 }
 
