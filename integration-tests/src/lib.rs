@@ -6,6 +6,7 @@
 //! test per store.
 
 pub mod fleet;
+pub mod processes;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -226,9 +227,7 @@ pub fn plugin_dir() -> &'static Path {
             "--bin",
             "trellis",
         ]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
+        build.args(profile_args(&profile_dir));
         let status = build.status().expect("run cargo build");
         assert!(status.success(), "building kubectl-ws and trellis failed");
         assert!(
@@ -238,6 +237,21 @@ pub fn plugin_dir() -> &'static Path {
         );
         profile_dir
     })
+}
+
+/// Whoever sets it (a benchmark: `cargo bench` builds with the `bench` profile, which shares
+/// `target/release` with `release` but not its compiled crates) names the profile the binaries
+/// are built with.
+pub const BUILD_PROFILE_VARIABLE: &str = "TRELLIS_BUILD_PROFILE";
+
+/// The profile flags of the `cargo build` of binaries for a test binary in `profile_dir`:
+/// [`BUILD_PROFILE_VARIABLE`]'s profile if set, else that of the directory.
+fn profile_args(profile_dir: &Path) -> Vec<String> {
+    match std::env::var(BUILD_PROFILE_VARIABLE) {
+        Ok(profile) if !profile.is_empty() => vec!["--profile".into(), profile],
+        _ if profile_dir.file_name().is_some_and(|n| n == "release") => vec!["--release".into()],
+        _ => Vec::new(),
+    }
 }
 
 /// `cargo build`, without the variables cargo sets for a running test (`CARGO_MANIFEST_DIR`
@@ -337,9 +351,7 @@ pub fn edge_binary() -> PathBuf {
             let profile_dir = plugin_dir();
             let mut build = cargo_build();
             build.args(["-p", "trellis-edge", "--bin", "trellis-edge"]);
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                build.arg("--release");
-            }
+            build.args(profile_args(profile_dir));
             let status = build.status().expect("run cargo build");
             assert!(status.success(), "building trellis-edge failed");
             let binary = profile_dir.join("trellis-edge");
