@@ -256,7 +256,8 @@ impl EdgeProcess {
 /// Starts the syncer `binary` (a test or benchmark of the syncer crate has it as
 /// `env!("CARGO_BIN_EXE_trellis-syncer")`) for `target` (`WORKSPACE:NAME`) with the hub
 /// credentials `trellis synctarget create` wrote, against the edge of `edge_kubeconfig`,
-/// with `args` more, logging at `info` to `log`.
+/// with `args` more, logging to `log` at `info` (or as `TRELLIS_SYNCER_LOG` says, e.g.
+/// `trellis_syncer=debug` for each work pass's timing).
 pub fn start_syncer(
     binary: &Path,
     hub_kubeconfig: &Path,
@@ -272,7 +273,10 @@ pub fn start_syncer(
         .arg("--kubeconfig")
         .arg(edge_kubeconfig)
         .args(args)
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            std::env::var("TRELLIS_SYNCER_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .stdout(Stdio::null())
         .stderr(log_file(log))
         .spawn()

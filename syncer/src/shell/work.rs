@@ -24,7 +24,7 @@ use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::Api;
 use tokio::time::{sleep, Instant};
-use trellis_apis::compute::Placement;
+use trellis_apis::compute::{Placement, PlacementStatus};
 
 use super::edge::{apply_rendered, orphans, remove};
 use super::probe::Cluster;
@@ -35,7 +35,7 @@ use crate::render::{render, service, EdgeOptions};
 use crate::target::TargetRef;
 
 /// Changes arriving within this are taken by one pass.
-const DEBOUNCE: Duration = Duration::from_millis(200);
+const DEBOUNCE: Duration = Duration::from_millis(20);
 /// A pass at least this often, so timeouts are noticed.
 const TICK: Duration = Duration::from_secs(5);
 /// Everything is applied again this often.
@@ -48,6 +48,10 @@ struct Memory {
     applied: HashMap<String, u64>,
     /// Placement name → why it could not be rendered or applied.
     errors: HashMap<String, String>,
+    /// Placement name → the status last written for it, and the Placement's resourceVersion
+    /// in the store when it was: until the store holds a newer one, the write is still on its
+    /// way back and is not repeated.
+    written: HashMap<String, (Option<String>, PlacementStatus)>,
     last_full: Option<Instant>,
 }
 
@@ -73,7 +77,8 @@ pub async fn run(
         if !(stores.hub_ready() && stores.edge_ready()) {
             continue;
         }
-        pass(
+        let started = Instant::now();
+        let (applied, written) = pass(
             &hub,
             &edge,
             &target,
@@ -83,6 +88,12 @@ pub async fn run(
             unschedulable_timeout,
         )
         .await;
+        tracing::debug!(
+            applied,
+            written,
+            ms = started.elapsed().as_millis() as u64,
+            "work pass"
+        );
     }
 }
 
@@ -94,7 +105,8 @@ async fn pass(
     stores: &Stores,
     memory: &mut Memory,
     unschedulable_timeout: Duration,
-) {
+) -> (usize, usize) {
+    let (mut applied, mut written) = (0, 0);
     let full = memory.last_full.is_none_or(|at| at.elapsed() >= REAPPLY);
     if full {
         memory.last_full = Some(Instant::now());
@@ -124,6 +136,7 @@ async fn pass(
                 }
                 match apply_rendered(edge, &rendered, &target.name).await {
                     Ok(()) => {
+                        applied += 1;
                         memory.applied.insert(name.clone(), hash);
                         memory.errors.remove(&name);
                     }
@@ -172,6 +185,7 @@ async fn pass(
     }
     memory.applied.retain(|name, _| assigned.contains(name));
     memory.errors.retain(|name, _| assigned.contains(name));
+    memory.written.retain(|name, _| assigned.contains(name));
     // 3. Report.
     let mut pods: HashMap<(String, String), Vec<PodState>> = HashMap::new();
     for pod in stores.pods.state() {
@@ -186,7 +200,7 @@ async fn pass(
     for p in &placements {
         let name = name_of(p);
         let Some(namespace) = namespaces.get(&name) else {
-            report(
+            written += report(
                 hub,
                 target,
                 p,
@@ -198,8 +212,9 @@ async fn pass(
                 },
                 now,
                 timeout,
+                &mut memory.written,
             )
-            .await;
+            .await as usize;
             continue;
         };
         let deployment = stores
@@ -215,11 +230,14 @@ async fn pass(
                 .then(|| service::endpoint(&name, namespace, p.spec.runtime.port)),
             error: memory.errors.get(&name).cloned(),
         };
-        report(hub, target, p, &observed, now, timeout).await;
+        written +=
+            report(hub, target, p, &observed, now, timeout, &mut memory.written).await as usize;
     }
+    (applied, written)
 }
 
-/// Applies the status `observed` gives `placement` if the hub does not have it yet.
+/// Applies the status `observed` gives `placement` if the hub does not have it yet, nor has
+/// it been written since the store last heard of the Placement; whether it wrote.
 async fn report(
     hub: &kube::Client,
     target: &TargetRef,
@@ -227,13 +245,26 @@ async fn report(
     observed: &Observed<'_>,
     now: i64,
     timeout: i64,
-) {
+    written: &mut HashMap<String, (Option<String>, PlacementStatus)>,
+) -> bool {
     let wanted = status(placement, observed, now, timeout);
     if placement.status.as_ref() == Some(&wanted) {
-        return;
+        return false;
     }
     let name = name_of(placement);
-    if let Err(e) = super::hub::placement_status(hub, &target.namespace(), &name, &wanted).await {
-        tracing::warn!(placement = %name, error = %e, "writing the status failed");
+    let version = placement.metadata.resource_version.clone();
+    if written.get(&name) == Some(&(version.clone(), wanted.clone())) {
+        return false;
+    }
+    match super::hub::placement_status(hub, &target.namespace(), &name, &wanted).await {
+        Ok(()) => {
+            written.insert(name, (version, wanted));
+            true
+        }
+        Err(e) => {
+            tracing::warn!(placement = %name, error = %e, "writing the status failed");
+            written.remove(&name);
+            false
+        }
     }
 }
