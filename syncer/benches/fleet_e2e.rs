@@ -38,13 +38,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, Resource};
 use serde_json::json;
-use trellis_apis::compute::SyncTarget;
+use trellis_apis::compute::placement::ORIGIN_UID_LABEL;
+use trellis_apis::compute::{Placement, SyncTarget};
 use trellis_apis::serving::ModelDeployment;
 use trellis_integration_tests::processes::{
     kubectl_ok, start_syncer, EdgeProcess, HubProcess, Process,
@@ -416,6 +418,40 @@ async fn e2e_ready(pg: &PostgresCluster, dir: &Path) -> Result<()> {
     let (md_seen, _md_watch) = watch(Api::<ModelDeployment>::all(tenant.clone()), |md| {
         md_ready(md).then(|| uid(md)).flatten()
     });
+    // Where the time goes: each step seen by a watcher, keyed by the deployment's uid.
+    let origin = |meta: &kube::core::ObjectMeta| {
+        meta.labels
+            .as_ref()
+            .and_then(|l| l.get(ORIGIN_UID_LABEL).cloned())
+    };
+    let all_placements: Api<Placement> = Api::all(hub.client(PROVIDER).await);
+    let (placed, _w1) = watch(all_placements.clone(), move |p: &Placement| {
+        origin(&p.metadata)
+    });
+    let (reported, _w2) = watch(all_placements, move |p: &Placement| {
+        let available = p
+            .status
+            .as_ref()
+            .is_some_and(|s| condition_true(&s.conditions, "Available"));
+        available.then(|| origin(&p.metadata)).flatten()
+    });
+    let mut edge_watches = Vec::new();
+    let (applied, edge_available): (Seen, Seen) = Default::default();
+    for edge in &edges {
+        let api: Api<Deployment> = Api::all(client_from(&edge.kubeconfig).await?);
+        let (seen, w) = watch(api.clone(), move |d: &Deployment| origin(&d.metadata));
+        edge_watches.push((seen, w));
+        let (seen, w) = watch(api, move |d: &Deployment| {
+            let available = d
+                .status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0)
+                >= 1;
+            available.then(|| origin(&d.metadata)).flatten()
+        });
+        edge_watches.push((seen, w));
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let acked = create_all(
         &Api::<ModelDeployment>::namespaced(tenant.clone(), "default"),
@@ -426,6 +462,30 @@ async fn e2e_ready(pg: &PostgresCluster, dir: &Path) -> Result<()> {
     )
     .await?;
     let ready = latencies(&acked, &md_seen, Duration::from_secs(120)).await?;
+    for (i, (seen, _)) in edge_watches.iter().enumerate() {
+        let into = if i % 2 == 0 {
+            &applied
+        } else {
+            &edge_available
+        };
+        let seen = seen.lock().expect("lock").clone();
+        into.lock().expect("lock").extend(seen);
+    }
+    println!("# p50 / p99 from the create acknowledged to each step, seen by a watcher:");
+    for (step, seen) in [
+        ("Placement written on the hub", &placed),
+        ("Deployment applied on the edge", &applied),
+        ("Deployment available on the edge", &edge_available),
+        ("Placement status Available on the hub", &reported),
+        ("ModelDeployment Ready", &md_seen),
+    ] {
+        let times = latencies(&acked, seen, Duration::from_secs(1)).await?;
+        println!(
+            "#   {step}: {:.0} / {:.0} ms",
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99))
+        );
+    }
 
     // Where they went.
     let mut by_target: BTreeMap<String, usize> = BTreeMap::new();
