@@ -205,12 +205,26 @@ fn run_kubectl(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool,
     )
 }
 
+/// Names a directory holding `trellis`, `kubectl-ws` and `trellis-edge` already built, to use
+/// instead of building them (a benchmark whose own build unified features differently would
+/// otherwise build the server crate again).
+pub const BINARIES_VARIABLE: &str = "TRELLIS_BINARIES_DIR";
+
+fn prebuilt() -> Option<PathBuf> {
+    std::env::var_os(BINARIES_VARIABLE)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
 /// Where the `kubectl-ws` plugin and the `trellis` binary are: built on first use (cargo
 /// does not build another package's binaries for these tests), in this test binary's
-/// profile directory.
+/// profile directory; or [`BINARIES_VARIABLE`]'s directory.
 pub fn plugin_dir() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = prebuilt() {
+            return dir;
+        }
         let exe = std::env::current_exe().expect("test binary path");
         // target/<profile>/deps/<test> → target/<profile>
         let profile_dir = exe
@@ -349,6 +363,9 @@ pub fn edge_binary() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let profile_dir = plugin_dir();
+            if prebuilt().is_some() {
+                return profile_dir.join("trellis-edge");
+            }
             let mut build = cargo_build();
             build.args(["-p", "trellis-edge", "--bin", "trellis-edge"]);
             build.args(profile_args(profile_dir));
