@@ -7,6 +7,7 @@
 
 pub mod fleet;
 pub mod otlp;
+pub mod processes;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -205,12 +206,26 @@ fn run_kubectl(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool,
     )
 }
 
+/// Names a directory holding `trellis`, `kubectl-ws` and `trellis-edge` already built, to use
+/// instead of building them (a benchmark whose own build unified features differently would
+/// otherwise build the server crate again).
+pub const BINARIES_VARIABLE: &str = "TRELLIS_BINARIES_DIR";
+
+fn prebuilt() -> Option<PathBuf> {
+    std::env::var_os(BINARIES_VARIABLE)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
 /// Where the `kubectl-ws` plugin and the `trellis` binary are: built on first use (cargo
 /// does not build another package's binaries for these tests), in this test binary's
-/// profile directory.
+/// profile directory; or [`BINARIES_VARIABLE`]'s directory.
 pub fn plugin_dir() -> &'static Path {
     static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
+        if let Some(dir) = prebuilt() {
+            return dir;
+        }
         let exe = std::env::current_exe().expect("test binary path");
         // target/<profile>/deps/<test> → target/<profile>
         let profile_dir = exe
@@ -227,9 +242,7 @@ pub fn plugin_dir() -> &'static Path {
             "--bin",
             "trellis",
         ]);
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
+        build.args(profile_args(&profile_dir));
         let status = build.status().expect("run cargo build");
         assert!(status.success(), "building kubectl-ws and trellis failed");
         assert!(
@@ -239,6 +252,21 @@ pub fn plugin_dir() -> &'static Path {
         );
         profile_dir
     })
+}
+
+/// Whoever sets it (a benchmark: `cargo bench` builds with the `bench` profile, which shares
+/// `target/release` with `release` but not its compiled crates) names the profile the binaries
+/// are built with.
+pub const BUILD_PROFILE_VARIABLE: &str = "TRELLIS_BUILD_PROFILE";
+
+/// The profile flags of the `cargo build` of binaries for a test binary in `profile_dir`:
+/// [`BUILD_PROFILE_VARIABLE`]'s profile if set, else that of the directory.
+fn profile_args(profile_dir: &Path) -> Vec<String> {
+    match std::env::var(BUILD_PROFILE_VARIABLE) {
+        Ok(profile) if !profile.is_empty() => vec!["--profile".into(), profile],
+        _ if profile_dir.file_name().is_some_and(|n| n == "release") => vec!["--release".into()],
+        _ => Vec::new(),
+    }
 }
 
 /// `cargo build`, without the variables cargo sets for a running test (`CARGO_MANIFEST_DIR`
@@ -336,11 +364,12 @@ pub fn edge_binary() -> PathBuf {
     BUILT
         .get_or_init(|| {
             let profile_dir = plugin_dir();
+            if prebuilt().is_some() {
+                return profile_dir.join("trellis-edge");
+            }
             let mut build = cargo_build();
             build.args(["-p", "trellis-edge", "--bin", "trellis-edge"]);
-            if profile_dir.file_name().is_some_and(|n| n == "release") {
-                build.arg("--release");
-            }
+            build.args(profile_args(profile_dir));
             let status = build.status().expect("run cargo build");
             assert!(status.success(), "building trellis-edge failed");
             let binary = profile_dir.join("trellis-edge");

@@ -15,20 +15,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use serde_json::Value;
 use trellis_apis::compute::Placement;
-use trellis_integration_tests::{
-    edge_binary, kubectl_with_kubeconfig, trellis_binary, user_kubeconfig, write_file,
+use trellis_integration_tests::processes::{
+    eventually, kubectl_ok as ok, start_syncer, wait_long, EdgeProcess, HubProcess, Process,
 };
-use trellis_testkit::{free_loopback_port, PostgresCluster};
+use trellis_integration_tests::{kubectl_with_kubeconfig, user_kubeconfig, write_file};
+use trellis_testkit::PostgresCluster;
 
 const PROVIDER: &str = "root:platform";
 const ACME: &str = "root:acme";
@@ -70,149 +69,12 @@ spec:
     )
 }
 
-/// A child process killed when dropped.
-struct Process(Option<Child>);
-
-impl Process {
-    fn kill(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 /// A task aborted when dropped (also when the test fails: the runtime waits for its tasks).
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Where a process's stderr goes, appended across restarts.
-fn log_file(path: &Path) -> Stdio {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("log file")
-        .into()
-}
-
-/// Polls `read` for up to `limit` until `done` holds of what it read; fails showing the last
-/// reading.
-fn wait_long<T: std::fmt::Debug>(
-    what: &str,
-    limit: Duration,
-    mut read: impl FnMut() -> T,
-    done: impl Fn(&T) -> bool,
-) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        let seen = read();
-        if done(&seen) {
-            return seen;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: not reached in {limit:?}; last seen {seen:?}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-}
-
-/// [`wait_long`] for what happens within seconds.
-fn eventually<T: std::fmt::Debug>(
-    what: &str,
-    read: impl FnMut() -> T,
-    done: impl Fn(&T) -> bool,
-) -> T {
-    wait_long(what, Duration::from_secs(30), read, done)
-}
-
-/// kubectl with `kubeconfig`, which must succeed; its stdout.
-fn ok(kubeconfig: &Path, args: &[&str]) -> String {
-    let (ok, out, err) = kubectl_with_kubeconfig(kubeconfig, args);
-    assert!(ok, "kubectl {args:?} failed: {err}");
-    out
-}
-
-/// The hub: `trellis start` on Postgres on a fixed loopback port, restartable on the same
-/// port, data directory (CA, admin kubeconfig) and database.
-struct HubProcess {
-    process: Process,
-    store: String,
-    port: u16,
-    dir: PathBuf,
-    log: PathBuf,
-}
-
-impl HubProcess {
-    fn start(store: String, dir: PathBuf, log: PathBuf) -> HubProcess {
-        let mut hub = HubProcess {
-            process: Process(None),
-            store,
-            port: free_loopback_port(),
-            dir,
-            log,
-        };
-        hub.restart();
-        hub
-    }
-
-    fn restart(&mut self) {
-        self.process.kill();
-        let child = Command::new(trellis_binary())
-            .args(["start", "--store", &self.store, "--listen"])
-            .arg(format!("127.0.0.1:{}", self.port))
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log_file(&self.log))
-            .spawn()
-            .expect("start trellis");
-        self.process = Process(Some(child));
-        eventually(
-            "the hub serves",
-            || {
-                self.kubeconfig().is_file()
-                    && kubectl_with_kubeconfig(&self.kubeconfig(), &["get", "--raw", "/readyz"]).0
-            },
-            |ready| *ready,
-        );
-    }
-
-    fn kubeconfig(&self) -> PathBuf {
-        self.dir.join("admin.kubeconfig")
-    }
-
-    fn server(&self, workspace: &str) -> String {
-        format!("https://127.0.0.1:{}/clusters/{workspace}", self.port)
-    }
-
-    /// kubectl as the admin in `workspace`, which must succeed.
-    fn ok(&self, workspace: &str, args: &[&str]) -> String {
-        let server = self.server(workspace);
-        let mut full = vec!["--server", server.as_str()];
-        full.extend_from_slice(args);
-        ok(&self.kubeconfig(), &full)
-    }
-
-    /// kubectl as the user of `kubeconfig` in `workspace`.
-    fn as_user(&self, kubeconfig: &Path, workspace: &str, args: &[&str]) -> (bool, String, String) {
-        let server = self.server(workspace);
-        let mut full = vec!["--server", server.as_str()];
-        full.extend_from_slice(args);
-        kubectl_with_kubeconfig(kubeconfig, &full)
     }
 }
 
@@ -228,33 +90,23 @@ struct Edge {
 }
 
 impl Edge {
-    /// `trellis-edge` with `args`, waiting until it serves.
+    /// `trellis-edge` with `args`, pods starting at once.
     fn start(name: &'static str, dir: &Path, args: &[&str]) -> Edge {
-        let kubeconfig = dir.join(format!("{name}-edge.kubeconfig"));
-        let child = Command::new(edge_binary())
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.join(format!("{name}-edge")))
-            .arg("--kubeconfig-out")
-            .arg(&kubeconfig)
-            .args([
-                "--pod-start-delay",
-                "0s",
-                "--pod-ready-delay",
-                "0s",
-                "--heartbeat-interval",
-                "5s",
-            ])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log_file(&dir.join(format!("{name}-edge.log"))))
-            .spawn()
-            .expect("start trellis-edge");
+        let mut all = vec![
+            "--pod-start-delay",
+            "0s",
+            "--pod-ready-delay",
+            "0s",
+            "--heartbeat-interval",
+            "5s",
+        ];
+        all.extend_from_slice(args);
+        let edge = EdgeProcess::start(name, dir, &all);
         Edge {
             name,
-            _edge: Process(Some(child)),
-            syncer: Process(None),
-            kubeconfig,
+            kubeconfig: edge.kubeconfig.clone(),
+            _edge: edge.process,
+            syncer: Process::none(),
             hub_kubeconfig: dir.join(format!("{name}.kubeconfig")),
             syncer_log: dir.join(format!("{name}-syncer.log")),
             syncer_args: Vec::new(),
@@ -280,20 +132,16 @@ impl Edge {
     /// (Re)starts the syncer.
     fn start_syncer(&mut self) {
         self.syncer.kill();
-        let child = Command::new(env!("CARGO_BIN_EXE_trellis-syncer"))
-            .arg("--hub-kubeconfig")
-            .arg(&self.hub_kubeconfig)
-            .args(["--target", &format!("{PROVIDER}:{}", self.name)])
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["--heartbeat-interval", "3s"])
-            .args(&self.syncer_args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log_file(&self.syncer_log))
-            .spawn()
-            .expect("start trellis-syncer");
-        self.syncer = Process(Some(child));
+        let mut args = vec!["--heartbeat-interval".to_string(), "3s".to_string()];
+        args.extend(self.syncer_args.iter().cloned());
+        self.syncer = start_syncer(
+            Path::new(env!("CARGO_BIN_EXE_trellis-syncer")),
+            &self.hub_kubeconfig,
+            &format!("{PROVIDER}:{}", self.name),
+            &self.kubeconfig,
+            &args,
+            &self.syncer_log,
+        );
     }
 
     /// The syncer's Deployments on the edge, as `namespace/name replicas ready`.
@@ -399,18 +247,7 @@ impl Fleet {
         }
         for (name, edge) in &mut edges {
             edge.wait_serving();
-            let run = Command::new(trellis_binary())
-                .args(["synctarget", "create", name, "--workspace", PROVIDER, "-o"])
-                .arg(&edge.hub_kubeconfig)
-                .arg("--kubeconfig")
-                .arg(hub.kubeconfig())
-                .output()
-                .expect("run trellis synctarget create");
-            assert!(
-                run.status.success(),
-                "synctarget create {name}: {}",
-                String::from_utf8_lossy(&run.stderr)
-            );
+            hub.register_target(PROVIDER, name, &edge.hub_kubeconfig);
             let region = if name.starts_with("eu") {
                 "eu-west-1"
             } else {
@@ -605,12 +442,7 @@ spec:
 
     /// A kube-rs client as the admin in `workspace`.
     async fn client(&self, workspace: &str) -> kube::Client {
-        let file = Kubeconfig::read_from(self.hub.kubeconfig()).expect("kubeconfig");
-        let mut config = kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-            .await
-            .expect("client config");
-        config.cluster_url = self.hub.server(workspace).parse().expect("URL");
-        kube::Client::try_from(config).expect("client")
+        self.hub.client(workspace).await
     }
 }
 

@@ -2,6 +2,10 @@
 //! current reading, and earlier (at most once a second) when the reading changed (a pod
 //! bound, a node went away), so the hub sees freed or taken GPUs without waiting. Each beat
 //! asks the cluster for its version, which is also how the syncer knows the cluster answers.
+//!
+//! The first beat goes out at once (the hub learns the syncer is alive), before the cluster's
+//! stores have listed; the first reading follows as soon as they have, not a second later:
+//! until then the hub has no inventory to place anything against.
 
 use std::time::Duration;
 
@@ -21,6 +25,8 @@ use crate::target_status::Report;
 const EARLY: Duration = Duration::from_secs(1);
 /// How long the cluster has to answer a heartbeat's version request.
 const ANSWER: Duration = Duration::from_secs(5);
+/// How often to look whether the cluster's stores have listed, before the first reading.
+const LISTED: Duration = Duration::from_millis(10);
 
 /// The reading of the stores: inventory and accounted Placements.
 pub fn read(stores: &Stores) -> (Inventory, Vec<trellis_apis::compute::AccountedPlacement>) {
@@ -68,7 +74,14 @@ pub async fn run(
             tokio::select! {
                 _ = sleep_until(due) => {}
                 _ = stores.edge.notified() => {
-                    sleep(EARLY).await;
+                    if reading.is_some() {
+                        sleep(EARLY).await;
+                    } else {
+                        // Listing: one beat once it is done, not one per object listed.
+                        while !stores.edge_ready() && Instant::now() < due {
+                            sleep(LISTED).await;
+                        }
+                    }
                 }
             }
         }

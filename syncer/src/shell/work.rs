@@ -25,7 +25,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::Api;
 use tokio::time::{sleep, Instant};
 use tracing::Instrument;
-use trellis_apis::compute::Placement;
+use trellis_apis::compute::{Placement, PlacementStatus};
 
 use super::edge::{apply_rendered, orphans, remove};
 use super::probe::Cluster;
@@ -36,7 +36,7 @@ use crate::render::{render, service, EdgeOptions};
 use crate::target::TargetRef;
 
 /// Changes arriving within this are taken by one pass.
-const DEBOUNCE: Duration = Duration::from_millis(200);
+const DEBOUNCE: Duration = Duration::from_millis(20);
 /// A pass at least this often, so timeouts are noticed.
 const TICK: Duration = Duration::from_secs(5);
 /// Everything is applied again this often.
@@ -49,6 +49,10 @@ struct Memory {
     applied: HashMap<String, u64>,
     /// Placement name → why it could not be rendered or applied.
     errors: HashMap<String, String>,
+    /// Placement name → the status last written for it, and the Placement's resourceVersion
+    /// in the store when it was: until the store holds a newer one, the write is still on its
+    /// way back and is not repeated.
+    written: HashMap<String, (Option<String>, PlacementStatus)>,
     last_full: Option<Instant>,
 }
 
@@ -75,7 +79,8 @@ pub async fn run(
         if !(stores.hub_ready() && stores.edge_ready()) {
             continue;
         }
-        pass(
+        let started = Instant::now();
+        let (applied, written) = pass(
             Sides {
                 hub: &hub,
                 edge: &edge,
@@ -89,6 +94,12 @@ pub async fn run(
         )
         .instrument(tracing::info_span!("reconcile", controller = "syncer-work"))
         .await;
+        tracing::debug!(
+            applied,
+            written,
+            ms = started.elapsed().as_millis() as u64,
+            "work pass"
+        );
     }
 }
 
@@ -106,8 +117,9 @@ async fn pass(
     memory: &mut Memory,
     unschedulable_timeout: Duration,
     metrics: &super::metrics::Metrics,
-) {
+) -> (usize, usize) {
     let Sides { hub, edge, target } = sides;
+    let (mut applied, mut written) = (0, 0);
     let full = memory.last_full.is_none_or(|at| at.elapsed() >= REAPPLY);
     if full {
         memory.last_full = Some(Instant::now());
@@ -146,12 +158,13 @@ async fn pass(
                 {
                     trellis_telemetry::continue_from(&span, traceparent);
                 }
-                let applied = apply_rendered(edge, &rendered, &target.name)
+                let outcome = apply_rendered(edge, &rendered, &target.name)
                     .instrument(span)
                     .await;
-                metrics.applied(&applied);
-                match applied {
+                metrics.applied(&outcome);
+                match outcome {
                     Ok(()) => {
+                        applied += 1;
                         memory.applied.insert(name.clone(), hash);
                         memory.errors.remove(&name);
                     }
@@ -201,6 +214,7 @@ async fn pass(
     }
     memory.applied.retain(|name, _| assigned.contains(name));
     memory.errors.retain(|name, _| assigned.contains(name));
+    memory.written.retain(|name, _| assigned.contains(name));
     // 3. Report.
     let mut pods: HashMap<(String, String), Vec<PodState>> = HashMap::new();
     for pod in stores.pods.state() {
@@ -215,7 +229,7 @@ async fn pass(
     for p in &placements {
         let name = name_of(p);
         let Some(namespace) = namespaces.get(&name) else {
-            report(
+            written += report(
                 hub,
                 target,
                 p,
@@ -227,8 +241,9 @@ async fn pass(
                 },
                 now,
                 timeout,
+                &mut memory.written,
             )
-            .await;
+            .await as usize;
             continue;
         };
         let deployment = stores
@@ -244,11 +259,14 @@ async fn pass(
                 .then(|| service::endpoint(&name, namespace, p.spec.runtime.port)),
             error: memory.errors.get(&name).cloned(),
         };
-        report(hub, target, p, &observed, now, timeout).await;
+        written +=
+            report(hub, target, p, &observed, now, timeout, &mut memory.written).await as usize;
     }
+    (applied, written)
 }
 
-/// Applies the status `observed` gives `placement` if the hub does not have it yet.
+/// Applies the status `observed` gives `placement` if the hub does not have it yet, nor has
+/// it been written since the store last heard of the Placement; whether it wrote.
 async fn report(
     hub: &kube::Client,
     target: &TargetRef,
@@ -256,13 +274,26 @@ async fn report(
     observed: &Observed<'_>,
     now: i64,
     timeout: i64,
-) {
+    written: &mut HashMap<String, (Option<String>, PlacementStatus)>,
+) -> bool {
     let wanted = status(placement, observed, now, timeout);
     if placement.status.as_ref() == Some(&wanted) {
-        return;
+        return false;
     }
     let name = name_of(placement);
-    if let Err(e) = super::hub::placement_status(hub, &target.namespace(), &name, &wanted).await {
-        tracing::warn!(placement = %name, error = %e, "writing the status failed");
+    let version = placement.metadata.resource_version.clone();
+    if written.get(&name) == Some(&(version.clone(), wanted.clone())) {
+        return false;
+    }
+    match super::hub::placement_status(hub, &target.namespace(), &name, &wanted).await {
+        Ok(()) => {
+            written.insert(name, (version, wanted));
+            true
+        }
+        Err(e) => {
+            tracing::warn!(placement = %name, error = %e, "writing the status failed");
+            written.remove(&name);
+            false
+        }
     }
 }
