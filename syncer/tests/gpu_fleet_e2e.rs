@@ -23,6 +23,7 @@ use kube::runtime::{watcher, WatchStreamExt};
 use kube::Api;
 use serde_json::Value;
 use trellis_apis::compute::Placement;
+use trellis_integration_tests::otlp::OtlpReceiver;
 use trellis_integration_tests::processes::{
     eventually, kubectl_ok as ok, start_syncer, wait_long, EdgeProcess, HubProcess, Process,
 };
@@ -458,6 +459,10 @@ fn other_eu(target: &str) -> &'static str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_gpu_fleet_of_real_processes() {
     let started = Instant::now();
+    // Every process (hub, edges, syncers) exports its traces here.
+    let traces = OtlpReceiver::start().await;
+    std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", &traces.endpoint);
+    std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "200");
     let mut fleet = Fleet::start().await;
     eprintln!("fleet up in {:?}", started.elapsed());
 
@@ -515,6 +520,60 @@ async fn a_gpu_fleet_of_real_processes() {
     assert_eq!(product, "NVIDIA-H200");
     assert_eq!(edge.services().len(), 1);
     assert!(fleet.edge(other).deployments().is_empty());
+    // One trace from the tenant's create to the edge's Deployment: the hub's request, the
+    // Placement's create (through the deployment's annotation), the syncer's apply (through
+    // the Placement's), and the edge's request from the syncer.
+    let traceparent = fleet.md(
+        ACME,
+        "llama",
+        r"{.metadata.annotations.trellis\.dev/traceparent}",
+    );
+    let trace = traceparent
+        .split('-')
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(trace.len(), 32, "{traceparent:?}");
+    let spans = traces
+        .wait_for(
+            "the deployment's trace on the edge",
+            Duration::from_secs(30),
+            |spans| {
+                spans.iter().any(|s| {
+                    s.trace_id == trace && s.service == "trellis-edge" && s.name == "request"
+                })
+            },
+        )
+        .await;
+    let of = |service: &str, name: &str| {
+        spans
+            .iter()
+            .filter(|s| s.trace_id == trace && s.service == service && s.name == name)
+            .collect::<Vec<_>>()
+    };
+    let create = of("trellis", "request")
+        .into_iter()
+        .find(|s| s.attribute("resource") == Some("modeldeployments"))
+        .expect("the hub's request span");
+    let placed = of("trellis", "placement.create");
+    assert!(
+        placed.iter().any(|s| s.parent_span_id == create.span_id),
+        "{placed:?} under {create:?}"
+    );
+    let applied = of("trellis-syncer", "placement.apply");
+    assert!(
+        applied
+            .iter()
+            .any(|a| placed.iter().any(|p| a.parent_span_id == p.span_id)),
+        "{applied:?} under {placed:?}"
+    );
+    let on_edge = of("trellis-edge", "request");
+    assert!(
+        on_edge
+            .iter()
+            .any(|r| r.attribute("resource") == Some("deployments")),
+        "{on_edge:?}"
+    );
 
     // 2. Quota: globex asks for 16 GPUs with a quota of 8; nothing reaches any edge.
     fleet.apply(

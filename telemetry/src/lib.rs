@@ -14,7 +14,8 @@
 //!   go out in batches (`OTEL_BSP_*`), from the SDK's own thread. The W3C trace context
 //!   (`traceparent`, `tracestate`) is what is read from and written into requests.
 //!
-//! Span names: `request` (one per API request: workspace, verb, resource, user, code),
+//! Traces take the spans at `info` and above, whatever `RUST_LOG` says of the logs. Span
+//! names: `request` (one per API request: workspace, verb, resource, user, code),
 //! `storage.get` / `storage.list` / `storage.write` (one per storage call) and
 //! `storage.group_commit` (one per batch committed, a child of its first writer's span and
 //! linked from the others'), `reconcile` (one per controller reconcile).
@@ -112,10 +113,11 @@ pub fn init(options: &TelemetryOptions) -> Result<Telemetry, String> {
             .with_writer(std::io::stderr)
             .boxed(),
     };
+    // Traces take every span at `info` and above, whatever `RUST_LOG` keeps of the logs.
     let otel = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("trellis"))
-            .with_filter(filter())
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     });
     tracing_subscriber::registry()
         .with(fmt.with_filter(filter()))
