@@ -21,6 +21,10 @@
 //!   of 500), vs `Store::list` of the same objects in pages of 500.
 //! - `rss`: resident memory of an idle `trellis start` process, embedded store (and Postgres for
 //!   context).
+//! - `metrics`: ConfigMap creates/s from 16 tasks on a hub keeping metrics and scraped every
+//!   second, vs the same on a hub with metrics off (`ServerBuilder::metrics(false)`), both
+//!   running side by side on fresh databases of the same cluster, measured in alternating
+//!   windows (off, on, on, off, off, on, …) so that drift weighs on both alike.
 //!
 //! The storage baselines run before the hub starts; the hub sections then run in the order
 //! watch, list, creates, so that the objects each one leaves behind weigh least on the next.
@@ -30,6 +34,7 @@
 //! - `TRELLIS_BENCH_WATCH_SECS`: seconds of paced writes in each watch run (default 10).
 //! - `TRELLIS_BENCH_WATCHERS`: watchers per watch run (default 1,000).
 //! - `TRELLIS_BENCH_WATCH_RATE`: objects created per second in each watch run (default 500).
+//! - `TRELLIS_BENCH_METRICS_ROUNDS`: measured windows per hub in the metrics section (default 3).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -49,7 +54,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
-use trellis_server::{start, StartOptions};
+use trellis_server::{ServerBuilder, StartOptions};
 use trellis_storage::{ListRequest, ListScope, ObjectKey, ReadRevision, Store, StoreOptions};
 use trellis_testkit::bench::{env_or, median, percentile, report, Sections};
 use trellis_testkit::{ClusterOptions, PostgresCluster, TestDatabase};
@@ -164,10 +169,14 @@ async fn run() -> Result<()> {
     if config.runs("rss") {
         bench_rss(&pg).await?;
     }
+    if config.runs("metrics") {
+        bench_metrics_overhead(&pg, &config).await?;
+    }
     Ok(())
 }
 
 struct Config {
+    metrics_rounds: usize,
     measure: Duration,
     watch: Duration,
     watchers: usize,
@@ -184,6 +193,7 @@ impl Config {
             );
         }
         Ok(Config {
+            metrics_rounds: env_or("TRELLIS_BENCH_METRICS_ROUNDS", 3)?,
             measure: Duration::from_secs_f64(env_or("TRELLIS_BENCH_SECS", 5.0)?),
             watch: Duration::from_secs_f64(env_or("TRELLIS_BENCH_WATCH_SECS", 10.0)?),
             watchers: env_or("TRELLIS_BENCH_WATCHERS", 1_000)?,
@@ -301,11 +311,16 @@ struct Hub {
 
 impl Hub {
     async fn start(pg: &PostgresCluster) -> Result<Hub> {
-        let db = pg.create_database("bench_api_hub").await?;
+        Hub::start_with(pg, "bench_api_hub", true).await
+    }
+
+    /// A hub on a fresh database named after `db_prefix`, keeping metrics or not.
+    async fn start_with(pg: &PostgresCluster, db_prefix: &str, metrics: bool) -> Result<Hub> {
+        let db = pg.create_database(db_prefix).await?;
         let dir = tempfile::Builder::new()
             .prefix("trellis-bench-")
             .tempdir()?;
-        let started = start(StartOptions {
+        let options = StartOptions {
             data_dir: dir.path().to_path_buf(),
             listen: "127.0.0.1:0".parse()?,
             store: Some(db.url().to_string()),
@@ -319,9 +334,13 @@ impl Hub {
                 },
                 ..Default::default()
             },
-        })
-        .await?;
-        println!("# hub: https://{}", started.addr);
+        };
+        let started = ServerBuilder::hub(options).metrics(metrics).start().await?;
+        println!(
+            "# hub: https://{} (metrics {})",
+            started.addr,
+            if metrics { "on" } else { "off" }
+        );
         Ok(Hub {
             client: kube_client(&started.kubeconfig).await?,
             db_url: db.url().to_string(),
@@ -1087,5 +1106,73 @@ async fn bench_rss(pg: &PostgresCluster) -> Result<()> {
     let (rss, peak) = idle_rss(Some(db.url())).await?;
     report("idle_rss_postgres_mib", rss, "MiB");
     println!("# rss: Postgres store, peak {peak:.1} MiB");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// What metrics cost
+
+/// Scrapes `/metrics` every second until aborted, noting the size of the last scrape.
+async fn scrape_every_second(client: Client, scraped: Arc<AtomicU64>) -> Result<()> {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        every.tick().await;
+        let request = axum::http::Request::get("/metrics").body(Vec::new())?;
+        let body = client.request_text(request).await?;
+        if !body.contains("apiserver_request_total") {
+            return Err("a scrape without apiserver_request_total".into());
+        }
+        scraped.store(body.len() as u64, Ordering::Relaxed);
+    }
+}
+
+async fn bench_metrics_overhead(pg: &PostgresCluster, config: &Config) -> Result<()> {
+    println!(
+        "# metrics: ConfigMap POSTs from {WRITERS} tasks, {} windows of {} s (after {} s \
+         warm-up each) per hub, alternating (off, on, on, off, …) between a hub with metrics off \
+         and one with metrics on and scraped every second",
+        config.metrics_rounds,
+        config.measure.as_secs_f64(),
+        WARMUP.as_secs_f64()
+    );
+    let off = Hub::start_with(pg, "bench_metrics_off", false).await?;
+    let on = Hub::start_with(pg, "bench_metrics_on", true).await?;
+    const NS: &str = "bench-metrics";
+    off.create_namespace(NS).await?;
+    on.create_namespace(NS).await?;
+    let scraped = Arc::new(AtomicU64::new(0));
+    let scraper = tokio::spawn(scrape_every_second(on.client.clone(), scraped.clone()));
+    let (mut rates_off, mut rates_on) = (Vec::new(), Vec::new());
+    for round in 0..config.metrics_rounds {
+        // Which hub goes first alternates too, so neither always runs on a warmer database.
+        let mut order = [(&off, &mut rates_off, "off"), (&on, &mut rates_on, "on")];
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for (hub, rates, tag) in order {
+            let api = hub.configmaps(NS);
+            let rate = throughput(&Meter::new(), WRITERS, config.measure, move |w, i| {
+                api_create(api.clone(), NS, format!("cm-{round}-{w}-{i}"), 0)
+            })
+            .await?;
+            println!("# metrics: round {round}, metrics {tag}: {rate:.0} creates/s");
+            rates.push(rate);
+        }
+    }
+    if scraper.is_finished() {
+        scraper.await??;
+        return Err("the scraper stopped".into());
+    }
+    scraper.abort();
+    let total_off: f64 = rates_off.iter().sum();
+    let total_on: f64 = rates_on.iter().sum();
+    let n = config.metrics_rounds.max(1) as f64;
+    report("metrics_creates_per_s_off", total_off / n, "ops/s");
+    report("metrics_creates_per_s_on_scraped", total_on / n, "ops/s");
+    report("metrics_overhead_ratio", total_on / total_off, "ratio");
+    println!(
+        "# metrics: last scrape {} bytes",
+        scraped.load(Ordering::Relaxed)
+    );
     Ok(())
 }
