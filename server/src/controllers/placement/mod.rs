@@ -462,7 +462,7 @@ impl PlacementReconciler {
             deployments: &kept_deployments,
             pools: &kept_pools,
         };
-        let wrote = self.write(state, &plan, &kept).await;
+        let wrote = self.write(state, &plan, &kept, true).await;
         tracing::debug!(
             whole = true,
             decided = plan.decided,
@@ -568,7 +568,7 @@ impl PlacementReconciler {
             deployments: &kept_fresh,
             pools: &kept_pools,
         };
-        let wrote = self.write(state, &plan, &kept).await;
+        let wrote = self.write(state, &plan, &kept, false).await;
         tracing::debug!(
             whole = false,
             decided = plan.decided,
@@ -623,14 +623,15 @@ impl PlacementReconciler {
 
     /// Writes what a pass decided, many writes at once, and waits until the reflectors show
     /// them. A Placement write that did not land drops the ledger (the next pass restores it
-    /// from what is stored).
+    /// from what is stored). `whole`: the plan is a whole pass's.
     async fn write(
         &self,
         state: &mut State,
         plan: &Pass,
         kept: &KeptRead<'_, '_>,
+        whole: bool,
     ) -> Result<Wrote, Error> {
-        self.log_warnings(state, plan);
+        self.log_warnings(state, plan, whole);
         // Every target has its namespace before anything is placed in it.
         for target in kept.targets {
             self.ensure_namespace(state, target).await?;
@@ -699,12 +700,19 @@ impl PlacementReconciler {
         }
     }
 
-    fn log_warnings(&self, state: &mut State, plan: &Pass) {
+    /// Logs the warnings not logged before. A whole pass's are all there are (those gone are
+    /// forgotten, to be logged again should they return); a pass over new deployments sees
+    /// only some, and only adds.
+    fn log_warnings(&self, state: &mut State, plan: &Pass, whole: bool) {
         let now: HashSet<String> = plan.warnings.iter().cloned().collect();
         for warning in now.difference(&state.warnings) {
             tracing::warn!(warning = %warning, "placement: a fleet object was read leniently");
         }
-        state.warnings = now;
+        if whole {
+            state.warnings = now;
+        } else {
+            state.warnings.extend(now);
+        }
     }
 
     /// Creates namespace `target-<name>` in the target's workspace, once per term.
