@@ -30,7 +30,9 @@
 //!   per syncer and minute: `hub_cpu_ms_per_idle_syncer_min`.
 //!
 //! Process logs go to a temporary directory, printed as a `#` line; `TRELLIS_BENCH_KEEP=1`
-//! keeps it.
+//! keeps it, `TRELLIS_SYNCER_LOG=trellis_syncer=debug` logs each syncer work pass there. The
+//! hub and edge binaries are built on first use with the `bench` profile, or taken from
+//! `TRELLIS_BINARIES_DIR` (see `trellis_integration_tests::BINARIES_VARIABLE`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

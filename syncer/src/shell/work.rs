@@ -25,7 +25,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::Api;
 use tokio::time::{sleep, Instant};
 use tracing::Instrument;
-use trellis_apis::compute::{Placement, PlacementStatus};
+use trellis_apis::compute::Placement;
 
 use super::edge::{apply_rendered, orphans, remove};
 use super::probe::Cluster;
@@ -49,10 +49,6 @@ struct Memory {
     applied: HashMap<String, u64>,
     /// Placement name → why it could not be rendered or applied.
     errors: HashMap<String, String>,
-    /// Placement name → the status last written for it, and the Placement's resourceVersion
-    /// in the store when it was: until the store holds a newer one, the write is still on its
-    /// way back and is not repeated.
-    written: HashMap<String, (Option<String>, PlacementStatus)>,
     last_full: Option<Instant>,
 }
 
@@ -214,7 +210,6 @@ async fn pass(
     }
     memory.applied.retain(|name, _| assigned.contains(name));
     memory.errors.retain(|name, _| assigned.contains(name));
-    memory.written.retain(|name, _| assigned.contains(name));
     // 3. Report.
     let mut pods: HashMap<(String, String), Vec<PodState>> = HashMap::new();
     for pod in stores.pods.state() {
@@ -241,7 +236,6 @@ async fn pass(
                 },
                 now,
                 timeout,
-                &mut memory.written,
             )
             .await as usize;
             continue;
@@ -259,14 +253,13 @@ async fn pass(
                 .then(|| service::endpoint(&name, namespace, p.spec.runtime.port)),
             error: memory.errors.get(&name).cloned(),
         };
-        written +=
-            report(hub, target, p, &observed, now, timeout, &mut memory.written).await as usize;
+        written += report(hub, target, p, &observed, now, timeout).await as usize;
     }
     (applied, written)
 }
 
-/// Applies the status `observed` gives `placement` if the hub does not have it yet, nor has
-/// it been written since the store last heard of the Placement; whether it wrote.
+/// Applies the status `observed` gives `placement` if the hub does not have it yet; whether
+/// it wrote.
 async fn report(
     hub: &kube::Client,
     target: &TargetRef,
@@ -274,25 +267,16 @@ async fn report(
     observed: &Observed<'_>,
     now: i64,
     timeout: i64,
-    written: &mut HashMap<String, (Option<String>, PlacementStatus)>,
 ) -> bool {
     let wanted = status(placement, observed, now, timeout);
     if placement.status.as_ref() == Some(&wanted) {
         return false;
     }
     let name = name_of(placement);
-    let version = placement.metadata.resource_version.clone();
-    if written.get(&name) == Some(&(version.clone(), wanted.clone())) {
-        return false;
-    }
     match super::hub::placement_status(hub, &target.namespace(), &name, &wanted).await {
-        Ok(()) => {
-            written.insert(name, (version, wanted));
-            true
-        }
+        Ok(()) => true,
         Err(e) => {
             tracing::warn!(placement = %name, error = %e, "writing the status failed");
-            written.remove(&name);
             false
         }
     }
