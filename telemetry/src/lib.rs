@@ -115,8 +115,14 @@ pub fn init(options: &TelemetryOptions) -> Result<Telemetry, String> {
     };
     // Traces take every span at `info` and above, whatever `RUST_LOG` keeps of the logs.
     let otel = provider.as_ref().map(|provider| {
+        // Without the per-span busy/idle clock (a clock read on every poll of an instrumented
+        // future), thread and source location: about half of what exporting cost per create
+        // (BENCHMARKS.md, "Tracing overhead").
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("trellis"))
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
             .with_filter(tracing_subscriber::filter::LevelFilter::INFO)
     });
     tracing_subscriber::registry()
