@@ -119,11 +119,20 @@ impl Availability {
     }
 }
 
+impl Ledger {
+    /// GPUs held that the targets' reported inventories cannot hold node by node: holds replayed
+    /// oldest first, best fit, on each reported histogram; whatever finds no node counts. Zero
+    /// means no GPU is double-booked. Holds on targets missing from `targets` are not counted.
+    pub fn overcommit(&self, targets: &[Target]) -> u64 {
+        Availability::project(targets, self).overcommitted_gpus()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::inventory::{GpuProduct, Inventory, ProductId, ProductInventory};
-    use crate::ledger::PlacementKey;
+    use crate::placement_key::PlacementKey;
 
     #[test]
     fn a_replica_needs_its_gpus_on_one_node() {

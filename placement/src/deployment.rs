@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::num::NonZeroU32;
 
 use crate::inventory::ProductId;
-use crate::ledger::PlacementKey;
+use crate::placement_key::PlacementKey;
 use crate::selector::LabelSelector;
 use crate::taint::Toleration;
 

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::ledger::PlacementKey;
+use crate::placement_key::PlacementKey;
 
 /// The most free GPUs (or slices) one node may report: anything larger is a broken reading, and
 /// refusing it keeps a histogram's memory bounded.

@@ -22,25 +22,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::capacity::Availability;
 use crate::inventory::ProductId;
-use crate::target::Target;
-
-/// A placement: one deployment on one target.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct PlacementKey {
-    pub deployment_uid: String,
-    pub target: String,
-}
-
-impl PlacementKey {
-    pub fn new(deployment_uid: &str, target: &str) -> Self {
-        Self {
-            deployment_uid: deployment_uid.to_string(),
-            target: target.to_string(),
-        }
-    }
-}
+use crate::placement_key::PlacementKey;
 
 /// Replicas placed by the hub and not yet seen in the target's inventory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,13 +113,6 @@ impl Ledger {
     /// Drops every hold on a deleted target.
     pub fn forget_target(&mut self, target: &str) {
         self.holds.retain(|_, h| h.key.target != target);
-    }
-
-    /// GPUs held that the targets' reported inventories cannot hold node by node: holds replayed
-    /// oldest first, best fit, on each reported histogram; whatever finds no node counts. Zero
-    /// means no GPU is double-booked. Holds on targets missing from `targets` are not counted.
-    pub fn overcommit(&self, targets: &[Target]) -> u64 {
-        Availability::project(targets, self).overcommitted_gpus()
     }
 
     /// Holds `replicas` added to a placement; returns the booking id.

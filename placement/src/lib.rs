@@ -46,6 +46,7 @@ mod fixtures;
 mod inventory;
 mod ledger;
 mod place;
+mod placement_key;
 mod pool;
 mod quota;
 mod selector;
@@ -60,8 +61,9 @@ pub use inventory::{
     FreeByNode, GpuProduct, Inventory, InventoryError, ProductId, ProductInventory,
     MAX_FREE_PER_NODE,
 };
-pub use ledger::{Hold, Ledger, PlacementKey};
+pub use ledger::{Hold, Ledger};
 pub use place::{place, Charge, Snapshot};
+pub use placement_key::PlacementKey;
 pub use pool::{workspace_covers, GpuClass, GpuPool, Quota, Tenant};
 pub use selector::{LabelSelector, Operator, Requirement};
 pub use taint::{evicting, first_untolerated, Taint, TaintEffect, Toleration, TolerationOperator};

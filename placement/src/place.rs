@@ -618,7 +618,7 @@ mod tests {
     use crate::deployment::Strategy::{BinPack, Spread};
     use crate::fixtures::*;
     use crate::inventory::FreeByNode;
-    use crate::ledger::PlacementKey;
+    use crate::placement_key::PlacementKey;
     use crate::taint::{Taint, TaintEffect, Toleration};
     use std::num::NonZeroU32;
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::key::{ListPosition, ListScope, ObjectKey};
 use crate::object::{Event, StoredObject};
-use crate::restore::Restored;
+use crate::restored::Restored;
 use crate::write_plan::{WriteOp, WritePlan};
 
 /// The shard's current and compacted revisions, read together.
@@ -91,7 +91,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     async fn marked_before(&self, horizon_ms: i64) -> Result<Option<u64>>;
 
     /// Marks the shard restored from a backup, in one transaction: its revision jumps to
-    /// [`crate::restore::restored_revision`] of the current one, it is compacted to it (the
+    /// [`crate::restored::restored_revision`] of the current one, it is compacted to it (the
     /// event log and the compactor's marks emptied), and the restore is recorded.
     async fn mark_restored(&self, at_ms: i64, now_micros: u64) -> Result<Restored>;
 

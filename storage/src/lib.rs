@@ -25,6 +25,7 @@ mod key;
 mod object;
 mod postgres;
 pub mod restore;
+mod restored;
 mod shard_watch;
 mod shards;
 mod sql;

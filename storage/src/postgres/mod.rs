@@ -26,7 +26,7 @@ use crate::backend::{Backend, EventsPage, Page, PageQuery, Revisions, Snapshot, 
 use crate::error::{Result, StorageError};
 use crate::key::{ListScope, ObjectKey};
 use crate::object::{Event, EventType, StoredObject};
-use crate::restore::Restored;
+use crate::restored::Restored;
 use crate::sql::{self, Param, Placeholder};
 use crate::write_plan::{plan, WriteOp, WritePlan};
 
@@ -359,7 +359,7 @@ impl Backend for PostgresBackend {
             .query_one("SELECT revision FROM trellis_meta FOR UPDATE", &[])
             .await?;
         let backup_revision = to_u64(row.get(0));
-        let revision = crate::restore::restored_revision(backup_revision, now_micros);
+        let revision = crate::restored::restored_revision(backup_revision, now_micros);
         let rev = crate::backend::revision_param(revision)?;
         tx.execute("UPDATE trellis_meta SET revision = $1", &[&rev])
             .await?;

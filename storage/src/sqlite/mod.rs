@@ -23,7 +23,7 @@ use crate::backend::{self, Backend, EventsPage, Page, PageQuery, Revisions, Snap
 use crate::error::{Result, StorageError};
 use crate::key::{ListScope, ObjectKey};
 use crate::object::{assemble_event, Event, EventType, StoredObject};
-use crate::restore::Restored;
+use crate::restored::Restored;
 use crate::sql::{self, Param, Placeholder};
 use crate::write_plan::{plan, WriteOp, WritePlan};
 
@@ -384,7 +384,7 @@ impl Backend for SqliteBackend {
         self.write(move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let backup_revision = read_revisions(&tx)?.current;
-            let revision = crate::restore::restored_revision(backup_revision, now_micros);
+            let revision = crate::restored::restored_revision(backup_revision, now_micros);
             let rev = backend::revision_param(revision)?;
             tx.execute("UPDATE trellis_meta SET revision = ?1", [rev])?;
             tx.execute("UPDATE trellis_compaction SET compacted = ?1", [rev])?;
