@@ -166,17 +166,9 @@ pub fn pass(read: &FleetRead<'_>, ledger: &mut Option<Ledger>, now: i64) -> Pass
         .collect();
 
     // 2. One snapshot of everything.
-    let pools: Vec<(&str, &GPUPool)> = read.pools.iter().map(|a| (a.workspace, a.object)).collect();
-    let deployments: Vec<(&str, &ModelDeployment)> = read
-        .deployments
-        .iter()
-        .map(|a| (a.workspace, a.object))
-        .collect();
-    let placements: Vec<(&str, &Placement)> = read
-        .placements
-        .iter()
-        .map(|a| (a.workspace, a.object))
-        .collect();
+    let pools = pairs(&read.pools);
+    let deployments = pairs(&read.deployments);
+    let placements = pairs(&read.placements);
     let fleet = build_snapshot(
         &FleetObjects {
             targets: &targets,
@@ -267,17 +259,9 @@ pub fn fast(
             return None;
         }
     }
-    let targets: Vec<(&str, &SyncTarget)> = read
-        .targets
-        .iter()
-        .map(|at| (at.workspace, at.object))
-        .collect();
-    let pools: Vec<(&str, &GPUPool)> = read.pools.iter().map(|a| (a.workspace, a.object)).collect();
-    let deployments: Vec<(&str, &ModelDeployment)> = read
-        .deployments
-        .iter()
-        .map(|a| (a.workspace, a.object))
-        .collect();
+    let targets = pairs(&read.targets);
+    let pools = pairs(&read.pools);
+    let deployments = pairs(&read.deployments);
     let mut fleet = build_snapshot(
         &FleetObjects {
             targets: &targets,
@@ -311,6 +295,11 @@ pub fn fast(
     }
     out.wake_at = wake.at;
     Some(out)
+}
+
+/// Objects with their workspace paths, as the fleet glue takes them.
+fn pairs<'a, K>(read: &[At<'a, K>]) -> Vec<(&'a str, &'a K)> {
+    read.iter().map(|at| (at.workspace, at.object)).collect()
 }
 
 /// The indexes step 5 of a pass looks objects up in.
