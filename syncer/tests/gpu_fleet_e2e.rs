@@ -776,8 +776,11 @@ async fn a_gpu_fleet_of_real_processes() {
         "{:?}",
         silent.elapsed()
     );
-    eventually(
+    // The new copy's pods must start and report Available before the old copy goes: on a
+    // loaded 2-core machine (seen with two such fleets at once) that takes more than 30 s.
+    wait_long(
         "the replicas on the other eu edge, the old copy gone",
+        Duration::from_secs(90),
         || fleet.placements_of(&uid),
         |p| *p == vec![format!("target-{other} 2 2")],
     );
