@@ -13,7 +13,6 @@
 //! (default 16).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,67 +20,28 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use trellis_integration_tests::otlp::OtlpReceiver;
-use trellis_integration_tests::{client_from, kubectl_with_kubeconfig, trellis_binary};
+use trellis_integration_tests::{client_from, trellis_binary, Replica};
 use trellis_testkit::bench::{env_or, report};
 use trellis_testkit::{ClusterOptions, PostgresCluster, TestDatabase};
 
 type Result<T, E = Box<dyn std::error::Error + Send + Sync>> = std::result::Result<T, E>;
 
-struct Hub {
-    child: Child,
-    dir: tempfile::TempDir,
-    _db: TestDatabase,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// A `trellis start` on a fresh database, exporting to `otlp` when given; the database is
+/// dropped after the process.
+async fn start_hub(pg: &PostgresCluster, otlp: Option<&str>) -> Result<(Replica, TestDatabase)> {
+    let db = pg.create_database("bench_telemetry").await?;
+    // The bench's creators are one user at many requests per second.
+    let mut args: Vec<String> = vec!["--max-requests-per-second-per-user".into(), "0".into()];
+    if let Some(endpoint) = otlp {
+        args.extend(["--otlp-endpoint".into(), endpoint.to_string()]);
     }
-}
-
-impl Hub {
-    async fn start(pg: &PostgresCluster, otlp: Option<&str>) -> Result<Hub> {
-        let db = pg.create_database("bench_telemetry").await?;
-        let dir = tempfile::tempdir()?;
-        let port = trellis_testkit::free_loopback_port();
-        let mut command = Command::new(trellis_binary());
-        command
-            .args(["start", "--store", db.url()])
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir.path())
-            // The bench's creators are one user at many requests per second.
-            .args(["--max-requests-per-second-per-user", "0"])
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if let Some(endpoint) = otlp {
-            command.args(["--otlp-endpoint", endpoint]);
-        }
-        let hub = Hub {
-            child: command.spawn()?,
-            dir,
-            _db: db,
-        };
-        let kubeconfig = hub.kubeconfig();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !(kubeconfig.is_file()
-            && kubectl_with_kubeconfig(&kubeconfig, &["get", "--raw", "/readyz"]).0)
-        {
-            if Instant::now() > deadline {
-                return Err("the hub did not become ready".into());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(hub)
-    }
-
-    fn kubeconfig(&self) -> std::path::PathBuf {
-        self.dir.path().join("admin.kubeconfig")
-    }
+    let url = db.url().to_string();
+    let replica = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Replica::start_with_args(&url, None, &args)
+    })
+    .await?;
+    Ok((replica, db))
 }
 
 fn config_map(name: String) -> ConfigMap {
@@ -143,6 +103,14 @@ async fn run() -> Result<()> {
         window.as_secs()
     );
     let _ = trellis_binary();
+    // Both hubs as shipped: nothing from this shell's environment turns tracing or logs on.
+    for var in [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "RUST_LOG",
+    ] {
+        std::env::remove_var(var);
+    }
     let pg =
         tokio::task::spawn_blocking(|| PostgresCluster::start(ClusterOptions { durable: true }))
             .await??;
@@ -150,8 +118,10 @@ async fn run() -> Result<()> {
     let (mut off, mut on) = (Vec::new(), Vec::new());
     for round in 0..2 {
         for exporting in [false, true] {
-            let hub = Hub::start(&pg, exporting.then_some(receiver.endpoint.as_str())).await?;
+            let (hub, _db) =
+                start_hub(&pg, exporting.then_some(receiver.endpoint.as_str())).await?;
             let rate = creates_per_s(&hub.kubeconfig(), writers, window).await?;
+            drop(hub);
             println!(
                 "# round {round}, tracing {}: {rate:.0} creates/s",
                 if exporting { "exported" } else { "off" }

@@ -399,6 +399,18 @@ impl Replica {
 
     /// Like [`Replica::start_with_ca`], with more `trellis start` flags.
     pub fn start_with_args(store: &str, ca_from: Option<&Path>, args: &[&str]) -> Replica {
+        Replica::spawn(Some(store), ca_from, args, std::process::Stdio::null())
+    }
+
+    /// A `trellis start` on `store` (`None`: the embedded store in its data directory), with
+    /// the CA of `ca_from`, more flags, and its standard error to `stderr`; it inherits this
+    /// process's environment. Returns once `/readyz` answers.
+    pub fn spawn(
+        store: Option<&str>,
+        ca_from: Option<&Path>,
+        args: &[&str],
+        stderr: std::process::Stdio,
+    ) -> Replica {
         let dir = tempfile::tempdir().expect("temp dir");
         if let Some(from) = ca_from {
             for file in ["ca.crt", "ca.key"] {
@@ -406,19 +418,17 @@ impl Replica {
             }
         }
         let port = trellis_testkit::free_loopback_port();
-        let child = Command::new(trellis_binary())
-            .args([
-                "start",
-                "--store",
-                store,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
+        let mut command = Command::new(trellis_binary());
+        command.args(["start", "--listen", &format!("127.0.0.1:{port}")]);
+        if let Some(store) = store {
+            command.args(["--store", store]);
+        }
+        let child = command
             .arg("--data-dir")
             .arg(dir.path())
             .args(args)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("start trellis");
         let replica = Replica { child, dir };

@@ -7,66 +7,38 @@
 
 use std::io::BufRead;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use trellis_integration_tests::otlp::{OtlpReceiver, ReceivedSpan};
-use trellis_integration_tests::{kubectl_with_kubeconfig, trellis_binary, wait_until};
+use trellis_integration_tests::Replica;
 
-struct Hub {
-    child: Child,
-    dir: tempfile::TempDir,
+/// The hub binary on its embedded store, exporting to `otlp`, its logs as JSON in
+/// `log`'s directory. (The environment is this test's: the only test of this binary sets
+/// what the exporter reads.)
+fn start_hub(otlp: &str, logs: &Path) -> Replica {
+    std::env::set_var("OTEL_BSP_SCHEDULE_DELAY", "100");
+    std::env::set_var("RUST_LOG", "info,trellis_server::serving=debug");
+    std::env::remove_var("OTEL_EXPORTER_OTLP_ENDPOINT");
+    std::env::remove_var("OTEL_TRACES_SAMPLER");
+    let log = std::fs::File::create(logs.join("hub.log")).expect("log file");
+    Replica::spawn(
+        None,
+        None,
+        &["--log-format", "json", "--otlp-endpoint", otlp],
+        log.into(),
+    )
 }
 
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Hub {
-    fn start(otlp: &str) -> Hub {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = trellis_testkit::free_loopback_port();
-        let log = std::fs::File::create(dir.path().join("hub.log")).expect("log file");
-        let child = Command::new(trellis_binary())
-            .args(["start", "--listen", &format!("127.0.0.1:{port}")])
-            .arg("--data-dir")
-            .arg(dir.path())
-            .args(["--log-format", "json", "--otlp-endpoint", otlp])
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .env("RUST_LOG", "info,trellis_server::serving=debug")
-            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-            .env_remove("OTEL_TRACES_SAMPLER")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start trellis");
-        let hub = Hub { child, dir };
-        let kubeconfig = hub.kubeconfig();
-        wait_until(|| {
-            kubeconfig.is_file()
-                && kubectl_with_kubeconfig(&kubeconfig, &["get", "--raw", "/readyz"]).0
-        });
-        hub
-    }
-
-    fn kubeconfig(&self) -> std::path::PathBuf {
-        self.dir.path().join("admin.kubeconfig")
-    }
-
-    fn log_lines(&self) -> Vec<serde_json::Value> {
-        let file = std::fs::File::open(self.dir.path().join("hub.log")).expect("log");
-        std::io::BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .filter_map(|line| serde_json::from_str(&line).ok())
-            .collect()
-    }
+fn log_lines(logs: &Path) -> Vec<serde_json::Value> {
+    let file = std::fs::File::open(logs.join("hub.log")).expect("log");
+    std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str(&line).ok())
+        .collect()
 }
 
 /// A kube-rs client whose every request carries `traceparent`.
@@ -124,7 +96,8 @@ fn ancestors<'a>(spans: &'a [ReceivedSpan], mut span: &'a ReceivedSpan) -> Vec<S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_storage_and_controllers_are_traced_and_logged_with_the_trace_id() {
     let receiver = OtlpReceiver::start().await;
-    let hub = Hub::start(&receiver.endpoint);
+    let logs = tempfile::tempdir().expect("temp dir");
+    let hub = start_hub(&receiver.endpoint, logs.path());
 
     // Step 1: a create continuing the client's sampled trace.
     let sampled = client_sending(&hub.kubeconfig(), SAMPLED).await;
@@ -194,7 +167,7 @@ async fn requests_storage_and_controllers_are_traced_and_logged_with_the_trace_i
     );
 
     // Step 4: the request's log lines carry its trace id.
-    let lines = hub.log_lines();
+    let lines = log_lines(logs.path());
     let served: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l.pointer("/span/name").and_then(|v| v.as_str()) == Some("request"))
