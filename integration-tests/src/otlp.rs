@@ -63,27 +63,19 @@ impl OtlpReceiver {
             post(move |body: Bytes| {
                 let kept = kept.clone();
                 async move {
+                    let protobuf = [(header::CONTENT_TYPE, "application/x-protobuf")];
                     let Ok(request) = ExportTraceServiceRequest::decode(body) else {
-                        return (StatusCode::BAD_REQUEST, Vec::new());
+                        return (StatusCode::BAD_REQUEST, protobuf, Vec::new());
                     };
                     let mut received = flatten(request);
                     kept.lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .append(&mut received);
                     let answer = ExportTraceServiceResponse::default().encode_to_vec();
-                    (StatusCode::OK, answer)
+                    (StatusCode::OK, protobuf, answer)
                 }
             }),
         );
-        let app = app.layer(axum::middleware::map_response(
-            |mut response: axum::response::Response| async move {
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    header::HeaderValue::from_static("application/x-protobuf"),
-                );
-                response
-            },
-        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the OTLP receiver");
