@@ -1026,9 +1026,23 @@ async fn bench_list(pg: &PostgresCluster, config: &Config) -> Result<()> {
     let small = load_shard(pg, "list_small", Layout { filler_clusters: 0 }).await?;
     let large = load_shard(pg, "list_large", big).await?;
     let client = pg_connect(large.db.url()).await?;
+    // The baseline reads the same rows from a plain table in the same database: one row per
+    // object with its value, keyed like the store's objects, whatever the store's own layout.
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE baseline_objects AS \
+               SELECT o.resource, o.cluster, o.namespace, o.name, e.uid, e.create_rev, o.mod_rev, e.value \
+               FROM trellis_objects o JOIN trellis_events e ON e.rev = o.mod_rev \
+               WHERE o.resource = '{RESOURCE}' AND o.cluster = '{TARGET_CLUSTER}'; \
+             ALTER TABLE baseline_objects ADD PRIMARY KEY (resource, cluster, namespace, name)"
+        ))
+        .await?;
+    client
+        .batch_execute("VACUUM ANALYZE baseline_objects")
+        .await?;
     let raw = client
         .prepare(
-            "SELECT * FROM trellis_objects WHERE resource = $1 AND cluster = $2 \
+            "SELECT * FROM baseline_objects WHERE resource = $1 AND cluster = $2 \
              ORDER BY namespace, name",
         )
         .await?;

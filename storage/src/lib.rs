@@ -45,6 +45,6 @@ pub use restore::Restored;
 pub use shard_watch::{CompositeRevision, ShardsWatch};
 pub use shards::{ShardSpec, Shards};
 pub use store::{CompactionPolicy, ListRequest, ListResult, ReadRevision, Store, StoreOptions};
-pub use versioning::SCHEMA_VERSION;
+pub use versioning::{migrate_location_to, SCHEMA_VERSION};
 pub use watch::{WatchItem, WatchStream};
 pub use write_plan::{Preconditions, WriteOp};

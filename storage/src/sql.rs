@@ -1,9 +1,13 @@
 //! SQL text shared by the Postgres and SQLite backends.
 //!
 //! Both backends use the same tables; the read queries differ only in how parameters are
-//! written, so they are built here once. Lists read `trellis_objects` (current state, primary key
-//! `(resource, cluster, namespace, name)`) and, for a past snapshot, the first change after it of
-//! every key in `trellis_events`, whose `prev_*` columns hold the state at the snapshot.
+//! written, so they are built here once.
+//!
+//! Each value is stored once, in the change log `trellis_events` (one row per revision). An
+//! object row in `trellis_objects` (primary key `(resource, cluster, namespace, name)`) holds
+//! only the revision of the object's current state; an event's `prev_rev` is the revision of
+//! the state it replaced. Lists read the current objects joined to their state and, for a past
+//! snapshot, the first change after it of every key, joined to the state it replaced.
 
 use crate::key::{ListPosition, ListScope};
 
@@ -78,8 +82,30 @@ impl Builder {
     }
 }
 
+/// The current objects, each joined to the log row holding its state. Every query reading it
+/// addresses the log by primary key, one row per object.
+pub(crate) const OBJECTS_FROM: &str =
+    "trellis_objects o JOIN trellis_events e ON e.rev = o.mod_rev";
+
+/// An object's columns in [`OBJECTS_FROM`].
 pub(crate) const OBJECT_COLUMNS: &str =
-    "resource, cluster, namespace, name, uid, create_rev, mod_rev, value";
+    "o.resource, o.cluster, o.namespace, o.name, e.uid, e.create_rev, o.mod_rev, e.value";
+
+/// The current object at one key (parameters 1–4: resource, cluster, namespace, name).
+pub(crate) fn get_object(style: Placeholder) -> String {
+    let p = |n: usize| match style {
+        Placeholder::Dollar => format!("${n}"),
+        Placeholder::Question => format!("?{n}"),
+    };
+    format!(
+        "SELECT {OBJECT_COLUMNS} FROM {OBJECTS_FROM} \
+         WHERE o.resource = {} AND o.cluster = {} AND o.namespace = {} AND o.name = {}",
+        p(1),
+        p(2),
+        p(3),
+        p(4)
+    )
+}
 
 /// Current objects in scope (with `max_rev`: only those unchanged since it), in list order.
 pub(crate) fn list_objects(
@@ -94,13 +120,13 @@ pub(crate) fn list_objects(
         params: Vec::new(),
     };
     let mut sql = format!(
-        "SELECT {OBJECT_COLUMNS} FROM trellis_objects WHERE {}",
-        b.scope(scope, after, "")
+        "SELECT {OBJECT_COLUMNS} FROM {OBJECTS_FROM} WHERE {}",
+        b.scope(scope, after, "o.")
     );
     if let Some(rev) = max_rev {
-        sql += &format!(" AND mod_rev <= {}", b.push(Param::Int(rev as i64)));
+        sql += &format!(" AND o.mod_rev <= {}", b.push(Param::Int(rev as i64)));
     }
-    sql += " ORDER BY cluster, namespace, name";
+    sql += " ORDER BY o.cluster, o.namespace, o.name";
     sql += &b.limit(limit);
     Query {
         sql,
@@ -124,12 +150,13 @@ pub(crate) fn list_changed_since(
     let inner_scope = b.scope(scope, after, "");
     let rev_param = b.push(Param::Int(rev as i64));
     let mut sql = format!(
-        "SELECT e.resource, e.cluster, e.namespace, e.name, e.uid, e.create_rev, e.prev_rev, e.prev_value \
+        "SELECT e.resource, e.cluster, e.namespace, e.name, p.uid, p.create_rev, p.rev, p.value \
          FROM trellis_events e JOIN ( \
            SELECT cluster, namespace, name, MIN(rev) AS first_rev FROM trellis_events \
            WHERE {inner_scope} AND rev > {rev_param} GROUP BY cluster, namespace, name \
          ) f ON e.rev = f.first_rev \
-         WHERE e.prev_value IS NOT NULL ORDER BY e.cluster, e.namespace, e.name"
+         JOIN trellis_events p ON p.rev = e.prev_rev \
+         ORDER BY e.cluster, e.namespace, e.name"
     );
     sql += &b.limit(limit);
     Query {
@@ -138,8 +165,10 @@ pub(crate) fn list_changed_since(
     }
 }
 
+/// An event's columns: its own row `e` and, for a change to an existing object, the row `p`
+/// holding the state it replaced.
 pub(crate) const EVENT_COLUMNS: &str =
-    "rev, kind, resource, cluster, namespace, name, uid, create_rev, value, prev_rev, prev_value";
+    "e.rev, e.kind, e.resource, e.cluster, e.namespace, e.name, e.uid, e.create_rev, e.value, e.prev_rev, p.value";
 
 /// Events after `after`, optionally only those in `scope`, in revision order.
 pub(crate) fn events_after(
@@ -153,13 +182,14 @@ pub(crate) fn events_after(
         params: Vec::new(),
     };
     let mut sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM trellis_events WHERE rev > {}",
+        "SELECT {EVENT_COLUMNS} FROM trellis_events e \
+         LEFT JOIN trellis_events p ON p.rev = e.prev_rev WHERE e.rev > {}",
         b.push(Param::Int(after as i64))
     );
     if let Some(scope) = scope {
-        sql += &format!(" AND {}", b.scope(scope, None, ""));
+        sql += &format!(" AND {}", b.scope(scope, None, "e."));
     }
-    sql += &format!(" ORDER BY rev LIMIT {}", b.push(Param::Int(limit as i64)));
+    sql += &format!(" ORDER BY e.rev LIMIT {}", b.push(Param::Int(limit as i64)));
     Query {
         sql,
         params: b.params,
@@ -181,9 +211,11 @@ mod tests {
         let q = list_objects(Placeholder::Dollar, &scope, Some(&after), Some(7), Some(10));
         assert!(q
             .sql
-            .contains("resource = $1 AND cluster = $2 AND namespace = $3"));
-        assert!(q.sql.contains("(cluster, namespace, name) > ($4, $5, $6)"));
-        assert!(q.sql.contains("mod_rev <= $7"));
+            .contains("o.resource = $1 AND o.cluster = $2 AND o.namespace = $3"));
+        assert!(q
+            .sql
+            .contains("(o.cluster, o.namespace, o.name) > ($4, $5, $6)"));
+        assert!(q.sql.contains("o.mod_rev <= $7"));
         assert!(q.sql.ends_with("LIMIT $8"));
         assert_eq!(q.params.len(), 8);
         assert_eq!(
@@ -194,6 +226,6 @@ mod tests {
 
         let q = events_after(Placeholder::Question, 5, None, 100);
         assert_eq!(q.params, vec![Param::Int(5), Param::Int(100)]);
-        assert!(q.sql.contains("rev > ?1") && q.sql.contains("LIMIT ?2"));
+        assert!(q.sql.contains("e.rev > ?1") && q.sql.contains("LIMIT ?2"));
     }
 }

@@ -11,7 +11,19 @@
 use crate::error::{Result, StorageError};
 
 /// The newest schema version this binary knows: the last migration of each backend.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// Creates or migrates the store at `location` (a Postgres URL, or an SQLite file path) up to
+/// schema `version` only, as the binary that introduced that version left it. For tests of
+/// migrations: open the store afterwards to migrate it the rest of the way.
+#[doc(hidden)]
+pub async fn migrate_location_to(location: &str, version: i64) -> Result<()> {
+    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+        crate::postgres::migrate_url_to(location, version).await
+    } else {
+        crate::sqlite::migrate_path_to(std::path::Path::new(location), version).await
+    }
+}
 
 /// Refuses a store whose newest applied migration (`None`: a new store) is newer than this
 /// binary's.

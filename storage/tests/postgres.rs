@@ -140,6 +140,72 @@ async fn shards_have_independent_revisions() {
         .is_not_found());
 }
 
+/// Batches of creates skip the read when this process wrote the shard last (postgres/creates.rs).
+/// Whoever wrote last, every create gets its own revision in commit order, with no gaps, and a
+/// create of a key that exists is refused: two replicas create on one shard, in turn and at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_from_two_replicas_keep_revisions_in_commit_order() {
+    let b = Backing::postgres().await;
+    let (one, two) = (b.open().await, b.open().await);
+    let start = one.current_revision().await.unwrap();
+    let mut w = one
+        .watch(ListScope::cluster("c1", CM), Some(start))
+        .await
+        .unwrap();
+    // In turn: after its own commits a replica takes the shortcut; after the other's, the
+    // revision moved under it and the long way answers.
+    let mut revisions = Vec::new();
+    for (i, store) in [&one, &one, &one, &two, &one, &two, &two, &one]
+        .iter()
+        .enumerate()
+    {
+        let created = store
+            .create(key("c1", "turns", &format!("o{i}")), "u", value(i as u64))
+            .await
+            .unwrap();
+        revisions.push(created.revision);
+    }
+    assert_eq!(revisions, (start + 1..=start + 8).collect::<Vec<_>>());
+    assert!(matches!(
+        one.create(key("c1", "turns", "o0"), "u", value(0)).await,
+        Err(StorageError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        two.create(key("c1", "turns", "o7"), "u", value(0)).await,
+        Err(StorageError::AlreadyExists(_))
+    ));
+
+    // At once: 8 writers on each replica.
+    let mut writers = Vec::new();
+    for (r, store) in [one.clone(), two.clone()].into_iter().enumerate() {
+        for t in 0..8 {
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                for i in 0..25u64 {
+                    store
+                        .create(key("c1", "race", &format!("r{r}-{t}-{i}")), "u", value(i))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let end = one.current_revision().await.unwrap();
+    assert_eq!(end, start + 8 + 400);
+    let mut seen = Vec::new();
+    while seen.len() < 408 {
+        seen.push(conformance::next_event(&mut w).await.revision());
+    }
+    assert_eq!(seen, (start + 1..=end).collect::<Vec<_>>());
+    assert_eq!(
+        list_all(&two, ListScope::cluster("c1", CM)).await.len(),
+        408
+    );
+}
+
 /// A shard dumped with `pg_dump -Fc` while it is written to, loaded into a new database with
 /// `pg_restore` and marked restored: every object the dump holds is back with its
 /// resourceVersion, and a watch from any revision of the old shard is Expired.

@@ -1,11 +1,12 @@
 //! The Postgres backend: production shards.
 //!
 //! Writes: one transaction per group-commit batch. It locks the shard's revision row
-//! (`trellis_meta`), reads the current rows of the batch's keys, decides every operation in
-//! memory ([`crate::write_plan`]), then writes objects and events with array parameters in a
-//! few statements and commits once. Reads run in `REPEATABLE READ` snapshots, pipelined on one
-//! connection.
+//! (`trellis_meta`), reads the current state of the batch's keys, decides every operation in
+//! memory ([`crate::write_plan`]), then writes events (each new value, once) and object rows
+//! (pointers to them) with array parameters in a few statements and commits once. Reads run in
+//! `REPEATABLE READ` snapshots, pipelined on one connection.
 
+mod creates;
 mod listen;
 mod reachability;
 mod schema;
@@ -45,6 +46,8 @@ pub(crate) struct PostgresBackend {
     /// to its watchers directly.
     instance: u64,
     notifier: listen::Notifier,
+    /// The revision this process last committed, for batches of creates that need no read.
+    known: creates::KnownRevision,
 }
 
 impl PostgresBackend {
@@ -75,6 +78,7 @@ impl PostgresBackend {
             pool,
             config,
             instance,
+            known: creates::KnownRevision::default(),
         })
     }
 
@@ -119,6 +123,16 @@ impl PostgresBackend {
             }
         }
     }
+}
+
+/// Creates or migrates the shard at `url` up to schema `version` only.
+pub(crate) async fn migrate_url_to(url: &str, version: i64) -> Result<()> {
+    let (mut client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let outcome = schema::migrate_to(&mut client, version).await;
+    drop(client);
+    let _ = connection.await;
+    outcome
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -215,11 +229,7 @@ impl Backend for PostgresBackend {
     async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>> {
         self.read(|client| async move {
             let stmt = client
-                .prepare_cached(&format!(
-                    "SELECT {} FROM trellis_objects \
-                     WHERE resource = $1 AND cluster = $2 AND namespace = $3 AND name = $4",
-                    sql::OBJECT_COLUMNS
-                ))
+                .prepare_cached(&sql::get_object(Placeholder::Dollar))
                 .await?;
             let row = client
                 .query_opt(
@@ -245,6 +255,18 @@ impl Backend for PostgresBackend {
 
     async fn commit(&self, ops: &[WriteOp]) -> Result<WritePlan> {
         let client = self.client().await?;
+        if let Some(expected) = self.known.for_batch(ops) {
+            match creates::commit(&client, &self.known, expected, ops).await {
+                creates::Shortcut::Committed(plan) => return Ok(self.committed(plan)),
+                creates::Shortcut::Declined => {}
+                creates::Shortcut::Unknown(plan, err) => {
+                    drop(client);
+                    self.known.forget();
+                    let plan = self.resolve_commit(plan, err).await?;
+                    return Ok(self.committed(plan));
+                }
+            }
+        }
         let decided = lock_and_plan(&client, ops).await;
         let plan = match decided {
             Ok(plan) if plan.events.is_empty() => {
@@ -258,20 +280,17 @@ impl Backend for PostgresBackend {
             }
         };
         match write_and_commit(&client, &plan).await {
-            Committed::Yes => {
-                self.reachability.reached();
-                self.notifier.announce(plan.revision);
-                Ok(plan)
-            }
+            Committed::Yes => Ok(self.committed(plan)),
             Committed::No(err) => {
                 rollback(&client).await;
+                self.known.forget();
                 Err(err)
             }
             Committed::Unknown(err) => {
                 drop(client);
+                self.known.forget();
                 let plan = self.resolve_commit(plan, err).await?;
-                self.notifier.announce(plan.revision);
-                Ok(plan)
+                Ok(self.committed(plan))
             }
         }
     }
@@ -301,20 +320,15 @@ impl Backend for PostgresBackend {
                 &[&to_i64(revision)],
             )
             .await?;
-        let delete = client
-            .prepare_cached(
-                "DELETE FROM trellis_events WHERE rev IN \
-                 (SELECT rev FROM trellis_events WHERE rev <= $1 ORDER BY rev LIMIT $2)",
-            )
-            .await?;
         let mut removed = 0;
         loop {
-            let n = client
-                .execute(&delete, &[&to_i64(revision), &COMPACTION_BATCH])
-                .await?;
-            removed += n;
-            if n < COMPACTION_BATCH as u64 {
-                return Ok(removed);
+            let swept = sweep(&client).await;
+            if swept.is_err() {
+                rollback(&client).await;
+            }
+            match swept? {
+                Some(n) => removed += n,
+                None => return Ok(removed),
             }
         }
     }
@@ -363,16 +377,25 @@ impl Backend for PostgresBackend {
         let rev = crate::backend::revision_param(revision)?;
         tx.execute("UPDATE trellis_meta SET revision = $1", &[&rev])
             .await?;
-        tx.execute("UPDATE trellis_compaction SET compacted = $1", &[&rev])
-            .await?;
-        tx.batch_execute("DELETE FROM trellis_events; DELETE FROM trellis_revision_marks")
-            .await?;
+        tx.execute(
+            "UPDATE trellis_compaction SET compacted = $1, swept = $1",
+            &[&rev],
+        )
+        .await?;
+        // Only the objects' current states stay: every revision before the jump is expired.
+        tx.batch_execute(
+            "DELETE FROM trellis_events e WHERE NOT EXISTS \
+               (SELECT 1 FROM trellis_objects o WHERE o.mod_rev = e.rev); \
+             DELETE FROM trellis_revision_marks",
+        )
+        .await?;
         tx.execute(
             "INSERT INTO trellis_restores (at, backup_rev, rev) VALUES ($1, $2, $3)",
             &[&at_ms, &to_i64(backup_revision), &rev],
         )
         .await?;
         tx.commit().await?;
+        self.known.forget();
         Ok(Restored {
             backup_revision,
             revision,
@@ -393,6 +416,13 @@ impl Backend for PostgresBackend {
 }
 
 impl PostgresBackend {
+    fn committed(&self, plan: WritePlan) -> WritePlan {
+        self.reachability.reached();
+        self.known.committed(plan.revision);
+        self.notifier.announce(plan.revision);
+        plan
+    }
+
     /// The connection broke during COMMIT. Taking the shard lock waits for our transaction to
     /// end one way or the other; then its first event is in the log exactly if it committed.
     async fn resolve_commit(
@@ -453,6 +483,58 @@ async fn read_revisions(client: &Object) -> Result<Revisions> {
 const REVISIONS_SQL: &str =
     "SELECT m.revision, c.compacted FROM trellis_meta m, trellis_compaction c";
 
+/// A read snapshot. Reads join objects and events to the log rows holding their states by
+/// primary key; a hash join would instead scan the whole log, which is the shard's bulk.
+const BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
+/// Removes from the log, in one bounded transaction, what the next stretch of compacted
+/// revisions superseded; `None` once the sweep has caught up with the compaction mark.
+///
+/// A revision up to the mark is superseded when a later revision of its key, also up to the
+/// mark, names it as `prev_rev`; a deletion up to the mark takes itself away too. What stays
+/// below the mark is each key's newest state there, which the current objects and the first
+/// changes after the mark point at. `swept` records progress in the same transaction, so a
+/// crash leaves nothing behind for good; the row lock serializes replicas compacting at once.
+async fn sweep(client: &Object) -> Result<Option<u64>> {
+    client.batch_execute("BEGIN").await?;
+    let row = client
+        .query_one(
+            "SELECT swept, compacted FROM trellis_compaction FOR UPDATE",
+            &[],
+        )
+        .await?;
+    let (swept, compacted): (i64, i64) = (row.get(0), row.get(1));
+    if swept >= compacted {
+        client.batch_execute("COMMIT").await?;
+        return Ok(None);
+    }
+    let upto: Option<i64> = client
+        .query_one(
+            "SELECT MAX(rev) FROM (SELECT rev FROM trellis_events \
+             WHERE rev > $1 AND rev <= $2 ORDER BY rev LIMIT $3) chunk",
+            &[&swept, &compacted, &COMPACTION_BATCH],
+        )
+        .await?
+        .get(0);
+    let upto = upto.unwrap_or(compacted);
+    let removed = client
+        .execute(
+            "DELETE FROM trellis_events WHERE rev IN ( \
+               SELECT prev_rev FROM trellis_events \
+                 WHERE rev > $1 AND rev <= $2 AND prev_rev IS NOT NULL \
+               UNION ALL \
+               SELECT rev FROM trellis_events WHERE rev > $1 AND rev <= $2 AND kind = $3)",
+            &[&swept, &upto, &EventType::Deleted.code()],
+        )
+        .await?;
+    client
+        .execute("UPDATE trellis_compaction SET swept = $1", &[&upto])
+        .await?;
+    client.batch_execute("COMMIT").await?;
+    Ok(Some(removed))
+}
+
 /// Every statement of a write transaction addresses rows by primary key. Prepared statements
 /// keep plans made while the shard was young and unanalyzed: with a batch of keys against a few
 /// thousand rows the planner picks a hash join over a full scan, and keeps it until autovacuum
@@ -476,14 +558,12 @@ async fn lock_and_plan(client: &Object, ops: &[WriteOp]) -> Result<WritePlan> {
         .await?;
     let read = client
         .prepare_cached(&format!(
-            "SELECT {cols} FROM trellis_objects o \
-             JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS k(resource, cluster, namespace, name) \
-             ON o.resource = k.resource AND o.cluster = k.cluster AND o.namespace = k.namespace AND o.name = k.name",
+            "SELECT {cols} FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
+               AS k(resource, cluster, namespace, name) \
+             JOIN trellis_objects o ON o.resource = k.resource AND o.cluster = k.cluster \
+               AND o.namespace = k.namespace AND o.name = k.name \
+             JOIN trellis_events e ON e.rev = o.mod_rev",
             cols = sql::OBJECT_COLUMNS
-                .split(", ")
-                .map(|c| format!("o.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
         ))
         .await?;
     // Pipelined: BEGIN, lock, read go out together.
@@ -520,13 +600,16 @@ async fn write_and_commit(client: &Object, plan: &WritePlan) -> Committed {
         Ok(statements) => statements,
         Err(err) => return Committed::No(err.into()),
     };
-    let (writes, commit) = futures::join!(
-        write_plan(client, &statements, plan),
+    let revision = to_i64(plan.revision);
+    let bump_params: [&(dyn ToSql + Sync); 1] = [&revision];
+    let (writes, bumped, commit) = futures::join!(
+        write_rows(client, &statements, plan),
+        client.execute(&statements.bump, &bump_params),
         client.batch_execute("COMMIT"),
     );
-    let failure = match (writes, commit) {
-        (Ok(()), Ok(())) => return Committed::Yes,
-        (Err(err), _) | (Ok(()), Err(err)) => err,
+    let failure = match (writes, bumped, commit) {
+        (Ok(()), Ok(_), Ok(())) => return Committed::Yes,
+        (Err(err), ..) | (_, Err(err), _) | (.., Err(err)) => err,
     };
     if failure.as_db_error().is_some() && !failure.is_closed() {
         Committed::No(StorageError::Internal(failure.to_string()))
@@ -545,18 +628,18 @@ struct WriteStatements {
 
 async fn prepare_writes(client: &Object) -> Result<WriteStatements, tokio_postgres::Error> {
     // Under the shard lock nobody else inserts: new keys are plain inserts, known ones updates
-    // (cheaper than ON CONFLICT's speculative insertion).
+    // (cheaper than ON CONFLICT's speculative insertion). Object rows only point at the log.
     let insert = client
         .prepare_cached(
-            "INSERT INTO trellis_objects (resource, cluster, namespace, name, uid, create_rev, mod_rev, value) \
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::bytea[])",
+            "INSERT INTO trellis_objects (resource, cluster, namespace, name, mod_rev) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[])",
         )
         .await?;
     let update = client
         .prepare_cached(
-            "UPDATE trellis_objects o SET uid = k.uid, create_rev = k.create_rev, mod_rev = k.mod_rev, value = k.value \
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::int8[], $8::bytea[]) \
-               AS k(resource, cluster, namespace, name, uid, create_rev, mod_rev, value) \
+            "UPDATE trellis_objects o SET mod_rev = k.mod_rev \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[]) \
+               AS k(resource, cluster, namespace, name, mod_rev) \
              WHERE o.resource = k.resource AND o.cluster = k.cluster AND o.namespace = k.namespace AND o.name = k.name",
         )
         .await?;
@@ -569,8 +652,8 @@ async fn prepare_writes(client: &Object) -> Result<WriteStatements, tokio_postgr
         .await?;
     let insert_events = client
         .prepare_cached(
-            "INSERT INTO trellis_events (rev, kind, resource, cluster, namespace, name, uid, create_rev, value, prev_rev, prev_value) \
-             SELECT * FROM unnest($1::int8[], $2::int2[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::bytea[], $10::int8[], $11::bytea[])",
+            "INSERT INTO trellis_events (rev, kind, resource, cluster, namespace, name, uid, create_rev, value, prev_rev) \
+             SELECT * FROM unnest($1::int8[], $2::int2[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int8[], $9::bytea[], $10::int8[])",
         )
         .await?;
     let bump = client
@@ -585,7 +668,8 @@ async fn prepare_writes(client: &Object) -> Result<WriteStatements, tokio_postgr
     })
 }
 
-async fn write_plan(
+/// Sends the plan's events and object rows (not the revision: the caller moves it).
+async fn write_rows(
     client: &Object,
     statements: &WriteStatements,
     plan: &WritePlan,
@@ -595,7 +679,7 @@ async fn write_plan(
         update,
         delete,
         insert_events,
-        bump,
+        bump: _,
     } = statements;
     let inserted = write_objects(client, insert, &plan.inserts);
     let updated = write_objects(client, update, &plan.updates);
@@ -623,11 +707,6 @@ async fn write_plan(
         .iter()
         .map(|e| e.prev.as_ref().map(|p| to_i64(p.revision)))
         .collect();
-    let e_prev_value: Vec<Option<&[u8]>> = e
-        .iter()
-        .map(|e| e.prev.as_ref().map(|p| p.value.as_ref()))
-        .collect();
-    let revision = to_i64(plan.revision);
 
     let deleted = async {
         if d.is_empty() {
@@ -637,7 +716,7 @@ async fn write_plan(
             .execute(delete, &[&d_resource, &d_cluster, &d_namespace, &d_name])
             .await
     };
-    let event_params: [&(dyn ToSql + Sync); 11] = [
+    let event_params: [&(dyn ToSql + Sync); 10] = [
         &e_rev,
         &e_kind,
         &e_resource,
@@ -648,21 +727,19 @@ async fn write_plan(
         &e_create,
         &e_value,
         &e_prev_rev,
-        &e_prev_value,
     ];
-    let bump_params: [&(dyn ToSql + Sync); 1] = [&revision];
     // Pipelined: all statements go out before the first answer comes back.
     futures::try_join!(
         inserted,
         updated,
         deleted,
         client.execute(insert_events, &event_params),
-        client.execute(bump, &bump_params),
     )?;
     Ok(())
 }
 
-/// Runs `statement` (insert or update) with the rows' columns as arrays; nothing when empty.
+/// Runs `statement` (insert or update) with the rows' keys and revisions as arrays; nothing
+/// when empty. Their values are in the events.
 async fn write_objects(
     client: &Object,
     statement: &tokio_postgres::Statement,
@@ -675,16 +752,11 @@ async fn write_objects(
     let cluster: Vec<&str> = rows.iter().map(|o| o.key.cluster.as_str()).collect();
     let namespace: Vec<&str> = rows.iter().map(|o| o.key.namespace.as_str()).collect();
     let name: Vec<&str> = rows.iter().map(|o| o.key.name.as_str()).collect();
-    let uid: Vec<&str> = rows.iter().map(|o| o.uid.as_str()).collect();
-    let create: Vec<i64> = rows.iter().map(|o| to_i64(o.create_revision)).collect();
     let modified: Vec<i64> = rows.iter().map(|o| to_i64(o.revision)).collect();
-    let value: Vec<&[u8]> = rows.iter().map(|o| o.value.as_ref()).collect();
     client
         .execute(
             statement,
-            &[
-                &resource, &cluster, &namespace, &name, &uid, &create, &modified, &value,
-            ],
+            &[&resource, &cluster, &namespace, &name, &modified],
         )
         .await
 }
@@ -692,7 +764,7 @@ async fn write_objects(
 async fn list_in_snapshot(client: &Object, query: &PageQuery) -> Result<Page> {
     let scope = &query.scope;
     let after = query.after.as_ref();
-    let begin = client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+    let begin = client.batch_execute(BEGIN_READ);
     let revs_stmt = client.prepare_cached(REVISIONS_SQL).await?;
     match query.snapshot {
         Snapshot::Latest => {
@@ -751,7 +823,7 @@ async fn events_in_snapshot(
     let revs_stmt = client.prepare_cached(REVISIONS_SQL).await?;
     let p = params(&q.params);
     let (_, revs, rows) = futures::try_join!(
-        client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+        client.batch_execute(BEGIN_READ),
         client.query_one(&revs_stmt, &[]),
         client.query(&stmt, &p),
     )?;

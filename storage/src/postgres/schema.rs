@@ -89,13 +89,63 @@ const MIGRATIONS: &[(i32, &str)] = &[
     );
     "#,
     ),
+    (
+        4,
+        r#"
+    -- Each value is written once: into the change log. An object row only points at the
+    -- revision holding its current state, and an event finds its previous state at prev_rev.
+    -- Compaction keeps each key's newest revision at or below the compacted one (etcd's MVCC
+    -- does the same), so the log can no longer be emptied below the mark: first put back the
+    -- revisions that the old compaction removed but that are still somebody's state.
+    INSERT INTO trellis_events (rev, kind, resource, cluster, namespace, name, uid, create_rev, value)
+    SELECT o.mod_rev, CASE WHEN o.create_rev = o.mod_rev THEN 0 ELSE 1 END,
+           o.resource, o.cluster, o.namespace, o.name, o.uid, o.create_rev, o.value
+    FROM trellis_objects o
+    WHERE NOT EXISTS (SELECT 1 FROM trellis_events e WHERE e.rev = o.mod_rev);
+
+    INSERT INTO trellis_events (rev, kind, resource, cluster, namespace, name, uid, create_rev, value)
+    SELECT DISTINCT ON (e.prev_rev) e.prev_rev, CASE WHEN e.create_rev = e.prev_rev THEN 0 ELSE 1 END,
+           e.resource, e.cluster, e.namespace, e.name, e.uid, e.create_rev, e.prev_value
+    FROM trellis_events e
+    WHERE e.prev_rev IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM trellis_events p WHERE p.rev = e.prev_rev)
+    ORDER BY e.prev_rev;
+
+    ALTER TABLE trellis_objects DROP COLUMN uid, DROP COLUMN create_rev, DROP COLUMN value;
+    ALTER TABLE trellis_events DROP COLUMN prev_value;
+
+    -- How far compaction has swept the log: revisions up to here have had what they superseded
+    -- removed. It trails `compacted` while a compaction is under way, and catches up after a crash.
+    ALTER TABLE trellis_compaction ADD COLUMN swept bigint NOT NULL DEFAULT 0;
+    UPDATE trellis_compaction SET swept = compacted;
+
+    -- Takes the shard's revisions expected+1..=upto for a batch decided without reading the
+    -- shard (postgres/creates.rs): waits for the revision lock like every writer, then fails the
+    -- transaction if anybody else wrote since the batch was decided.
+    CREATE FUNCTION trellis_claim_revisions(expected bigint, upto bigint) RETURNS void
+    LANGUAGE plpgsql AS $claim$
+    BEGIN
+        UPDATE trellis_meta SET revision = upto WHERE revision = expected;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'the shard revision moved past %', expected
+                USING ERRCODE = 'serialization_failure';
+        END IF;
+    END
+    $claim$;
+    "#,
+    ),
 ];
 
 pub(crate) async fn migrate(client: &mut Object) -> Result<()> {
+    migrate_to(client, crate::versioning::SCHEMA_VERSION).await
+}
+
+/// Applies the migrations up to `version` only (tests make stores as older binaries left them).
+pub(crate) async fn migrate_to(client: &mut tokio_postgres::Client, version: i64) -> Result<()> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    let outcome = apply(client).await;
+    let outcome = apply(client, version).await;
     let unlock = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await;
@@ -104,7 +154,7 @@ pub(crate) async fn migrate(client: &mut Object) -> Result<()> {
     Ok(())
 }
 
-async fn apply(client: &mut Object) -> Result<()> {
+async fn apply(client: &mut tokio_postgres::Client, upto: i64) -> Result<()> {
     client
         .batch_execute(
             "CREATE TABLE IF NOT EXISTS trellis_schema_migrations (
@@ -121,7 +171,7 @@ async fn apply(client: &mut Object) -> Result<()> {
         .collect();
     crate::versioning::refuse_newer(applied.iter().max().map(|v| i64::from(*v)))?;
     for (version, sql) in MIGRATIONS {
-        if applied.contains(version) {
+        if applied.contains(version) || i64::from(*version) > upto {
             continue;
         }
         let tx = client.transaction().await?;

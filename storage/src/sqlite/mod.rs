@@ -45,6 +45,12 @@ fn connect(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Creates or migrates the store file at `path` up to schema `version` only.
+pub(crate) async fn migrate_path_to(path: &Path, version: i64) -> Result<()> {
+    let path = path.to_path_buf();
+    blocking(move || schema::migrate_to(&mut connect(&path)?, version)).await
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -189,11 +195,7 @@ impl Backend for SqliteBackend {
     async fn get(&self, key: &ObjectKey) -> Result<Option<StoredObject>> {
         let key = key.clone();
         self.read(move |tx| {
-            let mut stmt = tx.prepare_cached(&format!(
-                "SELECT {} FROM trellis_objects \
-                 WHERE resource = ?1 AND cluster = ?2 AND namespace = ?3 AND name = ?4",
-                sql::OBJECT_COLUMNS
-            ))?;
+            let mut stmt = tx.prepare_cached(&sql::get_object(Placeholder::Question))?;
             Ok(stmt
                 .query_row(
                     [&key.resource, &key.cluster, &key.namespace, &key.name],
@@ -260,11 +262,7 @@ impl Backend for SqliteBackend {
             let plan = {
                 let current_revision = read_revisions(&tx)?.current;
                 let mut current = HashMap::new();
-                let mut read = tx.prepare_cached(&format!(
-                    "SELECT {} FROM trellis_objects \
-                     WHERE resource = ?1 AND cluster = ?2 AND namespace = ?3 AND name = ?4",
-                    sql::OBJECT_COLUMNS
-                ))?;
+                let mut read = tx.prepare_cached(&sql::get_object(Placeholder::Question))?;
                 for op in &ops {
                     let k = op.key();
                     if current.contains_key(k) {
@@ -333,18 +331,9 @@ impl Backend for SqliteBackend {
         let mut removed = 0u64;
         loop {
             // One bounded batch per writer turn, so writes interleave with compaction.
-            let n = self
-                .write(move |conn| {
-                    Ok(conn.execute(
-                        "DELETE FROM trellis_events WHERE rev IN \
-                         (SELECT rev FROM trellis_events WHERE rev <= ?1 ORDER BY rev LIMIT ?2)",
-                        [rev, COMPACTION_BATCH],
-                    )?)
-                })
-                .await?;
-            removed += n as u64;
-            if (n as i64) < COMPACTION_BATCH {
-                return Ok(removed);
+            match self.write(sweep).await? {
+                Some(n) => removed += n,
+                None => return Ok(removed),
             }
         }
     }
@@ -387,8 +376,15 @@ impl Backend for SqliteBackend {
             let revision = crate::restored::restored_revision(backup_revision, now_micros);
             let rev = backend::revision_param(revision)?;
             tx.execute("UPDATE trellis_meta SET revision = ?1", [rev])?;
-            tx.execute("UPDATE trellis_compaction SET compacted = ?1", [rev])?;
-            tx.execute("DELETE FROM trellis_events", [])?;
+            tx.execute(
+                "UPDATE trellis_compaction SET compacted = ?1, swept = ?1",
+                [rev],
+            )?;
+            // Only the objects' current states stay: every revision before the jump expires.
+            tx.execute(
+                "DELETE FROM trellis_events WHERE rev NOT IN (SELECT mod_rev FROM trellis_objects)",
+                [],
+            )?;
             tx.execute("DELETE FROM trellis_revision_marks", [])?;
             tx.execute(
                 "INSERT INTO trellis_restores (at, backup_rev, rev) VALUES (?1, ?2, ?3)",
@@ -409,6 +405,40 @@ impl Backend for SqliteBackend {
     }
 
     fn start_wakeups(&self, _hint: WakeHint) {}
+}
+
+/// Removes what the next stretch of compacted revisions superseded, in one transaction; `None`
+/// once the sweep has caught up with the compaction mark. Same rule as the Postgres sweep: a
+/// revision up to the mark goes when a later one up to the mark names it as `prev_rev`, and a
+/// deletion up to the mark goes with it.
+fn sweep(conn: &mut Connection) -> Result<Option<u64>> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let (swept, compacted): (i64, i64) = tx.query_row(
+        "SELECT swept, compacted FROM trellis_compaction",
+        [],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
+    if swept >= compacted {
+        return Ok(None);
+    }
+    let upto: Option<i64> = tx.query_row(
+        "SELECT MAX(rev) FROM (SELECT rev FROM trellis_events \
+         WHERE rev > ?1 AND rev <= ?2 ORDER BY rev LIMIT ?3)",
+        [swept, compacted, COMPACTION_BATCH],
+        |row| row.get(0),
+    )?;
+    let upto = upto.unwrap_or(compacted);
+    let removed = tx.execute(
+        "DELETE FROM trellis_events WHERE rev IN ( \
+           SELECT prev_rev FROM trellis_events \
+             WHERE rev > ?1 AND rev <= ?2 AND prev_rev IS NOT NULL \
+           UNION ALL \
+           SELECT rev FROM trellis_events WHERE rev > ?1 AND rev <= ?2 AND kind = ?3)",
+        [swept, upto, i64::from(EventType::Deleted.code())],
+    )?;
+    tx.execute("UPDATE trellis_compaction SET swept = ?1", [upto])?;
+    tx.commit()?;
+    Ok(Some(removed as u64))
 }
 
 fn event_from_row(row: &Row) -> Result<Event> {
@@ -433,11 +463,11 @@ fn event_from_row(row: &Row) -> Result<Event> {
 }
 
 fn write_plan(tx: &rusqlite::Transaction, plan: &WritePlan) -> Result<()> {
+    // Object rows only point at the log, where each value is written once.
     let mut upsert = tx.prepare_cached(
-        "INSERT INTO trellis_objects (resource, cluster, namespace, name, uid, create_rev, mod_rev, value) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
-         ON CONFLICT (resource, cluster, namespace, name) DO UPDATE SET \
-           uid = excluded.uid, create_rev = excluded.create_rev, mod_rev = excluded.mod_rev, value = excluded.value",
+        "INSERT INTO trellis_objects (resource, cluster, namespace, name, mod_rev) \
+         VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (resource, cluster, namespace, name) DO UPDATE SET mod_rev = excluded.mod_rev",
     )?;
     for o in plan.inserts.iter().chain(&plan.updates) {
         upsert.execute(rusqlite::params![
@@ -445,10 +475,7 @@ fn write_plan(tx: &rusqlite::Transaction, plan: &WritePlan) -> Result<()> {
             o.key.cluster,
             o.key.namespace,
             o.key.name,
-            o.uid,
-            o.create_revision as i64,
             o.revision as i64,
-            o.value.as_ref(),
         ])?;
     }
     let mut delete = tx.prepare_cached(
@@ -458,8 +485,8 @@ fn write_plan(tx: &rusqlite::Transaction, plan: &WritePlan) -> Result<()> {
         delete.execute([&k.resource, &k.cluster, &k.namespace, &k.name])?;
     }
     let mut insert = tx.prepare_cached(
-        "INSERT INTO trellis_events (rev, kind, resource, cluster, namespace, name, uid, create_rev, value, prev_rev, prev_value) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "INSERT INTO trellis_events (rev, kind, resource, cluster, namespace, name, uid, create_rev, value, prev_rev) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     for e in &plan.events {
         let o = &e.object;
@@ -474,7 +501,6 @@ fn write_plan(tx: &rusqlite::Transaction, plan: &WritePlan) -> Result<()> {
             o.create_revision as i64,
             (e.kind != EventType::Deleted).then_some(o.value.as_ref()),
             e.prev.as_ref().map(|p| p.revision as i64),
-            e.prev.as_ref().map(|p| p.value.as_ref()),
         ])?;
     }
     tx.execute(

@@ -69,9 +69,41 @@ const MIGRATIONS: &[(i64, &str)] = &[
     );
     "#,
     ),
+    (
+        4,
+        r#"
+    -- Each value is written once, into the change log (see the Postgres migration 4).
+    INSERT INTO trellis_events (rev, kind, resource, cluster, namespace, name, uid, create_rev, value)
+    SELECT o.mod_rev, CASE WHEN o.create_rev = o.mod_rev THEN 0 ELSE 1 END,
+           o.resource, o.cluster, o.namespace, o.name, o.uid, o.create_rev, o.value
+    FROM trellis_objects o
+    WHERE NOT EXISTS (SELECT 1 FROM trellis_events e WHERE e.rev = o.mod_rev);
+
+    INSERT INTO trellis_events (rev, kind, resource, cluster, namespace, name, uid, create_rev, value)
+    SELECT e.prev_rev, CASE WHEN e.create_rev = e.prev_rev THEN 0 ELSE 1 END,
+           e.resource, e.cluster, e.namespace, e.name, e.uid, e.create_rev, e.prev_value
+    FROM trellis_events e
+    WHERE e.prev_rev IS NOT NULL
+      AND NOT EXISTS (SELECT 1 FROM trellis_events p WHERE p.rev = e.prev_rev)
+    GROUP BY e.prev_rev;
+
+    ALTER TABLE trellis_objects DROP COLUMN uid;
+    ALTER TABLE trellis_objects DROP COLUMN create_rev;
+    ALTER TABLE trellis_objects DROP COLUMN value;
+    ALTER TABLE trellis_events DROP COLUMN prev_value;
+
+    ALTER TABLE trellis_compaction ADD COLUMN swept INTEGER NOT NULL DEFAULT 0;
+    UPDATE trellis_compaction SET swept = compacted;
+    "#,
+    ),
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, crate::versioning::SCHEMA_VERSION)
+}
+
+/// Applies the migrations up to `upto` only (tests make stores as older binaries left them).
+pub(crate) fn migrate_to(conn: &mut Connection, upto: i64) -> Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS trellis_schema_migrations (
@@ -86,7 +118,7 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
     };
     crate::versioning::refuse_newer(applied.iter().max().copied())?;
     for (version, sql) in MIGRATIONS {
-        if !applied.contains(version) {
+        if !applied.contains(version) && *version <= upto {
             tx.execute_batch(sql)?;
             tx.execute(
                 "INSERT INTO trellis_schema_migrations (version) VALUES (?1)",

@@ -67,6 +67,35 @@ impl Backing {
         }
     }
 
+    /// A literal of `bytes` in this database's SQL.
+    pub fn blob(&self, bytes: &[u8]) -> String {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        match self {
+            Backing::Postgres(_) => format!("'\\x{hex}'::bytea"),
+            Backing::Sqlite(_) => format!("X'{hex}'"),
+        }
+    }
+
+    /// The number of rows in `table`.
+    pub async fn count_rows(&self, table: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM {table}");
+        match self {
+            Backing::Postgres(db) => {
+                let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
+                    .await
+                    .expect("connect");
+                let connection = tokio::spawn(connection);
+                let n: i64 = client.query_one(&sql, &[]).await.expect("count").get(0);
+                drop(client);
+                let _ = connection.await;
+                n
+            }
+            Backing::Sqlite(_) => rusqlite::Connection::open(self.location())
+                .and_then(|conn| conn.query_row(&sql, [], |r| r.get(0)))
+                .expect("count"),
+        }
+    }
+
     /// The schema versions recorded in the database, in order.
     pub async fn recorded_versions(&self) -> Vec<i64> {
         match self {
@@ -840,6 +869,102 @@ pub async fn compaction_expires_old_revisions(b: Backing) {
     assert_eq!(store.compact_to(current + 1000).await.unwrap(), current);
 }
 
+/// Compaction keeps what the log must still answer and removes the rest, as etcd's does: for
+/// every key, its newest state at or below the mark. Exact lists at the mark and watches from
+/// it answer after compaction exactly as before, superseded states and deletions up to the mark
+/// are gone from the log, and compacting again is a no-op.
+pub async fn compaction_keeps_each_keys_state_at_the_mark(b: Backing) {
+    let store = b.open().await;
+    let scope = || ListScope::cluster("c1", CM);
+    for i in 0..6u64 {
+        store
+            .create(key("c1", "default", &format!("k{i}")), "u", value(i))
+            .await
+            .unwrap();
+    }
+    for round in 0..3u64 {
+        for i in 0..3u64 {
+            store
+                .update(
+                    key("c1", "default", &format!("k{i}")),
+                    value(100 * (round + 1) + i),
+                    Preconditions::none(),
+                )
+                .await
+                .unwrap();
+        }
+    }
+    store
+        .delete(key("c1", "default", "k3"), Preconditions::none())
+        .await
+        .unwrap();
+    store
+        .create(key("c1", "default", "k3"), "u2", value(33))
+        .await
+        .unwrap();
+    store
+        .delete(key("c1", "default", "k4"), Preconditions::none())
+        .await
+        .unwrap();
+    let mark = store.current_revision().await.unwrap();
+    // After the mark: k0 changes, k5 goes.
+    store
+        .update(
+            key("c1", "default", "k0"),
+            value(999),
+            Preconditions::none(),
+        )
+        .await
+        .unwrap();
+    store
+        .delete(key("c1", "default", "k5"), Preconditions::none())
+        .await
+        .unwrap();
+
+    let exact = |rev: u64| {
+        let mut request = ListRequest::new(scope());
+        request.revision = ReadRevision::Exact(rev);
+        request.limit = Some(2);
+        request
+    };
+    let watched = |store: &Store| {
+        let store = store.clone();
+        async move {
+            let mut w = store.watch(scope(), Some(mark)).await.unwrap();
+            let mut events = Vec::new();
+            for _ in 0..2 {
+                let e = next_event(&mut w).await;
+                events.push((e.kind, e.object, e.prev));
+            }
+            events
+        }
+    };
+    let before = (
+        list_paged(&store, exact(mark)).await.unwrap(),
+        watched(&store).await,
+    );
+    let rows_before = b.count_rows("trellis_events").await;
+
+    assert_eq!(store.compact_to(mark).await.unwrap(), mark);
+    let after = (
+        list_paged(&store, exact(mark)).await.unwrap(),
+        watched(&store).await,
+    );
+    assert_eq!(after, before);
+    assert_eq!(before.0 .1.len(), 5, "k0–k3 and k5 at the mark");
+    // Left in the log: the five states at the mark, and the two changes after it.
+    assert_eq!(rows_before, 6 + 9 + 3 + 2);
+    assert_eq!(b.count_rows("trellis_events").await, 5 + 2);
+    assert_eq!(store.compact_to(mark).await.unwrap(), mark);
+    assert_eq!(b.count_rows("trellis_events").await, 5 + 2);
+
+    // Once everything is compacted, only the current objects' states remain.
+    let current = store.current_revision().await.unwrap();
+    store.compact_to(current).await.unwrap();
+    assert_eq!(b.count_rows("trellis_events").await, 4);
+    assert_eq!(list_all(&store, scope()).await.len(), 4);
+}
+
 /// Background compaction follows the schedule kept in the store: a process that restarts
 /// more often than the compaction interval still compacts, at each start, what is older than
 /// the retention window, up to what its predecessors saw.
@@ -900,50 +1025,122 @@ pub async fn compaction_survives_restarts(b: Backing) {
     );
 }
 
-/// A store written by an older binary (schema version 1, with objects in it) is migrated
-/// forward at open and keeps its objects and revisions; a store recording a version newer than
-/// this binary knows is refused with an error naming both versions, and left as it was.
+/// A store written before values were stored once (schema version 3: object rows holding
+/// their values, events holding the state they replaced, compaction removing every event up to
+/// its mark) is migrated forward at open. Every object keeps its value and revisions, and the
+/// log still answers from the compacted revision on: a watch with previous states, exact
+/// lists, and a later compaction. A store recording a version newer than this binary knows is
+/// refused with an error naming both versions, and left as it was.
 pub async fn schema_migrates_forward_and_refuses_newer(b: Backing) {
-    let store = b.open().await;
-    let mut written = Vec::new();
-    for i in 0..3u64 {
-        written.push(
-            store
-                .create(key("c1", "default", &format!("v1-{i}")), "u", value(i))
-                .await
-                .unwrap(),
-        );
-    }
-    let revision = store.current_revision().await.unwrap();
-    drop(store);
-    assert_eq!(
-        b.recorded_versions().await,
-        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
-    );
-
-    // Back to what the first release wrote: its tables, version 1 recorded.
-    b.execute_sql(
-        "DROP TABLE trellis_restores; DROP TABLE trellis_revision_marks; \
-         DELETE FROM trellis_schema_migrations WHERE version > 1",
-    )
-    .await;
-    assert_eq!(b.recorded_versions().await, [1]);
-
-    let store = b.open().await;
-    assert_eq!(
-        b.recorded_versions().await,
-        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        list_all(&store, ListScope::cluster("c1", CM)).await,
-        written
-    );
-    assert_eq!(store.current_revision().await.unwrap(), revision);
-    let next = store
-        .create(key("c1", "default", "after-upgrade"), "u", value(9))
+    trellis_storage::migrate_location_to(&b.location(), 3)
         .await
         .unwrap();
-    assert_eq!(next.revision, revision + 1);
+    assert_eq!(b.recorded_versions().await, [1, 2, 3]);
+    // o1 created at 2, changed at 4 and 7; o2 created at 3; o3 created at 5, deleted at 8;
+    // o4 created at 6, changed at 9. Compacted at 5: the events up to 5 are gone.
+    let v = |n: u64| b.blob(&value(n));
+    let row = |name: &str, create: u64, rev: u64| {
+        format!(
+            "('{CM}', 'c1', 'default', '{name}', 'u-{name}', {create}, {rev}, {})",
+            v(rev)
+        )
+    };
+    let event = |rev: u64, kind: i16, name: &str, create: u64, prev: Option<u64>| {
+        let value = if kind == 2 {
+            "NULL".to_string()
+        } else {
+            v(rev)
+        };
+        let (prev_rev, prev_value) = match prev {
+            Some(p) => (p.to_string(), v(p)),
+            None => ("NULL".into(), "NULL".into()),
+        };
+        format!(
+            "({rev}, {kind}, '{CM}', 'c1', 'default', '{name}', 'u-{name}', {create}, {value}, {prev_rev}, {prev_value})"
+        )
+    };
+    b.execute_sql(&format!(
+        "UPDATE trellis_meta SET revision = 9; UPDATE trellis_compaction SET compacted = 5; \
+         INSERT INTO trellis_objects (resource, cluster, namespace, name, uid, create_rev, mod_rev, value) \
+           VALUES {}, {}, {}; \
+         INSERT INTO trellis_events (rev, kind, resource, cluster, namespace, name, uid, create_rev, value, prev_rev, prev_value) \
+           VALUES {}, {}, {}, {};",
+        row("o1", 2, 7),
+        row("o2", 3, 3),
+        row("o4", 6, 9),
+        event(6, 0, "o4", 6, None),
+        event(7, 1, "o1", 2, Some(4)),
+        event(8, 2, "o3", 5, Some(5)),
+        event(9, 1, "o4", 6, Some(6)),
+    ))
+    .await;
+
+    let store = b.open().await;
+    assert_eq!(
+        b.recorded_versions().await,
+        (1..=SCHEMA_VERSION).collect::<Vec<_>>()
+    );
+    let object = |name: &str, create: u64, rev: u64| StoredObject {
+        key: key("c1", "default", name),
+        uid: format!("u-{name}"),
+        create_revision: create,
+        revision: rev,
+        value: value(rev),
+    };
+    let scope = || ListScope::cluster("c1", CM);
+    assert_eq!(
+        list_all(&store, scope()).await,
+        [object("o1", 2, 7), object("o2", 3, 3), object("o4", 6, 9)]
+    );
+    assert_eq!(
+        store.get(&key("c1", "default", "o1")).await.unwrap(),
+        object("o1", 2, 7)
+    );
+    let at = |rev: u64| {
+        let mut request = ListRequest::new(scope());
+        request.revision = ReadRevision::Exact(rev);
+        request
+    };
+    let at_5 = [object("o1", 2, 4), object("o2", 3, 3), object("o3", 5, 5)];
+    assert_eq!(store.list(at(5)).await.unwrap().items, at_5);
+    let at_8 = [object("o1", 2, 7), object("o2", 3, 3), object("o4", 6, 6)];
+    assert_eq!(store.list(at(8)).await.unwrap().items, at_8);
+
+    let mut w = store.watch(scope(), Some(5)).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let e = next_event(&mut w).await;
+        seen.push((
+            e.kind,
+            e.object.key.name.clone(),
+            e.object.revision,
+            e.prev.map(|p| (p.revision, p.value)),
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            (EventType::Added, "o4".to_string(), 6, None),
+            (EventType::Modified, "o1".into(), 7, Some((4, value(4)))),
+            (EventType::Deleted, "o3".into(), 8, Some((5, value(5)))),
+            (EventType::Modified, "o4".into(), 9, Some((6, value(6)))),
+        ]
+    );
+
+    // Compacting past the migrated stretch keeps what the newer revisions still need.
+    assert_eq!(store.compact_to(8).await.unwrap(), 8);
+    assert_eq!(store.list(at(8)).await.unwrap().items, at_8);
+    let mut w = store.watch(scope(), Some(8)).await.unwrap();
+    let e = next_event(&mut w).await;
+    assert_eq!(
+        (e.object.revision, e.prev.map(|p| p.value)),
+        (9, Some(value(6)))
+    );
+    let next = store
+        .create(key("c1", "default", "after-upgrade"), "u", value(10))
+        .await
+        .unwrap();
+    assert_eq!(next.revision, 10);
     drop(store);
 
     // A newer binary has been here.
@@ -1192,7 +1389,8 @@ macro_rules! conformance_suite {
             crud, counts_and_stats, bad_input, lists_are_scoped_and_ordered, paging_is_one_consistent_snapshot,
             read_revision_bounds, watch_delivers_changes_with_previous_state,
             watch_order_with_writers_in_two_instances, slow_watcher_catches_up,
-            compaction_expires_old_revisions, compaction_survives_restarts,
+            compaction_expires_old_revisions, compaction_keeps_each_keys_state_at_the_mark,
+            compaction_survives_restarts,
             schema_migrates_forward_and_refuses_newer, restore_expires_earlier_revisions);
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
