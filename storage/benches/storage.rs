@@ -37,7 +37,7 @@ use tokio_postgres::NoTls;
 use trellis_storage::{
     ListRequest, ListScope, ObjectKey, ReadRevision, Store, StoreOptions, WatchStream,
 };
-use trellis_testkit::bench::{env_or, median, percentile, report, Sections};
+use trellis_testkit::bench::{env_or, median, percentile, report, CpuTicks, Sections};
 use trellis_testkit::{ClusterOptions, PostgresCluster};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -366,9 +366,31 @@ impl Meter {
     }
 }
 
+/// What a measured window did: operations per second, and CPU per operation in this process
+/// and in the database server's processes (none for SQLite, which runs in this process).
+/// Unlike throughput, CPU time barely depends on what else the machine is doing.
+#[derive(Clone, Copy, Debug, Default)]
+struct Measured {
+    per_s: f64,
+    client_cpu_us: f64,
+    server_cpu_us: f64,
+}
+
+/// The pid of a private cluster's postmaster, whose children are its backends.
+fn postmaster_pid(pg: &PostgresCluster) -> Option<u32> {
+    let pid_file = pg.data_dir()?.join("postmaster.pid");
+    std::fs::read_to_string(pid_file).ok()?.lines().next()?.trim().parse().ok()
+}
+
 /// Runs `workers` tasks `worker(index, meter)` (each sets itself up, then calls
-/// [`Meter::drive`]) through a warm-up and a measured window; returns operations per second.
-async fn throughput<F, Fut>(workers: usize, window: Duration, worker: F) -> Result<f64>
+/// [`Meter::drive`]) through a warm-up and a measured window. `server` is the database
+/// server's postmaster, whose CPU is counted with this process's.
+async fn throughput<F, Fut>(
+    workers: usize,
+    window: Duration,
+    server: Option<u32>,
+    worker: F,
+) -> Result<Measured>
 where
     F: Fn(usize, Arc<Meter>) -> Fut,
     Fut: Future<Output = Result<()>> + Send + 'static,
@@ -385,14 +407,26 @@ where
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let all_ready = meter.ready.load(Ordering::Acquire) == workers;
-    let mut rate = 0.0;
+    let mut measured = Measured::default();
     if all_ready {
         tokio::time::sleep(WARMUP).await;
+        let server_cpu = || server.map(CpuTicks::of_tree).unwrap_or_default();
+        let (client_before, server_before) = (CpuTicks::of_self(), server_cpu());
         meter.phase.store(MEASURING, Ordering::Release);
         let start = Instant::now();
         tokio::time::sleep(window).await;
         meter.phase.store(STOPPED, Ordering::Release);
-        rate = meter.counted.load(Ordering::Acquire) as f64 / start.elapsed().as_secs_f64();
+        let elapsed = start.elapsed().as_secs_f64();
+        let (client, server) = (
+            CpuTicks::of_self().since(&client_before),
+            server_cpu().since(&server_before),
+        );
+        let ops = meter.counted.load(Ordering::Acquire).max(1) as f64;
+        measured = Measured {
+            per_s: ops / elapsed,
+            client_cpu_us: client * 1e6 / ops,
+            server_cpu_us: server * 1e6 / ops,
+        };
     }
     meter.phase.store(STOPPED, Ordering::Release);
     tokio::time::timeout(STOP_TIMEOUT, async {
@@ -406,7 +440,7 @@ where
     if !all_ready {
         return Err("workers did not get ready in time".into());
     }
-    Ok(rate)
+    Ok(measured)
 }
 
 /// Creates objects in one store until the run stops, each with a unique name.
@@ -436,18 +470,40 @@ fn baseline_value() -> Vec<u8> {
     configmap("ns-0", "cm", &uid(0, 0), 0, PAYLOAD_BYTES).to_vec()
 }
 
-fn report_writes(backend: &str, writers: usize, store: f64, baseline: f64) {
+fn report_writes(backend: &str, writers: usize, store: Measured, baseline: Measured) {
     report(
         &format!("{backend}_baseline_inserts_per_s_{writers}"),
-        baseline,
+        baseline.per_s,
         "ops/s",
     );
-    report(&format!("{backend}_writes_per_s_{writers}"), store, "ops/s");
+    report(
+        &format!("{backend}_writes_per_s_{writers}"),
+        store.per_s,
+        "ops/s",
+    );
     report(
         &format!("{backend}_write_ratio_{writers}"),
-        store / baseline,
+        store.per_s / baseline.per_s,
         "ratio",
     );
+    report_cpu(&format!("{backend}_baseline"), writers, baseline);
+    report_cpu(&format!("{backend}_store"), writers, store);
+}
+
+/// CPU per write, this process's and the database server's (when it has its own processes).
+fn report_cpu(name: &str, writers: usize, run: Measured) {
+    report(
+        &format!("{name}_client_cpu_us_per_write_{writers}"),
+        run.client_cpu_us,
+        "us",
+    );
+    if run.server_cpu_us > 0.0 {
+        report(
+            &format!("{name}_server_cpu_us_per_write_{writers}"),
+            run.server_cpu_us,
+            "us",
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -459,6 +515,7 @@ async fn bench_pg_writes(pg: &PostgresCluster, config: &Config) -> Result<()> {
          into a bigserial table, one connection per writer; fresh database per run; \
          pg_steady_* = the store on a shard already holding {SEED_OBJECTS} objects and analyzed"
     );
+    let server = postmaster_pid(pg);
     for writers in WRITERS {
         let baseline = {
             let db = pg.create_database("bench_baseline").await?;
@@ -469,7 +526,7 @@ async fn bench_pg_writes(pg: &PostgresCluster, config: &Config) -> Result<()> {
                 )
                 .await?;
             let url = db.url().to_string();
-            throughput(writers, config.measure, |w, meter| {
+            throughput(writers, config.measure, server, |w, meter| {
                 pg_baseline_writer(url.clone(), w, meter)
             })
             .await?
@@ -477,7 +534,7 @@ async fn bench_pg_writes(pg: &PostgresCluster, config: &Config) -> Result<()> {
         let store = {
             let db = pg.create_database("bench_writes").await?;
             let store = Store::open_postgres(db.url(), store_options()).await?;
-            throughput(writers, config.measure, |w, meter| {
+            throughput(writers, config.measure, server, |w, meter| {
                 store_writer(store.clone(), w, meter)
             })
             .await?
@@ -486,19 +543,19 @@ async fn bench_pg_writes(pg: &PostgresCluster, config: &Config) -> Result<()> {
         let steady = {
             let db = pg.create_database("bench_steady").await?;
             let store = steady_store(db.url()).await?;
-            throughput(writers, config.measure, |w, meter| {
+            throughput(writers, config.measure, server, |w, meter| {
                 store_writer(store.clone(), w, meter)
             })
             .await?
         };
         report(
             &format!("pg_steady_writes_per_s_{writers}"),
-            steady,
+            steady.per_s,
             "ops/s",
         );
         report(
             &format!("pg_steady_write_ratio_{writers}"),
-            steady / baseline,
+            steady.per_s / baseline.per_s,
             "ratio",
         );
     }
@@ -540,7 +597,7 @@ async fn bench_sqlite_writes(config: &Config) -> Result<()> {
             sqlite_connect(&path)?.execute_batch(
                 "CREATE TABLE baseline (id INTEGER PRIMARY KEY, k TEXT NOT NULL, v BLOB NOT NULL)",
             )?;
-            throughput(writers, config.measure, |w, meter| {
+            throughput(writers, config.measure, None, |w, meter| {
                 let path = path.clone();
                 async move {
                     tokio::task::spawn_blocking(move || sqlite_baseline_writer(&path, w, &meter))
@@ -552,7 +609,7 @@ async fn bench_sqlite_writes(config: &Config) -> Result<()> {
         let store = {
             let path = dir.path().join(format!("store-{writers}.db"));
             let store = Store::open_sqlite(&path, store_options()).await?;
-            throughput(writers, config.measure, |w, meter| {
+            throughput(writers, config.measure, None, |w, meter| {
                 store_writer(store.clone(), w, meter)
             })
             .await?

@@ -66,6 +66,69 @@ pub fn process_memory_kib(pid: u32) -> Result<(f64, f64), String> {
     Ok((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// CPU time (user + system, in clock ticks) of a process and its live children, per process:
+/// take one before and one after a measured window and subtract with [`CpuTicks::since`]. CPU
+/// time, unlike throughput, barely depends on what else the machine runs, so it compares two
+/// ways of doing the same work on a shared machine.
+#[derive(Clone, Debug, Default)]
+pub struct CpuTicks(std::collections::HashMap<u32, u64>);
+
+impl CpuTicks {
+    /// `pid` and every process whose parent is `pid` (a Postgres postmaster and its backends).
+    pub fn of_tree(pid: u32) -> CpuTicks {
+        let mut ticks = std::collections::HashMap::new();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return CpuTicks(ticks);
+        };
+        for entry in entries.flatten() {
+            let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+                continue;
+            };
+            if let Some((ppid, t)) = stat_ticks(p) {
+                if p == pid || ppid == pid {
+                    ticks.insert(p, t);
+                }
+            }
+        }
+        CpuTicks(ticks)
+    }
+
+    /// This process.
+    pub fn of_self() -> CpuTicks {
+        let pid = std::process::id();
+        CpuTicks(stat_ticks(pid).map(|(_, t)| (pid, t)).into_iter().collect())
+    }
+
+    /// Seconds of CPU used between `earlier` and now (processes born since count in full).
+    pub fn since(&self, earlier: &CpuTicks) -> f64 {
+        let ticks: u64 = self
+            .0
+            .iter()
+            .map(|(pid, t)| t.saturating_sub(earlier.0.get(pid).copied().unwrap_or(0)))
+            .sum();
+        ticks as f64 / clock_ticks_per_second()
+    }
+}
+
+/// The parent pid and utime + stime of `/proc/<pid>/stat`.
+fn stat_ticks(pid: u32) -> Option<(u32, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Fields from 3 on: state(3) ppid(4) … utime(14) stime(15).
+    let ppid = fields.get(1)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((ppid, utime + stime))
+}
+
+/// `/proc` reports CPU time in USER_HZ, which Linux fixes at 100 on every architecture it
+/// exports to user space (`sysconf(_SC_CLK_TCK)`).
+fn clock_ticks_per_second() -> f64 {
+    100.0
+}
+
 /// Sorts `samples` and returns the middle one.
 pub fn median(samples: &mut [f64]) -> f64 {
     samples.sort_by(f64::total_cmp);
