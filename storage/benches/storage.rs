@@ -24,6 +24,10 @@
 //! - `TRELLIS_BENCH_SECS`: measured seconds per throughput point (default 5, after 1 s warm-up).
 //! - `TRELLIS_BENCH_WATCH_SECS`: seconds of paced writes in each watch run (default 10).
 //! - `TRELLIS_BENCH_BACKUP_OBJECTS`: objects in the backed-up store (default 100,000).
+//! - `TRELLIS_BENCH_ETCD_WATCH_CONNECTIONS`: connections the 100 etcd watchers share, each
+//!   watcher its own Watch stream on one of them, round-robin (default 1, as one etcd client
+//!   multiplexes its watches over its connection; 100 gives every watcher its own, which costs
+//!   etcd more CPU and so delivery latency on a small machine).
 //!
 //! Postgres is a private throwaway cluster with its durability defaults (fsync on); SQLite files
 //! live in a temporary directory; etcd is a private single-member cluster with its durability
@@ -176,6 +180,7 @@ struct Config {
     measure: Duration,
     watch: Duration,
     objects: u64,
+    etcd_watch_connections: usize,
     sections: Sections,
 }
 
@@ -185,10 +190,17 @@ impl Config {
         if objects < FILLER_OBJECTS {
             return Err(format!("TRELLIS_BENCH_OBJECTS must be at least {FILLER_OBJECTS}").into());
         }
+        let etcd_watch_connections = env_or("TRELLIS_BENCH_ETCD_WATCH_CONNECTIONS", 1)?;
+        if !(1..=WATCHERS).contains(&etcd_watch_connections) {
+            return Err(
+                format!("TRELLIS_BENCH_ETCD_WATCH_CONNECTIONS must be 1 to {WATCHERS}").into(),
+            );
+        }
         Ok(Config {
             measure: Duration::from_secs_f64(env_or("TRELLIS_BENCH_SECS", 5.0)?),
             watch: Duration::from_secs_f64(env_or("TRELLIS_BENCH_WATCH_SECS", 10.0)?),
             objects,
+            etcd_watch_connections,
             sections: Sections::from_args(),
         })
     }
@@ -1119,8 +1131,9 @@ async fn bench_etcd_watch(
         "# etcd_watch: {WATCH_WRITERS} writers (one connection each) paced at {WATCH_WRITE_RATE} \
          puts/s in total for {} s per run, {PAYLOAD_BYTES}-byte values; first with no watchers \
          (baseline), then with {WATCHERS} watchers of the written prefix, each its own \
-         Watch stream on its own connection",
-        config.watch.as_secs_f64()
+         Watch stream, sharing {} connection(s)",
+        config.watch.as_secs_f64(),
+        config.etcd_watch_connections
     );
     let url = etcd.client_url();
     // Send and receive timestamps are both taken on this clock.
@@ -1148,11 +1161,14 @@ async fn bench_etcd_watch(
     let deadline = tokio::time::Instant::now() + config.watch + WATCH_DRAIN;
     let max_events = paced_ticks(config.watch) * u64::from(WATCH_WRITERS) + 1;
     let prefix = format!("{ETCD_PREFIX}/{ETCD_WATCH_RUN}/");
+    let mut connections = Vec::with_capacity(config.etcd_watch_connections);
+    for _ in 0..config.etcd_watch_connections {
+        connections.push(etcd::Connection::open(url).await?);
+    }
     let mut watchers = Vec::with_capacity(WATCHERS);
-    for _ in 0..WATCHERS {
+    for w in 0..WATCHERS {
         // Created here, before any write, so each must see every write of the run.
-        let watch = etcd::Connection::open(url)
-            .await?
+        let watch = connections[w % connections.len()]
             .watch_prefix(&prefix)
             .await?;
         watchers.push(tokio::spawn(etcd_watcher(
@@ -1161,7 +1177,12 @@ async fn bench_etcd_watch(
     }
     let writers = etcd_paced_writers(url).await?;
     let end = writers[0].clone();
+    let cpu_before = (etcd.cpu_time()?, etcd::own_cpu_time()?);
     let run = paced_run(writers, clock, "watched", config.watch).await?;
+    let cpu = (
+        etcd.cpu_time()? - cpu_before.0,
+        etcd::own_cpu_time()? - cpu_before.1,
+    );
     // The end-of-run marker: a watcher stops when it sees it.
     end.put(
         etcd_key(ETCD_WATCH_RUN, "ns-0", "end-of-run"),
@@ -1206,6 +1227,18 @@ async fn bench_etcd_watch(
         deliveries.len(),
         run.written,
         nanos_to_ms(deliveries.last().copied().unwrap_or(0))
+    );
+    println!(
+        "# etcd_watch: CPU during the watched {} s: etcd {:.1} s, this process (writers and \
+         watchers) {:.1} s, of {} logical CPUs; load average now {}",
+        config.watch.as_secs_f64(),
+        cpu.0.as_secs_f64(),
+        cpu.1.as_secs_f64(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap_or_default(),
     );
     match store {
         Some(store) => {

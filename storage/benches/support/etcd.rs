@@ -348,6 +348,29 @@ impl Server {
     pub fn version(&self) -> &str {
         &self.version
     }
+
+    /// CPU time the server has used so far (user + system, all threads).
+    pub fn cpu_time(&self) -> Result<Duration> {
+        cpu_time(&format!("/proc/{}/stat", self.child.id()))
+    }
+}
+
+/// CPU time this process has used so far (user + system, all threads).
+pub fn own_cpu_time() -> Result<Duration> {
+    cpu_time("/proc/self/stat")
+}
+
+/// User + system time from a `/proc/<pid>/stat` file: fields 14 and 15, in clock ticks of
+/// USER_HZ, which is 100 on every Linux architecture we run on.
+fn cpu_time(stat: &str) -> Result<Duration> {
+    let text = std::fs::read_to_string(stat)?;
+    // The command name (field 2) may hold spaces; the fields after it start past its ')'.
+    let after_name = text.rsplit_once(')').ok_or("malformed stat")?.1;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |field: usize| -> Result<u64> {
+        Ok(fields.get(field - 3).ok_or("short stat")?.parse::<u64>()?)
+    };
+    Ok(Duration::from_millis((ticks(14)? + ticks(15)?) * 10))
 }
 
 impl Drop for Server {
