@@ -10,7 +10,8 @@
 //!
 //! The server runs with etcd's durability defaults (fsync of its WAL on every commit), a data
 //! directory in a temporary directory, and client and peer ports on 127.0.0.1. It is stopped
-//! when its guard drops, including on an error path.
+//! when its guard drops, including on an error path; if this process dies without dropping it
+//! (SIGKILL), a small watchdog shell stops the server and deletes its data.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -243,6 +244,8 @@ fn is_executable(path: &Path) -> bool {
 /// A running single-member etcd cluster; stopped and deleted on drop.
 pub struct Server {
     child: Child,
+    /// Holds the read end of our pipe; see [`spawn_watchdog`].
+    watchdog: Option<Child>,
     client_url: String,
     data_dir: PathBuf,
     log: PathBuf,
@@ -291,8 +294,10 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()?;
+        let watchdog = spawn_watchdog(child.id(), dir.path());
         Ok(Server {
             child,
+            watchdog: watchdog.ok(),
             client_url,
             data_dir,
             log,
@@ -375,6 +380,11 @@ fn cpu_time(stat: &str) -> Result<Duration> {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // The watchdog goes first: it must not signal a pid that may be reused by then.
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
         if self.exited() {
             return;
         }
@@ -390,6 +400,28 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A shell that waits for end-of-file on its stdin, a pipe from this process: when this process
+/// is gone without stopping the server, it kills the server and deletes `dir`. In its own process
+/// group and deaf to SIGINT, so a Ctrl-C aimed at the benchmark does not skip the cleanup.
+fn spawn_watchdog(pid: u32, dir: &Path) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let script = r#"trap '' HUP INT TERM
+cat >/dev/null
+kill -KILL "$1" 2>/dev/null
+rm -rf "$2""#;
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .arg("trellis-etcd-watchdog")
+        .arg(pid.to_string())
+        .arg(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
 }
 
 /// "3.4.23" from the first line of `etcd --version` ("etcd Version: 3.4.23").
