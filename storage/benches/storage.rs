@@ -11,6 +11,11 @@
 //! - `list`: paged list of 10,000 objects in a shard of a million, vs raw SQL and a small shard.
 //! - `backup`: `restore::backup_sqlite` (online, consistent) and `restore::restore_sqlite` of an
 //!   embedded store vs copying its file with the store closed (`std::fs::copy`).
+//! - `etcd_puts`, `etcd_watch` (`etcd` selects both): etcd, where Kubernetes and kcp keep their
+//!   objects, as a second baseline: puts of the same values from 1/16/64 clients, compared with
+//!   the `pg_writes`/`sqlite_writes` figures of the same run, and the `watch` benchmark against
+//!   etcd's watch. Skipped with a message when etcd is not installed. Note that `watch` also
+//!   selects `etcd_watch`.
 //!
 //! Environment:
 //! - `TRELLIS_BENCH_OBJECTS`: size of the large list shard: it gets `N / 1000` clusters, the
@@ -19,9 +24,15 @@
 //! - `TRELLIS_BENCH_SECS`: measured seconds per throughput point (default 5, after 1 s warm-up).
 //! - `TRELLIS_BENCH_WATCH_SECS`: seconds of paced writes in each watch run (default 10).
 //! - `TRELLIS_BENCH_BACKUP_OBJECTS`: objects in the backed-up store (default 100,000).
+//! - `TRELLIS_BENCH_ETCD_WATCH_CONNECTIONS`: connections the 100 etcd watchers share, each
+//!   watcher its own Watch stream on one of them, round-robin (default 1, as one etcd client
+//!   multiplexes its watches over its connection; 100 gives every watcher its own, which costs
+//!   etcd more CPU and so delivery latency on a small machine).
 //!
 //! Postgres is a private throwaway cluster with its durability defaults (fsync on); SQLite files
-//! live in a temporary directory. Everything listens on loopback only.
+//! live in a temporary directory; etcd is a private single-member cluster with its durability
+//! defaults (WAL fsync on every commit), its data in a temporary directory on the same disk.
+//! Everything listens on loopback only.
 
 use std::future::Future;
 use std::path::Path;
@@ -39,6 +50,9 @@ use trellis_storage::{
 };
 use trellis_testkit::bench::{env_or, median, percentile, report, CpuTicks, Sections};
 use trellis_testkit::{ClusterOptions, PostgresCluster};
+
+#[path = "support/etcd.rs"]
+mod etcd;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
@@ -114,21 +128,47 @@ async fn run() -> Result<()> {
     } else {
         None
     };
+    let mut pg_writes = None;
     if let Some(pg) = &pg {
         if config.runs("pg_writes") {
-            bench_pg_writes(pg, &config).await?;
+            pg_writes = Some(bench_pg_writes(pg, &config).await?);
         }
     }
+    let mut sqlite_writes = None;
     if config.runs("sqlite_writes") {
-        bench_sqlite_writes(&config).await?;
+        sqlite_writes = Some(bench_sqlite_writes(&config).await?);
+    }
+    // Started once for both etcd sections, stopped (by its guard) before the list section.
+    let etcd = if ["etcd_puts", "etcd_watch"].iter().any(|s| config.runs(s)) {
+        start_etcd().await?
+    } else {
+        None
+    };
+    if let Some(etcd) = &etcd {
+        if config.runs("etcd_puts") {
+            let stores = StoreWrites {
+                pg: pg_writes.as_deref(),
+                sqlite: sqlite_writes.as_deref(),
+            };
+            bench_etcd_puts(etcd, &config, stores).await?;
+        }
     }
     if config.runs("backup") {
         bench_backup().await?;
     }
+    let mut store_watch = None;
     if let Some(pg) = &pg {
         if config.runs("watch") {
-            bench_watch(pg, &config).await?;
+            store_watch = Some(bench_watch(pg, &config).await?);
         }
+    }
+    if let Some(etcd) = &etcd {
+        if config.runs("etcd_watch") {
+            bench_etcd_watch(etcd, &config, store_watch.as_ref()).await?;
+        }
+    }
+    drop(etcd);
+    if let Some(pg) = &pg {
         if config.runs("list") {
             bench_list(pg, &config).await?;
         }
@@ -140,6 +180,7 @@ struct Config {
     measure: Duration,
     watch: Duration,
     objects: u64,
+    etcd_watch_connections: usize,
     sections: Sections,
 }
 
@@ -149,10 +190,17 @@ impl Config {
         if objects < FILLER_OBJECTS {
             return Err(format!("TRELLIS_BENCH_OBJECTS must be at least {FILLER_OBJECTS}").into());
         }
+        let etcd_watch_connections = env_or("TRELLIS_BENCH_ETCD_WATCH_CONNECTIONS", 1)?;
+        if !(1..=WATCHERS).contains(&etcd_watch_connections) {
+            return Err(
+                format!("TRELLIS_BENCH_ETCD_WATCH_CONNECTIONS must be 1 to {WATCHERS}").into(),
+            );
+        }
         Ok(Config {
             measure: Duration::from_secs_f64(env_or("TRELLIS_BENCH_SECS", 5.0)?),
             watch: Duration::from_secs_f64(env_or("TRELLIS_BENCH_WATCH_SECS", 10.0)?),
             objects,
+            etcd_watch_connections,
             sections: Sections::from_args(),
         })
     }
@@ -379,7 +427,13 @@ struct Measured {
 /// The pid of a private cluster's postmaster, whose children are its backends.
 fn postmaster_pid(pg: &PostgresCluster) -> Option<u32> {
     let pid_file = pg.data_dir()?.join("postmaster.pid");
-    std::fs::read_to_string(pid_file).ok()?.lines().next()?.trim().parse().ok()
+    std::fs::read_to_string(pid_file)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Runs `workers` tasks `worker(index, meter)` (each sets itself up, then calls
@@ -509,13 +563,23 @@ fn report_cpu(name: &str, writers: usize, run: Measured) {
 // ---------------------------------------------------------------------------------------------
 // 1-2. Postgres writes
 
-async fn bench_pg_writes(pg: &PostgresCluster, config: &Config) -> Result<()> {
+/// The store's creates per second at one writer count, kept for the etcd comparison.
+struct StoreRate {
+    writers: usize,
+    /// On a fresh database (`<backend>_writes_per_s_<writers>`).
+    fresh: f64,
+    /// On a steady-state shard (`pg_steady_writes_per_s_<writers>`), for Postgres.
+    steady: Option<f64>,
+}
+
+async fn bench_pg_writes(pg: &PostgresCluster, config: &Config) -> Result<Vec<StoreRate>> {
     println!(
         "# pg_writes: {PAYLOAD_BYTES}-byte JSON values; baseline = single-row autocommit INSERT \
          into a bigserial table, one connection per writer; fresh database per run; \
          pg_steady_* = the store on a shard already holding {SEED_OBJECTS} objects and analyzed"
     );
     let server = postmaster_pid(pg);
+    let mut rates = Vec::new();
     for writers in WRITERS {
         let baseline = {
             let db = pg.create_database("bench_baseline").await?;
@@ -558,8 +622,13 @@ async fn bench_pg_writes(pg: &PostgresCluster, config: &Config) -> Result<()> {
             steady.per_s / baseline.per_s,
             "ratio",
         );
+        rates.push(StoreRate {
+            writers,
+            fresh: store.per_s,
+            steady: Some(steady.per_s),
+        });
     }
-    Ok(())
+    Ok(rates)
 }
 
 async fn pg_baseline_writer(url: String, worker: usize, meter: Arc<Meter>) -> Result<()> {
@@ -582,7 +651,7 @@ async fn pg_baseline_writer(url: String, worker: usize, meter: Arc<Meter>) -> Re
 // ---------------------------------------------------------------------------------------------
 // 3. SQLite writes
 
-async fn bench_sqlite_writes(config: &Config) -> Result<()> {
+async fn bench_sqlite_writes(config: &Config) -> Result<Vec<StoreRate>> {
     let dir = tempfile::Builder::new()
         .prefix("trellis-bench-")
         .tempdir()?;
@@ -591,6 +660,7 @@ async fn bench_sqlite_writes(config: &Config) -> Result<()> {
          INSERT, one connection and thread per writer, busy_timeout 30 s",
         dir.path().display()
     );
+    let mut rates = Vec::new();
     for writers in WRITERS {
         let baseline = {
             let path = dir.path().join(format!("baseline-{writers}.db"));
@@ -615,8 +685,13 @@ async fn bench_sqlite_writes(config: &Config) -> Result<()> {
             .await?
         };
         report_writes("sqlite", writers, store, baseline);
+        rates.push(StoreRate {
+            writers,
+            fresh: store.per_s,
+            steady: None,
+        });
     }
-    Ok(())
+    Ok(rates)
 }
 
 fn sqlite_baseline_writer(path: &Path, worker: usize, meter: &Meter) -> Result<()> {
@@ -713,7 +788,12 @@ async fn bench_backup() -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // 4. Watch latency
 
-async fn bench_watch(pg: &PostgresCluster, config: &Config) -> Result<()> {
+/// The store's watch figures, kept for the etcd comparison.
+struct WatchSummary {
+    p99_ms: f64,
+}
+
+async fn bench_watch(pg: &PostgresCluster, config: &Config) -> Result<WatchSummary> {
     println!(
         "# watch: {WATCH_WRITERS} writers paced at {WATCH_WRITE_RATE} writes/s in total for {} s \
          per run, {PAYLOAD_BYTES}-byte values, on a steady-state shard ({SEED_OBJECTS} objects, \
@@ -812,7 +892,9 @@ async fn bench_watch(pg: &PostgresCluster, config: &Config) -> Result<()> {
             run.rate
         );
     }
-    Ok(())
+    Ok(WatchSummary {
+        p99_ms: nanos_to_ms(percentile(&deliveries, 0.99)),
+    })
 }
 
 /// Interval between two writes of one paced writer.
@@ -833,11 +915,47 @@ struct PacedRun {
     latencies: Vec<u64>,
 }
 
+/// One writer of a paced run: the store, or a connection to a baseline.
+trait PacedWriter: Send + Sync + 'static {
+    fn paced_create(
+        &self,
+        namespace: &str,
+        name: String,
+        uid: String,
+        value: Bytes,
+    ) -> impl Future<Output = Result<()>> + Send;
+}
+
+impl PacedWriter for Store {
+    async fn paced_create(
+        &self,
+        namespace: &str,
+        name: String,
+        uid: String,
+        value: Bytes,
+    ) -> Result<()> {
+        let key = ObjectKey::new("c1", RESOURCE, namespace, name);
+        self.create(key, uid, value).await?;
+        Ok(())
+    }
+}
+
+/// [`paced_run`] on the store.
+async fn paced_writes(
+    store: &Store,
+    clock: Instant,
+    run: &str,
+    window: Duration,
+) -> Result<PacedRun> {
+    let writers = (0..WATCH_WRITERS).map(|_| store.clone()).collect();
+    paced_run(writers, clock, run, window).await
+}
+
 /// `WATCH_WRITERS` writers, each creating one object per tick of its own interval (staggered,
 /// so the load is steady rather than bursty), for `window`. A writer that falls behind catches
 /// up in a burst but never starts a write after the window.
-async fn paced_writes(
-    store: &Store,
+async fn paced_run<W: PacedWriter>(
+    writers: Vec<W>,
     clock: Instant,
     run: &str,
     window: Duration,
@@ -846,9 +964,12 @@ async fn paced_writes(
     let ticks = paced_ticks(window);
     let start = tokio::time::Instant::now() + Duration::from_millis(100);
     let end = start + window;
+    if writers.len() != WATCH_WRITERS as usize {
+        return Err(format!("a paced run needs {WATCH_WRITERS} writers").into());
+    }
     let writers: Vec<JoinHandle<Result<Vec<u64>>>> = (0..WATCH_WRITERS)
-        .map(|w| {
-            let store = store.clone();
+        .zip(writers)
+        .map(|(w, writer)| {
             let namespace = format!("ns-{}", u64::from(w) % NAMESPACES);
             let prefix = format!("{run}-{w}");
             let mut tick = tokio::time::interval_at(start + period * w / WATCH_WRITERS, period);
@@ -869,8 +990,7 @@ async fn paced_writes(
                         sent.as_nanos() as u64,
                         PAYLOAD_BYTES,
                     );
-                    let key = ObjectKey::new("c1", RESOURCE, namespace.as_str(), name);
-                    store.create(key, uid, value).await?;
+                    writer.paced_create(&namespace, name, uid, value).await?;
                     latencies.push((clock.elapsed() - sent).as_nanos() as u64);
                 }
                 Ok(latencies)
@@ -931,6 +1051,326 @@ async fn watcher(
         got.in_order &= event.revision() > last_revision;
         last_revision = event.revision();
         got.events += 1;
+    }
+    Ok(got)
+}
+
+// ---------------------------------------------------------------------------------------------
+// etcd as a second baseline
+
+/// Where the etcd benchmarks write, like kube-apiserver's `/registry/<resource>/…` keys.
+const ETCD_PREFIX: &str = "/trellis-bench";
+
+/// The store's write figures of this run, for the etcd ratios (`None`: section not run).
+struct StoreWrites<'a> {
+    pg: Option<&'a [StoreRate]>,
+    sqlite: Option<&'a [StoreRate]>,
+}
+
+/// Starts a private etcd, or says why there is none.
+async fn start_etcd() -> Result<Option<etcd::Server>> {
+    let Some(binary) = etcd::binary() else {
+        println!("# etcd: skipped (etcd not installed; apt-get install etcd-server)");
+        return Ok(None);
+    };
+    let server = etcd::Server::start(&binary).await?;
+    println!(
+        "# etcd {} ({}) on {}: one member, durability defaults (WAL fsync per commit), data in {}",
+        server.version(),
+        binary.display(),
+        server.client_url(),
+        server.data_dir().display()
+    );
+    Ok(Some(server))
+}
+
+/// The etcd key of object `name` of namespace `namespace` in the keyspace of `run`.
+fn etcd_key(run: &str, namespace: &str, name: &str) -> String {
+    format!("{ETCD_PREFIX}/{run}/c1/{RESOURCE}/{namespace}/{name}")
+}
+
+async fn bench_etcd_puts<'a>(
+    etcd: &etcd::Server,
+    config: &Config,
+    stores: StoreWrites<'a>,
+) -> Result<()> {
+    println!(
+        "# etcd_puts: KV/Put of the same {PAYLOAD_BYTES}-byte values under unique keys, one \
+         HTTP/2 connection (gRPC, no TLS) per writer, fresh keyspace per run; \
+         store_vs_etcd = pg_writes_per_s / etcd_puts_per_s, sqlite_vs_etcd = \
+         sqlite_writes_per_s / etcd_puts_per_s, pg_steady_vs_etcd = pg_steady_writes_per_s / \
+         etcd_puts_per_s, all from this run"
+    );
+    for writers in WRITERS {
+        let url = etcd.client_url().to_string();
+        let measured = throughput(writers, config.measure, Some(etcd.pid()), |w, meter| {
+            etcd_put_writer(url.clone(), writers, w, meter)
+        })
+        .await?;
+        let rate = measured.per_s;
+        report(&format!("etcd_puts_per_s_{writers}"), rate, "ops/s");
+        report_cpu("etcd", writers, measured);
+        let at = |rates: Option<&'a [StoreRate]>| -> Option<&'a StoreRate> {
+            rates?.iter().find(|r| r.writers == writers)
+        };
+        if let Some(pg) = at(stores.pg) {
+            report(
+                &format!("store_vs_etcd_ratio_{writers}"),
+                pg.fresh / rate,
+                "ratio",
+            );
+            if let Some(steady) = pg.steady {
+                report(
+                    &format!("pg_steady_vs_etcd_ratio_{writers}"),
+                    steady / rate,
+                    "ratio",
+                );
+            }
+        }
+        if let Some(sqlite) = at(stores.sqlite) {
+            report(
+                &format!("sqlite_vs_etcd_ratio_{writers}"),
+                sqlite.fresh / rate,
+                "ratio",
+            );
+        }
+    }
+    if stores.pg.is_none() && stores.sqlite.is_none() {
+        println!(
+            "# etcd_puts: no store figures in this run; add pg_writes sqlite_writes for ratios"
+        );
+    }
+    Ok(())
+}
+
+/// Puts under unique keys on its own connection until the run stops; the value is the one
+/// [`store_writer`] creates.
+async fn etcd_put_writer(url: String, run: usize, worker: usize, meter: Arc<Meter>) -> Result<()> {
+    let connection = etcd::Connection::open(&url).await?;
+    let namespace = format!("ns-{}", worker as u64 % NAMESPACES);
+    let value = configmap(&namespace, "cm", &uid(0, 0), 0, PAYLOAD_BYTES);
+    let run = format!("puts-{run}");
+    let (connection, namespace, value, run) = (&connection, &namespace, &value, &run);
+    meter
+        .drive(move |i| async move {
+            let key = etcd_key(run, namespace, &format!("cm-{worker}-{i}"));
+            connection.put(key, value.clone()).await?;
+            Ok(())
+        })
+        .await
+}
+
+/// The keyspace of the etcd watch benchmark; every watcher watches all of it.
+const ETCD_WATCH_RUN: &str = "watch";
+
+impl PacedWriter for etcd::Connection {
+    async fn paced_create(
+        &self,
+        namespace: &str,
+        name: String,
+        _uid: String,
+        value: Bytes,
+    ) -> Result<()> {
+        self.put(etcd_key(ETCD_WATCH_RUN, namespace, &name), value)
+            .await?;
+        Ok(())
+    }
+}
+
+/// One connection per writer of a paced run.
+async fn etcd_paced_writers(url: &str) -> Result<Vec<etcd::Connection>> {
+    let mut writers = Vec::new();
+    for _ in 0..WATCH_WRITERS {
+        writers.push(etcd::Connection::open(url).await?);
+    }
+    Ok(writers)
+}
+
+/// [`bench_watch`] against etcd: the same paced writes, the same watchers, the same figures.
+async fn bench_etcd_watch(
+    etcd: &etcd::Server,
+    config: &Config,
+    store: Option<&WatchSummary>,
+) -> Result<()> {
+    println!(
+        "# etcd_watch: {WATCH_WRITERS} writers (one connection each) paced at {WATCH_WRITE_RATE} \
+         puts/s in total for {} s per run, {PAYLOAD_BYTES}-byte values; first with no watchers \
+         (baseline), then with {WATCHERS} watchers of the written prefix, each its own \
+         Watch stream, sharing {} connection(s)",
+        config.watch.as_secs_f64(),
+        config.etcd_watch_connections
+    );
+    let url = etcd.client_url();
+    // Send and receive timestamps are both taken on this clock.
+    let clock = Instant::now();
+
+    let baseline = paced_run(
+        etcd_paced_writers(url).await?,
+        clock,
+        "baseline",
+        config.watch,
+    )
+    .await?;
+    report(
+        "etcd_watch_baseline_write_p50_ms",
+        nanos_to_ms(percentile(&baseline.latencies, 0.50)),
+        "ms",
+    );
+    report(
+        "etcd_watch_baseline_write_p99_ms",
+        nanos_to_ms(percentile(&baseline.latencies, 0.99)),
+        "ms",
+    );
+    report("etcd_watch_baseline_write_rate", baseline.rate, "ops/s");
+
+    let deadline = tokio::time::Instant::now() + config.watch + WATCH_DRAIN;
+    let max_events = paced_ticks(config.watch) * u64::from(WATCH_WRITERS) + 1;
+    let prefix = format!("{ETCD_PREFIX}/{ETCD_WATCH_RUN}/");
+    let mut connections = Vec::with_capacity(config.etcd_watch_connections);
+    for _ in 0..config.etcd_watch_connections {
+        connections.push(etcd::Connection::open(url).await?);
+    }
+    let mut watchers = Vec::with_capacity(WATCHERS);
+    for w in 0..WATCHERS {
+        // Created here, before any write, so each must see every write of the run.
+        let watch = connections[w % connections.len()]
+            .watch_prefix(&prefix)
+            .await?;
+        watchers.push(tokio::spawn(etcd_watcher(
+            watch, clock, deadline, max_events,
+        )));
+    }
+    let writers = etcd_paced_writers(url).await?;
+    let end = writers[0].clone();
+    let cpu_before = (CpuTicks::of_tree(etcd.pid()), CpuTicks::of_self());
+    let run = paced_run(writers, clock, "watched", config.watch).await?;
+    let cpu = (
+        CpuTicks::of_tree(etcd.pid()).since(&cpu_before.0),
+        CpuTicks::of_self().since(&cpu_before.1),
+    );
+    // The end-of-run marker: a watcher stops when it sees it.
+    end.put(
+        etcd_key(ETCD_WATCH_RUN, "ns-0", "end-of-run"),
+        configmap("ns-0", "end-of-run", "end-of-run", 0, PAYLOAD_BYTES),
+    )
+    .await?;
+
+    let mut deliveries = Vec::with_capacity(WATCHERS * run.written as usize);
+    let mut incomplete = 0;
+    for task in watchers {
+        let got = task.await??;
+        if got.events != run.written || !got.in_order || !got.ended {
+            incomplete += 1;
+            println!(
+                "# etcd watcher received {} of {} events (in order: {}, saw end: {})",
+                got.events, run.written, got.in_order, got.ended
+            );
+        }
+        deliveries.extend(got.latencies);
+    }
+    deliveries.sort_unstable();
+    let p99_ms = nanos_to_ms(percentile(&deliveries, 0.99));
+    report(
+        "etcd_watch_p50_ms",
+        nanos_to_ms(percentile(&deliveries, 0.50)),
+        "ms",
+    );
+    report("etcd_watch_p99_ms", p99_ms, "ms");
+    report("etcd_watch_write_rate", run.rate, "ops/s");
+    report(
+        "etcd_watch_write_p50_ms",
+        nanos_to_ms(percentile(&run.latencies, 0.50)),
+        "ms",
+    );
+    report(
+        "etcd_watch_write_p99_ms",
+        nanos_to_ms(percentile(&run.latencies, 0.99)),
+        "ms",
+    );
+    println!(
+        "# etcd_watch: {} deliveries ({} writes x {WATCHERS} watchers), max {:.2} ms",
+        deliveries.len(),
+        run.written,
+        nanos_to_ms(deliveries.last().copied().unwrap_or(0))
+    );
+    println!(
+        "# etcd_watch: CPU during the watched {} s: etcd {:.1} s, this process (writers and \
+         watchers) {:.1} s, of {} logical CPUs; load average now {}",
+        config.watch.as_secs_f64(),
+        cpu.0,
+        cpu.1,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_string))
+            .unwrap_or_default(),
+    );
+    match store {
+        Some(store) => {
+            println!(
+                "# etcd_watch: the store's watch_p99_ms in this run: {:.2} ms, etcd's {p99_ms:.2} ms",
+                store.p99_ms
+            );
+            report(
+                "store_vs_etcd_watch_p99_ratio",
+                store.p99_ms / p99_ms,
+                "ratio",
+            );
+        }
+        None => {
+            println!("# etcd_watch: no store watch figures in this run; add watch for the ratio")
+        }
+    }
+    if incomplete > 0 {
+        println!(
+            "warning: {incomplete} of {WATCHERS} etcd watchers did not receive all {} events in order",
+            run.written
+        );
+    }
+    if run.rate < f64::from(WATCH_WRITE_RATE) * 0.98 {
+        println!(
+            "warning: etcd writers fell behind: {:.0} puts/s instead of {WATCH_WRITE_RATE}",
+            run.rate
+        );
+    }
+    Ok(())
+}
+
+/// [`watcher`] for an etcd watch: events come in batches, one receive time for a batch.
+async fn etcd_watcher(
+    mut watch: etcd::Watch,
+    clock: Instant,
+    deadline: tokio::time::Instant,
+    max_events: u64,
+) -> Result<Deliveries> {
+    let mut got = Deliveries {
+        latencies: Vec::new(),
+        events: 0,
+        in_order: true,
+        ended: false,
+    };
+    let mut last_revision = 0;
+    let give_up = tokio::time::sleep_until(deadline);
+    tokio::pin!(give_up);
+    'receiving: while got.events <= max_events {
+        let batch = tokio::select! {
+            batch = watch.next() => batch?,
+            () = &mut give_up => break,
+        };
+        let Some(events) = batch else { break };
+        let received = clock.elapsed().as_nanos() as u64;
+        for event in events {
+            let kv = event.kv.ok_or("a watch event without a key-value")?;
+            if kv.key.ends_with(b"/end-of-run") {
+                got.ended = true;
+                break 'receiving;
+            }
+            got.latencies
+                .push(received.saturating_sub(sent_nanos(&kv.value)?));
+            got.in_order &= kv.mod_revision > last_revision;
+            last_revision = kv.mod_revision;
+            got.events += 1;
+        }
     }
     Ok(got)
 }

@@ -81,7 +81,11 @@ impl CpuTicks {
             return CpuTicks(ticks);
         };
         for entry in entries.flatten() {
-            let Some(p) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            let Some(p) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
                 continue;
             };
             if let Some((ppid, t)) = stat_ticks(p) {
