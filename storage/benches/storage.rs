@@ -598,10 +598,17 @@ async fn bench_pg_writes(pg: &PostgresCluster, config: &Config) -> Result<Vec<St
         let store = {
             let db = pg.create_database("bench_writes").await?;
             let store = Store::open_postgres(db.url(), store_options()).await?;
-            throughput(writers, config.measure, server, |w, meter| {
+            let measured = throughput(writers, config.measure, server, |w, meter| {
                 store_writer(store.clone(), w, meter)
             })
-            .await?
+            .await?;
+            let stats = store.commit_stats();
+            report(
+                &format!("pg_store_writes_per_batch_{writers}"),
+                stats.writes as f64 / stats.batches.max(1) as f64,
+                "writes",
+            );
+            measured
         };
         report_writes("pg", writers, store, baseline);
         let steady = {
