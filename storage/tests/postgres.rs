@@ -140,6 +140,34 @@ async fn shards_have_independent_revisions() {
         .is_not_found());
 }
 
+/// A commit in one process wakes the watchers of another at once, through NOTIFY: without the
+/// hint they would wait for the next poll of the log (every second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_replicas_commits_reach_watchers_without_waiting_for_the_poll() {
+    let b = Backing::postgres().await;
+    let (watching, writing) = (b.open().await, b.open().await);
+    let start = watching.current_revision().await.unwrap();
+    let mut w = watching
+        .watch(ListScope::cluster("c1", CM), Some(start))
+        .await
+        .unwrap();
+    // The first write may race the LISTEN being set up; the poll covers it.
+    for i in 0..6u64 {
+        let sent = std::time::Instant::now();
+        writing
+            .create(key("c1", "hinted", &format!("o{i}")), "u", value(i))
+            .await
+            .unwrap();
+        let e = conformance::next_event(&mut w).await;
+        assert_eq!(e.object.key.name, format!("o{i}"));
+        let took = sent.elapsed();
+        assert!(
+            i == 0 || took < Duration::from_millis(600),
+            "write {i} reached the other replica's watcher after {took:?}"
+        );
+    }
+}
+
 /// Batches of creates skip the read when this process wrote the shard last (postgres/creates.rs).
 /// Whoever wrote last, every create gets its own revision in commit order, with no gaps, and a
 /// create of a key that exists is refused: two replicas create on one shard, in turn and at once.

@@ -1,10 +1,12 @@
 //! Wake-up hints between processes sharing a shard: NOTIFY after commits, LISTEN for others'.
 //!
-//! A store announces its newest revision with `pg_notify` right after each commit, from its
-//! own connection and outside the write transaction: a NOTIFY inside it would hold the shard's
-//! revision lock ~15% longer, and hints only speed things up. Announcements coalesce (only the
-//! newest revision is sent), and each store ignores its own. The watch hub also polls, and is
-//! told to read the log after a reconnect, so nothing is lost when a hint is.
+//! A store announces its newest revision with `pg_notify` right after each commit, outside the
+//! write transaction: a NOTIFY inside it would hold the shard's revision lock ~15% longer, and
+//! hints only speed things up. Announcements coalesce (only the newest revision is sent) and go
+//! out on the notifier's own connection with `synchronous_commit = off`: a notification needs a
+//! transaction of its own, which would otherwise wait for a WAL flush of its own after every
+//! batch, and a hint lost in a crash costs nothing. Each store ignores its own. The watch hub
+//! also polls, and is told to read the log after a reconnect, so nothing is lost when a hint is.
 
 use std::time::Duration;
 
@@ -21,24 +23,28 @@ pub(crate) struct Notifier {
 }
 
 impl Notifier {
-    pub(crate) fn start(pool: deadpool_postgres::Pool, instance: u64) -> Self {
+    pub(crate) fn start(config: tokio_postgres::Config, instance: u64) -> Self {
         let (newest, mut rx) = tokio::sync::watch::channel(0u64);
         tokio::spawn(async move {
+            let mut connection: Option<tokio_postgres::Client> = None;
             // Ends when the store (and with it the sender) is dropped.
             while rx.changed().await.is_ok() {
                 let revision = *rx.borrow_and_update();
-                let sent = async {
-                    let client = pool.get().await.map_err(|e| e.to_string())?;
-                    client
-                        .execute(
-                            "SELECT pg_notify($1, $2)",
-                            &[&CHANNEL, &payload(revision, instance)],
-                        )
-                        .await
-                        .map_err(|e| e.to_string())
+                if connection.as_ref().is_none_or(|c| c.is_closed()) {
+                    connection = connect(&config).await;
+                }
+                let Some(client) = &connection else {
+                    continue;
                 };
-                if let Err(err) = sent.await {
+                let sent = client
+                    .execute(
+                        "SELECT pg_notify($1, $2)",
+                        &[&CHANNEL, &payload(revision, instance)],
+                    )
+                    .await;
+                if let Err(err) = sent {
                     tracing::debug!(error = %err, "could not announce a commit; others will poll");
+                    connection = None;
                 }
             }
         });
@@ -53,6 +59,23 @@ impl Notifier {
             }
             newer
         });
+    }
+}
+
+/// The notifier's connection, its commits not waiting for the WAL to reach the disk.
+async fn connect(config: &tokio_postgres::Config) -> Option<tokio_postgres::Client> {
+    let connected = async {
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(connection);
+        client.batch_execute("SET synchronous_commit = off").await?;
+        Ok::<_, tokio_postgres::Error>(client)
+    };
+    match connected.await {
+        Ok(client) => Some(client),
+        Err(err) => {
+            tracing::debug!(error = %err, "no connection to announce commits; others will poll");
+            None
+        }
     }
 }
 

@@ -73,7 +73,7 @@ impl PostgresBackend {
         schema::migrate(&mut client).await?;
         let instance = listen::new_instance_id();
         Ok(Self {
-            notifier: listen::Notifier::start(pool.clone(), instance),
+            notifier: listen::Notifier::start(config.clone(), instance),
             reachability: Reachability::default(),
             pool,
             config,
