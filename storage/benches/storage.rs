@@ -846,20 +846,7 @@ async fn bench_watch(pg: &PostgresCluster, config: &Config) -> Result<WatchSumma
         )
         .await?;
 
-    let mut deliveries = Vec::with_capacity(WATCHERS * run.written as usize);
-    let mut incomplete = 0;
-    for task in watchers {
-        let got = task.await??;
-        if got.events != run.written || !got.in_order || !got.ended {
-            incomplete += 1;
-            println!(
-                "# watcher received {} of {} events (in order: {}, saw end: {})",
-                got.events, run.written, got.in_order, got.ended
-            );
-        }
-        deliveries.extend(got.latencies);
-    }
-    deliveries.sort_unstable();
+    let (deliveries, incomplete) = gather(watchers, run.written, "watcher").await?;
     report(
         "watch_p50_ms",
         nanos_to_ms(percentile(&deliveries, 0.50)),
@@ -1262,20 +1249,7 @@ async fn bench_etcd_watch(
     )
     .await?;
 
-    let mut deliveries = Vec::with_capacity(WATCHERS * run.written as usize);
-    let mut incomplete = 0;
-    for task in watchers {
-        let got = task.await??;
-        if got.events != run.written || !got.in_order || !got.ended {
-            incomplete += 1;
-            println!(
-                "# etcd watcher received {} of {} events (in order: {}, saw end: {})",
-                got.events, run.written, got.in_order, got.ended
-            );
-        }
-        deliveries.extend(got.latencies);
-    }
-    deliveries.sort_unstable();
+    let (deliveries, incomplete) = gather(watchers, run.written, "etcd watcher").await?;
     let p99_ms = nanos_to_ms(percentile(&deliveries, 0.99));
     report(
         "etcd_watch_p50_ms",
@@ -1344,6 +1318,30 @@ async fn bench_etcd_watch(
 }
 
 /// [`watcher`] for an etcd watch: events come in batches, one receive time for a batch.
+/// Every watcher's delivery latencies, sorted, and how many watchers missed any of `written`
+/// events, got them out of order or never saw the end (each described on a `#` line).
+async fn gather(
+    watchers: Vec<JoinHandle<Result<Deliveries>>>,
+    written: u64,
+    what: &str,
+) -> Result<(Vec<u64>, usize)> {
+    let mut deliveries = Vec::with_capacity(watchers.len() * written as usize);
+    let mut incomplete = 0;
+    for task in watchers {
+        let got = task.await??;
+        if got.events != written || !got.in_order || !got.ended {
+            incomplete += 1;
+            println!(
+                "# {what} received {} of {written} events (in order: {}, saw end: {})",
+                got.events, got.in_order, got.ended
+            );
+        }
+        deliveries.extend(got.latencies);
+    }
+    deliveries.sort_unstable();
+    Ok((deliveries, incomplete))
+}
+
 async fn etcd_watcher(
     mut watch: etcd::Watch,
     clock: Instant,
