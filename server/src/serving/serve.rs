@@ -96,9 +96,7 @@ pub async fn serve(
                     .await
                     .map_err(|_| format!("TLS handshake with {peer} timed out"))??;
                 let certificates = tls.get_ref().1.peer_certificates().map(|chain| {
-                    PeerCertificates(Arc::new(
-                        chain.iter().map(|c| c.clone().into_owned()).collect(),
-                    ))
+                    PeerCertificates::new(chain.iter().map(|c| c.clone().into_owned()).collect())
                 });
                 connection(tls, router, certificates, limits.idle_timeout, closing).await
             }
