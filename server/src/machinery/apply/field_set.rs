@@ -365,13 +365,16 @@ impl FieldSet {
     }
 
     /// The `fieldsV1` JSON text, exactly as kube-apiserver writes it: `"."` first, then
-    /// elements in structured-merge-diff order, `{}` for leaves.
+    /// elements in structured-merge-diff order, `{}` for leaves. (What is stored is
+    /// [`FieldSet::to_fields_v1`], the same text parsed: the tests hold the two together.)
+    #[cfg(test)]
     pub fn to_json_string(&self) -> String {
         let mut out = String::new();
         self.write_level(false, &mut out);
         out
     }
 
+    #[cfg(test)]
     fn write_level(&self, include_self: bool, out: &mut String) {
         out.push('{');
         let mut first = true;
