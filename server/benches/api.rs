@@ -43,18 +43,18 @@
 //! - `TRELLIS_BENCH_WATCH_RATE`: objects created per second in each watch run (default 500).
 //! - `TRELLIS_BENCH_METRICS_ROUNDS`: measured windows per hub in the metrics section (default 3).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::http::header::ACCEPT;
-use bytes::Bytes;
-use futures::{AsyncBufRead, AsyncBufReadExt, StreamExt, TryStreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
@@ -69,6 +69,11 @@ use trellis_server::{ServerBuilder, StartOptions};
 use trellis_storage::{ListRequest, ListScope, ObjectKey, ReadRevision, Store, StoreOptions};
 use trellis_testkit::bench::{env_or, median, percentile, report, Sections};
 use trellis_testkit::{ClusterOptions, PostgresCluster, TestDatabase};
+
+/// The hub's allocator, as the `trellis` binary has it (the library leaves it to the binary).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
@@ -281,15 +286,12 @@ fn stored_value(object: &ConfigMap, uid: &str) -> Result<Bytes> {
     Ok(Bytes::from(serde_json::to_vec(&value)?))
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 /// The send time in a serialized object (or a watch event line carrying one).
 fn sent_nanos(json: &[u8]) -> Option<u64> {
-    let needle = format!("\"{SENT_KEY}\":\"");
+    static NEEDLE: LazyLock<String> = LazyLock::new(|| format!("\"{SENT_KEY}\":\""));
+    let needle = NEEDLE.as_bytes();
     let head = &json[..json.len().min(SENT_SEARCH_HEAD)];
-    let at = find(head, needle.as_bytes()).or_else(|| find(json, needle.as_bytes()))?;
+    let at = memchr::memmem::find(head, needle).or_else(|| memchr::memmem::find(json, needle))?;
     let digits = json.get(at + needle.len()..at + needle.len() + SENT_DIGITS)?;
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
@@ -298,9 +300,9 @@ fn sent_nanos(json: &[u8]) -> Option<u64> {
 fn line_revision(line: &[u8]) -> Option<u64> {
     const NEEDLE: &[u8] = b"\"resourceVersion\":\"";
     let tail_from = line.len().saturating_sub(REVISION_SEARCH_TAIL);
-    let at = match find(&line[tail_from..], NEEDLE) {
+    let at = match memchr::memmem::rfind(&line[tail_from..], NEEDLE) {
         Some(at) => tail_from + at,
-        None => find(line, NEEDLE)?,
+        None => memchr::memmem::find(line, NEEDLE)?,
     } + NEEDLE.len();
     let end = at + line[at..].iter().position(|b| *b == b'"')?;
     std::str::from_utf8(&line[at..end]).ok()?.parse().ok()
@@ -383,10 +385,9 @@ impl Hub {
             if metrics { "on" } else { "off" }
         );
         let kubeconfig = Kubeconfig::read_from(&started.kubeconfig)?;
-        let tls =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await?
-                .rustls_client_config()?;
+        let tls = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await?
+            .rustls_client_config()?;
         Ok(Hub {
             client: kube_client(&started.kubeconfig).await?,
             addr: started.addr,
@@ -630,11 +631,7 @@ async fn bench_api_creates(hub: &Hub, config: &Config, baseline: f64) -> Result<
     .await?;
     let gets = probe.await??;
     let (batches, writes) = hub_commit_counters(&hub.client).await?;
-    describe_batches(
-        "creates",
-        writes - writes_before,
-        batches - batches_before,
-    );
+    describe_batches("creates", writes - writes_before, batches - batches_before);
     report("api_create_per_s_16", rate, "ops/s");
     report("api_vs_storage_ratio_16", rate / baseline, "ratio");
     report("api_get_p50_ms", percentile_ms(&gets, 0.50), "ms");
@@ -746,7 +743,7 @@ impl Deliveries {
 }
 
 /// One watcher's events: the object (or watch line) and its revision, if it has one.
-type Events = futures::stream::BoxStream<'static, Result<(Vec<u8>, Option<u64>)>>;
+type Events = futures::stream::BoxStream<'static, Result<(Bytes, Option<u64>)>>;
 
 /// Reads `events` until the end-of-run marker, `max_events` of them or `deadline`, whichever
 /// comes first.
@@ -856,11 +853,7 @@ fn report_fan_out(prefix: &str, config: &Config, run: &FanOut) {
         percentile_ms(&run.latencies, 0.99),
         "ms",
     );
-    report(
-        &format!("{prefix}_writes_per_s"),
-        run.writes.rate,
-        "ops/s",
-    );
+    report(&format!("{prefix}_writes_per_s"), run.writes.rate, "ops/s");
     println!(
         "# {prefix}: {} deliveries ({} writes x {} watchers, {:.0}/s), max {:.1} ms; writes \
          {:.0}/s of {} asked, create p50 {:.2} ms, p99 {:.2} ms; {} other events",
@@ -923,7 +916,7 @@ async fn bench_storage_watch(pg: &PostgresCluster, config: &Config) -> Result<Fa
                 .into_stream()
                 .map(|event| {
                     let object = event?.object;
-                    Ok::<_, BoxError>((object.value.to_vec(), Some(object.revision)))
+                    Ok::<_, BoxError>((object.value, Some(object.revision)))
                 })
                 .boxed(),
         );
@@ -960,17 +953,41 @@ fn watch_path(namespace: &str, revision: &str, timeout: Duration) -> String {
     )
 }
 
-/// A watch response body as lines, each with the revision it carries.
-fn lines(body: impl AsyncBufRead + Send + 'static) -> Events {
-    futures::stream::unfold(Box::pin(body), |mut body| async move {
-        let mut line = Vec::new();
-        match body.read_until(b'\n', &mut line).await {
-            Ok(0) => None,
-            Ok(_) => {
+/// A watch response body as lines, each with the revision it carries. Lines are cut out of
+/// the body's chunks as they come (copied only when one spans two chunks), to keep the
+/// watchers' share of the CPU the hub runs on small.
+fn lines(body: axum::body::Body) -> Events {
+    struct Split {
+        chunks: axum::body::BodyDataStream,
+        partial: BytesMut,
+        ready: VecDeque<Bytes>,
+    }
+    let split = Split {
+        chunks: body.into_data_stream(),
+        partial: BytesMut::new(),
+        ready: VecDeque::new(),
+    };
+    futures::stream::unfold(split, |mut split| async move {
+        loop {
+            if let Some(line) = split.ready.pop_front() {
                 let revision = line_revision(&line);
-                Some((Ok((line, revision)), body))
+                return Some((Ok((line, revision)), split));
             }
-            Err(err) => Some((Err(err.into()), body)),
+            // The end of the body; a last line without its newline is not an event.
+            let mut chunk = match split.chunks.next().await? {
+                Ok(chunk) => chunk,
+                Err(err) => return Some((Err(err.into()), split)),
+            };
+            while let Some(at) = memchr::memchr(b'\n', &chunk) {
+                let line = chunk.split_to(at + 1);
+                if split.partial.is_empty() {
+                    split.ready.push_back(line);
+                } else {
+                    split.partial.extend_from_slice(&line);
+                    split.ready.push_back(split.partial.split().freeze());
+                }
+            }
+            split.partial.extend_from_slice(&chunk);
         }
     })
     .boxed()
@@ -978,8 +995,12 @@ fn lines(body: impl AsyncBufRead + Send + 'static) -> Events {
 
 /// A raw watch over kube-rs (HTTP/1.1: a connection of its own), as lines.
 async fn watch_lines(client: Client, path: String) -> Result<Events> {
-    let request = axum::http::Request::get(path).body(Vec::new())?;
-    Ok(lines(client.request_stream(request).await?))
+    let request = axum::http::Request::get(path).body(kube::client::Body::from(Vec::new()))?;
+    let response = client.send(request).await?;
+    if response.status() != axum::http::StatusCode::OK {
+        return Err(format!("a watch was answered {}", response.status()).into());
+    }
+    Ok(lines(axum::body::Body::new(response.into_body())))
 }
 
 type H2Sender = SendRequest<axum::body::Body>;
@@ -1011,18 +1032,14 @@ async fn h2_connect(hub: &Hub) -> Result<H2Sender> {
 
 /// A raw watch as one stream of an HTTP/2 connection, as lines.
 async fn watch_lines_h2(mut sender: H2Sender, addr: SocketAddr, path: String) -> Result<Events> {
-    let request = axum::http::Request::get(format!("https://{addr}{path}"))
-        .body(axum::body::Body::empty())?;
+    let request =
+        axum::http::Request::get(format!("https://{addr}{path}")).body(axum::body::Body::empty())?;
     sender.ready().await?;
     let response = sender.send_request(request).await?;
     if response.status() != axum::http::StatusCode::OK {
         return Err(format!("a watch was answered {}", response.status()).into());
     }
-    let body = axum::body::Body::new(response.into_body())
-        .into_data_stream()
-        .map_err(std::io::Error::other)
-        .into_async_read();
-    Ok(lines(body))
+    Ok(lines(axum::body::Body::new(response.into_body())))
 }
 
 /// Opens `config.watchers` watches of `namespace` from `revision`; with HTTP/2, also the
@@ -1042,8 +1059,8 @@ async fn open_watches(
     let open = async {
         match protocol {
             Protocol::Http1 => {
-                let watches = (0..config.watchers)
-                    .map(|_| watch_lines(hub.client.clone(), path.clone()));
+                let watches =
+                    (0..config.watchers).map(|_| watch_lines(hub.client.clone(), path.clone()));
                 Ok((futures::future::try_join_all(watches).await?, Vec::new()))
             }
             Protocol::Http2 => {
