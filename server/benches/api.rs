@@ -9,14 +9,20 @@
 //! store: a private throwaway cluster with its durability defaults (fsync on), from
 //! `trellis-testkit`. Every request goes through kube-rs (`kube::Client`, rustls), which speaks
 //! HTTP/1.1 only: one TLS connection per request in flight, so 1,000 watchers hold 1,000
-//! connections. The storage baselines use `trellis_storage::Store` on fresh databases of the same
-//! cluster, with the options the hub uses.
+//! connections. The HTTP/2 watch section uses hyper's HTTP/2 client instead (rustls, ALPN `h2`),
+//! multiplexing the watches over as few connections as the hub's streams-per-connection limit
+//! allows, as client-go does. The storage baselines use `trellis_storage::Store` on fresh
+//! databases of the same cluster, with the options the hub uses.
 //!
 //! Sections (select some by passing their names, or part of them, as arguments after `--`):
 //! - `creates`: ConfigMap creates/s from 16 tasks, with a task doing sequential GETs alongside,
 //!   vs `Store::create` from 16 tasks.
-//! - `watch`: delivery latency to 1,000 watch streams while ConfigMaps are created at 500/s, vs
-//!   1,000 `Store::watch` streams under the same load.
+//! - `watch_h1`: delivery latency to 1,000 watch streams (one HTTP/1.1 connection each) while
+//!   ConfigMaps are created at 500/s, vs 1,000 `Store::watch` streams under the same load; every
+//!   watcher must get every event, in revision order.
+//! - `watch_h2`: the same with the 1,000 watches multiplexed over HTTP/2 connections of
+//!   `MAX_CONCURRENT_STREAMS` streams each (4 connections for 1,000 watchers). `watch` selects
+//!   both.
 //! - `list`: the 10,000 ConfigMaps of one namespace as kubectl lists them (as a Table, in pages
 //!   of 500), vs `Store::list` of the same objects in pages of 500.
 //! - `rss`: resident memory of an idle `trellis start` process, embedded store (and Postgres for
@@ -27,7 +33,8 @@
 //!   windows (off, on, on, off, off, on, …) so that drift weighs on both alike.
 //!
 //! The storage baselines run before the hub starts; the hub sections then run in the order
-//! watch, list, creates, so that the objects each one leaves behind weigh least on the next.
+//! watch_h1, watch_h2, list, creates, so that the objects each one leaves behind weigh least on
+//! the next.
 //!
 //! Environment:
 //! - `TRELLIS_BENCH_SECS`: measured seconds of the create run (default 5, after 1 s warm-up).
@@ -36,20 +43,24 @@
 //! - `TRELLIS_BENCH_WATCH_RATE`: objects created per second in each watch run (default 500).
 //! - `TRELLIS_BENCH_METRICS_ROUNDS`: measured windows per hub in the metrics section (default 3).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::http::header::ACCEPT;
-use bytes::Bytes;
-use futures::{AsyncBufReadExt, Stream, StreamExt};
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{ListParams, PostParams};
+use kube::client::ConfigExt;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client};
 use serde_json::{json, Value};
@@ -58,6 +69,11 @@ use trellis_server::{ServerBuilder, StartOptions};
 use trellis_storage::{ListRequest, ListScope, ObjectKey, ReadRevision, Store, StoreOptions};
 use trellis_testkit::bench::{env_or, median, percentile, report, Sections};
 use trellis_testkit::{ClusterOptions, PostgresCluster, TestDatabase};
+
+/// The hub's allocator, as the `trellis` binary has it (the library leaves it to the binary).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = BoxError> = std::result::Result<T, E>;
@@ -68,6 +84,7 @@ const RESOURCE: &str = "core/configmaps";
 
 const CREATE_NS: &str = "bench-create";
 const WATCH_NS: &str = "bench-watch";
+const WATCH_H2_NS: &str = "bench-watch-h2";
 const LIST_NS: &str = "bench-list";
 
 /// Bytes of `data` (keys and values) in every benchmark ConfigMap.
@@ -81,6 +98,9 @@ const SENT_DIGITS: usize = 20;
 const SENT_SEARCH_HEAD: usize = 256;
 /// The send time of the end-of-run marker; real send times are later than the clock's start.
 const END_OF_RUN: u64 = 0;
+/// Where watchers look for the resourceVersion: the end of a watch line (`metadata` is the
+/// object's last field and only `uid` follows `resourceVersion` in it).
+const REVISION_SEARCH_TAIL: usize = 160;
 
 const WRITERS: usize = 16;
 const WARMUP: Duration = Duration::from_secs(1);
@@ -143,20 +163,30 @@ async fn run() -> Result<()> {
     let pg =
         tokio::task::spawn_blocking(|| PostgresCluster::start(ClusterOptions { durable: true }))
             .await??;
-    if ["creates", "watch", "list"].iter().any(|s| config.runs(s)) {
+    let watch_h1 = config.runs("watch_h1");
+    let watch_h2 = config.runs("watch_h2");
+    if ["creates", "watch_h1", "watch_h2", "list"]
+        .iter()
+        .any(|s| config.runs(s))
+    {
         let storage_creates = if config.runs("creates") {
             Some(bench_storage_creates(&pg, &config).await?)
         } else {
             None
         };
-        let storage_watch = if config.runs("watch") {
+        let storage_watch = if watch_h1 || watch_h2 {
             Some(bench_storage_watch(&pg, &config).await?)
         } else {
             None
         };
         let hub = Hub::start(&pg).await?;
-        if let Some(baseline) = storage_watch {
-            bench_api_watch(&hub, &config, &baseline).await?;
+        if let Some(baseline) = &storage_watch {
+            if watch_h1 {
+                bench_api_watch(&hub, &config, baseline, Protocol::Http1).await?;
+            }
+            if watch_h2 {
+                bench_api_watch(&hub, &config, baseline, Protocol::Http2).await?;
+            }
         }
         if config.runs("list") {
             bench_list(&hub).await?;
@@ -256,17 +286,26 @@ fn stored_value(object: &ConfigMap, uid: &str) -> Result<Bytes> {
     Ok(Bytes::from(serde_json::to_vec(&value)?))
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 /// The send time in a serialized object (or a watch event line carrying one).
 fn sent_nanos(json: &[u8]) -> Option<u64> {
-    let needle = format!("\"{SENT_KEY}\":\"");
+    static NEEDLE: LazyLock<String> = LazyLock::new(|| format!("\"{SENT_KEY}\":\""));
+    let needle = NEEDLE.as_bytes();
     let head = &json[..json.len().min(SENT_SEARCH_HEAD)];
-    let at = find(head, needle.as_bytes()).or_else(|| find(json, needle.as_bytes()))?;
+    let at = memchr::memmem::find(head, needle).or_else(|| memchr::memmem::find(json, needle))?;
     let digits = json.get(at + needle.len()..at + needle.len() + SENT_DIGITS)?;
     std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The object's resourceVersion in a watch event line.
+fn line_revision(line: &[u8]) -> Option<u64> {
+    const NEEDLE: &[u8] = b"\"resourceVersion\":\"";
+    let tail_from = line.len().saturating_sub(REVISION_SEARCH_TAIL);
+    let at = match memchr::memmem::rfind(&line[tail_from..], NEEDLE) {
+        Some(at) => tail_from + at,
+        None => memchr::memmem::find(line, NEEDLE)?,
+    } + NEEDLE.len();
+    let end = at + line[at..].iter().position(|b| *b == b'"')?;
+    std::str::from_utf8(&line[at..end]).ok()?.parse().ok()
 }
 
 async fn api_create(api: Api<ConfigMap>, namespace: &str, name: String, sent: u64) -> Result<()> {
@@ -301,6 +340,10 @@ async fn kube_client(kubeconfig: &Path) -> Result<Client> {
 /// The hub, started in this process on a fresh database.
 struct Hub {
     client: Client,
+    /// For clients other than kube-rs: the hub's address and TLS settings (CA, client
+    /// certificate) from its kubeconfig.
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
     db_url: String,
     /// Stopped (every task it started) when the bench's hub is dropped.
     _server: trellis_server::Server,
@@ -341,8 +384,14 @@ impl Hub {
             started.addr,
             if metrics { "on" } else { "off" }
         );
+        let kubeconfig = Kubeconfig::read_from(&started.kubeconfig)?;
+        let tls = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await?
+            .rustls_client_config()?;
         Ok(Hub {
             client: kube_client(&started.kubeconfig).await?,
+            addr: started.addr,
+            tls: Arc::new(tls),
             db_url: db.url().to_string(),
             _server: started,
             _dir: dir,
@@ -504,12 +553,45 @@ async fn bench_storage_creates(pg: &PostgresCluster, config: &Config) -> Result<
     );
     let db = pg.create_database("bench_api_storage_creates").await?;
     let store = Store::open_postgres(db.url(), StoreOptions::default()).await?;
-    let rate = throughput(&Meter::new(), WRITERS, config.measure, move |w, i| {
-        store_create(store.clone(), CREATE_NS, format!("cm-{w}-{i}"), 0)
+    let before = store.commit_stats();
+    let rate = throughput(&Meter::new(), WRITERS, config.measure, {
+        let store = store.clone();
+        move |w, i| store_create(store.clone(), CREATE_NS, format!("cm-{w}-{i}"), 0)
     })
     .await?;
+    let after = store.commit_stats();
     report("api_storage_creates_per_s_16", rate, "ops/s");
+    describe_batches(
+        "creates baseline",
+        after.writes - before.writes,
+        after.batches - before.batches,
+    );
     Ok(rate)
+}
+
+/// How many writes each group-commit transaction carried on average (warm-up included).
+fn describe_batches(what: &str, writes: u64, batches: u64) {
+    println!(
+        "# {what}: {writes} writes in {batches} transactions, {:.1} writes per transaction",
+        writes as f64 / batches.max(1) as f64
+    );
+}
+
+/// The hub's group-commit counters (transactions, writes) from its `/metrics`, over every
+/// shard.
+async fn hub_commit_counters(client: &Client) -> Result<(u64, u64)> {
+    let request = axum::http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let sum = |name: &str| -> u64 {
+        text.lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    Ok((
+        sum("trellis_storage_commit_batches_total"),
+        sum("trellis_storage_commit_writes_total"),
+    ))
 }
 
 /// GETs the `GET_TARGETS` objects in turn, one at a time, until the run stops or `GETS` were
@@ -541,12 +623,15 @@ async fn bench_api_creates(hub: &Hub, config: &Config, baseline: f64) -> Result<
     let api = hub.configmaps(CREATE_NS);
     create_many(&api, CREATE_NS, "get", GET_TARGETS).await?;
     let meter = Meter::new();
+    let (batches_before, writes_before) = hub_commit_counters(&hub.client).await?;
     let probe = tokio::spawn(probe_gets(api.clone(), meter.clone()));
     let rate = throughput(&meter, WRITERS, config.measure, move |w, i| {
         api_create(api.clone(), CREATE_NS, format!("cm-{w}-{i}"), 0)
     })
     .await?;
     let gets = probe.await??;
+    let (batches, writes) = hub_commit_counters(&hub.client).await?;
+    describe_batches("creates", writes - writes_before, batches - batches_before);
     report("api_create_per_s_16", rate, "ops/s");
     report("api_vs_storage_ratio_16", rate / baseline, "ratio");
     report("api_get_p50_ms", percentile_ms(&gets, 0.50), "ms");
@@ -628,36 +713,48 @@ struct Deliveries {
     latencies: Vec<u64>,
     /// Events without a send time (bookmarks, errors, objects not written by the benchmark).
     other: u64,
+    /// Events of the benchmark that did not come after the previous one in revision order (or
+    /// came without a revision).
+    out_of_order: u64,
+    last_revision: u64,
     /// Whether the end-of-run marker arrived before the deadline.
     ended: bool,
 }
 
 impl Deliveries {
-    /// Records an event carrying `object` (or a watch line); false once the run has ended.
-    fn record(&mut self, object: &[u8], received: u64) -> bool {
-        match sent_nanos(object) {
-            Some(END_OF_RUN) => self.ended = true,
-            Some(sent) => self.latencies.push(received.saturating_sub(sent)),
-            None => self.other += 1,
+    /// Records an event carrying `object` (or a watch line) at `revision`; false once the run
+    /// has ended.
+    fn record(&mut self, object: &[u8], revision: Option<u64>, received: u64) -> bool {
+        let Some(sent) = sent_nanos(object) else {
+            self.other += 1;
+            return true;
+        };
+        match revision {
+            Some(revision) if revision > self.last_revision => self.last_revision = revision,
+            _ => self.out_of_order += 1,
+        }
+        if sent == END_OF_RUN {
+            self.ended = true;
+        } else {
+            self.latencies.push(received.saturating_sub(sent));
         }
         !self.ended
     }
 }
 
-/// Reads `events` (objects or watch lines) until the end-of-run marker, `max_events` of them or
-/// `deadline`, whichever comes first.
-async fn receive<S, B>(
-    events: S,
+/// One watcher's events: the object (or watch line) and its revision, if it has one.
+type Events = futures::stream::BoxStream<'static, Result<(Bytes, Option<u64>)>>;
+
+/// Reads `events` until the end-of-run marker, `max_events` of them or `deadline`, whichever
+/// comes first.
+async fn receive(
+    events: Events,
     clock: Instant,
     deadline: tokio::time::Instant,
     max_events: u64,
-) -> Result<Deliveries>
-where
-    S: Stream<Item = Result<B>>,
-    B: AsRef<[u8]>,
-{
+) -> Result<Deliveries> {
     let mut got = Deliveries::default();
-    let mut events = std::pin::pin!(events);
+    let mut events = events;
     let mut give_up = std::pin::pin!(tokio::time::sleep_until(deadline));
     for _ in 0..max_events {
         let event = tokio::select! {
@@ -665,7 +762,8 @@ where
             () = &mut give_up => break,
         };
         let Some(event) = event else { break };
-        if !got.record(event?.as_ref(), nanos_since(clock)) {
+        let (object, revision) = event?;
+        if !got.record(&object, revision, nanos_since(clock)) {
             break;
         }
     }
@@ -679,20 +777,20 @@ struct FanOut {
     writes: PacedRun,
     /// Watchers that missed events or the end marker.
     incomplete: usize,
+    /// Watchers that got events out of revision order.
+    unordered: usize,
     other: u64,
 }
 
 /// Spawns a receiver per stream, writes at the configured pace with `create`, marks the end of
 /// the run, and collects what every watcher received.
-async fn fan_out<S, B, F, Fut>(
+async fn fan_out<F, Fut>(
     config: &Config,
     clock: Instant,
-    streams: Vec<S>,
+    streams: Vec<Events>,
     create: F,
 ) -> Result<FanOut>
 where
-    S: Stream<Item = Result<B>> + Send + 'static,
-    B: AsRef<[u8]> + Send + 'static,
     F: Fn(String, u64) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<()>> + Send,
 {
@@ -710,6 +808,7 @@ where
         latencies: Vec::with_capacity(receivers.len() * writes.written as usize),
         writes,
         incomplete: 0,
+        unordered: 0,
         other: 0,
     };
     for receiver in receivers {
@@ -725,6 +824,15 @@ where
             }
             run.incomplete += 1;
         }
+        if got.out_of_order > 0 {
+            if run.unordered < 5 {
+                println!(
+                    "# watcher received {} events out of revision order",
+                    got.out_of_order
+                );
+            }
+            run.unordered += 1;
+        }
         run.other += got.other;
         run.latencies.extend(got.latencies);
     }
@@ -732,7 +840,8 @@ where
     Ok(run)
 }
 
-/// Prints a watch run's figures as `{prefix}_p50_ms` and `{prefix}_p99_ms`, with commentary.
+/// Prints a watch run's figures as `{prefix}_p50_ms`, `{prefix}_p99_ms` and
+/// `{prefix}_writes_per_s` (the write rate achieved), with commentary.
 fn report_fan_out(prefix: &str, config: &Config, run: &FanOut) {
     report(
         &format!("{prefix}_p50_ms"),
@@ -744,15 +853,17 @@ fn report_fan_out(prefix: &str, config: &Config, run: &FanOut) {
         percentile_ms(&run.latencies, 0.99),
         "ms",
     );
+    report(&format!("{prefix}_writes_per_s"), run.writes.rate, "ops/s");
     println!(
         "# {prefix}: {} deliveries ({} writes x {} watchers, {:.0}/s), max {:.1} ms; writes \
-         {:.0}/s, create p50 {:.2} ms, p99 {:.2} ms; {} other events",
+         {:.0}/s of {} asked, create p50 {:.2} ms, p99 {:.2} ms; {} other events",
         run.latencies.len(),
         run.writes.written,
         config.watchers,
         run.latencies.len() as f64 / config.watch.as_secs_f64(),
         percentile_ms(&run.latencies, 1.0),
         run.writes.rate,
+        config.watch_rate,
         percentile_ms(&run.writes.latencies, 0.50),
         percentile_ms(&run.writes.latencies, 0.99),
         run.other,
@@ -761,6 +872,12 @@ fn report_fan_out(prefix: &str, config: &Config, run: &FanOut) {
         println!(
             "# warning: {prefix}: {} of {} watchers did not receive all {} events",
             run.incomplete, config.watchers, run.writes.written
+        );
+    }
+    if run.unordered > 0 {
+        println!(
+            "# warning: {prefix}: {} of {} watchers received events out of revision order",
+            run.unordered, config.watchers
         );
     }
     if run.writes.rate < f64::from(config.watch_rate) * 0.98 {
@@ -797,7 +914,11 @@ async fn bench_storage_watch(pg: &PostgresCluster, config: &Config) -> Result<Fa
         streams.push(
             stream
                 .into_stream()
-                .map(|event| Ok::<_, BoxError>(event?.object.value)),
+                .map(|event| {
+                    let object = event?.object;
+                    Ok::<_, BoxError>((object.value, Some(object.revision)))
+                })
+                .boxed(),
         );
     }
     let run = fan_out(config, clock, streams, move |name, sent| {
@@ -814,69 +935,201 @@ fn alive_tasks() -> usize {
         .num_alive_tasks()
 }
 
-/// A raw watch of a namespace's ConfigMaps from `revision`, as lines.
-async fn watch_lines(
-    client: Client,
-    namespace: &str,
-    revision: &str,
-    timeout: Duration,
-) -> Result<impl Stream<Item = Result<Vec<u8>>> + Send + 'static> {
-    let request = axum::http::Request::get(format!(
+/// How the watchers reach the hub.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// kube-rs: one HTTP/1.1 connection per watch.
+    Http1,
+    /// hyper's HTTP/2 client: the watches multiplexed, `MAX_CONCURRENT_STREAMS` per connection.
+    Http2,
+}
+
+/// The path of a raw watch of a namespace's ConfigMaps from `revision`.
+fn watch_path(namespace: &str, revision: &str, timeout: Duration) -> String {
+    format!(
         "/api/v1/namespaces/{namespace}/configmaps?watch=true&resourceVersion={revision}\
          &timeoutSeconds={}",
         timeout.as_secs()
-    ))
-    .body(Vec::new())?;
-    let body = client.request_stream(request).await?;
-    Ok(futures::stream::unfold(
-        Box::pin(body),
-        |mut body| async move {
-            let mut line = Vec::new();
-            match body.read_until(b'\n', &mut line).await {
-                Ok(0) => None,
-                Ok(_) => Some((Ok(line), body)),
-                Err(err) => Some((Err(err.into()), body)),
-            }
-        },
-    ))
+    )
 }
 
-async fn bench_api_watch(hub: &Hub, config: &Config, baseline: &FanOut) -> Result<()> {
-    describe_watch(
-        config,
-        "watch (raw watch requests via kube::Client, one HTTP/1.1 connection each)",
+/// A watch response body as lines, each with the revision it carries. Lines are cut out of
+/// the body's chunks as they come (copied only when one spans two chunks), to keep the
+/// watchers' share of the CPU the hub runs on small.
+fn lines(body: axum::body::Body) -> Events {
+    struct Split {
+        chunks: axum::body::BodyDataStream,
+        partial: BytesMut,
+        ready: VecDeque<Bytes>,
+    }
+    let split = Split {
+        chunks: body.into_data_stream(),
+        partial: BytesMut::new(),
+        ready: VecDeque::new(),
+    };
+    futures::stream::unfold(split, |mut split| async move {
+        loop {
+            if let Some(line) = split.ready.pop_front() {
+                let revision = line_revision(&line);
+                return Some((Ok((line, revision)), split));
+            }
+            // The end of the body; a last line without its newline is not an event.
+            let mut chunk = match split.chunks.next().await? {
+                Ok(chunk) => chunk,
+                Err(err) => return Some((Err(err.into()), split)),
+            };
+            while let Some(at) = memchr::memchr(b'\n', &chunk) {
+                let line = chunk.split_to(at + 1);
+                if split.partial.is_empty() {
+                    split.ready.push_back(line);
+                } else {
+                    split.partial.extend_from_slice(&line);
+                    split.ready.push_back(split.partial.split().freeze());
+                }
+            }
+            split.partial.extend_from_slice(&chunk);
+        }
+    })
+    .boxed()
+}
+
+/// A raw watch over kube-rs (HTTP/1.1: a connection of its own), as lines.
+async fn watch_lines(client: Client, path: String) -> Result<Events> {
+    let request = axum::http::Request::get(path).body(kube::client::Body::from(Vec::new()))?;
+    let response = client.send(request).await?;
+    if response.status() != axum::http::StatusCode::OK {
+        return Err(format!("a watch was answered {}", response.status()).into());
+    }
+    Ok(lines(axum::body::Body::new(response.into_body())))
+}
+
+type H2Sender = SendRequest<axum::body::Body>;
+
+/// An HTTP/2 connection to the hub (TLS with ALPN `h2`, the kubeconfig's client certificate).
+async fn h2_connect(hub: &Hub) -> Result<H2Sender> {
+    let mut tls = (*hub.tls).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(hub.addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::IpAddress(hub.addr.ip().into());
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await?;
+    if stream.get_ref().1.alpn_protocol() != Some(b"h2".as_slice()) {
+        return Err("the hub did not agree to HTTP/2".into());
+    }
+    let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            println!("# warning: an HTTP/2 connection ended: {err}");
+        }
+    });
+    Ok(sender)
+}
+
+/// A raw watch as one stream of an HTTP/2 connection, as lines.
+async fn watch_lines_h2(mut sender: H2Sender, addr: SocketAddr, path: String) -> Result<Events> {
+    let request =
+        axum::http::Request::get(format!("https://{addr}{path}")).body(axum::body::Body::empty())?;
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    if response.status() != axum::http::StatusCode::OK {
+        return Err(format!("a watch was answered {}", response.status()).into());
+    }
+    Ok(lines(axum::body::Body::new(response.into_body())))
+}
+
+/// Opens `config.watchers` watches of `namespace` from `revision`; with HTTP/2, also the
+/// connections carrying them (which must outlive the watches).
+async fn open_watches(
+    hub: &Hub,
+    config: &Config,
+    protocol: Protocol,
+    namespace: &str,
+    revision: &str,
+) -> Result<(Vec<Events>, Vec<H2Sender>)> {
+    let path = watch_path(
+        namespace,
+        revision,
+        config.watch + WATCH_DRAIN + WATCH_OPEN_TIMEOUT,
     );
-    hub.create_namespace(WATCH_NS).await?;
-    let api = hub.configmaps(WATCH_NS);
+    let open = async {
+        match protocol {
+            Protocol::Http1 => {
+                let watches =
+                    (0..config.watchers).map(|_| watch_lines(hub.client.clone(), path.clone()));
+                Ok((futures::future::try_join_all(watches).await?, Vec::new()))
+            }
+            Protocol::Http2 => {
+                let per_connection = trellis_server::MAX_CONCURRENT_STREAMS as usize;
+                let connections = config.watchers.div_ceil(per_connection).max(1);
+                let senders =
+                    futures::future::try_join_all((0..connections).map(|_| h2_connect(hub)))
+                        .await?;
+                let watches = (0..config.watchers).map(|i| {
+                    watch_lines_h2(senders[i % connections].clone(), hub.addr, path.clone())
+                });
+                Ok((futures::future::try_join_all(watches).await?, senders))
+            }
+        }
+    };
+    tokio::time::timeout(WATCH_OPEN_TIMEOUT, open)
+        .await
+        .map_err(|_| "opening the watches timed out")?
+}
+
+async fn bench_api_watch(
+    hub: &Hub,
+    config: &Config,
+    baseline: &FanOut,
+    protocol: Protocol,
+) -> Result<()> {
+    let (namespace, prefix, how) = match protocol {
+        Protocol::Http1 => (
+            WATCH_NS,
+            "api_watch_fanout",
+            "watch (raw watch requests via kube::Client, one HTTP/1.1 connection each)".to_string(),
+        ),
+        Protocol::Http2 => (
+            WATCH_H2_NS,
+            "api_watch_fanout_h2",
+            format!(
+                "watch over HTTP/2 (raw watch requests via hyper, {} streams per connection, {} \
+                 connections)",
+                trellis_server::MAX_CONCURRENT_STREAMS,
+                config
+                    .watchers
+                    .div_ceil(trellis_server::MAX_CONCURRENT_STREAMS as usize)
+            ),
+        ),
+    };
+    describe_watch(config, &how);
+    hub.create_namespace(namespace).await?;
+    let api = hub.configmaps(namespace);
     let revision = api
         .list_metadata(&ListParams::default().limit(1))
         .await?
         .metadata
         .resource_version
         .ok_or("a list without a resourceVersion")?;
-    let timeout = config.watch + WATCH_DRAIN + WATCH_OPEN_TIMEOUT;
     let tasks_before = alive_tasks();
     let opened = Instant::now();
-    let streams = tokio::time::timeout(
-        WATCH_OPEN_TIMEOUT,
-        futures::future::try_join_all(
-            (0..config.watchers)
-                .map(|_| watch_lines(hub.client.clone(), WATCH_NS, &revision, timeout)),
-        ),
-    )
-    .await
-    .map_err(|_| "opening the watches timed out")??;
+    let (streams, connections) = open_watches(hub, config, protocol, namespace, &revision).await?;
     println!(
-        "# watch: {} watches from resourceVersion {revision} open in {:.1} s",
+        "# {prefix}: {} watches from resourceVersion {revision} open in {:.1} s",
         streams.len(),
         opened.elapsed().as_secs_f64()
     );
     let clock = Instant::now();
-    let create = move |name, sent| api_create(api.clone(), WATCH_NS, name, sent);
+    let create = move |name, sent| api_create(api.clone(), namespace, name, sent);
     let run = fan_out(config, clock, streams, create.clone()).await?;
-    report_fan_out("api_watch_fanout", config, &run);
+    drop(connections);
+    report_fan_out(prefix, config, &run);
     report(
-        "api_watch_fanout_vs_storage_p99_ratio",
+        &format!("{prefix}_vs_storage_p99_ratio"),
         percentile(&run.latencies, 0.99) as f64
             / percentile(&baseline.latencies, 0.99).max(1) as f64,
         "ratio",
@@ -890,7 +1143,7 @@ async fn bench_api_watch(hub: &Hub, config: &Config, baseline: &FanOut) -> Resul
     create("after-run".to_string(), END_OF_RUN).await?;
     tokio::time::sleep(HANGUP_GRACE).await;
     println!(
-        "# watch: tasks alive beyond those before the watches: {lingering} {} s after all {} \
+        "# {prefix}: tasks alive beyond those before the watches: {lingering} {} s after all {} \
          watchers hung up, {} {} s after one more write to their namespace",
         HANGUP_GRACE.as_secs(),
         config.watchers,

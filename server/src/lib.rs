@@ -42,7 +42,9 @@ pub use cli::synctarget::create as create_sync_target;
 pub use cli::ws_plugin::run as run_ws_plugin;
 pub use security::authn::oidc::OidcOptions;
 pub use serving::limits::{DEFAULT_BURST, DEFAULT_RATE};
-pub use serving::serve::{ConnectionLimits, DEFAULT_MAX_CONNECTIONS_PER_CLIENT};
+pub use serving::serve::{
+    ConnectionLimits, DEFAULT_MAX_CONNECTIONS_PER_CLIENT, MAX_CONCURRENT_STREAMS,
+};
 pub use serving::start::{start, SecurityOptions, Server, ServerBuilder, StartOptions};
 pub use tenancy::shards::parse_shard_flag;
 pub use tenancy::workspaces::ROOT_CLUSTER;

@@ -12,7 +12,9 @@
 //!   [`KEEP_ALIVE_TIMEOUT`];
 //! - one client address may hold at most so many connections at once (256 by default); more
 //!   are closed as soon as they are accepted, so one client cannot use up the file
-//!   descriptors.
+//!   descriptors;
+//! - one HTTP/2 connection carries at most [`MAX_CONCURRENT_STREAMS`] requests at once (watches
+//!   included), as Go's HTTP/2 server allows: client-go opens another connection beyond that.
 //!
 //! On shutdown (the `closing` token of [`crate::serving::lifecycle`]) a listener stops
 //! accepting at once, tells every connection to close once its requests in flight are
@@ -40,6 +42,9 @@ use crate::security::authn::x509::PeerCertificates;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
 pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// Requests one HTTP/2 connection may have in flight at once: Go's HTTP/2 server default, what
+/// client-go expects (hyper's own default is 200).
+pub const MAX_CONCURRENT_STREAMS: u32 = 250;
 /// How long a connection told to close when idle may take to do so.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a connection may take to answer its requests in flight when the server closes.
@@ -91,9 +96,7 @@ pub async fn serve(
                     .await
                     .map_err(|_| format!("TLS handshake with {peer} timed out"))??;
                 let certificates = tls.get_ref().1.peer_certificates().map(|chain| {
-                    PeerCertificates(Arc::new(
-                        chain.iter().map(|c| c.clone().into_owned()).collect(),
-                    ))
+                    PeerCertificates::new(chain.iter().map(|c| c.clone().into_owned()).collect())
                 });
                 connection(tls, router, certificates, limits.idle_timeout, closing).await
             }
@@ -331,7 +334,8 @@ where
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(KEEP_ALIVE_INTERVAL)
-        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
+        .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
     let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(connection);
     let mut check = idle_timeout;

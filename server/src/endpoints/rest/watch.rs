@@ -43,6 +43,14 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 /// a watcher that fell far behind from building one huge chunk.
 const BATCH_BYTES: usize = 64 * 1024;
 
+/// Shortest time between two writes to one watcher while changes keep coming. A change that
+/// follows a quiet spell goes out at once; the ones after it wait for the rest of this time and
+/// go out together. What a write costs (waking the connection, HTTP framing, a TLS record, a
+/// system call, and the same again at the client) is per watcher, so with many watchers of a
+/// busy resource that cost, not the bytes, decided how many writes per second the hub kept up
+/// with (see BENCHMARKS.md, API server, watch).
+const WRITE_EVERY: Duration = Duration::from_millis(10);
+
 /// `line(kind, object)` for an object already encoded: the same bytes, without a `Value`.
 fn encoded_line(kind: &str, object: &[u8]) -> Vec<u8> {
     // serde_json's map sorts keys, so `object` comes before `type`, as in `line`.
@@ -298,6 +306,8 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
             api_version: target.rt.api_version(),
             kind: target.rt.kind.clone(),
             encode_event: Box::new(encode_event),
+            write_every: WRITE_EVERY,
+            last_write: None,
         }),
         Err(e) => {
             initial.push(error_line(&e));
@@ -372,6 +382,29 @@ struct Feed {
     api_version: String,
     kind: String,
     encode_event: EncodeEvent,
+    /// Shortest time between two writes while changes keep coming ([`WRITE_EVERY`]).
+    write_every: Duration,
+    /// When the last batch of changes was handed to the response.
+    last_write: Option<tokio::time::Instant>,
+}
+
+/// Changes gathered for one write.
+struct Batch {
+    lines: Vec<Bytes>,
+    bytes: usize,
+    /// False once the source has ended (or failed): nothing may follow this batch.
+    more: bool,
+}
+
+impl Batch {
+    fn push(&mut self, line: Bytes) {
+        self.bytes += line.len();
+        self.lines.push(line);
+    }
+
+    fn full(&self) -> bool {
+        !self.more || self.bytes >= BATCH_BYTES
+    }
 }
 
 impl Feed {
@@ -393,38 +426,53 @@ impl Feed {
                     None => return None,
                     Some(Err(e)) => (error_line(&e), false),
                     Some(Ok((event, revision))) => {
-                        let mut batch: Vec<Bytes> = (self.encode_event)(&event, revision.as_deref()).into_iter().collect();
-                        let mut bytes: usize = batch.iter().map(Bytes::len).sum();
-                        let mut more = true;
-                        // Take whatever else is already waiting, without waiting for more.
-                        while more && bytes < BATCH_BYTES {
-                            match self.source.next().now_or_never() {
-                                Some(Some(Ok((event, revision)))) => {
-                                    if let Some(line) = (self.encode_event)(&event, revision.as_deref()) {
-                                        bytes += line.len();
-                                        batch.push(line);
-                                    }
-                                }
-                                Some(Some(Err(e))) => {
-                                    batch.push(error_line(&e));
-                                    more = false;
-                                }
-                                Some(None) => more = false,
-                                None => break,
+                        let mut batch = Batch { lines: Vec::new(), bytes: 0, more: true };
+                        if let Some(line) = (self.encode_event)(&event, revision.as_deref()) {
+                            batch.push(line);
+                        }
+                        take_waiting(&mut self.source, &self.encode_event, &mut batch);
+                        // Written to less than `write_every` ago: what else comes meanwhile
+                        // goes out with this.
+                        let hold_until = self.last_write.map(|at| at + self.write_every);
+                        if let Some(until) = hold_until.filter(|_| !batch.full()) {
+                            if until > tokio::time::Instant::now() {
+                                tokio::time::sleep_until(until).await;
+                                take_waiting(&mut self.source, &self.encode_event, &mut batch);
                             }
                         }
+                        self.last_write = Some(tokio::time::Instant::now());
+                        let Batch { mut lines, more, .. } = batch;
                         if let Some(sent) = &self.events_sent {
-                            sent.inc_by(batch.len() as u64);
+                            sent.inc_by(lines.len() as u64);
                         }
-                        match batch.len() {
+                        match lines.len() {
                             0 if more => continue,
                             0 => return None,
-                            1 => (batch.swap_remove(0), more),
-                            _ => (Bytes::from(batch.concat()), more),
+                            1 => (lines.swap_remove(0), more),
+                            _ => (Bytes::from(lines.concat()), more),
                         }
                     }
                 },
             });
+        }
+    }
+}
+
+/// Adds whatever changes of `source` are already waiting to `batch`, without waiting for more.
+fn take_waiting(source: &mut Source, encode_event: &EncodeEvent, batch: &mut Batch) {
+    while !batch.full() {
+        match source.next().now_or_never() {
+            Some(Some(Ok((event, revision)))) => {
+                if let Some(line) = encode_event(&event, revision.as_deref()) {
+                    batch.push(line);
+                }
+            }
+            Some(Some(Err(e))) => {
+                batch.push(error_line(&e));
+                batch.more = false;
+            }
+            Some(None) => batch.more = false,
+            None => break,
         }
     }
 }
@@ -460,6 +508,78 @@ mod tests {
             },
             value,
         )
+    }
+
+    /// A feed of a real store's changes to the ConfigMaps of `default`, each line the
+    /// object's name, writing at most every `write_every` while changes keep coming.
+    async fn feed(store: &trellis_storage::Store, write_every: Duration) -> Feed {
+        let scope = trellis_storage::ListScope::namespace("root", "core/configmaps", "default");
+        let stream = store.watch(scope, None).await.unwrap();
+        Feed {
+            source: Source::One(stream),
+            closing: tokio_util::sync::CancellationToken::new(),
+            events_sent: None,
+            timeout: Duration::from_secs(60),
+            deadline: None,
+            bookmarks: None,
+            api_version: "v1".into(),
+            kind: "ConfigMap".into(),
+            encode_event: Box::new(|event: &Event, _: Option<&str>| {
+                Some(Bytes::from(format!("{}\n", event.object.key.name)))
+            }),
+            write_every,
+            last_write: None,
+        }
+    }
+
+    async fn create(store: &trellis_storage::Store, name: &str) {
+        let key = ObjectKey::new("root", "core/configmaps", "default", name);
+        store
+            .create(key, name, Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+    }
+
+    /// A change after a quiet spell goes out at once; the changes that follow soon after it
+    /// wait for the rest of the hold and go out together, in order; after another quiet spell
+    /// a change goes out at once again.
+    #[tokio::test]
+    async fn changes_close_together_go_out_in_one_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = trellis_storage::Store::open_sqlite(
+            dir.path().join("store.db"),
+            trellis_storage::StoreOptions::default(),
+        )
+        .await
+        .unwrap();
+        let hold = Duration::from_secs(2);
+        let mut feed = feed(&store, hold).await;
+
+        create(&store, "a").await;
+        let started = tokio::time::Instant::now();
+        let (first, more) = feed.next_chunk().await.unwrap();
+        assert!(more);
+        assert_eq!(&first[..], b"a\n");
+        assert!(started.elapsed() < hold, "the first change is not held");
+
+        let writes = async {
+            for name in ["b", "c", "d"] {
+                create(&store, name).await;
+            }
+        };
+        let ((second, _), ()) = tokio::join!(async { feed.next_chunk().await.unwrap() }, writes);
+        assert_eq!(&second[..], b"b\nc\nd\n", "one write, in order");
+        assert!(started.elapsed() >= hold, "held until the hold ended");
+
+        tokio::time::sleep(hold).await;
+        create(&store, "e").await;
+        let quiet = tokio::time::Instant::now();
+        let (third, _) = feed.next_chunk().await.unwrap();
+        assert_eq!(&third[..], b"e\n");
+        assert!(
+            quiet.elapsed() < hold,
+            "a change after a quiet spell is not held"
+        );
     }
 
     #[test]

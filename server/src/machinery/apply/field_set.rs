@@ -283,6 +283,33 @@ impl FieldSet {
         FieldSet { members, children }
     }
 
+    /// Removes `other`'s paths, in place: [`FieldSet::difference`] without copying what stays.
+    pub fn remove(&mut self, other: &FieldSet) {
+        self.remove_below(other, false);
+    }
+
+    /// Removes `other`'s paths and everything below its members, in place:
+    /// [`FieldSet::recursive_difference`] without copying what stays.
+    pub fn remove_recursive(&mut self, other: &FieldSet) {
+        self.remove_below(other, true);
+    }
+
+    fn remove_below(&mut self, other: &FieldSet, recursive: bool) {
+        if other.is_empty() {
+            return;
+        }
+        self.members.retain(|pe| !other.members.contains(pe));
+        if recursive {
+            self.children.retain(|pe, _| !other.members.contains(pe));
+        }
+        for (pe, mine) in self.children.iter_mut() {
+            if let Some(theirs) = other.children.get(pe) {
+                mine.remove_below(theirs, recursive);
+            }
+        }
+        self.children.retain(|_, child| !child.is_empty());
+    }
+
     /// Every member path, members of a level before its children, in element order: the
     /// order structured-merge-diff reports conflicts in.
     pub fn paths(&self) -> Vec<Vec<PathElement>> {
@@ -338,13 +365,16 @@ impl FieldSet {
     }
 
     /// The `fieldsV1` JSON text, exactly as kube-apiserver writes it: `"."` first, then
-    /// elements in structured-merge-diff order, `{}` for leaves.
+    /// elements in structured-merge-diff order, `{}` for leaves. (What is stored is
+    /// [`FieldSet::to_fields_v1`], the same text parsed: the tests hold the two together.)
+    #[cfg(test)]
     pub fn to_json_string(&self) -> String {
         let mut out = String::new();
         self.write_level(false, &mut out);
         out
     }
 
+    #[cfg(test)]
     fn write_level(&self, include_self: bool, out: &mut String) {
         out.push('{');
         let mut first = true;
@@ -374,12 +404,32 @@ impl FieldSet {
         out.push('}');
     }
 
-    /// The `fieldsV1` value, for storing in an object. serde_json's maps sort their keys, so
-    /// once serialized this puts `i:` before `k:` and `v:10` before `v:2`, where
-    /// [`FieldSet::to_json_string`] keeps structured-merge-diff's order; clients read either.
+    /// The `fieldsV1` value, for storing in an object: what parsing
+    /// [`FieldSet::to_json_string`] gives, built directly (every write of an object builds
+    /// one). serde_json's maps sort their keys, so once serialized this puts `i:` before `k:`
+    /// and `v:10` before `v:2`, where [`FieldSet::to_json_string`] keeps structured-merge-diff's
+    /// order; clients read either.
     pub fn to_fields_v1(&self) -> Value {
-        // Our own output always parses; the fallback only keeps this total.
-        serde_json::from_str(&self.to_json_string()).unwrap_or_else(|_| Value::Object(Map::new()))
+        self.level_value(false)
+    }
+
+    fn level_value(&self, include_self: bool) -> Value {
+        let mut map = Map::new();
+        if include_self {
+            map.insert(".".into(), Value::Object(Map::new()));
+        }
+        let mut elements: Vec<&PathElement> =
+            self.members.iter().chain(self.children.keys()).collect();
+        elements.sort();
+        elements.dedup();
+        for pe in elements {
+            let value = match self.children.get(pe) {
+                Some(child) => child.level_value(self.members.contains(pe)),
+                None => Value::Object(Map::new()),
+            };
+            map.insert(pe.encode(), value);
+        }
+        Value::Object(map)
     }
 }
 
@@ -448,6 +498,50 @@ mod tests {
         data.insert(&field_path(&["data"]));
         assert_eq!(a.difference(&data), a);
         assert!(a.recursive_difference(&data).is_empty());
+    }
+
+    /// The stored value is the parsed text, keys sorted as serde_json sorts them.
+    #[test]
+    fn fields_v1_values_are_the_parsed_text() {
+        for text in [
+            DEPLOYMENT,
+            r#"{"f:b":{},"f:c":{},"k:{\"a\":1,\"b\":\"x\"}":{},"k:{\"a\":2}":{},"v:2":{},"v:10":{},"v:\"a\"":{},"i:3":{}}"#,
+            r#"{"f:data":{".":{},"f:a\"b":{},"f:x":{".":{},"f:y":{}}}}"#,
+            "{}",
+        ] {
+            let set = FieldSet::from_fields_v1(&serde_json::from_str(text).unwrap()).unwrap();
+            let parsed: Value = serde_json::from_str(&set.to_json_string()).unwrap();
+            assert_eq!(set.to_fields_v1(), parsed, "{text}");
+            assert_eq!(
+                serde_json::to_string(&set.to_fields_v1()).unwrap(),
+                serde_json::to_string(&parsed).unwrap()
+            );
+        }
+    }
+
+    /// Removing in place leaves what the copying operations return.
+    #[test]
+    fn removing_in_place_matches_the_differences() {
+        let set =
+            |text: &str| FieldSet::from_fields_v1(&serde_json::from_str(text).unwrap()).unwrap();
+        let a = set(DEPLOYMENT);
+        for other in [
+            set(r#"{"f:metadata":{}}"#),
+            set(r#"{"f:metadata":{"f:labels":{}}}"#),
+            set(r#"{"f:metadata":{"f:labels":{"f:app":{}}},"f:spec":{"f:replicas":{}}}"#),
+            set(
+                r#"{"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"nginx\"}":{"f:image":{},"f:name":{}}}}}}}"#,
+            ),
+            set(DEPLOYMENT),
+            FieldSet::new(),
+        ] {
+            let mut removed = a.clone();
+            removed.remove(&other);
+            assert_eq!(removed, a.difference(&other));
+            let mut removed = a.clone();
+            removed.remove_recursive(&other);
+            assert_eq!(removed, a.recursive_difference(&other));
+        }
     }
 
     #[test]

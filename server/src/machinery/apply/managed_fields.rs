@@ -6,9 +6,11 @@
 //! entries. Entries are written sorted as kube-apiserver sorts them: appliers first, then by
 //! time, manager, API version and subresource.
 
+use std::sync::LazyLock;
+
 use serde_json::{json, Map, Value};
 
-use super::compare::compare;
+use super::compare::{compare, Comparison};
 use super::field_set::{field_path, FieldSet, FieldSetError};
 use super::schema::{MergeRules, Node};
 use crate::machinery::status::StatusCause;
@@ -257,27 +259,39 @@ pub(crate) fn without_managed_fields(object: &Value) -> Value {
 /// fields, which only the server writes. `apiVersion`, `kind` and `metadata` are only dropped
 /// as members: what is below `metadata` is owned as usual.
 pub(crate) fn untracked(set: &FieldSet) -> FieldSet {
-    let mut shallow = FieldSet::new();
-    for top in ["apiVersion", "kind", "metadata"] {
-        shallow.insert(&field_path(&[top]));
-    }
-    let mut deep = FieldSet::new();
-    for field in [
-        "name",
-        "namespace",
-        "creationTimestamp",
-        "selfLink",
-        "uid",
-        "clusterName",
-        "generation",
-        "managedFields",
-        "resourceVersion",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-    ] {
-        deep.insert(&field_path(&["metadata", field]));
-    }
-    set.difference(&shallow).recursive_difference(&deep)
+    let mut tracked = set.clone();
+    remove_untracked(&mut tracked);
+    tracked
+}
+
+/// [`untracked`], in place.
+fn remove_untracked(set: &mut FieldSet) {
+    static SERVER_SET: LazyLock<(FieldSet, FieldSet)> = LazyLock::new(|| {
+        let mut shallow = FieldSet::new();
+        for top in ["apiVersion", "kind", "metadata"] {
+            shallow.insert(&field_path(&[top]));
+        }
+        let mut deep = FieldSet::new();
+        for field in [
+            "name",
+            "namespace",
+            "creationTimestamp",
+            "selfLink",
+            "uid",
+            "clusterName",
+            "generation",
+            "managedFields",
+            "resourceVersion",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+        ] {
+            deep.insert(&field_path(&["metadata", field]));
+        }
+        (shallow, deep)
+    });
+    let (shallow, deep) = &*SERVER_SET;
+    set.remove(shallow);
+    set.remove_recursive(deep);
 }
 
 /// A write that is not an apply.
@@ -334,10 +348,16 @@ pub fn track_update(
             _ => stored(),
         }
     };
-    let empty = Value::Object(Map::new());
-    let old_plain = without_managed_fields(old.unwrap_or(&empty));
-    let new_plain = without_managed_fields(new);
-    record_update(&old_plain, &new_plain, &mut entries, opts, &rules.root());
+    let old_plain = match old {
+        Some(old) => without_managed_fields(old),
+        None => Value::Object(Map::new()),
+    };
+    // `new` is compared without its managedFields, which are rewritten below: taken out
+    // rather than the whole object copied.
+    if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+    }
+    record_update(&old_plain, new, &mut entries, opts, &rules.root());
     cap_updaters(&mut entries);
     write_managed_fields(new, entries);
 }
@@ -418,10 +438,21 @@ fn record_update(
     opts: &UpdateOptions,
     node: &Node,
 ) {
-    let cmp = compare(old, new, node);
+    let Comparison {
+        added,
+        modified,
+        mut removed,
+    } = compare(old, new, node);
     let ignored = ignored_set(opts.ignored);
-    let changed = untracked(&cmp.modified.union(&cmp.added)).recursive_difference(&ignored);
-    let removed = cmp.removed.recursive_difference(&ignored);
+    // A create modifies nothing: what it added is all it changed.
+    let mut changed = if modified.is_empty() {
+        added
+    } else {
+        modified.union(&added)
+    };
+    remove_untracked(&mut changed);
+    changed.remove_recursive(&ignored);
+    removed.remove_recursive(&ignored);
     for entry in entries.iter_mut() {
         // An update always wins: what it changed is nobody else's any more.
         entry.fields = entry.fields.difference(&changed).difference(&removed);

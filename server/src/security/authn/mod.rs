@@ -76,9 +76,9 @@ impl Authenticator {
         authorization: Option<&[u8]>,
     ) -> Outcome {
         let mut refused = None;
-        if let Some(x509::PeerCertificates(chain)) = extensions.get::<x509::PeerCertificates>() {
+        if let Some(peer) = extensions.get::<x509::PeerCertificates>() {
             match &self.certificates {
-                Some(certificates) => match certificates.authenticate(chain) {
+                Some(certificates) => match certificates.authenticate_peer(peer) {
                     Ok(user) => return Outcome::User(user),
                     Err(e) => refused = Some(format!("client certificate: {e}")),
                 },
