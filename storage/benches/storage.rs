@@ -814,17 +814,7 @@ async fn bench_watch(pg: &PostgresCluster, config: &Config) -> Result<WatchSumma
     let clock = Instant::now();
 
     let baseline = paced_writes(&store, clock, "baseline", config.watch).await?;
-    report(
-        "watch_baseline_write_p50_ms",
-        nanos_to_ms(percentile(&baseline.latencies, 0.50)),
-        "ms",
-    );
-    report(
-        "watch_baseline_write_p99_ms",
-        nanos_to_ms(percentile(&baseline.latencies, 0.99)),
-        "ms",
-    );
-    report("watch_baseline_write_rate", baseline.rate, "ops/s");
+    report_paced("watch_baseline_write", &baseline);
 
     let deadline = tokio::time::Instant::now() + config.watch + WATCH_DRAIN;
     let max_events = paced_ticks(config.watch) * u64::from(WATCH_WRITERS) + 1;
@@ -847,27 +837,8 @@ async fn bench_watch(pg: &PostgresCluster, config: &Config) -> Result<WatchSumma
         .await?;
 
     let (deliveries, incomplete) = gather(watchers, run.written, "watcher").await?;
-    report(
-        "watch_p50_ms",
-        nanos_to_ms(percentile(&deliveries, 0.50)),
-        "ms",
-    );
-    report(
-        "watch_p99_ms",
-        nanos_to_ms(percentile(&deliveries, 0.99)),
-        "ms",
-    );
-    report("watch_write_rate", run.rate, "ops/s");
-    report(
-        "watch_write_p50_ms",
-        nanos_to_ms(percentile(&run.latencies, 0.50)),
-        "ms",
-    );
-    report(
-        "watch_write_p99_ms",
-        nanos_to_ms(percentile(&run.latencies, 0.99)),
-        "ms",
-    );
+    report_percentiles("watch", &deliveries);
+    report_paced("watch_write", &run);
     println!(
         "# watch: {} deliveries ({} writes x {WATCHERS} watchers), max {:.2} ms",
         deliveries.len(),
@@ -899,6 +870,23 @@ fn paced_period() -> Duration {
 /// Most writes one paced writer makes in `window`.
 fn paced_ticks(window: Duration) -> u64 {
     (window.as_secs_f64() / paced_period().as_secs_f64()).ceil() as u64 + 1
+}
+
+/// `<name>_p50_ms` and `<name>_p99_ms` of sorted latencies in nanoseconds.
+fn report_percentiles(name: &str, sorted: &[u64]) {
+    for (p, label) in [(0.50, "p50"), (0.99, "p99")] {
+        report(
+            &format!("{name}_{label}_ms"),
+            nanos_to_ms(percentile(sorted, p)),
+            "ms",
+        );
+    }
+}
+
+/// A paced run's write latencies and the rate it kept: `<name>_{p50,p99}_ms`, `<name>_rate`.
+fn report_paced(name: &str, run: &PacedRun) {
+    report_percentiles(name, &run.latencies);
+    report(&format!("{name}_rate"), run.rate, "ops/s");
 }
 
 struct PacedRun {
@@ -1205,17 +1193,7 @@ async fn bench_etcd_watch(
         config.watch,
     )
     .await?;
-    report(
-        "etcd_watch_baseline_write_p50_ms",
-        nanos_to_ms(percentile(&baseline.latencies, 0.50)),
-        "ms",
-    );
-    report(
-        "etcd_watch_baseline_write_p99_ms",
-        nanos_to_ms(percentile(&baseline.latencies, 0.99)),
-        "ms",
-    );
-    report("etcd_watch_baseline_write_rate", baseline.rate, "ops/s");
+    report_paced("etcd_watch_baseline_write", &baseline);
 
     let deadline = tokio::time::Instant::now() + config.watch + WATCH_DRAIN;
     let max_events = paced_ticks(config.watch) * u64::from(WATCH_WRITERS) + 1;
@@ -1251,23 +1229,8 @@ async fn bench_etcd_watch(
 
     let (deliveries, incomplete) = gather(watchers, run.written, "etcd watcher").await?;
     let p99_ms = nanos_to_ms(percentile(&deliveries, 0.99));
-    report(
-        "etcd_watch_p50_ms",
-        nanos_to_ms(percentile(&deliveries, 0.50)),
-        "ms",
-    );
-    report("etcd_watch_p99_ms", p99_ms, "ms");
-    report("etcd_watch_write_rate", run.rate, "ops/s");
-    report(
-        "etcd_watch_write_p50_ms",
-        nanos_to_ms(percentile(&run.latencies, 0.50)),
-        "ms",
-    );
-    report(
-        "etcd_watch_write_p99_ms",
-        nanos_to_ms(percentile(&run.latencies, 0.99)),
-        "ms",
-    );
+    report_percentiles("etcd_watch", &deliveries);
+    report_paced("etcd_watch_write", &run);
     println!(
         "# etcd_watch: {} deliveries ({} writes x {WATCHERS} watchers), max {:.2} ms",
         deliveries.len(),
