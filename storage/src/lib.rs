@@ -8,9 +8,10 @@
 //! - A shard ([`Store`]) has one revision sequence: a decimal `u64`, strictly increasing in commit
 //!   order, with no gaps a watcher could fall into. Writes are group-committed
 //!   ([`group_commit`]), decided in memory ([`write_plan`]) under the shard's write lock.
-//! - Every change is logged in the same transaction as the object; the log serves watches
-//!   ([`watch`]) and snapshot reads of paged lists ([`continue_token`]), and is compacted to a
-//!   retention window ([`CompactionPolicy`]).
+//! - Every change is logged in the same transaction as the object, and the log is where each
+//!   value is stored, once: an object row points at the revision holding its current state. The
+//!   log serves watches ([`watch`]) and snapshot reads of paged lists ([`continue_token`]), and is
+//!   compacted to a retention window ([`CompactionPolicy`]), keeping each key's newest state.
 //! - [`Shards`] opens several independent shards by name; [`ShardsWatch`] follows several at
 //!   once, at a [`CompositeRevision`].
 //! - The schema carries a version ([`SCHEMA_VERSION`]): a newer binary migrates a store forward,
