@@ -4,19 +4,19 @@
 //! write and commit what [`crate::write_plan`] decided. A batch of creates needs nothing from the
 //! read when none of its keys exist and nobody else has written since this process's last
 //! commit; both are what usually holds when one hub creates objects. So such a batch is decided
-//! on the revision this process last committed, and sent with its writes and `COMMIT` at once,
-//! guarded by the database: `trellis_claim_revisions` takes the revision lock and fails the
-//! transaction if the revision moved, and the objects' primary key fails it if a key exists.
-//! Either failure costs one round trip, after which the batch goes the usual way and gets its
-//! exact answer (AlreadyExists, or revisions after the other writer's). After the revision
-//! moved under it, the shortcut stays off for a while: another process is writing the shard.
+//! on the revision this process last committed and sent as one statement between `BEGIN` and
+//! `COMMIT`, all at once, guarded by the database: the statement moves the revision only from
+//! the one expected (waiting for the revision lock like every writer) and inserts its rows only
+//! if it did, and the objects' primary key fails it if a key exists. Either failure costs one
+//! round trip, after which the batch goes the usual way and gets its exact answer
+//! (AlreadyExists, or revisions after the other writer's). After the revision moved under it,
+//! the shortcut stays off for a while: another process is writing the shard.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::Object;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use crate::write_plan::{plan, WriteOp, WritePlan};
@@ -84,39 +84,60 @@ pub(super) async fn commit(
     if decided.events.is_empty() {
         return Shortcut::Declined;
     }
-    let statements = match super::prepare_writes(client).await {
-        Ok(statements) => statements,
-        Err(_) => return Shortcut::Declined,
-    };
-    let claim = match client
-        .prepare_cached("SELECT trellis_claim_revisions($1, $2)")
-        .await
-    {
-        Ok(claim) => claim,
+    debug_assert!(decided.updates.is_empty() && decided.deletes.is_empty());
+    let statement = match client.prepare_cached(CLAIM_AND_INSERT).await {
+        Ok(statement) => statement,
         Err(_) => return Shortcut::Declined,
     };
     let (from, upto) = (super::to_i64(expected), super::to_i64(decided.revision));
-    let claim_params: [&(dyn ToSql + Sync); 2] = [&from, &upto];
-    let (begun, claimed, written, committed) = futures::join!(
+    let events = super::EventColumns::of(&decided.events);
+    let objects = super::ObjectColumns::of(&decided.inserts);
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &upto];
+    params.extend(events.params());
+    params.extend(objects.params());
+    // COMMIT is awaited as its own statement: its answer comes once the commit is durable.
+    let (begun, claimed, committed) = futures::join!(
         client.batch_execute("BEGIN"),
-        client.execute(&claim, &claim_params),
-        super::write_rows(client, &statements, &decided),
+        client.query_one(&statement, &params),
         client.batch_execute("COMMIT"),
     );
-    let failure = match (begun, claimed, written, committed) {
-        (Ok(()), Ok(_), Ok(()), Ok(())) => return Shortcut::Committed(decided),
-        (Err(e), ..) | (_, Err(e), ..) | (_, _, Err(e), _) | (.., Err(e)) => e,
+    let failure = match (begun, claimed, committed) {
+        (Ok(()), Ok(row), Ok(())) => {
+            if row.get::<_, i64>(0) == 1 {
+                return Shortcut::Committed(decided);
+            }
+            // Nothing was written: somebody else moved the revision first.
+            tracing::debug!("another writer moved the shard's revision; creates take the long way");
+            known.moved();
+            return Shortcut::Declined;
+        }
+        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => e,
     };
     if failure.as_db_error().is_none() || failure.is_closed() {
         return Shortcut::Unknown(decided, failure);
     }
-    if failure.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE) {
-        tracing::debug!("another writer moved the shard's revision; creates take the long way");
-        known.moved();
-    } else {
-        // A key exists (unique violation), or anything else: the usual way tells exactly.
-        known.forget();
-    }
+    // A key exists (unique violation), or anything else: the usual way tells exactly.
+    known.forget();
     super::rollback(client).await;
     Shortcut::Declined
 }
+
+/// Moves the shard's revision from $1 to $2 and inserts the batch's events ($3–$12) and object
+/// rows ($13–$17), all only if the revision was still $1; answers 1 if it was, 0 if not.
+/// Data-modifying `WITH` statements all run to completion, and the inserts read the claim's
+/// result, so the claim (and its wait for the revision lock) comes first.
+const CLAIM_AND_INSERT: &str = "\
+    WITH claim AS ( \
+        UPDATE trellis_meta SET revision = $2 WHERE revision = $1 RETURNING revision \
+    ), events AS ( \
+        INSERT INTO trellis_events \
+            (rev, kind, resource, cluster, namespace, name, uid, create_rev, value, prev_rev) \
+        SELECT * FROM unnest($3::int8[], $4::int2[], $5::text[], $6::text[], $7::text[], \
+            $8::text[], $9::text[], $10::int8[], $11::bytea[], $12::int8[]) \
+        WHERE EXISTS (SELECT 1 FROM claim) \
+    ), objects AS ( \
+        INSERT INTO trellis_objects (resource, cluster, namespace, name, mod_rev) \
+        SELECT * FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::int8[]) \
+        WHERE EXISTS (SELECT 1 FROM claim) \
+    ) \
+    SELECT count(*) FROM claim";

@@ -690,23 +690,8 @@ async fn write_rows(
     let d_namespace: Vec<&str> = d.iter().map(|k| k.namespace.as_str()).collect();
     let d_name: Vec<&str> = d.iter().map(|k| k.name.as_str()).collect();
 
-    let e = &plan.events;
-    let e_rev: Vec<i64> = e.iter().map(|e| to_i64(e.revision())).collect();
-    let e_kind: Vec<i16> = e.iter().map(|e| e.kind.code()).collect();
-    let e_resource: Vec<&str> = e.iter().map(|e| e.object.key.resource.as_str()).collect();
-    let e_cluster: Vec<&str> = e.iter().map(|e| e.object.key.cluster.as_str()).collect();
-    let e_namespace: Vec<&str> = e.iter().map(|e| e.object.key.namespace.as_str()).collect();
-    let e_name: Vec<&str> = e.iter().map(|e| e.object.key.name.as_str()).collect();
-    let e_uid: Vec<&str> = e.iter().map(|e| e.object.uid.as_str()).collect();
-    let e_create: Vec<i64> = e.iter().map(|e| to_i64(e.object.create_revision)).collect();
-    let e_value: Vec<Option<&[u8]>> = e
-        .iter()
-        .map(|e| (e.kind != EventType::Deleted).then_some(e.object.value.as_ref()))
-        .collect();
-    let e_prev_rev: Vec<Option<i64>> = e
-        .iter()
-        .map(|e| e.prev.as_ref().map(|p| to_i64(p.revision)))
-        .collect();
+    let events = EventColumns::of(&plan.events);
+    let event_params = events.params();
 
     let deleted = async {
         if d.is_empty() {
@@ -716,18 +701,6 @@ async fn write_rows(
             .execute(delete, &[&d_resource, &d_cluster, &d_namespace, &d_name])
             .await
     };
-    let event_params: [&(dyn ToSql + Sync); 10] = [
-        &e_rev,
-        &e_kind,
-        &e_resource,
-        &e_cluster,
-        &e_namespace,
-        &e_name,
-        &e_uid,
-        &e_create,
-        &e_value,
-        &e_prev_rev,
-    ];
     // Pipelined: all statements go out before the first answer comes back.
     futures::try_join!(
         inserted,
@@ -736,6 +709,96 @@ async fn write_rows(
         client.execute(insert_events, &event_params),
     )?;
     Ok(())
+}
+
+/// A batch's events as column arrays, the parameters of `INSERT … SELECT * FROM unnest(…)`.
+pub(super) struct EventColumns<'a> {
+    rev: Vec<i64>,
+    kind: Vec<i16>,
+    resource: Vec<&'a str>,
+    cluster: Vec<&'a str>,
+    namespace: Vec<&'a str>,
+    name: Vec<&'a str>,
+    uid: Vec<&'a str>,
+    create: Vec<i64>,
+    /// None for deletions: the deleted state is the one at `prev_rev`.
+    value: Vec<Option<&'a [u8]>>,
+    prev_rev: Vec<Option<i64>>,
+}
+
+impl<'a> EventColumns<'a> {
+    pub(super) fn of(events: &'a [Event]) -> Self {
+        let column = |f: fn(&'a Event) -> &'a str| events.iter().map(f).collect::<Vec<_>>();
+        EventColumns {
+            rev: events.iter().map(|e| to_i64(e.revision())).collect(),
+            kind: events.iter().map(|e| e.kind.code()).collect(),
+            resource: column(|e| &e.object.key.resource),
+            cluster: column(|e| &e.object.key.cluster),
+            namespace: column(|e| &e.object.key.namespace),
+            name: column(|e| &e.object.key.name),
+            uid: column(|e| &e.object.uid),
+            create: events
+                .iter()
+                .map(|e| to_i64(e.object.create_revision))
+                .collect(),
+            value: events
+                .iter()
+                .map(|e| (e.kind != EventType::Deleted).then_some(e.object.value.as_ref()))
+                .collect(),
+            prev_rev: events
+                .iter()
+                .map(|e| e.prev.as_ref().map(|p| to_i64(p.revision)))
+                .collect(),
+        }
+    }
+
+    /// In the order of `trellis_events`' columns.
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 10] {
+        [
+            &self.rev,
+            &self.kind,
+            &self.resource,
+            &self.cluster,
+            &self.namespace,
+            &self.name,
+            &self.uid,
+            &self.create,
+            &self.value,
+            &self.prev_rev,
+        ]
+    }
+}
+
+/// Object rows as column arrays: key and current revision (their values are in the events).
+pub(super) struct ObjectColumns<'a> {
+    resource: Vec<&'a str>,
+    cluster: Vec<&'a str>,
+    namespace: Vec<&'a str>,
+    name: Vec<&'a str>,
+    modified: Vec<i64>,
+}
+
+impl<'a> ObjectColumns<'a> {
+    pub(super) fn of(rows: &'a [StoredObject]) -> Self {
+        let column = |f: fn(&'a StoredObject) -> &'a str| rows.iter().map(f).collect::<Vec<_>>();
+        ObjectColumns {
+            resource: column(|o| &o.key.resource),
+            cluster: column(|o| &o.key.cluster),
+            namespace: column(|o| &o.key.namespace),
+            name: column(|o| &o.key.name),
+            modified: rows.iter().map(|o| to_i64(o.revision)).collect(),
+        }
+    }
+
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 5] {
+        [
+            &self.resource,
+            &self.cluster,
+            &self.namespace,
+            &self.name,
+            &self.modified,
+        ]
+    }
 }
 
 /// Runs `statement` (insert or update) with the rows' keys and revisions as arrays; nothing
@@ -748,16 +811,8 @@ async fn write_objects(
     if rows.is_empty() {
         return Ok(0);
     }
-    let resource: Vec<&str> = rows.iter().map(|o| o.key.resource.as_str()).collect();
-    let cluster: Vec<&str> = rows.iter().map(|o| o.key.cluster.as_str()).collect();
-    let namespace: Vec<&str> = rows.iter().map(|o| o.key.namespace.as_str()).collect();
-    let name: Vec<&str> = rows.iter().map(|o| o.key.name.as_str()).collect();
-    let modified: Vec<i64> = rows.iter().map(|o| to_i64(o.revision)).collect();
     client
-        .execute(
-            statement,
-            &[&resource, &cluster, &namespace, &name, &modified],
-        )
+        .execute(statement, &ObjectColumns::of(rows).params())
         .await
 }
 

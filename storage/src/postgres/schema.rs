@@ -119,19 +119,6 @@ const MIGRATIONS: &[(i32, &str)] = &[
     ALTER TABLE trellis_compaction ADD COLUMN swept bigint NOT NULL DEFAULT 0;
     UPDATE trellis_compaction SET swept = compacted;
 
-    -- Takes the shard's revisions expected+1..=upto for a batch decided without reading the
-    -- shard (postgres/creates.rs): waits for the revision lock like every writer, then fails the
-    -- transaction if anybody else wrote since the batch was decided.
-    CREATE FUNCTION trellis_claim_revisions(expected bigint, upto bigint) RETURNS void
-    LANGUAGE plpgsql AS $claim$
-    BEGIN
-        UPDATE trellis_meta SET revision = upto WHERE revision = expected;
-        IF NOT FOUND THEN
-            RAISE EXCEPTION 'the shard revision moved past %', expected
-                USING ERRCODE = 'serialization_failure';
-        END IF;
-    END
-    $claim$;
     "#,
     ),
 ];
