@@ -35,13 +35,20 @@ struct Builder {
     params: Vec<Param>,
 }
 
+impl Placeholder {
+    /// How the n-th (1-based) parameter is written.
+    fn param(self, n: usize) -> String {
+        match self {
+            Placeholder::Dollar => format!("${n}"),
+            Placeholder::Question => format!("?{n}"),
+        }
+    }
+}
+
 impl Builder {
     fn push(&mut self, p: Param) -> String {
         self.params.push(p);
-        match self.style {
-            Placeholder::Dollar => format!("${}", self.params.len()),
-            Placeholder::Question => format!("?{}", self.params.len()),
-        }
+        self.style.param(self.params.len())
     }
 
     /// `resource = … [AND cluster = …] [AND namespace = …] [AND (cluster, namespace, name) > …]`
@@ -93,17 +100,10 @@ pub(crate) const OBJECT_COLUMNS: &str =
 
 /// The current object at one key (parameters 1–4: resource, cluster, namespace, name).
 pub(crate) fn get_object(style: Placeholder) -> String {
-    let p = |n: usize| match style {
-        Placeholder::Dollar => format!("${n}"),
-        Placeholder::Question => format!("?{n}"),
-    };
+    let [p1, p2, p3, p4] = [1, 2, 3, 4].map(|n| style.param(n));
     format!(
         "SELECT {OBJECT_COLUMNS} FROM {OBJECTS_FROM} \
-         WHERE o.resource = {} AND o.cluster = {} AND o.namespace = {} AND o.name = {}",
-        p(1),
-        p(2),
-        p(3),
-        p(4)
+         WHERE o.resource = {p1} AND o.cluster = {p2} AND o.namespace = {p3} AND o.name = {p4}"
     )
 }
 
@@ -169,6 +169,29 @@ pub(crate) fn list_changed_since(
 /// holding the state it replaced.
 pub(crate) const EVENT_COLUMNS: &str =
     "e.rev, e.kind, e.resource, e.cluster, e.namespace, e.name, e.uid, e.create_rev, e.value, e.prev_rev, p.value";
+
+/// The newest revision of the next stretch of the log a compaction sweep takes on: at most
+/// `limit` revisions after `swept` (parameter 1), up to `compacted` (2); parameter 3 is the limit.
+pub(crate) fn sweep_bound(style: Placeholder) -> String {
+    let [p1, p2, p3] = [1, 2, 3].map(|n| style.param(n));
+    format!(
+        "SELECT MAX(rev) FROM (SELECT rev FROM trellis_events \
+         WHERE rev > {p1} AND rev <= {p2} ORDER BY rev LIMIT {p3}) chunk"
+    )
+}
+
+/// Removes what the revisions after `swept` (parameter 1) up to `upto` (2) superseded: the
+/// states they name as `prev_rev`, and the deletions (kind, parameter 3) themselves.
+pub(crate) fn sweep_delete(style: Placeholder) -> String {
+    let [p1, p2, p3] = [1, 2, 3].map(|n| style.param(n));
+    format!(
+        "DELETE FROM trellis_events WHERE rev IN ( \
+           SELECT prev_rev FROM trellis_events \
+             WHERE rev > {p1} AND rev <= {p2} AND prev_rev IS NOT NULL \
+           UNION ALL \
+           SELECT rev FROM trellis_events WHERE rev > {p1} AND rev <= {p2} AND kind = {p3})"
+    )
+}
 
 /// Events after `after`, optionally only those in `scope`, in revision order.
 pub(crate) fn events_after(

@@ -18,10 +18,9 @@ pub const SCHEMA_VERSION: i64 = 4;
 /// migrations: open the store afterwards to migrate it the rest of the way.
 #[doc(hidden)]
 pub async fn migrate_location_to(location: &str, version: i64) -> Result<()> {
-    if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-        crate::postgres::migrate_url_to(location, version).await
-    } else {
-        crate::sqlite::migrate_path_to(std::path::Path::new(location), version).await
+    match crate::ShardSpec::parse(location) {
+        crate::ShardSpec::Postgres { url } => crate::postgres::migrate_url_to(&url, version).await,
+        crate::ShardSpec::Sqlite { path } => crate::sqlite::migrate_path_to(&path, version).await,
     }
 }
 

@@ -511,8 +511,7 @@ async fn sweep(client: &Object) -> Result<Option<u64>> {
     }
     let upto: Option<i64> = client
         .query_one(
-            "SELECT MAX(rev) FROM (SELECT rev FROM trellis_events \
-             WHERE rev > $1 AND rev <= $2 ORDER BY rev LIMIT $3) chunk",
+            &sql::sweep_bound(Placeholder::Dollar),
             &[&swept, &compacted, &COMPACTION_BATCH],
         )
         .await?
@@ -520,11 +519,7 @@ async fn sweep(client: &Object) -> Result<Option<u64>> {
     let upto = upto.unwrap_or(compacted);
     let removed = client
         .execute(
-            "DELETE FROM trellis_events WHERE rev IN ( \
-               SELECT prev_rev FROM trellis_events \
-                 WHERE rev > $1 AND rev <= $2 AND prev_rev IS NOT NULL \
-               UNION ALL \
-               SELECT rev FROM trellis_events WHERE rev > $1 AND rev <= $2 AND kind = $3)",
+            &sql::sweep_delete(Placeholder::Dollar),
             &[&swept, &upto, &EventType::Deleted.code()],
         )
         .await?;

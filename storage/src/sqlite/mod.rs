@@ -422,18 +422,13 @@ fn sweep(conn: &mut Connection) -> Result<Option<u64>> {
         return Ok(None);
     }
     let upto: Option<i64> = tx.query_row(
-        "SELECT MAX(rev) FROM (SELECT rev FROM trellis_events \
-         WHERE rev > ?1 AND rev <= ?2 ORDER BY rev LIMIT ?3)",
+        &sql::sweep_bound(Placeholder::Question),
         [swept, compacted, COMPACTION_BATCH],
         |row| row.get(0),
     )?;
     let upto = upto.unwrap_or(compacted);
     let removed = tx.execute(
-        "DELETE FROM trellis_events WHERE rev IN ( \
-           SELECT prev_rev FROM trellis_events \
-             WHERE rev > ?1 AND rev <= ?2 AND prev_rev IS NOT NULL \
-           UNION ALL \
-           SELECT rev FROM trellis_events WHERE rev > ?1 AND rev <= ?2 AND kind = ?3)",
+        &sql::sweep_delete(Placeholder::Question),
         [swept, upto, i64::from(EventType::Deleted.code())],
     )?;
     tx.execute("UPDATE trellis_compaction SET swept = ?1", [upto])?;
