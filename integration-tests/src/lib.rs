@@ -103,6 +103,10 @@ impl Hub {
         Command::new(kubectl_path())
             .args(args)
             .env("KUBECONFIG", self.kubeconfig())
+            .env(
+                "KUBECACHEDIR",
+                self.kubeconfig().with_extension("kube-cache"),
+            )
             .stdout(std::process::Stdio::piped())
             .spawn()
             .expect("start kubectl")
@@ -195,6 +199,9 @@ fn run_kubectl(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool,
     let out = Command::new(kubectl_path())
         .args(args)
         .env("KUBECONFIG", kubeconfig)
+        // Discovery is cached per host and port: a port reused by another test's server must
+        // not answer from the other's cache.
+        .env("KUBECACHEDIR", kubeconfig.with_extension("kube-cache"))
         .env("PATH", path)
         .envs(env.iter().copied())
         .output()

