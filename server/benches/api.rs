@@ -17,6 +17,8 @@
 //! Sections (select some by passing their names, or part of them, as arguments after `--`):
 //! - `creates`: ConfigMap creates/s from 16 tasks, with a task doing sequential GETs alongside,
 //!   vs `Store::create` from 16 tasks.
+//!   Both also print CPU per create: of this process (the callers, and the hub when it runs)
+//!   and of the Postgres server's processes.
 //! - `watch_h1`: delivery latency to 1,000 watch streams (one HTTP/1.1 connection each) while
 //!   ConfigMaps are created at 500/s, vs 1,000 `Store::watch` streams under the same load; every
 //!   watcher must get every event, in revision order.
@@ -67,7 +69,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use trellis_server::{ServerBuilder, StartOptions};
 use trellis_storage::{ListRequest, ListScope, ObjectKey, ReadRevision, Store, StoreOptions};
-use trellis_testkit::bench::{env_or, median, percentile, report, Sections};
+use trellis_testkit::bench::{env_or, median, percentile, report, CpuTicks, Sections};
 use trellis_testkit::{ClusterOptions, PostgresCluster, TestDatabase};
 
 /// The hub's allocator, as the `trellis` binary has it (the library leaves it to the binary).
@@ -345,6 +347,8 @@ struct Hub {
     addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
     db_url: String,
+    /// The database server's postmaster, for counting its CPU.
+    postgres: Option<u32>,
     /// Stopped (every task it started) when the bench's hub is dropped.
     _server: trellis_server::Server,
     // Dropped last: the data directory and the database.
@@ -393,6 +397,7 @@ impl Hub {
             addr: started.addr,
             tls: Arc::new(tls),
             db_url: db.url().to_string(),
+            postgres: pg.postmaster_pid(),
             _server: started,
             _dir: dir,
             _db: db,
@@ -503,8 +508,9 @@ async fn throughput<F, Fut>(
     meter: &Arc<Meter>,
     workers: usize,
     window: Duration,
+    server: Option<u32>,
     op: F,
-) -> Result<f64>
+) -> Result<Throughput>
 where
     F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<()>> + Send,
@@ -525,11 +531,18 @@ where
         })
         .collect();
     tokio::time::sleep(WARMUP).await;
+    let server_cpu = || server.map(CpuTicks::of_tree).unwrap_or_default();
+    let (process_before, server_before) = (CpuTicks::of_self(), server_cpu());
     meter.set(MEASURING);
     let started = Instant::now();
     tokio::time::sleep(window).await;
     meter.set(STOPPED);
-    let rate = meter.counted.load(Ordering::Acquire) as f64 / started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed().as_secs_f64();
+    let (process, server) = (
+        CpuTicks::of_self().since(&process_before),
+        server_cpu().since(&server_before),
+    );
+    let ops = meter.counted.load(Ordering::Acquire).max(1) as f64;
     tokio::time::timeout(STOP_TIMEOUT, async {
         for task in tasks {
             task.await??;
@@ -538,7 +551,35 @@ where
     })
     .await
     .map_err(|_| "workers did not stop")??;
-    Ok(rate)
+    Ok(Throughput {
+        per_s: ops / elapsed,
+        process_cpu_us: process * 1e6 / ops,
+        server_cpu_us: server * 1e6 / ops,
+    })
+}
+
+/// A measured window: operations per second, and CPU per operation of this process (the
+/// callers, and the hub when it runs here) and of the database server's processes.
+struct Throughput {
+    per_s: f64,
+    process_cpu_us: f64,
+    server_cpu_us: f64,
+}
+
+impl Throughput {
+    /// Prints `<name>_cpu_us_process` and `<name>_cpu_us_postgres`.
+    fn report_cpu(&self, name: &str) {
+        report(
+            &format!("{name}_cpu_us_process"),
+            self.process_cpu_us,
+            "us/op",
+        );
+        report(
+            &format!("{name}_cpu_us_postgres"),
+            self.server_cpu_us,
+            "us/op",
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -554,13 +595,21 @@ async fn bench_storage_creates(pg: &PostgresCluster, config: &Config) -> Result<
     let db = pg.create_database("bench_api_storage_creates").await?;
     let store = Store::open_postgres(db.url(), StoreOptions::default()).await?;
     let before = store.commit_stats();
-    let rate = throughput(&Meter::new(), WRITERS, config.measure, {
-        let store = store.clone();
-        move |w, i| store_create(store.clone(), CREATE_NS, format!("cm-{w}-{i}"), 0)
-    })
+    let measured = throughput(
+        &Meter::new(),
+        WRITERS,
+        config.measure,
+        pg.postmaster_pid(),
+        {
+            let store = store.clone();
+            move |w, i| store_create(store.clone(), CREATE_NS, format!("cm-{w}-{i}"), 0)
+        },
+    )
     .await?;
     let after = store.commit_stats();
+    let rate = measured.per_s;
     report("api_storage_creates_per_s_16", rate, "ops/s");
+    measured.report_cpu("api_storage_create");
     describe_batches(
         "creates baseline",
         after.writes - before.writes,
@@ -625,15 +674,21 @@ async fn bench_api_creates(hub: &Hub, config: &Config, baseline: f64) -> Result<
     let meter = Meter::new();
     let (batches_before, writes_before) = hub_commit_counters(&hub.client).await?;
     let probe = tokio::spawn(probe_gets(api.clone(), meter.clone()));
-    let rate = throughput(&meter, WRITERS, config.measure, move |w, i| {
-        api_create(api.clone(), CREATE_NS, format!("cm-{w}-{i}"), 0)
-    })
+    let measured = throughput(
+        &meter,
+        WRITERS,
+        config.measure,
+        hub.postgres,
+        move |w, i| api_create(api.clone(), CREATE_NS, format!("cm-{w}-{i}"), 0),
+    )
     .await?;
+    let rate = measured.per_s;
     let gets = probe.await??;
     let (batches, writes) = hub_commit_counters(&hub.client).await?;
     describe_batches("creates", writes - writes_before, batches - batches_before);
     report("api_create_per_s_16", rate, "ops/s");
     report("api_vs_storage_ratio_16", rate / baseline, "ratio");
+    measured.report_cpu("api_create");
     report("api_get_p50_ms", percentile_ms(&gets, 0.50), "ms");
     report("api_get_p99_ms", percentile_ms(&gets, 0.99), "ms");
     println!(
@@ -1404,10 +1459,11 @@ async fn bench_metrics_overhead(pg: &PostgresCluster, config: &Config) -> Result
         }
         for (hub, rates, tag) in order {
             let api = hub.configmaps(NS);
-            let rate = throughput(&Meter::new(), WRITERS, config.measure, move |w, i| {
+            let rate = throughput(&Meter::new(), WRITERS, config.measure, None, move |w, i| {
                 api_create(api.clone(), NS, format!("cm-{round}-{w}-{i}"), 0)
             })
-            .await?;
+            .await?
+            .per_s;
             println!("# metrics: round {round}, metrics {tag}: {rate:.0} creates/s");
             rates.push(rate);
         }

@@ -424,18 +424,6 @@ struct Measured {
     server_cpu_us: f64,
 }
 
-/// The pid of a private cluster's postmaster, whose children are its backends.
-fn postmaster_pid(pg: &PostgresCluster) -> Option<u32> {
-    let pid_file = pg.data_dir()?.join("postmaster.pid");
-    std::fs::read_to_string(pid_file)
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// Runs `workers` tasks `worker(index, meter)` (each sets itself up, then calls
 /// [`Meter::drive`]) through a warm-up and a measured window. `server` is the database
 /// server's postmaster, whose CPU is counted with this process's.
@@ -578,7 +566,7 @@ async fn bench_pg_writes(pg: &PostgresCluster, config: &Config) -> Result<Vec<St
          into a bigserial table, one connection per writer; fresh database per run; \
          pg_steady_* = the store on a shard already holding {SEED_OBJECTS} objects and analyzed"
     );
-    let server = postmaster_pid(pg);
+    let server = pg.postmaster_pid();
     let mut rates = Vec::new();
     for writers in WRITERS {
         let baseline = {

@@ -150,6 +150,19 @@ impl PostgresCluster {
         }
     }
 
+    /// The pid of a local cluster's postmaster, whose children are its backends (for counting
+    /// the server's CPU); `None` for an external server or when it is not running.
+    pub fn postmaster_pid(&self) -> Option<u32> {
+        let pid_file = self.data_dir()?.join("postmaster.pid");
+        fs::read_to_string(pid_file)
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// Creates a fresh database with a unique name starting with `prefix` and returns a
     /// guard that drops the database (`WITH (FORCE)`) when dropped.
     pub async fn create_database(&self, prefix: &str) -> Result<TestDatabase, Error> {
