@@ -191,7 +191,14 @@ impl PostgresCluster {
         self.local()?.stop("fast")
     }
 
-    /// Starts a server stopped with [`stop`](Self::stop) on the same port and data directory.
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`): no shutdown checkpoint,
+    /// and the next start recovers from the WAL. Only for local clusters.
+    pub fn crash(&self) -> Result<(), Error> {
+        self.local()?.stop("immediate")
+    }
+
+    /// Starts a server stopped with [`stop`](Self::stop) or [`crash`](Self::crash) on the same
+    /// port and data directory.
     pub fn start_again(&self) -> Result<(), Error> {
         self.local()?.start_server()
     }

@@ -4,13 +4,13 @@
 //! write and commit what [`crate::write_plan`] decided. A batch of creates needs nothing from the
 //! read when none of its keys exist and nobody else has written since this process's last
 //! commit; both are what usually holds when one hub creates objects. So such a batch is decided
-//! on the revision this process last committed and sent as one statement between `BEGIN` and
-//! `COMMIT`, all at once, guarded by the database: the statement moves the revision only from
-//! the one expected (waiting for the revision lock like every writer) and inserts its rows only
-//! if it did, and the objects' primary key fails it if a key exists. Either failure costs one
-//! round trip, after which the batch goes the usual way and gets its exact answer
-//! (AlreadyExists, or revisions after the other writer's). After the revision moved under it,
-//! the shortcut stays off for a while: another process is writing the shard.
+//! on the revision this process last committed and sent as one statement, a transaction of its
+//! own (no `BEGIN` or `COMMIT` to send), guarded by the database: the statement moves the
+//! revision only from the one expected (waiting for the revision lock like every writer) and
+//! inserts its rows only if it did, and the objects' primary key fails it if a key exists.
+//! Either failure costs one round trip, after which the batch goes the usual way and gets its
+//! exact answer (AlreadyExists, or revisions after the other writer's). After the revision
+//! moved under it, the shortcut stays off for a while: another process is writing the shard.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -95,14 +95,11 @@ pub(super) async fn commit(
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&from, &upto];
     params.extend(events.params());
     params.extend(objects.params());
-    // COMMIT is awaited as its own statement: its answer comes once the commit is durable.
-    let (begun, claimed, committed) = futures::join!(
-        client.batch_execute("BEGIN"),
-        client.query_one(&statement, &params),
-        client.batch_execute("COMMIT"),
-    );
-    let failure = match (begun, claimed, committed) {
-        (Ok(()), Ok(row), Ok(())) => {
+    // One statement outside a transaction block is a transaction of its own, committed at the
+    // protocol's Sync; the answer ends with the ReadyForQuery that follows the commit, so it
+    // comes once the commit is durable. A failed statement is rolled back by the server.
+    let failure = match client.query_one(&statement, &params).await {
+        Ok(row) => {
             if row.get::<_, i64>(0) == 1 {
                 return Shortcut::Committed(decided);
             }
@@ -111,14 +108,13 @@ pub(super) async fn commit(
             known.moved();
             return Shortcut::Declined;
         }
-        (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => e,
+        Err(e) => e,
     };
     if failure.as_db_error().is_none() || failure.is_closed() {
         return Shortcut::Unknown(decided, failure);
     }
     // A key exists (unique violation), or anything else: the usual way tells exactly.
     known.forget();
-    super::rollback(client).await;
     Shortcut::Declined
 }
 

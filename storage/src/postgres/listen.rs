@@ -26,21 +26,18 @@ impl Notifier {
     pub(crate) fn start(config: tokio_postgres::Config, instance: u64) -> Self {
         let (newest, mut rx) = tokio::sync::watch::channel(0u64);
         tokio::spawn(async move {
-            let mut connection: Option<tokio_postgres::Client> = None;
+            let mut connection: Option<(tokio_postgres::Client, tokio_postgres::Statement)> = None;
             // Ends when the store (and with it the sender) is dropped.
             while rx.changed().await.is_ok() {
                 let revision = *rx.borrow_and_update();
-                if connection.as_ref().is_none_or(|c| c.is_closed()) {
+                if connection.as_ref().is_none_or(|(c, _)| c.is_closed()) {
                     connection = connect(&config).await;
                 }
-                let Some(client) = &connection else {
+                let Some((client, notify)) = &connection else {
                     continue;
                 };
                 let sent = client
-                    .execute(
-                        "SELECT pg_notify($1, $2)",
-                        &[&CHANNEL, &payload(revision, instance)],
-                    )
+                    .execute(notify, &[&CHANNEL, &payload(revision, instance)])
                     .await;
                 if let Err(err) = sent {
                     tracing::debug!(error = %err, "could not announce a commit; others will poll");
@@ -62,13 +59,17 @@ impl Notifier {
     }
 }
 
-/// The notifier's connection, its commits not waiting for the WAL to reach the disk.
-async fn connect(config: &tokio_postgres::Config) -> Option<tokio_postgres::Client> {
+/// The notifier's connection, its commits not waiting for the WAL to reach the disk, and its
+/// notification prepared once (each is then one round trip).
+async fn connect(
+    config: &tokio_postgres::Config,
+) -> Option<(tokio_postgres::Client, tokio_postgres::Statement)> {
     let connected = async {
         let (client, connection) = config.connect(NoTls).await?;
         tokio::spawn(connection);
         client.batch_execute("SET synchronous_commit = off").await?;
-        Ok::<_, tokio_postgres::Error>(client)
+        let notify = client.prepare("SELECT pg_notify($1, $2)").await?;
+        Ok::<_, tokio_postgres::Error>((client, notify))
     };
     match connected.await {
         Ok(client) => Some(client),
