@@ -99,7 +99,7 @@ pub fn owner_refs(object: &Value) -> Vec<OwnerRef> {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
+    memchr::memmem::find(haystack, needle).is_some()
 }
 
 /// Owner uid → dependents, and uid → key, of the objects kept.
