@@ -22,7 +22,7 @@
 //! every change after it is applied: controllers map changes to work-queue keys there.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -84,6 +84,9 @@ struct Shared<T> {
     handlers: RwLock<Vec<(u64, Handler<T>)>>,
     next_handler: std::sync::atomic::AtomicU64,
     synced: watch::Sender<bool>,
+    /// Held while a change is applied and handed to the handlers, and while a new handler is
+    /// given what is kept: so it never gets an older state after a newer one.
+    delivery: Mutex<()>,
 }
 
 /// A shared cache of one resource; cheap to clone (every clone is the same cache).
@@ -158,6 +161,7 @@ impl<T: Send + Sync + 'static> Reflector<T> {
                 handlers: RwLock::new(Vec::new()),
                 next_handler: Default::default(),
                 synced: watch::channel(false).0,
+                delivery: Mutex::new(()),
             }),
         }
     }
@@ -287,6 +291,7 @@ impl<T: Send + Sync + 'static> Reflector<T> {
         handler: impl Fn(&Change<'_, T>) + Send + Sync + 'static,
     ) -> Subscription {
         let handler: Handler<T> = Arc::new(handler);
+        let _delivering = self.shared.delivering();
         let id = self
             .shared
             .next_handler
@@ -296,8 +301,8 @@ impl<T: Send + Sync + 'static> Reflector<T> {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .push((id, handler.clone()));
-        // Changes applied from here on reach the handler; what was there before is replayed.
-        // A change may be seen both ways: subscribers map changes to work, which is idempotent.
+        // Changes applied from here on reach the handler; what was there before is replayed,
+        // with no change applied in between (`delivering`).
         let existing: Vec<(ObjectKey, Arc<T>)> = self
             .objects()
             .iter()
@@ -328,6 +333,10 @@ impl<T: Send + Sync + 'static> Reflector<T> {
 }
 
 impl<T: Send + Sync + 'static> Shared<T> {
+    fn delivering(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.delivery.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn handlers(&self) -> Vec<Handler<T>> {
         self.handlers
             .read()
@@ -343,8 +352,11 @@ impl<T: Send + Sync + 'static> Shared<T> {
         }
     }
 
-    /// Applies one watch event of shard `source`.
+    /// Applies one watch event of shard `source`, hands it to the handlers, and only then
+    /// reports its revision reached: whoever waits for that revision finds what the handlers
+    /// keep (the RBAC cache's rules, say) up to date.
     fn apply_event(&self, source: usize, event: &Event) {
+        let _delivering = self.delivering();
         let key = &event.object.key;
         let revision = event.revision();
         let new = match event.kind {
@@ -368,7 +380,6 @@ impl<T: Send + Sync + 'static> Shared<T> {
                 None => objects.remove(key).map(|e| e.object),
             }
         };
-        self.sources[source].reached.send_replace(revision);
         let deleted = event.kind == EventType::Deleted;
         if old.is_some() || new.is_some() || deleted {
             self.notify(&Change {
@@ -379,11 +390,13 @@ impl<T: Send + Sync + 'static> Shared<T> {
                 deleted,
             });
         }
+        self.sources[source].reached.send_replace(revision);
     }
 
     /// Replaces what is kept of shard `source` by a fresh listing at `revision`; reports the
-    /// difference as changes.
+    /// difference as changes, then the revision reached (as [`Shared::apply_event`] does).
     fn replace(&self, source: usize, listed: Vec<(ObjectKey, u64, Option<T>)>, revision: u64) {
+        let _delivering = self.delivering();
         // (key, old, new, deleted)
         type Kept<T> = Option<Arc<T>>;
         let mut changes: Vec<(ObjectKey, Kept<T>, Kept<T>, bool)> = Vec::new();
@@ -426,9 +439,6 @@ impl<T: Send + Sync + 'static> Shared<T> {
                 }
             }
         }
-        self.sources[source]
-            .reached
-            .send_modify(|r| *r = (*r).max(revision));
         for (key, old, new, deleted) in changes {
             self.notify(&Change {
                 key: &key,
@@ -438,6 +448,9 @@ impl<T: Send + Sync + 'static> Shared<T> {
                 deleted,
             });
         }
+        self.sources[source]
+            .reached
+            .send_modify(|r| *r = (*r).max(revision));
     }
 
     /// Lists shard `source` (every page at one revision); what to keep, and the revision.
@@ -679,6 +692,51 @@ mod tests {
             .await
             .expect("the task stops when asked")
             .unwrap();
+    }
+
+    /// A revision is reported reached only once its change is in the handlers' hands, on the
+    /// first listing as on every watch event: whoever waits for it (the RBAC cache's questions)
+    /// finds what the handlers keep up to date.
+    #[tokio::test]
+    async fn a_revision_is_reached_only_after_the_handlers_had_its_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = store(&dir, "a.db").await;
+        a.create(key("c1", "", "listed"), "u1", value("yes"))
+            .await
+            .unwrap();
+        let reflector = Reflector::new(
+            "test",
+            ListScope::all_clusters(RESOURCE),
+            vec![("a".into(), a.clone())],
+            label,
+        );
+        // (object, its revision, the revision reported reached while the handler ran)
+        let seen: Arc<Mutex<Vec<(String, u64, u64)>>> = Arc::default();
+        let _subscription = {
+            let (seen, cache) = (seen.clone(), reflector.clone());
+            reflector.subscribe(move |change| {
+                let revision = cache.revision_of(change.key).unwrap_or_default();
+                seen.lock()
+                    .unwrap()
+                    .push((change.key.name.clone(), revision, cache.revision("a")));
+            })
+        };
+        let stop = CancellationToken::new();
+        reflector.spawn(stop.clone());
+        reflector.wait_synced().await;
+        for name in ["one", "two", "three"] {
+            a.create(key("c1", "", name), "u", value("yes"))
+                .await
+                .unwrap();
+        }
+        eventually("every change", || seen.lock().unwrap().len() == 4).await;
+        for (name, revision, reached) in seen.lock().unwrap().iter() {
+            assert!(
+                reached < revision,
+                "{name} (revision {revision}) was reported reached ({reached}) before its handler ran"
+            );
+        }
+        stop.cancel();
     }
 
     /// Subscribers see what was there when they subscribed, then each change once applied;
