@@ -633,6 +633,16 @@ mod tests {
             .unwrap()
     }
 
+    /// A reflector of the labels of every ConfigMap in `a`, its one shard (named "a").
+    fn one_shard(a: &Store) -> Reflector<String> {
+        Reflector::new(
+            "test",
+            ListScope::all_clusters(RESOURCE),
+            vec![("a".into(), a.clone())],
+            label,
+        )
+    }
+
     async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !check() {
@@ -704,12 +714,7 @@ mod tests {
         a.create(key("c1", "", "listed"), "u1", value("yes"))
             .await
             .unwrap();
-        let reflector = Reflector::new(
-            "test",
-            ListScope::all_clusters(RESOURCE),
-            vec![("a".into(), a.clone())],
-            label,
-        );
+        let reflector = one_shard(&a);
         // (object, its revision, the revision reported reached while the handler ran)
         let seen: Arc<Mutex<Vec<(String, u64, u64)>>> = Arc::default();
         let _subscription = {
@@ -752,12 +757,7 @@ mod tests {
             .create(key("c1", "", "dropped"), "u2", Bytes::from_static(b"{}"))
             .await
             .unwrap();
-        let reflector = Reflector::new(
-            "test",
-            ListScope::all_clusters(RESOURCE),
-            vec![("a".into(), a.clone())],
-            label,
-        );
+        let reflector = one_shard(&a);
         let stop = CancellationToken::new();
         reflector.spawn(stop.clone());
         reflector.wait_synced().await;
@@ -806,12 +806,7 @@ mod tests {
         a.create(key("c1", "", "y"), "u2", value("1"))
             .await
             .unwrap();
-        let reflector = Reflector::new(
-            "test",
-            ListScope::all_clusters(RESOURCE),
-            vec![("a".into(), a.clone())],
-            label,
-        );
+        let reflector = one_shard(&a);
         let shared = reflector.shared.clone();
         let (objects, revision) = shared.list(0).await.unwrap();
         shared.replace(0, objects, revision);
