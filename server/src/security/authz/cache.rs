@@ -232,7 +232,8 @@ pub struct RbacCache {
     clusters: RwLock<HashMap<String, ClusterPolicy>>,
     /// One per RBAC resource; none for a cache not fed from a store (tests).
     reflectors: Vec<Reflector<Piece>>,
-    _subscriptions: Vec<Subscription>,
+    /// Set once, right after the cache is made (they hold a weak reference to it).
+    subscriptions: std::sync::OnceLock<Vec<Subscription>>,
     /// Stops the reflectors when the cache goes.
     _stop: Option<DropGuard>,
 }
@@ -245,44 +246,52 @@ impl RbacCache {
         defaults: Arc<defaults::DefaultRoles>,
         stop: CancellationToken,
     ) -> Arc<Self> {
-        let reflectors: Vec<Reflector<Piece>> = RESOURCES
-            .iter()
-            .map(|resource| {
-                Reflector::new(
-                    format!("rbac:{resource}"),
-                    ListScope::all_clusters(*resource),
-                    vec![(SOURCE.to_string(), store.clone())],
-                    |stored: &StoredObject| piece_of(&stored.key, &stored.value),
-                )
-            })
-            .collect();
         let stop = stop.child_token();
-        for reflector in &reflectors {
+        let cache = Self::following(
+            reflectors(&store),
+            defaults,
+            Some(stop.clone().drop_guard()),
+        );
+        for reflector in &cache.reflectors {
             reflector.spawn(stop.clone());
         }
-        Arc::new_cyclic(|cache: &std::sync::Weak<RbacCache>| {
-            let subscriptions = reflectors
-                .iter()
-                .map(|reflector| {
-                    let cache = cache.clone();
-                    reflector.subscribe(move |change| {
-                        if let Some(cache) = cache.upgrade() {
-                            let mut clusters =
-                                cache.clusters.write().unwrap_or_else(|e| e.into_inner());
-                            let defaults = cache.defaults.cluster_roles();
-                            apply(&mut clusters, defaults, change.key, change.new.as_deref());
-                        }
-                    })
+        cache
+    }
+
+    /// A cache fed by `reflectors` (started or not): what they keep now, then every change.
+    /// The cache exists before it subscribes, so nothing they hand over is lost (a handler
+    /// subscribed from inside `Arc::new_cyclic` could not reach the cache yet, and the objects
+    /// a reflector had already listed were dropped: after a restart, whatever the listing
+    /// beat the subscription to, until each object changed again).
+    fn following(
+        reflectors: Vec<Reflector<Piece>>,
+        defaults: Arc<defaults::DefaultRoles>,
+        stop: Option<DropGuard>,
+    ) -> Arc<Self> {
+        let cache = Arc::new(RbacCache {
+            defaults,
+            clusters: RwLock::new(HashMap::new()),
+            reflectors,
+            subscriptions: std::sync::OnceLock::new(),
+            _stop: stop,
+        });
+        let subscriptions = cache
+            .reflectors
+            .iter()
+            .map(|reflector| {
+                let cache = Arc::downgrade(&cache);
+                reflector.subscribe(move |change| {
+                    if let Some(cache) = cache.upgrade() {
+                        let mut clusters =
+                            cache.clusters.write().unwrap_or_else(|e| e.into_inner());
+                        let defaults = cache.defaults.cluster_roles();
+                        apply(&mut clusters, defaults, change.key, change.new.as_deref());
+                    }
                 })
-                .collect();
-            RbacCache {
-                defaults,
-                clusters: RwLock::new(HashMap::new()),
-                reflectors,
-                _subscriptions: subscriptions,
-                _stop: Some(stop.drop_guard()),
-            }
-        })
+            })
+            .collect();
+        let _ = cache.subscriptions.set(subscriptions);
+        cache
     }
 
     #[cfg(test)]
@@ -291,7 +300,7 @@ impl RbacCache {
             defaults,
             clusters: RwLock::new(HashMap::new()),
             reflectors: Vec::new(),
-            _subscriptions: Vec::new(),
+            subscriptions: std::sync::OnceLock::new(),
             _stop: None,
         }
     }
@@ -406,6 +415,21 @@ impl RbacCache {
             }
         }
     }
+}
+
+/// One reflector per RBAC resource, across every logical cluster of `store`.
+fn reflectors(store: &Store) -> Vec<Reflector<Piece>> {
+    RESOURCES
+        .iter()
+        .map(|resource| {
+            Reflector::new(
+                format!("rbac:{resource}"),
+                ListScope::all_clusters(*resource),
+                vec![(SOURCE.to_string(), store.clone())],
+                |stored: &StoredObject| piece_of(&stored.key, &stored.value),
+            )
+        })
+        .collect()
 }
 
 /// What the cache keeps of one stored RBAC object, compiled once per change.
@@ -703,6 +727,45 @@ mod tests {
         drop(clusters);
         assert!(cache.allows("a", &user("user7", &[]), &get("configmaps", "ns", "x")));
         assert!(!cache.allows("a", &user("user7", &[]), &get("configmaps", "other", "x")));
+    }
+
+    /// A cache whose reflectors listed before it subscribed (as after a restart, when the
+    /// listing wins the race) grants what they listed: a Role and its RoleBinding stored
+    /// before the cache existed.
+    #[tokio::test]
+    async fn what_the_reflectors_listed_before_the_cache_subscribed_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_sqlite(dir.path().join("store.db"), StoreOptions::default())
+            .await
+            .unwrap();
+        let role = json!({"metadata": {"name": "reader", "namespace": "ns"},
+            "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]});
+        let role_binding = binding(
+            "reader",
+            Some("ns"),
+            "Role",
+            "reader",
+            json!([{"kind": "User", "name": "alice"}]),
+        );
+        for (resource, object) in [(ROLES, role), (ROLE_BINDINGS, role_binding)] {
+            let key = ObjectKey::new("a", resource, "ns", "reader");
+            store
+                .create(key, "u", Bytes::from(object.to_string()))
+                .await
+                .unwrap();
+        }
+        let stop = CancellationToken::new();
+        let listed = reflectors(&store);
+        for reflector in &listed {
+            reflector.spawn(stop.clone());
+            reflector.wait_synced().await;
+        }
+        let cache = RbacCache::following(listed, test_defaults(), None);
+        cache.catch_up(&store).await.unwrap();
+        let alice = user("alice", &[]);
+        assert!(cache.allows("a", &alice, &get("configmaps", "ns", "x")));
+        assert!(!cache.allows("a", &alice, &get("configmaps", "other", "x")));
+        stop.cancel();
     }
 
     /// Through storage: a deleted binding stops counting as soon as the delete is answered.
