@@ -187,8 +187,8 @@ pub struct WorkspaceIndex {
     maps: RwLock<Maps>,
     /// Every Workspace's entry, from one list and watch of the root shard.
     workspaces: Reflector<Entry>,
-    /// Keeps the index told of the reflector's changes.
-    _changes: Subscription,
+    /// Keeps the index told of the reflector's changes (set once the index exists).
+    changes: std::sync::OnceLock<Subscription>,
 }
 
 impl WorkspaceIndex {
@@ -201,20 +201,22 @@ impl WorkspaceIndex {
             vec![(ROOT_SHARD.to_string(), store.clone())],
             entry_of_stored,
         );
-        Arc::new_cyclic(|index: &std::sync::Weak<WorkspaceIndex>| {
-            let index = index.clone();
-            let changes = workspaces.subscribe(move |change| {
-                if let Some(index) = index.upgrade() {
-                    index.apply(change);
-                }
-            });
-            WorkspaceIndex {
-                store,
-                maps: RwLock::new(Maps::default()),
-                workspaces,
-                _changes: changes,
+        // The index exists before it subscribes, so whatever the reflector already keeps
+        // (replayed on subscribing) reaches it, started or not (see the RBAC cache).
+        let index = Arc::new(WorkspaceIndex {
+            store,
+            maps: RwLock::new(Maps::default()),
+            workspaces,
+            changes: std::sync::OnceLock::new(),
+        });
+        let weak = Arc::downgrade(&index);
+        let changes = index.workspaces.subscribe(move |change| {
+            if let Some(index) = weak.upgrade() {
+                index.apply(change);
             }
-        })
+        });
+        let _ = index.changes.set(changes);
+        index
     }
 
     /// Applies one change the reflector saw.
