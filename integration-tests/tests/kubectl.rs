@@ -128,6 +128,13 @@ async fn kubectl_round_trip(hub: &Hub) {
         ]),
         "llama"
     );
+    // Go's protobuf carries the empty strings its JSON leaves out; none may be stored.
+    let metadata = hub.ok(&["get", "cm", "cfg", "-n", "typed", "-o", "json"]);
+    let metadata: serde_json::Value = serde_json::from_str(&metadata).unwrap();
+    assert!(
+        metadata["metadata"].get("generateName").is_none(),
+        "{metadata}"
+    );
     assert_eq!(
         hub.ok(&[
             "get",

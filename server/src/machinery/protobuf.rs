@@ -238,7 +238,15 @@ impl Obj {
         self
     }
 
+    /// A string field tagged `omitempty` in the Go type: Go's protobuf encoding writes such a
+    /// field even when it is empty, and its JSON leaves it out.
     fn text(self, key: &str, value: Option<String>) -> Obj {
+        self.value(key, value.filter(|v| !v.is_empty()).map(Value::String))
+    }
+
+    /// A string field that Go's JSON keeps when empty: one without `omitempty`, or a pointer
+    /// that was set.
+    fn text_kept(self, key: &str, value: Option<String>) -> Obj {
         self.value(key, value.map(Value::String))
     }
 
@@ -311,10 +319,10 @@ fn object_meta(m: meta::ObjectMeta) -> Value {
         .map("annotations", m.annotations)
         .list("ownerReferences", m.owner_references, |o| {
             Obj::new()
-                .text("apiVersion", o.api_version)
-                .text("kind", o.kind)
-                .text("name", o.name)
-                .text("uid", o.uid)
+                .text_kept("apiVersion", o.api_version)
+                .text_kept("kind", o.kind)
+                .text_kept("name", o.name)
+                .text_kept("uid", o.uid)
                 .value("controller", o.controller.map(Value::Bool))
                 .value(
                     "blockOwnerDeletion",
@@ -395,8 +403,8 @@ fn label_selector(s: meta::LabelSelector) -> Value {
         .map("matchLabels", s.match_labels)
         .list("matchExpressions", s.match_expressions, |e| {
             Obj::new()
-                .text("key", e.key)
-                .text("operator", e.operator)
+                .text_kept("key", e.key)
+                .text_kept("operator", e.operator)
                 .strings("values", e.values)
                 .done()
         })
@@ -411,9 +419,9 @@ fn binding(
     Obj::with_meta(metadata)
         .list("subjects", subjects, |s| {
             Obj::new()
-                .text("kind", s.kind)
+                .text_kept("kind", s.kind)
                 .text("apiGroup", s.api_group)
-                .text("name", s.name)
+                .text_kept("name", s.name)
                 .text("namespace", s.namespace)
                 .done()
         })
@@ -421,9 +429,9 @@ fn binding(
             "roleRef",
             role_ref.map(|r| {
                 Obj::new()
-                    .text("apiGroup", r.api_group)
-                    .text("kind", r.kind)
-                    .text("name", r.name)
+                    .text_kept("apiGroup", r.api_group)
+                    .text_kept("kind", r.kind)
+                    .text_kept("name", r.name)
                     .done()
             }),
         )
@@ -436,7 +444,7 @@ fn lease_json(l: coordination::v1::Lease) -> Value {
             "spec",
             l.spec.map(|s| {
                 Obj::new()
-                    .text("holderIdentity", s.holder_identity)
+                    .text_kept("holderIdentity", s.holder_identity)
                     .value(
                         "leaseDurationSeconds",
                         s.lease_duration_seconds.map(Value::from),
@@ -450,8 +458,8 @@ fn lease_json(l: coordination::v1::Lease) -> Value {
                         s.renew_time.and_then(|t| time(t.seconds, t.nanos, true)),
                     )
                     .value("leaseTransitions", s.lease_transitions.map(Value::from))
-                    .text("strategy", s.strategy)
-                    .text("preferredHolder", s.preferred_holder)
+                    .text_kept("strategy", s.strategy)
+                    .text_kept("preferredHolder", s.preferred_holder)
                     .done()
             }),
         )
@@ -515,6 +523,55 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "ConfigMap",
                    "metadata": {"name": "cfg", "labels": {"app": "llm"}},
                    "data": {"model": "llama"}, "binaryData": {"blob": "eA=="}})
+        );
+    }
+
+    /// Go's protobuf encoding writes every plain string field, empty or not (what `kubectl
+    /// create configmap` sends carries `generateName: ""`); its JSON leaves out the empty ones
+    /// tagged `omitempty` and keeps the others.
+    #[test]
+    fn empty_strings_go_as_they_do_in_kubernetes_json() {
+        let cm = core::v1::ConfigMap {
+            metadata: Some(meta::ObjectMeta {
+                name: Some("cfg".into()),
+                generate_name: Some(String::new()),
+                namespace: Some(String::new()),
+                uid: Some(String::new()),
+                resource_version: Some(String::new()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let json = decode_any(&envelope("v1", "ConfigMap", cm.encode_to_vec())).unwrap();
+        assert_eq!(json["metadata"], json!({"name": "cfg"}));
+
+        let rb = rbac::v1::RoleBinding {
+            metadata: Some(meta::ObjectMeta {
+                name: Some("rb".into()),
+                ..Default::default()
+            }),
+            subjects: vec![rbac::v1::Subject {
+                kind: Some("Group".into()),
+                name: Some("devs".into()),
+                api_group: Some(String::new()),
+                namespace: Some(String::new()),
+            }],
+            role_ref: Some(rbac::v1::RoleRef {
+                api_group: Some(String::new()),
+                kind: Some("Role".into()),
+                name: Some("reader".into()),
+            }),
+        };
+        let json = decode_any(&envelope(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            rb.encode_to_vec(),
+        ))
+        .unwrap();
+        assert_eq!(json["subjects"], json!([{"kind": "Group", "name": "devs"}]));
+        assert_eq!(
+            json["roleRef"],
+            json!({"apiGroup": "", "kind": "Role", "name": "reader"})
         );
     }
 
