@@ -804,6 +804,23 @@ async fn server_side_apply(hub: &Hub) {
         hub.ok(&["get", "cm", "ssa", "-o", "jsonpath={.data}"]),
         r#"{"key":"one"}"#
     );
+
+    // From client-side apply to server-side apply: kubectl moves the client-side manager's
+    // fields to its own, then applies; the data and the last-applied annotation stay.
+    let csa = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: csa\ndata:\n  k: v1\n";
+    let path = write_file(dir.path(), "csa.yaml", csa);
+    hub.ok(&["apply", "-f", &path]);
+    let path = write_file(dir.path(), "csa.yaml", &csa.replace("k: v1", "k: v2"));
+    hub.ok(&["apply", "--server-side", "--force-conflicts", "-f", &path]);
+    assert_eq!(
+        hub.ok(&["get", "cm", "csa", "-o", "jsonpath={.data}"]),
+        r#"{"k":"v2"}"#
+    );
+    let annotations = hub.ok(&["get", "cm", "csa", "-o", "jsonpath={.metadata.annotations}"]);
+    assert!(
+        annotations.contains("kubectl.kubernetes.io/last-applied-configuration"),
+        "{annotations}"
+    );
 }
 
 /// Every namespace has a `default` ServiceAccount, as in Kubernetes; it comes back if deleted.

@@ -263,7 +263,12 @@ pub(crate) fn prune(
             let keys: Vec<String> = map.keys().cloned().collect();
             for key in keys {
                 let pe = PathElement::Field(key.clone());
-                if remove.has_member(&pe) {
+                // A field somebody still owns anything in stays, even if the applier gave up
+                // the field itself (kubectl's client-side to server-side upgrade leaves it
+                // owning `data` as a whole, then applies only `data.k`): only what is below
+                // and owned by nobody goes.
+                let still_owned = owned.is_some_and(|o| o.touches(&pe));
+                if remove.has_member(&pe) && !still_owned {
                     map.remove(&key);
                     continue;
                 }
@@ -282,7 +287,6 @@ pub(crate) fn prune(
                 );
                 let now_empty = child.as_object().is_some_and(Map::is_empty)
                     || child.as_array().is_some_and(Vec::is_empty);
-                let still_owned = owned.is_some_and(|o| o.touches(&pe));
                 if now_empty && last_child.is_some() && !still_owned {
                     map.remove(&key);
                 }
@@ -296,7 +300,7 @@ pub(crate) fn prune(
             let item_node = node.items();
             let mut kept = Vec::with_capacity(items.len());
             for (pe, mut item) in pes.into_iter().zip(std::mem::take(items)) {
-                if remove.has_member(&pe) {
+                if remove.has_member(&pe) && !owned.is_some_and(|o| o.touches(&pe)) {
                     continue;
                 }
                 if let Some(sub) = remove.child(&pe) {

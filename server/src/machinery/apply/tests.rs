@@ -561,3 +561,55 @@ fn applying_and_updating_under_one_name_are_separate_managers() {
         )]
     );
 }
+
+/// `kubectl apply --server-side` on an object made by client-side apply: kubectl first hands
+/// the client-side manager's fields to its own Apply entry (owning `data` and the annotations
+/// map as wholes), then applies only `data.k`. What it gave up but still owns below, or what
+/// another manager owns, stays (as in Kubernetes); before, `data` and the annotation vanished.
+#[test]
+fn giving_up_a_field_keeps_what_is_still_owned_below_it() {
+    let last_applied = "kubectl.kubernetes.io/last-applied-configuration";
+    let live = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {
+            "name": "c", "namespace": "d",
+            "annotations": {last_applied: "{}"},
+            "managedFields": [
+                {"manager": "kubectl", "operation": "Apply", "apiVersion": "v1", "time": T1,
+                 "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:data": {".": {}, "f:k": {}},
+                              "f:metadata": {"f:annotations": {".": {}, format!("f:{last_applied}"): {}}}}},
+                {"manager": "kubectl-last-applied", "operation": "Apply", "apiVersion": "v1",
+                 "time": T1, "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:metadata": {"f:annotations": {format!("f:{last_applied}"): {}}}}}
+            ]
+        },
+        "data": {"k": "v1"}
+    });
+    let obj = apply(
+        Some(&live),
+        &cm(json!({"k": "v2"})),
+        &forced("kubectl"),
+        &configmaps(),
+    )
+    .unwrap();
+    assert_eq!(obj["data"], json!({"k": "v2"}));
+    assert_eq!(obj["metadata"]["annotations"], json!({last_applied: "{}"}));
+    assert_eq!(
+        owners(&obj),
+        vec![
+            owner("kubectl", "Apply", r#"{"f:data":{"f:k":{}}}"#),
+            owner(
+                "kubectl-last-applied",
+                "Apply",
+                &format!(r#"{{"f:metadata":{{"f:annotations":{{"f:{last_applied}":{{}}}}}}}}"#)
+            ),
+        ]
+    );
+
+    // Giving up a whole block nobody else has anything in still removes it.
+    let without_data = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                              "metadata": {"name": "c", "namespace": "d"}});
+    let again = apply(Some(&obj), &without_data, &opts("kubectl"), &configmaps()).unwrap();
+    assert!(again.get("data").is_none(), "{again}");
+}
