@@ -154,11 +154,18 @@ impl Status {
         let mut details = subject.details();
         details.kind = kind.to_string();
         details.causes = causes;
+        // The kind qualified by its group, as kube-apiserver's message has it (`ConfigMap`,
+        // `Role.rbac.authorization.k8s.io`); kubectl prints its own line from the details.
+        let qualified = if subject.group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{}", subject.group)
+        };
         Status::new(
             422,
             "Invalid",
             format!(
-                "{kind} \"{}\" is invalid: {}",
+                "{qualified} \"{}\" is invalid: {}",
                 subject.name,
                 summary.join(", ")
             ),
@@ -350,5 +357,25 @@ mod tests {
             .message
             .starts_with("ConfigMap \"Bad_Name\" is invalid: metadata.name: Invalid value"));
         assert_eq!(s.details.as_ref().unwrap().causes.len(), 1);
+
+        // A kind with a group is named with it, the details keep the plain kind.
+        let s = Status::invalid(
+            &Subject {
+                group: "example.com",
+                resource: "widgets",
+                name: "w",
+            },
+            "Widget",
+            vec![StatusCause {
+                kind: "FieldValueRequired".into(),
+                message: "Required value".into(),
+                field: "spec.color".into(),
+            }],
+        );
+        assert_eq!(
+            s.message,
+            "Widget.example.com \"w\" is invalid: spec.color: Required value"
+        );
+        assert_eq!(s.details.as_ref().unwrap().kind, "Widget");
     }
 }
