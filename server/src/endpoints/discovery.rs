@@ -29,8 +29,20 @@ pub fn version() -> Value {
         "buildDate": "",
         "goVersion": "",
         "compiler": "rustc",
-        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+        "platform": format!("{}/{}", std::env::consts::OS, go_arch(std::env::consts::ARCH)),
     })
+}
+
+/// An architecture as Go (and so every Kubernetes `version.platform`) names it.
+fn go_arch(rust: &str) -> &str {
+    match rust {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "powerpc64" => "ppc64",
+        other => other,
+    }
 }
 
 /// Whether an `Accept` header asks for aggregated discovery (v2; v2beta1 is no longer
@@ -224,6 +236,19 @@ fn aggregated_resource(r: &ResourceType) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_platform_is_named_as_go_names_it() {
+        assert_eq!(go_arch("x86_64"), "amd64");
+        assert_eq!(go_arch("aarch64"), "arm64");
+        assert_eq!(go_arch("s390x"), "s390x");
+        let platform = version()["platform"].as_str().unwrap().to_string();
+        assert!(platform.starts_with("linux/"), "{platform}");
+        assert!(
+            !platform.contains("x86_64") && !platform.contains("aarch64"),
+            "{platform}"
+        );
+    }
 
     #[test]
     fn core_resources_are_listed_with_short_names() {
