@@ -491,6 +491,15 @@ mod tests {
         })
     }
 
+    fn decoded_role_binding(rb: &rbac::v1::RoleBinding) -> Value {
+        decode_any(&envelope(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            rb.encode_to_vec(),
+        ))
+        .unwrap()
+    }
+
     fn envelope(api_version: &str, kind: &str, raw: Vec<u8>) -> Vec<u8> {
         let unknown = Unknown {
             type_meta: Some(TypeMeta {
@@ -562,12 +571,7 @@ mod tests {
                 name: Some("reader".into()),
             }),
         };
-        let json = decode_any(&envelope(
-            "rbac.authorization.k8s.io/v1",
-            "RoleBinding",
-            rb.encode_to_vec(),
-        ))
-        .unwrap();
+        let json = decoded_role_binding(&rb);
         assert_eq!(json["subjects"], json!([{"kind": "Group", "name": "devs"}]));
         assert_eq!(
             json["roleRef"],
@@ -598,12 +602,7 @@ mod tests {
                 name: Some("reader".into()),
             }),
         };
-        let json = decode_any(&envelope(
-            "rbac.authorization.k8s.io/v1",
-            "RoleBinding",
-            rb.encode_to_vec(),
-        ))
-        .unwrap();
+        let json = decoded_role_binding(&rb);
         assert_eq!(
             json["metadata"]["creationTimestamp"],
             "1970-01-01T00:00:00Z"
