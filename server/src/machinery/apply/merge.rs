@@ -300,7 +300,9 @@ pub(crate) fn prune(
             let item_node = node.items();
             let mut kept = Vec::with_capacity(items.len());
             for (pe, mut item) in pes.into_iter().zip(std::mem::take(items)) {
-                if remove.has_member(&pe) && !owned.is_some_and(|o| o.touches(&pe)) {
+                // An item goes whole: kept for another manager's field in it, it would lose
+                // its key fields below (which the applier owned), and so its identity.
+                if remove.has_member(&pe) {
                     continue;
                 }
                 if let Some(sub) = remove.child(&pe) {
