@@ -963,6 +963,17 @@ async fn the_rate_limit_answers_429() {
     let (code, body) = request(&hub, None, "GET", path, Some(ALICE_TOKEN), "").await;
     assert_eq!(code, 429, "{body}");
     assert!(body.contains("TooManyRequests"), "{body}");
+    // Counted as kube-apiserver counts what it drops: by verb and resource, with code 429.
+    let metrics = hub.ok(&["get", "--raw", "/metrics"]);
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("apiserver_request_total{")
+                && line.contains("code=\"429\"")
+                && line.contains("resource=\"namespaces\"")
+                && line.contains("verb=\"LIST\"")),
+        "{metrics}"
+    );
     for _ in 0..10 {
         assert_eq!(
             request(&hub, None, "GET", path, Some(FUZZ_TOKEN), "")

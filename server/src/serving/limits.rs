@@ -101,20 +101,59 @@ impl RateLimiter {
     }
 }
 
-/// The rate-limit layer; runs after authentication.
+/// The rate limiter, and the server whose request metrics count what it refuses.
+#[derive(Clone)]
+pub struct RateLimit {
+    pub limiter: Arc<RateLimiter>,
+    pub state: Arc<crate::serving::state::AppState>,
+}
+
+/// The rate-limit layer; runs after authentication. A refused request is counted in
+/// `apiserver_request_total` with code 429, as kube-apiserver counts what it drops.
 pub async fn rate_limit(
-    State(limiter): State<Arc<RateLimiter>>,
+    State(limit): State<RateLimit>,
     request: Request<Body>,
     next: Next,
 ) -> Response {
+    let started = Instant::now();
     if let Some(user) = request.extensions().get::<UserInfo>() {
         if !user.is_master() {
-            if let Err(wait) = limiter.check(&bucket_key(user), Instant::now()) {
-                return response::status(too_many_requests(wait));
+            if let Err(wait) = limit.limiter.check(&bucket_key(user), started) {
+                let refused = response::status(too_many_requests(wait));
+                return counted(&limit.state, &request, started, refused);
             }
         }
     }
     next.run(request).await
+}
+
+/// Records a request answered before dispatch in the request metrics, labelled as dispatch
+/// labels it.
+fn counted(
+    state: &crate::serving::state::AppState,
+    request: &Request<Body>,
+    started: Instant,
+    response: Response,
+) -> Response {
+    if !state.metrics.enabled() {
+        return response;
+    }
+    let query = crate::serving::query::Query::parse(request.uri().query());
+    let Ok(info) = crate::machinery::request_info::parse(
+        request.method().as_str(),
+        request.uri().path(),
+        query.flag("watch"),
+    ) else {
+        return response;
+    };
+    crate::serving::instrument::Measured::of(
+        state,
+        &info,
+        request.method(),
+        request.headers(),
+        started,
+    )
+    .finish(&state.metrics, response)
 }
 
 /// Whose bucket a request draws from: the user name, and for a ServiceAccount also its

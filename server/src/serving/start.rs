@@ -481,7 +481,10 @@ async fn security_layers(
             crate::serving::limits::body_deadline,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            limiter,
+            crate::serving::limits::RateLimit {
+                limiter,
+                state: state.clone(),
+            },
             crate::serving::limits::rate_limit,
         ))
         .layer(axum::middleware::from_fn_with_state(
