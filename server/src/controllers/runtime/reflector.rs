@@ -283,6 +283,23 @@ impl<T: Send + Sync + 'static> Reflector<T> {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// [`Reflector::subscribe`] for a handler that keeps `target` current, which usually
+    /// holds the subscription itself: `target` is held weakly (no cycle), and must exist
+    /// before it subscribes, since what the reflector already keeps is handed over at once (a
+    /// target still under construction, as inside `Arc::new_cyclic`, would drop it).
+    pub fn subscribe_into<S: Send + Sync + 'static>(
+        &self,
+        target: &Arc<S>,
+        apply: impl Fn(&S, &Change<'_, T>) + Send + Sync + 'static,
+    ) -> Subscription {
+        let target = Arc::downgrade(target);
+        self.subscribe(move |change| {
+            if let Some(target) = target.upgrade() {
+                apply(&target, change);
+            }
+        })
+    }
+
     /// Calls `handler` with every change from now on, after it is applied, and first with
     /// every object already kept (as if just added). Handlers run on the reflector's task:
     /// they must be quick and must not block (queue work, update an index).

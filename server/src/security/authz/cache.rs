@@ -258,11 +258,10 @@ impl RbacCache {
         cache
     }
 
-    /// A cache fed by `reflectors` (started or not): what they keep now, then every change.
-    /// The cache exists before it subscribes, so nothing they hand over is lost (a handler
-    /// subscribed from inside `Arc::new_cyclic` could not reach the cache yet, and the objects
-    /// a reflector had already listed were dropped: after a restart, whatever the listing
-    /// beat the subscription to, until each object changed again).
+    /// A cache fed by `reflectors` (started or not): what they keep now, then every change
+    /// ([`Reflector::subscribe_into`]: built inside `Arc::new_cyclic`, the cache dropped what
+    /// a reflector had listed before the subscription, after a restart until each object
+    /// changed again).
     fn following(
         reflectors: Vec<Reflector<Piece>>,
         defaults: Arc<defaults::DefaultRoles>,
@@ -279,14 +278,10 @@ impl RbacCache {
             .reflectors
             .iter()
             .map(|reflector| {
-                let cache = Arc::downgrade(&cache);
-                reflector.subscribe(move |change| {
-                    if let Some(cache) = cache.upgrade() {
-                        let mut clusters =
-                            cache.clusters.write().unwrap_or_else(|e| e.into_inner());
-                        let defaults = cache.defaults.cluster_roles();
-                        apply(&mut clusters, defaults, change.key, change.new.as_deref());
-                    }
+                reflector.subscribe_into(&cache, |cache, change| {
+                    let mut clusters = cache.clusters.write().unwrap_or_else(|e| e.into_inner());
+                    let defaults = cache.defaults.cluster_roles();
+                    apply(&mut clusters, defaults, change.key, change.new.as_deref());
                 })
             })
             .collect();

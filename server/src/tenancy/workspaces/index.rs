@@ -201,20 +201,15 @@ impl WorkspaceIndex {
             vec![(ROOT_SHARD.to_string(), store.clone())],
             entry_of_stored,
         );
-        // The index exists before it subscribes, so whatever the reflector already keeps
-        // (replayed on subscribing) reaches it, started or not (see the RBAC cache).
         let index = Arc::new(WorkspaceIndex {
             store,
             maps: RwLock::new(Maps::default()),
             workspaces,
             changes: std::sync::OnceLock::new(),
         });
-        let weak = Arc::downgrade(&index);
-        let changes = index.workspaces.subscribe(move |change| {
-            if let Some(index) = weak.upgrade() {
-                index.apply(change);
-            }
-        });
+        let changes = index
+            .workspaces
+            .subscribe_into(&index, |index, change| index.apply(change));
         let _ = index.changes.set(changes);
         index
     }
