@@ -845,9 +845,114 @@ async fn default_service_accounts(hub: &Hub) {
         .contains("serviceaccount/default"));
 }
 
+/// `kubectl delete --dry-run=server` sends `dryRun` in the DeleteOptions body, not the query:
+/// nothing may go, one object or a collection. The namespaces kube-apiserver keeps cannot be
+/// deleted, dry run or not, and there is no deletecollection of namespaces.
+async fn deletes_that_must_not_delete(hub: &Hub) {
+    hub.ok(&["create", "namespace", "dry"]);
+    for name in ["one", "two"] {
+        hub.ok(&["create", "configmap", name, "-n", "dry"]);
+    }
+    let one = hub.ok(&[
+        "delete",
+        "configmap",
+        "one",
+        "-n",
+        "dry",
+        "--dry-run=server",
+    ]);
+    assert!(one.trim_end().ends_with("(server dry run)"), "{one}");
+    let all = hub.ok(&[
+        "delete",
+        "configmaps",
+        "--all",
+        "-n",
+        "dry",
+        "--dry-run=server",
+    ]);
+    assert!(all.contains("two"), "{all}");
+    assert_eq!(
+        hub.ok(&["get", "configmaps", "-n", "dry", "-o", "name"])
+            .trim_end(),
+        "configmap/one\nconfigmap/two"
+    );
+    hub.ok(&["delete", "namespace", "dry", "--dry-run=server"]);
+    hub.ok(&["get", "namespace", "dry"]);
+
+    for ns in ["default", "kube-system", "kube-public"] {
+        for dry in [&["--dry-run=server"][..], &[]] {
+            let err = hub.fails(&[&["delete", "namespace", ns][..], dry].concat());
+            assert!(
+                err.contains(&format!(
+                    r#"namespaces "{ns}" is forbidden: this namespace may not be deleted"#
+                )),
+                "{err}"
+            );
+        }
+        hub.ok(&["get", "namespace", ns]);
+    }
+    let err = hub.fails(&["delete", "--raw", "/api/v1/namespaces"]);
+    assert!(
+        err.contains("MethodNotAllowed") || err.contains("405"),
+        "{err}"
+    );
+    let verbs = hub.ok(&["api-resources", "-o", "wide", "--api-group="]);
+    let line = verbs
+        .lines()
+        .find(|l| l.starts_with("namespaces "))
+        .expect("namespaces in api-resources");
+    assert!(!line.contains("deletecollection"), "{line}");
+
+    // A collection's delete takes propagationPolicy from the body too: orphaned, a dependent
+    // stays and loses its owner reference (in the background it would be collected).
+    hub.ok(&["label", "configmap", "one", "-n", "dry", "role=owner"]);
+    let uid = hub.ok(&[
+        "get",
+        "configmap",
+        "one",
+        "-n",
+        "dry",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let dependent = write_file(
+        dir.path(),
+        "dependent.json",
+        &format!(
+            r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"dependent","namespace":"dry","ownerReferences":[{{"apiVersion":"v1","kind":"ConfigMap","name":"one","uid":"{uid}"}}]}}}}"#
+        ),
+    );
+    hub.ok(&["create", "-f", &dependent]);
+    hub.ok(&[
+        "delete",
+        "configmaps",
+        "-l",
+        "role=owner",
+        "-n",
+        "dry",
+        "--cascade=orphan",
+    ]);
+    wait_until(|| !hub.kubectl(&["get", "configmap", "one", "-n", "dry"]).0);
+    wait_until(|| {
+        hub.ok(&[
+            "get",
+            "configmap",
+            "dependent",
+            "-n",
+            "dry",
+            "-o",
+            "jsonpath={.metadata.ownerReferences}",
+        ])
+        .is_empty()
+    });
+    hub.ok(&["get", "configmap", "dependent", "-n", "dry"]);
+}
+
 on_both_stores!(
     kubectl_round_trip,
     namespace_and_finalizers,
     server_side_apply,
-    default_service_accounts
+    default_service_accounts,
+    deletes_that_must_not_delete
 );

@@ -277,6 +277,17 @@ pub trait Kind: Send + Sync + 'static {
         false
     }
 
+    /// Why the object named `name` may never be deleted (a 403), as kube-apiserver keeps
+    /// `default`, `kube-system` and `kube-public`.
+    fn may_delete(&self, _name: &str) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether a deletecollection is served (not for Namespaces, as kube-apiserver does not).
+    fn deletes_collections(&self) -> bool {
+        true
+    }
+
     /// With [`Kind::deletes_gracefully`]: what marks an object being deleted besides its
     /// `deletionTimestamp` (a Namespace's phase becomes `Terminating`).
     fn mark_deleting(&self, _object: &mut Value) {}

@@ -79,6 +79,10 @@ pub const VERBS: &[&str] = &[
     "watch",
 ];
 
+const VERBS_BUT_DELETECOLLECTION: [&str; 7] = [
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
+
 impl ResourceType {
     /// `v1` or `apps/v1`.
     pub fn api_version(&self) -> String {
@@ -142,10 +146,16 @@ impl ResourceType {
 
     /// The verbs discovery lists: kinds answered by an endpoint are create-only.
     pub fn verbs(&self) -> &'static [&'static str] {
-        if self.is_stored() {
-            VERBS
-        } else {
+        if !self.is_stored() {
             &["create"]
+        } else if self
+            .kind_rules
+            .as_ref()
+            .is_some_and(|k| !k.deletes_collections())
+        {
+            &VERBS_BUT_DELETECOLLECTION
+        } else {
+            VERBS
         }
     }
 

@@ -110,6 +110,13 @@ pub async fn handle(
             ),
         ));
     }
+    if request.verb == Verb::DeleteCollection && !rt.verbs().contains(&"deletecollection") {
+        return response::status(Status::method_not_allowed(format!(
+            "the server does not allow this method on the requested resource ({} {})",
+            request.verb.as_str(),
+            rt.plural
+        )));
+    }
     let accept = headers
         .get(axum::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok());
@@ -140,7 +147,7 @@ pub async fn handle(
         Verb::Update => write::update(&target, &query, headers, body).await,
         Verb::Delete => write::delete(&target, &query, body).await,
         Verb::Patch => write::patch(&target, &query, headers, body).await,
-        Verb::DeleteCollection => write::delete_collection(&target, &query).await,
+        Verb::DeleteCollection => write::delete_collection(&target, &query, body).await,
     };
     let mut response = result.unwrap_or_else(response::status);
     // A deprecated custom resource version says so on every response, as kube-apiserver does.

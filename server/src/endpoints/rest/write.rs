@@ -669,20 +669,26 @@ async fn rewrite(
     }))
 }
 
-pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Response, Status> {
-    let name = target.name.unwrap_or_default();
-    // DeleteOptions may come in the body; an empty body is fine.
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
-    let options: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| Status::bad_request(format!("invalid DeleteOptions: {e}")))?
-    };
-    let preconditions = Preconditions {
-        revision: match options
+/// The `DeleteOptions` a delete or deletecollection may carry in its body (kubectl sends
+/// `dryRun`, `propagationPolicy` and `preconditions` there); an empty body is none.
+struct DeleteOptions {
+    preconditions: Preconditions,
+    propagation: deletion::Propagation,
+    dry_run: bool,
+}
+
+impl DeleteOptions {
+    async fn read(query: &Query, body: Body) -> Result<DeleteOptions, Status> {
+        let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+            .await
+            .map_err(|_| Status::too_large(MAX_BODY_BYTES))?;
+        let options: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| Status::bad_request(format!("invalid DeleteOptions: {e}")))?
+        };
+        let revision = match options
             .pointer("/preconditions/resourceVersion")
             .and_then(Value::as_str)
         {
@@ -691,19 +697,62 @@ pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Re
                     .map_err(|_| Status::bad_request(format!("invalid resourceVersion {v:?}")))?,
             ),
             None => None,
-        },
-        uid: options
+        };
+        let uid = options
             .pointer("/preconditions/uid")
             .and_then(Value::as_str)
-            .map(str::to_string),
+            .map(str::to_string);
+        Ok(DeleteOptions {
+            preconditions: Preconditions { revision, uid },
+            propagation: propagation(query, &options)?,
+            dry_run: dry_run(query)? || dry_run_in_body(&options)?,
+        })
+    }
+}
+
+/// `dryRun` of a DeleteOptions body: a list whose only allowed value is `All`.
+fn dry_run_in_body(options: &Value) -> Result<bool, Status> {
+    let Some(values) = options.get("dryRun") else {
+        return Ok(false);
     };
-    let propagation = propagation(query, &options)?;
+    let values = match values {
+        Value::Null => return Ok(false),
+        Value::Array(values) => values,
+        _ => {
+            return Err(Status::bad_request(
+                "invalid DeleteOptions: dryRun must be a list",
+            ))
+        }
+    };
+    let mut dry = false;
+    for value in values {
+        match value.as_str() {
+            Some("All") => dry = true,
+            other => {
+                return Err(Status::bad_request(format!(
+                    "invalid dryRun value {}: only \"All\" is supported",
+                    other.map_or_else(|| value.to_string(), |s| format!("{s:?}"))
+                )))
+            }
+        }
+    }
+    Ok(dry)
+}
+
+pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Response, Status> {
+    let name = target.name.unwrap_or_default();
+    let options = DeleteOptions::read(query, body).await?;
+    if let Some(kind) = &target.rt.kind_rules {
+        if let Err(why) = kind.may_delete(name) {
+            return Err(Status::forbidden(&target.subject(), &why));
+        }
+    }
     let store = &target.shard.store;
     let existing = store
         .get(&target.key(name))
         .await
         .map_err(|e| target.storage_error(&e))?;
-    if dry_run(query)? {
+    if options.dry_run {
         let object = object_meta::decode(&existing.value, existing.revision, target.rt)?;
         return Ok(response::json(StatusCode::OK, &object));
     }
@@ -712,8 +761,8 @@ pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Re
         target.rt,
         target.key(name),
         &existing,
-        preconditions,
-        propagation,
+        options.preconditions,
+        options.propagation,
     )
     .await
     .map_err(|e| target.storage_error(&e))?
@@ -739,10 +788,13 @@ fn propagation(query: &Query, options: &Value) -> Result<deletion::Propagation, 
 }
 
 /// deletecollection: every object the selectors match, each deleted as a single delete would.
-pub async fn delete_collection(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
+pub async fn delete_collection(
+    target: &Target<'_>,
+    query: &Query,
+    body: Body,
+) -> Result<Response, Status> {
     let filter = super::filter::Filter::from_query(query, target.rt)?;
-    let propagation = propagation(query, &Value::Null)?;
-    let dry = dry_run(query)?;
+    let options = DeleteOptions::read(query, body).await?;
     let store = &target.shard.store;
     let listed = store
         .list(trellis_storage::ListRequest::new(super::list::scope(
@@ -756,7 +808,7 @@ pub async fn delete_collection(target: &Target<'_>, query: &Query) -> Result<Res
         if !filter.matches(&object) {
             continue;
         }
-        if dry {
+        if options.dry_run {
             deleted.push(object);
             continue;
         }
@@ -770,8 +822,8 @@ pub async fn delete_collection(target: &Target<'_>, query: &Query) -> Result<Res
             target.rt,
             key.clone(),
             &existing,
-            Preconditions::none(),
-            propagation,
+            options.preconditions.clone(),
+            options.propagation,
         )
         .await
         {

@@ -13,6 +13,9 @@ use crate::machinery::patch::strategic::ListStrategy;
 
 pub struct Namespace;
 
+/// The namespaces kube-apiserver refuses to delete (its NamespaceLifecycle admission).
+const IMMORTAL: &[&str] = &["default", "kube-system", "kube-public"];
+
 impl Kind for Namespace {
     fn names(&self) -> Names {
         Names::cluster("", "v1", "Namespace", "namespaces").short(&["ns"])
@@ -36,6 +39,17 @@ impl Kind for Namespace {
 
     fn deletes_gracefully(&self) -> bool {
         true
+    }
+
+    fn may_delete(&self, name: &str) -> Result<(), String> {
+        if IMMORTAL.contains(&name) {
+            return Err("this namespace may not be deleted".into());
+        }
+        Ok(())
+    }
+
+    fn deletes_collections(&self) -> bool {
+        false
     }
 
     fn mark_deleting(&self, object: &mut Value) {
