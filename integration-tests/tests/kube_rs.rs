@@ -378,15 +378,16 @@ async fn hostile_patches_are_bounded(hub: &Hub) {
         (413, "RequestEntityTooLarge")
     );
 
-    // Merge and strategic merge patches may not build an object larger than a request.
-    let two_mib = "y".repeat(2 << 20);
+    // Merge and strategic merge patches may not build an object larger than a request: a
+    // ConfigMap just under its 1 MiB limit, and a patch of 2.5 MiB (under 3 MiB itself).
+    let almost_one_mib = "y".repeat(1000 << 10);
     api.create(
         &PostParams::default(),
-        &configmap("big", &[("a", &two_mib)]),
+        &configmap("big", &[("a", &almost_one_mib)]),
     )
     .await
     .unwrap();
-    let more = json!({"data": {"b": two_mib}});
+    let more = json!({"data": {"b": "y".repeat(5 << 19)}});
     for patch in [Patch::Merge(&more), Patch::Strategic(&more)] {
         let status = api_status(api.patch("big", &PatchParams::default(), &patch).await);
         assert_eq!(status.code, 413, "{status:?}");

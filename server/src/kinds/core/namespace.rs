@@ -10,6 +10,8 @@ use crate::kinds::{
     NAME, READ,
 };
 use crate::machinery::patch::strategic::ListStrategy;
+use crate::machinery::schema::FieldError;
+use crate::machinery::status::StatusCause;
 
 pub struct Namespace;
 
@@ -35,6 +37,33 @@ impl Kind for Namespace {
 
     fn prepare(&self, object: &mut Value) {
         prepare_namespace(object)
+    }
+
+    fn prepare_create(&self, object: &mut Value) {
+        // A new namespace is Active whatever the request says, as kube-apiserver makes it.
+        object["status"] = json!({"phase": "Active"});
+    }
+
+    fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<StatusCause> {
+        if old.is_none() {
+            return Vec::new();
+        }
+        let phase = object.pointer("/status/phase").unwrap_or(&Value::Null);
+        let (wanted, rule) = if object.pointer("/metadata/deletionTimestamp").is_some() {
+            (
+                "Terminating",
+                "may only be 'Terminating' if `deletionTimestamp` is not empty",
+            )
+        } else {
+            (
+                "Active",
+                "may only be 'Active' if `deletionTimestamp` is empty",
+            )
+        };
+        if phase.as_str() == Some(wanted) {
+            return Vec::new();
+        }
+        vec![FieldError::invalid("status.Phase", phase, rule).into()]
     }
 
     fn deletes_gracefully(&self) -> bool {
@@ -118,6 +147,32 @@ fn prepare_namespace(object: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_phase_follows_the_deletion_timestamp() {
+        let old = json!({"metadata": {"name": "ml"}, "status": {"phase": "Active"}});
+        let with = |phase: &str, deleting: bool| {
+            let mut n = json!({"metadata": {"name": "ml"}, "status": {"phase": phase}});
+            if deleting {
+                n["metadata"]["deletionTimestamp"] = json!("2026-12-05T00:00:00Z");
+            }
+            Namespace.validate(&n, Some(&old))
+        };
+        assert!(with("Active", false).is_empty());
+        assert!(with("Terminating", true).is_empty());
+        let causes = with("Terminating", false);
+        assert_eq!(causes.len(), 1);
+        assert_eq!(causes[0].field, "status.Phase");
+        assert_eq!(
+            causes[0].message,
+            "Invalid value: \"Terminating\": may only be 'Active' if `deletionTimestamp` is empty"
+        );
+        assert_eq!(with("Bogus", true).len(), 1);
+        // A create is Active, whatever it asked for.
+        let mut n = json!({"metadata": {"name": "ml"}, "status": {"phase": "Terminating"}});
+        Namespace.prepare_create(&mut n);
+        assert_eq!(n["status"], json!({"phase": "Active"}));
+    }
 
     #[test]
     fn namespaces_get_phase_finalizer_and_label() {

@@ -1,18 +1,37 @@
 //! Secret: confidential data. `stringData` is write-only, folded into `data` (base64) on every
 //! write; `type` defaults to `Opaque`. Readable by editors, not viewers, as in Kubernetes.
+//!
+//! Checked as kube-apiserver checks them: `data` values are base64 (a 400, as its decoder
+//! answers), keys and size as a ConfigMap's, the keys each `type` needs are there, and `type`
+//! never changes, nor anything once `immutable` is set.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use k8s_openapi::api::core::v1;
 use serde_json::{Map, Value};
 
+use super::config_map::{decoded_len, entries, immutable_errors, key_errors, MAX_SIZE};
 use crate::kinds::{
-    age_cell, cell_count, cell_text, schema_of, Column, Grants, Kind, Names, SchemaSource, AGE,
-    NAME, READ_WRITE,
+    age_cell, cell_count, cell_text, schema_of, Admission, Column, Grants, Kind, Names,
+    SchemaSource, AGE, NAME, READ_WRITE,
 };
+use crate::machinery::schema::FieldError;
+use crate::machinery::status::{Status, StatusCause};
 
 pub struct Secret;
 
+/// The `data` keys a Secret of a given type must have (any one of several, for basic-auth).
+fn required_keys(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "kubernetes.io/dockercfg" => &[".dockercfg"],
+        "kubernetes.io/dockerconfigjson" => &[".dockerconfigjson"],
+        "kubernetes.io/ssh-auth" => &["ssh-privatekey"],
+        "kubernetes.io/tls" => &["tls.key", "tls.crt"],
+        _ => &[],
+    }
+}
+
+#[async_trait::async_trait]
 impl Kind for Secret {
     fn names(&self) -> Names {
         Names::namespaced("", "v1", "Secret", "secrets")
@@ -24,6 +43,81 @@ impl Kind for Secret {
 
     fn prepare(&self, object: &mut Value) {
         fold_string_data(object)
+    }
+
+    fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<StatusCause> {
+        let mut errors = Vec::new();
+        let mut size = 0;
+        for (key, value) in entries(object, "data") {
+            errors.extend(key_errors("data", key));
+            size += decoded_len(value);
+        }
+        if size > MAX_SIZE {
+            errors.push(FieldError::too_long("data", MAX_SIZE as u64));
+        }
+        let kind = object
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("Opaque");
+        let has = |key: &str| object.pointer("/data").and_then(|d| d.get(key)).is_some();
+        for key in required_keys(kind) {
+            if !has(key) {
+                errors.push(FieldError::required(format!("data[{key}]"), ""));
+            }
+        }
+        match kind {
+            "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+                errors.push(FieldError::required("data[username]", ""));
+                errors.push(FieldError::required("data[password]", ""));
+            }
+            "kubernetes.io/service-account-token"
+                if object
+                    .pointer("/metadata/annotations/kubernetes.io~1service-account.name")
+                    .is_none() =>
+            {
+                errors.push(FieldError::required(
+                    "metadata.annotations[kubernetes.io/service-account.name]",
+                    "",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(old) = old {
+            let was = old.get("type").and_then(Value::as_str).unwrap_or("Opaque");
+            if was != kind {
+                errors.push(FieldError::invalid(
+                    "type",
+                    &Value::String(kind.to_string()),
+                    "field is immutable",
+                ));
+            }
+            errors.extend(immutable_errors(object, old, &["data"]));
+        }
+        errors.into_iter().map(StatusCause::from).collect()
+    }
+
+    /// `data` that is not base64 is refused as kube-apiserver's decoder refuses it.
+    async fn admit(
+        &self,
+        _admission: &Admission<'_>,
+        object: &mut Value,
+        _old: Option<&Value>,
+    ) -> Result<(), Status> {
+        for (_, value) in entries(object, "data") {
+            let Some(text) = value.as_str() else { continue };
+            if let Err(e) = STANDARD.decode(text) {
+                let at = match e {
+                    base64::DecodeError::InvalidByte(at, _)
+                    | base64::DecodeError::InvalidLastSymbol(at, _) => at,
+                    _ => text.len(),
+                };
+                return Err(Status::bad_request(format!(
+                    "Secret in version \"v1\" cannot be handled as a Secret: illegal base64 data \
+                     at input byte {at}"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn columns(&self) -> &'static [Column] {
@@ -89,6 +183,47 @@ fn fold_string_data(object: &mut Value) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn fields(object: &Value, old: Option<&Value>) -> Vec<String> {
+        Secret
+            .validate(object, old)
+            .into_iter()
+            .map(|c| c.field)
+            .collect()
+    }
+
+    #[test]
+    fn each_type_has_its_keys() {
+        let tls = |data: Value| json!({"type": "kubernetes.io/tls", "data": data});
+        assert!(fields(&tls(json!({"tls.crt": "eA==", "tls.key": "eA=="})), None).is_empty());
+        assert_eq!(
+            fields(&tls(json!({"tls.crt": "eA=="})), None),
+            ["data[tls.key]"]
+        );
+        let basic = json!({"type": "kubernetes.io/basic-auth", "data": {}});
+        assert_eq!(fields(&basic, None), ["data[username]", "data[password]"]);
+        let token = json!({"type": "kubernetes.io/service-account-token"});
+        assert_eq!(
+            fields(&token, None),
+            ["metadata.annotations[kubernetes.io/service-account.name]"]
+        );
+        assert_eq!(
+            fields(&json!({"data": {"a b": "eA=="}}), None),
+            ["data[a b]"]
+        );
+    }
+
+    #[test]
+    fn type_and_immutable_data_stay() {
+        let old = json!({"type": "Opaque", "data": {"a": "eA=="}});
+        assert!(fields(&old, Some(&old)).is_empty());
+        let retyped =
+            json!({"type": "kubernetes.io/tls", "data": {"tls.crt": "eA==", "tls.key": "eA=="}});
+        assert_eq!(fields(&retyped, Some(&old)), ["type"]);
+        let frozen = json!({"type": "Opaque", "immutable": true, "data": {"a": "eA=="}});
+        let changed = json!({"type": "Opaque", "immutable": true, "data": {"a": "eQ=="}});
+        assert_eq!(fields(&changed, Some(&frozen)), ["data"]);
+    }
 
     #[test]
     fn secrets_fold_string_data_into_data() {

@@ -59,6 +59,16 @@ fn with_detail(head: String, detail: &str) -> String {
     }
 }
 
+impl From<FieldError> for crate::machinery::status::StatusCause {
+    fn from(e: FieldError) -> Self {
+        crate::machinery::status::StatusCause {
+            kind: e.kind.into(),
+            message: e.message,
+            field: e.field,
+        }
+    }
+}
+
 impl FieldError {
     pub fn invalid(field: impl Into<String>, value: &Value, detail: &str) -> FieldError {
         FieldError {
