@@ -879,6 +879,44 @@ async fn deletes_that_must_not_delete(hub: &Hub) {
     hub.ok(&["delete", "namespace", "dry", "--dry-run=server"]);
     hub.ok(&["get", "namespace", "dry"]);
 
+    // A dry run answers what the real thing would: the name is taken.
+    let err = hub.fails(&[
+        "create",
+        "configmap",
+        "one",
+        "-n",
+        "dry",
+        "--dry-run=server",
+    ]);
+    assert!(err.contains(r#"configmaps "one" already exists"#), "{err}");
+
+    // Gone at once, a ConfigMap is answered with a Status naming it (a ServiceAccount, as in
+    // kube-apiserver, with the object).
+    hub.ok(&["create", "configmap", "gone", "-n", "dry"]);
+    let uid = hub.ok(&[
+        "get",
+        "configmap",
+        "gone",
+        "-n",
+        "dry",
+        "-o",
+        "jsonpath={.metadata.uid}",
+    ]);
+    let answer = hub.ok(&["delete", "--raw", "/api/v1/namespaces/dry/configmaps/gone"]);
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect(&answer);
+    assert_eq!(
+        answer,
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            "details": {"name": "gone", "kind": "configmaps", "uid": uid}})
+    );
+    hub.ok(&["create", "serviceaccount", "gone", "-n", "dry"]);
+    let answer = hub.ok(&[
+        "delete",
+        "--raw",
+        "/api/v1/namespaces/dry/serviceaccounts/gone",
+    ]);
+    assert!(answer.contains(r#""kind":"ServiceAccount""#), "{answer}");
+
     for ns in ["default", "kube-system", "kube-public"] {
         for dry in [&["--dry-run=server"][..], &[]] {
             let err = hub.fails(&[&["delete", "namespace", ns][..], dry].concat());
@@ -949,7 +987,95 @@ async fn deletes_that_must_not_delete(hub: &Hub) {
     hub.ok(&["get", "configmap", "dependent", "-n", "dry"]);
 }
 
+/// ConfigMaps and Secrets are checked as kube-apiserver checks them: immutable stays
+/// immutable, a Secret's data is base64 and has the keys its type needs.
+async fn config_and_secret_rules(hub: &Hub) {
+    hub.ok(&["create", "configmap", "frozen", "--from-literal=a=1"]);
+    hub.ok(&[
+        "patch",
+        "configmap",
+        "frozen",
+        "-p",
+        r#"{"immutable":true}"#,
+    ]);
+    let err = hub.fails(&[
+        "patch",
+        "configmap",
+        "frozen",
+        "-p",
+        r#"{"data":{"a":"2"}}"#,
+    ]);
+    assert!(
+        err.contains("data: Forbidden: field is immutable when `immutable` is set"),
+        "{err}"
+    );
+    let err = hub.fails(&[
+        "patch",
+        "configmap",
+        "frozen",
+        "-p",
+        r#"{"immutable":false}"#,
+    ]);
+    assert!(err.contains("immutable: Forbidden"), "{err}");
+    hub.ok(&["label", "configmap", "frozen", "still=labelled"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_file(
+        dir.path(),
+        "bad.json",
+        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"bad"},"data":{"a":"notbase64!!"}}"#,
+    );
+    let err = hub.fails(&["create", "-f", &bad]);
+    assert!(err.contains("illegal base64 data at input byte"), "{err}");
+    let tls = write_file(
+        dir.path(),
+        "tls.json",
+        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"half"},"type":"kubernetes.io/tls","data":{"tls.crt":"eA=="}}"#,
+    );
+    let err = hub.fails(&["create", "-f", &tls]);
+    assert!(err.contains("data[tls.key]: Required value"), "{err}");
+    hub.ok(&["create", "secret", "generic", "plain", "--from-literal=k=v"]);
+    let err = hub.fails(&[
+        "patch",
+        "secret",
+        "plain",
+        "-p",
+        r#"{"type":"kubernetes.io/basic-auth"}"#,
+    ]);
+    assert!(err.contains("type: Invalid value"), "{err}");
+    assert!(hub.ok(&["describe", "secrets"]).contains("plain"));
+}
+
+/// A create names a collection and an update an object; the other way round is a 405, as
+/// kube-apiserver answers, never a write.
+async fn methods_in_the_wrong_place(hub: &Hub) {
+    let dir = tempfile::tempdir().unwrap();
+    let cm = write_file(
+        dir.path(),
+        "cm.json",
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"elsewhere"}}"#,
+    );
+    for args in [
+        [
+            "create",
+            "--raw",
+            "/api/v1/namespaces/default/configmaps/posted",
+        ],
+        ["replace", "--raw", "/api/v1/namespaces/default/configmaps"],
+    ] {
+        let err = hub.fails(&[&args[..], &["-f", &cm]].concat());
+        assert!(
+            err.contains("MethodNotAllowed") || err.contains("not allow"),
+            "{err}"
+        );
+    }
+    let (found, _, _) = hub.kubectl(&["get", "configmap", "elsewhere"]);
+    assert!(!found, "a misplaced create wrote an object");
+}
+
 on_both_stores!(
+    methods_in_the_wrong_place,
+    config_and_secret_rules,
     kubectl_round_trip,
     namespace_and_finalizers,
     server_side_apply,

@@ -35,7 +35,8 @@ impl Preconditions {
         }
     }
 
-    fn check(&self, current: &StoredObject) -> Result<(), StorageError> {
+    /// Whether `current` meets them; the error a write against it would fail with.
+    pub fn check(&self, current: &StoredObject) -> Result<(), StorageError> {
         let conflict = |reason: String| StorageError::Conflict {
             key: describe(&current.key),
             reason,

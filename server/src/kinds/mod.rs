@@ -283,6 +283,12 @@ pub trait Kind: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Whether a delete that removes the object at once answers with the object (as
+    /// kube-apiserver's ServiceAccounts and Pods do) instead of a `Success` Status naming it.
+    fn returns_deleted_object(&self) -> bool {
+        false
+    }
+
     /// Whether a deletecollection is served (not for Namespaces, as kube-apiserver does not).
     fn deletes_collections(&self) -> bool {
         true

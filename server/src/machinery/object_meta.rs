@@ -10,6 +10,9 @@ use crate::machinery::revision_splice::splice_revision;
 use crate::machinery::status::{Status, StatusCause, Subject};
 use crate::registry::ResourceType;
 
+/// Longest `generateName` prefix used: with the suffix, a name of at most 63 characters.
+const MAX_GENERATED_PREFIX: usize = 63 - SUFFIX_LEN;
+
 /// Characters of `generateName` suffixes, as kube-apiserver uses (no vowels, no look-alikes).
 const SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 const SUFFIX_LEN: usize = 5;
@@ -90,6 +93,12 @@ pub fn prepare_create(
     let name = match (str_field(meta, "name")?, str_field(meta, "generateName")?) {
         (Some(name), _) if !name.is_empty() => name.to_string(),
         (_, Some(prefix)) if !prefix.is_empty() => {
+            // As kube-apiserver: the prefix is cut so that prefix and suffix fit in 63.
+            let mut cut = prefix.len().min(MAX_GENERATED_PREFIX);
+            while !prefix.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let prefix = &prefix[..cut];
             let mut rng = rand::thread_rng();
             let suffix: String = (0..SUFFIX_LEN)
                 .map(|_| SUFFIX_ALPHABET[rng.gen_range(0..SUFFIX_ALPHABET.len())] as char)
@@ -281,6 +290,14 @@ mod tests {
             json!({"metadata": {"generateName": "cfg-", "resourceVersion": "5"}, "data": {}});
         let (name, uid) = prepare_create(&mut obj, cm, Some("default")).unwrap();
         assert!(name.starts_with("cfg-") && name.len() == 9);
+        // A long prefix is cut so that the name is a valid label (a Namespace's rule).
+        let ns = lookup_builtin("", "v1", "namespaces").unwrap();
+        for prefix in ["a".repeat(61), "b".repeat(300)] {
+            let mut obj = json!({"metadata": {"generateName": prefix}});
+            let (name, _) = prepare_create(&mut obj, ns, None).unwrap();
+            assert_eq!(name.len(), 63);
+            assert!(name.starts_with(&prefix[..58]), "{name}");
+        }
         assert_eq!(obj["metadata"]["uid"], uid);
         assert_eq!(obj["metadata"]["namespace"], "default");
         assert!(

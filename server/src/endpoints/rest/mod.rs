@@ -110,6 +110,17 @@ pub async fn handle(
             ),
         ));
     }
+    // Creates go to a collection, updates and patches to an object (or its subresource).
+    let misplaced = match request.verb {
+        Verb::Create => request.name.is_some() && subresource == Subresource::None,
+        Verb::Update | Verb::Patch => request.name.is_none(),
+        _ => false,
+    };
+    if misplaced {
+        return response::status(Status::method_not_allowed(
+            "the server does not allow this method on the requested resource",
+        ));
+    }
     if request.verb == Verb::DeleteCollection && !rt.verbs().contains(&"deletecollection") {
         return response::status(Status::method_not_allowed(format!(
             "the server does not allow this method on the requested resource ({} {})",

@@ -4,7 +4,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use serde_json::Value;
+use serde_json::{json, Value};
 use trellis_storage::{Preconditions, StorageError};
 
 use super::subresource::{self, Subresource};
@@ -229,6 +229,14 @@ async fn store_new(
     crate::machinery::admission::check_namespace_accepts_content(&subject_target).await?;
     validate_and_admit(&subject_target, &mut object, None).await?;
     if dry_run(query)? {
+        // A dry run answers what the create would: a name in use is a 409.
+        match target.shard.store.get(&target.key(&name)).await {
+            Ok(_) => {
+                return Err(subject_target.storage_error(&StorageError::AlreadyExists(name.clone())))
+            }
+            Err(StorageError::NotFound(_)) => {}
+            Err(e) => return Err(subject_target.storage_error(&e)),
+        }
         return Ok(with_warnings(
             response::json(StatusCode::CREATED, &object),
             &warnings,
@@ -753,10 +761,14 @@ pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Re
         .await
         .map_err(|e| target.storage_error(&e))?;
     if options.dry_run {
+        options
+            .preconditions
+            .check(&existing)
+            .map_err(|e| target.storage_error(&e))?;
         let object = object_meta::decode(&existing.value, existing.revision, target.rt)?;
         return Ok(response::json(StatusCode::OK, &object));
     }
-    let stored = match deletion::delete(
+    let deleted = deletion::delete(
         store,
         target.rt,
         target.key(name),
@@ -765,12 +777,40 @@ pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Re
         options.propagation,
     )
     .await
-    .map_err(|e| target.storage_error(&e))?
-    {
+    .map_err(|e| target.storage_error(&e))?;
+    let returns_object = target
+        .rt
+        .kind_rules
+        .as_ref()
+        .is_some_and(|k| k.returns_deleted_object());
+    let stored = match deleted {
+        // Gone at once: kube-apiserver answers with a Status naming what went (its uid lets a
+        // client tell it from a namesake), unless the kind returns the object.
+        Deleted::Gone(stored) if !returns_object => {
+            return Ok(response::json(
+                StatusCode::OK,
+                &json!({
+                    "kind": "Status",
+                    "apiVersion": "v1",
+                    "metadata": {},
+                    "status": "Success",
+                    "details": deleted_details(target, name, &stored.uid),
+                }),
+            ));
+        }
         Deleted::Gone(stored) | Deleted::Pending(stored) => stored,
     };
     let object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
     Ok(response::json(StatusCode::OK, &object))
+}
+
+/// A deleted object's `details`: its name, group (when not core), resource and uid.
+fn deleted_details(target: &Target<'_>, name: &str, uid: &str) -> Value {
+    let mut details = json!({"name": name, "kind": target.rt.plural, "uid": uid});
+    if !target.rt.group.is_empty() {
+        details["group"] = Value::String(target.rt.group.clone());
+    }
+    details
 }
 
 /// How a delete treats dependents: `propagationPolicy` from the query or DeleteOptions, or

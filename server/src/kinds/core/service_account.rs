@@ -21,6 +21,10 @@ use crate::serving::state::AppState;
 pub struct ServiceAccount;
 
 impl Kind for ServiceAccount {
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+
     fn names(&self) -> Names {
         Names::namespaced("", "v1", "ServiceAccount", "serviceaccounts").short(&["sa"])
     }
