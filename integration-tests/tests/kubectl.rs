@@ -1071,6 +1071,47 @@ async fn methods_in_the_wrong_place(hub: &Hub) {
     }
     let (found, _, _) = hub.kubectl(&["get", "configmap", "elsewhere"]);
     assert!(!found, "a misplaced create wrote an object");
+
+    // An update may not move or rename its object, nor give it another uid.
+    hub.ok(&["create", "configmap", "here", "--from-literal=a=1"]);
+    for (patch, expected) in [
+        (
+            r#"{"metadata":{"name":"there"}}"#,
+            "the name of the object (there) does not match the name on the URL (here)",
+        ),
+        (
+            r#"{"metadata":{"namespace":"kube-system"}}"#,
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ),
+        (
+            r#"{"metadata":{"uid":"not-its-uid"}}"#,
+            r#"metadata.uid: Invalid value: "not-its-uid": field is immutable"#,
+        ),
+    ] {
+        let err = hub.fails(&["patch", "configmap", "here", "--type=merge", "-p", patch]);
+        assert!(err.contains(expected), "{err}");
+    }
+    let mut here: serde_json::Value =
+        serde_json::from_str(&hub.ok(&["get", "configmap", "here", "-o", "json"])).unwrap();
+    here["metadata"]["uid"] = "not-its-uid".into();
+    let replaced = write_file(dir.path(), "here.json", &here.to_string());
+    let err = hub.fails(&["replace", "-f", &replaced]);
+    assert!(
+        err.contains("Precondition failed: UID in precondition: not-its-uid"),
+        "{err}"
+    );
+    assert_eq!(
+        hub.ok(&[
+            "get",
+            "configmap",
+            "here",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.data.a}"
+        ]),
+        "1"
+    );
 }
 
 on_both_stores!(

@@ -237,6 +237,54 @@ pub fn prepare_update(
     Ok(())
 }
 
+/// A client's update may leave out the name, namespace and uid ([`prepare_update`] carries
+/// them over), but not change them: kube-apiserver answers 400 for another name or namespace
+/// and 422 for another uid. (Controllers' own updates are not checked: they only ever carry
+/// the identity over.)
+pub fn check_identity(object: &Value, existing: &Value, rt: &ResourceType) -> Result<(), Status> {
+    let meta = object.get("metadata").unwrap_or(&Value::Null);
+    let old_meta = existing.get("metadata").unwrap_or(&Value::Null);
+    let sent = |field: &str| {
+        meta.get(field)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let old = |field: &str| {
+        old_meta
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    if let Some(name) = sent("name").filter(|n| *n != old("name")) {
+        return Err(Status::bad_request(format!(
+            "the name of the object ({name}) does not match the name on the URL ({})",
+            old("name")
+        )));
+    }
+    if sent("namespace").is_some_and(|n| n != old("namespace")) {
+        return Err(Status::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    if let Some(uid) = sent("uid").filter(|u| *u != old("uid")) {
+        return Err(Status::invalid(
+            &Subject {
+                group: &rt.group,
+                resource: &rt.plural,
+                name: old("name"),
+            },
+            &rt.kind,
+            vec![crate::machinery::schema::FieldError::invalid(
+                "metadata.uid",
+                &Value::String(uid.to_string()),
+                "field is immutable",
+            )
+            .into()],
+        ));
+    }
+    Ok(())
+}
+
 /// Parses stored bytes of type `rt`, sets `metadata.resourceVersion` and converts the object
 /// to `rt`'s version when it is stored in another.
 pub fn decode(value: &[u8], revision: u64, rt: &ResourceType) -> Result<Value, Status> {

@@ -422,7 +422,19 @@ pub async fn update(
         .await;
     }
     let warnings = validate_fields(&mut sent, &duplicates, target, query)?;
-    rewrite(target, query, Some(&managers), |_current| {
+    rewrite(target, query, Some(&managers), |current| {
+        // A uid in the body is a precondition of the update, as in kube-apiserver.
+        let uid = |o: &Value| o.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
+        if let (Some(sent_uid), Some(current_uid)) = (uid(&sent), uid(current)) {
+            if !sent_uid.is_empty() && sent_uid != current_uid {
+                return Err(target.storage_error(&StorageError::Conflict {
+                    key: name.to_string(),
+                    reason: format!(
+                        "Precondition failed: UID in precondition: {sent_uid}, UID in object meta: {current_uid}"
+                    ),
+                }));
+            }
+        }
         Ok((sent.clone(), warnings.clone()))
     })
     .await
@@ -599,6 +611,7 @@ async fn rewrite(
                 reason: "stale resourceVersion".into(),
             }));
         }
+        object_meta::check_identity(&object, &current, target.rt)?;
         object_meta::prepare_update(&mut object, &current, target.rt)?;
         validate_and_admit(target, &mut object, Some(&current)).await?;
         // An apply has recorded its fields already (`managers` is None then).
