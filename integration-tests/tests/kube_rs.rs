@@ -247,6 +247,35 @@ async fn initial_watch_events_honour_selectors(hub: &Hub) {
         }
     }
     assert_eq!(added, ["blue"]);
+
+    // `sendInitialEvents=false` asks for changes only: none of the current state.
+    let client = hub.client().await;
+    let changes_only = http::Request::get(
+        "/api/v1/namespaces/default/configmaps?watch=true&sendInitialEvents=false\
+         &resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=1",
+    )
+    .body(Vec::new())
+    .unwrap();
+    let text = client.request_text(changes_only).await.unwrap();
+    assert!(!text.contains("blue") && !text.contains("red"), "{text}");
+
+    // Options kube-apiserver refuses (kube-rs itself would not send this one).
+    let exact_zero = http::Request::get(
+        "/api/v1/namespaces/default/configmaps?resourceVersion=0&resourceVersionMatch=Exact",
+    )
+    .body(Vec::new())
+    .unwrap();
+    match client.request_text(exact_zero).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            assert!(
+                status.message.starts_with("ListOptions.meta.k8s.io"),
+                "{}",
+                status.message
+            );
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
 }
 
 /// A list at a compacted resourceVersion is a 410 that names the resourceVersion sent; an

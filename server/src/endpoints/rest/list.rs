@@ -12,7 +12,8 @@ use super::filter::Filter;
 use super::table::{self, Rendering};
 use super::Target;
 use crate::machinery::object_meta;
-use crate::machinery::status::Status;
+use crate::machinery::schema::FieldError;
+use crate::machinery::status::{Status, StatusCause, Subject};
 use crate::serving::query::Query;
 use crate::serving::response;
 
@@ -38,6 +39,105 @@ pub fn read_revision(query: &Query) -> Result<ReadRevision, Status> {
             )))
         }
     })
+}
+
+/// kube-apiserver's checks of a list's or watch's options (its `ValidateListOptions`): a 422
+/// naming `ListOptions.meta.k8s.io`, or a 400 for a resourceVersion beside a continue token.
+pub fn check_options(query: &Query, watch: bool) -> Result<(), Status> {
+    let given = |name: &str| query.get(name).filter(|v| !v.is_empty());
+    let (matching, revision, continued) = (
+        given("resourceVersionMatch"),
+        given("resourceVersion"),
+        given("continue").is_some(),
+    );
+    let initial_events = query.get("sendInitialEvents").is_some();
+    let field = "resourceVersionMatch";
+    let mut errors = Vec::new();
+    if watch {
+        if initial_events && matching != Some("NotOlderThan") {
+            errors.push(FieldError::forbidden(
+                field,
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            ));
+        }
+        if let Some(m) = matching {
+            if !initial_events {
+                errors.push(FieldError::forbidden(
+                    field,
+                    "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                ));
+            }
+            if m != "NotOlderThan" {
+                errors.push(FieldError::not_supported(
+                    field,
+                    &Value::String(m.into()),
+                    &["NotOlderThan".to_string()],
+                ));
+            }
+            if continued {
+                errors.push(FieldError::forbidden(
+                    field,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+        }
+    } else {
+        if let Some(m) = matching {
+            if revision.is_none() {
+                errors.push(FieldError::forbidden(
+                    field,
+                    "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                ));
+            }
+            if continued {
+                errors.push(FieldError::forbidden(
+                    field,
+                    "resourceVersionMatch is forbidden when continue is provided",
+                ));
+            }
+            if m != "Exact" && m != "NotOlderThan" {
+                errors.push(FieldError::not_supported(
+                    field,
+                    &Value::String(m.into()),
+                    &[
+                        "Exact".to_string(),
+                        "NotOlderThan".to_string(),
+                        String::new(),
+                    ],
+                ));
+            }
+            if m == "Exact" && revision == Some("0") {
+                errors.push(FieldError::forbidden(
+                    field,
+                    "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                ));
+            }
+        }
+        if initial_events {
+            errors.push(FieldError::forbidden(
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for list",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        let subject = Subject {
+            group: "meta.k8s.io",
+            resource: "ListOptions",
+            name: "",
+        };
+        return Err(Status::invalid(
+            &subject,
+            "ListOptions",
+            errors.into_iter().map(StatusCause::from).collect(),
+        ));
+    }
+    if continued && revision.is_some_and(|r| r != "0") {
+        return Err(Status::bad_request(
+            "specifying resource version is not allowed when using continue",
+        ));
+    }
+    Ok(())
 }
 
 pub fn scope(target: &Target) -> ListScope {
@@ -151,6 +251,7 @@ pub(super) async fn read_pages(
 }
 
 pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
+    check_options(query, false)?;
     if super::wildcard::across_shards(target) {
         return super::wildcard::list(target, query).await;
     }
@@ -301,6 +402,65 @@ fn raw_list(target: &Target, metadata: &Value, items: &[Vec<u8>]) -> Result<Vec<
 
 #[cfg(test)]
 mod tests {
+
+    fn checked(q: &str, watch: bool) -> Result<(), (u16, String)> {
+        check_options(&Query::parse(Some(q)), watch).map_err(|s| (s.code, s.message))
+    }
+
+    #[test]
+    fn list_options_as_kube_apiserver_checks_them() {
+        for fine in [
+            "",
+            "resourceVersion=5&resourceVersionMatch=Exact",
+            "resourceVersion=0&resourceVersionMatch=NotOlderThan",
+            "limit=2&continue=abc",
+            "continue=abc&resourceVersion=0",
+        ] {
+            assert_eq!(checked(fine, false), Ok(()), "{fine}");
+        }
+        let (code, message) =
+            checked("resourceVersion=0&resourceVersionMatch=Exact", false).unwrap_err();
+        assert_eq!(code, 422);
+        assert_eq!(
+            message,
+            "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: \
+             resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\""
+        );
+        for refused in [
+            "resourceVersionMatch=Exact",
+            "resourceVersion=5&resourceVersionMatch=Sometimes",
+            "sendInitialEvents=true",
+        ] {
+            assert_eq!(checked(refused, false).unwrap_err().0, 422, "{refused}");
+        }
+        assert_eq!(
+            checked("continue=abc&resourceVersion=5", false),
+            Err((
+                400,
+                "specifying resource version is not allowed when using continue".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn watch_options_as_kube_apiserver_checks_them() {
+        for fine in [
+            "",
+            "resourceVersion=7",
+            "sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
+            "sendInitialEvents=false&resourceVersionMatch=NotOlderThan",
+        ] {
+            assert_eq!(checked(fine, true), Ok(()), "{fine}");
+        }
+        for refused in [
+            "sendInitialEvents=true",
+            "resourceVersion=7&resourceVersionMatch=NotOlderThan",
+            "sendInitialEvents=true&resourceVersionMatch=Exact",
+        ] {
+            assert_eq!(checked(refused, true).unwrap_err().0, 422, "{refused}");
+        }
+    }
+
     use super::*;
 
     fn rr(q: &str) -> Result<ReadRevision, Status> {

@@ -124,10 +124,18 @@ pub async fn watch(target: &Target<'_>, query: &Query) -> Response {
 }
 
 async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
+    super::list::check_options(query, true)?;
     let bookmarks = query.flag("allowWatchBookmarks");
+    // `false` (with resourceVersionMatch=NotOlderThan) asks for changes only, even without a
+    // resourceVersion: no initial state.
+    let mut no_initial = false;
     let send_initial = match query.get("sendInitialEvents") {
         Some("true") => true,
-        Some("false") | None => false,
+        Some("false") => {
+            no_initial = true;
+            false
+        }
+        None => false,
         Some(other) => {
             return Err(Status::bad_request(format!(
                 "invalid sendInitialEvents {other:?}"
@@ -176,8 +184,8 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
     let mut initial = Vec::new();
     let mut shard_streams = None;
     let from = if across_shards {
-        let list_first =
-            send_initial || matches!(query.get("resourceVersion"), None | Some("" | "0"));
+        let list_first = !no_initial
+            && (send_initial || matches!(query.get("resourceVersion"), None | Some("" | "0")));
         let opened = wildcard::open(target, query, list_first).await?;
         for object in opened.initial {
             if filter.matches(&object) {
@@ -191,6 +199,12 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         None
     } else {
         match (send_initial, revision, query.get("resourceVersion")) {
+            (false, ReadRevision::Latest, _) if no_initial => Some(
+                store
+                    .current_revision()
+                    .await
+                    .map_err(|e| target.storage_error(&e))?,
+            ),
             (true, _, _) | (false, ReadRevision::Latest, _) => {
                 let listed = store
                     .list(ListRequest {
