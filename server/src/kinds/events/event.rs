@@ -4,7 +4,7 @@
 use k8s_openapi::api::events::v1;
 use serde_json::{Map, Value};
 
-use crate::kinds::{schema_of, Grants, Kind, Names, SchemaSource, READ, WRITE};
+use crate::kinds::{schema_of, Column, Grants, Kind, Names, SchemaSource, READ, WRITE};
 
 pub struct Event;
 
@@ -31,6 +31,17 @@ impl Kind for Event {
         }
         rename(object, FIELDS.iter().copied());
         object.insert("apiVersion".into(), Value::String("v1".into()));
+    }
+
+    /// Printed as kube-apiserver prints both kinds of Event: as a core one.
+    fn columns(&self) -> &'static [Column] {
+        crate::kinds::core::EVENT_COLUMNS
+    }
+
+    fn cells(&self, object: &Value) -> Vec<Value> {
+        let mut core = object.as_object().cloned().unwrap_or_default();
+        self.convert_to_storage(&mut core);
+        crate::kinds::core::event_cells(&Value::Object(core))
     }
 
     fn grants(&self) -> Grants {
