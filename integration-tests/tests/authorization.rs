@@ -1,8 +1,9 @@
 //! Authorization through the real kubectl with users holding client certificates from the
 //! hub's CA: workspaces keep their users in (every verb, by path and by id, watch, discovery
 //! and the `/clusters/*` wildcard), the creator of a workspace is its admin, a Role grants
-//! exactly its verbs (`kubectl auth can-i`, with `--list`), and a removed RoleBinding stops
-//! counting within a second on every replica.
+//! exactly its verbs (`kubectl auth can-i`, with `--list`), RBAC objects are defaulted and
+//! validated as kube-apiserver does it, and a removed RoleBinding stops counting within a
+//! second on every replica.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -881,10 +882,147 @@ rules:
     assert!(!ok && err.contains("may not contain '/'"), "{err}");
 }
 
+const BINDING_WITHOUT_API_GROUPS: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: plain, namespace: default}
+roleRef: {kind: Role, name: reader}
+subjects:
+- {kind: User, name: u}
+- {kind: Group, name: g}
+- {kind: ServiceAccount, name: default, namespace: default}
+"#;
+
+const ROLE_WITHOUT_VERBS: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: no-verbs, namespace: default}
+rules:
+- apiGroups: [""]
+  resources: [configmaps]
+"#;
+
+/// RBAC objects are defaulted and validated as kube-apiserver does it: bindings get their API
+/// groups, a roleRef never changes, a rule names its verbs.
+async fn rbac_objects_are_defaulted_and_validated(hub: &Hub) {
+    let dir = tempfile::tempdir().unwrap();
+    hub.ok(&[
+        "create",
+        "role",
+        "reader",
+        "--verb=get",
+        "--resource=configmaps",
+        "-n",
+        "default",
+    ]);
+    hub.ok(&[
+        "create",
+        "rolebinding",
+        "rb",
+        "--role=reader",
+        "--user=u",
+        "-n",
+        "default",
+    ]);
+    let api_groups = |name: &str| {
+        hub.ok(&[
+            "get",
+            "rolebinding",
+            name,
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.roleRef.apiGroup} {.subjects[*].apiGroup}",
+        ])
+    };
+    assert_eq!(
+        api_groups("rb"),
+        "rbac.authorization.k8s.io rbac.authorization.k8s.io"
+    );
+    // Sent without them, the roleRef's and the User's and Group's API groups are defaulted
+    // (a ServiceAccount's stays empty).
+    hub.ok(&[
+        "create",
+        "-f",
+        &write_file(dir.path(), "plain.yaml", BINDING_WITHOUT_API_GROUPS),
+    ]);
+    assert_eq!(
+        api_groups("plain"),
+        "rbac.authorization.k8s.io rbac.authorization.k8s.io rbac.authorization.k8s.io"
+    );
+    assert_eq!(
+        hub.ok(&[
+            "get",
+            "rolebinding",
+            "plain",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.subjects[2]}",
+        ]),
+        r#"{"kind":"ServiceAccount","name":"default","namespace":"default"}"#
+    );
+
+    // The roleRef is immutable.
+    let err = hub.fails(&[
+        "patch",
+        "rolebinding",
+        "rb",
+        "-n",
+        "default",
+        "--type=merge",
+        "-p",
+        r#"{"roleRef":{"name":"other"}}"#,
+    ]);
+    assert!(
+        err.contains(r#"The RoleBinding "rb" is invalid: roleRef: Invalid value: rbac.RoleRef{APIGroup:"rbac.authorization.k8s.io", Kind:"Role", Name:"other"}: cannot change roleRef"#),
+        "{err}"
+    );
+    assert_eq!(
+        hub.ok(&[
+            "get",
+            "rolebinding",
+            "rb",
+            "-n",
+            "default",
+            "-o",
+            "jsonpath={.roleRef.name}"
+        ]),
+        "reader"
+    );
+    // Subjects may change.
+    hub.ok(&[
+        "patch",
+        "rolebinding",
+        "rb",
+        "-n",
+        "default",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/subjects/-","value":{"kind":"Group","name":"readers"}}]"#,
+    ]);
+
+    // A rule without verbs is refused, 422 with the field named.
+    let err = hub.fails(&[
+        "create",
+        "-f",
+        &write_file(dir.path(), "no-verbs.yaml", ROLE_WITHOUT_VERBS),
+        "-v=6",
+    ]);
+    assert!(err.contains("422 Unprocessable Entity"), "{err}");
+    assert!(
+        err.contains(r#"The Role "no-verbs" is invalid: rules[0].verbs: Required value: verbs must contain at least one value"#),
+        "{err}"
+    );
+    let (ok, _, _) = hub.kubectl(&["get", "role", "no-verbs", "-n", "default"]);
+    assert!(!ok, "nothing stored");
+}
+
 on_both_stores!(
     users_are_confined_to_their_workspaces,
     a_role_grants_exactly_its_verbs,
     default_cluster_roles_are_readable_objects,
+    rbac_objects_are_defaulted_and_validated,
 );
 
 /// A kube-rs client for `user` (a client certificate from the replica's CA).

@@ -5,6 +5,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use crate::machinery::names::{label_value_problems, qualified_name_problems};
+use crate::machinery::schema::field_error::{self, FieldError};
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Requirement {
     Exists(String),
@@ -274,6 +277,110 @@ impl FieldSelector {
             (actual == *value) == *equal
         })
     }
+}
+
+/// The problems of a structured `LabelSelector` (`matchLabels`, `matchExpressions`) at `path`,
+/// as kube-apiserver's `ValidateLabelSelector` reports them. `allow_invalid_values` lets
+/// expression values break the label value rules (an update keeping what an older server took).
+pub fn validate_label_selector(
+    selector: &Value,
+    allow_invalid_values: bool,
+    path: &str,
+) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let labels_path = field_error::child(path, "matchLabels");
+    for (key, value) in selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        errors.extend(label_name_errors(key, &labels_path));
+        let value = value.as_str().unwrap_or_default();
+        for problem in label_value_problems(value) {
+            errors.push(FieldError::invalid(
+                &labels_path,
+                &Value::from(value),
+                &problem,
+            ));
+        }
+    }
+    for (i, expression) in selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let at = field_error::index(&field_error::child(path, "matchExpressions"), i);
+        let values: Vec<&str> = expression
+            .get("values")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let values_path = field_error::child(&at, "values");
+        let operator = expression
+            .get("operator")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match operator {
+            "In" | "NotIn" if values.is_empty() => errors.push(FieldError::required(
+                &values_path,
+                "must be specified when `operator` is 'In' or 'NotIn'",
+            )),
+            "Exists" | "DoesNotExist" if !values.is_empty() => errors.push(FieldError::forbidden(
+                &values_path,
+                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            )),
+            "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
+            other => errors.push(FieldError::invalid(
+                field_error::child(&at, "operator"),
+                &Value::from(other),
+                "not a valid selector operator",
+            )),
+        }
+        let key = expression
+            .get("key")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        errors.extend(label_name_errors(key, &field_error::child(&at, "key")));
+        if !allow_invalid_values {
+            for (j, value) in values.iter().enumerate() {
+                for problem in label_value_problems(value) {
+                    errors.push(FieldError::invalid(
+                        field_error::index(&values_path, j),
+                        &Value::from(*value),
+                        &problem,
+                    ));
+                }
+            }
+        }
+    }
+    errors
+}
+
+/// Whether an expression of the selector has a value that is no label value (what lets an
+/// update keep it, as `hasInvalidLabelValueInLabelSelector` decides).
+pub fn has_invalid_label_value(selector: &Value) -> bool {
+    selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("values").and_then(Value::as_array))
+        .flatten()
+        .filter_map(Value::as_str)
+        .any(|v| !label_value_problems(v).is_empty())
+}
+
+/// `ValidateLabelName`: one error per problem of a label key.
+fn label_name_errors(key: &str, path: &str) -> Vec<FieldError> {
+    qualified_name_problems(key)
+        .into_iter()
+        .map(|problem| FieldError::invalid(path, &Value::from(key), &problem))
+        .collect()
 }
 
 #[cfg(test)]

@@ -141,16 +141,19 @@ impl Status {
         "the object has been modified; please apply your changes to the latest version and try again";
 
     pub fn invalid(subject: &Subject, kind: &str, causes: Vec<StatusCause>) -> Status {
-        let summary: Vec<String> = causes
-            .iter()
-            .map(|c| {
-                if c.field.is_empty() {
-                    c.message.clone()
-                } else {
-                    format!("{}: {}", c.field, c.message)
-                }
-            })
-            .collect();
+        // Each problem once, as kube-apiserver's message (its causes keep repeats: an RBAC
+        // update validates the new object twice).
+        let mut summary: Vec<String> = Vec::new();
+        for c in &causes {
+            let line = if c.field.is_empty() {
+                c.message.clone()
+            } else {
+                format!("{}: {}", c.field, c.message)
+            };
+            if !summary.contains(&line) {
+                summary.push(line);
+            }
+        }
         let mut details = subject.details();
         details.kind = kind.to_string();
         details.causes = causes;
@@ -377,5 +380,26 @@ mod tests {
             "Widget.example.com \"w\" is invalid: spec.color: Required value"
         );
         assert_eq!(s.details.as_ref().unwrap().kind, "Widget");
+
+        // A repeated problem is listed once in the message, every time in the causes.
+        let required = StatusCause {
+            kind: "FieldValueRequired".into(),
+            message: "Required value".into(),
+            field: "spec.color".into(),
+        };
+        let s = Status::invalid(
+            &Subject {
+                group: "example.com",
+                resource: "widgets",
+                name: "w",
+            },
+            "Widget",
+            vec![required.clone(), required],
+        );
+        assert_eq!(
+            s.message,
+            "Widget.example.com \"w\" is invalid: spec.color: Required value"
+        );
+        assert_eq!(s.details.as_ref().unwrap().causes.len(), 2);
     }
 }

@@ -1,6 +1,7 @@
 //! `rbac.authorization.k8s.io/v1`: Roles, ClusterRoles and their bindings. Writes are checked
 //! for escalation (`security::authz::escalation`); the default ClusterRoles are built from
-//! every kind's [`Grants`](super::Grants) (`security::authz::defaults`).
+//! every kind's [`Grants`](super::Grants) (`security::authz::defaults`). Bindings are
+//! defaulted and all four kinds validated as kube-apiserver does it (`validation`).
 //!
 //! The four kinds differ only in names, schema, what they grant and their columns, so each
 //! file is one [`RbacKind`] value and the rules are written once here.
@@ -9,6 +10,7 @@ mod cluster_role;
 mod cluster_role_binding;
 mod role;
 mod role_binding;
+mod validation;
 
 pub use cluster_role::CLUSTER_ROLE;
 pub use cluster_role_binding::CLUSTER_ROLE_BINDING;
@@ -23,7 +25,8 @@ use super::{
     NAME, READ,
 };
 use crate::machinery::protobuf::Converter;
-use crate::machinery::status::Status;
+use crate::machinery::schema::FieldError;
+use crate::machinery::status::{Status, StatusCause};
 use crate::security::authz::escalation::{self, Grant};
 
 pub const GROUP: &str = "rbac.authorization.k8s.io";
@@ -56,6 +59,34 @@ impl Kind for RbacKind {
 
     fn schema(&self) -> SchemaSource {
         SchemaSource::Upstream(self.schema)
+    }
+
+    /// Bindings get the API groups kube-apiserver defaults (`SetDefaults_RoleBinding`,
+    /// `SetDefaults_ClusterRoleBinding`, `SetDefaults_Subject`), before validation.
+    fn prepare(&self, object: &mut Value) {
+        if self.grant == Grant::Binding {
+            validation::default_binding(object);
+        }
+    }
+
+    /// kube-apiserver's strategies: `Validate` checks the object; `ValidateUpdate` checks it,
+    /// then calls the `…Update` validation, which checks it again (so an update lists each
+    /// problem of the new object twice, as kube-apiserver's causes do) and, for bindings,
+    /// that the roleRef is unchanged.
+    fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<StatusCause> {
+        let namespaced = self.names.namespaced;
+        let check = || match self.grant {
+            Grant::Rules => validation::validate_role(object, namespaced, old),
+            Grant::Binding => validation::validate_binding(object, namespaced),
+        };
+        let mut errors = check();
+        if let Some(old) = old {
+            errors.extend(check());
+            if self.grant == Grant::Binding {
+                errors.extend(validation::validate_binding_update(object, old));
+            }
+        }
+        errors.into_iter().map(cause).collect()
     }
 
     async fn admit(
@@ -96,6 +127,14 @@ impl Kind for RbacKind {
 
     fn protobuf(&self) -> Option<Converter> {
         Some(self.protobuf)
+    }
+}
+
+fn cause(error: FieldError) -> StatusCause {
+    StatusCause {
+        kind: error.kind.to_string(),
+        message: error.message,
+        field: error.field,
     }
 }
 

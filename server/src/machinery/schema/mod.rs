@@ -19,7 +19,7 @@
 mod cel;
 mod check;
 mod default;
-mod field_error;
+pub mod field_error;
 mod format;
 mod kube_lists;
 mod prune;
