@@ -43,9 +43,9 @@ async fn memory_of_a_large_request_is_given_back() {
     });
     let client = client_from(&kubeconfig).await;
     let api: Api<ConfigMap> = Api::namespaced(client, "default");
-    // Twelve ConfigMaps of 2.5 MB each.
-    let blob = "m".repeat(5 << 19);
-    for i in 0..12 {
+    // Thirty ConfigMaps of a million bytes each (just under the 1 MiB a ConfigMap may hold).
+    let blob = "m".repeat(1_000_000);
+    for i in 0..30 {
         let cm = ConfigMap {
             metadata: kube::api::ObjectMeta {
                 name: Some(format!("big-{i}")),
@@ -67,7 +67,7 @@ async fn memory_of_a_large_request_is_given_back() {
                     .list(&ListParams::default().labels("absent!=x"))
                     .await
                     .unwrap();
-                assert_eq!(list.items.len(), 12);
+                assert_eq!(list.items.len(), 30);
             }
         });
         futures::future::join_all(lists).await;

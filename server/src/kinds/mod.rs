@@ -177,6 +177,17 @@ pub type Column = (&'static str, &'static str, u8);
 pub const NAME_AGE: &[Column] = &[NAME, AGE];
 pub const NAME: Column = ("Name", "string", 0);
 pub const AGE: Column = ("Age", "string", 0);
+/// kube-apiserver's default table, for kinds it has no printer for (CustomResourceDefinitions,
+/// Roles, ClusterRoles): the name and the creation time as a date.
+pub const NAME_CREATED_AT: &[Column] = &[NAME, ("Created At", "date", 0)];
+
+/// The cells of [`NAME_CREATED_AT`].
+pub fn name_created_at_cells(object: &Value) -> Vec<Value> {
+    vec![
+        cell_text(object, "/metadata/name"),
+        cell_text(object, "/metadata/creationTimestamp"),
+    ]
+}
 
 /// Verbs the default roles grant on a kind. `view`, `edit` and `admin` aggregate (an admin may
 /// do what an editor may), so a kind lists each verb at the lowest role that gets it.

@@ -100,14 +100,14 @@ impl Kind for RbacKind {
 
     fn columns(&self) -> &'static [Column] {
         match self.grant {
-            Grant::Rules => ROLE_COLUMNS,
+            Grant::Rules => crate::kinds::NAME_CREATED_AT,
             Grant::Binding => BINDING_COLUMNS,
         }
     }
 
     fn cells(&self, o: &Value) -> Vec<Value> {
         match self.grant {
-            Grant::Rules => role_cells(o),
+            Grant::Rules => crate::kinds::name_created_at_cells(o),
             Grant::Binding => binding_cells(o),
         }
     }
@@ -136,15 +136,6 @@ fn cause(error: FieldError) -> StatusCause {
         message: error.message,
         field: error.field,
     }
-}
-
-const ROLE_COLUMNS: &[Column] = &[NAME, ("Created At", "date", 0)];
-
-fn role_cells(o: &Value) -> Vec<Value> {
-    vec![
-        cell_text(o, "/metadata/name"),
-        cell_text(o, "/metadata/creationTimestamp"),
-    ]
 }
 
 const BINDING_COLUMNS: &[Column] = &[

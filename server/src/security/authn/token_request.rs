@@ -39,7 +39,7 @@ fn invalid(name: &str, field: &str, message: String) -> Status {
             resource: "TokenRequest",
             name,
         },
-        "TokenRequest.authentication.k8s.io",
+        "TokenRequest",
         vec![StatusCause {
             kind: "FieldValueInvalid".to_string(),
             message,
@@ -112,7 +112,9 @@ pub fn parse_spec(name: &str, body: &[u8]) -> Result<TokenSpec, Status> {
                 return Err(invalid(
                     name,
                     "spec.expirationSeconds",
-                    "may not specify a duration less than 10 minutes".into(),
+                    format!(
+                        "Invalid value: {seconds}: may not specify a duration less than 10 minutes"
+                    ),
                 ));
             }
             Duration::from_secs(seconds as u64).min(MAX_EXPIRATION)
@@ -224,11 +226,13 @@ mod tests {
         .unwrap();
         assert_eq!(spec.audiences, ["vault"]);
         assert_eq!(spec.expiration, MAX_EXPIRATION);
+        let short = parse_spec("sa", br#"{"spec":{"expirationSeconds":60}}"#).unwrap_err();
+        assert_eq!(short.code, 422);
+        // The kind is qualified by its group once, as kube-apiserver words it.
         assert_eq!(
-            parse_spec("sa", br#"{"spec":{"expirationSeconds":60}}"#)
-                .unwrap_err()
-                .code,
-            422
+            short.message,
+            "TokenRequest.authentication.k8s.io \"sa\" is invalid: spec.expirationSeconds: \
+             Invalid value: 60: may not specify a duration less than 10 minutes"
         );
         assert_eq!(parse_spec("sa", b"{not json").unwrap_err().code, 400);
         // kubectl sends protobuf.
