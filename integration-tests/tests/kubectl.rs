@@ -1114,7 +1114,54 @@ async fn methods_in_the_wrong_place(hub: &Hub) {
     );
 }
 
+/// A namespace stuck Terminating (its content held by a finalizer) is let go the way
+/// Kubernetes users do it: a PUT of `spec.finalizers` to `/finalize`. The main resource
+/// keeps `spec.finalizers` whatever a write to it says.
+async fn a_stuck_namespace_is_finalized(hub: &Hub) {
+    let dir = tempfile::tempdir().unwrap();
+    let objects = write_file(
+        dir.path(),
+        "stuck.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: stuck\n---\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: stuck\n  finalizers: [example.com/hold]\n",
+    );
+    hub.ok(&["apply", "-f", &objects]);
+    let discovery = hub.ok(&["get", "--raw", "/api/v1"]);
+    assert!(
+        discovery.contains(r#""name":"namespaces/finalize""#),
+        "{discovery}"
+    );
+    hub.ok(&["delete", "namespace", "stuck", "--wait=false"]);
+    let finalizers = || hub.ok(&["get", "ns", "stuck", "-o", "jsonpath={.spec.finalizers}"]);
+    assert_eq!(finalizers(), r#"["kubernetes"]"#);
+
+    let mut ns: serde_json::Value =
+        serde_json::from_str(&hub.ok(&["get", "ns", "stuck", "-o", "json"])).unwrap();
+    ns["spec"]["finalizers"] = serde_json::json!([]);
+    let emptied = write_file(dir.path(), "emptied.json", &ns.to_string());
+    hub.ok(&["replace", "-f", &emptied]);
+    assert_eq!(
+        finalizers(),
+        r#"["kubernetes"]"#,
+        "the main resource kept them"
+    );
+    // Again from the object as it is now (the replace moved its resourceVersion).
+    let mut ns: serde_json::Value =
+        serde_json::from_str(&hub.ok(&["get", "ns", "stuck", "-o", "json"])).unwrap();
+    ns["spec"]["finalizers"] = serde_json::json!([]);
+    let emptied = write_file(dir.path(), "emptied.json", &ns.to_string());
+    hub.ok(&[
+        "replace",
+        "--raw",
+        "/api/v1/namespaces/stuck/finalize",
+        "-f",
+        &emptied,
+    ]);
+    wait_until(|| !hub.kubectl(&["get", "ns", "stuck"]).0);
+}
+
 on_both_stores!(
+    a_stuck_namespace_is_finalized,
     methods_in_the_wrong_place,
     config_and_secret_rules,
     kubectl_round_trip,

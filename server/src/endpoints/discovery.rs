@@ -110,6 +110,10 @@ fn subresources(r: &ResourceType) -> Vec<(&'static str, Value, &'static [&'stati
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
         out.push(("status", gvk, &["get", "patch", "update"][..]));
     }
+    if r.subresources.finalize {
+        let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
+        out.push(("finalize", gvk, &["update"][..]));
+    }
     if r.subresources.scale.is_some() {
         let gvk = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
         out.push(("scale", gvk, &["get", "patch", "update"][..]));

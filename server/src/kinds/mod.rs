@@ -54,6 +54,9 @@ pub struct Subresources {
     pub status: bool,
     /// `/scale`: an `autoscaling/v1` Scale over these fields.
     pub scale: Option<ScalePaths>,
+    /// `/finalize` (Namespaces): a PUT here sets `spec.finalizers`, which writes to the main
+    /// resource keep.
+    pub finalize: bool,
 }
 
 impl Subresources {
@@ -61,7 +64,7 @@ impl Subresources {
     pub fn with_status() -> Subresources {
         Subresources {
             status: true,
-            scale: None,
+            ..Subresources::default()
         }
     }
 }

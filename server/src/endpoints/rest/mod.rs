@@ -96,9 +96,13 @@ pub async fn handle(
     if !rt.namespaced && request.namespace.is_some() {
         return response::status(Status::not_found_path());
     }
-    if subresource != Subresource::None
-        && !matches!(request.verb, Verb::Get | Verb::Update | Verb::Patch)
-    {
+    let allowed = match subresource {
+        Subresource::None => true,
+        // As kube-apiserver serves it: PUT only.
+        Subresource::Finalize => request.verb == Verb::Update,
+        _ => matches!(request.verb, Verb::Get | Verb::Update | Verb::Patch),
+    };
+    if !allowed {
         return response::status(Status::new(
             405,
             "MethodNotAllowed",

@@ -16,6 +16,8 @@ pub enum Subresource {
     None,
     Status,
     Scale,
+    /// A Namespace's `spec.finalizers`.
+    Finalize,
 }
 
 impl Subresource {
@@ -25,6 +27,7 @@ impl Subresource {
             None => Some(Subresource::None),
             Some("status") if rt.subresources.status => Some(Subresource::Status),
             Some("scale") if rt.subresources.scale.is_some() => Some(Subresource::Scale),
+            Some("finalize") if rt.subresources.finalize => Some(Subresource::Finalize),
             Some(_) => None,
         }
     }
@@ -39,6 +42,48 @@ pub fn keep_status(new: &mut Value, current: &Value) {
         Some(status) => map.insert("status".into(), status.clone()),
         None => map.remove("status"),
     };
+}
+
+/// A write to a Namespace's main resource keeps its `spec.finalizers`, as kube-apiserver does:
+/// only `/finalize` changes them.
+pub fn keep_finalizers(new: &mut Value, current: &Value) {
+    let finalizers = current.pointer("/spec/finalizers").cloned();
+    match (finalizers, new.as_object_mut()) {
+        (Some(finalizers), Some(map)) => {
+            let spec = map
+                .entry("spec")
+                .or_insert_with(|| Value::Object(Default::default()));
+            if !spec.is_object() {
+                *spec = Value::Object(Default::default());
+            }
+            spec["finalizers"] = finalizers;
+        }
+        (None, _) => {
+            if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.remove("finalizers");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A write to `/finalize`: the current object with the new `spec.finalizers` (its
+/// resourceVersion kept as a precondition, as for `/status`).
+pub fn only_finalizers(new: &Value, current: &Value) -> Value {
+    let mut object = current.clone();
+    let mut carried = new.clone();
+    keep_finalizers(&mut object, &carried);
+    if let Some(meta) = carried.get_mut("metadata").and_then(Value::as_object_mut) {
+        match meta.remove("resourceVersion") {
+            Some(rv) => object["metadata"]["resourceVersion"] = rv,
+            None => {
+                if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                    meta.remove("resourceVersion");
+                }
+            }
+        }
+    }
+    object
 }
 
 /// A write to `/status`: the current object with the new status. The client's

@@ -299,6 +299,7 @@ fn subresource_name(target: &Target) -> Option<&'static str> {
         Subresource::None => None,
         Subresource::Status => Some("status"),
         Subresource::Scale => Some("scale"),
+        Subresource::Finalize => Some("finalize"),
     }
 }
 
@@ -599,8 +600,14 @@ async fn rewrite(
         let (mut object, warnings) = compute(&current)?;
         match target.subresource {
             Subresource::Status => object = subresource::only_status(&object, &current),
-            Subresource::None if target.rt.subresources.status => {
-                subresource::keep_status(&mut object, &current)
+            Subresource::Finalize => object = subresource::only_finalizers(&object, &current),
+            Subresource::None => {
+                if target.rt.subresources.status {
+                    subresource::keep_status(&mut object, &current)
+                }
+                if target.rt.subresources.finalize {
+                    subresource::keep_finalizers(&mut object, &current)
+                }
             }
             _ => {}
         }

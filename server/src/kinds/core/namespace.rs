@@ -28,7 +28,10 @@ impl Kind for Namespace {
     }
 
     fn subresources(&self) -> Subresources {
-        Subresources::with_status()
+        Subresources {
+            finalize: true,
+            ..Subresources::with_status()
+        }
     }
 
     fn schema(&self) -> SchemaSource {

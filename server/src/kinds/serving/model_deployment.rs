@@ -20,6 +20,7 @@ impl Kind for ModelDeployment {
     fn subresources(&self) -> Subresources {
         Subresources {
             status: true,
+            finalize: false,
             scale: Some(ScalePaths {
                 spec_replicas: ".spec.replicas".into(),
                 status_replicas: ".status.replicas".into(),
