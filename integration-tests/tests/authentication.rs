@@ -532,6 +532,26 @@ async fn service_account_tokens_stay_in_their_workspace(hub: &Hub) {
 /// The audit log has a line per request: user, verb, workspace, resource, code; never a token.
 async fn the_audit_log_records_requests(hub: &Hub, audit: &Path) {
     hub.ok(&["create", "configmap", "audited", "-n", "default"]);
+    // Every response carries its audit ID and kube-apiserver's Cache-Control (kubectl prints
+    // response headers at -v=8).
+    let (ok, _, verbose) = hub.kubectl(&["get", "configmap", "audited", "-v=8"]);
+    assert!(ok, "{verbose}");
+    assert!(verbose.contains("Audit-Id:"), "{verbose}");
+    assert!(
+        verbose.contains("Cache-Control: no-cache, private"),
+        "{verbose}"
+    );
+    // A client may name the ID itself; the log line carries it.
+    let _ = request_with_headers(
+        hub,
+        None,
+        "GET",
+        "/api/v1/namespaces/default/configmaps/audited",
+        Some(ALICE_TOKEN),
+        &[("Audit-ID", "client-chosen-id-42")],
+        "",
+    )
+    .await;
     let _ = request(hub, None, "GET", "/api/v1/secrets", Some(ALICE_TOKEN), "").await;
     let _ = request(hub, None, "GET", "/api/v1/secrets", Some("wrong-token"), "").await;
     let mut lines = Vec::new();
@@ -563,6 +583,17 @@ async fn the_audit_log_records_requests(hub: &Hub, audit: &Path) {
     assert_eq!(created["namespace"], "default");
     assert_eq!(created["code"], 201);
     assert!(created["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(
+        created["auditID"].as_str().map(str::len),
+        Some(36),
+        "{created}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["auditID"] == "client-chosen-id-42" && l["user"] == "alice"),
+        "the client's audit ID is logged"
+    );
     let secrets: Vec<_> = lines
         .iter()
         .filter(|l| l["resource"] == "secrets")

@@ -2,7 +2,12 @@
 //! groups, and `impersonatedUser`/`impersonatedGroups` when it acted as someone else), what (Kubernetes verb, workspace as written in the URL, resource, subresource,
 //! namespace, name) and the response code. Never a credential or a request body.
 //!
-//! [`record`] is the outermost layer, so refused requests (401, 429) are logged too. Lines go
+//! Every request has an audit ID, as in kube-apiserver: the client's `Audit-ID` header, or a
+//! new UUID; [`audit_id`] (outermost of all) answers it in `Audit-Id` on every response, with
+//! `Cache-Control: no-cache, private`, and the log line carries it as `auditID`.
+//!
+//! [`record`] is the outermost layer but that one, so refused requests (401, 429) are logged
+//! too. Lines go
 //! through a bounded channel to one writer task: a request never waits for the disk. If the
 //! writer falls behind by more than [`QUEUE`] lines, new lines are dropped and counted, and
 //! the count is logged.
@@ -13,6 +18,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use serde::Serialize;
@@ -29,6 +35,8 @@ const QUEUE: usize = 16 * 1024;
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct AuditEvent {
     pub time: String,
+    #[serde(rename = "auditID")]
+    pub audit_id: String,
     pub user: String,
     pub groups: Vec<String>,
     /// Who the request acted as, when it impersonated someone (`user` made it).
@@ -117,6 +125,7 @@ pub fn event_of(method: &str, path: &str, query: Option<&str>) -> AuditEvent {
     let watch = crate::serving::query::Query::parse(query).flag("watch");
     let mut event = AuditEvent {
         time: String::new(),
+        audit_id: String::new(),
         user: String::new(),
         groups: Vec::new(),
         impersonated_user: String::new(),
@@ -162,6 +171,9 @@ pub async fn record(State(log): State<AuditLog>, request: Request<Body>, next: N
         request.uri().path(),
         request.uri().query(),
     );
+    if let Some(AuditId(id)) = request.extensions().get::<AuditId>() {
+        event.audit_id = id.to_str().unwrap_or_default().to_string();
+    }
     let response = next.run(request).await;
     let user = response.extensions().get::<UserInfo>();
     event.user = user.map(|u| u.name.clone()).unwrap_or_default();
@@ -173,6 +185,35 @@ pub async fn record(State(log): State<AuditLog>, request: Request<Body>, next: N
     event.code = response.status().as_u16();
     event.time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
     log.send(event);
+    response
+}
+
+/// A request's audit ID.
+#[derive(Clone, Debug)]
+pub struct AuditId(pub HeaderValue);
+
+/// The header a client may name its request's audit ID with, and the response carries it in.
+const AUDIT_ID: &str = "audit-id";
+
+/// The outermost layer: gives the request its audit ID (the client's, if it sent a usable one)
+/// and puts it, with kube-apiserver's `Cache-Control`, on the response.
+pub async fn audit_id(mut request: Request<Body>, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(AUDIT_ID)
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.to_str().is_ok())
+        .cloned()
+        .unwrap_or_else(|| {
+            HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                .expect("a UUID is a header value")
+        });
+    request.extensions_mut().insert(AuditId(id.clone()));
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(AUDIT_ID, id);
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache, private"));
     response
 }
 

@@ -503,7 +503,7 @@ async fn security_layers(
             crate::security::audit::record,
         ));
     }
-    Ok(router)
+    Ok(router.layer(axum::middleware::from_fn(crate::security::audit::audit_id)))
 }
 
 /// The plain-HTTP listener: loopback only, so that nothing unencrypted leaves the machine.
