@@ -635,6 +635,13 @@ async fn namespace_and_finalizers(hub: &Hub) {
             .trim()
             == "configmap/held"
     });
+    // What holds the namespace shows in its conditions, as `kubectl describe` prints them.
+    wait_until(|| {
+        let described = hub.ok(&["describe", "namespace", "team-a"]);
+        described.contains("NamespaceFinalizersRemaining")
+            && described.contains("example.com/hold in 1 resource instances")
+            && described.contains("configmaps. has 1 resource instances")
+    });
     hub.ok(&[
         "patch",
         "cm",

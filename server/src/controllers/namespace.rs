@@ -7,11 +7,17 @@
 //! controller); only namespaces being deleted are queued. The reconcile lists the namespace's
 //! content in storage (it is not cached: any resource, any size), deletes it, and looks again
 //! every second while objects remain. The decisions are [`next_step`] and [`finalized`].
+//!
+//! While content remains, the namespace's `status.conditions` say what holds it, as
+//! kube-controller-manager's namespace controller writes them (`kubectl describe namespace`
+//! shows them): which resources still have objects, and which finalizers they wait for
+//! ([`conditions`]).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use trellis_storage::{ListRequest, ListScope, ObjectKey, Preconditions, StorageError, Store};
 
 use super::runtime::committer::{self, parse};
@@ -83,6 +89,104 @@ pub fn after_emptying(remaining: usize) -> Option<Action> {
     (remaining > 0).then(|| Action::requeue(RETRY))
 }
 
+/// What is left in a namespace after a pass of deletes: objects by resource (`plural.group`,
+/// `configmaps.` for the core group, as the upstream messages print it), and by finalizer.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Remaining {
+    pub by_resource: BTreeMap<String, usize>,
+    pub by_finalizer: BTreeMap<String, usize>,
+}
+
+impl Remaining {
+    pub fn total(&self) -> usize {
+        self.by_resource.values().sum()
+    }
+}
+
+/// The deletion conditions of a namespace with `remaining` content, in upstream's order,
+/// wording and reasons. A condition whose status is unchanged from `current` keeps its
+/// `lastTransitionTime`.
+pub fn conditions(remaining: &Remaining, current: &[Value], now: &str) -> Vec<Value> {
+    let counted = |counts: &BTreeMap<String, usize>, each: &dyn Fn(&str, usize) -> String| {
+        counts
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(what, n)| each(what, *n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let resources = counted(&remaining.by_resource, &|r, n| {
+        format!("{r} has {n} resource instances")
+    });
+    let finalizers = counted(&remaining.by_finalizer, &|f, n| {
+        format!("{f} in {n} resource instances")
+    });
+    let held = |text: &String, reason: &str, message: String| {
+        (!text.is_empty()).then(|| ("True", reason.to_string(), message))
+    };
+    let wanted = [
+        (
+            "NamespaceDeletionDiscoveryFailure",
+            None,
+            (
+                "ResourcesDiscovered",
+                "All resources successfully discovered",
+            ),
+        ),
+        (
+            "NamespaceDeletionGroupVersionParsingFailure",
+            None,
+            (
+                "ParsedGroupVersions",
+                "All legacy kube types successfully parsed",
+            ),
+        ),
+        (
+            "NamespaceDeletionContentFailure",
+            None,
+            (
+                "ContentDeleted",
+                "All content successfully deleted, may be waiting on finalization",
+            ),
+        ),
+        (
+            "NamespaceContentRemaining",
+            held(
+                &resources,
+                "SomeResourcesRemain",
+                format!("Some resources are remaining: {resources}"),
+            ),
+            ("ContentRemoved", "All content successfully removed"),
+        ),
+        (
+            "NamespaceFinalizersRemaining",
+            held(
+                &finalizers,
+                "SomeFinalizersRemain",
+                format!("Some content in the namespace has finalizers remaining: {finalizers}"),
+            ),
+            (
+                "ContentHasNoFinalizers",
+                "All content-preserving finalizers finished",
+            ),
+        ),
+    ];
+    wanted
+        .into_iter()
+        .map(|(kind, problem, (ok_reason, ok_message))| {
+            let (status, reason, message) =
+                problem.unwrap_or(("False", ok_reason.to_string(), ok_message.to_string()));
+            let since = current
+                .iter()
+                .find(|c| c["type"] == kind && c["status"] == status)
+                .and_then(|c| c.get("lastTransitionTime").cloned())
+                .unwrap_or_else(|| Value::String(now.to_string()));
+            json!({"type": kind, "status": status, "lastTransitionTime": since,
+                "reason": reason, "message": message})
+        })
+        .collect()
+}
+
 /// The namespace without this controller's finalizer.
 pub fn finalized(namespace: &Value) -> Value {
     let mut namespace = namespace.clone();
@@ -110,7 +214,8 @@ impl Reconciler for NamespaceReconciler {
             return Ok(Action::await_change());
         }
         let remaining = self.empty(&shard, key).await?;
-        if let Some(again) = after_emptying(remaining) {
+        if let Some(again) = after_emptying(remaining.total()) {
+            self.report(&shard, key, &remaining).await?;
             return Ok(again);
         }
         // Empty: drop our finalizer, and the namespace with it if nothing else holds it.
@@ -128,11 +233,44 @@ impl Reconciler for NamespaceReconciler {
 }
 
 impl NamespaceReconciler {
-    /// Deletes everything in the namespace; how many objects are still going (finalizers).
-    async fn empty(&self, shard: &Shard, key: &ObjectKey) -> Result<usize, Error> {
+    /// Says in the namespace's conditions what still holds it (written only when that changed).
+    async fn report(
+        &self,
+        shard: &Shard,
+        key: &ObjectKey,
+        remaining: &Remaining,
+    ) -> Result<(), Error> {
+        let stored = match shard.store.get(key).await {
+            Ok(stored) => stored,
+            Err(StorageError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let namespace = parse(&stored)?;
+        let current = namespace
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let now = crate::machinery::object_meta::now_rfc3339();
+        let wanted = conditions(remaining, &current, &now);
+        if wanted == current {
+            return Ok(());
+        }
+        let mut status = namespace
+            .get("status")
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        status["conditions"] = Value::Array(wanted);
+        let rt = committer::builtin(self.registry.scheme(), "", "v1", "namespaces")?;
+        committer::update_status(&shard.store, rt, &stored, status).await?;
+        Ok(())
+    }
+
+    /// Deletes everything in the namespace; what is still going (held by finalizers).
+    async fn empty(&self, shard: &Shard, key: &ObjectKey) -> Result<Remaining, Error> {
         let (cluster, name) = (&key.cluster, &key.name);
         let store: &Store = &shard.store;
-        let mut remaining = 0usize;
+        let mut remaining = Remaining::default();
         let resources = self.registry.resources(cluster).await;
         let mut seen = Vec::new();
         for rt in resources.iter().filter(|r| r.namespaced) {
@@ -155,10 +293,23 @@ impl NamespaceReconciler {
                 )
                 .await
                 {
-                    Ok(Deleted::Gone(_)) | Err(StorageError::NotFound(_)) => {}
-                    Ok(Deleted::Pending(_)) | Err(StorageError::Conflict { .. }) => remaining += 1,
+                    Ok(Deleted::Gone(_)) | Err(StorageError::NotFound(_)) => continue,
+                    Ok(Deleted::Pending(stored)) => {
+                        let object = parse(&stored)?;
+                        for finalizer in deletion::finalizers(&object) {
+                            *remaining
+                                .by_finalizer
+                                .entry(finalizer.to_string())
+                                .or_default() += 1;
+                        }
+                    }
+                    Err(StorageError::Conflict { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
+                *remaining
+                    .by_resource
+                    .entry(format!("{}.{}", rt.plural, rt.group))
+                    .or_default() += 1;
             }
         }
         Ok(remaining)
@@ -183,6 +334,54 @@ mod tests {
         );
         assert_eq!(after_emptying(2), Some(Action::requeue(RETRY)));
         assert_eq!(after_emptying(0), None);
+    }
+
+    #[test]
+    fn conditions_say_what_holds_the_namespace() {
+        let remaining = Remaining {
+            by_resource: [
+                ("configmaps.".to_string(), 2),
+                ("widgets.example.com".to_string(), 1),
+            ]
+            .into(),
+            by_finalizer: [("example.com/hold".to_string(), 3)].into(),
+        };
+        let first = conditions(&remaining, &[], "t1");
+        let types: Vec<_> = first.iter().map(|c| c["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "NamespaceDeletionDiscoveryFailure",
+                "NamespaceDeletionGroupVersionParsingFailure",
+                "NamespaceDeletionContentFailure",
+                "NamespaceContentRemaining",
+                "NamespaceFinalizersRemaining"
+            ]
+        );
+        assert_eq!(first[2]["status"], "False");
+        assert_eq!(first[2]["reason"], "ContentDeleted");
+        assert_eq!(first[3]["status"], "True");
+        assert_eq!(first[3]["reason"], "SomeResourcesRemain");
+        assert_eq!(
+            first[3]["message"],
+            "Some resources are remaining: configmaps. has 2 resource instances, \
+             widgets.example.com has 1 resource instances"
+        );
+        assert_eq!(
+            first[4]["message"],
+            "Some content in the namespace has finalizers remaining: example.com/hold in 3 resource instances"
+        );
+        // Unchanged statuses keep their times; a pass that changes nothing writes nothing.
+        let again = conditions(&remaining, &first, "t2");
+        assert_eq!(again[0]["lastTransitionTime"], "t1");
+        let fewer = Remaining {
+            by_resource: [("configmaps.".to_string(), 1)].into(),
+            by_finalizer: Default::default(),
+        };
+        let later = conditions(&fewer, &first, "t3");
+        assert_eq!(later[3]["lastTransitionTime"], "t1");
+        assert_eq!(later[4]["status"], "False");
+        assert_eq!(later[4]["lastTransitionTime"], "t3");
     }
 
     #[test]

@@ -21,7 +21,8 @@ pub enum Deleted {
     Pending(StoredObject),
 }
 
-fn finalizers(object: &Value) -> Vec<&str> {
+/// The object's `metadata.finalizers`.
+pub fn finalizers(object: &Value) -> Vec<&str> {
     object
         .pointer("/metadata/finalizers")
         .and_then(Value::as_array)
