@@ -362,19 +362,23 @@ mod tests {
         assert_eq!(s.details.as_ref().unwrap().causes.len(), 1);
 
         // A kind with a group is named with it, the details keep the plain kind.
-        let s = Status::invalid(
-            &Subject {
-                group: "example.com",
-                resource: "widgets",
-                name: "w",
-            },
-            "Widget",
-            vec![StatusCause {
-                kind: "FieldValueRequired".into(),
-                message: "Required value".into(),
-                field: "spec.color".into(),
-            }],
-        );
+        let widget = |causes| {
+            Status::invalid(
+                &Subject {
+                    group: "example.com",
+                    resource: "widgets",
+                    name: "w",
+                },
+                "Widget",
+                causes,
+            )
+        };
+        let required = StatusCause {
+            kind: "FieldValueRequired".into(),
+            message: "Required value".into(),
+            field: "spec.color".into(),
+        };
+        let s = widget(vec![required.clone()]);
         assert_eq!(
             s.message,
             "Widget.example.com \"w\" is invalid: spec.color: Required value"
@@ -382,20 +386,7 @@ mod tests {
         assert_eq!(s.details.as_ref().unwrap().kind, "Widget");
 
         // A repeated problem is listed once in the message, every time in the causes.
-        let required = StatusCause {
-            kind: "FieldValueRequired".into(),
-            message: "Required value".into(),
-            field: "spec.color".into(),
-        };
-        let s = Status::invalid(
-            &Subject {
-                group: "example.com",
-                resource: "widgets",
-                name: "w",
-            },
-            "Widget",
-            vec![required.clone(), required],
-        );
+        let s = widget(vec![required.clone(), required]);
         assert_eq!(
             s.message,
             "Widget.example.com \"w\" is invalid: spec.color: Required value"
