@@ -133,6 +133,12 @@ async fn nested_workspaces_are_isolated(hub: &Hub) {
         !ok && err.contains("could not find the requested resource"),
         "{err}"
     );
+    // Help is help, and a flag is never taken for a workspace's name.
+    assert!(hub
+        .ok(&["ws", "--help"])
+        .contains("kubectl ws create <name>"));
+    let err = hub.fails(&["ws", "--nope"]);
+    assert!(err.contains("unknown flag \"--nope\""), "{err}");
     let err = hub.fails(&["ws", "root:nope"]);
     assert!(err.contains("workspace \"root:nope\" not found"), "{err}");
 

@@ -322,11 +322,35 @@ async fn create(
     Ok(())
 }
 
+/// What `kubectl ws --help` prints.
+const USAGE: &str = "\
+Move between Trellis workspaces (rewrites the current kubeconfig context's server URL).
+
+Usage:
+  kubectl ws                      print the current workspace (also `kubectl ws .`)
+  kubectl ws <path>               enter a workspace: absolute (root:a:b) or relative (b)
+  kubectl ws ..                   enter the parent
+  kubectl ws -                    go back to the previous workspace
+  kubectl ws tree                 show the workspaces under the current one
+  kubectl ws create <name> [--type T] [--enter]
+";
+
 /// Runs `kubectl ws` with `args` (without the program name).
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args.as_slice() {
+        ["-h" | "--help" | "help"] => {
+            print!("{USAGE}");
+            return Ok(());
+        }
+        // A flag is never a workspace name.
+        [flag] if flag.starts_with('-') && *flag != "-" => {
+            bail!("unknown flag {flag:?}\n\n{USAGE}")
+        }
+        _ => {}
+    }
     let mut file = KubeconfigFile::load()?;
     let current = ServerUrl::parse(&file.server()?)?;
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
         [] | ["."] => {
             println!("Current workspace is \"{}\".", current.workspace);
@@ -360,9 +384,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             let target = target_path(&current.workspace, path)?;
             enter(&mut file, &current, &target).await
         }
-        _ => bail!(
-            "usage: kubectl ws [<path> | .. | - | . | tree | create <name> [--type T] [--enter]]"
-        ),
+        _ => bail!("{USAGE}"),
     }
 }
 
