@@ -762,6 +762,14 @@ async fn default_cluster_roles_are_readable_objects(hub: &Hub) {
         })
     };
     assert!(grants(&view, "configmaps"), "{view}");
+    // As in Kubernetes, viewers do not see who may do what: roles and bindings are admins'.
+    assert!(
+        !grants(&view, "roles") && !grants(&view, "rolebindings"),
+        "{view}"
+    );
+    let admin: serde_json::Value =
+        serde_json::from_str(&in_team(&["get", "clusterrole", "admin", "-o", "json"])).unwrap();
+    assert!(grants(&admin, "rolebindings"), "{admin}");
     assert!(view["aggregationRule"].is_object());
     assert!(!view["metadata"]["uid"]
         .as_str()

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use super::{
     age_cell, cell_text, Admission, Column, Grants, Kind, Names, SchemaSource, SchemeBuilder, AGE,
-    NAME, READ,
+    NAME,
 };
 use crate::machinery::protobuf::Converter;
 use crate::machinery::schema::FieldError;
@@ -113,10 +113,11 @@ impl Kind for RbacKind {
     }
 
     fn grants(&self) -> Grants {
-        // Roles and bindings inside a namespace: admins manage them, viewers read them.
+        // Roles and bindings inside a namespace: admins manage them. Viewers and editors do not
+        // even read them (who may do what), as Kubernetes' `view` and `edit` roles say.
         if self.names.namespaced {
             Grants {
-                view: READ,
+                view: &[],
                 edit: &[],
                 admin: &["*"],
             }
