@@ -51,13 +51,16 @@ impl Preconditions {
         }
         if let Some(uid) = &self.uid {
             if *uid != current.uid {
-                return Err(conflict(format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    current.uid
-                )));
+                return Err(conflict(Self::uid_failure(uid, &current.uid)));
             }
         }
         Ok(())
+    }
+
+    /// Why a write whose uid precondition is `wanted` fails on an object whose uid is `actual`,
+    /// in kube-apiserver's words.
+    pub fn uid_failure(wanted: &str, actual: &str) -> String {
+        format!("Precondition failed: UID in precondition: {wanted}, UID in object meta: {actual}")
     }
 }
 

@@ -38,6 +38,8 @@ pub struct StatusDetails {
     pub group: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub uid: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub causes: Vec<StatusCause>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,7 +74,8 @@ impl<'a> Subject<'a> {
         }
     }
 
-    fn details(&self) -> StatusDetails {
+    /// Details naming the subject (name, group, resource), as kube-apiserver's Statuses do.
+    pub fn details(&self) -> StatusDetails {
         StatusDetails {
             name: self.name.to_string(),
             group: self.group.to_string(),

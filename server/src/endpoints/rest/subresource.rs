@@ -71,19 +71,22 @@ pub fn keep_finalizers(new: &mut Value, current: &Value) {
 /// resourceVersion kept as a precondition, as for `/status`).
 pub fn only_finalizers(new: &Value, current: &Value) -> Value {
     let mut object = current.clone();
-    let mut carried = new.clone();
-    keep_finalizers(&mut object, &carried);
-    if let Some(meta) = carried.get_mut("metadata").and_then(Value::as_object_mut) {
-        match meta.remove("resourceVersion") {
-            Some(rv) => object["metadata"]["resourceVersion"] = rv,
-            None => {
-                if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-                    meta.remove("resourceVersion");
-                }
+    keep_finalizers(&mut object, new);
+    carry_revision(new, &mut object);
+    object
+}
+
+/// A subresource write is the current object with one part from the client's: the client's
+/// resourceVersion (or its absence) goes with it, so that it still acts as a precondition.
+fn carry_revision(new: &Value, object: &mut Value) {
+    match new.pointer("/metadata/resourceVersion") {
+        Some(rv) => object["metadata"]["resourceVersion"] = rv.clone(),
+        None => {
+            if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.remove("resourceVersion");
             }
         }
     }
-    object
 }
 
 /// A write to `/status`: the current object with the new status. The client's
@@ -96,14 +99,7 @@ pub fn only_status(new: &Value, current: &Value) -> Value {
             None => map.remove("status"),
         };
     }
-    match new.pointer("/metadata/resourceVersion") {
-        Some(rv) => object["metadata"]["resourceVersion"] = rv.clone(),
-        None => {
-            if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-                meta.remove("resourceVersion");
-            }
-        }
-    }
+    carry_revision(new, &mut object);
     object
 }
 

@@ -14,7 +14,7 @@ use crate::machinery::apply;
 use crate::machinery::deletion::{self, Deleted};
 use crate::machinery::object_meta;
 use crate::machinery::patch::PatchType;
-use crate::machinery::status::{Status, StatusCause, Subject};
+use crate::machinery::status::{Status, StatusCause, StatusDetails, Subject};
 use crate::registry::ResourceType;
 use crate::security::authz::defaults::DEFAULT_REVISION;
 use crate::serving::query::Query;
@@ -425,14 +425,16 @@ pub async fn update(
     let warnings = validate_fields(&mut sent, &duplicates, target, query)?;
     rewrite(target, query, Some(&managers), |current| {
         // A uid in the body is a precondition of the update, as in kube-apiserver.
-        let uid = |o: &Value| o.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
+        let uid = |o: &Value| {
+            o.pointer("/metadata/uid")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         if let (Some(sent_uid), Some(current_uid)) = (uid(&sent), uid(current)) {
             if !sent_uid.is_empty() && sent_uid != current_uid {
                 return Err(target.storage_error(&StorageError::Conflict {
                     key: name.to_string(),
-                    reason: format!(
-                        "Precondition failed: UID in precondition: {sent_uid}, UID in object meta: {current_uid}"
-                    ),
+                    reason: Preconditions::uid_failure(&sent_uid, &current_uid),
                 }));
             }
         }
@@ -814,7 +816,10 @@ pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Re
                     "apiVersion": "v1",
                     "metadata": {},
                     "status": "Success",
-                    "details": deleted_details(target, name, &stored.uid),
+                    "details": StatusDetails {
+                        uid: stored.uid,
+                        ..target.subject().details()
+                    },
                 }),
             ));
         }
@@ -822,15 +827,6 @@ pub async fn delete(target: &Target<'_>, query: &Query, body: Body) -> Result<Re
     };
     let object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
     Ok(response::json(StatusCode::OK, &object))
-}
-
-/// A deleted object's `details`: its name, group (when not core), resource and uid.
-fn deleted_details(target: &Target<'_>, name: &str, uid: &str) -> Value {
-    let mut details = json!({"name": name, "kind": target.rt.plural, "uid": uid});
-    if !target.rt.group.is_empty() {
-        details["group"] = Value::String(target.rt.group.clone());
-    }
-    details
 }
 
 /// How a delete treats dependents: `propagationPolicy` from the query or DeleteOptions, or
