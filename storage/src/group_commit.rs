@@ -1,10 +1,16 @@
 //! Group commit: concurrent writes on one shard share transactions.
 //!
-//! Every write goes through one queue per shard per process. A single task takes whatever has
-//! queued (up to a bound) as one batch, commits it as one transaction, publishes it to watchers
-//! and answers each caller. While one batch commits the next one fills up, so under load one
-//! fsync serves many writes. Revision order is commit order because every transaction takes the
-//! shard's revision lock. (Two batches in flight were measured: the writers split between them
+//! Every write goes through one queue per shard per process. A single committer takes whatever
+//! has queued (up to a bound) as one batch, commits it as one transaction, publishes it to
+//! watchers and answers each caller. While one batch commits the next one fills up, so under
+//! load one fsync serves many writes. Revision order is commit order because every transaction
+//! takes the shard's revision lock.
+//!
+//! The committer has a thread of its own (with a single-threaded runtime, and on Postgres
+//! connections of its own, driven there): every write of the shard waits on it, and as a task
+//! among the server's it waited behind request handling and watch delivery each time its
+//! database answered. Measured with the hub taking 16 writers' creates, on two cores: 6,200
+//! creates/s as a task, 7,300–8,100 on its own thread. (Two batches in flight were measured: the writers split between them
 //! and each fsync served half as many writes, 0.53x the baseline at 16 writers instead of 0.64x.)
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,8 +28,10 @@ use crate::write_plan::WriteOp;
 
 /// Most operations in one transaction.
 const MAX_BATCH: usize = 512;
-/// Most yields while filling one batch.
-const FILL_ROUNDS: usize = 4;
+/// A filling batch stops waiting once no write arrived for this long...
+const FILL_GAP: Duration = Duration::from_micros(30);
+/// ...or once it has waited this long after its first.
+const FILL_CAP: Duration = Duration::from_micros(300);
 /// How long a batch is retried while the database is unreachable before callers get an error.
 const RETRY_FOR: Duration = Duration::from_secs(15);
 
@@ -59,7 +67,17 @@ impl GroupCommitter {
     pub(crate) fn start(backend: Arc<dyn Backend>, hub: Arc<WatchHub>) -> Self {
         let (queue, rx) = mpsc::channel(MAX_BATCH * 8);
         let counters = Arc::new(CommitCounters::default());
-        tokio::spawn(run(backend, hub, rx, counters.clone()));
+        let runs = run(backend, hub, rx, counters.clone());
+        std::thread::Builder::new()
+            .name("trellis-commit".into())
+            .spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("committer runtime")
+                    .block_on(runs)
+            })
+            .expect("committer thread");
         Self { queue, counters }
     }
 
@@ -92,9 +110,13 @@ async fn run(
     mut rx: mpsc::Receiver<Pending>,
     counters: Arc<CommitCounters>,
 ) {
+    let mut expected = 1;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
-        fill(&mut rx, &mut batch).await;
+        fill(&mut rx, &mut batch, expected);
+        // The largest recent batch: one that came out short does not lower the next one's aim
+        // by more than a write.
+        expected = batch.len().max(expected.saturating_sub(1));
         let ops: Vec<WriteOp> = batch.iter().map(|p| p.op.clone()).collect();
         let span = tracing::info_span!(parent: batch[0].span.id(), "storage.group_commit", writes = batch.len());
         for other in &batch[1..] {
@@ -141,12 +163,16 @@ fn finish(hub: &WatchHub, batch: Vec<Pending>, outcome: Result<crate::write_plan
     }
 }
 
-/// Takes what has queued behind the first write. Writers answered by the previous batch are
-/// woken at the same moment this task is, and would each miss the batch by microseconds and
-/// wait a whole commit: so yield a few times while more keep arriving. This costs
-/// microseconds, never a timed wait, and an idle shard commits a lone write at once.
-async fn fill(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
-    for _ in 0..FILL_ROUNDS {
+/// Takes what has queued behind the first write. Writers answered by the previous batch come
+/// back within microseconds of each other, and one that misses this batch waits a whole
+/// commit: so until as many writes have come as the previous batch carried, it keeps looking
+/// while they keep arriving (none for `FILL_GAP` ends the wait, as does `FILL_CAP`). Between
+/// looks the thread yields its CPU to whoever is runnable; it never sleeps, which under load
+/// could cost a timer's wake-up latency. A lone write after a lone write is committed at once.
+fn fill(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, expected: usize) {
+    let started = Instant::now();
+    let mut last = started;
+    loop {
         let before = batch.len();
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -154,13 +180,17 @@ async fn fill(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
                 Err(_) => break,
             }
         }
-        if batch.len() >= MAX_BATCH {
+        let now = Instant::now();
+        if batch.len() > before {
+            last = now;
+        }
+        if batch.len() >= expected.min(MAX_BATCH)
+            || now - last >= FILL_GAP
+            || now - started >= FILL_CAP
+        {
             return;
         }
-        tokio::task::yield_now().await;
-        if rx.is_empty() && batch.len() == before {
-            return;
-        }
+        std::thread::yield_now();
     }
 }
 

@@ -15,6 +15,12 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 pub(crate) const CHANNEL: &str = "trellis_events";
 
+/// Announcements are at least this far apart. Each one is a transaction of the notifier's and
+/// a delivery to every listening session, the store's own included: under load, one per
+/// commit cost the database about as much CPU as the commits' own writes, for hints that
+/// other processes' watchers get at most this much later.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(5);
+
 use crate::backend::WakeHint as Hint;
 
 /// Sends the newest committed revision as a notification, coalescing bursts.
@@ -43,6 +49,8 @@ impl Notifier {
                     tracing::debug!(error = %err, "could not announce a commit; others will poll");
                     connection = None;
                 }
+                // Commits during the pause are announced together after it.
+                tokio::time::sleep(ANNOUNCE_EVERY).await;
             }
         });
         Self { newest }

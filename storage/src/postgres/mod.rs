@@ -40,6 +40,9 @@ const COMPACTION_BATCH: i64 = 5000;
 
 pub(crate) struct PostgresBackend {
     pool: Pool,
+    /// The group committer's connections, apart from the pool the readers share: they are
+    /// made on the committer's thread and driven by its runtime (see `group_commit`).
+    commits: Pool,
     reachability: Reachability,
     config: tokio_postgres::Config,
     /// Tags this store's notifications so that it ignores its own: it publishes its commits
@@ -58,17 +61,23 @@ impl PostgresBackend {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(CONNECT_TIMEOUT);
         }
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(max_connections.max(2))
-            .build()
-            .map_err(|e| StorageError::Internal(format!("connection pool: {e}")))?;
+        let pool_of = |size: usize| {
+            let manager = Manager::from_config(
+                config.clone(),
+                NoTls,
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(manager)
+                .max_size(size)
+                .build()
+                .map_err(|e| StorageError::Internal(format!("connection pool: {e}")))
+        };
+        let pool = pool_of(max_connections.max(2))?;
+        // One for the commit in progress, one to learn the outcome of a commit whose
+        // connection broke.
+        let commits = pool_of(2)?;
         let mut client = pool.get().await?;
         schema::migrate(&mut client).await?;
         let instance = listen::new_instance_id();
@@ -76,6 +85,7 @@ impl PostgresBackend {
             notifier: listen::Notifier::start(config.clone(), instance),
             reachability: Reachability::default(),
             pool,
+            commits,
             config,
             instance,
             known: creates::KnownRevision::default(),
@@ -83,7 +93,16 @@ impl PostgresBackend {
     }
 
     async fn client(&self) -> Result<Object> {
-        let client = self.pool.get().await;
+        self.checkout(&self.pool).await
+    }
+
+    /// A connection of the group committer's.
+    async fn commit_client(&self) -> Result<Object> {
+        self.checkout(&self.commits).await
+    }
+
+    async fn checkout(&self, pool: &Pool) -> Result<Object> {
+        let client = pool.get().await;
         if client.is_err() {
             self.reachability.failed();
         }
@@ -254,7 +273,7 @@ impl Backend for PostgresBackend {
     }
 
     async fn commit(&self, ops: &[WriteOp]) -> Result<WritePlan> {
-        let client = self.client().await?;
+        let client = self.commit_client().await?;
         if let Some(expected) = self.known.for_batch(ops) {
             match creates::commit(&client, &self.known, expected, ops).await {
                 creates::Shortcut::Committed(plan) => return Ok(self.committed(plan)),
@@ -449,7 +468,7 @@ impl PostgresBackend {
     }
 
     async fn find_committed(&self, first: &Event) -> Result<bool> {
-        let client = self.client().await?;
+        let client = self.commit_client().await?;
         client
             .batch_execute("BEGIN; SELECT revision FROM trellis_meta FOR UPDATE")
             .await?;
