@@ -4,14 +4,15 @@
 //! has queued (up to a bound) as one batch, commits it as one transaction, publishes it to
 //! watchers and answers each caller. While one batch commits the next one fills up, so under
 //! load one fsync serves many writes. Revision order is commit order because every transaction
-//! takes the shard's revision lock.
+//! takes the shard's revision lock. (Two batches in flight were measured: the writers split
+//! between them and each fsync served half as many writes, 0.53x the baseline at 16 writers
+//! instead of 0.64x.)
 //!
 //! The committer has a thread of its own (with a single-threaded runtime, and on Postgres
 //! connections of its own, driven there): every write of the shard waits on it, and as a task
 //! among the server's it waited behind request handling and watch delivery each time its
-//! database answered. Measured with the hub taking 16 writers' creates, on two cores: 6,200
-//! creates/s as a task, 7,300–8,100 on its own thread. (Two batches in flight were measured: the writers split between them
-//! and each fsync served half as many writes, 0.53x the baseline at 16 writers instead of 0.64x.)
+//! database answered. Hub creates from 16 writers on two cores, the two builds taking turns:
+//! 6,112–6,355/s as a task, 7,203–8,274/s on its own thread (BENCHMARKS.md, session 11).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
