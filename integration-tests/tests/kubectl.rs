@@ -1142,27 +1142,26 @@ async fn a_stuck_namespace_is_finalized(hub: &Hub) {
     let finalizers = || hub.ok(&["get", "ns", "stuck", "-o", "jsonpath={.spec.finalizers}"]);
     assert_eq!(finalizers(), r#"["kubernetes"]"#);
 
-    let mut ns: serde_json::Value =
-        serde_json::from_str(&hub.ok(&["get", "ns", "stuck", "-o", "json"])).unwrap();
-    ns["spec"]["finalizers"] = serde_json::json!([]);
-    let emptied = write_file(dir.path(), "emptied.json", &ns.to_string());
-    hub.ok(&["replace", "-f", &emptied]);
+    // The namespace as it is now, with no finalizers.
+    let emptied = || {
+        let mut ns: serde_json::Value =
+            serde_json::from_str(&hub.ok(&["get", "ns", "stuck", "-o", "json"])).unwrap();
+        ns["spec"]["finalizers"] = serde_json::json!([]);
+        write_file(dir.path(), "emptied.json", &ns.to_string())
+    };
+    hub.ok(&["replace", "-f", &emptied()]);
     assert_eq!(
         finalizers(),
         r#"["kubernetes"]"#,
         "the main resource kept them"
     );
     // Again from the object as it is now (the replace moved its resourceVersion).
-    let mut ns: serde_json::Value =
-        serde_json::from_str(&hub.ok(&["get", "ns", "stuck", "-o", "json"])).unwrap();
-    ns["spec"]["finalizers"] = serde_json::json!([]);
-    let emptied = write_file(dir.path(), "emptied.json", &ns.to_string());
     hub.ok(&[
         "replace",
         "--raw",
         "/api/v1/namespaces/stuck/finalize",
         "-f",
-        &emptied,
+        &emptied(),
     ]);
     wait_until(|| !hub.kubectl(&["get", "ns", "stuck"]).0);
 }

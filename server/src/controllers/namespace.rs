@@ -18,12 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use trellis_storage::{ListRequest, ListScope, ObjectKey, Preconditions, StorageError, Store};
+use trellis_storage::{
+    ListRequest, ListScope, ObjectKey, Preconditions, StorageError, Store, StoredObject,
+};
 
 use super::runtime::committer::{self, parse};
 use super::runtime::{Action, Controller, Error, Reconciler, Running};
 use crate::machinery::deletion::{self, Deleted};
-use crate::registry::Registry;
+use crate::registry::{Registry, ResourceType};
 use crate::tenancy::namespace_cache::NamespaceState;
 use crate::tenancy::shards::{Shard, ShardMap};
 
@@ -199,6 +201,18 @@ pub fn finalized(namespace: &Value) -> Value {
     namespace
 }
 
+/// The namespace as stored, and parsed; `None` once it is gone.
+async fn stored(shard: &Shard, key: &ObjectKey) -> Result<Option<(StoredObject, Value)>, Error> {
+    match shard.store.get(key).await {
+        Ok(stored) => {
+            let namespace = parse(&stored)?;
+            Ok(Some((stored, namespace)))
+        }
+        Err(StorageError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl Reconciler for NamespaceReconciler {
     type Key = ObjectKey;
 
@@ -219,15 +233,11 @@ impl Reconciler for NamespaceReconciler {
             return Ok(again);
         }
         // Empty: drop our finalizer, and the namespace with it if nothing else holds it.
-        let store = &shard.store;
-        let stored = match store.get(key).await {
-            Ok(stored) => stored,
-            Err(StorageError::NotFound(_)) => return Ok(Action::await_change()),
-            Err(e) => return Err(e.into()),
+        let Some((stored, namespace)) = stored(&shard, key).await? else {
+            return Ok(Action::await_change());
         };
-        let desired = finalized(&parse(&stored)?);
-        let rt = committer::builtin(self.registry.scheme(), "", "v1", "namespaces")?;
-        committer::update(store, rt, &stored, desired).await?;
+        let rt = self.namespaces()?;
+        committer::update(&shard.store, rt, &stored, finalized(&namespace)).await?;
         Ok(Action::await_change())
     }
 }
@@ -240,30 +250,30 @@ impl NamespaceReconciler {
         key: &ObjectKey,
         remaining: &Remaining,
     ) -> Result<(), Error> {
-        let stored = match shard.store.get(key).await {
-            Ok(stored) => stored,
-            Err(StorageError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let Some((stored, namespace)) = stored(shard, key).await? else {
+            return Ok(());
         };
-        let namespace = parse(&stored)?;
         let current = namespace
             .pointer("/status/conditions")
             .and_then(Value::as_array)
-            .cloned()
+            .map(Vec::as_slice)
             .unwrap_or_default();
         let now = crate::machinery::object_meta::now_rfc3339();
-        let wanted = conditions(remaining, &current, &now);
+        let wanted = conditions(remaining, current, &now);
         if wanted == current {
             return Ok(());
         }
-        let mut status = namespace
-            .get("status")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+        let mut status = match namespace.get("status") {
+            Some(status) if status.is_object() => status.clone(),
+            _ => json!({}),
+        };
         status["conditions"] = Value::Array(wanted);
-        let rt = committer::builtin(self.registry.scheme(), "", "v1", "namespaces")?;
-        committer::update_status(&shard.store, rt, &stored, status).await?;
+        committer::update_status(&shard.store, self.namespaces()?, &stored, status).await?;
         Ok(())
+    }
+
+    fn namespaces(&self) -> Result<&ResourceType, Error> {
+        committer::builtin(self.registry.scheme(), "", "v1", "namespaces")
     }
 
     /// Deletes everything in the namespace; what is still going (held by finalizers).

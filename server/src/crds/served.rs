@@ -150,7 +150,7 @@ pub fn resource_types(crd: &Value) -> Vec<ResourceType> {
                 subresources: Subresources {
                     status: v.pointer("/subresources/status").is_some(),
                     scale,
-                    finalize: false,
+                    ..Subresources::default()
                 },
                 stored_as: None,
                 custom: Some(Arc::new(CustomVersion {

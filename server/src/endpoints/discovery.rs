@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::endpoints::rest::subresource::Subresource;
 use crate::registry::{self, ResourceType};
 
 /// The Kubernetes version whose API this server speaks.
@@ -108,15 +109,15 @@ fn subresources(r: &ResourceType) -> Vec<(&'static str, Value, &'static [&'stati
     let mut out = Vec::new();
     if r.subresources.status {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        out.push(("status", gvk, &["get", "patch", "update"][..]));
+        out.push(("status", gvk, Subresource::Status.verbs()));
     }
     if r.subresources.finalize {
         let gvk = json!({"group": r.group, "version": r.version, "kind": r.kind});
-        out.push(("finalize", gvk, &["update"][..]));
+        out.push(("finalize", gvk, Subresource::Finalize.verbs()));
     }
     if r.subresources.scale.is_some() {
         let gvk = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
-        out.push(("scale", gvk, &["get", "patch", "update"][..]));
+        out.push(("scale", gvk, Subresource::Scale.verbs()));
     }
     // Subresources answered by code (TokenRequest).
     for (name, takes, _) in r.kind_rules.iter().flat_map(|k| k.endpoint_subresources()) {

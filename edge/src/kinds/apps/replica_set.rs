@@ -25,12 +25,12 @@ impl Kind for ReplicaSet {
     fn subresources(&self) -> Subresources {
         Subresources {
             status: true,
-            finalize: false,
             scale: Some(ScalePaths {
                 spec_replicas: ".spec.replicas".into(),
                 status_replicas: ".status.replicas".into(),
                 label_selector: None,
             }),
+            ..Subresources::default()
         }
     }
 

@@ -96,13 +96,7 @@ pub async fn handle(
     if !rt.namespaced && request.namespace.is_some() {
         return response::status(Status::not_found_path());
     }
-    let allowed = match subresource {
-        Subresource::None => true,
-        // As kube-apiserver serves it: PUT only.
-        Subresource::Finalize => request.verb == Verb::Update,
-        _ => matches!(request.verb, Verb::Get | Verb::Update | Verb::Patch),
-    };
-    if !allowed {
+    if subresource != Subresource::None && !subresource.verbs().contains(&request.verb.as_str()) {
         return response::status(Status::new(
             405,
             "MethodNotAllowed",

@@ -31,6 +31,26 @@ impl Subresource {
             Some(_) => None,
         }
     }
+
+    /// Its name in a request path (`None` for the resource itself).
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            Subresource::None => None,
+            Subresource::Status => Some("status"),
+            Subresource::Scale => Some("scale"),
+            Subresource::Finalize => Some("finalize"),
+        }
+    }
+
+    /// The verbs it serves, as discovery lists them: `/finalize` takes only a PUT, as in
+    /// kube-apiserver. (The resource itself is not limited here.)
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Subresource::None => &[],
+            Subresource::Finalize => &["update"],
+            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+        }
+    }
 }
 
 /// A write to the main resource: the stored status stays.

@@ -278,7 +278,7 @@ impl Managers {
     /// Records a non-apply write of `new` over `old`.
     fn track(&self, target: &Target, old: Option<&Value>, new: &mut Value) {
         let api_version = target.rt.api_version();
-        let subresource = subresource_name(target);
+        let subresource = target.subresource.name();
         apply::track_update(
             old,
             new,
@@ -291,15 +291,6 @@ impl Managers {
             },
             &merge_rules(target),
         );
-    }
-}
-
-fn subresource_name(target: &Target) -> Option<&'static str> {
-    match target.subresource {
-        Subresource::None => None,
-        Subresource::Status => Some("status"),
-        Subresource::Scale => Some("scale"),
-        Subresource::Finalize => Some("finalize"),
     }
 }
 
@@ -536,7 +527,7 @@ async fn server_side_apply(
         api_version: &api_version,
         time: &time,
         force,
-        subresource: subresource_name(target),
+        subresource: target.subresource.name(),
         ignored: reset_fields(target),
     };
     let rules = merge_rules(target);

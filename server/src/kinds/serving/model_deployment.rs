@@ -20,12 +20,12 @@ impl Kind for ModelDeployment {
     fn subresources(&self) -> Subresources {
         Subresources {
             status: true,
-            finalize: false,
             scale: Some(ScalePaths {
                 spec_replicas: ".spec.replicas".into(),
                 status_replicas: ".status.replicas".into(),
                 label_selector: Some(".status.selector".into()),
             }),
+            ..Subresources::default()
         }
     }
 
