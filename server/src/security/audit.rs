@@ -3,11 +3,12 @@
 //! namespace, name) and the response code. Never a credential or a request body.
 //!
 //! Every request has an audit ID, as in kube-apiserver: the client's `Audit-ID` header, or a
-//! new UUID; [`audit_id`] (outermost of all) answers it in `Audit-Id` on every response, with
-//! `Cache-Control: no-cache, private`, and the log line carries it as `auditID`.
+//! new UUID, given before anything else ([`assign_id`]) and answered in `Audit-Id` on every
+//! response ([`stamp_id`]), with `Cache-Control: no-cache, private`; the log line carries it as
+//! `auditID`.
 //!
-//! [`record`] is the outermost layer but that one, so refused requests (401, 429) are logged
-//! too. Lines go
+//! The log's line is begun before authentication ([`AuditLog::begin`], in
+//! [`crate::serving::gate`]), so refused requests (401, 429) are logged too. Lines go
 //! through a bounded channel to one writer task: a request never waits for the disk. If the
 //! writer falls behind by more than [`QUEUE`] lines, new lines are dropped and counted, and
 //! the count is logged.
@@ -17,9 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
@@ -163,29 +163,34 @@ pub fn event_of(method: &str, path: &str, query: Option<&str>) -> AuditEvent {
     event
 }
 
-/// The audit layer: logs every request with the user authentication found (in the response's
-/// extensions) and the response code.
-pub async fn record(State(log): State<AuditLog>, request: Request<Body>, next: Next) -> Response {
-    let mut event = event_of(
-        request.method().as_str(),
-        request.uri().path(),
-        request.uri().query(),
-    );
-    if let Some(AuditId(id)) = request.extensions().get::<AuditId>() {
-        event.audit_id = id.to_str().unwrap_or_default().to_string();
+impl AuditLog {
+    /// The line `request` will be logged with, once [`AuditLog::finish`] knows the answer.
+    pub fn begin(&self, request: &Request<Body>) -> AuditEvent {
+        let mut event = event_of(
+            request.method().as_str(),
+            request.uri().path(),
+            request.uri().query(),
+        );
+        if let Some(AuditId(id)) = request.extensions().get::<AuditId>() {
+            event.audit_id = id.to_str().unwrap_or_default().to_string();
+        }
+        event
     }
-    let response = next.run(request).await;
-    let user = response.extensions().get::<UserInfo>();
-    event.user = user.map(|u| u.name.clone()).unwrap_or_default();
-    event.groups = user.map(|u| u.groups.clone()).unwrap_or_default();
-    if let Some(Impersonated(acted_as)) = response.extensions().get::<Impersonated>() {
-        event.impersonated_user = acted_as.name.clone();
-        event.impersonated_groups = acted_as.groups.clone();
+
+    /// Logs `event` with the user authentication found (in the response's extensions) and the
+    /// response code.
+    pub fn finish(&self, mut event: AuditEvent, response: &Response) {
+        let user = response.extensions().get::<UserInfo>();
+        event.user = user.map(|u| u.name.clone()).unwrap_or_default();
+        event.groups = user.map(|u| u.groups.clone()).unwrap_or_default();
+        if let Some(Impersonated(acted_as)) = response.extensions().get::<Impersonated>() {
+            event.impersonated_user = acted_as.name.clone();
+            event.impersonated_groups = acted_as.groups.clone();
+        }
+        event.code = response.status().as_u16();
+        event.time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        self.send(event);
     }
-    event.code = response.status().as_u16();
-    event.time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-    log.send(event);
-    response
 }
 
 /// A request's audit ID.
@@ -195,9 +200,9 @@ pub struct AuditId(pub HeaderValue);
 /// The header a client may name its request's audit ID with, and the response carries it in.
 const AUDIT_ID: &str = "audit-id";
 
-/// The outermost layer: gives the request its audit ID (the client's, if it sent a usable one)
-/// and puts it, with kube-apiserver's `Cache-Control`, on the response.
-pub async fn audit_id(mut request: Request<Body>, next: Next) -> Response {
+/// Gives the request its audit ID (the client's, if it sent a usable one), before anything
+/// else; [`stamp_id`] puts it on the response.
+pub fn assign_id(request: &mut Request<Body>) -> HeaderValue {
     let id = request
         .headers()
         .get(AUDIT_ID)
@@ -208,13 +213,16 @@ pub async fn audit_id(mut request: Request<Body>, next: Next) -> Response {
                 .expect("a UUID is a header value")
         });
     request.extensions_mut().insert(AuditId(id.clone()));
-    let mut response = next.run(request).await;
+    id
+}
+
+/// Answers the request's audit ID in `Audit-Id`, with kube-apiserver's `Cache-Control`.
+pub fn stamp_id(response: &mut Response, id: HeaderValue) {
     let headers = response.headers_mut();
     headers.insert(AUDIT_ID, id);
     headers
         .entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-cache, private"));
-    response
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 
@@ -26,7 +26,7 @@ use crate::{
 };
 use tracing::Instrument;
 
-pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request<Body>) -> Response {
+pub async fn dispatch(state: Arc<AppState>, request: Request<Body>) -> Response {
     let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let query = Query::parse(parts.uri.query());

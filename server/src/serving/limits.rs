@@ -22,8 +22,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::Response;
 
 use crate::machinery::status::{Status, StatusDetails};
@@ -101,30 +100,22 @@ impl RateLimiter {
     }
 }
 
-/// The rate limiter, and the server whose request metrics count what it refuses.
-#[derive(Clone)]
-pub struct RateLimit {
-    pub limiter: Arc<RateLimiter>,
-    pub state: Arc<crate::serving::state::AppState>,
-}
-
-/// The rate-limit layer; runs after authentication. A refused request is counted in
-/// `apiserver_request_total` with code 429, as kube-apiserver counts what it drops.
-pub async fn rate_limit(
-    State(limit): State<RateLimit>,
-    request: Request<Body>,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    if let Some(user) = request.extensions().get::<UserInfo>() {
-        if !user.is_master() {
-            if let Err(wait) = limit.limiter.check(&bucket_key(user), started) {
-                let refused = response::status(too_many_requests(wait));
-                return counted(&limit.state, &request, started, refused);
-            }
-        }
+/// The rate limit, the gate's second step ([`crate::serving::gate`]; `user` is who
+/// authentication found): the 429 when `user` is over their rate, counted in
+/// `apiserver_request_total` as kube-apiserver counts what it drops.
+pub fn over_rate(
+    limiter: &RateLimiter,
+    state: &crate::serving::state::AppState,
+    user: &UserInfo,
+    request: &Request<Body>,
+) -> Option<Response> {
+    if user.is_master() {
+        return None;
     }
-    next.run(request).await
+    let started = Instant::now();
+    let wait = limiter.check(&bucket_key(user), started).err()?;
+    let refused = response::status(too_many_requests(wait));
+    Some(counted(state, request, started, refused))
 }
 
 /// Records a request answered before dispatch in the request metrics, labelled as dispatch
@@ -208,8 +199,9 @@ impl http_body::Body for DeadlineBody {
     }
 }
 
-/// The body-deadline layer: 408 for a request whose body was too slow to arrive.
-pub async fn body_deadline(request: Request<Body>, next: Next) -> Response {
+/// Puts a deadline on `request`'s body (the gate's third step): the flag it returns is set
+/// if the body did not arrive in time, and [`late_body`] then turns the answer into a 408.
+pub fn with_body_deadline(request: Request<Body>) -> (Request<Body>, Arc<AtomicBool>) {
     let expired = Arc::new(AtomicBool::new(false));
     let request = request.map(|inner| {
         Body::new(DeadlineBody {
@@ -218,18 +210,22 @@ pub async fn body_deadline(request: Request<Body>, next: Next) -> Response {
             expired: expired.clone(),
         })
     });
-    let response = next.run(request).await;
-    if expired.load(Ordering::Relaxed) {
-        return response::status(Status::new(
-            408,
-            "Timeout",
-            format!(
-                "the request body did not arrive within {} s",
-                BODY_READ_TIMEOUT.as_secs()
-            ),
-        ));
+    (request, expired)
+}
+
+/// `response`, or the 408 if the request's body missed its deadline.
+pub fn late_body(response: Response, expired: &AtomicBool) -> Response {
+    if !expired.load(Ordering::Relaxed) {
+        return response;
     }
-    response
+    response::status(Status::new(
+        408,
+        "Timeout",
+        format!(
+            "the request body did not arrive within {} s",
+            BODY_READ_TIMEOUT.as_secs()
+        ),
+    ))
 }
 
 fn too_many_requests(wait: Duration) -> Status {

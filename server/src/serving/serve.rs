@@ -1,6 +1,6 @@
 //! The listeners: HTTPS (rustls handshakes bounded in time, so a slow client cannot hold a
 //! connection slot half-open, then HTTP/2 or HTTP/1.1 by ALPN) and, only when asked for and
-//! only on loopback, plain HTTP. Both serve the same axum router, authentication included.
+//! only on loopback, plain HTTP. Both take every request through the same [`Gate`] (authentication included) to dispatch.
 //!
 //! Against slow, idle or greedy clients ([`ConnectionLimits`]):
 //! - a TLS handshake must finish within the handshake timeout (10 s);
@@ -38,6 +38,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::security::authn::x509::PeerCertificates;
+use crate::serving::gate::Gate;
 
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -74,22 +75,22 @@ impl Default for ConnectionLimits {
     }
 }
 
-/// Serves `router` over TLS on `listener` until `closing` is cancelled (then drains) or the
+/// Serves `gate` over TLS on `listener` until `closing` is cancelled (then drains) or the
 /// task is dropped.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
-    router: axum::Router,
+    gate: Arc<Gate>,
     limits: ConnectionLimits,
     closing: CancellationToken,
 ) {
     let acceptor = TlsAcceptor::from(tls);
     accept_loop(
         listener,
-        router,
+        gate,
         limits,
         closing,
-        move |tcp, peer, router, closing| {
+        move |tcp, peer, gate, closing| {
             let acceptor = acceptor.clone();
             async move {
                 let tls = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp))
@@ -98,28 +99,26 @@ pub async fn serve(
                 let certificates = tls.get_ref().1.peer_certificates().map(|chain| {
                     PeerCertificates::new(chain.iter().map(|c| c.clone().into_owned()).collect())
                 });
-                connection(tls, router, certificates, limits.idle_timeout, closing).await
+                connection(tls, gate, certificates, limits.idle_timeout, closing).await
             }
         },
     )
     .await
 }
 
-/// Serves `router` over plain HTTP (`--insecure-listen`; the caller makes sure it is loopback).
+/// Serves `gate` over plain HTTP (`--insecure-listen`; the caller makes sure it is loopback).
 pub async fn serve_insecure(
     listener: TcpListener,
-    router: axum::Router,
+    gate: Arc<Gate>,
     limits: ConnectionLimits,
     closing: CancellationToken,
 ) {
     accept_loop(
         listener,
-        router,
+        gate,
         limits,
         closing,
-        move |tcp, _peer, router, closing| {
-            connection(tcp, router, None, limits.idle_timeout, closing)
-        },
+        move |tcp, _peer, gate, closing| connection(tcp, gate, None, limits.idle_timeout, closing),
     )
     .await
 }
@@ -128,12 +127,12 @@ type ConnectionResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
 async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    router: axum::Router,
+    gate: Arc<Gate>,
     limits: ConnectionLimits,
     closing: CancellationToken,
     handle: F,
 ) where
-    F: Fn(tokio::net::TcpStream, SocketAddr, axum::Router, CancellationToken) -> Fut,
+    F: Fn(tokio::net::TcpStream, SocketAddr, Arc<Gate>, CancellationToken) -> Fut,
     Fut: std::future::Future<Output = ConnectionResult> + Send + 'static,
 {
     let clients = Arc::new(ClientConnections::default());
@@ -162,7 +161,7 @@ async fn accept_loop<F, Fut>(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let connection = handle(tcp, peer, router.clone(), closing.clone());
+        let connection = handle(tcp, peer, gate.clone(), closing.clone());
         connections.spawn(async move {
             if let Err(err) = connection.await {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
@@ -296,7 +295,7 @@ impl http_body::Body for TrackedBody {
 
 async fn connection<IO>(
     io: IO,
-    router: axum::Router,
+    gate: Arc<Gate>,
     certificates: Option<PeerCertificates>,
     idle_timeout: Duration,
     closing: CancellationToken,
@@ -308,15 +307,14 @@ where
     let tracked = activity.clone();
     let service =
         hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let router = router.clone();
+            let gate = gate.clone();
             let in_flight = InFlight::start(&tracked);
             let mut request = request.map(axum::body::Body::new);
             if let Some(certificates) = &certificates {
                 request.extensions_mut().insert(certificates.clone());
             }
             async move {
-                use tower::ServiceExt;
-                let response = router.oneshot(request).await?;
+                let response = gate.serve(request).await;
                 Ok::<_, std::convert::Infallible>(response.map(|inner| {
                     axum::body::Body::new(TrackedBody {
                         inner,

@@ -380,10 +380,7 @@ async fn start_server(
         metrics,
         lifecycle: lifecycle.clone(),
     });
-    let router = axum::Router::new()
-        .fallback(crate::serving::dispatch::dispatch)
-        .with_state(state.clone());
-    let router = security_layers(router, &options.security, state).await?;
+    let gate = Arc::new(gate(&options.security, state).await?);
     let insecure = match options.security.insecure_listen {
         Some(insecure) => Some(insecure_listener(insecure).await?),
         None => None,
@@ -395,7 +392,7 @@ async fn start_server(
     if let Some(insecure) = insecure {
         let serving = crate::serving::serve::serve_insecure(
             insecure,
-            router.clone(),
+            gate.clone(),
             limits,
             lifecycle.closing(),
         );
@@ -406,7 +403,7 @@ async fn start_server(
         });
     }
     let serving =
-        crate::serving::serve::serve(listener, tls_config, router, limits, lifecycle.closing());
+        crate::serving::serve::serve(listener, tls_config, gate, limits, lifecycle.closing());
     running.spawn_until_stopped(async move {
         serving.await;
         drop(listening);
@@ -459,51 +456,32 @@ async fn authenticator(
     }))
 }
 
-/// Authentication, the per-user rate limit, the body deadline, impersonation and the audit log
-/// around `router` (outermost first: audit, authentication, rate limit, body deadline,
-/// impersonation).
-async fn security_layers(
-    router: axum::Router,
+/// What every request passes before dispatch: authentication, the per-user rate limit, the
+/// body deadline, impersonation and the audit log.
+async fn gate(
     options: &SecurityOptions,
     state: Arc<AppState>,
-) -> anyhow::Result<axum::Router> {
-    use crate::security::authn;
-    let limiter = crate::serving::limits::RateLimiter::new(
-        options.max_requests_per_second_per_user,
-        options.max_request_burst_per_user,
-    );
-    let mut router = router
-        .layer(axum::middleware::from_fn_with_state(
-            state.authorizer.clone(),
-            authn::impersonation::impersonate,
-        ))
-        .layer(axum::middleware::from_fn(
-            crate::serving::limits::body_deadline,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            crate::serving::limits::RateLimit {
-                limiter,
-                state: state.clone(),
-            },
-            crate::serving::limits::rate_limit,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            authn::AuthnLayer {
-                authenticator: state.authenticator.clone(),
-                shards: state.shards.clone(),
-            },
-            authn::authenticate,
-        ));
-    if let Some(path) = &options.audit_log {
-        let log = crate::security::audit::AuditLog::open(path)
-            .await
-            .with_context(|| format!("opening the audit log {}", path.display()))?;
-        router = router.layer(axum::middleware::from_fn_with_state(
-            log,
-            crate::security::audit::record,
-        ));
-    }
-    Ok(router.layer(axum::middleware::from_fn(crate::security::audit::audit_id)))
+) -> anyhow::Result<crate::serving::gate::Gate> {
+    let audit_log = match &options.audit_log {
+        Some(path) => Some(
+            crate::security::audit::AuditLog::open(path)
+                .await
+                .with_context(|| format!("opening the audit log {}", path.display()))?,
+        ),
+        None => None,
+    };
+    Ok(crate::serving::gate::Gate {
+        authentication: crate::security::authn::Authentication {
+            authenticator: state.authenticator.clone(),
+            shards: state.shards.clone(),
+        },
+        limiter: crate::serving::limits::RateLimiter::new(
+            options.max_requests_per_second_per_user,
+            options.max_request_burst_per_user,
+        ),
+        audit_log,
+        state,
+    })
 }
 
 /// The plain-HTTP listener: loopback only, so that nothing unencrypted leaves the machine.

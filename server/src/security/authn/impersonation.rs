@@ -15,17 +15,15 @@
 //! ServiceAccount is one of the workspace's own (bound to it like its tokens); naming another
 //! workspace through the extra `trellis.dev/cluster` is refused, and so is a ServiceAccount
 //! across all workspaces, where it would be nobody's. The audit log records both users: the
-//! layer leaves [`Impersonated`] in the response's extensions.
+//! gate leaves [`Impersonated`] in the response's extensions.
 //!
-//! The layer sits after the rate limit, so a requester's bucket is its own whoever it acts as.
+//! The step comes after the rate limit, so a requester's bucket is its own whoever it acts as.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::HeaderMap;
-use axum::middleware::Next;
 use axum::response::Response;
 
 use super::service_account::CLUSTER_EXTRA;
@@ -253,26 +251,24 @@ fn check_binding(requested: &Requested, cluster: &str, wildcard: bool) -> Result
     Ok(())
 }
 
-/// The impersonation layer, after authentication and the rate limit: authorizes the
-/// impersonation in the request's workspace and replaces the user, or answers 400/403.
-pub async fn impersonate(
-    State(authz): State<Arc<Authorizer>>,
-    mut request: Request<Body>,
-    next: Next,
-) -> Response {
+/// Impersonation, the gate's last step before dispatch ([`crate::serving::gate`]): when the
+/// request asks to act as someone, authorizes it in the request's workspace and replaces the
+/// user (answering who, for the audit log), or answers the 400/403.
+pub async fn admit(
+    authz: &Authorizer,
+    request: &mut Request<Body>,
+) -> Result<Option<UserInfo>, Response> {
     let requested = match requested(request.headers()) {
         Ok(Some(requested)) => requested,
-        Ok(None) => return next.run(request).await,
-        Err(status) => return response::status(status),
+        Ok(None) => return Ok(None),
+        Err(status) => return Err(response::status(status)),
     };
-    // Only what the checks need: a request (its body) cannot be held across an await.
     let real = request.extensions().get::<UserInfo>().cloned();
     let workspace = request_info::parse(request.method().as_str(), request.uri().path(), false)
         .map(|info| info.workspace);
-    let user = match act_as(&authz, real, workspace, &requested).await {
-        Ok(user) => user,
-        Err(status) => return response::status(status),
-    };
+    let user = act_as(authz, real, workspace, &requested)
+        .await
+        .map_err(response::status)?;
     let headers = request.headers_mut();
     let names: Vec<_> = headers
         .keys()
@@ -283,9 +279,7 @@ pub async fn impersonate(
         headers.remove(name);
     }
     request.extensions_mut().insert(user.clone());
-    let mut response = next.run(request).await;
-    response.extensions_mut().insert(Impersonated(user));
-    response
+    Ok(Some(user))
 }
 
 /// The user `request` may act as, after every check.

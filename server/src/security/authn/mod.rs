@@ -1,6 +1,7 @@
 //! Authentication: who is making a request.
 //!
-//! [`authenticate`] is a layer around the router. It accepts, in this order:
+//! [`admit`] is the first step of every request's way in ([`crate::serving::gate`]). It
+//! accepts, in this order:
 //! - a client certificate chaining to the hub CA ([`x509`]);
 //! - a bearer token from the static token file ([`token_file`]);
 //! - a ServiceAccount token signed by the hub ([`service_account`]), valid only in the
@@ -31,9 +32,8 @@ pub mod x509;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, Extensions};
-use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::machinery::status::Status;
@@ -176,20 +176,19 @@ pub fn is_public_path(path: &str) -> bool {
     }
 }
 
-/// The state of the authentication layer.
-#[derive(Clone)]
-pub struct AuthnLayer {
+/// What authentication reads: the authenticators, and the shards ServiceAccounts live in.
+pub struct Authentication {
     pub authenticator: Arc<Authenticator>,
     pub shards: Arc<ShardMap>,
 }
 
-/// The authentication layer: puts the [`UserInfo`] into the request's extensions (and a copy
-/// into the response's, for the audit log), or answers 401.
-pub async fn authenticate(
-    State(layer): State<AuthnLayer>,
-    mut request: Request<Body>,
-    next: Next,
-) -> Response {
+/// Authentication, the gate's first step ([`crate::serving::gate`]): puts the [`UserInfo`]
+/// into the request's extensions and answers who it is (the gate copies it into the response's
+/// extensions, for the audit log), or answers the 401 (503 when it cannot tell now).
+pub async fn admit(
+    layer: &Authentication,
+    request: &mut Request<Body>,
+) -> Result<UserInfo, Response> {
     let outcome = {
         let authorization = request
             .headers()
@@ -205,27 +204,25 @@ pub async fn authenticate(
         // Credentials that fail are refused everywhere, public paths included, as
         // kube-apiserver does: only a request without any may read them anonymously.
         Outcome::NoCredentials if is_public(request.uri().path()) => UserInfo::anonymous(),
-        Outcome::NoCredentials => return response::status(unauthorized()),
+        Outcome::NoCredentials => return Err(response::status(unauthorized())),
         Outcome::Refused(why) => {
             tracing::debug!(path = %request.uri().path(), %why, "authentication refused");
-            return response::status(unauthorized());
+            return Err(response::status(unauthorized()));
         }
         Outcome::Unavailable(why) => {
-            return response::status(Status::unavailable(
+            return Err(response::status(Status::unavailable(
                 format!("credentials cannot be verified now: {why}"),
                 1,
-            ))
+            )))
         }
     };
-    // Nothing after this layer needs the credential; keep it out of anything that might log it.
+    // Nothing after this step needs the credential; keep it out of anything that might log it.
     request.headers_mut().remove(header::AUTHORIZATION);
     request.extensions_mut().insert(user.clone());
     request
         .extensions_mut()
         .insert(layer.authenticator.service_accounts.clone());
-    let mut response = next.run(request).await;
-    response.extensions_mut().insert(user);
-    response
+    Ok(user)
 }
 
 /// A ServiceAccount token is valid only in the workspace (logical cluster) it was minted in:
