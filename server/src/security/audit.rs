@@ -8,7 +8,7 @@
 //! `auditID`.
 //!
 //! The log's line is begun before authentication ([`AuditLog::begin`], in
-//! [`crate::serving::gate`]), so refused requests (401, 429) are logged too. Lines go
+//! `serving::gate`), so refused requests (401, 429) are logged too. Lines go
 //! through a bounded channel to one writer task: a request never waits for the disk. If the
 //! writer falls behind by more than [`QUEUE`] lines, new lines are dropped and counted, and
 //! the count is logged.

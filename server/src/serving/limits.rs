@@ -100,7 +100,7 @@ impl RateLimiter {
     }
 }
 
-/// The rate limit, the gate's second step ([`crate::serving::gate`]; `user` is who
+/// The rate limit, the gate's second step (`serving::gate`; `user` is who
 /// authentication found): the 429 when `user` is over their rate, counted in
 /// `apiserver_request_total` as kube-apiserver counts what it drops.
 pub fn over_rate(

@@ -251,7 +251,7 @@ fn check_binding(requested: &Requested, cluster: &str, wildcard: bool) -> Result
     Ok(())
 }
 
-/// Impersonation, the gate's last step before dispatch ([`crate::serving::gate`]): when the
+/// Impersonation, the gate's last step before dispatch (`serving::gate`): when the
 /// request asks to act as someone, authorizes it in the request's workspace and replaces the
 /// user (answering who, for the audit log), or answers the 400/403.
 pub async fn admit(

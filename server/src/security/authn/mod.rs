@@ -1,6 +1,6 @@
 //! Authentication: who is making a request.
 //!
-//! [`admit`] is the first step of every request's way in ([`crate::serving::gate`]). It
+//! [`admit`] is the first step of every request's way in (`serving::gate`). It
 //! accepts, in this order:
 //! - a client certificate chaining to the hub CA ([`x509`]);
 //! - a bearer token from the static token file ([`token_file`]);
@@ -182,7 +182,7 @@ pub struct Authentication {
     pub shards: Arc<ShardMap>,
 }
 
-/// Authentication, the gate's first step ([`crate::serving::gate`]): puts the [`UserInfo`]
+/// Authentication, the gate's first step (`serving::gate`): puts the [`UserInfo`]
 /// into the request's extensions and answers who it is (the gate copies it into the response's
 /// extensions, for the audit log), or answers the 401 (503 when it cannot tell now).
 pub async fn admit(
