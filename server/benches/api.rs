@@ -16,7 +16,9 @@
 //!
 //! Sections (select some by passing their names, or part of them, as arguments after `--`):
 //! - `creates`: ConfigMap creates/s from 16 tasks, with a task doing sequential GETs alongside,
-//!   vs `Store::create` from 16 tasks.
+//!   vs `Store::create` from 16 tasks, measured in alternating windows (storage, hub, hub,
+//!   storage, storage, hub, …) so that the machine's drift weighs on both alike; the figures are
+//!   the medians of the windows, and each round's ratio is printed as commentary.
 //!   Both also print CPU per create: of this process (the callers, and the hub when it runs)
 //!   and of the Postgres server's processes.
 //! - `watch_h1`: delivery latency to 1,000 watch streams (one HTTP/1.1 connection each) while
@@ -34,12 +36,14 @@
 //!   running side by side on fresh databases of the same cluster, measured in alternating
 //!   windows (off, on, on, off, off, on, …) so that drift weighs on both alike.
 //!
-//! The storage baselines run before the hub starts; the hub sections then run in the order
-//! watch_h1, watch_h2, list, creates, so that the objects each one leaves behind weigh least on
-//! the next.
+//! The watch baseline runs before the hub starts (the creates baseline's database is made then
+//! too); the hub sections then run in the order watch_h1, watch_h2, list, creates, so that the
+//! objects each one leaves behind weigh least on the next.
 //!
 //! Environment:
-//! - `TRELLIS_BENCH_SECS`: measured seconds of the create run (default 5, after 1 s warm-up).
+//! - `TRELLIS_BENCH_SECS`: measured seconds of each create window (default 5, after 1 s
+//!   warm-up).
+//! - `TRELLIS_BENCH_CREATE_ROUNDS`: windows of each side in the creates section (default 3).
 //! - `TRELLIS_BENCH_WATCH_SECS`: seconds of paced writes in each watch run (default 10).
 //! - `TRELLIS_BENCH_WATCHERS`: watchers per watch run (default 1,000).
 //! - `TRELLIS_BENCH_WATCH_RATE`: objects created per second in each watch run (default 500).
@@ -172,7 +176,7 @@ async fn run() -> Result<()> {
         .any(|s| config.runs(s))
     {
         let storage_creates = if config.runs("creates") {
-            Some(bench_storage_creates(&pg, &config).await?)
+            Some(open_storage_creates(&pg).await?)
         } else {
             None
         };
@@ -193,8 +197,8 @@ async fn run() -> Result<()> {
         if config.runs("list") {
             bench_list(&hub).await?;
         }
-        if let Some(baseline) = storage_creates {
-            bench_api_creates(&hub, &config, baseline).await?;
+        if let Some(baseline) = &storage_creates {
+            bench_creates(&hub, &config, baseline).await?;
         }
         describe_garbage_collection(&hub).await?;
     }
@@ -208,6 +212,7 @@ async fn run() -> Result<()> {
 }
 
 struct Config {
+    create_rounds: usize,
     metrics_rounds: usize,
     measure: Duration,
     watch: Duration,
@@ -225,6 +230,7 @@ impl Config {
             );
         }
         Ok(Config {
+            create_rounds: env_or::<usize>("TRELLIS_BENCH_CREATE_ROUNDS", 3)?.max(1),
             metrics_rounds: env_or("TRELLIS_BENCH_METRICS_ROUNDS", 3)?,
             measure: Duration::from_secs_f64(env_or("TRELLIS_BENCH_SECS", 5.0)?),
             watch: Duration::from_secs_f64(env_or("TRELLIS_BENCH_WATCH_SECS", 10.0)?),
@@ -585,37 +591,50 @@ impl Throughput {
 // ---------------------------------------------------------------------------------------------
 // Creates, with GET latency alongside
 
-async fn bench_storage_creates(pg: &PostgresCluster, config: &Config) -> Result<f64> {
-    println!(
-        "# creates baseline: Store::create from {WRITERS} tasks on a fresh database, {} s after \
-         {} s warm-up, before the hub starts",
-        config.measure.as_secs_f64(),
-        WARMUP.as_secs_f64()
-    );
+/// The creates section's baseline: `Store::create` on a fresh database of the hub's cluster,
+/// with the options the hub uses.
+struct StorageCreates {
+    store: Store,
+    postgres: Option<u32>,
+    _db: TestDatabase,
+}
+
+async fn open_storage_creates(pg: &PostgresCluster) -> Result<StorageCreates> {
     let db = pg.create_database("bench_api_storage_creates").await?;
     let store = Store::open_postgres(db.url(), StoreOptions::default()).await?;
-    let before = store.commit_stats();
+    Ok(StorageCreates {
+        store,
+        postgres: pg.postmaster_pid(),
+        _db: db,
+    })
+}
+
+/// One measured window of `Store::create` from `WRITERS` tasks; object names carry `round`.
+async fn storage_creates_window(
+    baseline: &StorageCreates,
+    config: &Config,
+    round: usize,
+) -> Result<Throughput> {
+    let before = baseline.store.commit_stats();
+    let store = baseline.store.clone();
     let measured = throughput(
         &Meter::new(),
         WRITERS,
         config.measure,
-        pg.postmaster_pid(),
-        {
-            let store = store.clone();
-            move |w, i| store_create(store.clone(), CREATE_NS, format!("cm-{w}-{i}"), 0)
-        },
+        baseline.postgres,
+        move |w, i| store_create(store.clone(), CREATE_NS, format!("cm-{round}-{w}-{i}"), 0),
     )
     .await?;
-    let after = store.commit_stats();
-    let rate = measured.per_s;
-    report("api_storage_creates_per_s_16", rate, "ops/s");
-    measured.report_cpu("api_storage_create");
+    let after = baseline.store.commit_stats();
     describe_batches(
-        "creates baseline",
+        &format!(
+            "creates round {round}, storage: {:.0} creates/s",
+            measured.per_s
+        ),
         after.writes - before.writes,
         after.batches - before.batches,
     );
-    Ok(rate)
+    Ok(measured)
 }
 
 /// How many writes each group-commit transaction carried on average (warm-up included).
@@ -643,12 +662,12 @@ async fn hub_commit_counters(client: &Client) -> Result<(u64, u64)> {
     ))
 }
 
-/// GETs the `GET_TARGETS` objects in turn, one at a time, until the run stops or `GETS` were
-/// measured; returns the latencies measured in the run's window, in nanoseconds, sorted.
-async fn probe_gets(api: Api<ConfigMap>, meter: Arc<Meter>) -> Result<Vec<u64>> {
-    let mut latencies = Vec::with_capacity(GETS);
+/// GETs the `GET_TARGETS` objects in turn, one at a time, until the run stops or `up_to` were
+/// measured; returns the latencies measured in the run's window, in nanoseconds.
+async fn probe_gets(api: Api<ConfigMap>, meter: Arc<Meter>, up_to: usize) -> Result<Vec<u64>> {
+    let mut latencies = Vec::with_capacity(up_to);
     for i in 0..MAX_OPS_PER_WORKER {
-        if meter.phase() == STOPPED || latencies.len() >= GETS {
+        if meter.phase() == STOPPED || latencies.len() >= up_to {
             break;
         }
         let started = Instant::now();
@@ -657,42 +676,85 @@ async fn probe_gets(api: Api<ConfigMap>, meter: Arc<Meter>) -> Result<Vec<u64>> 
             latencies.push(started.elapsed().as_nanos() as u64);
         }
     }
-    latencies.sort_unstable();
     Ok(latencies)
 }
 
-async fn bench_api_creates(hub: &Hub, config: &Config, baseline: f64) -> Result<()> {
+/// The hub's creates against the storage layer's, measured in turns (storage then hub in
+/// even rounds, hub then storage in odd ones), so that the machine's drift weighs on both.
+async fn bench_creates(hub: &Hub, config: &Config, baseline: &StorageCreates) -> Result<()> {
     println!(
-        "# creates: ConfigMap POSTs from {WRITERS} tasks, {} s after {} s warm-up; alongside, one \
-         task GETs {GET_TARGETS} other ConfigMaps in turn (up to {GETS} measured)",
+        "# creates: ConfigMap POSTs to the hub from {WRITERS} tasks vs Store::create from \
+         {WRITERS} tasks, in {} alternating rounds of {} s each after {} s warm-up; alongside \
+         the hub's, one task GETs {GET_TARGETS} other ConfigMaps in turn (up to {GETS} measured)",
+        config.create_rounds,
         config.measure.as_secs_f64(),
         WARMUP.as_secs_f64()
     );
     hub.create_namespace(CREATE_NS).await?;
     let api = hub.configmaps(CREATE_NS);
     create_many(&api, CREATE_NS, "get", GET_TARGETS).await?;
-    let meter = Meter::new();
-    let (batches_before, writes_before) = hub_commit_counters(&hub.client).await?;
-    let probe = tokio::spawn(probe_gets(api.clone(), meter.clone()));
-    let measured = throughput(
-        &meter,
-        WRITERS,
-        config.measure,
-        hub.postgres,
-        move |w, i| api_create(api.clone(), CREATE_NS, format!("cm-{w}-{i}"), 0),
-    )
-    .await?;
-    let rate = measured.per_s;
-    let gets = probe.await??;
-    let (batches, writes) = hub_commit_counters(&hub.client).await?;
-    describe_batches("creates", writes - writes_before, batches - batches_before);
-    report("api_create_per_s_16", rate, "ops/s");
-    report("api_vs_storage_ratio_16", rate / baseline, "ratio");
-    measured.report_cpu("api_create");
+    let probed_per_round = GETS.div_ceil(config.create_rounds);
+    let (mut storage, mut on_hub, mut gets) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..config.create_rounds {
+        let hub_first = round % 2 == 1;
+        for hub_turn in [hub_first, !hub_first] {
+            if !hub_turn {
+                storage.push(storage_creates_window(baseline, config, round).await?);
+                continue;
+            }
+            let meter = Meter::new();
+            let (batches_before, writes_before) = hub_commit_counters(&hub.client).await?;
+            let probe = tokio::spawn(probe_gets(api.clone(), meter.clone(), probed_per_round));
+            let api = api.clone();
+            let measured = throughput(
+                &meter,
+                WRITERS,
+                config.measure,
+                hub.postgres,
+                move |w, i| api_create(api.clone(), CREATE_NS, format!("cm-{round}-{w}-{i}"), 0),
+            )
+            .await?;
+            gets.extend(probe.await??);
+            let (batches, writes) = hub_commit_counters(&hub.client).await?;
+            describe_batches(
+                &format!(
+                    "creates round {round}, hub: {:.0} creates/s",
+                    measured.per_s
+                ),
+                writes - writes_before,
+                batches - batches_before,
+            );
+            on_hub.push(measured);
+        }
+        let (hub_rate, storage_rate) = (on_hub[round].per_s, storage[round].per_s);
+        println!(
+            "# creates round {round}: ratio {:.2} ({hub_rate:.0} / {storage_rate:.0})",
+            hub_rate / storage_rate
+        );
+    }
+    let medians = |runs: &[Throughput]| {
+        let pick = |f: fn(&Throughput) -> f64| median(&mut runs.iter().map(f).collect::<Vec<_>>());
+        Throughput {
+            per_s: pick(|t| t.per_s),
+            process_cpu_us: pick(|t| t.process_cpu_us),
+            server_cpu_us: pick(|t| t.server_cpu_us),
+        }
+    };
+    let (storage, on_hub) = (medians(&storage), medians(&on_hub));
+    report("api_storage_creates_per_s_16", storage.per_s, "ops/s");
+    storage.report_cpu("api_storage_create");
+    report("api_create_per_s_16", on_hub.per_s, "ops/s");
+    report(
+        "api_vs_storage_ratio_16",
+        on_hub.per_s / storage.per_s,
+        "ratio",
+    );
+    on_hub.report_cpu("api_create");
+    gets.sort_unstable();
     report("api_get_p50_ms", percentile_ms(&gets, 0.50), "ms");
     report("api_get_p99_ms", percentile_ms(&gets, 0.99), "ms");
     println!(
-        "# creates: {} GETs measured while creating, max {:.2} ms",
+        "# creates: medians of the rounds; {} GETs measured while creating, max {:.2} ms",
         gets.len(),
         percentile_ms(&gets, 1.0)
     );
