@@ -14,11 +14,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use futures::stream::BoxStream;
+use futures::stream::{BoxStream, SelectAll};
 use futures::StreamExt;
 
 use crate::error::Result;
@@ -66,12 +65,7 @@ type ShardItems = BoxStream<'static, (Arc<str>, Result<WatchItem>)>;
 /// Cancel-safe: [`ShardsWatch::next`] may be dropped unfinished (in a `select!`) without losing
 /// a change.
 pub struct ShardsWatch {
-    /// Each shard's part (`None` only while a look drops the parts that ended). (Not
-    /// `SelectAll`: it allocates a task for every item a part yields, and a controller's cache
-    /// takes every change of its resource.)
-    streams: Vec<Option<ShardItems>>,
-    /// Where the next look starts, so that a busy shard cannot keep the others waiting.
-    turn: usize,
+    streams: SelectAll<ShardItems>,
     reached: CompositeRevision,
     progress: bool,
 }
@@ -81,8 +75,7 @@ impl ShardsWatch {
     /// shard has been read when none of its changes matched; without, only events come.
     pub fn new(progress: bool) -> ShardsWatch {
         ShardsWatch {
-            streams: Vec::new(),
-            turn: 0,
+            streams: SelectAll::new(),
             reached: CompositeRevision::default(),
             progress,
         }
@@ -101,14 +94,14 @@ impl ShardsWatch {
         let stream = store.watch(scope, Some(from)).await?;
         self.reached.0.insert(shard.to_string(), from);
         self.streams
-            .push(Some(shard_items(Arc::from(shard), stream, self.progress)));
+            .push(shard_items(Arc::from(shard), stream, self.progress));
         Ok(())
     }
 
     /// The next item of any shard, with the shard's name; `None` once no shard is watched.
     /// After an error, that shard's part has ended.
     pub async fn next(&mut self) -> Option<(Arc<str>, Result<WatchItem>)> {
-        let (shard, item) = std::future::poll_fn(|cx| self.poll_parts(cx)).await?;
+        let (shard, item) = self.streams.next().await?;
         let revision = match &item {
             Ok(WatchItem::Event(event)) => Some(event.revision()),
             Ok(WatchItem::Progress(revision)) => Some(*revision),
@@ -118,34 +111,6 @@ impl ShardsWatch {
             *reached = (*reached).max(revision);
         }
         Some((shard, item))
-    }
-
-    /// Looks at every part once, from this turn's first, for an item; drops the parts that
-    /// ended. Pending only after every part was looked at (each will wake the task).
-    fn poll_parts(&mut self, cx: &mut Context<'_>) -> Poll<Option<(Arc<str>, Result<WatchItem>)>> {
-        let parts = self.streams.len();
-        let mut found = None;
-        for k in 0..parts {
-            let at = (self.turn + k) % parts;
-            let Some(part) = &mut self.streams[at] else {
-                continue;
-            };
-            match part.poll_next_unpin(cx) {
-                Poll::Ready(Some(item)) => {
-                    self.turn = at + 1;
-                    found = Some(item);
-                    break;
-                }
-                Poll::Ready(None) => self.streams[at] = None,
-                Poll::Pending => {}
-            }
-        }
-        self.streams.retain(Option::is_some);
-        match found {
-            Some(item) => Poll::Ready(Some(item)),
-            None if self.streams.is_empty() => Poll::Ready(None),
-            None => Poll::Pending,
-        }
     }
 
     /// The composite revision every change up to which was yielded (or, with progress, did not
