@@ -398,13 +398,16 @@ pub async fn update(
         object: mut sent,
         duplicates,
     } = read_object(headers, body, target.rt).await?;
-    match sent.pointer("/metadata/name").and_then(Value::as_str) {
-        Some(n) if n != name => {
-            return Err(Status::bad_request(format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )))
-        }
-        _ => {}
+    // A body without a name does not match either, as in kube-apiserver (`PUT …/finalize` with
+    // `{}` is a 400, not an update of nothing).
+    let sent_name = sent
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if sent_name != name {
+        return Err(Status::bad_request(format!(
+            "the name of the object ({sent_name}) does not match the name on the URL ({name})"
+        )));
     }
     let managers = Managers::of(target, query, headers)?;
     if let (Subresource::Scale, Some(paths)) = (target.subresource, &target.rt.subresources.scale) {
