@@ -1166,8 +1166,57 @@ async fn a_stuck_namespace_is_finalized(hub: &Hub) {
     wait_until(|| !hub.kubectl(&["get", "ns", "stuck"]).0);
 }
 
+/// `/finalize` before any delete, as kube-apiserver takes it: a body without the namespace's
+/// name is refused; a body without `spec.finalizers` takes them all off, and later writes do
+/// not put the `kubernetes` finalizer back; deleting the namespace then still empties it, and
+/// it goes.
+async fn a_namespace_finalized_early_still_goes_with_its_content(hub: &Hub) {
+    let dir = tempfile::tempdir().unwrap();
+    hub.ok(&["create", "namespace", "early"]);
+    hub.ok(&[
+        "create",
+        "configmap",
+        "inside",
+        "-n",
+        "early",
+        "--from-literal=a=b",
+    ]);
+    let finalize = |body: &str| {
+        let file = write_file(dir.path(), "finalize.json", body);
+        hub.kubectl(&[
+            "replace",
+            "--raw",
+            "/api/v1/namespaces/early/finalize",
+            "-f",
+            &file,
+        ])
+    };
+    let (ok, _, err) = finalize("{}");
+    assert!(!ok);
+    assert!(
+        err.contains("the name of the object () does not match the name on the URL (early)"),
+        "{err}"
+    );
+    let (ok, _, err) =
+        finalize(r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"early"}}"#);
+    assert!(ok, "{err}");
+    let finalizers = || hub.ok(&["get", "ns", "early", "-o", "jsonpath={.spec.finalizers}"]);
+    assert_eq!(finalizers(), "");
+    hub.ok(&["label", "namespace", "early", "team=a"]);
+    assert_eq!(
+        finalizers(),
+        "",
+        "a write does not bring the finalizer back"
+    );
+    hub.ok(&["delete", "namespace", "early", "--wait=false"]);
+    wait_until(|| !hub.kubectl(&["get", "ns", "early"]).0);
+    let (_, out, err) = hub.kubectl(&["get", "configmaps", "-n", "early"]);
+    assert!(!out.contains("inside"), "{out}{err}");
+}
+
 on_both_stores!(
     a_stuck_namespace_is_finalized,
+    a_namespace_finalized_early_still_goes_with_its_content,
     methods_in_the_wrong_place,
     config_and_secret_rules,
     kubectl_round_trip,

@@ -237,7 +237,22 @@ impl Reconciler for NamespaceReconciler {
             return Ok(Action::await_change());
         };
         let rt = self.namespaces()?;
-        committer::update(&shard.store, rt, &stored, finalized(&namespace)).await?;
+        let written = committer::update(&shard.store, rt, &stored, finalized(&namespace)).await?;
+        if matches!(written, committer::Committed::Unchanged)
+            && deletion::update_completes_deletion(&namespace)
+        {
+            // Our finalizer was already gone (taken off through `/finalize` before the
+            // delete) and nothing else holds the namespace: it goes now, as upstream's
+            // controller deletes a finalized namespace.
+            let preconditions = Preconditions {
+                revision: Some(stored.revision),
+                uid: Some(stored.uid.clone()),
+            };
+            match shard.store.delete(key.clone(), preconditions).await {
+                Ok(_) | Err(StorageError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         Ok(Action::await_change())
     }
 }

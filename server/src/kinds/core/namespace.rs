@@ -18,6 +18,10 @@ pub struct Namespace;
 /// The namespaces kube-apiserver refuses to delete (its NamespaceLifecycle admission).
 const IMMORTAL: &[&str] = &["default", "kube-system", "kube-public"];
 
+/// The finalizer every new namespace gets; the namespace controller removes it once the
+/// namespace's content is gone.
+const FINALIZER: &str = "kubernetes";
+
 impl Kind for Namespace {
     fn names(&self) -> Names {
         Names::cluster("", "v1", "Namespace", "namespaces").short(&["ns"])
@@ -43,8 +47,19 @@ impl Kind for Namespace {
     }
 
     fn prepare_create(&self, object: &mut Value) {
-        // A new namespace is Active whatever the request says, as kube-apiserver makes it.
+        // A new namespace is Active whatever the request says, and carries the `kubernetes`
+        // finalizer (added to any it was given), as kube-apiserver makes it. Only a new one:
+        // the finalizer may be removed over its life (through `/finalize`) and stays removed.
         object["status"] = json!({"phase": "Active"});
+        if !object.get("spec").is_some_and(Value::is_object) {
+            object["spec"] = json!({});
+        }
+        let finalizers = &mut object["spec"]["finalizers"];
+        match finalizers.as_array_mut() {
+            Some(list) if list.iter().any(|f| f == FINALIZER) => {}
+            Some(list) => list.push(json!(FINALIZER)),
+            None => *finalizers = json!([FINALIZER]),
+        }
     }
 
     fn validate(&self, object: &Value, old: Option<&Value>) -> Vec<StatusCause> {
@@ -133,12 +148,6 @@ fn prepare_namespace(object: &mut Value) {
         object["metadata"]["labels"] = json!({});
     }
     object["metadata"]["labels"]["kubernetes.io/metadata.name"] = Value::String(name);
-    if object.pointer("/spec/finalizers").is_none() {
-        if !object.get("spec").is_some_and(Value::is_object) {
-            object["spec"] = json!({});
-        }
-        object["spec"]["finalizers"] = json!(["kubernetes"]);
-    }
     if object.pointer("/status/phase").is_none() {
         if !object.get("status").is_some_and(Value::is_object) {
             object["status"] = json!({});
@@ -182,7 +191,17 @@ mod tests {
         let mut n = json!({"metadata": {"name": "ml"}});
         Namespace.prepare(&mut n);
         assert_eq!(n["status"]["phase"], "Active");
-        assert_eq!(n["spec"]["finalizers"], json!(["kubernetes"]));
         assert_eq!(n["metadata"]["labels"]["kubernetes.io/metadata.name"], "ml");
+        // The finalizer comes with a create only: once removed, a write does not bring it back.
+        assert!(n.pointer("/spec/finalizers").is_none());
+        Namespace.prepare_create(&mut n);
+        assert_eq!(n["spec"]["finalizers"], json!(["kubernetes"]));
+        let mut given =
+            json!({"metadata": {"name": "ml"}, "spec": {"finalizers": ["example.com/x"]}});
+        Namespace.prepare_create(&mut given);
+        assert_eq!(
+            given["spec"]["finalizers"],
+            json!(["example.com/x", "kubernetes"])
+        );
     }
 }
