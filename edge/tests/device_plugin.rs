@@ -44,6 +44,15 @@ fn start() -> Edge {
 #[test]
 fn gpu_nodes_show_the_fixture_readings() {
     let edge = start();
+    // The simulation registers its nodes once the edge serves, as kubelets join a cluster.
+    wait_until("3 nodes Ready", || {
+        edge.kubectl(&["get", "nodes"])
+            .1
+            .lines()
+            .filter(|l| l.contains(" Ready "))
+            .count()
+            == 3
+    });
     let nodes = edge.ok(&["get", "nodes"]);
     assert_eq!(
         header(&nodes),
