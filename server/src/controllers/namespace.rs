@@ -24,6 +24,7 @@ use trellis_storage::{
 
 use super::runtime::committer::{self, parse};
 use super::runtime::{Action, Controller, Error, Reconciler, Running};
+use crate::kinds::core::NAMESPACE_FINALIZER as FINALIZER;
 use crate::machinery::deletion::{self, Deleted};
 use crate::registry::{Registry, ResourceType};
 use crate::tenancy::namespace_cache::NamespaceState;
@@ -33,8 +34,6 @@ use crate::tenancy::shards::{Shard, ShardMap};
 const RETRY: Duration = Duration::from_secs(1);
 /// How often every namespace being deleted is queued, whatever the triggers said.
 const RESYNC: Duration = Duration::from_secs(60);
-/// The finalizer of `spec.finalizers` this controller owns.
-const FINALIZER: &str = "kubernetes";
 
 pub fn wire(running: &mut Running, shards: Arc<ShardMap>, registry: Arc<Registry>) {
     let mut controller = Controller::new("namespace").workers(4);
@@ -237,22 +236,9 @@ impl Reconciler for NamespaceReconciler {
             return Ok(Action::await_change());
         };
         let rt = self.namespaces()?;
-        let written = committer::update(&shard.store, rt, &stored, finalized(&namespace)).await?;
-        if matches!(written, committer::Committed::Unchanged)
-            && deletion::update_completes_deletion(&namespace)
-        {
-            // Our finalizer was already gone (taken off through `/finalize` before the
-            // delete) and nothing else holds the namespace: it goes now, as upstream's
-            // controller deletes a finalized namespace.
-            let preconditions = Preconditions {
-                revision: Some(stored.revision),
-                uid: Some(stored.uid.clone()),
-            };
-            match shard.store.delete(key.clone(), preconditions).await {
-                Ok(_) | Err(StorageError::NotFound(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // A namespace whose finalizer already went (through `/finalize`, before the delete)
+        // is unchanged by this write, and goes with it all the same.
+        committer::update(&shard.store, rt, &stored, finalized(&namespace)).await?;
         Ok(Action::await_change())
     }
 }

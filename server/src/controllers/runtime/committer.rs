@@ -60,11 +60,14 @@ pub fn plan_update(
     // The server-owned fields come from `current` whatever `desired` says: compare after.
     object_meta::prepare_update(&mut desired, current, rt)
         .map_err(|s| Error::Invalid(s.message))?;
-    if *without_revision(current) == desired {
-        return Ok(None);
-    }
+    // Before the no-op check: an object being deleted that nothing holds any more goes, even
+    // when this write changes nothing (its last finalizer went by another way), as
+    // kube-apiserver deletes during any update that leaves it so.
     if deletion::update_completes_deletion(&desired) {
         return Ok(Some(Write::Delete));
+    }
+    if *without_revision(current) == desired {
+        return Ok(None);
     }
     Ok(Some(Write::Update(desired)))
 }
@@ -254,7 +257,12 @@ mod tests {
         let mut desired = deleting.clone();
         desired["metadata"]["finalizers"] = json!([]);
         assert_eq!(
-            plan_update(tracked(), &deleting, desired).unwrap(),
+            plan_update(tracked(), &deleting, desired.clone()).unwrap(),
+            Some(Write::Delete)
+        );
+        // Also when the finalizer went by another way and this write changes nothing.
+        assert_eq!(
+            plan_update(tracked(), &desired, desired.clone()).unwrap(),
             Some(Write::Delete)
         );
         // An update cannot take the deletion back either.

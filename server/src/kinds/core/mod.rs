@@ -9,7 +9,7 @@ mod service_account;
 pub use config_map::ConfigMap;
 pub use event::Event;
 pub(crate) use event::{cells as event_cells, COLUMNS as EVENT_COLUMNS};
-pub use namespace::Namespace;
+pub use namespace::{Namespace, FINALIZER as NAMESPACE_FINALIZER};
 pub use secret::Secret;
 pub use service_account::ServiceAccount;
 

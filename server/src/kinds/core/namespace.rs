@@ -20,7 +20,7 @@ const IMMORTAL: &[&str] = &["default", "kube-system", "kube-public"];
 
 /// The finalizer every new namespace gets; the namespace controller removes it once the
 /// namespace's content is gone.
-const FINALIZER: &str = "kubernetes";
+pub const FINALIZER: &str = "kubernetes";
 
 impl Kind for Namespace {
     fn names(&self) -> Names {
