@@ -22,8 +22,8 @@ use axum::http::{header, HeaderValue, Method};
 use axum::response::Response;
 
 use crate::security::audit::{self, AuditLog};
+use crate::security::authn;
 use crate::security::authn::impersonation::{self, Impersonated};
-use crate::security::authn::{self, Authentication};
 use crate::serving::dispatch::dispatch;
 use crate::serving::limits::{self, RateLimiter};
 use crate::serving::state::AppState;
@@ -31,7 +31,6 @@ use crate::serving::state::AppState;
 /// Everything the steps read; one per server, shared by its connections.
 pub struct Gate {
     pub state: Arc<AppState>,
-    pub authentication: Authentication,
     pub limiter: Arc<RateLimiter>,
     pub audit_log: Option<AuditLog>,
 }
@@ -59,10 +58,11 @@ impl Gate {
     }
 
     async fn authenticated(&self, mut request: Request<Body>) -> Response {
-        let user = match authn::admit(&self.authentication, &mut request).await {
-            Ok(user) => user,
-            Err(refused) => return refused,
-        };
+        let user =
+            match authn::admit(&self.state.authenticator, &self.state.shards, &mut request).await {
+                Ok(user) => user,
+                Err(refused) => return refused,
+            };
         let mut response = match limits::over_rate(&self.limiter, &self.state, &user, &request) {
             Some(refused) => refused,
             None => {

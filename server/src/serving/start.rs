@@ -471,10 +471,6 @@ async fn gate(
         None => None,
     };
     Ok(crate::serving::gate::Gate {
-        authentication: crate::security::authn::Authentication {
-            authenticator: state.authenticator.clone(),
-            shards: state.shards.clone(),
-        },
         limiter: crate::serving::limits::RateLimiter::new(
             options.max_requests_per_second_per_user,
             options.max_request_burst_per_user,

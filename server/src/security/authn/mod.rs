@@ -176,17 +176,13 @@ pub fn is_public_path(path: &str) -> bool {
     }
 }
 
-/// What authentication reads: the authenticators, and the shards ServiceAccounts live in.
-pub struct Authentication {
-    pub authenticator: Arc<Authenticator>,
-    pub shards: Arc<ShardMap>,
-}
-
 /// Authentication, the gate's first step (`serving::gate`): puts the [`UserInfo`]
 /// into the request's extensions and answers who it is (the gate copies it into the response's
 /// extensions, for the audit log), or answers the 401 (503 when it cannot tell now).
+/// ServiceAccount tokens are checked against their accounts in `shards`.
 pub async fn admit(
-    layer: &Authentication,
+    authenticator: &Authenticator,
+    shards: &ShardMap,
     request: &mut Request<Body>,
 ) -> Result<UserInfo, Response> {
     let outcome = {
@@ -194,9 +190,8 @@ pub async fn admit(
             .headers()
             .get(header::AUTHORIZATION)
             .map(|v| v.as_bytes());
-        layer
-            .authenticator
-            .authenticate(&layer.shards, request.extensions(), authorization)
+        authenticator
+            .authenticate(shards, request.extensions(), authorization)
             .await
     };
     let user = match outcome {
@@ -221,7 +216,7 @@ pub async fn admit(
     request.extensions_mut().insert(user.clone());
     request
         .extensions_mut()
-        .insert(layer.authenticator.service_accounts.clone());
+        .insert(authenticator.service_accounts.clone());
     Ok(user)
 }
 
