@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::field_set::{FieldSet, PathElement, MAX_DEPTH};
 use super::schema::{element_of, ListType, Node};
@@ -113,6 +113,53 @@ pub(crate) fn fields_of(value: &Value, node: &Node, strict: bool) -> Result<Fiel
     let mut out = FieldSet::new();
     collect_fields(value, node, &mut Vec::new(), &mut out, strict, false)?;
     Ok(out)
+}
+
+/// What a comparison with nothing counts as added below `value` (every map key and list item),
+/// as the members of a `fieldsV1` level: the level `collect_fields` with `every_node` then
+/// `FieldSet::to_fields_v1` give, built straight from the value (every create records one).
+/// `depth` is the length of `value`'s path; `None` when the value goes deeper than a stored
+/// `fieldsV1` may, where the caller takes the general path.
+pub(crate) fn added_fields_v1(
+    value: &Value,
+    node: &Node,
+    depth: usize,
+) -> Option<Map<String, Value>> {
+    let mut level = Map::new();
+    match value {
+        Value::Object(map) if !node.map_is_atomic() => {
+            for (key, child) in map {
+                let (child_node, _) = node.field(key);
+                level.insert(
+                    format!("f:{key}"),
+                    added_member(child, &child_node, depth + 1)?,
+                );
+            }
+        }
+        Value::Array(items) => {
+            if let Ok(Some(elements)) = list_elements(items, node, false) {
+                let item_node = node.items();
+                for (pe, item) in elements {
+                    level.insert(pe.encode(), added_member(item, &item_node, depth + 1)?);
+                }
+            }
+        }
+        _ => {}
+    }
+    Some(level)
+}
+
+/// The `fieldsV1` entry of an added node, itself a member: `{}` for a leaf, else `"."` and
+/// what is below it.
+fn added_member(value: &Value, node: &Node, depth: usize) -> Option<Value> {
+    if depth > MAX_DEPTH {
+        return None;
+    }
+    let mut level = added_fields_v1(value, node, depth)?;
+    if !level.is_empty() {
+        level.insert(".".into(), Value::Object(Map::new()));
+    }
+    Some(Value::Object(level))
 }
 
 /// Compares `old` with `new`.

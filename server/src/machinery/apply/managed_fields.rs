@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use serde_json::{json, Map, Value};
 
-use super::compare::{compare, Comparison};
+use super::compare::{added_fields_v1, compare, Comparison};
 use super::field_set::{field_path, FieldSet, FieldSetError};
 use super::schema::{MergeRules, Node};
 use crate::machinery::status::StatusCause;
@@ -55,19 +55,14 @@ impl ManagedEntry {
     }
 
     fn to_json(&self) -> Value {
-        let mut entry = Map::new();
-        entry.insert("manager".into(), json!(self.manager));
-        entry.insert("operation".into(), json!(self.operation.as_str()));
-        entry.insert("apiVersion".into(), json!(self.api_version));
-        if let Some(time) = &self.time {
-            entry.insert("time".into(), json!(time));
-        }
-        entry.insert("fieldsType".into(), json!("FieldsV1"));
-        entry.insert("fieldsV1".into(), self.fields.to_fields_v1());
-        if !self.subresource.is_empty() {
-            entry.insert("subresource".into(), json!(self.subresource));
-        }
-        Value::Object(entry)
+        entry_json(
+            &self.manager,
+            self.operation,
+            &self.api_version,
+            self.time.as_deref(),
+            &self.subresource,
+            self.fields.to_fields_v1(),
+        )
     }
 
     fn from_json(value: &Value) -> Result<ManagedEntry, FieldSetError> {
@@ -102,6 +97,30 @@ impl ManagedEntry {
             fields,
         })
     }
+}
+
+/// One managedFields entry as it is stored.
+fn entry_json(
+    manager: &str,
+    operation: Operation,
+    api_version: &str,
+    time: Option<&str>,
+    subresource: &str,
+    fields_v1: Value,
+) -> Value {
+    let mut entry = Map::new();
+    entry.insert("manager".into(), json!(manager));
+    entry.insert("operation".into(), json!(operation.as_str()));
+    entry.insert("apiVersion".into(), json!(api_version));
+    if let Some(time) = time {
+        entry.insert("time".into(), json!(time));
+    }
+    entry.insert("fieldsType".into(), json!("FieldsV1"));
+    entry.insert("fieldsV1".into(), fields_v1);
+    if !subresource.is_empty() {
+        entry.insert("subresource".into(), json!(subresource));
+    }
+    Value::Object(entry)
 }
 
 /// Reads an object's managedFields. An error means they are invalid; kube-apiserver then
@@ -190,6 +209,11 @@ pub fn write_managed_fields(object: &mut Value, mut entries: Vec<ManagedEntry>) 
                 &b.subresource,
             ))
     });
+    set_managed_fields(object, entries.iter().map(ManagedEntry::to_json).collect());
+}
+
+/// Stores `entries` (already sorted, none empty) as `object`'s managedFields.
+fn set_managed_fields(object: &mut Value, entries: Vec<Value>) {
     let Some(object) = object.as_object_mut() else {
         return;
     };
@@ -205,8 +229,7 @@ pub fn write_managed_fields(object: &mut Value, mut entries: Vec<ManagedEntry>) 
     if entries.is_empty() {
         metadata.remove("managedFields");
     } else {
-        let list = entries.iter().map(ManagedEntry::to_json).collect();
-        metadata.insert("managedFields".into(), Value::Array(list));
+        metadata.insert("managedFields".into(), Value::Array(entries));
     }
 }
 
@@ -255,6 +278,24 @@ pub(crate) fn without_managed_fields(object: &Value) -> Value {
     copy
 }
 
+/// The top-level fields no manager owns as such (what is below `metadata` is owned as usual).
+const SERVER_TOP: [&str; 3] = ["apiVersion", "kind", "metadata"];
+
+/// The metadata fields the server sets, which no manager owns, nor anything below them.
+const SERVER_METADATA: [&str; 11] = [
+    "name",
+    "namespace",
+    "creationTimestamp",
+    "selfLink",
+    "uid",
+    "clusterName",
+    "generation",
+    "managedFields",
+    "resourceVersion",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
+
 /// Fields the server sets, which no manager owns: kube-apiserver's list, plus the deletion
 /// fields, which only the server writes. `apiVersion`, `kind` and `metadata` are only dropped
 /// as members: what is below `metadata` is owned as usual.
@@ -268,23 +309,11 @@ pub(crate) fn untracked(set: &FieldSet) -> FieldSet {
 fn remove_untracked(set: &mut FieldSet) {
     static SERVER_SET: LazyLock<(FieldSet, FieldSet)> = LazyLock::new(|| {
         let mut shallow = FieldSet::new();
-        for top in ["apiVersion", "kind", "metadata"] {
+        for top in SERVER_TOP {
             shallow.insert(&field_path(&[top]));
         }
         let mut deep = FieldSet::new();
-        for field in [
-            "name",
-            "namespace",
-            "creationTimestamp",
-            "selfLink",
-            "uid",
-            "clusterName",
-            "generation",
-            "managedFields",
-            "resourceVersion",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-        ] {
+        for field in SERVER_METADATA {
             deep.insert(&field_path(&["metadata", field]));
         }
         (shallow, deep)
@@ -348,18 +377,66 @@ pub fn track_update(
             _ => stored(),
         }
     };
-    let old_plain = match old {
-        Some(old) => without_managed_fields(old),
-        None => Value::Object(Map::new()),
-    };
     // `new` is compared without its managedFields, which are rewritten below: taken out
     // rather than the whole object copied.
     if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.remove("managedFields");
     }
+    if old.is_none() && entries.is_empty() {
+        if let Some(fields) = created_fields_v1(new, opts, &rules.root()) {
+            let entry = (!fields.is_empty()).then(|| {
+                entry_json(
+                    opts.manager,
+                    Operation::Update,
+                    opts.api_version,
+                    Some(opts.time),
+                    opts.subresource.unwrap_or_default(),
+                    Value::Object(fields),
+                )
+            });
+            set_managed_fields(new, entry.into_iter().collect());
+            return;
+        }
+    }
+    let old_plain = match old {
+        Some(old) => without_managed_fields(old),
+        None => Value::Object(Map::new()),
+    };
     record_update(&old_plain, new, &mut entries, opts, &rules.root());
     cap_updaters(&mut entries);
     write_managed_fields(new, entries);
+}
+
+/// The fields a create with no managedFields of its own gives its manager, as `fieldsV1`:
+/// everything it sent, less what nobody owns and the endpoint's ignored fields. What
+/// [`record_update`] records for it, without comparing against nothing and without building
+/// a field set first. `None` where only the general path can tell (an object nested past
+/// the depth a `fieldsV1` is read back to, or an ignored path below the top level).
+fn created_fields_v1(new: &Value, opts: &UpdateOptions, root: &Node) -> Option<Map<String, Value>> {
+    if !new.is_object() || root.map_is_atomic() || opts.ignored.iter().any(|p| p.len() != 1) {
+        return None;
+    }
+    let mut fields = added_fields_v1(new, root, 0)?;
+    fields.retain(|key, _| {
+        let name = key.strip_prefix("f:");
+        !opts.ignored.iter().any(|path| name == Some(path[0]))
+    });
+    for top in SERVER_TOP {
+        let key = format!("f:{top}");
+        let Some(Value::Object(level)) = fields.get_mut(&key) else {
+            continue;
+        };
+        level.remove(".");
+        if top == "metadata" {
+            for field in SERVER_METADATA {
+                level.remove(&format!("f:{field}"));
+            }
+        }
+        if level.is_empty() {
+            fields.remove(&key);
+        }
+    }
+    Some(fields)
 }
 
 /// The most updater entries an object keeps; appliers are not capped.
@@ -497,6 +574,127 @@ mod tests {
                "metadata": {"name": "c", "namespace": "d", "resourceVersion": "5",
                             "labels": {"app": "x"}},
                "data": data})
+    }
+
+    /// What the general path records for a create: compare with nothing, then write.
+    fn recorded_in_general(new: &Value, opts: &UpdateOptions, rules: &MergeRules) -> Value {
+        let mut new = new.clone();
+        if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+            meta.remove("managedFields");
+        }
+        let mut entries = Vec::new();
+        let nothing = Value::Object(Map::new());
+        record_update(&nothing, &new, &mut entries, opts, &rules.root());
+        write_managed_fields(&mut new, entries);
+        new
+    }
+
+    #[test]
+    fn a_create_records_what_the_general_comparison_records() {
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "d", "uid": "u", "generateName": "p-",
+                         "labels": {"app": "x"}, "annotations": {},
+                         "finalizers": ["a", "b"], "creationTimestamp": null,
+                         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap",
+                                              "name": "o", "uid": "o1"}]},
+            "spec": {"containers": [
+                        {"name": "c", "image": "i", "args": ["x", "y"],
+                         "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                         "env": [{"name": "A", "value": "1"}, {"name": "B"}],
+                         "resources": {}},
+                        {"name": "d", "image": "j", "ports": []}],
+                     "nodeSelector": {"gpu": "a100"}, "tolerations": [{"key": "k"}, {"key": "k"}]},
+            "status": {"phase": "Pending"}});
+        let mut duplicated = pod.clone();
+        duplicated["spec"]["containers"][1]["name"] = json!("c");
+        let mut deep = json!("leaf");
+        for _ in 0..70 {
+            deep = json!({ "x": deep });
+        }
+        let schema = json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "set": {"type": "array", "x-kubernetes-list-type": "set",
+                        "items": {"type": "string"}},
+                "byName": {"type": "array", "x-kubernetes-list-type": "map",
+                           "x-kubernetes-list-map-keys": ["name"],
+                           "items": {"type": "object"}},
+                "whole": {"type": "object", "x-kubernetes-map-type": "atomic"},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}});
+        let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w", "managedFields": [{"manager": "ignored"}]},
+            "spec": {"set": ["a", "b"], "byName": [{"name": "n", "v": 1}, {"name": "m"}],
+                     "whole": {"a": {"b": 1}}, "free": {"a": {"b": [1, 2]}, "n": null}},
+            "status": {"ok": true}});
+        let cases = [
+            (
+                configmap(json!({"a": "1", "b": ""})),
+                MergeRules::builtin("ConfigMap"),
+            ),
+            (
+                json!({"metadata": {"name": "only"}}),
+                MergeRules::builtin("ConfigMap"),
+            ),
+            (
+                json!({"data": {"a": "1"}}),
+                MergeRules::builtin("ConfigMap"),
+            ),
+            (
+                json!({"kind": {"odd": 1}, "metadata": {"name": {"x": 1}}}),
+                MergeRules::builtin("ConfigMap"),
+            ),
+            (pod.clone(), MergeRules::builtin("Pod")),
+            (duplicated, MergeRules::builtin("Pod")),
+            (
+                json!({"metadata": {"name": "deep"}, "data": deep}),
+                MergeRules::builtin("ConfigMap"),
+            ),
+            (widget, MergeRules::Schema(&schema)),
+        ];
+        let ignoring: [&[&[&str]]; 4] = [
+            &[],
+            &[&["status"]],
+            &[&["spec"]],
+            &[&["spec", "nodeSelector"]],
+        ];
+        for (object, rules) in &cases {
+            for ignored in ignoring {
+                let mut options = opts("creator");
+                options.ignored = ignored;
+                let mut fast = object.clone();
+                track_update(None, &mut fast, &options, rules);
+                assert_eq!(
+                    fast,
+                    recorded_in_general(object, &options, rules),
+                    "{object} ignoring {ignored:?}"
+                );
+            }
+            let mut through_status = opts("creator");
+            through_status.subresource = Some("status");
+            let mut fast = object.clone();
+            track_update(None, &mut fast, &through_status, rules);
+            assert_eq!(fast, recorded_in_general(object, &through_status, rules));
+        }
+        // The cases reach the fast path: keyed and set-like items show in the entry.
+        let (widget, rules) = &cases[7];
+        let mut recorded = widget.clone();
+        track_update(None, &mut recorded, &opts("creator"), rules);
+        let fields = &recorded["metadata"]["managedFields"][0]["fieldsV1"];
+        assert_eq!(
+            fields["f:spec"]["f:byName"]["k:{\"name\":\"n\"}"]["f:v"],
+            json!({})
+        );
+        assert_eq!(fields["f:spec"]["f:set"]["v:\"a\""], json!({}));
+        assert_eq!(fields["f:spec"]["f:whole"], json!({}));
+        let mut recorded = pod.clone();
+        track_update(
+            None,
+            &mut recorded,
+            &opts("creator"),
+            &MergeRules::builtin("Pod"),
+        );
+        let fields = &recorded["metadata"]["managedFields"][0]["fieldsV1"];
+        assert_eq!(fields["f:metadata"]["f:finalizers"]["v:\"a\""], json!({}));
+        assert!(fields["f:metadata"].get("f:uid").is_none());
     }
 
     #[test]
