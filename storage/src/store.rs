@@ -339,6 +339,15 @@ impl Store {
         self.inner.hub.delivered()
     }
 
+    /// How far a watch of `resource` that has taken every change through `seen` has reached.
+    /// Watch streams are woken only by their own resource's changes; what they reach covers
+    /// the others too: the delivered revision, once nothing of `resource` was published after
+    /// `seen`. (A [`WatchStream`] says it of itself in [`WatchStream::revision`]; this is for
+    /// a cache fed by one, which records the `seen` its items carried.)
+    pub fn watch_reached(&self, resource: &str, seen: u64) -> u64 {
+        self.inner.hub.reached(resource, seen)
+    }
+
     /// Wakes whenever [`Store::delivered_revision`] moves.
     pub fn subscribe_delivered(&self) -> tokio::sync::watch::Receiver<u64> {
         self.inner.hub.subscribe_delivered()

@@ -6,10 +6,17 @@
 //! woken by a backend hint (Postgres NOTIFY) or a poll. Because revision order is commit order,
 //! reading `rev > last` never skips a change that commits later.
 //!
+//! Watchers are indexed by resource, as kube-apiserver keeps a watch cache per resource: each
+//! resource watched has a channel of its own, and a chunk goes only to the channels of the
+//! resources it changed. So a commit of ConfigMaps wakes the ConfigMap watchers, not every
+//! controller's. What a watcher has *reached* still covers the other resources' changes: it
+//! is derived when asked ([`WatchStream::revision`], [`WatchHub::reached`]) rather than sent.
+//!
 //! A watcher that falls behind (its channel lagged) or sees a gap reads the missing range from
 //! the event log itself, so a slow watcher never loses events and never slows the others.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,7 +31,7 @@ use crate::object::Event;
 /// Events read from the log per query.
 const READ_BATCH: usize = 1000;
 
-/// Every change in `(after, through]`, in order.
+/// Every change of one resource in `(after, through]`, in order.
 #[derive(Debug)]
 pub(crate) struct Chunk {
     after: u64,
@@ -33,23 +40,34 @@ pub(crate) struct Chunk {
     events: Vec<Arc<Event>>,
 }
 
+/// The watchers of one resource.
+struct Channel {
+    chunks: broadcast::Sender<Arc<Chunk>>,
+    /// The `through` of the last chunk sent on it (the delivered revision when it opened): no
+    /// change of the resource after it has been delivered yet.
+    published: Arc<AtomicU64>,
+}
+
 pub(crate) struct WatchHub {
     backend: Arc<dyn Backend>,
-    /// Serializes publishing so chunks go out contiguous and in order.
+    /// Serializes publishing so chunks go out contiguous and in order, and opening a channel
+    /// with it, so a channel starts at a delivered revision.
     publish: Mutex<()>,
-    chunks: broadcast::Sender<Arc<Chunk>>,
+    /// By resource; a channel nobody listens to any more is closed at the next publish.
+    channels: Mutex<HashMap<String, Channel>>,
+    buffer: usize,
     delivered: watch::Sender<u64>,
     wake: Arc<Notify>,
 }
 
 impl WatchHub {
     pub(crate) fn new(backend: Arc<dyn Backend>, current: u64, buffer: usize) -> Arc<Self> {
-        let (chunks, _) = broadcast::channel(buffer.max(1));
         let (delivered, _) = watch::channel(current);
         Arc::new(Self {
             backend,
             publish: Mutex::new(()),
-            chunks,
+            channels: Mutex::new(HashMap::new()),
+            buffer: buffer.max(1),
             delivered,
             wake: Arc::new(Notify::new()),
         })
@@ -90,7 +108,38 @@ impl WatchHub {
 
     /// How many watch streams this hub feeds now.
     pub(crate) fn watchers(&self) -> usize {
-        self.chunks.receiver_count()
+        self.channels()
+            .values()
+            .map(|c| c.chunks.receiver_count())
+            .sum()
+    }
+
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<String, Channel>> {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A receiver of `resource`'s chunks, and where its channel has published through.
+    fn subscribe(&self, resource: &str) -> (broadcast::Receiver<Arc<Chunk>>, Arc<AtomicU64>) {
+        let _guard = self.publish.lock().unwrap_or_else(|e| e.into_inner());
+        let mut channels = self.channels();
+        let channel = channels
+            .entry(resource.to_string())
+            .or_insert_with(|| Channel {
+                chunks: broadcast::channel(self.buffer).0,
+                published: Arc::new(AtomicU64::new(self.delivered())),
+            });
+        (channel.chunks.subscribe(), channel.published.clone())
+    }
+
+    /// How far a watcher of `resource` that has taken every change through `seen` has
+    /// reached: the delivered revision, when nothing of the resource was published after
+    /// `seen` (the changes since were all of other resources); else `seen`.
+    pub(crate) fn reached(&self, resource: &str, seen: u64) -> u64 {
+        let delivered = self.delivered();
+        match self.channels().get(resource) {
+            Some(channel) => reached(seen, &channel.published, delivered),
+            None => seen,
+        }
     }
 
     pub(crate) fn subscribe_delivered(&self) -> watch::Receiver<u64> {
@@ -115,14 +164,53 @@ impl WatchHub {
         self.wake.notify_one();
     }
 
+    /// Sends each watched resource its changes in `(after, through]`, then marks them
+    /// delivered. Called with `publish` held.
     fn send(&self, after: u64, through: u64, events: Vec<Event>) {
-        let chunk = Arc::new(Chunk {
-            after,
-            through,
-            events: events.into_iter().map(Arc::new).collect(),
-        });
-        // No receivers is fine: nobody is watching.
-        let _ = self.chunks.send(chunk);
+        // A jump past what was delivered (the tail fell behind compaction) may hide changes
+        // of any resource: every channel gets the gap, which its watchers then try to read.
+        let jump = after > self.delivered();
+        {
+            let mut channels = self.channels();
+            channels.retain(|_, c| c.chunks.receiver_count() > 0);
+            // Most chunks change one resource: collect by resource, in order.
+            let mut by_resource: Vec<(&str, Vec<Arc<Event>>)> = Vec::new();
+            for event in events {
+                let Some((resource, _)) = channels.get_key_value(&event.object.key.resource) else {
+                    continue;
+                };
+                let resource = resource.as_str();
+                let event = Arc::new(event);
+                match by_resource.iter_mut().find(|(r, _)| *r == resource) {
+                    Some((_, mine)) => mine.push(event),
+                    None => by_resource.push((resource, vec![event])),
+                }
+            }
+            if jump {
+                for resource in channels.keys() {
+                    if !by_resource.iter().any(|(r, _)| r == resource) {
+                        by_resource.push((resource, Vec::new()));
+                    }
+                }
+            }
+            for (resource, events) in by_resource {
+                let Some(channel) = channels.get(resource) else {
+                    continue;
+                };
+                let chunk = Chunk {
+                    after: if jump {
+                        after
+                    } else {
+                        channel.published.load(Ordering::Acquire)
+                    },
+                    through,
+                    events,
+                };
+                // No receivers is fine: the last watcher just left.
+                let _ = channel.chunks.send(Arc::new(chunk));
+                channel.published.store(through, Ordering::Release);
+            }
+        }
         self.delivered.send_replace(through);
     }
 
@@ -163,6 +251,20 @@ impl WatchHub {
     }
 }
 
+/// How far a watcher that has taken its channel's changes through `seen` has reached: past
+/// every change delivered when its channel has published nothing after `seen`.
+///
+/// The hub stores a channel's `published` before it marks the chunk delivered, so with
+/// `delivered` read first (the caller passes it) and `published` second, a delivered revision
+/// is never paired with an older `published` that would hide a change still on its way.
+fn reached(seen: u64, published: &AtomicU64, delivered: u64) -> u64 {
+    if seen >= published.load(Ordering::Acquire) {
+        seen.max(delivered)
+    } else {
+        seen
+    }
+}
+
 /// The changes after a revision to the objects of one scope, in revision order.
 ///
 /// Use [`WatchStream::next`], or [`WatchStream::into_stream`] for a `futures::Stream`.
@@ -172,6 +274,10 @@ pub struct WatchStream {
     seen: u64,
     pending: VecDeque<Arc<Event>>,
     chunks: broadcast::Receiver<Arc<Chunk>>,
+    /// Where the resource's channel has published through, and what the hub has delivered:
+    /// how far this watch has reached beyond its own changes.
+    published: Arc<AtomicU64>,
+    delivered: watch::Receiver<u64>,
     backend: Arc<dyn Backend>,
     finished: bool,
     /// The revision [`WatchStream::next_item`] last reported (an event's, or progress).
@@ -190,12 +296,14 @@ pub enum WatchItem {
 impl WatchStream {
     /// Subscribes first, then reads what the log holds after `from`, so nothing falls between.
     pub(crate) async fn start(hub: &WatchHub, scope: ListScope, from: u64) -> Result<Self> {
-        let chunks = hub.chunks.subscribe();
+        let (chunks, published) = hub.subscribe(&scope.resource);
         let mut stream = WatchStream {
             scope,
             seen: from,
             pending: VecDeque::new(),
             chunks,
+            published,
+            delivered: hub.subscribe_delivered(),
             backend: hub.backend.clone(),
             finished: false,
             reported: from,
@@ -207,11 +315,11 @@ impl WatchStream {
     }
 
     /// The revision this watch has reached: every change up to it was delivered or did not
-    /// match. Suitable for a bookmark.
+    /// match (changes of other resources included). Suitable for a bookmark.
     pub fn revision(&self) -> u64 {
         match self.pending.front() {
             Some(e) => e.revision() - 1,
-            None => self.seen,
+            None => reached(self.seen, &self.published, *self.delivered.borrow()),
         }
     }
 

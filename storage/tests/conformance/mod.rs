@@ -762,6 +762,61 @@ pub async fn watch_order_with_writers_in_two_instances(b: Backing) {
     }
 }
 
+/// Watchers are woken by their own resource's changes only, and what they have reached still
+/// covers every other change, including those another replica committed.
+pub async fn watches_reach_other_resources_without_hearing_them(b: Backing) {
+    let replica_a = b.open().await;
+    let replica_b = b.open().await;
+    let start = replica_b.current_revision().await.unwrap();
+    let mut configmaps = replica_b
+        .watch(ListScope::all_clusters(CM), Some(start))
+        .await
+        .unwrap();
+    let mut secrets = replica_b
+        .watch(ListScope::all_clusters("core/secrets"), Some(start))
+        .await
+        .unwrap();
+    let secret = replica_a
+        .create(
+            ObjectKey::new("c1", "core/secrets", "default", "s"),
+            "us",
+            value(1),
+        )
+        .await
+        .unwrap();
+    // Replica b hears of it from the log.
+    assert_eq!(next_event(&mut secrets).await.object, secret);
+    let quiet = tokio::time::timeout(Duration::from_millis(300), configmaps.next()).await;
+    assert!(quiet.is_err(), "a secret woke a watch of configmaps");
+    assert_eq!(configmaps.revision(), secret.revision);
+    assert_eq!(replica_b.watch_reached(CM, start), secret.revision);
+
+    let configmap = replica_b
+        .create(key("c1", "default", "a"), "ua", value(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        replica_b.watch_reached(CM, secret.revision),
+        secret.revision,
+        "a change of the resource not yet taken is not reached"
+    );
+    assert_eq!(next_event(&mut configmaps).await.object, configmap);
+    assert_eq!(configmaps.revision(), configmap.revision);
+    let later = replica_b
+        .create(
+            ObjectKey::new("c1", "core/secrets", "default", "t"),
+            "ut",
+            value(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(configmaps.revision(), later.revision);
+    // Its own change is published but not taken: it has reached only what it took.
+    assert_eq!(secrets.revision(), secret.revision);
+    assert_eq!(next_event(&mut secrets).await.object, later);
+    assert_eq!(secrets.revision(), later.revision);
+}
+
 /// A watcher that stops reading falls behind its buffer and catches up from the log.
 pub async fn slow_watcher_catches_up(b: Backing) {
     let mut options = test_options();
@@ -1389,6 +1444,7 @@ macro_rules! conformance_suite {
             crud, counts_and_stats, bad_input, lists_are_scoped_and_ordered, paging_is_one_consistent_snapshot,
             read_revision_bounds, watch_delivers_changes_with_previous_state,
             watch_order_with_writers_in_two_instances, slow_watcher_catches_up,
+            watches_reach_other_resources_without_hearing_them,
             compaction_expires_old_revisions, compaction_keeps_each_keys_state_at_the_mark,
             compaction_survives_restarts,
             schema_migrates_forward_and_refuses_newer, restore_expires_earlier_revisions);

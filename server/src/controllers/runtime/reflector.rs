@@ -261,7 +261,7 @@ impl<T: Send + Sync + 'static> Reflector<T> {
 
     /// The revision of shard `shard` every change up to which is applied (0: not listed).
     pub fn revision(&self, shard: &str) -> u64 {
-        self.source(shard).map_or(0, |s| *s.reached.borrow())
+        self.source(shard).map_or(0, |s| self.shared.reached(s))
     }
 
     fn source(&self, shard: &str) -> Option<&Source> {
@@ -275,12 +275,28 @@ impl<T: Send + Sync + 'static> Reflector<T> {
             return false;
         };
         let mut reached = source.reached.subscribe();
-        if *reached.borrow_and_update() >= revision {
-            return true;
-        }
-        tokio::time::timeout(timeout, reached.wait_for(|r| *r >= revision))
+        let mut delivered = source.store.subscribe_delivered();
+        let caught_up = async {
+            loop {
+                reached.borrow_and_update();
+                delivered.borrow_and_update();
+                if self.shared.reached(source) >= revision {
+                    return true;
+                }
+                // What the watch applies moves it; so does a change of another resource being
+                // delivered, which it reaches without hearing of it.
+                let moved = tokio::select! {
+                    r = reached.changed() => r.is_ok(),
+                    d = delivered.changed() => d.is_ok(),
+                };
+                if !moved {
+                    return false;
+                }
+            }
+        };
+        tokio::time::timeout(timeout, caught_up)
             .await
-            .is_ok_and(|r| r.is_ok())
+            .unwrap_or(false)
     }
 
     /// [`Reflector::subscribe`] for a handler that keeps `target` current, which usually
@@ -366,6 +382,15 @@ impl<T: Send + Sync + 'static> Shared<T> {
     fn notify(&self, change: &Change<'_, T>) {
         for handler in self.handlers() {
             handler(change);
+        }
+    }
+
+    /// The revision of `source` every change up to which is applied: what its watch
+    /// reported, or past it while none of the resource's changes were published since.
+    fn reached(&self, source: &Source) -> u64 {
+        match *source.reached.borrow() {
+            0 => 0,
+            seen => source.store.watch_reached(&self.scope.resource, seen),
         }
     }
 
