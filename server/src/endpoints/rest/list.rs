@@ -9,7 +9,8 @@ use trellis_storage::{
 };
 
 use super::filter::Filter;
-use super::table::{self, Rendering};
+use super::listed::Listed;
+use super::table::{self, PartialMetadata, Rendering};
 use super::Target;
 use crate::machinery::object_meta;
 use crate::machinery::schema::FieldError;
@@ -284,7 +285,7 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
             )?);
             return Ok(true);
         }
-        keep_matching(target, &filter, &mut items, stored)
+        keep_matching(target, query, &filter, &mut items, stored)
     })
     .await?
     .map_err(|e| list_error(target, query, e))?;
@@ -303,7 +304,7 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
                         Status::internal(format!("encoding a default object: {e}"))
                     })?);
                 } else {
-                    items.push(object);
+                    items.push(Listed::whole(object));
                 }
             }
         }
@@ -320,20 +321,41 @@ pub async fn list(target: &Target<'_>, query: &Query) -> Result<Response, Status
 
 /// Decodes `stored` (marked with its workspace in a wildcard list) into `items` if it
 /// matches `filter`; whether it did.
+///
+/// A Table or metadata list only passes managedFields through: they stay unparsed unless the
+/// rows carry whole objects.
 pub(super) fn keep_matching(
     target: &Target,
+    query: &Query,
     filter: &Filter,
-    items: &mut Vec<Value>,
+    items: &mut Vec<Listed>,
     stored: &StoredObject,
 ) -> Result<bool, Status> {
-    let mut object = object_meta::decode(&stored.value, stored.revision, target.rt)?;
+    let passed_through = match target.rendering {
+        Rendering::Object => false,
+        Rendering::Table => query.get("includeObject") != Some("Object"),
+        Rendering::PartialMetadata => true,
+    };
+    let mut listed = if passed_through {
+        Listed::decode(&stored.value, stored.revision, target.rt)?
+    } else {
+        Listed::whole(object_meta::decode(
+            &stored.value,
+            stored.revision,
+            target.rt,
+        )?)
+    };
     if target.wildcard() {
-        super::mark_cluster(&target.state.workspaces, &mut object, &stored.key.cluster);
+        super::mark_cluster(
+            &target.state.workspaces,
+            &mut listed.object,
+            &stored.key.cluster,
+        );
     }
-    if !filter.matches(&object) {
+    if !filter.matches(&listed.object) {
         return Ok(false);
     }
-    items.push(object);
+    items.push(listed);
     Ok(true)
 }
 
@@ -342,24 +364,42 @@ pub(super) fn rendered_list(
     target: &Target,
     query: &Query,
     metadata: Value,
-    items: Vec<Value>,
+    items: Vec<Listed>,
 ) -> Response {
-    let body = match target.rendering {
-        Rendering::Table => table::table(target.rt, items, metadata, query.get("includeObject")),
-        Rendering::PartialMetadata => list_object(
-            "meta.k8s.io/v1".into(),
-            "PartialObjectMetadataList".into(),
-            metadata,
-            items.iter().map(table::partial_metadata).collect(),
+    match target.rendering {
+        Rendering::Table => response::json(
+            StatusCode::OK,
+            &table::table(target.rt, items, metadata, query.get("includeObject")),
         ),
-        Rendering::Object => list_object(
-            target.rt.api_version(),
-            target.rt.list_kind(),
-            metadata,
-            items,
+        Rendering::PartialMetadata => response::json(
+            StatusCode::OK,
+            &List {
+                api_version: "meta.k8s.io/v1".into(),
+                items: items.into_iter().map(PartialMetadata::of).collect(),
+                kind: "PartialObjectMetadataList".into(),
+                metadata,
+            },
         ),
-    };
-    response::json(StatusCode::OK, &body)
+        Rendering::Object => response::json(
+            StatusCode::OK,
+            &List {
+                api_version: target.rt.api_version(),
+                items: items.into_iter().map(Listed::into_value).collect(),
+                kind: target.rt.list_kind(),
+                metadata,
+            },
+        ),
+    }
+}
+
+/// A list answer, serialized with its keys in order, as [`list_object`]'s map would be.
+#[derive(serde::Serialize)]
+struct List<T> {
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    items: Vec<T>,
+    kind: String,
+    metadata: Value,
 }
 
 /// A list object, built field by field: `json!` would copy every item through the

@@ -5,6 +5,7 @@ mod custom_columns;
 mod defaults;
 mod filter;
 mod list;
+mod listed;
 mod strict_json;
 pub mod subresource;
 pub mod table;
@@ -236,7 +237,8 @@ impl Target<'_> {
             table::Rendering::Table => {
                 let revision = object.pointer("/metadata/resourceVersion").cloned();
                 let metadata = json!({"resourceVersion": revision});
-                table::table(self.rt, vec![object], metadata, query.get("includeObject"))
+                let rows = vec![listed::Listed::whole(object)];
+                table::table(self.rt, rows, metadata, query.get("includeObject")).into_value()
             }
         }
     }

@@ -4,11 +4,13 @@
 //! Columns per kind follow kube-apiserver's printers; the Age cell is rendered here, in
 //! kubectl's format.
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 pub use crate::machinery::age::since;
 
 use super::custom_columns;
+use super::listed::{Listed, Metadata};
 use crate::registry::ResourceType;
 
 /// What the client asked the list or get to be rendered as.
@@ -48,54 +50,95 @@ pub fn rendering(accept: Option<&str>) -> Rendering {
     Rendering::Object
 }
 
-/// The object carried by a row: its metadata (default), the whole object, or nothing, as
-/// `includeObject` asks.
-fn row_object(mut object: Value, include: Option<&str>) -> Option<Value> {
+/// What a row carries besides its cells, as `includeObject` asks: the object's metadata
+/// (default), the whole object, or nothing.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum RowObject {
+    Whole(Value),
+    Partial(PartialMetadata),
+}
+
+fn row_object(listed: Listed, include: Option<&str>) -> Option<RowObject> {
     match include {
         Some("None") => None,
-        Some("Object") => Some(object),
-        _ => {
-            // Moved, not copied: the row is the last use of the object.
-            let metadata = object
-                .get_mut("metadata")
-                .map(Value::take)
-                .unwrap_or_else(|| Value::Object(Map::new()));
-            Some(partial_metadata_of(metadata))
+        Some("Object") => Some(RowObject::Whole(listed.into_value())),
+        // Moved, not copied: the row is the last use of the object.
+        _ => Some(RowObject::Partial(PartialMetadata::of(listed))),
+    }
+}
+
+/// A `PartialObjectMetadata`: an object's metadata alone.
+#[derive(Debug, Serialize)]
+pub struct PartialMetadata {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata,
+}
+
+impl PartialMetadata {
+    pub fn of(listed: Listed) -> PartialMetadata {
+        PartialMetadata {
+            api_version: "meta.k8s.io/v1",
+            kind: "PartialObjectMetadata",
+            metadata: listed.into_metadata(),
         }
     }
 }
 
+/// One object's `PartialObjectMetadata`, as a value.
 pub fn partial_metadata(object: &Value) -> Value {
-    partial_metadata_of(
-        object
-            .get("metadata")
-            .cloned()
-            .unwrap_or_else(|| Value::Object(Map::new())),
-    )
-}
-
-/// Built field by field: `json!` would copy its values through the serializer.
-fn partial_metadata_of(metadata: Value) -> Value {
+    let metadata = object
+        .get("metadata")
+        .cloned()
+        .unwrap_or_else(|| Value::Object(Map::new()));
     let mut partial = Map::new();
-    partial.insert("kind".into(), Value::from("PartialObjectMetadata"));
     partial.insert("apiVersion".into(), Value::from("meta.k8s.io/v1"));
+    partial.insert("kind".into(), Value::from("PartialObjectMetadata"));
     partial.insert("metadata".into(), metadata);
     Value::Object(partial)
+}
+
+/// A `Table`, serialized with its keys in order, as the map it used to be built as.
+#[derive(Debug, Serialize)]
+pub struct Table {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    #[serde(rename = "columnDefinitions")]
+    column_definitions: Vec<Value>,
+    kind: &'static str,
+    metadata: Value,
+    rows: Vec<Row>,
+}
+
+#[derive(Debug, Serialize)]
+struct Row {
+    cells: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<RowObject>,
+}
+
+impl Table {
+    /// The table as a value, for one object's answer or watch event.
+    pub fn into_value(self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
 }
 
 /// A `Table` of `objects`; `list_metadata` is the list's `metadata` (revision, continue).
 pub fn table(
     rt: &ResourceType,
-    objects: Vec<Value>,
+    objects: Vec<Listed>,
     list_metadata: Value,
     include: Option<&str>,
-) -> Value {
+) -> Table {
     let custom = rt
         .custom
         .as_ref()
         .filter(|c| !c.columns.is_empty())
         .map(|c| custom_columns::Columns::new(&c.columns));
-    let definitions: Vec<Value> = match &custom {
+    let column_definitions: Vec<Value> = match &custom {
         Some(columns) => columns.definitions(),
         None => rt
             .columns()
@@ -111,29 +154,26 @@ pub fn table(
             })
             .collect(),
     };
-    let rows: Vec<Value> = objects
+    let rows = objects
         .into_iter()
-        .map(|o| {
+        .map(|listed| {
             let cells = match &custom {
-                Some(columns) => columns.cells(&o),
-                None => rt.cells(&o),
+                Some(columns) => columns.cells(&listed.object),
+                None => rt.cells(&listed.object),
             };
-            let mut row = Map::new();
-            row.insert("cells".into(), Value::Array(cells));
-            if let Some(object) = row_object(o, include) {
-                row.insert("object".into(), object);
+            Row {
+                cells,
+                object: row_object(listed, include),
             }
-            Value::Object(row)
         })
         .collect();
-    // Built field by field: `json!` would copy every row again through the serializer.
-    let mut table = Map::new();
-    table.insert("kind".into(), Value::from("Table"));
-    table.insert("apiVersion".into(), Value::from("meta.k8s.io/v1"));
-    table.insert("metadata".into(), list_metadata);
-    table.insert("columnDefinitions".into(), Value::Array(definitions));
-    table.insert("rows".into(), Value::Array(rows));
-    Value::Object(table)
+    Table {
+        api_version: "meta.k8s.io/v1",
+        column_definitions,
+        kind: "Table",
+        metadata: list_metadata,
+        rows,
+    }
 }
 
 #[cfg(test)]
@@ -180,7 +220,7 @@ mod tests {
     fn shard_rows() {
         let shard = lookup_builtin("core.trellis.dev", "v1alpha1", "shards").unwrap();
         let object = json!({"metadata": {"name": "s1", "creationTimestamp": "2020-01-01T00:00:00Z"}, "spec": {"database": "postgres://t:***@db/x"}, "status": {"workspaces": 42}});
-        let t = table(shard, vec![object], json!({}), None);
+        let t = table(shard, vec![Listed::whole(object)], json!({}), None).into_value();
         let names: Vec<_> = t["columnDefinitions"]
             .as_array()
             .unwrap()
@@ -192,11 +232,50 @@ mod tests {
         assert_eq!(t["rows"][0]["cells"][2], "postgres://t:***@db/x");
     }
 
+    /// A Table or metadata list whose managedFields passed through unparsed reads exactly as
+    /// one built from whole objects.
+    #[test]
+    fn managed_fields_passed_through_read_as_parsed() {
+        let cm = lookup_builtin("", "v1", "configmaps").unwrap();
+        let stored = serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "app", "namespace": "d", "creationTimestamp": "2020-01-01T00:00:00Z",
+                         "annotations": {"a": "b"}, "uid": "u",
+                         "managedFields": [{"manager": "kubectl", "operation": "Update",
+                                            "apiVersion": "v1", "fieldsType": "FieldsV1",
+                                            "fieldsV1": {"f:data": {".": {}, "f:k": {}}}}]},
+            "data": {"k": "v"}}))
+        .unwrap();
+        for include in [None, Some("Metadata"), Some("None"), Some("Object")] {
+            let rows = |passed: bool| {
+                let listed = if passed {
+                    Listed::decode(&stored, 9, cm).unwrap()
+                } else {
+                    Listed::whole(crate::machinery::object_meta::decode(&stored, 9, cm).unwrap())
+                };
+                let meta = json!({"resourceVersion": "9"});
+                serde_json::to_string(&table(cm, vec![listed], meta, include)).unwrap()
+            };
+            assert_eq!(rows(true), rows(false), "includeObject {include:?}");
+        }
+        let partial = |listed: Listed| serde_json::to_string(&PartialMetadata::of(listed)).unwrap();
+        let whole = crate::machinery::object_meta::decode(&stored, 9, cm).unwrap();
+        assert_eq!(
+            partial(Listed::decode(&stored, 9, cm).unwrap()),
+            serde_json::to_string(&partial_metadata(&whole)).unwrap()
+        );
+    }
+
     #[test]
     fn configmap_rows() {
         let cm = lookup_builtin("", "v1", "configmaps").unwrap();
         let object = json!({"metadata": {"name": "app", "creationTimestamp": "2020-01-01T00:00:00Z"}, "data": {"a": "1", "b": "2"}, "binaryData": {"c": "eA=="}});
-        let t = table(cm, vec![object], json!({"resourceVersion": "7"}), None);
+        let t = table(
+            cm,
+            vec![Listed::whole(object)],
+            json!({"resourceVersion": "7"}),
+            None,
+        )
+        .into_value();
         assert_eq!(t["columnDefinitions"][1]["name"], "Data");
         assert_eq!(t["rows"][0]["cells"][0], "app");
         assert_eq!(t["rows"][0]["cells"][1], 3);
@@ -204,10 +283,11 @@ mod tests {
         assert_eq!(t["metadata"]["resourceVersion"], "7");
         let t = table(
             cm,
-            vec![json!({"metadata": {"name": "x"}})],
+            vec![Listed::whole(json!({"metadata": {"name": "x"}}))],
             json!({}),
             Some("None"),
-        );
+        )
+        .into_value();
         assert!(t["rows"][0].get("object").is_none());
     }
 }

@@ -174,7 +174,8 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
                 Rendering::PartialMetadata => table::partial_metadata(&object),
                 Rendering::Table => {
                     let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned()});
-                    table::table(&rt, vec![object], meta, include.as_deref())
+                    let rows = vec![super::listed::Listed::whole(object)];
+                    table::table(&rt, rows, meta, include.as_deref()).into_value()
                 }
             }
         }

@@ -159,7 +159,7 @@ pub(super) async fn list(target: &Target<'_>, query: &Query) -> Result<Response,
             continue_token: if i == start { token.take() } else { None },
         };
         let read = read_pages(&shard.store, request, remaining, |stored| {
-            keep_matching(target, &filter, &mut items, stored)
+            keep_matching(target, query, &filter, &mut items, stored)
         })
         .await?
         .map_err(|e| list_error(target, query, e))?;
