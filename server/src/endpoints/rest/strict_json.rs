@@ -2,7 +2,7 @@
 //! resolves by keeping the last. kube-apiserver reports each as `duplicate field "a.b"` and,
 //! like it, the last value wins.
 
-use std::fmt;
+use std::fmt::{self, Write};
 
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -13,9 +13,10 @@ const MAX_DEPTH: usize = 100;
 /// Parses `bytes`; the value and the dotted paths of fields given more than once.
 pub fn parse(bytes: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
     let mut duplicates = Vec::new();
+    let mut path = String::new();
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = Seed {
-        path: String::new(),
+        path: &mut path,
         depth: 0,
         duplicates: &mut duplicates,
     }
@@ -25,7 +26,9 @@ pub fn parse(bytes: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
 }
 
 struct Seed<'a> {
-    path: String,
+    /// The dotted path of the value being read: one buffer, extended on the way down and cut
+    /// back on the way up, so a path is only copied out for a duplicate.
+    path: &'a mut String,
     depth: usize,
     duplicates: &'a mut Vec<String>,
 }
@@ -39,9 +42,9 @@ impl<'de> DeserializeSeed<'de> for Seed<'_> {
 }
 
 impl Seed<'_> {
-    fn child(&mut self, path: String) -> Seed<'_> {
+    fn child(&mut self) -> Seed<'_> {
         Seed {
-            path,
+            path: self.path,
             depth: self.depth + 1,
             duplicates: self.duplicates,
         }
@@ -97,9 +100,12 @@ impl<'de> Visitor<'de> for Seed<'_> {
     fn visit_seq<A: SeqAccess<'de>>(mut self, mut seq: A) -> Result<Value, A::Error> {
         self.check_depth()?;
         let mut items = Vec::new();
+        let parent = self.path.len();
         loop {
-            let path = format!("{}[{}]", self.path, items.len());
-            match seq.next_element_seed(self.child(path))? {
+            let _ = write!(self.path, "[{}]", items.len());
+            let item = seq.next_element_seed(self.child())?;
+            self.path.truncate(parent);
+            match item {
                 Some(item) => items.push(item),
                 None => return Ok(Value::Array(items)),
             }
@@ -109,16 +115,17 @@ impl<'de> Visitor<'de> for Seed<'_> {
     fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Value, A::Error> {
         self.check_depth()?;
         let mut object = Map::new();
+        let parent = self.path.len();
         while let Some(key) = map.next_key::<String>()? {
-            let path = if self.path.is_empty() {
-                key.clone()
-            } else {
-                format!("{}.{key}", self.path)
-            };
-            if object.contains_key(&key) && !self.duplicates.contains(&path) {
-                self.duplicates.push(path.clone());
+            if parent > 0 {
+                self.path.push('.');
             }
-            let value = map.next_value_seed(self.child(path))?;
+            self.path.push_str(&key);
+            if object.contains_key(&key) && !self.duplicates.contains(self.path) {
+                self.duplicates.push(self.path.clone());
+            }
+            let value = map.next_value_seed(self.child())?;
+            self.path.truncate(parent);
             object.insert(key, value);
         }
         Ok(Value::Object(object))
@@ -140,6 +147,12 @@ mod tests {
             value,
             json!({"data": {"a": "2"}, "kind": "ConfigMap", "items": [{"n": 2}]})
         );
+        let (_, deep) =
+            parse(br#"{"x": {"y": [{"z": 1}, {"z": 1, "z": 2}], "w": 1, "w": 2}, "v": 1, "v": 2}"#)
+                .unwrap();
+        assert_eq!(deep, ["x.y[1].z", "x.w", "v"]);
+        let (_, in_list) = parse(br#"[{"a": 1}, [{"b": 1, "b": 2}]]"#).unwrap();
+        assert_eq!(in_list, ["[1][0].b"]);
         let (same, none) = parse(br#"{"a": [1, 2.5, null, true], "b": {}}"#).unwrap();
         assert!(none.is_empty());
         assert_eq!(same, json!({"a": [1, 2.5, null, true], "b": {}}));
