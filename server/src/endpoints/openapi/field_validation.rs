@@ -5,6 +5,8 @@
 //! the mode only decides whether the client hears of it: an error (Strict), a `Warning` header
 //! (Warn, the default) or nothing (Ignore). Wrong types are always an error.
 
+use std::fmt::Write;
+
 use serde_json::{Map, Value};
 
 use crate::machinery::status::Status;
@@ -129,31 +131,31 @@ fn walk(
                 // A free-form object (e.g. RawExtension): nothing is unknown.
                 return;
             }
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for key in keys {
-                let field_schema = properties.and_then(|p| p.get(&key)).or(additional);
+            // Unknown fields are dropped as they are found (what Ignore and Warn store).
+            map.retain(|key, v| {
+                let field_schema = properties.and_then(|p| p.get(key)).or(additional);
                 let len = path.len();
                 path.push('.');
-                path.push_str(&key);
-                match field_schema {
+                path.push_str(key);
+                let known = match field_schema {
                     Some(field_schema) => {
-                        if let Some(v) = map.get_mut(&key) {
-                            walk(v, field_schema, schemas, path, report);
-                        }
+                        walk(v, field_schema, schemas, path, report);
+                        true
                     }
                     None => {
-                        map.remove(&key);
                         report.unknown.push(path.clone());
+                        false
                     }
-                }
+                };
                 path.truncate(len);
-            }
+                known
+            });
         }
         Value::Array(items) => {
             if let Some(item_schema) = schema.get("items") {
                 for (i, item) in items.iter_mut().enumerate() {
                     let len = path.len();
-                    path.push_str(&format!("[{i}]"));
+                    let _ = write!(path, "[{i}]");
                     walk(item, item_schema, schemas, path, report);
                     path.truncate(len);
                 }
