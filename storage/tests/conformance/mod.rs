@@ -776,12 +776,9 @@ pub async fn watches_reach_other_resources_without_hearing_them(b: Backing) {
         .watch(ListScope::all_clusters("core/secrets"), Some(start))
         .await
         .unwrap();
+    let secret_key = |name: &str| ObjectKey::new("c1", "core/secrets", "default", name);
     let secret = replica_a
-        .create(
-            ObjectKey::new("c1", "core/secrets", "default", "s"),
-            "us",
-            value(1),
-        )
+        .create(secret_key("s"), "us", value(1))
         .await
         .unwrap();
     // Replica b hears of it from the log.
@@ -803,11 +800,7 @@ pub async fn watches_reach_other_resources_without_hearing_them(b: Backing) {
     assert_eq!(next_event(&mut configmaps).await.object, configmap);
     assert_eq!(configmaps.revision(), configmap.revision);
     let later = replica_b
-        .create(
-            ObjectKey::new("c1", "core/secrets", "default", "t"),
-            "ut",
-            value(1),
-        )
+        .create(secret_key("t"), "ut", value(1))
         .await
         .unwrap();
     assert_eq!(configmaps.revision(), later.revision);
