@@ -392,30 +392,15 @@ pub(super) fn rendered_list(
     }
 }
 
-/// A list answer, serialized with its keys in order, as [`list_object`]'s map would be.
+/// A list answer, serialized straight from its items (a map of them would first copy every
+/// item), its keys in the order a map puts them.
 #[derive(serde::Serialize)]
-struct List<T> {
+pub(super) struct List<T> {
     #[serde(rename = "apiVersion")]
-    api_version: String,
-    items: Vec<T>,
-    kind: String,
-    metadata: Value,
-}
-
-/// A list object, built field by field: `json!` would copy every item through the
-/// serializer.
-pub(super) fn list_object(
-    api_version: String,
-    kind: String,
-    metadata: Value,
-    items: Vec<Value>,
-) -> Value {
-    let mut list = serde_json::Map::new();
-    list.insert("apiVersion".into(), Value::String(api_version));
-    list.insert("kind".into(), Value::String(kind));
-    list.insert("metadata".into(), metadata);
-    list.insert("items".into(), Value::Array(items));
-    Value::Object(list)
+    pub api_version: String,
+    pub items: Vec<T>,
+    pub kind: String,
+    pub metadata: Value,
 }
 
 /// A list object around already encoded items.

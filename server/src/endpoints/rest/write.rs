@@ -885,12 +885,12 @@ pub async fn delete_collection(
             Err(e) => return Err(item.storage_error(&e)),
         }
     }
-    let list = super::list::list_object(
-        target.rt.api_version(),
-        target.rt.list_kind(),
-        serde_json::json!({"resourceVersion": listed.revision.to_string()}),
-        deleted,
-    );
+    let list = super::list::List {
+        api_version: target.rt.api_version(),
+        items: deleted,
+        kind: target.rt.list_kind(),
+        metadata: serde_json::json!({"resourceVersion": listed.revision.to_string()}),
+    };
     Ok(response::json(StatusCode::OK, &list))
 }
 
