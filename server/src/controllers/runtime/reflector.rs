@@ -274,6 +274,10 @@ impl<T: Send + Sync + 'static> Reflector<T> {
         let Some(source) = self.source(shard) else {
             return false;
         };
+        // Caught up already: the usual case, asked before every namespaced write.
+        if self.shared.reached(source) >= revision {
+            return true;
+        }
         let mut reached = source.reached.subscribe();
         let mut delivered = source.store.subscribe_delivered();
         let caught_up = async {

@@ -42,7 +42,7 @@ impl Listed {
     pub fn decode(value: &[u8], revision: u64, rt: &ResourceType) -> Result<Listed, Status> {
         if rt.stored_as.is_none() {
             let mut de = serde_json::Deserializer::from_slice(value);
-            if let Ok((mut object, managed_fields)) = TopLevel.deserialize(&mut de) {
+            if let Ok((mut object, managed_fields)) = Level(KEPT_AS_TEXT).deserialize(&mut de) {
                 if de.end().is_ok() {
                     let meta = object
                         .entry("metadata")
@@ -122,45 +122,15 @@ impl Serialize for Metadata {
     }
 }
 
-/// The top level of a stored object: values, except the metadata's managedFields.
-struct TopLevel;
+/// The path of the value kept as text.
+const KEPT_AS_TEXT: &[&str] = &["metadata", MANAGED_FIELDS];
 
-impl<'de> DeserializeSeed<'de> for TopLevel {
-    type Value = (Map<String, Value>, Option<Box<RawValue>>);
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TopLevel {
-    type Value = (Map<String, Value>, Option<Box<RawValue>>);
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("an object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut object = Map::new();
-        let mut managed_fields = None;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "metadata" {
-                let (metadata, managed) = map.next_value_seed(MetadataLevel)?;
-                object.insert(key, Value::Object(metadata));
-                managed_fields = managed;
-            } else {
-                object.insert(key, map.next_value()?);
-            }
-        }
-        Ok((object, managed_fields))
-    }
-}
-
-/// `metadata`: values, except managedFields, kept as text. Anything but an object fails,
+/// One level of a stored object on the way to [`KEPT_AS_TEXT`], whose rest is below it:
+/// values, except the value at that path, kept as text. A level that is not an object fails,
 /// and the caller decodes the whole object instead.
-struct MetadataLevel;
+struct Level(&'static [&'static str]);
 
-impl<'de> DeserializeSeed<'de> for MetadataLevel {
+impl<'de> DeserializeSeed<'de> for Level {
     type Value = (Map<String, Value>, Option<Box<RawValue>>);
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
@@ -168,7 +138,7 @@ impl<'de> DeserializeSeed<'de> for MetadataLevel {
     }
 }
 
-impl<'de> Visitor<'de> for MetadataLevel {
+impl<'de> Visitor<'de> for Level {
     type Value = (Map<String, Value>, Option<Box<RawValue>>);
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
@@ -176,16 +146,22 @@ impl<'de> Visitor<'de> for MetadataLevel {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut metadata = Map::new();
-        let mut managed_fields = None;
+        let mut level = Map::new();
+        let mut kept = None;
         while let Some(key) = map.next_key::<String>()? {
-            if key == MANAGED_FIELDS {
-                managed_fields = Some(map.next_value::<Box<RawValue>>()?);
-            } else {
-                metadata.insert(key, map.next_value()?);
+            match self.0 {
+                [name] if key == *name => kept = Some(map.next_value::<Box<RawValue>>()?),
+                [name, rest @ ..] if key == *name => {
+                    let (below, text) = map.next_value_seed(Level(rest))?;
+                    level.insert(key, Value::Object(below));
+                    kept = text;
+                }
+                _ => {
+                    level.insert(key, map.next_value()?);
+                }
             }
         }
-        Ok((metadata, managed_fields))
+        Ok((level, kept))
     }
 }
 

@@ -131,7 +131,7 @@ pub(crate) fn added_fields_v1(
             for (key, child) in map {
                 let (child_node, _) = node.field(key);
                 level.insert(
-                    format!("f:{key}"),
+                    PathElement::field_key(key),
                     added_member(child, &child_node, depth + 1)?,
                 );
             }

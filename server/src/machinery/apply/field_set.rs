@@ -67,10 +67,20 @@ impl PathElement {
         }
     }
 
+    /// The `fieldsV1` key of the field `name`: `f:name`.
+    pub fn field_key(name: &str) -> String {
+        format!("f:{name}")
+    }
+
+    /// The field a `fieldsV1` key names, if it names a field.
+    pub fn field_name(key: &str) -> Option<&str> {
+        key.strip_prefix("f:")
+    }
+
     /// The `fieldsV1` key of this element.
     pub fn encode(&self) -> String {
         match self {
-            PathElement::Field(name) => format!("f:{name}"),
+            PathElement::Field(name) => PathElement::field_key(name),
             PathElement::Key(fields) => {
                 let body: Vec<String> = fields
                     .iter()

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use serde_json::{json, Map, Value};
 
 use super::compare::{added_fields_v1, compare, Comparison};
-use super::field_set::{field_path, FieldSet, FieldSetError};
+use super::field_set::{field_path, FieldSet, FieldSetError, PathElement};
 use super::schema::{MergeRules, Node};
 use crate::machinery::status::StatusCause;
 
@@ -417,20 +417,19 @@ fn created_fields_v1(new: &Value, opts: &UpdateOptions, root: &Node) -> Option<M
         return None;
     }
     let mut fields = added_fields_v1(new, root, 0)?;
-    fields.retain(|key, _| {
-        let name = key.strip_prefix("f:");
-        !opts.ignored.iter().any(|path| name == Some(path[0]))
-    });
+    let named_in = |names: &[&str], key: &str| {
+        PathElement::field_name(key).is_some_and(|name| names.contains(&name))
+    };
+    let ignored: Vec<&str> = opts.ignored.iter().map(|path| path[0]).collect();
+    fields.retain(|key, _| !named_in(&ignored, key));
     for top in SERVER_TOP {
-        let key = format!("f:{top}");
+        let key = PathElement::field_key(top);
         let Some(Value::Object(level)) = fields.get_mut(&key) else {
             continue;
         };
         level.remove(".");
         if top == "metadata" {
-            for field in SERVER_METADATA {
-                level.remove(&format!("f:{field}"));
-            }
+            level.retain(|key, _| !named_in(&SERVER_METADATA, key));
         }
         if level.is_empty() {
             fields.remove(&key);
