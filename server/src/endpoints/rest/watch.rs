@@ -310,8 +310,7 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
     let feed = match source {
         Ok(source) => Some(Feed {
             source,
-            closing,
-            events_sent,
+            closing: Box::pin(closing.cancelled_owned()),
             timeout,
             deadline: None,
             bookmarks: bookmarks.then(|| {
@@ -321,8 +320,7 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
             api_version: target.rt.api_version(),
             kind: target.rt.kind.clone(),
             encode_event: Box::new(encode_event),
-            write_every: WRITE_EVERY,
-            last_write: None,
+            pace: Pace::new(WRITE_EVERY, events_sent),
         }),
         Err(e) => {
             initial.push(error_line(&e));
@@ -386,10 +384,9 @@ impl Source {
 /// What feeds a watch response after its initial events.
 struct Feed {
     source: Source,
-    /// Cancelled when the server closes: the watch ends then.
-    closing: tokio_util::sync::CancellationToken,
-    /// `apiserver_watch_events_total` of the resource (none with metrics off).
-    events_sent: Option<prometheus::IntCounter>,
+    /// Done when the server closes: the watch ends then. Made once, so that it does not sign
+    /// up with the server's token again for every write.
+    closing: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
     timeout: Duration,
     /// Starts when the first change is awaited, after the initial events.
     deadline: Option<Pin<Box<Sleep>>>,
@@ -397,10 +394,53 @@ struct Feed {
     api_version: String,
     kind: String,
     encode_event: EncodeEvent,
+    pace: Pace,
+}
+
+/// When a feed writes.
+struct Pace {
+    /// `apiserver_watch_events_total` of the resource (none with metrics off).
+    events_sent: Option<prometheus::IntCounter>,
     /// Shortest time between two writes while changes keep coming ([`WRITE_EVERY`]).
     write_every: Duration,
     /// When the last batch of changes was handed to the response.
     last_write: Option<tokio::time::Instant>,
+    /// While changes keep coming: when the next write is due. The feed sleeps until then and
+    /// takes what came meanwhile, instead of waking for the first change and again when the
+    /// hold ends (with a thousand watchers of a busy resource, those wake-ups are a large
+    /// share of the CPU).
+    next_write: Option<tokio::time::Instant>,
+}
+
+impl Pace {
+    fn new(write_every: Duration, events_sent: Option<prometheus::IntCounter>) -> Pace {
+        Pace {
+            events_sent,
+            write_every,
+            last_write: None,
+            next_write: None,
+        }
+    }
+
+    /// The chunk to send for `batch`, if it holds anything. `held` says its changes came while
+    /// writes were frequent, so the next write is held too.
+    fn write(&mut self, batch: Batch, held: bool) -> Option<(Bytes, bool)> {
+        let now = tokio::time::Instant::now();
+        self.last_write = Some(now);
+        // A full batch means more are waiting already: they go out without a hold.
+        self.next_write = (held && !batch.full()).then(|| now + self.write_every);
+        let Batch {
+            mut lines, more, ..
+        } = batch;
+        if let Some(sent) = &self.events_sent {
+            sent.inc_by(lines.len() as u64);
+        }
+        match lines.len() {
+            0 => None,
+            1 => Some((lines.swap_remove(0), more)),
+            _ => Some((Bytes::from(lines.concat()), more)),
+        }
+    }
 }
 
 /// Changes gathered for one write.
@@ -412,6 +452,14 @@ struct Batch {
 }
 
 impl Batch {
+    fn new() -> Batch {
+        Batch {
+            lines: Vec::new(),
+            bytes: 0,
+            more: true,
+        }
+    }
+
     fn push(&mut self, line: Bytes) {
         self.bytes += line.len();
         self.lines.push(line);
@@ -424,47 +472,66 @@ impl Batch {
 
 impl Feed {
     /// The next bytes to send, and whether more may follow; `None` ends the response.
+    ///
+    /// A change that follows a quiet spell goes out at once. One that comes less than
+    /// `write_every` after the last write waits for the rest of that time, and whatever else
+    /// comes meanwhile goes out with it; while changes keep coming, each write is followed by
+    /// such a hold, slept through without waking for the changes.
     async fn next_chunk(&mut self) -> Option<(Bytes, bool)> {
         let deadline = self
             .deadline
             .get_or_insert_with(|| Box::pin(tokio::time::sleep(self.timeout)));
         loop {
+            let due = self.pace.next_write;
             return Some(tokio::select! {
                 _ = deadline.as_mut() => return None,
-                _ = self.closing.cancelled() => return None,
+                () = self.closing.as_mut() => return None,
                 _ = async { self.bookmarks.as_mut()?.tick().await; Some(()) }, if self.bookmarks.is_some() => {
                     let meta = json!({"resourceVersion": self.source.revision()});
                     let bookmark = json!({"apiVersion": self.api_version, "kind": self.kind, "metadata": meta});
                     (line("BOOKMARK", &bookmark), true)
                 }
-                event = self.source.next() => match event {
+                // The hold after a busy write is over: what came meanwhile goes out.
+                () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {
+                    self.pace.next_write = None;
+                    let mut batch = Batch::new();
+                    take_waiting(&mut self.source, &self.encode_event, &mut batch);
+                    if batch.lines.is_empty() && batch.more {
+                        // Quiet again: the next change goes out as soon as it comes.
+                        continue;
+                    }
+                    let more = batch.more;
+                    match self.pace.write(batch, true) {
+                        Some(chunk) => chunk,
+                        None if more => continue,
+                        None => return None,
+                    }
+                }
+                event = self.source.next(), if due.is_none() => match event {
                     None => return None,
                     Some(Err(e)) => (error_line(&e), false),
                     Some(Ok((event, revision))) => {
-                        let mut batch = Batch { lines: Vec::new(), bytes: 0, more: true };
+                        let mut batch = Batch::new();
                         if let Some(line) = (self.encode_event)(&event, revision.as_deref()) {
                             batch.push(line);
                         }
                         take_waiting(&mut self.source, &self.encode_event, &mut batch);
                         // Written to less than `write_every` ago: what else comes meanwhile
                         // goes out with this.
-                        let hold_until = self.last_write.map(|at| at + self.write_every);
-                        if let Some(until) = hold_until.filter(|_| !batch.full()) {
-                            if until > tokio::time::Instant::now() {
-                                tokio::time::sleep_until(until).await;
-                                take_waiting(&mut self.source, &self.encode_event, &mut batch);
-                            }
+                        let hold_until = self
+                            .pace
+                            .last_write
+                            .map(|at| at + self.pace.write_every)
+                            .filter(|until| !batch.full() && *until > tokio::time::Instant::now());
+                        if let Some(until) = hold_until {
+                            tokio::time::sleep_until(until).await;
+                            take_waiting(&mut self.source, &self.encode_event, &mut batch);
                         }
-                        self.last_write = Some(tokio::time::Instant::now());
-                        let Batch { mut lines, more, .. } = batch;
-                        if let Some(sent) = &self.events_sent {
-                            sent.inc_by(lines.len() as u64);
-                        }
-                        match lines.len() {
-                            0 if more => continue,
-                            0 => return None,
-                            1 => (lines.swap_remove(0), more),
-                            _ => (Bytes::from(lines.concat()), more),
+                        let more = batch.more;
+                        match self.pace.write(batch, hold_until.is_some()) {
+                            Some(chunk) => chunk,
+                            None if more => continue,
+                            None => return None,
                         }
                     }
                 },
@@ -532,8 +599,7 @@ mod tests {
         let stream = store.watch(scope, None).await.unwrap();
         Feed {
             source: Source::One(stream),
-            closing: tokio_util::sync::CancellationToken::new(),
-            events_sent: None,
+            closing: Box::pin(tokio_util::sync::CancellationToken::new().cancelled_owned()),
             timeout: Duration::from_secs(60),
             deadline: None,
             bookmarks: None,
@@ -542,8 +608,7 @@ mod tests {
             encode_event: Box::new(|event: &Event, _: Option<&str>| {
                 Some(Bytes::from(format!("{}\n", event.object.key.name)))
             }),
-            write_every,
-            last_write: None,
+            pace: Pace::new(write_every, None),
         }
     }
 
@@ -556,8 +621,8 @@ mod tests {
     }
 
     /// A change after a quiet spell goes out at once; the changes that follow soon after it
-    /// wait for the rest of the hold and go out together, in order; after another quiet spell
-    /// a change goes out at once again.
+    /// wait for the rest of the hold and go out together, in order, and so do the ones after
+    /// that; after another quiet spell a change goes out at once again.
     #[tokio::test]
     async fn changes_close_together_go_out_in_one_write() {
         let dir = tempfile::tempdir().unwrap();
@@ -585,6 +650,14 @@ mod tests {
         let ((second, _), ()) = tokio::join!(async { feed.next_chunk().await.unwrap() }, writes);
         assert_eq!(&second[..], b"b\nc\nd\n", "one write, in order");
         assert!(started.elapsed() >= hold, "held until the hold ended");
+
+        // Still busy: the changes that come next wait for a whole hold after that write.
+        let second_at = tokio::time::Instant::now();
+        create(&store, "f").await;
+        create(&store, "g").await;
+        let (busy, _) = feed.next_chunk().await.unwrap();
+        assert_eq!(&busy[..], b"f\ng\n");
+        assert!(second_at.elapsed() >= hold, "held after a busy write");
 
         tokio::time::sleep(hold).await;
         create(&store, "e").await;
