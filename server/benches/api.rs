@@ -49,7 +49,7 @@
 //! - `TRELLIS_BENCH_WATCH_RATE`: objects created per second in each watch run (default 500).
 //! - `TRELLIS_BENCH_METRICS_ROUNDS`: measured windows per hub in the metrics section (default 3).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -59,7 +59,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use axum::http::header::ACCEPT;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -296,23 +296,29 @@ fn stored_value(object: &ConfigMap, uid: &str) -> Result<Bytes> {
 
 /// The send time in a serialized object (or a watch event line carrying one).
 fn sent_nanos(json: &[u8]) -> Option<u64> {
-    static NEEDLE: LazyLock<String> = LazyLock::new(|| format!("\"{SENT_KEY}\":\""));
-    let needle = NEEDLE.as_bytes();
+    static NEEDLE: LazyLock<memchr::memmem::Finder<'static>> = LazyLock::new(|| {
+        memchr::memmem::Finder::new(format!("\"{SENT_KEY}\":\"").as_bytes()).into_owned()
+    });
+    let needle = NEEDLE.needle().len();
     let head = &json[..json.len().min(SENT_SEARCH_HEAD)];
-    let at = memchr::memmem::find(head, needle).or_else(|| memchr::memmem::find(json, needle))?;
-    let digits = json.get(at + needle.len()..at + needle.len() + SENT_DIGITS)?;
+    let at = NEEDLE.find(head).or_else(|| NEEDLE.find(json))?;
+    let digits = json.get(at + needle..at + needle + SENT_DIGITS)?;
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// The object's resourceVersion in a watch event line.
 fn line_revision(line: &[u8]) -> Option<u64> {
     const NEEDLE: &[u8] = b"\"resourceVersion\":\"";
+    static FORWARD: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(NEEDLE));
+    static BACKWARD: LazyLock<memchr::memmem::FinderRev<'static>> =
+        LazyLock::new(|| memchr::memmem::FinderRev::new(NEEDLE));
     let tail_from = line.len().saturating_sub(REVISION_SEARCH_TAIL);
-    let at = match memchr::memmem::rfind(&line[tail_from..], NEEDLE) {
+    let at = match BACKWARD.rfind(&line[tail_from..]) {
         Some(at) => tail_from + at,
-        None => memchr::memmem::find(line, NEEDLE)?,
+        None => FORWARD.find(line)?,
     } + NEEDLE.len();
-    let end = at + line[at..].iter().position(|b| *b == b'"')?;
+    let end = at + memchr::memchr(b'"', &line[at..])?;
     std::str::from_utf8(&line[at..end]).ok()?.parse().ok()
 }
 
@@ -839,14 +845,13 @@ struct Deliveries {
 }
 
 impl Deliveries {
-    /// Records an event carrying `object` (or a watch line) at `revision`; false once the run
-    /// has ended.
-    fn record(&mut self, object: &[u8], revision: Option<u64>, received: u64) -> bool {
-        let Some(sent) = sent_nanos(object) else {
+    /// Records an event received at `received`; false once the run has ended.
+    fn record(&mut self, event: Seen, received: u64) -> bool {
+        let Some(sent) = event.sent else {
             self.other += 1;
             return true;
         };
-        match revision {
+        match event.revision {
             Some(revision) if revision > self.last_revision => self.last_revision = revision,
             _ => self.out_of_order += 1,
         }
@@ -859,11 +864,29 @@ impl Deliveries {
     }
 }
 
-/// One watcher's events: the object (or watch line) and its revision, if it has one.
-type Events = futures::stream::BoxStream<'static, Result<(Bytes, Option<u64>)>>;
+/// What a watcher takes from an event: the send time written into the object (none in events
+/// the benchmark did not write) and the object's resourceVersion.
+#[derive(Clone, Copy)]
+struct Seen {
+    sent: Option<u64>,
+    revision: Option<u64>,
+}
+
+impl Seen {
+    /// A watch event line.
+    fn line(line: &[u8]) -> Seen {
+        Seen {
+            sent: sent_nanos(line),
+            revision: line_revision(line),
+        }
+    }
+}
+
+/// One watcher's events, in the groups they arrived in (a watch response's chunk).
+type Events = futures::stream::BoxStream<'static, Result<Vec<Seen>>>;
 
 /// Reads `events` until the end-of-run marker, `max_events` of them or `deadline`, whichever
-/// comes first.
+/// comes first. Events that arrived together share one receive time.
 async fn receive(
     events: Events,
     clock: Instant,
@@ -873,15 +896,20 @@ async fn receive(
     let mut got = Deliveries::default();
     let mut events = events;
     let mut give_up = std::pin::pin!(tokio::time::sleep_until(deadline));
-    for _ in 0..max_events {
-        let event = tokio::select! {
-            event = events.next() => event,
+    let mut left = max_events;
+    while left > 0 {
+        let group = tokio::select! {
+            biased;
+            group = events.next() => group,
             () = &mut give_up => break,
         };
-        let Some(event) = event else { break };
-        let (object, revision) = event?;
-        if !got.record(&object, revision, nanos_since(clock)) {
-            break;
+        let Some(group) = group else { break };
+        let received = nanos_since(clock);
+        for event in group? {
+            left -= 1;
+            if !got.record(event, received) || left == 0 {
+                return Ok(got);
+            }
         }
     }
     Ok(got)
@@ -1033,7 +1061,10 @@ async fn bench_storage_watch(pg: &PostgresCluster, config: &Config) -> Result<Fa
                 .into_stream()
                 .map(|event| {
                     let object = event?.object;
-                    Ok::<_, BoxError>((object.value, Some(object.revision)))
+                    Ok::<_, BoxError>(vec![Seen {
+                        sent: sent_nanos(&object.value),
+                        revision: Some(object.revision),
+                    }])
                 })
                 .boxed(),
         );
@@ -1070,41 +1101,43 @@ fn watch_path(namespace: &str, revision: &str, timeout: Duration) -> String {
     )
 }
 
-/// A watch response body as lines, each with the revision it carries. Lines are cut out of
-/// the body's chunks as they come (copied only when one spans two chunks), to keep the
-/// watchers' share of the CPU the hub runs on small.
+/// What a watch response body's lines carry, a group per chunk. Lines are read where they lie
+/// in the chunks (copied only when one spans two), to keep the watchers' share of the CPU the
+/// hub runs on small.
 fn lines(body: axum::body::Body) -> Events {
     struct Split {
         chunks: axum::body::BodyDataStream,
-        partial: BytesMut,
-        ready: VecDeque<Bytes>,
+        /// The start of a line whose end is in a later chunk.
+        partial: Vec<u8>,
     }
     let split = Split {
         chunks: body.into_data_stream(),
-        partial: BytesMut::new(),
-        ready: VecDeque::new(),
+        partial: Vec::new(),
     };
     futures::stream::unfold(split, |mut split| async move {
         loop {
-            if let Some(line) = split.ready.pop_front() {
-                let revision = line_revision(&line);
-                return Some((Ok((line, revision)), split));
-            }
             // The end of the body; a last line without its newline is not an event.
-            let mut chunk = match split.chunks.next().await? {
+            let chunk = match split.chunks.next().await? {
                 Ok(chunk) => chunk,
                 Err(err) => return Some((Err(err.into()), split)),
             };
-            while let Some(at) = memchr::memchr(b'\n', &chunk) {
-                let line = chunk.split_to(at + 1);
+            let mut seen = Vec::new();
+            let mut rest = &chunk[..];
+            while let Some(at) = memchr::memchr(b'\n', rest) {
+                let (line, after) = rest.split_at(at + 1);
                 if split.partial.is_empty() {
-                    split.ready.push_back(line);
+                    seen.push(Seen::line(line));
                 } else {
-                    split.partial.extend_from_slice(&line);
-                    split.ready.push_back(split.partial.split().freeze());
+                    split.partial.extend_from_slice(line);
+                    seen.push(Seen::line(&split.partial));
+                    split.partial.clear();
                 }
+                rest = after;
             }
-            split.partial.extend_from_slice(&chunk);
+            split.partial.extend_from_slice(rest);
+            if !seen.is_empty() {
+                return Some((Ok(seen), split));
+            }
         }
     })
     .boxed()
