@@ -18,7 +18,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::Value;
 use trellis_storage::ObjectKey;
 
 use crate::kinds::Home;
@@ -231,16 +231,7 @@ impl Target<'_> {
         if self.subresource == Subresource::Scale {
             return object;
         }
-        match self.rendering {
-            table::Rendering::Object => object,
-            table::Rendering::PartialMetadata => table::partial_metadata(&object),
-            table::Rendering::Table => {
-                let revision = object.pointer("/metadata/resourceVersion").cloned();
-                let metadata = json!({"resourceVersion": revision});
-                let rows = vec![listed::Listed::whole(object)];
-                table::table(self.rt, rows, metadata, query.get("includeObject")).into_value()
-            }
-        }
+        table::render_one(self.rt, self.rendering, object, query.get("includeObject"))
     }
 
     async fn get(&self, query: &Query) -> Result<Response, Status> {

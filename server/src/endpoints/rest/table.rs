@@ -5,7 +5,7 @@
 //! kubectl's format.
 
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 pub use crate::machinery::age::since;
 
@@ -87,17 +87,25 @@ impl PartialMetadata {
     }
 }
 
-/// One object's `PartialObjectMetadata`, as a value.
-pub fn partial_metadata(object: &Value) -> Value {
-    let metadata = object
-        .get("metadata")
-        .cloned()
-        .unwrap_or_else(|| Value::Object(Map::new()));
-    let mut partial = Map::new();
-    partial.insert("apiVersion".into(), Value::from("meta.k8s.io/v1"));
-    partial.insert("kind".into(), Value::from("PartialObjectMetadata"));
-    partial.insert("metadata".into(), metadata);
-    Value::Object(partial)
+/// One object (a get's answer, a watch event's) rendered as asked: itself, its
+/// `PartialObjectMetadata`, or a `Table` of one row.
+pub fn render_one(
+    rt: &ResourceType,
+    rendering: Rendering,
+    object: Value,
+    include: Option<&str>,
+) -> Value {
+    match rendering {
+        Rendering::Object => object,
+        Rendering::PartialMetadata => {
+            serde_json::to_value(PartialMetadata::of(Listed::whole(object))).unwrap_or(Value::Null)
+        }
+        Rendering::Table => {
+            let revision = object.pointer("/metadata/resourceVersion").cloned();
+            let metadata = json!({"resourceVersion": revision});
+            table(rt, vec![Listed::whole(object)], metadata, include).into_value()
+        }
+    }
 }
 
 /// A `Table`, serialized with its keys in order, as the map it used to be built as.
@@ -261,7 +269,8 @@ mod tests {
         let whole = crate::machinery::object_meta::decode(&stored, 9, cm).unwrap();
         assert_eq!(
             partial(Listed::decode(&stored, 9, cm).unwrap()),
-            serde_json::to_string(&partial_metadata(&whole)).unwrap()
+            serde_json::to_string(&render_one(cm, Rendering::PartialMetadata, whole, None))
+                .unwrap()
         );
     }
 

@@ -169,15 +169,7 @@ async fn open(target: &Target<'_>, query: &Query) -> Result<Response, Status> {
         let (rt, rendering) = (target.rt.clone(), target.rendering);
         let include = query.get("includeObject").map(str::to_string);
         move |object: Value| -> Value {
-            match rendering {
-                Rendering::Object => object,
-                Rendering::PartialMetadata => table::partial_metadata(&object),
-                Rendering::Table => {
-                    let meta = json!({"resourceVersion": object.pointer("/metadata/resourceVersion").cloned()});
-                    let rows = vec![super::listed::Listed::whole(object)];
-                    table::table(&rt, rows, meta, include.as_deref()).into_value()
-                }
-            }
+            table::render_one(&rt, rendering, object, include.as_deref())
         }
     };
 
