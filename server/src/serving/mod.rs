@@ -8,6 +8,7 @@
 pub mod context;
 pub mod dispatch;
 pub mod gate;
+pub mod gathered_writes;
 pub mod health;
 pub mod hub;
 pub mod instrument;

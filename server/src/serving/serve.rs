@@ -1,5 +1,6 @@
 //! The listeners: HTTPS (rustls handshakes bounded in time, so a slow client cannot hold a
-//! connection slot half-open, then HTTP/2 or HTTP/1.1 by ALPN) and, only when asked for and
+//! connection slot half-open, then HTTP/2 or HTTP/1.1 by ALPN; an HTTP/2 connection's frames
+//! go to the socket together, see `gathered_writes`) and, only when asked for and
 //! only on loopback, plain HTTP. Both take every request through the same [`Gate`] (authentication included) to dispatch.
 //!
 //! Against slow, idle or greedy clients ([`ConnectionLimits`]):
@@ -39,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::security::authn::x509::PeerCertificates;
 use crate::serving::gate::Gate;
+use crate::serving::gathered_writes::GatheredWrites;
 
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
@@ -99,7 +101,8 @@ pub async fn serve(
                 let certificates = tls.get_ref().1.peer_certificates().map(|chain| {
                     PeerCertificates::new(chain.iter().map(|c| c.clone().into_owned()).collect())
                 });
-                connection(tls, gate, certificates, limits.idle_timeout, closing).await
+                let io = GatheredWrites::new(tls);
+                connection(io, gate, certificates, limits.idle_timeout, closing).await
             }
         },
     )
