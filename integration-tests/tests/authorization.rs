@@ -1,7 +1,8 @@
 //! Authorization through the real kubectl with users holding client certificates from the
 //! hub's CA: workspaces keep their users in (every verb, by path and by id, watch, discovery
 //! and the `/clusters/*` wildcard), the creator of a workspace is its admin, a Role grants
-//! exactly its verbs (`kubectl auth can-i`, with `--list`), RBAC objects are defaulted and
+//! exactly its verbs (`kubectl auth can-i`, with `--list`), a role for one object covers a
+//! list or watch of it by field selector and the deprecated `/watch/` paths, RBAC objects are defaulted and
 //! validated as kube-apiserver does it, and a removed RoleBinding stops counting within a
 //! second on every replica.
 
@@ -437,6 +438,145 @@ metadata: {name: carol-enters}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:trellis:workspace-access"}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: carol}]
 "#;
+
+const ERIN_READS_ONE_CONFIGMAP: &str = r#"
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: one-cm-reader, namespace: default}
+rules:
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [wanted]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: erin-reads-one, namespace: default}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: one-cm-reader}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: erin-enters}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:trellis:workspace-access"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}]
+"#;
+
+/// The names of the objects in the events of a watch answered as text (one JSON per line).
+fn watched_names(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(event["type"], "ADDED", "{line}");
+            event["object"]["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// A role for one object covers a list or watch limited to it by `metadata.name`, as
+/// kube-apiserver takes the name from the field selector (`kubectl get cm wanted -w`); the
+/// deprecated `/watch/` paths watch a collection, or one object when named.
+async fn a_role_for_one_object_covers_its_list_and_watch(hub: &Hub) {
+    use futures::TryStreamExt;
+    use kube::api::WatchParams;
+
+    let dir = tempfile::tempdir().unwrap();
+    hub.ok(&[
+        "apply",
+        "-f",
+        &write_file(dir.path(), "erin.yaml", ERIN_READS_ONE_CONFIGMAP),
+    ]);
+    for name in ["wanted", "other"] {
+        hub.ok(&["create", "configmap", name, "-n", "default"]);
+    }
+    let erin = hub.user_kubeconfig("erin", &[]);
+    ok_as(&erin, &["get", "configmap", "wanted", "-n", "default"]);
+    forbidden_as(&erin, &["get", "configmap", "other", "-n", "default"]);
+    forbidden_as(&erin, &["get", "configmaps", "-n", "default"]);
+    let by_name = ["get", "configmaps", "-n", "default", "-o", "name"];
+    let listed = ok_as(
+        &erin,
+        &[&by_name[..], &["--field-selector", "metadata.name=wanted"]].concat(),
+    );
+    assert_eq!(listed.trim(), "configmap/wanted");
+    forbidden_as(
+        &erin,
+        &[&by_name[..], &["--field-selector", "metadata.name=other"]].concat(),
+    );
+
+    let root = format!("{}/clusters/root", base_url(hub));
+    let client = client_for(&erin, &root).await;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let watch = WatchParams::default()
+        .fields("metadata.name=wanted")
+        .timeout(1);
+    let events: Vec<_> = configmaps
+        .watch(&watch, "0")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_forbidden(
+        "a watch of another object",
+        configmaps
+            .watch(&WatchParams::default().fields("metadata.name=other"), "0")
+            .await
+            .map(|_| ()),
+    );
+
+    let request = |path: &str| http::Request::get(path).body(Vec::new()).unwrap();
+    let legacy = "/api/v1/watch/namespaces/default/configmaps";
+    let one = client
+        .request_text(request(&format!(
+            "{legacy}/wanted?resourceVersion=0&timeoutSeconds=1"
+        )))
+        .await
+        .unwrap();
+    assert_eq!(watched_names(&one), ["wanted"]);
+    match client
+        .request_text(request(&format!(
+            "{legacy}?resourceVersion=0&timeoutSeconds=1"
+        )))
+        .await
+    {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
+        other => panic!("expected 403 for the whole collection, got {other:?}"),
+    }
+    let admin = hub.client().await;
+    let mut all = watched_names(
+        &admin
+            .request_text(request(&format!(
+                "{legacy}?resourceVersion=0&timeoutSeconds=1"
+            )))
+            .await
+            .unwrap(),
+    );
+    all.sort();
+    assert!(
+        all.contains(&"other".to_string()) && all.contains(&"wanted".to_string()),
+        "{all:?}"
+    );
+    match admin
+        .request_text(request(&format!(
+            "{legacy}/wanted?fieldSelector=metadata.name%3Dother&timeoutSeconds=1"
+        )))
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 400, "{status:?}");
+            assert_eq!(
+                status.message,
+                "fieldSelector metadata.name doesn't match requested name"
+            );
+        }
+        other => panic!("expected 400, got {other:?}"),
+    }
+}
 
 const AGGREGATED: &str = r#"
 apiVersion: rbac.authorization.k8s.io/v1
@@ -1029,6 +1169,7 @@ async fn rbac_objects_are_defaulted_and_validated(hub: &Hub) {
 on_both_stores!(
     users_are_confined_to_their_workspaces,
     a_role_grants_exactly_its_verbs,
+    a_role_for_one_object_covers_its_list_and_watch,
     default_cluster_roles_are_readable_objects,
     rbac_objects_are_defaulted_and_validated,
 );

@@ -533,7 +533,7 @@ mod tests {
     use crate::machinery::request_info::{self, Target};
 
     fn labels_of(method: &str, path: &str) -> (&'static str, &'static str) {
-        let info = request_info::parse(method, path, false).unwrap();
+        let info = request_info::parse(method, path, &Default::default()).unwrap();
         let Target::Resource(request) = info.target else {
             panic!("not a resource request")
         };

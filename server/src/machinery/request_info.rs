@@ -1,8 +1,16 @@
 //! What a request is about, from its method, path and query alone: the workspace, the API
 //! group/version, the resource, namespace, name and subresource, and the Kubernetes verb.
 //!
-//! Mirrors kube-apiserver's `RequestInfo` so that routing, authorization and audit all agree.
+//! Mirrors kube-apiserver's `RequestInfo` so that routing, authorization and audit all agree:
+//! - `watch=true` makes a collection's GET a watch; a named GET stays a get;
+//! - the deprecated `/watch/` paths (`/api/v1/watch/namespaces/<ns>/pods[/<name>]`) are
+//!   watches, of one object when named;
+//! - a list or watch limited to one object by `fieldSelector=metadata.name=<name>` names it,
+//!   so RBAC `resourceNames` apply (`kubectl get pod x -w` under a role for pod `x` only).
+//!
 //! Pure function, no I/O.
+
+use crate::serving::query::Query;
 
 /// The workspace part of a path: `/clusters/<path-or-id>/…`; bare paths mean `root`.
 pub const ROOT_WORKSPACE: &str = "root";
@@ -70,8 +78,8 @@ impl Verb {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnknownPath;
 
-/// Parses `path` (without the query) for an HTTP `method`; `watch` is the `watch` query flag.
-pub fn parse(method: &str, path: &str, watch: bool) -> Result<RequestInfo, UnknownPath> {
+/// Parses `path` (without the query) and `query` for an HTTP `method`.
+pub fn parse(method: &str, path: &str, query: &Query) -> Result<RequestInfo, UnknownPath> {
     let trimmed = path.trim_start_matches('/');
     let mut parts: Vec<&str> = if trimmed.is_empty() {
         Vec::new()
@@ -101,6 +109,10 @@ pub fn parse(method: &str, path: &str, watch: bool) -> Result<RequestInfo, Unkno
     if rest.iter().any(|p| p.is_empty()) {
         return Err(UnknownPath);
     }
+    let (watch_in_path, rest) = match rest {
+        ["watch", tail @ ..] if !tail.is_empty() => (true, tail),
+        _ => (false, rest),
+    };
     // `namespaces/<ns>/<resource>…` is namespaced; `namespaces[/<name>[/<sub>]]` is the
     // namespaces resource itself.
     let (namespace, rest) = match rest {
@@ -113,15 +125,17 @@ pub fn parse(method: &str, path: &str, watch: bool) -> Result<RequestInfo, Unkno
         }),
         other => (None, other.to_vec()),
     };
-    let (resource, name, subresource) = match rest.as_slice() {
+    let (resource, mut name, subresource) = match rest.as_slice() {
         [resource] => (*resource, None, None),
         [resource, name] => (*resource, Some(name.to_string()), None),
         [resource, name, sub] => (*resource, Some(name.to_string()), Some(sub.to_string())),
         _ => return Err(UnknownPath),
     };
     let verb = match (method, name.is_some()) {
-        ("GET" | "HEAD", _) if watch => Verb::Watch,
+        ("GET" | "HEAD", _) if watch_in_path => Verb::Watch,
+        _ if watch_in_path => return Err(UnknownPath),
         ("GET" | "HEAD", true) => Verb::Get,
+        ("GET" | "HEAD", false) if query.flag("watch") => Verb::Watch,
         ("GET" | "HEAD", false) => Verb::List,
         ("POST", _) => Verb::Create,
         ("PUT", _) => Verb::Update,
@@ -130,6 +144,12 @@ pub fn parse(method: &str, path: &str, watch: bool) -> Result<RequestInfo, Unkno
         ("DELETE", false) => Verb::DeleteCollection,
         _ => return Err(UnknownPath),
     };
+    if matches!(verb, Verb::List | Verb::Watch) && name.is_none() && !watch_in_path {
+        name = query
+            .get("fieldSelector")
+            .and_then(selected_name)
+            .map(str::to_string);
+    }
     Ok(RequestInfo {
         workspace,
         target: Target::Resource(ResourceRequest {
@@ -144,6 +164,20 @@ pub fn parse(method: &str, path: &str, watch: bool) -> Result<RequestInfo, Unkno
     })
 }
 
+/// The one name `selector` requires (`metadata.name=<name>` or `==`, ANDed with anything),
+/// when it is a valid path segment; kube-apiserver's `RequiresExactMatch("metadata.name")`.
+pub fn selected_name(selector: &str) -> Option<&str> {
+    selector
+        .split(',')
+        .filter_map(|term| {
+            let (field, value) = term.split_once("==").or_else(|| term.split_once('='))?;
+            let value = value.trim();
+            (field.trim() == "metadata.name").then_some(value)
+        })
+        .next()
+        .filter(|name| !matches!(*name, "" | "." | "..") && !name.contains(['/', '%']))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,13 +188,17 @@ mod tests {
             "/clusters/*/api/v1/configmaps",
             "/clusters/%2A/api/v1/configmaps",
         ] {
-            let info = parse("GET", path, false).unwrap();
+            let info = parse("GET", path, &query(false)).unwrap();
             assert_eq!(info.workspace, "*");
         }
     }
 
+    fn query(watch: bool) -> Query {
+        Query::parse(Some(if watch { "watch=true" } else { "" }))
+    }
+
     fn resource(method: &str, path: &str, watch: bool) -> (String, ResourceRequest) {
-        let info = parse(method, path, watch).expect("parses");
+        let info = parse(method, path, &query(watch)).expect("parses");
         match info.target {
             Target::Resource(r) => (info.workspace, r),
             other => panic!("not a resource request: {other:?}"),
@@ -198,9 +236,9 @@ mod tests {
             (r.verb, r.resource.as_str(), r.name),
             (Verb::Create, "namespaces", None)
         );
-        let info = parse("GET", "/clusters/root/version", false).unwrap();
+        let info = parse("GET", "/clusters/root/version", &query(false)).unwrap();
         assert_eq!(info.target, Target::NonResource("/version".into()));
-        assert!(parse("GET", "/clusters/", false).is_err());
+        assert!(parse("GET", "/clusters/", &query(false)).is_err());
     }
 
     #[test]
@@ -238,7 +276,84 @@ mod tests {
             v("PUT", "/apis/g/v1/namespaces/d/things/x/scale", false),
             Verb::Update
         );
-        assert!(parse("OPTIONS", "/api/v1/namespaces", false).is_err());
+        assert!(parse("OPTIONS", "/api/v1/namespaces", &query(false)).is_err());
+    }
+
+    #[test]
+    fn a_named_get_stays_a_get_when_asked_to_watch() {
+        let (_, r) = resource("GET", "/api/v1/namespaces/d/configmaps/x", true);
+        assert_eq!((r.verb, r.name.as_deref()), (Verb::Get, Some("x")));
+    }
+
+    #[test]
+    fn deprecated_watch_paths() {
+        let (ws, r) = resource(
+            "GET",
+            "/clusters/root:a/api/v1/watch/namespaces/d/configmaps",
+            false,
+        );
+        assert_eq!(ws, "root:a");
+        assert_eq!(
+            (r.verb, r.resource.as_str(), r.namespace.as_deref(), r.name),
+            (Verb::Watch, "configmaps", Some("d"), None)
+        );
+        let (_, r) = resource("GET", "/api/v1/watch/namespaces/d/configmaps/x", false);
+        assert_eq!((r.verb, r.name.as_deref()), (Verb::Watch, Some("x")));
+        let (_, r) = resource("GET", "/apis/apps/v1/watch/deployments", false);
+        assert_eq!((r.verb, r.group.as_str()), (Verb::Watch, "apps"));
+        let (_, r) = resource("GET", "/api/v1/watch/namespaces", false);
+        assert_eq!(
+            (r.verb, r.resource.as_str(), r.namespace),
+            (Verb::Watch, "namespaces", None)
+        );
+        let (_, r) = resource("GET", "/api/v1/watch/namespaces/d", false);
+        assert_eq!(
+            (r.resource.as_str(), r.name.as_deref()),
+            ("namespaces", Some("d"))
+        );
+        // Only reads; and `watch` alone is a resource's name, not a prefix.
+        assert!(parse(
+            "DELETE",
+            "/api/v1/watch/namespaces/d/configmaps",
+            &query(false)
+        )
+        .is_err());
+        let (_, r) = resource("GET", "/api/v1/watch", false);
+        assert_eq!((r.verb, r.resource.as_str()), (Verb::List, "watch"));
+    }
+
+    #[test]
+    fn a_field_selector_on_the_name_names_the_object() {
+        let named = |q: &str| {
+            let info = parse(
+                "GET",
+                "/api/v1/namespaces/d/configmaps",
+                &Query::parse(Some(q)),
+            );
+            match info.unwrap().target {
+                Target::Resource(r) => (r.verb, r.name),
+                other => panic!("{other:?}"),
+            }
+        };
+        let x = Some("x".to_string());
+        assert_eq!(
+            named("fieldSelector=metadata.name%3Dx"),
+            (Verb::List, x.clone())
+        );
+        assert_eq!(
+            named("watch=1&fieldSelector=metadata.namespace%3Dd,metadata.name%3D%3Dx"),
+            (Verb::Watch, x)
+        );
+        for not_one in [
+            "fieldSelector=metadata.name%21%3Dx",
+            "fieldSelector=metadata.namespace%3Dd",
+            "fieldSelector=metadata.name%3D",
+            "fieldSelector=metadata.name%3D..",
+            "fieldSelector=metadata.name%3Da%2Fb",
+            "labelSelector=metadata.name%3Dx",
+        ] {
+            assert_eq!(named(not_one), (Verb::List, None), "{not_one}");
+        }
     }
 
     #[test]
@@ -253,10 +368,10 @@ mod tests {
             "/healthz",
             "/",
         ] {
-            let info = parse("GET", p, false).unwrap();
+            let info = parse("GET", p, &query(false)).unwrap();
             assert!(matches!(info.target, Target::NonResource(_)), "{p}");
         }
-        assert!(parse("GET", "/api/v1/a/b/c/d", false).is_err());
-        assert!(parse("GET", "/api/v1/namespaces//configmaps", false).is_err());
+        assert!(parse("GET", "/api/v1/a/b/c/d", &query(false)).is_err());
+        assert!(parse("GET", "/api/v1/namespaces//configmaps", &query(false)).is_err());
     }
 }

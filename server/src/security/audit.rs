@@ -122,7 +122,7 @@ async fn write_lines(
 
 /// The audit event of a request, before its response code is known.
 pub fn event_of(method: &str, path: &str, query: Option<&str>) -> AuditEvent {
-    let watch = crate::serving::query::Query::parse(query).flag("watch");
+    let query = crate::serving::query::Query::parse(query);
     let mut event = AuditEvent {
         time: String::new(),
         audit_id: String::new(),
@@ -139,7 +139,7 @@ pub fn event_of(method: &str, path: &str, query: Option<&str>) -> AuditEvent {
         path: String::new(),
         code: 0,
     };
-    match request_info::parse(method, path, watch) {
+    match request_info::parse(method, path, &query) {
         Ok(info) => {
             event.workspace = info.workspace;
             match info.target {

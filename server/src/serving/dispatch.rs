@@ -30,11 +30,10 @@ pub async fn dispatch(state: Arc<AppState>, request: Request<Body>) -> Response 
     let started = std::time::Instant::now();
     let (parts, body) = request.into_parts();
     let query = Query::parse(parts.uri.query());
-    let info =
-        match request_info::parse(parts.method.as_str(), parts.uri.path(), query.flag("watch")) {
-            Ok(info) => info,
-            Err(_) => return response::status(Status::not_found_path()),
-        };
+    let info = match request_info::parse(parts.method.as_str(), parts.uri.path(), &query) {
+        Ok(info) => info,
+        Err(_) => return response::status(Status::not_found_path()),
+    };
     // One span per request: what traces export (a child of the client's trace context), and
     // what every log line logged while serving it carries (its trace id). Instrument, not
     // enter: a guard held across an await would stay entered on this thread while the task

@@ -133,7 +133,7 @@ fn counted(
     let Ok(info) = crate::machinery::request_info::parse(
         request.method().as_str(),
         request.uri().path(),
-        query.flag("watch"),
+        &query,
     ) else {
         return response;
     };

@@ -23,7 +23,7 @@ use trellis_storage::ObjectKey;
 
 use crate::kinds::Home;
 use crate::machinery::object_meta;
-use crate::machinery::request_info::{ResourceRequest, Verb};
+use crate::machinery::request_info::{self, ResourceRequest, Verb};
 use crate::machinery::status::{Status, Subject};
 use crate::registry::ResourceType;
 use crate::serving::context::{RequestContext, Scope};
@@ -126,6 +126,20 @@ pub async fn handle(
             request.verb.as_str(),
             rt.plural
         )));
+    }
+    let mut query = query;
+    if let (Verb::List | Verb::Watch, Some(name)) = (request.verb, &request.name) {
+        // One object's watch (a deprecated `/watch/…/<name>` path) is its collection's, limited
+        // to the name; a name taken from the selector matches it already.
+        match query.get("fieldSelector").filter(|s| !s.is_empty()) {
+            None => query.set("fieldSelector", &format!("metadata.name={name}")),
+            Some(selector) if request_info::selected_name(selector) != Some(name.as_str()) => {
+                return response::status(Status::bad_request(
+                    "fieldSelector metadata.name doesn't match requested name",
+                ));
+            }
+            Some(_) => {}
+        }
     }
     let accept = headers
         .get(axum::http::header::ACCEPT)

@@ -264,8 +264,12 @@ pub async fn admit(
         Err(status) => return Err(response::status(status)),
     };
     let real = request.extensions().get::<UserInfo>().cloned();
-    let workspace = request_info::parse(request.method().as_str(), request.uri().path(), false)
-        .map(|info| info.workspace);
+    let workspace = request_info::parse(
+        request.method().as_str(),
+        request.uri().path(),
+        &Default::default(),
+    )
+    .map(|info| info.workspace);
     let user = act_as(authz, real, workspace, &requested)
         .await
         .map_err(response::status)?;
