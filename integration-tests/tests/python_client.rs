@@ -60,6 +60,10 @@ async fn python_client_in_a_workspace(hub: &Hub) {
         "Gadget.py.example.com \"g\" is invalid: spec.size: Invalid value: 11: spec.size in body \
          should be less than or equal to 10"
     );
+    assert_eq!(
+        seen["too_big_causes"],
+        json!([["FieldValueInvalid", "spec.size"]])
+    );
     assert_eq!(seen["dynamic"], json!(["g"]));
     assert_eq!(
         seen["ssa"],

@@ -138,6 +138,9 @@ try:
 except client.ApiException as e:
     seen["too_big"] = e.status
     seen["too_big_message"] = json.loads(e.body)["message"]
+    # The causes as the client's model reads them (V1StatusCause.reason, .field).
+    causes = client.ApiClient().deserialize(e.body, "V1Status", "application/json").details.causes
+    seen["too_big_causes"] = [[c.reason, c.field] for c in causes]
 
 resources = dynamic.DynamicClient(client.ApiClient()).resources
 seen["dynamic"] = [

@@ -46,11 +46,15 @@ pub struct StatusDetails {
     pub retry_after_seconds: Option<u32>,
 }
 
+/// One cause of a failure. Its kind goes on the wire as `reason` (Go's `StatusCause.Type`
+/// is tagged `json:"reason"`), which client-go's `HasStatusCause` and the other clients read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StatusCause {
-    #[serde(rename = "type")]
+    #[serde(rename = "reason", skip_serializing_if = "String::is_empty")]
     pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub message: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub field: String,
 }
 
@@ -284,9 +288,23 @@ impl Status {
             E::Expired { requested, .. } => {
                 Status::gone(format!("too old resource version: {requested}"))
             }
-            E::TooLargeRevision { requested, current } => Status::timeout(format!(
-                "Too large resource version: {requested}, current: {current}"
-            )),
+            E::TooLargeRevision { requested, current } => {
+                // kube-apiserver's `NewTooLargeResourceVersionError`: client-go's reflector
+                // knows it by the cause.
+                let mut status = Status::timeout(format!(
+                    "Timeout: Too large resource version: {requested}, current: {current}"
+                ));
+                status.details = Some(Box::new(StatusDetails {
+                    causes: vec![StatusCause {
+                        kind: "ResourceVersionTooLarge".into(),
+                        message: "Too large resource version".into(),
+                        field: String::new(),
+                    }],
+                    retry_after_seconds: Some(1),
+                    ..StatusDetails::default()
+                }));
+                status
+            }
             E::InvalidContinue(why) => {
                 Status::bad_request(format!("invalid continue token: {why}"))
             }
@@ -395,5 +413,45 @@ mod tests {
             "Widget.example.com \"w\" is invalid: spec.color: Required value"
         );
         assert_eq!(s.details.as_ref().unwrap().causes.len(), 2);
+    }
+
+    #[test]
+    fn causes_go_on_the_wire_as_kube_apiserver_writes_them() {
+        let cause = |kind: &str, field: &str| StatusCause {
+            kind: kind.into(),
+            message: "Required value".into(),
+            field: field.into(),
+        };
+        let wire = serde_json::to_value(vec![cause("FieldValueRequired", "spec.x"), cause("", "")])
+            .unwrap();
+        assert_eq!(
+            wire,
+            serde_json::json!([
+                {"reason": "FieldValueRequired", "message": "Required value", "field": "spec.x"},
+                {"message": "Required value"},
+            ])
+        );
+    }
+
+    #[test]
+    fn a_revision_ahead_of_the_store_is_a_timeout_with_its_cause() {
+        let err = trellis_storage::StorageError::TooLargeRevision {
+            requested: 90,
+            current: 12,
+        };
+        let wire = serde_json::to_value(Status::from_storage(&err, &Subject::default())).unwrap();
+        assert_eq!(wire["code"], 504);
+        assert_eq!(wire["reason"], "Timeout");
+        assert_eq!(
+            wire["message"],
+            "Timeout: Too large resource version: 90, current: 12"
+        );
+        assert_eq!(
+            wire["details"],
+            serde_json::json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            })
+        );
     }
 }

@@ -167,7 +167,7 @@ fn changing_another_appliers_field_conflicts_and_force_takes_it() {
     assert_eq!(status["reason"], "Conflict");
     assert_eq!(
         status["details"]["causes"],
-        json!([{"type": "FieldManagerConflict", "message": "conflict with \"alice\"",
+        json!([{"reason": "FieldManagerConflict", "message": "conflict with \"alice\"",
                 "field": ".data.key"}])
     );
 
