@@ -29,6 +29,16 @@ fn base_url(hub: &Hub) -> String {
     .to_string()
 }
 
+/// `kubectl apply -f` of `manifest` as the hub's admin.
+fn apply(hub: &Hub, manifest: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    hub.ok(&[
+        "apply",
+        "-f",
+        &write_file(dir.path(), "manifest.yaml", manifest),
+    ]);
+}
+
 fn ok_as(kubeconfig: &Path, args: &[&str]) -> String {
     let (ok, out, err) = kubectl_with_kubeconfig(kubeconfig, args);
     assert!(ok, "kubectl {args:?} failed: {err}");
@@ -127,11 +137,7 @@ async fn users_are_confined_to_their_workspaces(hub: &Hub) {
         err.contains("User \"alice\" cannot access workspace \"root\""),
         "{err}"
     );
-    hub.ok(&[
-        "apply",
-        "-f",
-        &write_file(dir.path(), "grants.yaml", LET_ALICE_CREATE_WORKSPACES),
-    ]);
+    apply(hub, LET_ALICE_CREATE_WORKSPACES);
 
     // Alice creates workspace a and is its admin there.
     ok_as(
@@ -245,11 +251,7 @@ async fn users_are_confined_to_their_workspaces(hub: &Hub) {
             .await
             .map(|_| ()),
     );
-    hub.ok(&[
-        "apply",
-        "-f",
-        &write_file(dir.path(), "list.yaml", LET_ALICE_LIST_EVERYWHERE),
-    ]);
+    apply(hub, LET_ALICE_LIST_EVERYWHERE);
     let listed = ok_as(&alice, &["--server", &all, "get", "configmaps", "-A"]);
     assert!(
         listed.contains("mine") && listed.contains("theirs"),
@@ -483,12 +485,7 @@ async fn a_role_for_one_object_covers_its_list_and_watch(hub: &Hub) {
     use futures::TryStreamExt;
     use kube::api::WatchParams;
 
-    let dir = tempfile::tempdir().unwrap();
-    hub.ok(&[
-        "apply",
-        "-f",
-        &write_file(dir.path(), "erin.yaml", ERIN_READS_ONE_CONFIGMAP),
-    ]);
+    apply(hub, ERIN_READS_ONE_CONFIGMAP);
     for name in ["wanted", "other"] {
         hub.ok(&["create", "configmap", name, "-n", "default"]);
     }
@@ -627,11 +624,7 @@ fn can_i(kubeconfig: &Path, args: &[&str]) -> String {
 
 async fn a_role_grants_exactly_its_verbs(hub: &Hub) {
     let dir = tempfile::tempdir().unwrap();
-    hub.ok(&[
-        "apply",
-        "-f",
-        &write_file(dir.path(), "carol.yaml", CAROL_READS_CONFIGMAPS),
-    ]);
+    apply(hub, CAROL_READS_CONFIGMAPS);
     hub.ok(&["create", "configmap", "settings", "-n", "default"]);
     let carol = hub.user_kubeconfig("carol", &["readers"]);
     for verb in VERBS {
@@ -825,11 +818,7 @@ async fn a_role_grants_exactly_its_verbs(hub: &Hub) {
     forbidden_as(&carol, &["get", "configmaps", "-n", "default"]);
 
     // Aggregated ClusterRoles show the rules of the roles they select, and grant them.
-    hub.ok(&[
-        "apply",
-        "-f",
-        &write_file(dir.path(), "aggregated.yaml", AGGREGATED),
-    ]);
+    apply(hub, AGGREGATED);
     wait_until(|| {
         hub.kubectl(&[
             "get",
