@@ -423,8 +423,84 @@ async fn hostile_patches_are_bounded(hub: &Hub) {
     }
 }
 
+/// Answers are encoded as `Accept` asks, as kube-apiserver negotiates them: YAML when the client
+/// prefers it (errors included), JSON otherwise, 406 for a client that takes neither.
+async fn answers_follow_the_accept_header(hub: &Hub) {
+    let client = hub.client().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(
+        &PostParams::default(),
+        &configmap("negotiated", &[("a", "1")]),
+    )
+    .await
+    .unwrap();
+    let get = |path: &str, accept: &str| {
+        http::Request::get(path)
+            .header("accept", accept)
+            .body(Vec::new())
+            .unwrap()
+    };
+    let path = "/api/v1/namespaces/default/configmaps";
+    let yaml = client
+        .request_text(get(
+            &format!("{path}/negotiated"),
+            "application/yaml, application/json",
+        ))
+        .await
+        .unwrap();
+    let object: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    assert_eq!(
+        (&object["metadata"]["name"], &object["data"]),
+        (&json!("negotiated"), &json!({"a": "1"})),
+        "{yaml}"
+    );
+    assert!(yaml.starts_with("apiVersion: v1\n"), "{yaml}");
+    let list = client
+        .request_text(get(path, "application/json;q=0.5, application/yaml"))
+        .await
+        .unwrap();
+    let list: serde_json::Value = serde_yaml_ng::from_str(&list).unwrap();
+    assert_eq!(list["kind"], "ConfigMapList");
+    let json = client
+        .request_text(get(
+            &format!("{path}/negotiated"),
+            "application/json, application/yaml",
+        ))
+        .await
+        .unwrap();
+    assert!(serde_json::from_str::<ConfigMap>(&json).is_ok(), "{json}");
+
+    for (what, path, accept) in [
+        ("html", format!("{path}/negotiated"), "text/html"),
+        (
+            "a YAML-only watch",
+            format!("{path}?watch=true"),
+            "application/yaml",
+        ),
+    ] {
+        match client.request_text(get(&path, accept)).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(
+                    (status.code, status.reason.as_str()),
+                    (406, "NotAcceptable"),
+                    "{what}"
+                )
+            }
+            other => panic!("{what}: expected 406, got {other:?}"),
+        }
+    }
+    // An error in YAML, as asked.
+    let missing = client
+        .send(get(&format!("{path}/missing"), "application/yaml").map(Into::into))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(missing.headers()["content-type"], "application/yaml");
+}
+
 on_both_stores!(
     hostile_patches_are_bounded,
+    answers_follow_the_accept_header,
     typed_and_dynamic_crud_and_metadata_lists,
     reflectors_stay_exact_through_a_thousand_updates,
     initial_watch_events_honour_selectors,

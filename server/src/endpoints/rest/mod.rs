@@ -6,6 +6,7 @@ mod defaults;
 mod filter;
 mod list;
 mod listed;
+mod negotiation;
 mod strict_json;
 pub mod subresource;
 pub mod table;
@@ -58,7 +59,27 @@ pub(crate) fn mark_cluster(
 
 pub use crate::machinery::request_info::MAX_BODY_BYTES;
 
+/// Serves one resource request, its answer encoded as the client's `Accept` asks.
 pub async fn handle(
+    ctx: &RequestContext<'_>,
+    request: ResourceRequest,
+    query: Query,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    match negotiation::negotiate(accept, request.verb == Verb::Watch) {
+        Ok(encoding) => {
+            let response = serve(ctx, request, query, headers, body).await;
+            negotiation::encode(response, encoding).await
+        }
+        Err(status) => response::status(status),
+    }
+}
+
+async fn serve(
     ctx: &RequestContext<'_>,
     request: ResourceRequest,
     query: Query,
