@@ -456,12 +456,6 @@ kind: RoleBinding
 metadata: {name: erin-reads-one, namespace: default}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: one-cm-reader}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: erin-enters}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:trellis:workspace-access"}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}]
 "#;
 
 /// The names of the objects in the events of a watch answered as text (one JSON per line).
@@ -486,6 +480,13 @@ async fn a_role_for_one_object_covers_its_list_and_watch(hub: &Hub) {
     use kube::api::WatchParams;
 
     apply(hub, ERIN_READS_ONE_CONFIGMAP);
+    hub.ok(&[
+        "create",
+        "clusterrolebinding",
+        "erin-enters",
+        "--clusterrole=system:trellis:workspace-access",
+        "--user=erin",
+    ]);
     for name in ["wanted", "other"] {
         hub.ok(&["create", "configmap", name, "-n", "default"]);
     }
@@ -1178,12 +1179,6 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {name: erin-views, namespace: default}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: erin-enters}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:trellis:workspace-access"}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}]
 "#;
 

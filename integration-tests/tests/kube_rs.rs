@@ -440,12 +440,13 @@ async fn answers_follow_the_accept_header(hub: &Hub) {
             .body(Vec::new())
             .unwrap()
     };
+    let text = |path: String, accept: &'static str| {
+        let (client, request) = (client.clone(), get(&path, accept));
+        async move { client.request_text(request).await }
+    };
     let path = "/api/v1/namespaces/default/configmaps";
-    let yaml = client
-        .request_text(get(
-            &format!("{path}/negotiated"),
-            "application/yaml, application/json",
-        ))
+    let one = format!("{path}/negotiated");
+    let yaml = text(one.clone(), "application/yaml, application/json")
         .await
         .unwrap();
     let object: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
@@ -455,30 +456,25 @@ async fn answers_follow_the_accept_header(hub: &Hub) {
         "{yaml}"
     );
     assert!(yaml.starts_with("apiVersion: v1\n"), "{yaml}");
-    let list = client
-        .request_text(get(path, "application/json;q=0.5, application/yaml"))
+    let list = text(path.to_string(), "application/json;q=0.5, application/yaml")
         .await
         .unwrap();
     let list: serde_json::Value = serde_yaml_ng::from_str(&list).unwrap();
     assert_eq!(list["kind"], "ConfigMapList");
-    let json = client
-        .request_text(get(
-            &format!("{path}/negotiated"),
-            "application/json, application/yaml",
-        ))
+    let json = text(one.clone(), "application/json, application/yaml")
         .await
         .unwrap();
     assert!(serde_json::from_str::<ConfigMap>(&json).is_ok(), "{json}");
 
     for (what, path, accept) in [
-        ("html", format!("{path}/negotiated"), "text/html"),
+        ("html", one.clone(), "text/html"),
         (
             "a YAML-only watch",
             format!("{path}?watch=true"),
             "application/yaml",
         ),
     ] {
-        match client.request_text(get(&path, accept)).await {
+        match text(path, accept).await {
             Err(kube::Error::Api(status)) => {
                 assert_eq!(
                     (status.code, status.reason.as_str()),

@@ -10,6 +10,7 @@
 //!
 //! Pure function, no I/O.
 
+use crate::machinery::selectors::FieldSelector;
 use crate::serving::query::Query;
 
 /// The workspace part of a path: `/clusters/<path-or-id>/…`; bare paths mean `root`.
@@ -167,14 +168,7 @@ pub fn parse(method: &str, path: &str, query: &Query) -> Result<RequestInfo, Unk
 /// The one name `selector` requires (`metadata.name=<name>` or `==`, ANDed with anything),
 /// when it is a valid path segment; kube-apiserver's `RequiresExactMatch("metadata.name")`.
 pub fn selected_name(selector: &str) -> Option<&str> {
-    selector
-        .split(',')
-        .filter_map(|term| {
-            let (field, value) = term.split_once("==").or_else(|| term.split_once('='))?;
-            let value = value.trim();
-            (field.trim() == "metadata.name").then_some(value)
-        })
-        .next()
+    FieldSelector::required_value(selector, "metadata.name")
         .filter(|name| !matches!(*name, "" | "." | "..") && !name.contains(['/', '%']))
 }
 

@@ -237,6 +237,17 @@ pub fn labels_of(object: &Value) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// One field selector term: its field, whether it asks for equality, and its value.
+fn field_term(term: &str) -> Option<(&str, bool, &str)> {
+    let (field, equal, value) = if let Some((f, v)) = term.split_once("!=") {
+        (f, false, v)
+    } else {
+        let (f, v) = term.split_once("==").or_else(|| term.split_once('='))?;
+        (f, true, v)
+    };
+    Some((field.trim(), equal, value.trim()))
+}
+
 /// A parsed field selector: `field=value`, `field==value`, `field!=value`, ANDed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FieldSelector(Vec<(String, bool, String)>);
@@ -246,20 +257,23 @@ impl FieldSelector {
     pub fn parse(s: &str, supported: &[&str]) -> Result<FieldSelector, String> {
         let mut terms_out = Vec::new();
         for term in terms(s) {
-            let (field, equal, value) = if let Some((f, v)) = term.split_once("!=") {
-                (f, false, v)
-            } else if let Some((f, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-                (f, true, v)
-            } else {
-                return Err(format!("invalid field selector term {term:?}"));
-            };
-            let field = field.trim();
+            let (field, equal, value) =
+                field_term(term).ok_or_else(|| format!("invalid field selector term {term:?}"))?;
             if !supported.contains(&field) {
                 return Err(format!("field label not supported: {field}"));
             }
-            terms_out.push((field.to_string(), equal, value.trim().to_string()));
+            terms_out.push((field.to_string(), equal, value.to_string()));
         }
         Ok(FieldSelector(terms_out))
+    }
+
+    /// The value `selector` requires `field` to equal (`field=v` or `field==v`, ANDed with
+    /// anything), whatever fields it names: kube-apiserver's `RequiresExactMatch`.
+    pub fn required_value<'a>(selector: &'a str, field: &str) -> Option<&'a str> {
+        terms(selector)
+            .into_iter()
+            .filter_map(field_term)
+            .find_map(|(f, equal, value)| (equal && f == field).then_some(value))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -43,29 +43,6 @@ impl<IO> GatheredWrites<IO> {
     }
 }
 
-impl<IO> GatheredWrites<IO>
-where
-    IO: AsyncRead + AsyncWrite + Unpin,
-{
-    /// Encrypts what `write` takes into rustls's send buffer; when that buffer is full, sends
-    /// it first.
-    fn poll_gather(
-        &mut self,
-        cx: &mut Context<'_>,
-        write: impl Fn(&mut rustls::ServerConnection) -> io::Result<usize>,
-    ) -> Poll<io::Result<usize>> {
-        let taken = write(self.tls.get_mut().1)?;
-        if taken > 0 {
-            self.wrote = true;
-            return Poll::Ready(Ok(taken));
-        }
-        ready!(Pin::new(&mut self.tls).poll_flush(cx))?;
-        let taken = write(self.tls.get_mut().1)?;
-        self.wrote |= taken > 0;
-        Poll::Ready(Ok(taken))
-    }
-}
-
 impl<IO> AsyncRead for GatheredWrites<IO>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
@@ -88,13 +65,14 @@ where
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if !this.gather || buf.is_empty() {
-            return Pin::new(&mut this.tls).poll_write(cx, buf);
+        if !self.gather {
+            return Pin::new(&mut self.get_mut().tls).poll_write(cx, buf);
         }
-        this.poll_gather(cx, |connection| connection.writer().write(buf))
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
+    /// Gathering: encrypts what rustls's send buffer takes of `bufs`; when that buffer is full,
+    /// sends it first.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -104,7 +82,13 @@ where
         if !this.gather || bufs.iter().all(|buf| buf.is_empty()) {
             return Pin::new(&mut this.tls).poll_write_vectored(cx, bufs);
         }
-        this.poll_gather(cx, |connection| connection.writer().write_vectored(bufs))
+        let mut taken = this.tls.get_mut().1.writer().write_vectored(bufs)?;
+        if taken == 0 {
+            ready!(Pin::new(&mut this.tls).poll_flush(cx))?;
+            taken = this.tls.get_mut().1.writer().write_vectored(bufs)?;
+        }
+        this.wrote |= taken > 0;
+        Poll::Ready(Ok(taken))
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -3,7 +3,8 @@
 //! accepts neither (nor protobuf, which built-in clients list beside JSON and are answered
 //! JSON) gets 406. A watch is a stream of JSON events: YAML has no stream form, so a watch
 //! that accepts only YAML gets 406 too. Whether JSON carries the object, a Table or
-//! `PartialObjectMetadata` is the `as=` parameter's business ([`super::table::rendering`]).
+//! `PartialObjectMetadata` is the `as=` parameter's business, which the table module reads
+//! from the same media ranges.
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue};
@@ -22,23 +23,45 @@ pub enum Encoding {
 const JSON: &str = "application/json";
 const YAML: &str = "application/yaml";
 
-/// The encoding `accept` asks for: its clauses by falling quality (`q`, 1 by default; 0 never),
+/// One media range of an `Accept` header: its type (`application/json`) and its parameters.
+pub struct MediaRange<'a> {
+    pub essence: &'a str,
+    params: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> MediaRange<'a> {
+    pub fn param(&self, key: &str) -> Option<&'a str> {
+        self.params.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    /// `q`, 1 when not given.
+    fn quality(&self) -> f32 {
+        self.param("q").and_then(|q| q.parse().ok()).unwrap_or(1.0)
+    }
+}
+
+/// The media ranges of `accept`, in the client's order.
+pub fn media_ranges(accept: &str) -> impl Iterator<Item = MediaRange<'_>> {
+    accept.split(',').map(|range| {
+        let mut parts = range.split(';');
+        MediaRange {
+            essence: parts.next().unwrap_or_default().trim(),
+            params: parts
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .collect(),
+        }
+    })
+}
+
+/// The encoding `accept` asks for: its ranges by falling quality (`q`, 1 by default; 0 never),
 /// the first one served wins; `*/*` and `application/*` mean JSON. No header means JSON.
 pub fn negotiate(accept: Option<&str>, watch: bool) -> Result<Encoding, Status> {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
         return Ok(Encoding::Json);
     };
-    let mut clauses: Vec<(f32, &str)> = accept
-        .split(',')
-        .map(|clause| {
-            let mut parts = clause.split(';');
-            let essence = parts.next().unwrap_or_default().trim();
-            let quality = parts
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .find_map(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            (quality, essence)
-        })
+    let mut clauses: Vec<(f32, &str)> = media_ranges(accept)
+        .map(|range| (range.quality(), range.essence))
         .filter(|(quality, _)| *quality > 0.0)
         .collect();
     // Stable: equal qualities keep the client's order.

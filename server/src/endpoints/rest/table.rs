@@ -26,15 +26,9 @@ pub fn rendering(accept: Option<&str>) -> Rendering {
     let Some(accept) = accept else {
         return Rendering::Object;
     };
-    for media in accept.split(',') {
-        let params: Vec<(&str, &str)> = media
-            .split(';')
-            .skip(1)
-            .filter_map(|p| p.trim().split_once('='))
-            .collect();
-        let get = |k: &str| params.iter().find(|(key, _)| *key == k).map(|(_, v)| *v);
-        if get("g") == Some("meta.k8s.io") && get("v") == Some("v1") {
-            match get("as") {
+    for media in super::negotiation::media_ranges(accept) {
+        if media.param("g") == Some("meta.k8s.io") && media.param("v") == Some("v1") {
+            match media.param("as") {
                 Some("Table") => return Rendering::Table,
                 Some("PartialObjectMetadata" | "PartialObjectMetadataList") => {
                     return Rendering::PartialMetadata
@@ -42,8 +36,9 @@ pub fn rendering(accept: Option<&str>) -> Rendering {
                 _ => {}
             }
         }
-        let essence = media.split(';').next().unwrap_or_default().trim();
-        if essence == "application/json" && get("as").is_none() || essence == "*/*" {
+        if media.essence == "application/json" && media.param("as").is_none()
+            || media.essence == "*/*"
+        {
             return Rendering::Object;
         }
     }
