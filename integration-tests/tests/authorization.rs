@@ -1180,6 +1180,12 @@ kind: RoleBinding
 metadata: {name: erin-views, namespace: default}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: view}
 subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: erin-enters}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "system:trellis:workspace-access"}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: erin}]
 "#;
 
 /// A RoleBinding deleted through one replica stops counting on both within a second.
